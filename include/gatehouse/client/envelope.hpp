@@ -1,0 +1,92 @@
+#pragma once
+/// @file
+/// `client::envelope`: one message of the gatehouse wire protocol, as a client sees it.
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "gatehouse/client/limits.hpp"
+#include "gatehouse/client/status.hpp"
+
+namespace gatehouse::client {
+
+/// What the payload bytes hold.
+enum class payload_format : std::uint8_t {
+    json = 0,     ///< JSON text.
+    msgpack = 1,  ///< One MessagePack value.
+    bytes = 2,    ///< Opaque bytes (a Protobuf message, say), named by `payload_codec()`.
+};
+
+/// An envelope: `type`, `payload`, optional `correlation_id` (PROTOCOL.md section 3).
+///
+/// `type` and `correlation_id` are copied into storage inside the object (they are short
+/// and bounded), so they stay valid however the object is copied. The payload is a *view*:
+/// after `decode()` it points into the decoded frame, after `set_payload()` into the
+/// caller's bytes, and it is valid only as long as those bytes are.
+///
+/// A default-constructed envelope has no type, no correlation id and a JSON `null` payload.
+///
+/// Thread safety: distinct objects may be used concurrently; one object is not
+/// synchronised. No member allocates, throws or uses RTTI.
+class envelope {
+public:
+    envelope() noexcept = default;
+
+    /// The message type, 1-64 characters of `[A-Za-z0-9_.:-]` once set or decoded.
+    std::string_view type() const noexcept { return {type_, type_len_}; }
+
+    /// The correlation id; empty when absent (the gateway then assigns one).
+    std::string_view correlation_id() const noexcept { return {corr_, corr_len_}; }
+
+    /// True when a correlation id is present.
+    bool has_correlation_id() const noexcept { return corr_len_ != 0; }
+
+    /// The payload bytes, in `format()`. An absent payload reads as JSON `null` (or
+    /// MessagePack nil on MessagePack frames), as PROTOCOL.md says missing means null.
+    std::string_view payload() const noexcept { return {payload_, payload_len_}; }
+
+    /// What the payload bytes hold.
+    payload_format format() const noexcept { return format_; }
+
+    /// The payload's codec name: `"json"`, `"msgpack"`, or for `payload_format::bytes`
+    /// the name the sender gave (a Protobuf message name, say; may be empty).
+    std::string_view payload_codec() const noexcept;
+
+    /// Sets the type. Returns `status::missing_type` for an empty one and
+    /// `status::invalid_type` for one that breaks the rules; the envelope is then unchanged.
+    status set_type(std::string_view type) noexcept;
+
+    /// Sets the correlation id. Returns `status::invalid_correlation_id` for an empty
+    /// one, invalid UTF-8, or more than 128 characters; the envelope is then unchanged.
+    status set_correlation_id(std::string_view id) noexcept;
+
+    /// Removes the correlation id.
+    void clear_correlation_id() noexcept { corr_len_ = 0; }
+
+    /// Sets the payload as a view of `bytes` (not copied: keep them alive while the
+    /// envelope is used). `codec_name` is used only for `payload_format::bytes`.
+    void set_payload(payload_format format, std::string_view bytes,
+                     std::string_view codec_name = {}) noexcept;
+
+private:
+    friend struct envelope_access;  // lets the decoders fill the fields without re-checking
+
+    char type_[max_type_length] = {};
+    char corr_[max_correlation_id_bytes] = {};
+    std::uint8_t type_len_ = 0;
+    std::uint16_t corr_len_ = 0;
+    payload_format format_ = payload_format::json;
+    const char* payload_ = "null";
+    std::size_t payload_len_ = 4;
+    const char* codec_name_ = nullptr;
+    std::size_t codec_name_len_ = 0;
+};
+
+/// True when `type` is a valid envelope type: 1-64 characters of `[A-Za-z0-9_.:-]`.
+bool is_valid_type(std::string_view type) noexcept;
+
+/// True when `id` is a valid correlation id: valid UTF-8, 1-128 characters.
+bool is_valid_correlation_id(std::string_view id) noexcept;
+
+}  // namespace gatehouse::client

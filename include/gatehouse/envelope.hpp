@@ -1,0 +1,50 @@
+#pragma once
+/// @file
+/// `envelope`: one message of the wire protocol, owning its bytes, plus the metadata the
+/// command bus records with a client's command.
+
+#include <cstdint>
+#include <string>
+
+#include "gatehouse/client/envelope.hpp"
+
+namespace gatehouse {
+
+/// What an envelope's payload bytes hold (JSON text, one MessagePack value, or opaque bytes).
+using client::payload_format;
+
+/// Which kind of client sent a command: PROTOCOL.md section 4's `client` field.
+enum class client_kind : std::uint8_t { player, bot };
+
+/// Where a command came from. Filled by the gateway when it accepts a command, never by
+/// codecs; the command bus writes it beside the envelope (PROTOCOL.md section 4).
+struct command_origin {
+    std::string player_id;        ///< The authenticated player, `bot:NAME` for bots.
+    std::string connection_id;    ///< The sending connection, `http:<request id>` over HTTP.
+    client_kind client = client_kind::player;
+    std::int64_t accepted_at_ms = 0;  ///< Acceptance time, Unix milliseconds.
+};
+
+/// An envelope that owns its bytes (PROTOCOL.md section 3).
+///
+/// Codecs read and write `type`, `payload`, `format`, `payload_codec` and `correlation_id`;
+/// `origin` is the gateway's. Reusing one object for many decodes keeps the strings'
+/// capacity, so steady-state decoding does not allocate.
+///
+/// Thread safety: a plain value; not synchronised.
+struct envelope {
+    /// 1-64 characters of `[A-Za-z0-9_.:-]`.
+    std::string type;
+    /// The payload bytes as they came, in `format`. Missing on the wire reads as null.
+    std::string payload = "null";
+    /// What `payload` holds.
+    payload_format format = payload_format::json;
+    /// For `payload_format::bytes`: what the bytes are (a Protobuf message name, say).
+    std::string payload_codec;
+    /// 1-128 characters; empty means absent.
+    std::string correlation_id;
+    /// Who sent it, for commands; filled by the gateway.
+    command_origin origin;
+};
+
+}  // namespace gatehouse
