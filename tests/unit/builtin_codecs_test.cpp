@@ -1,0 +1,198 @@
+#include "gatehouse/builtin_codecs.hpp"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "gatehouse.pb.h"
+#include "gatehouse/codec_error.hpp"
+#include "gatehouse/errc.hpp"
+
+using gatehouse::envelope;
+using gatehouse::payload_format;
+using gatehouse::client::status;
+using nlohmann::json;
+
+namespace {
+
+// The payload's meaning, whatever format carries it.
+json payload_value(const envelope& e) {
+    switch (e.format) {
+        case payload_format::json: return json::parse(e.payload);
+        case payload_format::msgpack: return json::from_msgpack(e.payload);
+        case payload_format::bytes: break;
+    }
+    FAIL("bytes payload has no JSON meaning");
+    return {};
+}
+
+envelope sample() {
+    envelope e;
+    e.type = "player_action";
+    e.payload = R"({"move":[1,2],"name":"caf)" "\xc3\xa9" R"(","ok":true,"n":null,"f":-2.5})";
+    e.correlation_id = "c-17";
+    return e;
+}
+
+}  // namespace
+
+TEST_CASE("codecs: names and frame types", "[codecs]") {
+    CHECK(gatehouse::make_json_codec()->name() == "json");
+    CHECK(gatehouse::make_json_codec()->frame() == gatehouse::frame_type::text);
+    CHECK(gatehouse::make_msgpack_codec()->name() == "msgpack");
+    CHECK(gatehouse::make_msgpack_codec()->frame() == gatehouse::frame_type::binary);
+    CHECK(gatehouse::make_protobuf_codec()->name() == "protobuf");
+    CHECK(gatehouse::make_protobuf_codec()->frame() == gatehouse::frame_type::binary);
+}
+
+TEST_CASE("codecs: one logical envelope through all three codecs", "[codecs]") {
+    const auto codecs = {gatehouse::make_json_codec(), gatehouse::make_msgpack_codec(),
+                         gatehouse::make_protobuf_codec()};
+    const envelope original = sample();
+    const json meaning = json::parse(original.payload);
+
+    // Every codec to every other: encode with one, decode with the same, re-encode with
+    // the next; type, correlation id and the payload's meaning survive every hop.
+    for (const auto& first : codecs) {
+        for (const auto& second : codecs) {
+            INFO(first->name() << " -> " << second->name());
+            std::string frame;
+            REQUIRE_FALSE(first->encode(original, frame));
+            envelope hop;
+            REQUIRE_FALSE(first->decode(frame, hop));
+            REQUIRE_FALSE(second->encode(hop, frame));
+            envelope last;
+            REQUIRE_FALSE(second->decode(frame, last));
+            CHECK(last.type == original.type);
+            CHECK(last.correlation_id == original.correlation_id);
+            CHECK(payload_value(last) == meaning);
+        }
+    }
+}
+
+TEST_CASE("codecs: JSON payloads become MessagePack on msgpack connections", "[codecs]") {
+    const envelope e = sample();
+    std::string frame;
+    REQUIRE_FALSE(gatehouse::make_msgpack_codec()->encode(e, frame));
+    envelope back;
+    REQUIRE_FALSE(gatehouse::make_msgpack_codec()->decode(frame, back));
+    CHECK(back.format == payload_format::msgpack);
+    const auto expected = json::to_msgpack(json::parse(e.payload));
+    CHECK(back.payload == std::string(expected.begin(), expected.end()));
+}
+
+TEST_CASE("codecs: MessagePack payloads become JSON on JSON connections", "[codecs]") {
+    envelope e;
+    e.type = "state";
+    const auto mp = json::to_msgpack(json{{"hp", 7}, {"items", {"a", "b"}}});
+    e.payload.assign(mp.begin(), mp.end());
+    e.format = payload_format::msgpack;
+    std::string frame;
+    REQUIRE_FALSE(gatehouse::make_json_codec()->encode(e, frame));
+    CHECK(frame == R"({"type":"state","payload":{"hp":7,"items":["a","b"]}})");
+}
+
+TEST_CASE("codecs: protobuf carries any payload as bytes named by payload_codec", "[codecs]") {
+    const auto pb = gatehouse::make_protobuf_codec();
+    envelope e = sample();
+    std::string frame;
+    REQUIRE_FALSE(pb->encode(e, frame));
+    gatehouse::v1::Envelope parsed;
+    REQUIRE(parsed.ParseFromString(frame));
+    CHECK(parsed.type() == e.type);
+    CHECK(parsed.payload() == e.payload);
+    CHECK(parsed.payload_codec() == "json");
+    CHECK(parsed.correlation_id() == e.correlation_id);
+
+    e.payload = std::string("\x08\x96\x01", 3);
+    e.format = payload_format::bytes;
+    e.payload_codec = "game.Move";
+    REQUIRE_FALSE(pb->encode(e, frame));
+    envelope back;
+    REQUIRE_FALSE(pb->decode(frame, back));
+    CHECK(back.format == payload_format::bytes);
+    CHECK(back.payload == e.payload);
+    CHECK(back.payload_codec == "game.Move");
+}
+
+TEST_CASE("codecs: opaque bytes cannot be sent to a JSON client", "[codecs]") {
+    envelope e;
+    e.type = "blob";
+    e.payload = "\x01\x02";
+    e.format = payload_format::bytes;
+    std::string frame = "stale";
+    const auto ec = gatehouse::make_json_codec()->encode(e, frame);
+    CHECK(ec == gatehouse::errc::payload_not_representable);
+
+    // ...but travel to a MessagePack client as a bin.
+    REQUIRE_FALSE(gatehouse::make_msgpack_codec()->encode(e, frame));
+    envelope back;
+    REQUIRE_FALSE(gatehouse::make_msgpack_codec()->decode(frame, back));
+    CHECK(back.payload == "\xc4\x02\x01\x02");
+}
+
+TEST_CASE("codecs: encode refuses an invalid envelope with a codec error", "[codecs]") {
+    const auto js = gatehouse::make_json_codec();
+    std::string frame;
+    envelope e;
+    CHECK(js->encode(e, frame) == status::missing_type);
+    e.type = "bad type";
+    CHECK(js->encode(e, frame) == status::invalid_type);
+    e.type = "t";
+    e.correlation_id = std::string(129, 'x');
+    CHECK(js->encode(e, frame) == status::invalid_correlation_id);
+    e.correlation_id.clear();
+    e.payload = "{oops";
+    CHECK(js->encode(e, frame) == status::invalid_payload);
+    e.payload = "\xc1";
+    e.format = payload_format::msgpack;
+    CHECK(js->encode(e, frame) == gatehouse::errc::payload_not_representable);
+}
+
+TEST_CASE("codecs: long correlation ids with escapes encode in full", "[codecs]") {
+    envelope e;
+    e.type = "t";
+    e.correlation_id = std::string(128, '\x01');  // each becomes \u0001: 6x growth
+    std::string frame;
+    REQUIRE_FALSE(gatehouse::make_json_codec()->encode(e, frame));
+    envelope back;
+    REQUIRE_FALSE(gatehouse::make_json_codec()->decode(frame, back));
+    CHECK(back.correlation_id == e.correlation_id);
+}
+
+TEST_CASE("codecs: decode overwrites wire fields and leaves origin alone", "[codecs]") {
+    const auto pb = gatehouse::make_protobuf_codec();
+    envelope e;
+    e.origin.player_id = "p1";
+    e.origin.connection_id = "conn-9";
+    e.payload_codec = "stale";
+    e.correlation_id = "stale";
+    REQUIRE_FALSE(gatehouse::make_json_codec()->decode(R"({"type":"t","payload":[1]})", e));
+    CHECK(e.type == "t");
+    CHECK(e.payload == "[1]");
+    CHECK(e.payload_codec.empty());
+    CHECK(e.correlation_id.empty());
+    CHECK(e.origin.player_id == "p1");
+    CHECK(e.origin.connection_id == "conn-9");
+}
+
+TEST_CASE("codecs: decode errors map onto the protocol's error codes", "[codecs]") {
+    const auto js = gatehouse::make_json_codec();
+    envelope e;
+    const auto frame_error = js->decode("{\"type\":", e);
+    CHECK(frame_error == status::truncated);
+    CHECK(gatehouse::protocol_error_code(frame_error) == "invalid_frame");
+    CHECK(frame_error.category().name() == std::string("gatehouse.codec"));
+    CHECK_FALSE(frame_error.message().empty());
+
+    const auto envelope_error = js->decode(R"({"payload":1})", e);
+    CHECK(envelope_error == status::missing_type);
+    CHECK(gatehouse::protocol_error_code(envelope_error) == "invalid_envelope");
+
+    CHECK(gatehouse::protocol_error_code({}).empty());
+    // A custom codec's own error codes count as undecodable frames.
+    CHECK(gatehouse::protocol_error_code(std::make_error_code(std::errc::bad_message)) ==
+          "invalid_frame");
+    CHECK(gatehouse::make_error_code(gatehouse::errc::unknown_codec).category().name() ==
+          std::string("gatehouse"));
+}
