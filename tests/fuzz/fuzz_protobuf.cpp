@@ -1,0 +1,26 @@
+// libFuzzer target: Protobuf envelopes, with libprotobuf's generated code as an independent
+// oracle of the wire format.
+#include "fuzz_check.hpp"
+#include "gatehouse.pb.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    const std::string_view input(reinterpret_cast<const char*>(data), size);
+    fuzz::gc::envelope e;
+    if (fuzz::check_decoder(fuzz::gc::wire_format::protobuf, input, e) != fuzz::gc::status::ok) {
+        return 0;
+    }
+    // What we accept, libprotobuf must parse to the same fields.
+    gatehouse::v1::Envelope msg;
+    fuzz::require(msg.ParseFromArray(data, static_cast<int>(size)), "libprotobuf refuses");
+    fuzz::require(msg.type() == e.type(), "type differs");
+    fuzz::require(msg.has_correlation_id() == e.has_correlation_id(), "correlation presence");
+    fuzz::require(msg.correlation_id() == e.correlation_id(), "correlation id differs");
+    const std::string& codec = msg.payload_codec();
+    if (codec == "json" || codec == "msgpack") {
+        fuzz::require(msg.payload() == e.payload() || msg.payload().empty(), "payload differs");
+    } else {
+        fuzz::require(msg.payload() == e.payload(), "payload differs");
+        fuzz::require(codec == e.payload_codec(), "payload codec differs");
+    }
+    return 0;
+}
