@@ -24,10 +24,14 @@ int main() {
 
     // Receiving: the server's ack for it, as a Protobuf connection gets it.
     static constexpr char ack_frame[] =
-        "\x0a\x03" "ack"
-        "\x12\x19" R"({"stream_id":"1700000-0"})"
-        "\x1a\x04" "c-17"
-        "\x22\x04" "json";
+        "\x0a\x03"
+        "ack"
+        "\x12\x19"
+        R"({"stream_id":"1700000-0"})"
+        "\x1a\x04"
+        "c-17"
+        "\x22\x04"
+        "json";
     gc::envelope reply;
     const gc::status st =
         gc::decode(gc::wire_format::protobuf, {ack_frame, sizeof ack_frame - 1}, reply);

@@ -30,8 +30,8 @@ public:
             return status::invalid_correlation_id;
         }
         const std::string_view payload = bytes.empty() ? "null" : bytes;
-        const auto st = gatehouse::client::validate_payload(gatehouse::payload_format::json,
-                                                            payload);
+        const auto st =
+            gatehouse::client::validate_payload(gatehouse::payload_format::json, payload);
         if (st != status::ok) return st;
         out.type.assign(type);
         out.correlation_id.assign(corr);
@@ -77,8 +77,8 @@ int main() {
 
     // A client offered "gatehouse.lenprefix": the gateway finds the codec by subprotocol.
     const auto mine = codecs.find_subprotocol("gatehouse.lenprefix");
-    const std::string frame = std::string(1, '\x0d') + "player_action" + std::string(1, '\x04') +
-                              "c-17" + R"({"x":1})";
+    const std::string frame =
+        std::string(1, '\x0d') + "player_action" + std::string(1, '\x04') + "c-17" + R"({"x":1})";
     gatehouse::envelope command;
     if (const auto ec = mine->decode(frame, command)) {
         std::fprintf(stderr, "decode: %s\n", ec.message().c_str());
@@ -93,7 +93,10 @@ int main() {
     std::printf("as json: %s\n", json.c_str());
 
     // Bad input is an error code mapped onto the protocol's error codes, never a throw.
-    const auto ec = mine->decode(std::string("\x03" "b d", 4), command);
+    const auto ec = mine->decode(std::string("\x03"
+                                             "b d",
+                                             4),
+                                 command);
     std::printf("bad frame: %s -> %s\n", ec.message().c_str(),
                 std::string(gatehouse::protocol_error_code(ec)).c_str());
     return ec && json == R"({"type":"player_action","payload":{"x":1},"correlation_id":"c-17"})"

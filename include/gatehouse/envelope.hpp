@@ -19,8 +19,8 @@ enum class client_kind : std::uint8_t { player, bot };
 /// Where a command came from. Filled by the gateway when it accepts a command, never by
 /// codecs; the command bus writes it beside the envelope (PROTOCOL.md section 4).
 struct command_origin {
-    std::string player_id;        ///< The authenticated player, `bot:NAME` for bots.
-    std::string connection_id;    ///< The sending connection, `http:<request id>` over HTTP.
+    std::string player_id;      ///< The authenticated player, `bot:NAME` for bots.
+    std::string connection_id;  ///< The sending connection, `http:<request id>` over HTTP.
     client_kind client = client_kind::player;
     std::int64_t accepted_at_ms = 0;  ///< Acceptance time, Unix milliseconds.
 };

@@ -9,10 +9,10 @@ namespace gatehouse {
 /// Runtime errors of the library (codec errors proper are `client::status`, in
 /// `codec_category()`).
 enum class errc {
-    unknown_codec = 1,               ///< No codec is registered under that name.
-    codec_already_registered = 2,    ///< A codec with that name is registered already.
-    invalid_codec_name = 3,          ///< A codec name outside 1-32 of `[a-z0-9_.-]`.
-    payload_not_representable = 4,   ///< The payload cannot be carried in the target format.
+    unknown_codec = 1,              ///< No codec is registered under that name.
+    codec_already_registered = 2,   ///< A codec with that name is registered already.
+    invalid_codec_name = 3,         ///< A codec name outside 1-32 of `[a-z0-9_.-]`.
+    payload_not_representable = 4,  ///< The payload cannot be carried in the target format.
 };
 
 /// The category of `errc` values; its name is `"gatehouse"`.

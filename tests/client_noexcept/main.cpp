@@ -1,10 +1,10 @@
 // A game-client-shaped use of the client codec, built without exceptions or RTTI: encode a
 // command in each wire format into a fixed buffer, decode it back, and check every field.
 // Plain checks (no test framework: Catch2 needs exceptions).
-#include "gatehouse/client/codec.hpp"
-
 #include <cstdio>
 #include <string_view>
+
+#include "gatehouse/client/codec.hpp"
 
 namespace gc = gatehouse::client;
 
@@ -25,14 +25,15 @@ int main() {
     static constexpr char json_payload[] = R"({"move":[1,2]})";
     static constexpr char msgpack_payload[] = "\x81\xa4move\x92\x01\x02";  // {"move":[1,2]}
 
-    for (const auto format : {gc::wire_format::json, gc::wire_format::msgpack,
-                              gc::wire_format::protobuf}) {
+    for (const auto format :
+         {gc::wire_format::json, gc::wire_format::msgpack, gc::wire_format::protobuf}) {
         const char* name = gc::name_of(format).data();
         gc::envelope out;
         check(out.set_type("player_action") == gc::status::ok, "set_type", name);
         check(out.set_correlation_id("c-17") == gc::status::ok, "set_correlation_id", name);
         if (format == gc::wire_format::msgpack) {
-            out.set_payload(gc::payload_format::msgpack, {msgpack_payload, sizeof msgpack_payload - 1});
+            out.set_payload(gc::payload_format::msgpack,
+                            {msgpack_payload, sizeof msgpack_payload - 1});
         } else {
             out.set_payload(gc::payload_format::json, json_payload);
         }

@@ -18,9 +18,12 @@ namespace {
 // The payload's meaning, whatever format carries it.
 json payload_value(const envelope& e) {
     switch (e.format) {
-        case payload_format::json: return json::parse(e.payload);
-        case payload_format::msgpack: return json::from_msgpack(e.payload);
-        case payload_format::bytes: break;
+        case payload_format::json:
+            return json::parse(e.payload);
+        case payload_format::msgpack:
+            return json::from_msgpack(e.payload);
+        case payload_format::bytes:
+            break;
     }
     FAIL("bytes payload has no JSON meaning");
     return {};
@@ -29,7 +32,9 @@ json payload_value(const envelope& e) {
 envelope sample() {
     envelope e;
     e.type = "player_action";
-    e.payload = R"({"move":[1,2],"name":"caf)" "\xc3\xa9" R"(","ok":true,"n":null,"f":-2.5})";
+    e.payload = R"({"move":[1,2],"name":"caf)"
+                "\xc3\xa9"
+                R"(","ok":true,"n":null,"f":-2.5})";
     e.correlation_id = "c-17";
     return e;
 }

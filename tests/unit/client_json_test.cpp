@@ -1,10 +1,10 @@
-#include "gatehouse/client/codec.hpp"
-
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "gatehouse/client/codec.hpp"
 
 namespace gc = gatehouse::client;
 using gc::status;
@@ -53,7 +53,8 @@ TEST_CASE("json: decodes the protocol's example envelope", "[json]") {
 
 TEST_CASE("json: the payload is the frame's own bytes, whitespace and all", "[json]") {
     gc::envelope e;
-    const std::string frame = " {\n \"payload\" :  { \"b\" : [1, 2.5e3, \"x\\n\"] } ,\"type\":\"t\"}\t";
+    const std::string frame =
+        " {\n \"payload\" :  { \"b\" : [1, 2.5e3, \"x\\n\"] } ,\"type\":\"t\"}\t";
     REQUIRE(decode(frame, e) == status::ok);
     CHECK(e.payload() == R"({ "b" : [1, 2.5e3, "x\n"] })");
     CHECK(e.payload().data() >= frame.data());
@@ -110,11 +111,11 @@ TEST_CASE("json: malformed frames are invalid_frame", "[json]") {
     const std::vector<bad_case> cases = {
         {"", status::truncated},
         {"   ", status::truncated},
-        {R"({"type":"t",})", status::syntax_error},          // trailing comma
+        {R"({"type":"t",})", status::syntax_error},             // trailing comma
         {R"({"type":"t" "payload":1})", status::syntax_error},  // missing comma
-        {R"({"type" "t"})", status::syntax_error},            // missing colon
-        {R"({type:"t"})", status::syntax_error},              // unquoted key
-        {R"({'type':'t'})", status::syntax_error},            // single quotes
+        {R"({"type" "t"})", status::syntax_error},              // missing colon
+        {R"({type:"t"})", status::syntax_error},                // unquoted key
+        {R"({'type':'t'})", status::syntax_error},              // single quotes
         {R"({"type":"t","payload":[1,]})", status::syntax_error},
         {R"({"type":"t","payload":01})", status::syntax_error},
         {R"({"type":"t","payload":1.})", status::syntax_error},
@@ -126,8 +127,8 @@ TEST_CASE("json: malformed frames are invalid_frame", "[json]") {
         {R"({"type":"t","payload":Infinity})", status::syntax_error},
         {R"({"type":"t","payload":nul})", status::syntax_error},
         {R"({"type":"t","payload":True})", status::syntax_error},
-        {R"({"type":"t","payload":"\x"})", status::syntax_error},      // bad escape
-        {R"({"type":"t","payload":"\u12G4"})", status::syntax_error},  // bad hex
+        {R"({"type":"t","payload":"\x"})", status::syntax_error},         // bad escape
+        {R"({"type":"t","payload":"\u12G4"})", status::syntax_error},     // bad hex
         {"{\"type\":\"t\",\"payload\":\"a\tb\"}", status::syntax_error},  // raw control char
         {"{\"type\":\"t\",\"payload\":\"a\x01\"}", status::syntax_error},
         {R"({"type":"t"} x)", status::trailing_bytes},
@@ -269,9 +270,8 @@ TEST_CASE("json: encode round-trips and escapes the correlation id", "[json]") {
     REQUIRE(e.set_correlation_id("q\"\\\n\t\x01\xc3\xa9") == status::ok);
     e.set_payload(gc::payload_format::json, R"({"text":"hi"})");
     const std::string frame = encode(e);
-    CHECK(frame ==
-          R"({"type":"chat.say","payload":{"text":"hi"},"correlation_id":"q\"\\\n\t\u0001)"
-          "\xc3\xa9\"}");
+    CHECK(frame == R"({"type":"chat.say","payload":{"text":"hi"},"correlation_id":"q\"\\\n\t\u0001)"
+                   "\xc3\xa9\"}");
     CHECK(nlohmann::json::accept(frame));
 
     gc::envelope back;
@@ -304,11 +304,9 @@ TEST_CASE("json: encode refuses what it cannot carry", "[json]") {
     CHECK(gc::encode(gc::wire_format::json, e, nullptr, 0).code == status::missing_type);
     REQUIRE(e.set_type("t") == status::ok);
     e.set_payload(gc::payload_format::msgpack, "\xc0");
-    CHECK(gc::encode(gc::wire_format::json, e, nullptr, 0).code ==
-          status::payload_format_mismatch);
+    CHECK(gc::encode(gc::wire_format::json, e, nullptr, 0).code == status::payload_format_mismatch);
     e.set_payload(gc::payload_format::bytes, "raw", "my.Message");
-    CHECK(gc::encode(gc::wire_format::json, e, nullptr, 0).code ==
-          status::payload_format_mismatch);
+    CHECK(gc::encode(gc::wire_format::json, e, nullptr, 0).code == status::payload_format_mismatch);
     e.set_payload(gc::payload_format::json, "{\"a\":");
     CHECK(gc::encode(gc::wire_format::json, e, nullptr, 0).code == status::invalid_payload);
 }
@@ -346,9 +344,15 @@ TEST_CASE("json: validation agrees with nlohmann on mutated documents", "[json]"
             const std::size_t at = rng() % doc.size();
             const char ch = alphabet[rng() % alphabet.size()];
             switch (rng() % 3) {
-                case 0: doc[at] = ch; break;
-                case 1: doc.insert(doc.begin() + static_cast<std::ptrdiff_t>(at), ch); break;
-                default: doc.erase(at, 1); break;
+                case 0:
+                    doc[at] = ch;
+                    break;
+                case 1:
+                    doc.insert(doc.begin() + static_cast<std::ptrdiff_t>(at), ch);
+                    break;
+                default:
+                    doc.erase(at, 1);
+                    break;
             }
         }
         const bool ours = gc::validate_payload(gc::payload_format::json, doc) == status::ok;

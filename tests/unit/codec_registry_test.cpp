@@ -33,8 +33,7 @@ TEST_CASE("registry: the built-in codecs by name and by subprotocol", "[registry
         INFO(name);
         REQUIRE(r.find(name));
         CHECK(r.find(name)->name() == name);
-        CHECK(r.find_subprotocol(gatehouse::codec_registry::subprotocol_for(name)) ==
-              r.find(name));
+        CHECK(r.find_subprotocol(gatehouse::codec_registry::subprotocol_for(name)) == r.find(name));
     }
     CHECK_FALSE(r.find("cbor"));
     CHECK_FALSE(r.find(""));

@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# dev.sh: the one entry point for working on gatehouse. On a fresh Debian 12 machine:
+#   ./dev.sh run     install what is missing, build, start gatehouse-server in the foreground
+#   ./dev.sh test    install what is missing, build, run the whole test suite
+# Run ./dev.sh help for the other subcommands.
+set -euo pipefail
+
+# The caller's directory, so `run` can hand relative paths in server arguments to the server
+# unchanged; everything else works from the repository root.
+readonly caller_dir="$PWD"
+readonly repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$repo_root"
+
+# Debian 12 packages the project needs. Keep this the only list: setup installs exactly these.
+readonly packages=(
+    # build: compiler, generator and tools CMake needs
+    cmake ninja-build g++ pkg-config git ca-certificates
+    # libs: the libraries gatehouse and gatehouse-server link or include
+    libasio-dev libwebsocketpp-dev libssl-dev libmsgpack-cxx-dev libprotobuf-dev
+    protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
+    libhiredis-dev libsodium-dev libsqlite3-dev
+    # tests: unit-test framework, the real Redis the integration tests start, their scripts,
+    # and the microbenchmarks the ci preset builds
+    catch2 redis-server python3 python3-websockets libbenchmark-dev
+    # fuzz: clang with libFuzzer and the sanitizer runtimes
+    clang libclang-rt-14-dev
+    # style: the formatter `test` checks with and `format` applies
+    clang-format
+)
+
+# Directories whose C++ sources are formatted and format-checked.
+readonly format_dirs=(include src server tests examples bench)
+
+log() { printf 'dev.sh: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+usage() {
+    cat <<'EOF'
+usage: ./dev.sh COMMAND [ARGS...]
+
+  run [server args...]  install missing packages, build the release preset, then run
+                        gatehouse-server in the foreground (default --listen 0.0.0.0:8080)
+  test                  install missing packages, check formatting, build and run the tests
+                        (preset ci: ASan+UBSan) and the fuzzers (preset fuzz); the last line
+                        is "test: N passed, M failed"
+  setup                 install the missing Debian packages (apt-get; sudo when not root)
+  build [preset]        configure and build one CMake preset (default: dev)
+  format                apply clang-format in place to the C++ sources
+  help                  this text
+
+environment:
+  GATEHOUSE_FUZZ_SECONDS  how long `test` runs each fuzzer (default 30)
+EOF
+}
+
+cmd_setup() {
+    local missing=() pkg
+    for pkg in "${packages[@]}"; do
+        if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if ((${#missing[@]} == 0)); then
+        log "setup: all ${#packages[@]} packages are installed"
+        return 0
+    fi
+    log "setup: installing ${missing[*]}"
+
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null 2>&1 ||
+            die "missing packages: ${missing[*]}; run as root or install sudo, or run: apt-get install ${missing[*]}"
+        sudo=(sudo)
+    fi
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# build_preset PRESET [extra `cmake --build` args...]
+build_preset() {
+    local preset="$1"
+    shift
+    # Explicit returns: callers test this in an `if`, where bash ignores set -e.
+    cmake --preset "$preset" || return 1
+    cmake --build --preset "$preset" -j"$(nproc)" "$@" || return 1
+}
+
+cmd_build() {
+    (($# <= 1)) || die "build takes at most one preset name"
+    build_preset "${1:-dev}"
+}
+
+cmd_run() {
+    # Setup and build talk on stderr, so that stdout carries only what the server writes there
+    # (its ready line), as it would for the bare binary. Only the server target is built: a
+    # broken test or benchmark must not stop anyone from running it.
+    {
+        cmd_setup
+        build_preset release --target gatehouse-server
+    } >&2
+    cd "$caller_dir"
+    exec "$repo_root/build/release/server/gatehouse-server" "$@"
+}
+
+# The C++ sources under format_dirs that git tracks or would track (not ignored), NUL-separated.
+format_files() {
+    local dir existing=()
+    for dir in "${format_dirs[@]}"; do
+        [[ -e "$dir" ]] && existing+=("$dir")
+    done
+    ((${#existing[@]} > 0)) || return 0
+    if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        # An unpacked tarball has no git to ask what is ignored; all sources are then ours.
+        find "${existing[@]}" -type f \( -name '*.hpp' -o -name '*.cpp' \) -print0
+        return 0
+    fi
+    git ls-files -z -co --exclude-standard -- "${existing[@]}" |
+        while IFS= read -r -d '' f; do
+            # ls-files -c also lists tracked files deleted from the work tree.
+            if [[ ("$f" == *.hpp || "$f" == *.cpp) && -f "$f" ]]; then
+                printf '%s\0' "$f"
+            fi
+        done
+}
+
+cmd_format() {
+    local files=()
+    mapfile -d '' files < <(format_files)
+    ((${#files[@]} > 0)) || {
+        log "format: no files"
+        return 0
+    }
+    clang-format -i -- "${files[@]}"
+    log "format: formatted ${#files[@]} files"
+}
+
+# Totals over every step of `test`; each ctest test counts once, and so does each step that
+# ran no ctest (format check, a failed configure or build) so that a failure there can never
+# hide behind "0 failed".
+total_passed=0
+total_failed=0
+
+check_format() {
+    local files=()
+    mapfile -d '' files < <(format_files)
+    log "test: clang-format check of ${#files[@]} files"
+    if ((${#files[@]} == 0)) || clang-format --dry-run --Werror -- "${files[@]}"; then
+        total_passed=$((total_passed + 1))
+    else
+        log "test: FAILED clang-format check (./dev.sh format fixes it)"
+        total_failed=$((total_failed + 1))
+    fi
+}
+
+# run_ctest PRESET [extra ctest args...]: build PRESET, run its tests, add up the results.
+run_ctest() {
+    local preset="$1"
+    shift
+    local log_file="build/ctest-$preset.log"
+    if ! build_preset "$preset"; then
+        log "test: FAILED to configure or build preset $preset; its tests did not run"
+        total_failed=$((total_failed + 1))
+        return 0
+    fi
+    mkdir -p build
+    local rc=0
+    ctest --preset "$preset" --no-tests=error "$@" 2>&1 | tee "$log_file" || rc=$?
+
+    # ctest's summary: "95% tests passed, 1 tests failed out of 20".
+    local summary
+    summary="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log_file" |
+        tail -n 1 || true)"
+    if [[ "$summary" =~ ([0-9]+)\ tests?\ failed\ out\ of\ ([0-9]+) ]]; then
+        local failed="${BASH_REMATCH[1]}" total="${BASH_REMATCH[2]}"
+        total_passed=$((total_passed + total - failed))
+        total_failed=$((total_failed + failed))
+        # ctest failing without failing a test (e.g. a test it could not even start).
+        if ((rc != 0 && failed == 0)); then
+            log "test: ctest --preset $preset exited $rc"
+            total_failed=$((total_failed + 1))
+        fi
+    else
+        log "test: FAILED ctest --preset $preset printed no summary (exit $rc); see $log_file"
+        total_failed=$((total_failed + 1))
+    fi
+}
+
+cmd_test() {
+    cmd_setup
+    # Read by the fuzz tests when they run (not when they are configured), so changing it needs
+    # no rebuild.
+    export GATEHOUSE_FUZZ_SECONDS="${GATEHOUSE_FUZZ_SECONDS:-30}"
+
+    check_format
+    run_ctest ci -j2
+    # Each fuzzer runs for a fixed time on one core, so two at once fit the two-core machines.
+    run_ctest fuzz -j2
+
+    echo "test: $total_passed passed, $total_failed failed"
+    ((total_failed == 0))
+}
+
+main() {
+    local cmd="${1:-help}"
+    (($# > 0)) && shift
+    case "$cmd" in
+        setup) (($# == 0)) || die "setup takes no arguments"; cmd_setup ;;
+        build) cmd_build "$@" ;;
+        run) cmd_run "$@" ;;
+        test) (($# == 0)) || die "test takes no arguments"; cmd_test ;;
+        format) (($# == 0)) || die "format takes no arguments"; cmd_format ;;
+        help | -h | --help) usage ;;
+        *)
+            usage >&2
+            die "unknown command '$cmd'"
+            ;;
+    esac
+}
+
+main "$@"
