@@ -31,9 +31,12 @@ inline const gatehouse::codec& library_codec(gc::wire_format f) {
     static const auto msgpack = gatehouse::make_msgpack_codec();
     static const auto protobuf = gatehouse::make_protobuf_codec();
     switch (f) {
-        case gc::wire_format::json: return *json;
-        case gc::wire_format::msgpack: return *msgpack;
-        case gc::wire_format::protobuf: break;
+        case gc::wire_format::json:
+            return *json;
+        case gc::wire_format::msgpack:
+            return *msgpack;
+        case gc::wire_format::protobuf:
+            break;
     }
     return *protobuf;
 }
@@ -73,8 +76,8 @@ inline gc::status check_decoder(gc::wire_format format, std::string_view frame, 
 
     // Every built-in format can carry it, except opaque bytes to JSON and payloads with no
     // equivalent in the other format (a JSON number beyond double range, say).
-    for (const auto to : {gc::wire_format::json, gc::wire_format::msgpack,
-                          gc::wire_format::protobuf}) {
+    for (const auto to :
+         {gc::wire_format::json, gc::wire_format::msgpack, gc::wire_format::protobuf}) {
         std::string frame_out;
         const std::error_code enc = library_codec(to).encode(lib, frame_out);
         if (enc) {
