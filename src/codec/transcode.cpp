@@ -1,5 +1,6 @@
 #include "transcode.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <nlohmann/json.hpp>
 
@@ -20,9 +21,29 @@ std::error_code json_to_msgpack(std::string_view json, std::string& out) {
     }
 }
 
+namespace {
+
+// JSON has no bytes and no NaN or infinities. nlohmann would invent a shape for the first
+// ({"bytes":[...]}) and write null for the others; a client must never receive a payload the
+// service did not send, so such payloads are refused instead. Depth is bounded by the
+// client codec's validation before the payload gets here.
+bool has_json_equivalent(const nlohmann::json& v) {
+    if (v.is_binary()) return false;
+    if (v.is_number_float()) return std::isfinite(v.get<double>());
+    if (v.is_structured()) {
+        for (const auto& item : v) {
+            if (!has_json_equivalent(item)) return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
 std::error_code msgpack_to_json(std::string_view msgpack, std::string& out) {
     try {
         const auto value = nlohmann::json::from_msgpack(msgpack.begin(), msgpack.end());
+        if (!has_json_equivalent(value)) return errc::payload_not_representable;
         out = value.dump();
         return {};
     } catch (const nlohmann::json::exception&) {

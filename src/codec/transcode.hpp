@@ -9,8 +9,9 @@
 
 namespace gatehouse::detail {
 
-// Both return errc::payload_not_representable for input that cannot be converted (not
-// valid in its format, MessagePack maps with non-string keys, non-UTF-8 strings).
+// Both return errc::payload_not_representable for input that cannot be converted: not valid
+// in its format, MessagePack maps with non-string keys, bin or ext values, NaN or infinite
+// floats, non-UTF-8 strings, JSON numbers beyond double range.
 std::error_code json_to_msgpack(std::string_view json, std::string& out);
 std::error_code msgpack_to_json(std::string_view msgpack, std::string& out);
 

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "gatehouse.pb.h"
 #include "gatehouse/codec_error.hpp"
@@ -200,4 +201,32 @@ TEST_CASE("codecs: decode errors map onto the protocol's error codes", "[codecs]
           "invalid_frame");
     CHECK(gatehouse::make_error_code(gatehouse::errc::unknown_codec).category().name() ==
           std::string("gatehouse"));
+}
+
+TEST_CASE("codecs: MessagePack values with no JSON equivalent are refused, not invented",
+          "[codecs]") {
+    const auto js = gatehouse::make_json_codec();
+    const auto mp = gatehouse::make_msgpack_codec();
+    std::string frame;
+    const std::vector<std::string> payloads = {
+        std::string("\xc4\x02\x01\x02", 4),                      // bin
+        std::string("\xd4\x01\x2d", 3),                          // fixext 1
+        std::string("\x91\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 10),  // [NaN]
+        std::string("\x81\xa1k\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00", 12),  // {"k": inf}
+    };
+    for (const auto& p : payloads) {
+        envelope e;
+        e.type = "t";
+        e.payload = p;
+        e.format = payload_format::msgpack;
+        CHECK(js->encode(e, frame) == gatehouse::errc::payload_not_representable);
+        CHECK_FALSE(mp->encode(e, frame));  // still fine for MessagePack clients
+    }
+
+    // Found by fuzzing: an ext value at the deepest level a frame allows.
+    std::string deep = std::string("\x82\xa4type\xa1x\xa7payload", 16) + std::string(62, '\x91') +
+                       std::string("\xd4\x01\x2d", 3);
+    envelope e;
+    REQUIRE_FALSE(mp->decode(deep, e));
+    CHECK(js->encode(e, frame) == gatehouse::errc::payload_not_representable);
 }
