@@ -18,3 +18,16 @@ step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step(${WORK_DIR}/build/consumer_app)
 step(${WORK_DIR}/build/consumer_client_only)
+
+# The same client program, vendoring the source tree with add_subdirectory() and building the
+# client codec alone. CMAKE_DISABLE_FIND_PACKAGE_* makes any attempt to find a third-party
+# package fail the configure, proving the client codec needs none.
+set(no_packages "")
+foreach(pkg nlohmann_json Protobuf Catch2 CLI11 spdlog Threads benchmark simdjson msgpack)
+    list(APPEND no_packages -DCMAKE_DISABLE_FIND_PACKAGE_${pkg}=ON)
+endforeach()
+step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR}/../subdir_project -B ${WORK_DIR}/subdir
+     -DGATEHOUSE_SOURCE_DIR=${GATEHOUSE_SOURCE_DIR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
+     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" -DCMAKE_BUILD_TYPE=${BUILD_TYPE} ${no_packages})
+step(${CMAKE_COMMAND} --build ${WORK_DIR}/subdir)
+step(${WORK_DIR}/subdir/consumer_subdir_client)
