@@ -24,8 +24,8 @@ readonly packages=(
     catch2 redis-server python3 python3-websockets libbenchmark-dev
     # fuzz: clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
-    # style: the formatter `test` checks with and `format` applies
-    clang-format
+    # style: the formatter `test` checks with and `format` applies, and the linter `test` runs
+    clang-format clang-tidy
 )
 
 # Directories whose C++ sources are formatted and format-checked.
@@ -156,6 +156,27 @@ check_format() {
     fi
 }
 
+# clang-tidy (.clang-tidy's checks, as errors) over the library, server, examples and benchmarks,
+# using the compile commands of the ci build; run after that build. Tests are left out: Catch2's
+# macros expand to code the bugprone checks were not written for.
+check_tidy() {
+    local files=() f
+    mapfile -d '' files < <(format_files)
+    local sources=()
+    for f in "${files[@]}"; do
+        [[ "$f" == *.cpp && "$f" != tests/* ]] && sources+=("$f")
+    done
+    log "test: clang-tidy on ${#sources[@]} files"
+    if [[ -f build/ci/compile_commands.json ]] &&
+        printf '%s\0' "${sources[@]}" |
+        xargs -0 -n 4 -P "$(nproc)" clang-tidy -p build/ci --quiet --warnings-as-errors='*'; then
+        total_passed=$((total_passed + 1))
+    else
+        log "test: FAILED clang-tidy"
+        total_failed=$((total_failed + 1))
+    fi
+}
+
 # run_ctest PRESET [extra ctest args...]: build PRESET, run its tests, add up the results.
 run_ctest() {
     local preset="$1"
@@ -197,6 +218,7 @@ cmd_test() {
 
     check_format
     run_ctest ci -j2
+    check_tidy
     # Each fuzzer runs for a fixed time on one core, so two at once fit the two-core machines.
     run_ctest fuzz -j2
 

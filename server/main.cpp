@@ -210,9 +210,7 @@ int run(const listen_address& listen, unsigned threads) {
     return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run_main(int argc, char** argv) {
     // Logs go to stderr: stdout carries only the ready line, which tools parse.
     spdlog::set_default_logger(std::make_shared<spdlog::logger>(
         "gatehouse-server", std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
@@ -253,6 +251,18 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
         // Only resource exhaustion (threads, memory) can get here; say so instead of aborting.
         spdlog::critical("fatal: {}", e.what());
+        return exit_runtime_error;
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run_main(argc, argv);
+    } catch (const std::exception& e) {
+        // Logger or option set-up failing (out of memory): report it rather than abort.
+        std::cerr << "gatehouse-server: fatal: " << e.what() << "\n";
         return exit_runtime_error;
     }
 }

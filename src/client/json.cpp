@@ -121,7 +121,7 @@ public:
                 ++p_;
                 skip_ws();
                 if (p_ == end_) return status::truncated;
-                if (*p_ == (c == '{' ? '}' : ']')) {
+                if (*p_ == static_cast<unsigned char>(c == '{' ? '}' : ']')) {
                     ++p_;  // empty container: a complete value
                 } else {
                     in_object[open++] = c == '{';
@@ -151,7 +151,9 @@ public:
                     }
                     break;
                 }
-                if (*p_ != (object ? '}' : ']')) return status::syntax_error;
+                if (*p_ != static_cast<unsigned char>(object ? '}' : ']')) {
+                    return status::syntax_error;
+                }
                 ++p_;
                 --open;
             }
