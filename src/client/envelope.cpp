@@ -48,6 +48,20 @@ std::string_view envelope::payload_codec() const noexcept {
     return {codec_name_, codec_name_len_};
 }
 
+envelope& envelope::operator=(const envelope& other) noexcept {
+    if (this == &other) return *this;
+    std::memcpy(type_, other.type_, other.type_len_);
+    std::memcpy(corr_, other.corr_, other.corr_len_);
+    type_len_ = other.type_len_;
+    corr_len_ = other.corr_len_;
+    format_ = other.format_;
+    payload_ = other.payload_;
+    payload_len_ = other.payload_len_;
+    codec_name_ = other.codec_name_;
+    codec_name_len_ = other.codec_name_len_;
+    return *this;
+}
+
 status envelope::set_type(std::string_view type) noexcept {
     if (type.empty()) return status::missing_type;
     if (!is_valid_type(type)) return status::invalid_type;

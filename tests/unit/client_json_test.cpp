@@ -365,3 +365,28 @@ TEST_CASE("json: validation agrees with nlohmann on mutated documents", "[json]"
     CHECK(agreed_valid > 100);
     CHECK(agreed_invalid > 100);
 }
+
+TEST_CASE("envelope: copies carry every field, whatever the storage held before", "[json]") {
+    gc::envelope a;
+    REQUIRE(decode(R"({"type":"first.type","payload":[1,2],"correlation_id":"c-1"})", a) ==
+            status::ok);
+    gc::envelope copy(a);
+    CHECK(copy.type() == "first.type");
+    CHECK(copy.correlation_id() == "c-1");
+    CHECK(copy.payload() == "[1,2]");
+
+    gc::envelope b;
+    REQUIRE(b.set_type("a-much-longer-type-name-than-before") == status::ok);
+    REQUIRE(b.set_correlation_id(std::string(128, 'z')) == status::ok);
+    b = a;  // shorter values over longer ones: only the lengths in use count
+    CHECK(b.type() == "first.type");
+    CHECK(b.correlation_id() == "c-1");
+    CHECK(b.format() == gc::payload_format::json);
+    b = b;  // self-assignment is harmless
+    CHECK(b.type() == "first.type");
+
+    const gc::envelope fresh;
+    CHECK(fresh.type().empty());
+    CHECK_FALSE(fresh.has_correlation_id());
+    CHECK(fresh.payload() == "null");
+}
