@@ -6,12 +6,9 @@ namespace gatehouse::client {
 
 std::string_view name_of(wire_format format) noexcept {
     switch (format) {
-        case wire_format::json:
-            return "json";
-        case wire_format::msgpack:
-            return "msgpack";
-        case wire_format::protobuf:
-            return "protobuf";
+        case wire_format::json: return "json";
+        case wire_format::msgpack: return "msgpack";
+        case wire_format::protobuf: return "protobuf";
     }
     return {};
 }
@@ -28,12 +25,9 @@ bool parse_wire_format(std::string_view name, wire_format& out) noexcept {
 
 status decode(wire_format format, std::string_view frame, envelope& out) noexcept {
     switch (format) {
-        case wire_format::json:
-            return detail::decode_json(frame, out);
-        case wire_format::msgpack:
-            return detail::decode_msgpack(frame, out);
-        case wire_format::protobuf:
-            return detail::decode_protobuf(frame, out);
+        case wire_format::json: return detail::decode_json(frame, out);
+        case wire_format::msgpack: return detail::decode_msgpack(frame, out);
+        case wire_format::protobuf: return detail::decode_protobuf(frame, out);
     }
     return status::invalid_argument;
 }
@@ -42,24 +36,18 @@ encode_result encode(wire_format format, const envelope& in, char* out,
                      std::size_t capacity) noexcept {
     if (in.type().empty()) return {status::missing_type, 0};
     switch (format) {
-        case wire_format::json:
-            return detail::encode_json(in, out, capacity);
-        case wire_format::msgpack:
-            return detail::encode_msgpack(in, out, capacity);
-        case wire_format::protobuf:
-            return detail::encode_protobuf(in, out, capacity);
+        case wire_format::json: return detail::encode_json(in, out, capacity);
+        case wire_format::msgpack: return detail::encode_msgpack(in, out, capacity);
+        case wire_format::protobuf: return detail::encode_protobuf(in, out, capacity);
     }
     return {status::invalid_argument, 0};
 }
 
 status validate_payload(payload_format format, std::string_view bytes) noexcept {
     switch (format) {
-        case payload_format::json:
-            return detail::validate_json_value(bytes, 1);
-        case payload_format::msgpack:
-            return detail::validate_msgpack_value(bytes, 1);
-        case payload_format::bytes:
-            return status::ok;
+        case payload_format::json: return detail::validate_json_value(bytes, 1);
+        case payload_format::msgpack: return detail::validate_msgpack_value(bytes, 1);
+        case payload_format::bytes: return status::ok;
     }
     return status::invalid_argument;
 }

@@ -38,12 +38,9 @@ bool is_valid_correlation_id(std::string_view id) noexcept {
 
 std::string_view envelope::payload_codec() const noexcept {
     switch (format_) {
-        case payload_format::json:
-            return "json";
-        case payload_format::msgpack:
-            return "msgpack";
-        case payload_format::bytes:
-            break;
+        case payload_format::json: return "json";
+        case payload_format::msgpack: return "msgpack";
+        case payload_format::bytes: break;
     }
     return {codec_name_, codec_name_len_};
 }

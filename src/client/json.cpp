@@ -187,14 +187,10 @@ private:
                 string_sink none;
                 return scan_string(none);
             }
-            case 't':
-                return scan_literal("true");
-            case 'f':
-                return scan_literal("false");
-            case 'n':
-                return scan_literal("null");
-            default:
-                return scan_number();
+            case 't': return scan_literal("true");
+            case 'f': return scan_literal("false");
+            case 'n': return scan_literal("null");
+            default: return scan_number();
         }
     }
 
@@ -259,34 +255,16 @@ private:
         if (p_ == end_) return status::truncated;
         const unsigned char e = *p_++;
         switch (e) {
-            case '"':
-                sink.put('"');
-                return status::ok;
-            case '\\':
-                sink.put('\\');
-                return status::ok;
-            case '/':
-                sink.put('/');
-                return status::ok;
-            case 'b':
-                sink.put('\b');
-                return status::ok;
-            case 'f':
-                sink.put('\f');
-                return status::ok;
-            case 'n':
-                sink.put('\n');
-                return status::ok;
-            case 'r':
-                sink.put('\r');
-                return status::ok;
-            case 't':
-                sink.put('\t');
-                return status::ok;
-            case 'u':
-                break;
-            default:
-                return status::syntax_error;
+            case '"': sink.put('"'); return status::ok;
+            case '\\': sink.put('\\'); return status::ok;
+            case '/': sink.put('/'); return status::ok;
+            case 'b': sink.put('\b'); return status::ok;
+            case 'f': sink.put('\f'); return status::ok;
+            case 'n': sink.put('\n'); return status::ok;
+            case 'r': sink.put('\r'); return status::ok;
+            case 't': sink.put('\t'); return status::ok;
+            case 'u': break;
+            default: return status::syntax_error;
         }
         unsigned cp = 0;
         status st = read_hex4(cp);
@@ -393,27 +371,13 @@ void put_json_string(output_writer& w, std::string_view s) noexcept {
         run = i + 1;
         w.put('\\');
         switch (c) {
-            case '"':
-                w.put('"');
-                break;
-            case '\\':
-                w.put('\\');
-                break;
-            case '\b':
-                w.put('b');
-                break;
-            case '\f':
-                w.put('f');
-                break;
-            case '\n':
-                w.put('n');
-                break;
-            case '\r':
-                w.put('r');
-                break;
-            case '\t':
-                w.put('t');
-                break;
+            case '"': w.put('"'); break;
+            case '\\': w.put('\\'); break;
+            case '\b': w.put('b'); break;
+            case '\f': w.put('f'); break;
+            case '\n': w.put('n'); break;
+            case '\r': w.put('r'); break;
+            case '\t': w.put('t'); break;
             default:
                 w.put("u00");
                 w.put(hex[c >> 4]);
@@ -477,12 +441,8 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
                 *seen = true;
             }
             switch (f) {
-                case field::type:
-                    st = read_type(r, out, envelope_error);
-                    break;
-                case field::correlation_id:
-                    st = read_correlation_id(r, out, envelope_error);
-                    break;
+                case field::type: st = read_type(r, out, envelope_error); break;
+                case field::correlation_id: st = read_correlation_id(r, out, envelope_error); break;
                 case field::payload: {
                     const char* start = r.position();
                     st = r.skip_value(1);
@@ -490,9 +450,7 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
                                     {start, static_cast<std::size_t>(r.position() - start)});
                     break;
                 }
-                case field::other:
-                    st = r.skip_value(1);
-                    break;
+                case field::other: st = r.skip_value(1); break;
             }
             if (st != status::ok) return st;
 

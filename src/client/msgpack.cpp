@@ -78,17 +78,10 @@ status read_header(byte_ptr& p, byte_ptr end, header& h) noexcept {
         case 0xc2:  // false
         case 0xc3:  // true
             return status::ok;
-        case 0xc1:
-            return status::syntax_error;  // never used
-        case 0xc4:
-            h.k = kind::bin;
-            return read_length(p, end, 1, h.n);
-        case 0xc5:
-            h.k = kind::bin;
-            return read_length(p, end, 2, h.n);
-        case 0xc6:
-            h.k = kind::bin;
-            return read_length(p, end, 4, h.n);
+        case 0xc1: return status::syntax_error;  // never used
+        case 0xc4: h.k = kind::bin; return read_length(p, end, 1, h.n);
+        case 0xc5: h.k = kind::bin; return read_length(p, end, 2, h.n);
+        case 0xc6: h.k = kind::bin; return read_length(p, end, 4, h.n);
         case 0xc7:
         case 0xc8:
         case 0xc9: {
@@ -99,36 +92,16 @@ status read_header(byte_ptr& p, byte_ptr end, header& h) noexcept {
             h.n += 1;  // the type byte
             return s;
         }
-        case 0xca:
-            h.n = 4;
-            return status::ok;  // float 32
-        case 0xcb:
-            h.n = 8;
-            return status::ok;  // float 64
-        case 0xcc:
-            h.n = 1;
-            return status::ok;  // uint 8
-        case 0xcd:
-            h.n = 2;
-            return status::ok;  // uint 16
-        case 0xce:
-            h.n = 4;
-            return status::ok;  // uint 32
-        case 0xcf:
-            h.n = 8;
-            return status::ok;  // uint 64
-        case 0xd0:
-            h.n = 1;
-            return status::ok;  // int 8
-        case 0xd1:
-            h.n = 2;
-            return status::ok;  // int 16
-        case 0xd2:
-            h.n = 4;
-            return status::ok;  // int 32
-        case 0xd3:
-            h.n = 8;
-            return status::ok;  // int 64
+        case 0xca: h.n = 4; return status::ok;  // float 32
+        case 0xcb: h.n = 8; return status::ok;  // float 64
+        case 0xcc: h.n = 1; return status::ok;  // uint 8
+        case 0xcd: h.n = 2; return status::ok;  // uint 16
+        case 0xce: h.n = 4; return status::ok;  // uint 32
+        case 0xcf: h.n = 8; return status::ok;  // uint 64
+        case 0xd0: h.n = 1; return status::ok;  // int 8
+        case 0xd1: h.n = 2; return status::ok;  // int 16
+        case 0xd2: h.n = 4; return status::ok;  // int 32
+        case 0xd3: h.n = 8; return status::ok;  // int 64
         case 0xd4:
             h.k = kind::ext;
             h.n = 1 + 1;
@@ -149,29 +122,14 @@ status read_header(byte_ptr& p, byte_ptr end, header& h) noexcept {
             h.k = kind::ext;
             h.n = 1 + 16;
             return status::ok;  // fixext 16
-        case 0xd9:
-            h.k = kind::str;
-            return read_length(p, end, 1, h.n);
-        case 0xda:
-            h.k = kind::str;
-            return read_length(p, end, 2, h.n);
-        case 0xdb:
-            h.k = kind::str;
-            return read_length(p, end, 4, h.n);
-        case 0xdc:
-            h.k = kind::array;
-            return read_length(p, end, 2, h.n);
-        case 0xdd:
-            h.k = kind::array;
-            return read_length(p, end, 4, h.n);
-        case 0xde:
-            h.k = kind::map;
-            return read_length(p, end, 2, h.n);
-        case 0xdf:
-            h.k = kind::map;
-            return read_length(p, end, 4, h.n);
-        default:
-            break;
+        case 0xd9: h.k = kind::str; return read_length(p, end, 1, h.n);
+        case 0xda: h.k = kind::str; return read_length(p, end, 2, h.n);
+        case 0xdb: h.k = kind::str; return read_length(p, end, 4, h.n);
+        case 0xdc: h.k = kind::array; return read_length(p, end, 2, h.n);
+        case 0xdd: h.k = kind::array; return read_length(p, end, 4, h.n);
+        case 0xde: h.k = kind::map; return read_length(p, end, 2, h.n);
+        case 0xdf: h.k = kind::map; return read_length(p, end, 4, h.n);
+        default: break;
     }
     return status::syntax_error;  // unreachable: every byte is covered above
 }

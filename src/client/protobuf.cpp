@@ -143,10 +143,8 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
                 s = skip_bytes(p, end, 4);
                 if (s != status::ok) return s;
                 continue;
-            case wire_len:
-                break;
-            default:
-                return status::syntax_error;  // groups (3, 4) and the unused 6, 7
+            case wire_len: break;
+            default: return status::syntax_error;  // groups (3, 4) and the unused 6, 7
         }
         s = read_length(p, end, n);
         if (s != status::ok) return s;
@@ -154,9 +152,7 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
         p += n;
 
         switch (field) {
-            case field_payload:
-                payload = value;
-                break;
+            case field_payload: payload = value; break;
             case field_type:
             case field_correlation_id:
             case field_payload_codec:
@@ -171,8 +167,7 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
                     codec = value;
                 }
                 break;
-            default:
-                break;  // unknown field
+            default: break;  // unknown field
         }
     }
 

@@ -10,12 +10,9 @@ public:
     const char* name() const noexcept override { return "gatehouse"; }
     std::string message(int ev) const override {
         switch (static_cast<errc>(ev)) {
-            case errc::unknown_codec:
-                return "no codec is registered under that name";
-            case errc::codec_already_registered:
-                return "a codec with that name is registered";
-            case errc::invalid_codec_name:
-                return "codec names are 1-32 characters of [a-z0-9_.-]";
+            case errc::unknown_codec: return "no codec is registered under that name";
+            case errc::codec_already_registered: return "a codec with that name is registered";
+            case errc::invalid_codec_name: return "codec names are 1-32 characters of [a-z0-9_.-]";
             case errc::payload_not_representable:
                 return "the payload cannot be carried in this wire format";
         }

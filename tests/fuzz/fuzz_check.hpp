@@ -31,12 +31,9 @@ inline const gatehouse::codec& library_codec(gc::wire_format f) {
     static const auto msgpack = gatehouse::make_msgpack_codec();
     static const auto protobuf = gatehouse::make_protobuf_codec();
     switch (f) {
-        case gc::wire_format::json:
-            return *json;
-        case gc::wire_format::msgpack:
-            return *msgpack;
-        case gc::wire_format::protobuf:
-            break;
+        case gc::wire_format::json: return *json;
+        case gc::wire_format::msgpack: return *msgpack;
+        case gc::wire_format::protobuf: break;
     }
     return *protobuf;
 }

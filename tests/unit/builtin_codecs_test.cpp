@@ -19,12 +19,9 @@ namespace {
 // The payload's meaning, whatever format carries it.
 json payload_value(const envelope& e) {
     switch (e.format) {
-        case payload_format::json:
-            return json::parse(e.payload);
-        case payload_format::msgpack:
-            return json::from_msgpack(e.payload);
-        case payload_format::bytes:
-            break;
+        case payload_format::json: return json::parse(e.payload);
+        case payload_format::msgpack: return json::from_msgpack(e.payload);
+        case payload_format::bytes: break;
     }
     FAIL("bytes payload has no JSON meaning");
     return {};
@@ -209,9 +206,9 @@ TEST_CASE("codecs: MessagePack values with no JSON equivalent are refused, not i
     const auto mp = gatehouse::make_msgpack_codec();
     std::string frame;
     const std::vector<std::string> payloads = {
-        std::string("\xc4\x02\x01\x02", 4),                      // bin
-        std::string("\xd4\x01\x2d", 3),                          // fixext 1
-        std::string("\x91\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 10),  // [NaN]
+        std::string("\xc4\x02\x01\x02", 4),                                // bin
+        std::string("\xd4\x01\x2d", 3),                                    // fixext 1
+        std::string("\x91\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00", 10),       // [NaN]
         std::string("\x81\xa1k\xcb\x7f\xf0\x00\x00\x00\x00\x00\x00", 12),  // {"k": inf}
     };
     for (const auto& p : payloads) {

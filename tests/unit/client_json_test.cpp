@@ -344,15 +344,9 @@ TEST_CASE("json: validation agrees with nlohmann on mutated documents", "[json]"
             const std::size_t at = rng() % doc.size();
             const char ch = alphabet[rng() % alphabet.size()];
             switch (rng() % 3) {
-                case 0:
-                    doc[at] = ch;
-                    break;
-                case 1:
-                    doc.insert(doc.begin() + static_cast<std::ptrdiff_t>(at), ch);
-                    break;
-                default:
-                    doc.erase(at, 1);
-                    break;
+                case 0: doc[at] = ch; break;
+                case 1: doc.insert(doc.begin() + static_cast<std::ptrdiff_t>(at), ch); break;
+                default: doc.erase(at, 1); break;
             }
         }
         const bool ours = gc::validate_payload(gc::payload_format::json, doc) == status::ok;

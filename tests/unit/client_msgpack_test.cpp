@@ -705,18 +705,10 @@ TEST_CASE("msgpack: our validator agrees with msgpack-c on mutated input",
         for (int e = 0; e < edits; ++e) {
             const std::size_t at = static_cast<std::size_t>(rng()) % s.size();
             switch (rng() % 4) {
-                case 0:
-                    s[at] = static_cast<char>(any_byte(rng));
-                    break;
-                case 1:
-                    s.erase(at, 1 + rng() % 3);
-                    break;
-                case 2:
-                    s[at] = static_cast<char>(0xc1);
-                    break;  // the one malformed byte
-                default:
-                    s.insert(at, 1, static_cast<char>(any_byte(rng)));
-                    break;
+                case 0: s[at] = static_cast<char>(any_byte(rng)); break;
+                case 1: s.erase(at, 1 + rng() % 3); break;
+                case 2: s[at] = static_cast<char>(0xc1); break;  // the one malformed byte
+                default: s.insert(at, 1, static_cast<char>(any_byte(rng))); break;
             }
             if (s.empty()) s = nil;
         }

@@ -146,23 +146,17 @@ bool libprotobuf_is_laxer(const std::string& s) {
         if (!read_varint(t)) return lax;
         if (t > 0xffffffffu) return true;
         switch (t & 7) {
-            case 3:
-                return true;
+            case 3: return true;
             case 0:
                 if (!read_varint(n)) return lax;
                 break;
-            case 1:
-                i += 8;
-                break;
-            case 5:
-                i += 4;
-                break;
+            case 1: i += 8; break;
+            case 5: i += 4; break;
             case 2:
                 if (!read_varint(n) || n > s.size() - i) return lax;
                 i += n;
                 break;
-            default:
-                return false;
+            default: return false;
         }
     }
     return lax;
@@ -726,15 +720,9 @@ TEST_CASE("protobuf: our decoder agrees with libprotobuf on mutated input",
         for (int e = 0; e < edits && !s.empty(); ++e) {
             const std::size_t at = static_cast<std::size_t>(rng()) % s.size();
             switch (rng() % 3) {
-                case 0:
-                    s[at] = static_cast<char>(rng() & 0xff);
-                    break;
-                case 1:
-                    s.erase(at, 1 + rng() % 2);
-                    break;
-                default:
-                    s.insert(at, 1, static_cast<char>(rng() & 0xff));
-                    break;
+                case 0: s[at] = static_cast<char>(rng() & 0xff); break;
+                case 1: s.erase(at, 1 + rng() % 2); break;
+                default: s.insert(at, 1, static_cast<char>(rng() & 0xff)); break;
             }
         }
         pb_envelope theirs;
