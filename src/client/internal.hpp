@@ -21,6 +21,14 @@ struct envelope_access {
     static void set_corr_length(envelope& e, std::size_t n) noexcept {
         e.corr_len_ = static_cast<std::uint16_t>(n);
     }
+    // Stores a type and correlation id (empty: absent) that the caller has validated, which
+    // also bounds them by the inline buffers.
+    static void store_ids(envelope& e, std::string_view type, std::string_view corr) noexcept {
+        std::memcpy(e.type_, type.data(), type.size());
+        e.type_len_ = static_cast<std::uint8_t>(type.size());
+        if (!corr.empty()) std::memcpy(e.corr_, corr.data(), corr.size());  // data() may be null
+        e.corr_len_ = static_cast<std::uint16_t>(corr.size());
+    }
 };
 
 // Writes into a caller-owned buffer and keeps counting past its end, so a single pass

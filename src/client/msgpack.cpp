@@ -308,14 +308,7 @@ status decode_msgpack(std::string_view frame, envelope& out) noexcept {
 
     // Valid: only now is `out` touched. is_valid_type / is_valid_correlation_id bound the
     // sizes by the inline buffers.
-    std::memcpy(envelope_access::type_buffer(out), type.data(), type.size());
-    envelope_access::set_type_length(out, type.size());
-    if (has_corr) {
-        std::memcpy(envelope_access::corr_buffer(out), corr.data(), corr.size());
-        envelope_access::set_corr_length(out, corr.size());
-    } else {
-        out.clear_correlation_id();
-    }
+    envelope_access::store_ids(out, type, has_corr ? corr : std::string_view{});
     out.set_payload(payload_format::msgpack, payload);
     return status::ok;
 }

@@ -193,14 +193,7 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
     if (!is_valid_type(type)) return status::invalid_type;
     if (has_corr && !is_valid_correlation_id(corr)) return status::invalid_correlation_id;
 
-    std::memcpy(envelope_access::type_buffer(out), type.data(), type.size());
-    envelope_access::set_type_length(out, type.size());
-    if (has_corr) {
-        std::memcpy(envelope_access::corr_buffer(out), corr.data(), corr.size());
-        envelope_access::set_corr_length(out, corr.size());
-    } else {
-        out.clear_correlation_id();
-    }
+    envelope_access::store_ids(out, type, has_corr ? corr : std::string_view{});
     out.set_payload(format, payload, codec);
     return status::ok;
 }

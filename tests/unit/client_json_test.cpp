@@ -1,10 +1,12 @@
+#include "gatehouse/client/codec.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "gatehouse/client/codec.hpp"
+#include "codec_test_support.hpp"
 
 namespace gc = gatehouse::client;
 using gc::status;
@@ -21,11 +23,7 @@ status decode(std::string_view frame) {
 }
 
 std::string encode(const gc::envelope& e) {
-    std::string out(gc::encode(gc::wire_format::json, e, nullptr, 0).size, '\0');
-    const auto r = gc::encode(gc::wire_format::json, e, out.data(), out.size());
-    REQUIRE(r.code == status::ok);
-    REQUIRE(r.size == out.size());
-    return out;
+    return test_support::encode_checked(gc::wire_format::json, e);
 }
 
 std::string nested(std::size_t levels, std::string_view inner = "1") {

@@ -1,6 +1,7 @@
+#include "gatehouse/client/codec.hpp"
+
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <memory>
 #include <msgpack.hpp>
@@ -9,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "gatehouse/client/codec.hpp"
+#include "codec_test_support.hpp"
 
 // MessagePack envelopes: gatehouse's own codec (src/client/msgpack.cpp) checked against
 // hand-built frames and against msgpack-c, an independent implementation.
@@ -83,23 +84,9 @@ status dec(const std::string& frame) {
     return dec(frame, e);
 }
 
-std::string enc(const envelope& e) {
-    const encode_result need = encode(wire_format::msgpack, e, nullptr, 0);
-    REQUIRE(need.code == status::buffer_too_small);
-    std::string out(need.size, '\0');
-    const encode_result r = encode(wire_format::msgpack, e, out.data(), out.size());
-    REQUIRE(r.code == status::ok);
-    REQUIRE(r.size == need.size);
-    return out;
-}
+std::string enc(const envelope& e) { return test_support::encode_checked(wire_format::msgpack, e); }
 
-// An envelope's payload (and codec name) are views: the tests build them from temporaries,
-// so `keep` gives them storage that lives as long as the test binary.
-std::string_view keep(std::string_view bytes) {
-    static std::deque<std::string> store;  // push_back never moves the existing elements
-    store.emplace_back(bytes);
-    return store.back();
-}
+using test_support::keep;
 
 envelope make(std::string_view type, std::string_view payload, std::string_view corr = {}) {
     envelope e;

@@ -1,15 +1,16 @@
+#include "gatehouse/client/codec.hpp"
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "codec_test_support.hpp"
 #include "gatehouse.pb.h"
-#include "gatehouse/client/codec.hpp"
 
 // Protobuf envelopes: gatehouse's hand-written codec (src/client/protobuf.cpp) checked against
 // hand-built frames and against libprotobuf's generated code for proto/gatehouse.proto.
@@ -66,22 +67,10 @@ status dec(const std::string& frame) {
 }
 
 std::string enc(const envelope& e) {
-    const encode_result need = encode(wire_format::protobuf, e, nullptr, 0);
-    REQUIRE(need.code == status::buffer_too_small);
-    std::string out(need.size, '\0');
-    const encode_result r = encode(wire_format::protobuf, e, out.data(), out.size());
-    REQUIRE(r.code == status::ok);
-    REQUIRE(r.size == need.size);
-    return out;
+    return test_support::encode_checked(wire_format::protobuf, e);
 }
 
-// An envelope's payload (and codec name) are views: the tests build them from temporaries,
-// so `keep` gives them storage that lives as long as the test binary.
-std::string_view keep(std::string_view bytes) {
-    static std::deque<std::string> store;  // push_back never moves the existing elements
-    store.emplace_back(bytes);
-    return store.back();
-}
+using test_support::keep;
 
 envelope make(std::string_view type, payload_format f, std::string_view payload,
               std::string_view corr = {}, std::string_view codec = {}) {
