@@ -14,7 +14,7 @@ step(${CMAKE_COMMAND} --install ${GATEHOUSE_BUILD_DIR} --prefix ${prefix})
 step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
      -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
      "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
-     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step(${WORK_DIR}/build/consumer_app)
 step(${WORK_DIR}/build/consumer_client_only)
