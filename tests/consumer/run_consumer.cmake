@@ -12,7 +12,8 @@ endfunction()
 
 step(${CMAKE_COMMAND} --install ${GATEHOUSE_BUILD_DIR} --prefix ${prefix})
 step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR} -B ${WORK_DIR}/build
-     -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
+     -DCMAKE_PREFIX_PATH=${prefix} -G ${GENERATOR} -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}
+     -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
      "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
      -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON)
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
@@ -27,7 +28,8 @@ foreach(pkg nlohmann_json Protobuf Catch2 CLI11 spdlog Threads benchmark simdjso
     list(APPEND no_packages -DCMAKE_DISABLE_FIND_PACKAGE_${pkg}=ON)
 endforeach()
 step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR}/../subdir_project -B ${WORK_DIR}/subdir
-     -DGATEHOUSE_SOURCE_DIR=${GATEHOUSE_SOURCE_DIR} -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
+     -DGATEHOUSE_SOURCE_DIR=${GATEHOUSE_SOURCE_DIR} -G ${GENERATOR} -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}
+     -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
      "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" -DCMAKE_BUILD_TYPE=${BUILD_TYPE} ${no_packages})
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/subdir)
 step(${WORK_DIR}/subdir/consumer_subdir_client)
