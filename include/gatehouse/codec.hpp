@@ -6,6 +6,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "gatehouse/codec_error.hpp"  // so a codec's errors compare with client::status
 #include "gatehouse/envelope.hpp"
 
 namespace gatehouse {
@@ -38,7 +39,9 @@ public:
     virtual frame_type frame() const noexcept = 0;
 
     /// Decodes one message into `out` (every wire field is overwritten; `out.origin` is left
-    /// alone). On error `out`'s wire fields are unspecified.
+    /// alone). On error, `out.correlation_id` is the message's correlation id when it is
+    /// known (the message could be read and held exactly one valid one), for the error reply
+    /// PROTOCOL.md asks for, and empty otherwise; the other wire fields are unspecified.
     virtual std::error_code decode(std::string_view bytes, envelope& out) const = 0;
 
     /// Encodes `in` into `out`, replacing its contents. A payload in another format is

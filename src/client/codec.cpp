@@ -24,12 +24,19 @@ bool parse_wire_format(std::string_view name, wire_format& out) noexcept {
 }
 
 status decode(wire_format format, std::string_view frame, envelope& out) noexcept {
+    status st = status::invalid_argument;
     switch (format) {
-        case wire_format::json: return detail::decode_json(frame, out);
-        case wire_format::msgpack: return detail::decode_msgpack(frame, out);
-        case wire_format::protobuf: return detail::decode_protobuf(frame, out);
+        case wire_format::json: st = detail::decode_json(frame, out); break;
+        case wire_format::msgpack: st = detail::decode_msgpack(frame, out); break;
+        case wire_format::protobuf: st = detail::decode_protobuf(frame, out); break;
     }
-    return status::invalid_argument;
+    // Bytes that could not be read name no correlation id, whatever a decoder stored before
+    // it found out. (A Protobuf payload that is not what payload_codec says is a frame error
+    // in a message that was read, so its correlation id is known.)
+    if (st != status::ok && st != status::invalid_payload && is_frame_error(st)) {
+        out.clear_correlation_id();
+    }
+    return st;
 }
 
 encode_result encode(wire_format format, const envelope& in, char* out,

@@ -21,6 +21,10 @@ struct envelope_access {
     static void set_corr_length(envelope& e, std::size_t n) noexcept {
         e.corr_len_ = static_cast<std::uint16_t>(n);
     }
+    static void store_correlation_id(envelope& e, std::string_view corr) noexcept {
+        if (!corr.empty()) std::memcpy(e.corr_, corr.data(), corr.size());  // data() may be null
+        e.corr_len_ = static_cast<std::uint16_t>(corr.size());
+    }
     // Stores a type and correlation id (empty: absent) that the caller has validated, which
     // also bounds them by the inline buffers.
     static void store_ids(envelope& e, std::string_view type, std::string_view corr) noexcept {

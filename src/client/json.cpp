@@ -413,7 +413,7 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
     r.advance();
 
     status envelope_error = status::ok;
-    bool seen_type = false, seen_payload = false, seen_corr = false;
+    bool seen_type = false, seen_payload = false, seen_corr = false, corr_ambiguous = false;
     r.skip_ws();
     if (r.at_end()) return status::truncated;
     if (r.peek() == '}') {
@@ -436,13 +436,18 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
                          : f == field::payload        ? &seen_payload
                          : f == field::correlation_id ? &seen_corr
                                                       : nullptr;
+            bool duplicate = false;
             if (seen != nullptr) {
-                if (*seen) note(envelope_error, status::duplicate_field);
+                duplicate = *seen;
+                if (duplicate) note(envelope_error, status::duplicate_field);
                 *seen = true;
             }
             switch (f) {
                 case field::type: st = read_type(r, out, envelope_error); break;
-                case field::correlation_id: st = read_correlation_id(r, out, envelope_error); break;
+                case field::correlation_id:
+                    st = read_correlation_id(r, out, envelope_error);
+                    if (duplicate) corr_ambiguous = true;  // which one was meant is unknown
+                    break;
                 case field::payload: {
                     const char* start = r.position();
                     st = r.skip_value(1);
@@ -467,6 +472,7 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
     }
     r.skip_ws();
     if (!r.at_end()) return status::trailing_bytes;
+    if (corr_ambiguous) out.clear_correlation_id();
     if (envelope_error != status::ok) return envelope_error;
     if (!seen_type) return status::missing_type;
     return status::ok;

@@ -296,6 +296,7 @@ status decode_msgpack(std::string_view frame, envelope& out) noexcept {
         } else if (key == "correlation_id") {
             if (seen_corr) {
                 note(status::duplicate_field);
+                has_corr = false;  // which one the client meant is unknown
                 continue;
             }
             seen_corr = true;
@@ -303,8 +304,12 @@ status decode_msgpack(std::string_view frame, envelope& out) noexcept {
         }
     }
     if (p != end) return status::trailing_bytes;
-    if (envelope_error != status::ok) return envelope_error;
-    if (type.empty()) return status::missing_type;
+    if (envelope_error == status::ok && type.empty()) envelope_error = status::missing_type;
+    if (envelope_error != status::ok) {
+        // Well-formed but invalid: the error reply can still name the correlation id.
+        envelope_access::store_correlation_id(out, has_corr ? corr : std::string_view{});
+        return envelope_error;
+    }
 
     // Valid: only now is `out` touched. is_valid_type / is_valid_correlation_id bound the
     // sizes by the inline buffers.

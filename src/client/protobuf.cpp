@@ -171,6 +171,10 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
         }
     }
 
+    // The message was read: from here on, a failure can still name the correlation id.
+    const bool corr_known = has_corr && is_valid_correlation_id(corr);
+    envelope_access::store_correlation_id(out, corr_known ? corr : std::string_view{});
+
     // The payload must be what payload_codec says (a frame error: the bytes lie).
     payload_format format = payload_format::bytes;
     if (codec == "json") {
@@ -191,7 +195,7 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
 
     if (type.empty()) return status::missing_type;
     if (!is_valid_type(type)) return status::invalid_type;
-    if (has_corr && !is_valid_correlation_id(corr)) return status::invalid_correlation_id;
+    if (has_corr && !corr_known) return status::invalid_correlation_id;
 
     envelope_access::store_ids(out, type, has_corr ? corr : std::string_view{});
     out.set_payload(format, payload, codec);

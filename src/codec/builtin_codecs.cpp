@@ -23,7 +23,10 @@ public:
     std::error_code decode(std::string_view bytes, envelope& out) const override {
         client::envelope view;
         const client::status st = client::decode(format_, bytes, view);
-        if (st != client::status::ok) return st;
+        if (st != client::status::ok) {
+            out.correlation_id.assign(view.correlation_id());  // empty unless known
+            return st;
+        }
         out.type.assign(view.type());
         out.correlation_id.assign(view.correlation_id());
         out.payload.assign(view.payload());

@@ -47,6 +47,13 @@ inline gc::status check_decoder(gc::wire_format format, std::string_view frame, 
     if (st != gc::status::ok) {
         require(ec == st, "library reports a different status");
         require(gc::protocol_code(st) != nullptr, "decode failure without a protocol code");
+        // A failure names a correlation id only when the frame was read, and only a valid one.
+        require(!e.has_correlation_id() ||
+                    ((!gc::is_frame_error(st) || st == gc::status::invalid_payload) &&
+                     gc::is_valid_correlation_id(e.correlation_id())),
+                "failure names an unknown or invalid correlation id");
+        require(lib.correlation_id == e.correlation_id(),
+                "library reports a different correlation id on failure");
         return st;
     }
     require(gc::is_valid_type(e.type()), "accepted an invalid type");

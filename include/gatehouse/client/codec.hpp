@@ -37,7 +37,10 @@ constexpr bool is_text(wire_format format) noexcept { return format == wire_form
 /// before `ok` is returned, so a payload that passes is well-formed in its format. Unknown
 /// fields are ignored. `out`'s payload points into `frame` afterwards.
 ///
-/// On failure `out` is left in an unspecified but valid state.
+/// On failure, `out.correlation_id()` is the frame's correlation id when it is known (the
+/// frame could be read and held exactly one valid `correlation_id`), so that the error reply
+/// can name it as PROTOCOL.md asks; otherwise it is empty. `out`'s other fields are then
+/// unspecified (but valid).
 status decode(wire_format format, std::string_view frame, envelope& out) noexcept;
 
 /// The outcome of `encode()`.
