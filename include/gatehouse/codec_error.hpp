@@ -2,6 +2,9 @@
 /// @file
 /// Codec errors as `std::error_code`: `client::status` in `codec_category()`, and the
 /// mapping onto the protocol's error codes.
+///
+/// Thread safety: the categories are immutable singletons; every function here is safe to
+/// call from any thread.
 
 #include <string_view>
 #include <system_error>

@@ -1,6 +1,8 @@
 #pragma once
 /// @file
 /// `gatehouse::errc`: the library's runtime errors, as `std::error_code`s.
+///
+/// Thread safety: the category is an immutable singleton, safe to use from any thread.
 
 #include <system_error>
 

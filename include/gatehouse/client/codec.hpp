@@ -5,6 +5,9 @@
 /// This header and the ones it includes are all a game client needs: no exceptions, no
 /// RTTI, no allocation, no third-party library. Build the sources under `src/client/`
 /// into your plugin, or link `gatehouse::client_codec`.
+///
+/// Thread safety: every function here is reentrant and keeps no state; concurrent calls on
+/// distinct envelopes and buffers are safe.
 
 #include <cstddef>
 #include <cstdint>
