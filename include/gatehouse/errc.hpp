@@ -15,6 +15,24 @@ enum class errc {
     codec_already_registered = 2,   ///< A codec with that name is registered already.
     invalid_codec_name = 3,         ///< A codec name outside 1-32 of `[a-z0-9_.-]`.
     payload_not_representable = 4,  ///< The payload cannot be carried in the target format.
+
+    // Authentication (each is an HTTP 401 at upgrade).
+    invalid_token = 5,            ///< Not a well-formed JWT, or a required claim is missing.
+    token_algorithm_refused = 6,  ///< `alg` is not HS256 (`none` included).
+    token_bad_signature = 7,      ///< The signature does not verify with the key.
+    token_expired = 8,            ///< `exp` is not in the future.
+    token_issued_in_future = 9,   ///< `iat` is later than now plus the allowed clock skew.
+    unknown_bot_key = 10,         ///< No configured bot key matches.
+
+    // Command bus and routing.
+    bus_unavailable = 11,  ///< The bus did not accept the command; the client may retry.
+    rate_limited = 12,     ///< Over the per-connection or per-player command rate.
+    invalid_update = 13,   ///< A published update message is malformed (PROTOCOL.md section 5).
+    shutting_down = 14,    ///< The gateway is stopping and takes no new work.
+
+    // Configuration and start-up.
+    invalid_listen_address = 15,  ///< Not `HOST:PORT` with a numeric host or `[v6]`.
+    tls_setup_failed = 16,        ///< The certificate or key could not be loaded.
 };
 
 /// The category of `errc` values; its name is `"gatehouse"`.

@@ -15,6 +15,18 @@ public:
             case errc::invalid_codec_name: return "codec names are 1-32 characters of [a-z0-9_.-]";
             case errc::payload_not_representable:
                 return "the payload cannot be carried in this wire format";
+            case errc::invalid_token: return "the token is not a well-formed JWT";
+            case errc::token_algorithm_refused: return "the token's algorithm is not HS256";
+            case errc::token_bad_signature: return "the token's signature does not verify";
+            case errc::token_expired: return "the token has expired";
+            case errc::token_issued_in_future: return "the token is issued in the future";
+            case errc::unknown_bot_key: return "no bot key matches";
+            case errc::bus_unavailable: return "the command bus is unavailable";
+            case errc::rate_limited: return "over the command rate limit";
+            case errc::invalid_update: return "the update message is malformed";
+            case errc::shutting_down: return "the gateway is shutting down";
+            case errc::invalid_listen_address: return "expected HOST:PORT";
+            case errc::tls_setup_failed: return "TLS certificate or key could not be loaded";
         }
         return "unknown gatehouse error";
     }

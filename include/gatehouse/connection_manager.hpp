@@ -1,0 +1,122 @@
+#pragma once
+/// @file
+/// `connection_manager`: which connections are open, whose they are, which rooms their
+/// players are in, and the backpressure-aware send path to them.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gatehouse/codec.hpp"
+#include "gatehouse/connection.hpp"
+#include "gatehouse/envelope.hpp"
+#include "gatehouse/update.hpp"
+
+namespace gatehouse {
+
+/// What happens to a frame for a connection whose send buffer is full.
+enum class slow_consumer_policy : std::uint8_t {
+    drop,   ///< The frame is dropped (and counted); the connection stays open.
+    close,  ///< The connection is closed with 1008 (and counted); it can reconnect.
+};
+
+/// Settings of a `connection_manager`.
+struct connection_manager_options {
+    /// A connection whose unwritten bytes would exceed this gets the slow-consumer policy.
+    std::size_t max_buffered_bytes = std::size_t{1} << 20;
+    slow_consumer_policy slow_consumer = slow_consumer_policy::close;
+    /// Lock shards: connections and players are spread over this many independently locked
+    /// maps, so sends to different players do not contend. Rounded up to a power of two.
+    std::size_t shards = 16;
+};
+
+/// What the manager knows of a connection besides the connection itself.
+struct connection_info {
+    std::string player_id;  ///< `bot:NAME` for bots.
+    client_kind client = client_kind::player;
+    std::shared_ptr<const codec> wire_codec;  ///< Encodes the updates sent to it.
+};
+
+/// Counters, read with relaxed loads; monotonic except `connections`.
+struct connection_manager_stats {
+    std::uint64_t connections = 0;            ///< Currently registered.
+    std::uint64_t frames_sent = 0;            ///< Frames queued on a connection.
+    std::uint64_t frames_dropped = 0;         ///< Frames dropped by the `drop` policy.
+    std::uint64_t slow_consumers_closed = 0;  ///< Connections closed by the `close` policy.
+    std::uint64_t updates_routed = 0;         ///< Updates that reached at least one connection.
+    std::uint64_t updates_unrouted = 0;       ///< Updates for no connection held here.
+    std::uint64_t encode_failures = 0;        ///< Update/codec pairs that could not be encoded.
+};
+
+/// The result of `deliver()`.
+struct delivery_result {
+    std::size_t queued = 0;   ///< Connections the update was queued on.
+    std::size_t dropped = 0;  ///< Connections it was dropped for (slow, closed, unencodable).
+};
+
+/// Registry of live connections: player -> connections (several per player), lookup by
+/// connection id, rooms, and fan-out.
+///
+/// Rooms belong to players (PROTOCOL.md section 5): a join covers all of the player's
+/// connections, including ones opened later, and membership ends when the player's last
+/// connection is removed. A join or leave for a player with no connection here is ignored.
+///
+/// Thread safety: every member may be called from any thread concurrently. State is sharded
+/// by player id with one mutex per shard, so there is no global lock on the send path;
+/// broadcast and room delivery visit the shards one by one. Frames for one player sent from
+/// one thread keep their order.
+/// Lifetime: holds a `shared_ptr` to each connection until `remove()`.
+class connection_manager {
+public:
+    explicit connection_manager(connection_manager_options options = {});
+    ~connection_manager();
+    connection_manager(const connection_manager&) = delete;
+    connection_manager& operator=(const connection_manager&) = delete;
+
+    /// Registers `c` for `info.player_id`. A second `add` of the same id is ignored.
+    void add(std::shared_ptr<connection> c, connection_info info);
+
+    /// Forgets a connection (it does not close it). When it was its player's last, the
+    /// player leaves every room. Unknown ids are ignored.
+    void remove(const connection_id& id);
+
+    /// Sends `frame` to one connection, applying the slow-consumer policy. Returns `closed`
+    /// for an unknown id, or once the connection was closed as a slow consumer.
+    send_status send(const connection_id& to, const shared_frame& frame);
+
+    /// Routes a parsed update (PROTOCOL.md section 5): join/leave change rooms (and return
+    /// an empty result); every other target gets `u.message` encoded once per codec in use
+    /// among its connections, the same bytes shared by all of them. A connection target is
+    /// reached only when it belongs to `u.player_id`; a player listed twice gets it once.
+    /// Sends run on the calling thread, outside the manager's locks.
+    delivery_result deliver(const update& u);
+
+    /// Adds the player to `room` / removes it. Returns false when the player has no
+    /// connection here, or (join) `room` is empty; nothing changes then.
+    bool join(std::string_view player_id, std::string_view room);
+    bool leave(std::string_view player_id, std::string_view room);
+
+    /// Closes every connection with `code` (they remain registered until removed).
+    void close_all(close_code code, std::string_view reason);
+
+    /// Ids of a player's connections (empty when none).
+    std::vector<connection_id> connections_of(std::string_view player_id) const;
+    /// The player a connection belongs to, or empty.
+    std::string player_of(const connection_id& id) const;
+    /// Number of registered connections.
+    std::size_t size() const noexcept;
+    /// Rooms the player is in, sorted.
+    std::vector<std::string> rooms_of(std::string_view player_id) const;
+
+    connection_manager_stats stats() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace gatehouse

@@ -1,0 +1,144 @@
+#pragma once
+/// @file
+/// `gateway`: the assembled realtime gateway: HTTP and WebSocket listener, authentication
+/// at upgrade, codec negotiation, commands onto a `command_bus`, updates from a
+/// `pubsub_listener` routed through a `connection_manager`.
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "gatehouse/codec_registry.hpp"
+#include "gatehouse/command_bus.hpp"
+#include "gatehouse/connection_manager.hpp"
+#include "gatehouse/http.hpp"
+#include "gatehouse/log.hpp"
+#include "gatehouse/metrics.hpp"
+#include "gatehouse/pubsub_listener.hpp"
+
+namespace gatehouse {
+
+/// Who a connection or request is, once authenticated.
+struct identity {
+    std::string player_id;  ///< The JWT `sub`, or `bot:NAME`.
+    client_kind client = client_kind::player;
+    std::vector<std::string> roles;
+};
+
+/// Verifies a player's access token: fills `who` or returns an error (any error is a 401).
+/// The default verifies HS256 JWTs with `gateway_options::jwt_secret`.
+using token_verifier = std::function<std::error_code(std::string_view token, identity& who)>;
+
+/// Settings of a `gateway`; the reference server fills them from its flags.
+struct gateway_options {
+    /// `HOST:PORT`, numeric IPv4 or `[IPv6]`; port 0 picks a free port.
+    std::string listen = "0.0.0.0:8080";
+    /// I/O threads; 0 means the hardware concurrency.
+    unsigned threads = 0;
+    /// PEM files: when both are set the listener speaks only TLS (`https://`, `wss://`).
+    std::string tls_cert_file;
+    std::string tls_key_file;
+
+    /// HS256 key of access tokens (used by the default `verify_token`).
+    std::string jwt_secret;
+    /// Replaces JWT verification for `/ws/player` when set.
+    token_verifier verify_token;
+    /// Bots: `{name, key}` pairs; `/ws/bot/{key}` authenticates as `bot:NAME`.
+    std::vector<std::pair<std::string, std::string>> bot_keys;
+
+    /// Largest WebSocket message and HTTP body accepted, in bytes.
+    std::size_t max_message_bytes = 65536;
+    /// Commands per second per connection (token bucket, burst twice this); 0 is no limit.
+    unsigned ws_rate_limit = 100;
+    /// A ping is sent after this long without a frame from the client; 0 disables pings.
+    std::chrono::milliseconds ping_interval{20000};
+    /// A connection with no frame (a pong included) for this long is closed with 1008;
+    /// 0 disables the timeout.
+    std::chrono::milliseconds idle_timeout{60000};
+    /// Longest `shutdown()` waits for pending acks and closing handshakes.
+    std::chrono::milliseconds shutdown_timeout{10000};
+    /// Send queues and the slow-consumer policy.
+    connection_manager_options connections;
+
+    /// This instance's name on the command stream (`gateway_id`); empty: generated from the
+    /// host name, the process id and a random suffix.
+    std::string gateway_id;
+    /// Where log messages go; empty: nowhere.
+    log_sink log;
+};
+
+/// A fresh gateway id: the host name, the process id and a random suffix, at most 64
+/// characters of `[A-Za-z0-9_.:-]`. What `gateway_options::gateway_id` defaults to; call it
+/// to give the same id to a bus before the gateway exists.
+std::string make_gateway_id();
+
+/// A gateway: one listener for HTTP and WebSocket, its I/O threads, and the wiring between
+/// connections, codecs, the bus and the update listener.
+///
+/// Built-in routes: `GET /health`, `GET /ready` (200 while the bus and listener are
+/// connected and the gateway is not shutting down, 503 problem+json otherwise) and
+/// `GET /metrics`; WebSocket upgrades at `/ws/player/{token}`, `/ws/player` (Bearer) and
+/// `/ws/bot/{key}`. Other paths go to routes added with `add_route`.
+///
+/// Thread safety: configure (`add_route`) before `start()`; `start`, `shutdown` and the
+/// accessors may then be called from any thread. Route handlers, bus callbacks and listener
+/// callbacks run on the gateway's I/O threads or the bus's threads, as documented there.
+/// Lifetime: the destructor shuts down (gracefully, bounded by `shutdown_timeout`) and joins
+/// every thread; the bus and listener must outlive the gateway (they are shared here).
+class gateway {
+public:
+    /// Builds a gateway. Throws `std::invalid_argument` for unusable options (a TLS
+    /// certificate without a key, an empty codec registry, a null bus or listener).
+    gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
+            std::shared_ptr<pubsub_listener> listener);
+    ~gateway();
+    gateway(const gateway&) = delete;
+    gateway& operator=(const gateway&) = delete;
+
+    /// Routes `method` requests for exactly `path` to `handler`. A path registered with
+    /// another method answers 405; an unregistered path 404. Call before `start()`.
+    void add_route(std::string method, std::string path, http_handler handler);
+
+    /// Binds the listener, starts the update listener and the I/O threads.
+    /// Errors: `errc::invalid_listen_address`, `errc::tls_setup_failed`, or the system
+    /// error of a failed bind. Returns once connections are being accepted.
+    std::error_code start();
+
+    /// The bound address as `HOST:PORT` (the real port when 0 was asked), after `start()`.
+    std::string local_address() const;
+
+    /// Graceful shutdown (PROTOCOL.md section 1): stops accepting and reading commands,
+    /// answers every command already read (ack or error), closes each WebSocket with 1001,
+    /// stops the listener and joins the I/O threads. Idempotent; blocks until done or
+    /// `shutdown_timeout` passed.
+    void shutdown();
+
+    /// True when `/ready` would answer 200.
+    bool ready() const noexcept;
+
+    /// This instance's gateway id.
+    const std::string& gateway_id() const noexcept;
+
+    /// The live connections (for direct sends and room changes by an embedding server).
+    connection_manager& connections() noexcept;
+
+    /// The gateway's metrics; an embedding server may register its own here too, and they
+    /// appear on `/metrics`.
+    metrics_registry& metrics() noexcept;
+
+    /// Verifies a player token as the WebSocket upgrade does (for an embedding server's own
+    /// routes, e.g. `POST /commands`).
+    std::error_code authenticate(std::string_view token, identity& who) const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace gatehouse

@@ -1,0 +1,108 @@
+#pragma once
+/// @file
+/// `in_process_bus`: the command bus and update source of a gateway that runs without
+/// Redis, with the API a service in the same process uses to consume commands and publish
+/// updates.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gatehouse/command_bus.hpp"
+#include "gatehouse/envelope.hpp"
+#include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/update.hpp"
+
+namespace gatehouse {
+
+/// One command on the in-process stream.
+struct bus_entry {
+    std::string id;    ///< `<ms>-<seq>`, increasing, like a Redis stream entry id.
+    envelope command;  ///< The command with its `origin` filled by the gateway.
+    std::string gateway_id;
+};
+
+/// Settings of an `in_process_bus`.
+struct in_process_bus_options {
+    /// The stream keeps the newest this many entries (like XADD MAXLEN); older ones are
+    /// trimmed whether or not anyone read them. 0 keeps none (`on_command` still sees each).
+    std::size_t max_entries = 100000;
+    /// Published updates not yet handed to the handler are capped at this; when this many
+    /// wait, `publish` refuses (so 0 refuses every message).
+    std::size_t max_pending_updates = 65536;
+    /// Written into each entry's `gateway_id`.
+    std::string gateway_id = "local";
+};
+
+/// A command stream and an update channel in memory. The gateway uses it as its
+/// `command_bus` and `pubsub_listener`; services in the same process read commands with
+/// `read()` or `on_command()` and publish updates with `publish()`.
+///
+/// Thread safety: every member may be called from any thread concurrently. Updates are
+/// delivered to the listener's handler on the bus's own delivery thread, in publish order.
+/// Lifetime: the delivery thread runs from `start()` to `stop()` or destruction.
+class in_process_bus final : public command_bus, public pubsub_listener {
+public:
+    explicit in_process_bus(in_process_bus_options options = {});
+    ~in_process_bus() override;
+    in_process_bus(const in_process_bus&) = delete;
+    in_process_bus& operator=(const in_process_bus&) = delete;
+
+    /// command_bus: stores a copy of `command` (with `gateway_id` from the options) under a
+    /// new id, then calls the `on_command` handler, then `done` with the entry id, all on the
+    /// calling thread. Never fails: `done` always reports success.
+    void append(const envelope& command, append_handler done) override;
+    /// Always true: an in-memory bus cannot be disconnected (for both base classes).
+    bool connected() const noexcept override;
+
+    /// Called for every appended command on the appending thread (a gateway I/O thread),
+    /// outside the bus's lock: keep it short and hand heavy work elsewhere. With several
+    /// appending threads, calls may overlap and arrive slightly out of id order. An
+    /// exception it throws is swallowed (the command is on the stream and acked anyway).
+    /// Replaces any earlier handler; an empty one removes it. Set it before the gateway
+    /// starts.
+    void on_command(std::function<void(const bus_entry&)> handler);
+
+    /// Entries with an id greater than `after_id` (`""` or `"0"`: from the oldest kept),
+    /// oldest first, at most `max_count`, waiting up to `wait` for the first one when there
+    /// is none: the shape of `XREAD BLOCK`. `after_id` is `<ms>-<seq>` or `<ms>` (as
+    /// `<ms>-0`) and is compared numerically; a malformed one, or `max_count` 0, returns
+    /// nothing at once without waiting. Entries trimmed away are gone, as in Redis.
+    std::vector<bus_entry> read(std::string_view after_id, std::size_t max_count,
+                                std::chrono::milliseconds wait = std::chrono::milliseconds{0});
+
+    /// Number of entries kept now.
+    std::size_t size() const;
+
+    /// pubsub_listener: starts the delivery thread, which hands every published message to
+    /// `on_message` in publish order, including those published before `start`. Ignored
+    /// when `on_message` is empty or the thread already runs; may be called again after
+    /// `stop()`. An exception from `on_message` is swallowed and delivery goes on.
+    void start(update_handler on_message) override;
+    /// pubsub_listener: stops and joins the delivery thread. Messages still waiting are
+    /// discarded, not delivered; messages published afterwards wait for a later `start()`
+    /// (up to `max_pending_updates`). Does nothing when not started.
+    void stop() override;
+
+    /// Publishes an update message (PROTOCOL.md section 5 JSON), as a service would with
+    /// `PUBLISH`. Returns false when `max_pending_updates` messages wait already (the message
+    /// is dropped and counted in `updates_refused()`). Malformed messages are delivered too:
+    /// the gateway counts them.
+    bool publish(std::string message);
+    /// Publishes `u` as `to_json(u)`.
+    bool publish(const update& u);
+
+    /// Updates refused because the delivery queue was full.
+    std::uint64_t updates_refused() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace gatehouse

@@ -1,0 +1,125 @@
+#include "server_config.hpp"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+
+namespace gatehouse_server {
+namespace {
+
+// `--max-message-bytes` -> `GATEHOUSE_MAX_MESSAGE_BYTES`.
+std::string env_twin(const std::string& flag) {
+    std::string name = "GATEHOUSE_";
+    for (const char c : flag.substr(2)) {
+        name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return name;
+}
+
+template <class T>
+CLI::Option* flag(CLI::App& app, const std::string& name, T& value, const std::string& help) {
+    return app.add_option(name, value, help)->envname(env_twin(name))->capture_default_str();
+}
+
+std::chrono::milliseconds seconds_to_ms(double seconds) {
+    return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000.0)));
+}
+
+}  // namespace
+
+void add_flags(CLI::App& app, config& c) {
+    flag(app, "--listen", c.listen, "HTTP + WebSocket listener HOST:PORT (port 0: any free port)");
+    flag(app, "--redis", c.redis, "redis://[user:pass@]host:port[/db]; unset: in-process bus");
+    flag(app, "--db", c.db, "user store: sqlite:PATH or sqlite::memory:");
+    flag(app, "--jwt-secret", c.jwt_secret, "HS256 key for access tokens (default: random)");
+    flag(app, "--access-ttl", c.access_ttl, "access token lifetime, seconds");
+    flag(app, "--command-stream", c.command_stream, "Redis stream receiving commands");
+    flag(app, "--updates-channel", c.updates_channel, "Redis Pub/Sub channel of updates");
+    flag(app, "--bot-key", c.bot_keys, "NAME:KEY a bot presents at /ws/bot/{KEY} (repeatable)")
+        ->delimiter(',');
+    flag(app, "--ws-rate-limit", c.ws_rate_limit,
+         "commands per second per connection (burst 2N); 0: off");
+    flag(app, "--max-message-bytes", c.max_message_bytes,
+         "largest WebSocket message and HTTP body");
+    flag(app, "--login-max-failures", c.login_max_failures, "failed logins before lockout");
+    flag(app, "--login-lockout", c.login_lockout, "lockout length and failure window, seconds");
+    flag(app, "--threads", c.threads, "I/O threads (0: hardware concurrency)");
+    flag(app, "--tls-cert", c.tls_cert, "PEM certificate chain: serve https:// and wss://");
+    flag(app, "--tls-key", c.tls_key, "PEM private key for --tls-cert");
+    flag(app, "--ping-interval", c.ping_interval,
+         "ping a connection quiet this long, seconds; 0: off");
+    flag(app, "--idle-timeout", c.idle_timeout,
+         "close (1008) a connection silent this long, seconds; 0: off");
+    flag(app, "--send-buffer-bytes", c.send_buffer_bytes,
+         "per-connection cap on unwritten bytes before the slow-consumer policy applies");
+    flag(app, "--slow-consumer", c.slow_consumer, "drop: drop the update; close: close with 1008")
+        ->check(CLI::IsMember({"drop", "close"}));
+    flag(app, "--shutdown-timeout", c.shutdown_timeout,
+         "longest graceful shutdown waits for acks and closes, seconds");
+    flag(app, "--gateway-id", c.gateway_id, "this instance's gateway_id (default: generated)");
+    flag(app, "--log-level", c.log_level, "debug, info, warn or error")
+        ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+    flag(app, "--publish-key", c.publish_key,
+         "enables POST /updates with this Bearer key (publish without Redis)");
+}
+
+bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem) {
+    if (!c.redis.empty()) {
+        problem =
+            "--redis is not supported by this build yet; run without it for the "
+            "in-process bus";
+        return false;
+    }
+    if (c.tls_cert.empty() != c.tls_key.empty()) {
+        problem = "--tls-cert and --tls-key go together";
+        return false;
+    }
+    for (double d : {c.ping_interval, c.idle_timeout, c.shutdown_timeout}) {
+        if (!(d >= 0) || d > 86400) {
+            problem = "durations are seconds from 0 to 86400";
+            return false;
+        }
+    }
+    if (c.max_message_bytes == 0) {
+        problem = "--max-message-bytes must be positive";
+        return false;
+    }
+    out.listen = c.listen;
+    out.threads = c.threads;
+    out.tls_cert_file = c.tls_cert;
+    out.tls_key_file = c.tls_key;
+    if (c.jwt_secret.empty()) {
+        unsigned char random[32];
+        RAND_bytes(random, sizeof random);
+        static constexpr char hex[] = "0123456789abcdef";
+        for (unsigned char b : random) {
+            c.jwt_secret += hex[b >> 4];
+            c.jwt_secret += hex[b & 0xF];
+        }
+    }
+    out.jwt_secret = c.jwt_secret;
+    for (const auto& entry : c.bot_keys) {
+        const auto colon = entry.find(':');
+        if (colon == std::string::npos || colon == 0 || colon + 1 == entry.size()) {
+            problem = "--bot-key expects NAME:KEY";
+            return false;
+        }
+        out.bot_keys.emplace_back(entry.substr(0, colon), entry.substr(colon + 1));
+    }
+    out.max_message_bytes = c.max_message_bytes;
+    out.ws_rate_limit = c.ws_rate_limit;
+    out.ping_interval = seconds_to_ms(c.ping_interval);
+    out.idle_timeout = seconds_to_ms(c.idle_timeout);
+    out.shutdown_timeout = seconds_to_ms(c.shutdown_timeout);
+    out.connections.max_buffered_bytes = c.send_buffer_bytes;
+    out.connections.slow_consumer = c.slow_consumer == "drop"
+                                        ? gatehouse::slow_consumer_policy::drop
+                                        : gatehouse::slow_consumer_policy::close;
+    out.gateway_id = c.gateway_id.empty() ? gatehouse::make_gateway_id() : c.gateway_id;
+    return true;
+}
+
+}  // namespace gatehouse_server

@@ -1,0 +1,47 @@
+#pragma once
+// The reference server's configuration: PROTOCOL.md section 1's flags and their environment
+// twins, and their translation into gateway options.
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "gatehouse/gateway.hpp"
+
+namespace gatehouse_server {
+
+struct config {
+    std::string listen = "0.0.0.0:8080";
+    std::string redis;
+    std::string db = "sqlite:gatehouse.db";
+    std::string jwt_secret;
+    unsigned access_ttl = 900;
+    std::string command_stream = "gateway:commands";
+    std::string updates_channel = "ws_updates_channel";
+    std::vector<std::string> bot_keys;  // NAME:KEY
+    unsigned ws_rate_limit = 100;
+    std::size_t max_message_bytes = 65536;
+    unsigned login_max_failures = 5;
+    unsigned login_lockout = 900;
+    unsigned threads = 0;
+    std::string tls_cert;
+    std::string tls_key;
+    // Extensions (docs/operations.md).
+    double ping_interval = 20;
+    double idle_timeout = 60;
+    std::size_t send_buffer_bytes = std::size_t{1} << 20;
+    std::string slow_consumer = "close";
+    double shutdown_timeout = 10;
+    std::string gateway_id;
+    std::string log_level = "info";
+    std::string publish_key;
+};
+
+// Registers every flag, with `GATEHOUSE_<NAME>` as its environment twin.
+void add_flags(CLI::App& app, config& c);
+
+// Fills `out`; on a bad combination returns false with `problem` saying why. Generates the
+// JWT secret and the gateway id when they were not given.
+bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem);
+
+}  // namespace gatehouse_server

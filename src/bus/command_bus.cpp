@@ -1,0 +1,16 @@
+#include "gatehouse/command_bus.hpp"
+
+namespace gatehouse {
+
+std::string_view bus_codec_name(payload_format format) noexcept {
+    switch (format) {
+        case payload_format::json: return "json";
+        case payload_format::msgpack: return "msgpack";
+        case payload_format::bytes: return "protobuf";
+    }
+    // An out-of-range enum value can only come from a cast; PROTOCOL.md section 3 files
+    // every payload that is neither JSON nor MessagePack under "protobuf", so do the same.
+    return "protobuf";
+}
+
+}  // namespace gatehouse

@@ -1,0 +1,398 @@
+#include "gatehouse/connection_manager.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <iterator>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace gatehouse {
+namespace {
+
+// More shards than this buys no parallelism on any machine we run on, and each costs a mutex
+// and two maps that broadcast must visit.
+constexpr std::size_t max_shards = 4096;
+
+std::size_t shard_count(std::size_t wanted) {
+    wanted = std::clamp<std::size_t>(wanted, 1, max_shards);
+    std::size_t n = 1;
+    while (n < wanted) n <<= 1;
+    return n;
+}
+
+// One registered connection. The maps and every in-flight send share it, so a send that
+// copied it out before a concurrent remove() still finishes on a live connection, and the
+// slow-consumer flag is seen by every sender.
+struct entry {
+    entry(std::shared_ptr<connection> c, connection_info info)
+        : conn(std::move(c)),
+          player_id(std::move(info.player_id)),
+          client(info.client),
+          wire_codec(std::move(info.wire_codec)) {}
+
+    const std::shared_ptr<connection> conn;
+    const std::string player_id;
+    const client_kind client;
+    const std::shared_ptr<const codec> wire_codec;
+    // Set by the sender that closed it under the `close` policy: the close (and its counter)
+    // happens once, and later frames are refused without asking the transport.
+    std::atomic<bool> closed_as_slow{false};
+};
+
+using entry_ptr = std::shared_ptr<entry>;
+
+// alignas: neighbouring shards' mutexes on one cache line would contend even though the
+// shards are independent.
+struct alignas(64) player_shard {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::vector<entry_ptr>> players;
+};
+
+struct alignas(64) connection_shard {
+    std::mutex mutex;
+    std::unordered_map<connection_id, entry_ptr> connections;
+};
+
+// One encoding of the update being delivered, per codec in use among its targets.
+struct encoding {
+    const codec* wire_codec = nullptr;
+    shared_frame frame;
+    bool ok = false;
+};
+
+}  // namespace
+
+struct connection_manager::impl {
+    explicit impl(const connection_manager_options& o)
+        : options(o),
+          mask(shard_count(o.shards) - 1),
+          players(new player_shard[mask + 1]),
+          connections(new connection_shard[mask + 1]) {}
+
+    player_shard& shard_of_player(std::string_view player_id) const {
+        return players[std::hash<std::string_view>{}(player_id)&mask];
+    }
+    connection_shard& shard_of_connection(std::string_view id) const {
+        return connections[std::hash<std::string_view>{}(id)&mask];
+    }
+
+    send_status send_one(entry& e, const shared_frame& frame) {
+        if (e.closed_as_slow.load(std::memory_order_acquire)) return send_status::closed;
+        connection& c = *e.conn;
+        const std::size_t limit = options.max_buffered_bytes;
+        const std::size_t size = frame.size();
+        if (size > limit || c.buffered_bytes() > limit - size) {
+            if (options.slow_consumer == slow_consumer_policy::drop) {
+                frames_dropped.fetch_add(1, std::memory_order_relaxed);
+                return send_status::dropped;
+            }
+            if (!e.closed_as_slow.exchange(true, std::memory_order_acq_rel)) {
+                slow_consumers_closed.fetch_add(1, std::memory_order_relaxed);
+                c.close(close_code::policy_violation, "slow consumer");
+            }
+            return send_status::closed;
+        }
+        const send_status st = c.send(frame);
+        if (st == send_status::queued) frames_sent.fetch_add(1, std::memory_order_relaxed);
+        return st;
+    }
+
+    void collect_player(const std::string& player_id, std::vector<entry_ptr>& out) const {
+        player_shard& s = shard_of_player(player_id);
+        std::lock_guard<std::mutex> lock(s.mutex);
+        const auto it = s.players.find(player_id);
+        if (it != s.players.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+    }
+
+    void collect_targets(const update& u, std::vector<entry_ptr>& out) const {
+        switch (u.target) {
+            case update_target::player: collect_player(u.player_id, out); break;
+            case update_target::connection: {
+                connection_shard& s = shard_of_connection(u.connection_id);
+                std::lock_guard<std::mutex> lock(s.mutex);
+                const auto it = s.connections.find(u.connection_id);
+                // The player must match too: a service naming a connection id that belongs
+                // to someone else (a stale id, reused on reconnect) must not reach it.
+                if (it != s.connections.end() && it->second->player_id == u.player_id) {
+                    out.push_back(it->second);
+                }
+                break;
+            }
+            case update_target::players: {
+                // A player listed twice still gets the update once.
+                std::unordered_set<std::string_view> seen;
+                for (const auto& p : u.player_ids) {
+                    if (seen.insert(p).second) collect_player(p, out);
+                }
+                break;
+            }
+            case update_target::room: {
+                std::vector<std::string> members;
+                {
+                    std::lock_guard<std::mutex> lock(rooms_mutex);
+                    const auto it = room_members.find(u.room);
+                    if (it != room_members.end())
+                        members.assign(it->second.begin(), it->second.end());
+                }
+                for (const auto& p : members) collect_player(p, out);
+                break;
+            }
+            case update_target::broadcast:
+                // Shard by shard: a broadcast never holds more than one lock, so sends to
+                // other players carry on meanwhile.
+                for (std::size_t i = 0; i <= mask; ++i) {
+                    std::lock_guard<std::mutex> lock(players[i].mutex);
+                    for (const auto& [player, entries] : players[i].players) {
+                        out.insert(out.end(), entries.begin(), entries.end());
+                    }
+                }
+                break;
+            case update_target::join:
+            case update_target::leave: break;
+        }
+    }
+
+    encoding encode(const codec* c, const envelope& message) {
+        encoding e;
+        e.wire_codec = c;
+        if (c != nullptr) {
+            try {
+                std::string bytes;
+                if (!c->encode(message, bytes)) {
+                    e.frame = make_frame(std::move(bytes), c->frame());
+                    e.ok = true;
+                }
+            } catch (...) {
+                // A plug-in codec that throws must not take the delivering thread (the bus
+                // listener) down with it; the update is counted as unencodable instead.
+                e.ok = false;
+            }
+        }
+        if (!e.ok) encode_failures.fetch_add(1, std::memory_order_relaxed);
+        return e;
+    }
+
+    // Caller holds rooms_mutex.
+    void leave_all_rooms(const std::string& player_id) {
+        const auto it = player_rooms.find(player_id);
+        if (it == player_rooms.end()) return;
+        for (const auto& room : it->second) {
+            const auto r = room_members.find(room);
+            if (r == room_members.end()) continue;
+            r->second.erase(player_id);
+            if (r->second.empty()) room_members.erase(r);
+        }
+        player_rooms.erase(it);
+    }
+
+    const connection_manager_options options;
+    const std::size_t mask;
+    // Lock order, where more than one is held: a connection shard, then a player shard, then
+    // rooms_mutex. The send path takes exactly one of them, never two.
+    const std::unique_ptr<player_shard[]> players;
+    const std::unique_ptr<connection_shard[]> connections;
+
+    mutable std::mutex rooms_mutex;
+    std::unordered_map<std::string, std::unordered_set<std::string>> room_members;
+    std::unordered_map<std::string, std::set<std::string>> player_rooms;
+
+    std::atomic<std::uint64_t> connection_count{0};
+    std::atomic<std::uint64_t> frames_sent{0};
+    std::atomic<std::uint64_t> frames_dropped{0};
+    std::atomic<std::uint64_t> slow_consumers_closed{0};
+    std::atomic<std::uint64_t> updates_routed{0};
+    std::atomic<std::uint64_t> updates_unrouted{0};
+    std::atomic<std::uint64_t> encode_failures{0};
+};
+
+connection_manager::connection_manager(connection_manager_options options)
+    : impl_(std::make_unique<impl>(options)) {}
+
+connection_manager::~connection_manager() = default;
+
+void connection_manager::add(std::shared_ptr<connection> c, connection_info info) {
+    if (!c) return;
+    auto e = std::make_shared<entry>(std::move(c), std::move(info));
+    const connection_id& id = e->conn->id();
+    connection_shard& cs = impl_->shard_of_connection(id);
+    std::lock_guard<std::mutex> connection_lock(cs.mutex);
+    if (!cs.connections.emplace(id, e).second) return;
+    // Both maps change under the connection shard's lock, so a concurrent remove() of the
+    // same id sees the connection in both or in neither.
+    player_shard& ps = impl_->shard_of_player(e->player_id);
+    std::lock_guard<std::mutex> player_lock(ps.mutex);
+    ps.players[e->player_id].push_back(std::move(e));
+    impl_->connection_count.fetch_add(1, std::memory_order_relaxed);
+}
+
+void connection_manager::remove(const connection_id& id) {
+    // Declared first so the last reference (and the connection's destructor, whatever it
+    // does) goes after the locks are released.
+    entry_ptr removed;
+    connection_shard& cs = impl_->shard_of_connection(id);
+    std::lock_guard<std::mutex> connection_lock(cs.mutex);
+    const auto it = cs.connections.find(id);
+    if (it == cs.connections.end()) return;
+    removed = std::move(it->second);
+    cs.connections.erase(it);
+    impl_->connection_count.fetch_sub(1, std::memory_order_relaxed);
+
+    player_shard& ps = impl_->shard_of_player(removed->player_id);
+    std::lock_guard<std::mutex> player_lock(ps.mutex);
+    const auto p = ps.players.find(removed->player_id);
+    if (p == ps.players.end()) return;
+    auto& entries = p->second;
+    entries.erase(std::remove(entries.begin(), entries.end(), removed), entries.end());
+    if (!entries.empty()) return;
+    ps.players.erase(p);
+    // Under the player shard's lock, so a join() racing with this removal either comes first
+    // (and is undone here) or finds the player gone.
+    std::lock_guard<std::mutex> rooms_lock(impl_->rooms_mutex);
+    impl_->leave_all_rooms(removed->player_id);
+}
+
+send_status connection_manager::send(const connection_id& to, const shared_frame& frame) {
+    entry_ptr target;
+    {
+        connection_shard& cs = impl_->shard_of_connection(to);
+        std::lock_guard<std::mutex> lock(cs.mutex);
+        const auto it = cs.connections.find(to);
+        if (it == cs.connections.end()) return send_status::closed;
+        target = it->second;
+    }
+    return impl_->send_one(*target, frame);
+}
+
+delivery_result connection_manager::deliver(const update& u) {
+    if (u.target == update_target::join) {
+        join(u.player_id, u.room);
+        return {};
+    }
+    if (u.target == update_target::leave) {
+        leave(u.player_id, u.room);
+        return {};
+    }
+
+    std::vector<entry_ptr> targets;
+    impl_->collect_targets(u, targets);
+
+    // Encode lazily, once per codec in use among the targets: a broadcast to 10k JSON
+    // connections encodes once and hands all of them the same bytes. There are only ever a
+    // handful of codecs, so a linear search beats a map.
+    delivery_result result;
+    std::vector<encoding> encodings;
+    for (const auto& e : targets) {
+        const codec* c = e->wire_codec.get();
+        auto enc = std::find_if(encodings.begin(), encodings.end(),
+                                [c](const encoding& x) { return x.wire_codec == c; });
+        if (enc == encodings.end()) {
+            encodings.push_back(impl_->encode(c, u.message));
+            enc = std::prev(encodings.end());
+        }
+        if (enc->ok && impl_->send_one(*e, enc->frame) == send_status::queued) {
+            ++result.queued;
+        } else {
+            ++result.dropped;
+        }
+    }
+    if (result.queued > 0) {
+        impl_->updates_routed.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        impl_->updates_unrouted.fetch_add(1, std::memory_order_relaxed);
+    }
+    return result;
+}
+
+bool connection_manager::join(std::string_view player_id, std::string_view room) {
+    if (room.empty()) return false;
+    const std::string player(player_id);
+    player_shard& ps = impl_->shard_of_player(player);
+    std::lock_guard<std::mutex> player_lock(ps.mutex);
+    if (ps.players.find(player) == ps.players.end()) return false;
+    std::lock_guard<std::mutex> rooms_lock(impl_->rooms_mutex);
+    impl_->room_members[std::string(room)].insert(player);
+    impl_->player_rooms[player].emplace(room);
+    return true;
+}
+
+bool connection_manager::leave(std::string_view player_id, std::string_view room) {
+    const std::string player(player_id);
+    player_shard& ps = impl_->shard_of_player(player);
+    std::lock_guard<std::mutex> player_lock(ps.mutex);
+    if (ps.players.find(player) == ps.players.end()) return false;
+    std::lock_guard<std::mutex> rooms_lock(impl_->rooms_mutex);
+    const std::string name(room);
+    const auto r = impl_->room_members.find(name);
+    if (r != impl_->room_members.end()) {
+        r->second.erase(player);
+        if (r->second.empty()) impl_->room_members.erase(r);
+    }
+    const auto p = impl_->player_rooms.find(player);
+    if (p != impl_->player_rooms.end()) {
+        p->second.erase(name);
+        if (p->second.empty()) impl_->player_rooms.erase(p);
+    }
+    return true;
+}
+
+void connection_manager::close_all(close_code code, std::string_view reason) {
+    std::vector<std::shared_ptr<connection>> all;
+    all.reserve(size());
+    for (std::size_t i = 0; i <= impl_->mask; ++i) {
+        connection_shard& cs = impl_->connections[i];
+        std::lock_guard<std::mutex> lock(cs.mutex);
+        for (const auto& [id, e] : cs.connections) all.push_back(e->conn);
+    }
+    // Outside the locks: a transport's close may call back into the manager (remove()).
+    for (const auto& c : all) c->close(code, reason);
+}
+
+std::vector<connection_id> connection_manager::connections_of(std::string_view player_id) const {
+    std::vector<connection_id> ids;
+    const std::string player(player_id);
+    player_shard& ps = impl_->shard_of_player(player);
+    std::lock_guard<std::mutex> lock(ps.mutex);
+    const auto it = ps.players.find(player);
+    if (it == ps.players.end()) return ids;
+    ids.reserve(it->second.size());
+    for (const auto& e : it->second) ids.push_back(e->conn->id());
+    return ids;
+}
+
+std::string connection_manager::player_of(const connection_id& id) const {
+    connection_shard& cs = impl_->shard_of_connection(id);
+    std::lock_guard<std::mutex> lock(cs.mutex);
+    const auto it = cs.connections.find(id);
+    return it == cs.connections.end() ? std::string() : it->second->player_id;
+}
+
+std::size_t connection_manager::size() const noexcept {
+    return static_cast<std::size_t>(impl_->connection_count.load(std::memory_order_relaxed));
+}
+
+std::vector<std::string> connection_manager::rooms_of(std::string_view player_id) const {
+    std::lock_guard<std::mutex> lock(impl_->rooms_mutex);
+    const auto it = impl_->player_rooms.find(std::string(player_id));
+    if (it == impl_->player_rooms.end()) return {};
+    return std::vector<std::string>(it->second.begin(), it->second.end());
+}
+
+connection_manager_stats connection_manager::stats() const noexcept {
+    const auto load = [](const std::atomic<std::uint64_t>& a) {
+        return a.load(std::memory_order_relaxed);
+    };
+    connection_manager_stats s;
+    s.connections = load(impl_->connection_count);
+    s.frames_sent = load(impl_->frames_sent);
+    s.frames_dropped = load(impl_->frames_dropped);
+    s.slow_consumers_closed = load(impl_->slow_consumers_closed);
+    s.updates_routed = load(impl_->updates_routed);
+    s.updates_unrouted = load(impl_->updates_unrouted);
+    s.encode_failures = load(impl_->encode_failures);
+    return s;
+}
+
+}  // namespace gatehouse

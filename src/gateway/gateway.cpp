@@ -1,0 +1,183 @@
+#include "gatehouse/gateway.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/address.hpp>
+#include <asio/post.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "gatehouse/errc.hpp"
+#include "gateway/gateway_core.hpp"
+#include "transport/transport_server.hpp"
+
+namespace gatehouse {
+namespace {
+
+// `HOST:PORT` with a numeric IPv4 host or a bracketed IPv6 one.
+std::error_code parse_listen(std::string_view text, asio::ip::tcp::endpoint& out) {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return errc::invalid_listen_address;
+    std::string_view host = text.substr(0, colon);
+    const std::string_view port_text = text.substr(colon + 1);
+    if (host.front() == '[') {
+        if (host.size() < 3 || host.back() != ']') return errc::invalid_listen_address;
+        host = host.substr(1, host.size() - 2);
+    } else if (host.find(':') != std::string_view::npos) {
+        return errc::invalid_listen_address;  // IPv6 needs brackets
+    }
+    unsigned port = 0;
+    const auto [end, ec] =
+        std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535 ||
+        port_text.empty()) {
+        return errc::invalid_listen_address;
+    }
+    std::error_code address_error;
+    const auto address = asio::ip::make_address(std::string(host), address_error);
+    if (address_error) return errc::invalid_listen_address;
+    out = asio::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
+    return {};
+}
+
+std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
+    const auto address = e.address();
+    std::string host = address.to_string();
+    if (address.is_v6()) host = "[" + host + "]";
+    return host + ":" + std::to_string(e.port());
+}
+
+}  // namespace
+
+struct gateway::impl {
+    impl(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
+         std::shared_ptr<pubsub_listener> listener)
+        : core(std::move(options), std::move(codecs), std::move(bus), std::move(listener)),
+          sweep_timer(io) {}
+
+    void schedule_sweep() {
+        sweep_timer.expires_after(core.sweep_interval());
+        sweep_timer.async_wait([this](std::error_code ec) {
+            if (ec) return;
+            core.sweep();
+            schedule_sweep();
+        });
+    }
+
+    void shutdown() {
+        std::lock_guard<std::mutex> lock(lifecycle);
+        if (!started || stopped) return;
+        stopped = true;
+        const auto deadline = std::chrono::steady_clock::now() + core.options().shutdown_timeout;
+        // Refuse new upgrades and stop reading commands first, then stop the acceptor on an
+        // I/O thread (Asio's acceptor is not safe to close from a foreign thread).
+        core.begin_shutdown();
+        std::promise<void> stopped_listening;
+        asio::post(io, [this, &stopped_listening] {
+            server->stop_listening();
+            stopped_listening.set_value();
+        });
+        stopped_listening.get_future().wait_until(deadline);
+        if (!core.wait_for_sessions(deadline)) {
+            core.log(log_level::warn, "shutdown timeout: closing the remaining connections");
+        }
+        core.stop_listener();
+        io.stop();
+        for (auto& t : threads) t.join();
+        threads.clear();
+    }
+
+    detail::gateway_core core;
+    asio::io_context io;
+    asio::steady_timer sweep_timer;
+    std::unique_ptr<detail::transport_server> server;
+    std::vector<std::thread> threads;
+    std::string local_address;
+    std::mutex lifecycle;
+    bool started = false;
+    bool stopped = false;
+};
+
+gateway::gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
+                 std::shared_ptr<pubsub_listener> listener)
+    : impl_(std::make_unique<impl>(std::move(options), std::move(codecs), std::move(bus),
+                                   std::move(listener))) {}
+
+gateway::~gateway() {
+    impl_->shutdown();
+    // Destroy the server (and with it every websocketpp connection) before the core its
+    // handlers point into.
+    impl_->server.reset();
+}
+
+void gateway::add_route(std::string method, std::string path, http_handler handler) {
+    impl_->core.add_route(std::move(method), std::move(path), std::move(handler));
+}
+
+std::error_code gateway::start() {
+    auto& d = *impl_;
+    std::lock_guard<std::mutex> lock(d.lifecycle);
+    if (d.started) return {};
+    const auto& options = d.core.options();
+    asio::ip::tcp::endpoint endpoint;
+    if (auto ec = parse_listen(options.listen, endpoint)) return ec;
+
+    if (!options.tls_cert_file.empty()) {
+        auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        std::error_code ec;
+        tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                             asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                             asio::ssl::context::no_tlsv1_1,
+                         ec);
+        if (!ec) tls->use_certificate_chain_file(options.tls_cert_file, ec);
+        if (!ec) tls->use_private_key_file(options.tls_key_file, asio::ssl::context::pem, ec);
+        if (ec) {
+            d.core.log(log_level::error, "TLS setup failed: " + ec.message());
+            return errc::tls_setup_failed;
+        }
+        d.server = detail::make_tls_server(d.core, d.io, std::move(tls));
+    } else {
+        d.server = detail::make_plain_server(d.core, d.io);
+    }
+    if (auto ec = d.server->listen(endpoint)) {
+        d.server.reset();
+        return ec;
+    }
+    d.local_address = format_endpoint(d.server->local_endpoint());
+    d.core.start_listener();
+    d.schedule_sweep();
+
+    unsigned threads = options.threads;
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < threads; ++i) d.threads.emplace_back([&d] { d.io.run(); });
+    d.started = true;
+    d.core.log(log_level::info, "listening on " + d.local_address + " with " +
+                                    std::to_string(threads) + " I/O thread(s), gateway_id " +
+                                    d.core.gateway_id());
+    return {};
+}
+
+std::string gateway::local_address() const { return impl_->local_address; }
+
+void gateway::shutdown() { impl_->shutdown(); }
+
+bool gateway::ready() const noexcept { return impl_->core.ready(); }
+
+const std::string& gateway::gateway_id() const noexcept { return impl_->core.gateway_id(); }
+
+connection_manager& gateway::connections() noexcept { return impl_->core.connections(); }
+
+metrics_registry& gateway::metrics() noexcept { return impl_->core.metrics(); }
+
+std::error_code gateway::authenticate(std::string_view token, identity& who) const {
+    return impl_->core.authenticate(token, who);
+}
+
+}  // namespace gatehouse

@@ -1,0 +1,578 @@
+#include "gateway/gateway_core.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <stdexcept>
+#include <utility>
+
+#include "gatehouse/builtin_codecs.hpp"
+#include "gatehouse/client/envelope.hpp"
+#include "gatehouse/codec_error.hpp"
+#include "gatehouse/errc.hpp"
+#include "gatehouse/jwt.hpp"
+#include "gatehouse/update.hpp"
+#include "gateway/json_text.hpp"
+
+namespace gatehouse::detail {
+namespace {
+
+std::int64_t steady_ms() noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+std::int64_t unix_ms() noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+bool is_gateway_id_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == ':' || c == '-';
+}
+
+}  // namespace
+}  // namespace gatehouse::detail
+
+namespace gatehouse {
+
+// Host name, process id and a random suffix: unique across instances and restarts, and
+// short enough that connection ids and assigned correlation ids stay within 128 characters.
+std::string make_gateway_id() {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    std::string id;
+    for (const char* p = host; *p != '\0' && id.size() < 32; ++p) {
+        id += detail::is_gateway_id_char(*p) ? *p : '-';
+    }
+    if (id.empty()) id = "gatehouse";
+    unsigned char random[4] = {};
+    RAND_bytes(random, sizeof random);
+    char suffix[32];
+    std::snprintf(suffix, sizeof suffix, "-%ld-%02x%02x%02x%02x", static_cast<long>(getpid()),
+                  random[0], random[1], random[2], random[3]);
+    return id + suffix;
+}
+
+}  // namespace gatehouse
+
+namespace gatehouse::detail {
+namespace {
+
+std::string_view strip_prefix(std::string_view s, std::string_view prefix) noexcept {
+    return s.substr(prefix.size());
+}
+
+bool starts_with(std::string_view s, std::string_view prefix) noexcept {
+    return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// The first value of `name` in a raw query string (no percent-decoding: codec names and
+// tokens are plain ASCII).
+std::string_view query_value(std::string_view query, std::string_view name) noexcept {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const auto pair = query.substr(0, amp);
+        const auto eq = pair.find('=');
+        if (pair.substr(0, eq) == name) {
+            return eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return {};
+}
+
+bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
+    // Lengths are not secret enough to hide (keys are configured, not guessed byte by byte);
+    // the content comparison is what must not leak through timing.
+    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+upgrade_result refuse(int status, std::string_view code, std::string_view detail) {
+    upgrade_result r;
+    r.status = status;
+    r.body = http_response::problem(status, code, detail).body;
+    return r;
+}
+
+}  // namespace
+
+gateway_core::gateway_core(gateway_options options, codec_registry codecs,
+                           std::shared_ptr<command_bus> bus,
+                           std::shared_ptr<pubsub_listener> listener)
+    : options_(std::move(options)),
+      codecs_(std::move(codecs)),
+      bus_(std::move(bus)),
+      listener_(std::move(listener)),
+      connections_(options_.connections),
+      player_connections_(metrics_.gauge("gatehouse_connections", "Open WebSocket connections.",
+                                         "client=\"player\"")),
+      bot_connections_(
+          metrics_.gauge("gatehouse_connections", "Open WebSocket connections.", "client=\"bot\"")),
+      connections_opened_(
+          metrics_.counter("gatehouse_connections_opened_total", "WebSocket connections opened.")),
+      upgrades_unauthorized_(metrics_.counter("gatehouse_upgrades_refused_total",
+                                              "WebSocket upgrades refused, by reason.",
+                                              "reason=\"unauthorized\"")),
+      upgrades_bad_codec_(metrics_.counter("gatehouse_upgrades_refused_total",
+                                           "WebSocket upgrades refused, by reason.",
+                                           "reason=\"bad_codec\"")),
+      upgrades_shutting_down_(metrics_.counter("gatehouse_upgrades_refused_total",
+                                               "WebSocket upgrades refused, by reason.",
+                                               "reason=\"shutting_down\"")),
+      upgrades_not_found_(metrics_.counter("gatehouse_upgrades_refused_total",
+                                           "WebSocket upgrades refused, by reason.",
+                                           "reason=\"not_found\"")),
+      commands_accepted_(metrics_.counter("gatehouse_commands_accepted_total",
+                                          "Commands the bus accepted (and that were acked).")),
+      refused_invalid_frame_(metrics_.counter("gatehouse_commands_refused_total",
+                                              "Commands answered with an error, by code.",
+                                              "reason=\"invalid_frame\"")),
+      refused_invalid_envelope_(metrics_.counter("gatehouse_commands_refused_total",
+                                                 "Commands answered with an error, by code.",
+                                                 "reason=\"invalid_envelope\"")),
+      refused_rate_limited_(metrics_.counter("gatehouse_commands_refused_total",
+                                             "Commands answered with an error, by code.",
+                                             "reason=\"rate_limited\"")),
+      refused_bus_unavailable_(metrics_.counter("gatehouse_commands_refused_total",
+                                                "Commands answered with an error, by code.",
+                                                "reason=\"bus_unavailable\"")),
+      updates_received_(metrics_.counter("gatehouse_updates_received_total",
+                                         "Update messages received from the bus.")),
+      updates_malformed_(metrics_.counter("gatehouse_updates_malformed_total",
+                                          "Update messages dropped as malformed.")),
+      idle_closed_(metrics_.counter("gatehouse_idle_closed_total",
+                                    "Connections closed by the idle timeout.")) {
+    if (!bus_ || !listener_)
+        throw std::invalid_argument("gateway: a bus and a listener are needed");
+    if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+        throw std::invalid_argument("gateway: TLS needs both a certificate and a key");
+    }
+    if (options_.gateway_id.empty()) options_.gateway_id = make_gateway_id();
+    if (options_.gateway_id.size() > 64 ||
+        !std::all_of(options_.gateway_id.begin(), options_.gateway_id.end(), is_gateway_id_char)) {
+        throw std::invalid_argument("gateway: gateway_id must be 1-64 of [A-Za-z0-9_.:-]");
+    }
+    for (const auto& [name, key] : options_.bot_keys) {
+        if (name.empty() || key.empty()) {
+            throw std::invalid_argument("gateway: bot keys need a name and a key");
+        }
+    }
+    json_codec_ = codecs_.find("json");
+    msgpack_codec_ = codecs_.find("msgpack");
+    if (!json_codec_) {
+        // Text frames are always JSON (PROTOCOL.md section 3), so a registry without the JSON
+        // codec cannot serve the protocol.
+        throw std::invalid_argument("gateway: the codec registry needs a \"json\" codec");
+    }
+
+    const auto stats = [this](auto member) {
+        return [this, member] { return static_cast<double>(connections_.stats().*member); };
+    };
+    metrics_.gauge_callback("gatehouse_updates_routed_total",
+                            "Updates delivered to at least one connection here.",
+                            stats(&connection_manager_stats::updates_routed));
+    metrics_.gauge_callback("gatehouse_updates_unrouted_total",
+                            "Updates for players or rooms with no connection here.",
+                            stats(&connection_manager_stats::updates_unrouted));
+    metrics_.gauge_callback("gatehouse_frames_sent_total", "Frames queued on connections.",
+                            stats(&connection_manager_stats::frames_sent));
+    metrics_.gauge_callback("gatehouse_send_queue_dropped_total",
+                            "Frames dropped for a full send buffer (policy drop).",
+                            stats(&connection_manager_stats::frames_dropped));
+    metrics_.gauge_callback("gatehouse_slow_consumers_closed_total",
+                            "Connections closed for a full send buffer (policy close).",
+                            stats(&connection_manager_stats::slow_consumers_closed));
+    metrics_.gauge_callback("gatehouse_update_encode_failures_total",
+                            "Update/codec pairs that could not be encoded.",
+                            stats(&connection_manager_stats::encode_failures));
+    metrics_.gauge_callback("gatehouse_bus_connected", "1 while the command bus is connected.",
+                            [this] { return bus_->connected() ? 1.0 : 0.0; });
+}
+
+gateway_core::~gateway_core() { stop_listener(); }
+
+void gateway_core::log(log_level level, std::string_view message) const {
+    if (options_.log) options_.log(level, message);
+}
+
+// ------------------------------------------------------------------------------------------
+// Upgrade
+
+upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
+    if (shutting_down_) {
+        upgrades_shutting_down_.add();
+        return refuse(503, "shutting_down", "the gateway is shutting down");
+    }
+    identity who;
+    std::error_code auth_error;
+    bool is_bot = false;
+    if (starts_with(request.path, "/ws/player/")) {
+        auth_error = authenticate(strip_prefix(request.path, "/ws/player/"), who);
+    } else if (request.path == "/ws/player") {
+        std::string_view header = request.authorization;
+        constexpr std::string_view bearer = "Bearer ";
+        if (header.size() > bearer.size() &&
+            std::equal(bearer.begin(), bearer.end(), header.begin(),
+                       [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+            auth_error = authenticate(header.substr(bearer.size()), who);
+        } else {
+            auth_error = errc::invalid_token;
+        }
+    } else if (starts_with(request.path, "/ws/bot/")) {
+        is_bot = true;
+        if (!verify_bot_key(strip_prefix(request.path, "/ws/bot/"), who)) {
+            auth_error = errc::unknown_bot_key;
+        }
+    } else {
+        upgrades_not_found_.add();
+        return refuse(404, "not_found", "WebSocket endpoints are /ws/player and /ws/bot/{key}");
+    }
+    if (auth_error) {
+        upgrades_unauthorized_.add();
+        log(log_level::info, "upgrade refused: " + auth_error.message());
+        return refuse(401, "unauthorized", "a valid access token or bot key is required");
+    }
+
+    upgrade_result result;
+    // Sec-WebSocket-Protocol: the first offered value naming a codec we have.
+    if (request.offered_subprotocols != nullptr) {
+        for (const auto& offered : *request.offered_subprotocols) {
+            if (auto c = codecs_.find_subprotocol(offered)) {
+                result.setup.wire_codec = std::move(c);
+                result.subprotocol = offered;
+                break;
+            }
+        }
+    }
+    if (!result.setup.wire_codec) {
+        const auto requested = query_value(request.query, "codec");
+        if (!requested.empty()) {
+            result.setup.wire_codec = codecs_.find(requested);
+            if (!result.setup.wire_codec) {
+                upgrades_bad_codec_.add();
+                return refuse(400, "unknown_codec", "?codec= names no codec this gateway offers");
+            }
+        } else {
+            result.setup.wire_codec = is_bot && msgpack_codec_ ? msgpack_codec_ : json_codec_;
+        }
+    }
+    const auto& wire = result.setup.wire_codec;
+    result.setup.text_codec = wire->frame() == frame_type::text ? wire : json_codec_;
+    result.setup.binary_codec =
+        wire->frame() == frame_type::binary ? wire : (msgpack_codec_ ? msgpack_codec_ : wire);
+    result.setup.who = std::move(who);
+    result.setup.id = next_connection_id();
+    result.accepted = true;
+    return result;
+}
+
+std::error_code gateway_core::authenticate(std::string_view token, identity& who) const {
+    if (options_.verify_token) return options_.verify_token(token, who);
+    jwt_claims claims;
+    if (auto ec = verify_jwt(token, options_.jwt_secret, unix_now_seconds(), claims)) return ec;
+    who.player_id = std::move(claims.sub);
+    who.client = client_kind::player;
+    who.roles = std::move(claims.roles);
+    return {};
+}
+
+bool gateway_core::verify_bot_key(std::string_view key, identity& who) const {
+    bool found = false;
+    // Every configured key is compared, so the time taken does not say which one matched.
+    for (const auto& [name, expected] : options_.bot_keys) {
+        if (constant_time_equal(key, expected) && !found) {
+            found = true;
+            who.player_id = "bot:" + name;
+            who.client = client_kind::bot;
+        }
+    }
+    return found;
+}
+
+connection_id gateway_core::next_connection_id() {
+    return options_.gateway_id + "-" +
+           std::to_string(connection_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+// ------------------------------------------------------------------------------------------
+// Session life
+
+void gateway_core::on_open(const std::shared_ptr<session>& s) {
+    s->touch(steady_ms());
+    const auto& setup = s->setup();
+    connection_info info{setup.who.player_id, setup.who.client, setup.wire_codec};
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        sessions_.emplace(s.get(), s);
+    }
+    connections_.add(s, std::move(info));
+    connections_opened_.add();
+    (setup.who.client == client_kind::bot ? bot_connections_ : player_connections_).add(1);
+
+    std::string payload = "{\"connection_id\":";
+    append_json_string(payload, setup.id);
+    payload += ",\"player_id\":";
+    append_json_string(payload, setup.who.player_id);
+    payload += ",\"codec\":";
+    append_json_string(payload, setup.wire_codec->name());
+    payload += '}';
+    reply(*s, "welcome", std::move(payload), {});
+    // A connection that opened while shutdown began is closed like the others.
+    if (shutting_down_ && s->start_draining()) close_for_shutdown(*s);
+}
+
+void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t /*code*/) {
+    connections_.remove(s->id());
+    bool was_open = false;
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        was_open = sessions_.erase(s.get()) > 0;
+        if (sessions_.empty()) sessions_closed_.notify_all();
+    }
+    if (was_open) {
+        (s->setup().who.client == client_kind::bot ? bot_connections_ : player_connections_)
+            .add(-1);
+    }
+}
+
+void gateway_core::on_activity(session& s) { s.touch(steady_ms()); }
+
+std::chrono::milliseconds gateway_core::sweep_interval() const noexcept {
+    using std::chrono::milliseconds;
+    milliseconds shortest{1000};
+    for (auto d : {options_.ping_interval, options_.idle_timeout}) {
+        if (d.count() > 0) shortest = std::min(shortest, d / 4);
+    }
+    return std::max(shortest, milliseconds{10});
+}
+
+void gateway_core::sweep() {
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        live.reserve(sessions_.size());
+        for (const auto& entry : sessions_) live.push_back(entry.second);
+    }
+    const auto now = steady_ms();
+    const auto ping_after = options_.ping_interval.count();
+    const auto idle_after = options_.idle_timeout.count();
+    for (const auto& s : live) {
+        const auto quiet = now - s->last_seen_ms();
+        if (idle_after > 0 && quiet >= idle_after) {
+            idle_closed_.add();
+            s->close(close_code::policy_violation, "idle timeout");
+        } else if (ping_after > 0 && quiet >= ping_after && s->mark_pinged()) {
+            s->ping();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Commands
+
+void gateway_core::on_message(const std::shared_ptr<session>& s, bool text,
+                              std::string_view bytes) {
+    s->touch(steady_ms());
+    const auto& setup = s->setup();
+    const codec& reader = text ? *setup.text_codec : *setup.binary_codec;
+    envelope& command = s->scratch();
+    const auto decoded = reader.decode(bytes, command);
+    // Every message takes a token, valid or not, so a flood of garbage is limited too.
+    const bool within_rate = s->bucket().try_take();
+    if (decoded) {
+        const auto code = protocol_error_code(decoded);
+        (code == "invalid_envelope" ? refused_invalid_envelope_ : refused_invalid_frame_).add();
+        reply_error(*s, code, decoded.message(), command.correlation_id);
+        return;
+    }
+    if (!within_rate) {
+        refused_rate_limited_.add();
+        reply_error(*s, "rate_limited", "over the connection's command rate; not accepted",
+                    command.correlation_id);
+        return;
+    }
+    accept_command(s, command);
+}
+
+void gateway_core::accept_command(const std::shared_ptr<session>& s, envelope& command) {
+    const auto& setup = s->setup();
+    if (command.correlation_id.empty()) {
+        command.correlation_id = setup.id + "." + std::to_string(s->next_sequence());
+    }
+    command.origin.player_id = setup.who.player_id;
+    command.origin.connection_id = setup.id;
+    command.origin.client = setup.who.client;
+    command.origin.accepted_at_ms = unix_ms();
+    if (!s->begin_command()) return;  // shutdown began: neither accepted nor answered
+
+    bus_->append(command, [this, s, correlation_id = command.correlation_id](
+                              std::error_code error, std::string_view entry_id) {
+        if (error) {
+            refused_bus_unavailable_.add();
+            reply_error(*s, "bus_unavailable", "the command bus did not accept it; retry later",
+                        correlation_id);
+        } else {
+            commands_accepted_.add();
+            std::string payload = "{\"stream_id\":";
+            append_json_string(payload, entry_id);
+            payload += '}';
+            reply(*s, "ack", std::move(payload), correlation_id);
+        }
+        if (s->end_command()) close_for_shutdown(*s);
+    });
+}
+
+void gateway_core::reply_error(session& s, std::string_view code, std::string_view message,
+                               std::string_view correlation_id) {
+    std::string payload = "{\"code\":";
+    append_json_string(payload, code);
+    payload += ",\"message\":";
+    append_json_string(payload, message);
+    payload += '}';
+    reply(s, "error", std::move(payload), correlation_id);
+}
+
+void gateway_core::reply(session& s, std::string_view type, std::string payload_json,
+                         std::string_view correlation_id) {
+    envelope out;
+    out.type = type;
+    out.payload = std::move(payload_json);
+    out.format = payload_format::json;
+    out.correlation_id = correlation_id;
+    std::string bytes;
+    const auto& wire = *s.setup().wire_codec;
+    if (auto ec = wire.encode(out, bytes)) {
+        // Our own JSON payloads are representable in every built-in codec; a custom codec
+        // that cannot carry them leaves the client without this reply, which is logged.
+        log(log_level::error, "cannot encode a " + std::string(type) + " reply with codec " +
+                                  std::string(wire.name()) + ": " + ec.message());
+        return;
+    }
+    s.send_reply(make_frame(std::move(bytes), wire.frame()));
+}
+
+// ------------------------------------------------------------------------------------------
+// Updates
+
+void gateway_core::start_listener() {
+    if (listener_started_.exchange(true)) return;
+    listener_->start([this](std::string_view message) { route_update(message); });
+}
+
+void gateway_core::stop_listener() {
+    if (listener_started_.exchange(false)) listener_->stop();
+}
+
+void gateway_core::route_update(std::string_view message) {
+    updates_received_.add();
+    // The listener calls us from one thread at a time, so one parsed update is reused.
+    thread_local update parsed;
+    if (auto ec = parse_update(message, parsed)) {
+        updates_malformed_.add();
+        // The message itself is not logged: services may put anything in a payload.
+        log(log_level::warn, "dropped a malformed update message of " +
+                                 std::to_string(message.size()) + " bytes: " + ec.message());
+        return;
+    }
+    connections_.deliver(parsed);
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP
+
+void gateway_core::add_route(std::string method, std::string path, http_handler handler) {
+    routes_[std::move(path)][std::move(method)] = std::move(handler);
+}
+
+void gateway_core::handle_http(const http_request& request, http_responder respond) {
+    if (request.path == "/health" && request.method == "GET") {
+        respond(http_response::json(200, "{\"status\":\"ok\"}"));
+        return;
+    }
+    if (request.path == "/ready" && request.method == "GET") {
+        respond(ready() ? http_response::json(200, "{\"status\":\"ready\"}")
+                        : http_response::problem(503, "not_ready",
+                                                 shutting_down_ ? "the gateway is shutting down"
+                                                                : "the bus is not connected"));
+        return;
+    }
+    if (request.path == "/metrics" && request.method == "GET") {
+        http_response r;
+        r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        r.body = metrics_.render();
+        respond(std::move(r));
+        return;
+    }
+    if (starts_with(request.path, "/ws/")) {
+        auto r =
+            http_response::problem(426, "upgrade_required", "this endpoint speaks WebSocket only");
+        r.headers.emplace_back("Upgrade", "websocket");
+        respond(std::move(r));
+        return;
+    }
+    const auto route = routes_.find(request.path);
+    const bool builtin =
+        request.path == "/health" || request.path == "/ready" || request.path == "/metrics";
+    if (route == routes_.end()) {
+        if (builtin) {
+            auto r = http_response::problem(405, "method_not_allowed");
+            r.headers.emplace_back("Allow", "GET");
+            respond(std::move(r));
+        } else {
+            respond(http_response::problem(404, "not_found"));
+        }
+        return;
+    }
+    const auto handler = route->second.find(request.method);
+    if (handler == route->second.end()) {
+        std::string allow;
+        for (const auto& entry : route->second) {
+            if (!allow.empty()) allow += ", ";
+            allow += entry.first;
+        }
+        auto r = http_response::problem(405, "method_not_allowed");
+        r.headers.emplace_back("Allow", std::move(allow));
+        respond(std::move(r));
+        return;
+    }
+    handler->second(request, std::move(respond));
+}
+
+// ------------------------------------------------------------------------------------------
+// Shutdown
+
+bool gateway_core::ready() const noexcept {
+    return !shutting_down_ && bus_->connected() && listener_->connected();
+}
+
+void gateway_core::begin_shutdown() {
+    if (shutting_down_.exchange(true)) return;
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        for (const auto& entry : sessions_) live.push_back(entry.second);
+    }
+    for (const auto& s : live) {
+        if (s->start_draining()) close_for_shutdown(*s);
+    }
+}
+
+void gateway_core::close_for_shutdown(session& s) {
+    s.close(close_code::going_away, "server shutting down");
+}
+
+bool gateway_core::wait_for_sessions(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(sessions_mutex_);
+    return sessions_closed_.wait_until(lock, deadline, [this] { return sessions_.empty(); });
+}
+
+}  // namespace gatehouse::detail

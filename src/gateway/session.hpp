@@ -1,0 +1,96 @@
+#pragma once
+// One WebSocket session as the gateway core sees it: the transport-independent state of an
+// authenticated connection, plus the `connection` interface the transport implements.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "gatehouse/codec.hpp"
+#include "gatehouse/connection.hpp"
+#include "gatehouse/envelope.hpp"
+#include "gatehouse/gateway.hpp"
+#include "gatehouse/token_bucket.hpp"
+
+namespace gatehouse::detail {
+
+// What the upgrade decided, carried from the handshake to the open session.
+struct session_setup {
+    connection_id id;
+    identity who;
+    std::shared_ptr<const codec> wire_codec;    // what the server writes
+    std::shared_ptr<const codec> text_codec;    // reads text frames (always JSON)
+    std::shared_ptr<const codec> binary_codec;  // reads binary frames
+};
+
+class session : public connection {
+public:
+    explicit session(session_setup setup, double rate, double burst)
+        : setup_(std::move(setup)), bucket_(rate, burst) {}
+
+    const connection_id& id() const noexcept override { return setup_.id; }
+    const session_setup& setup() const noexcept { return setup_; }
+
+    // Sends without the slow-consumer policy: replies (welcome, ack, error) are bounded by the
+    // rate limit and answer commands that are already on the bus, so they are never dropped.
+    virtual send_status send_reply(const shared_frame& frame) { return send(frame); }
+
+    // Sends a WebSocket ping; false when the connection is gone.
+    virtual bool ping() = 0;
+
+    // --- state touched only on the session's own strand (message handler) ---
+    token_bucket& bucket() noexcept { return bucket_; }
+    envelope& scratch() noexcept { return scratch_; }
+    std::uint64_t next_sequence() noexcept { return ++sequence_; }
+
+    // --- shutdown accounting: commands handed to the bus and not yet answered ---
+    // Returns false when the session is draining: the command must be ignored (PROTOCOL.md
+    // section 1: a command that arrives after shutdown began is neither accepted nor answered).
+    bool begin_command() {
+        std::lock_guard<std::mutex> lock(drain_mutex_);
+        if (draining_) return false;
+        ++in_flight_;
+        return true;
+    }
+    // Returns true when the session is draining and this was its last pending command.
+    bool end_command() {
+        std::lock_guard<std::mutex> lock(drain_mutex_);
+        --in_flight_;
+        return draining_ && in_flight_ == 0;
+    }
+    // Returns true when nothing is pending, so the session may close now.
+    bool start_draining() {
+        std::lock_guard<std::mutex> lock(drain_mutex_);
+        draining_ = true;
+        return in_flight_ == 0;
+    }
+
+    // --- keepalive, read by the sweeper on another thread ---
+    void touch(std::int64_t now_ms) noexcept {
+        last_seen_ms_.store(now_ms, std::memory_order_relaxed);
+        pinged_.store(false, std::memory_order_relaxed);
+    }
+    std::int64_t last_seen_ms() const noexcept {
+        return last_seen_ms_.load(std::memory_order_relaxed);
+    }
+    // True the first time after the last touch.
+    bool mark_pinged() noexcept { return !pinged_.exchange(true, std::memory_order_relaxed); }
+
+private:
+    session_setup setup_;
+    token_bucket bucket_;
+    envelope scratch_;
+    std::uint64_t sequence_ = 0;
+
+    std::mutex drain_mutex_;
+    bool draining_ = false;
+    std::size_t in_flight_ = 0;
+
+    std::atomic<std::int64_t> last_seen_ms_{0};
+    std::atomic<bool> pinged_{false};
+};
+
+}  // namespace gatehouse::detail

@@ -1,0 +1,156 @@
+#include "gatehouse/http.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace gatehouse {
+namespace {
+
+char ascii_lower(char c) noexcept {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+    }
+    return true;
+}
+
+bool is_space(char c) noexcept { return c == ' ' || c == '\t'; }
+
+std::string_view trim(std::string_view s) noexcept {
+    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+    return s;
+}
+
+int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// application/x-www-form-urlencoded decoding. A `%` not followed by two hex digits is kept
+// as it is, as browsers and most servers do, rather than failing the whole parameter.
+std::string form_decode(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (c == '+') {
+            out += ' ';
+        } else if (c == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
+                   hex_value(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+            i += 2;
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string_view http_request::header(std::string_view name) const noexcept {
+    for (const auto& h : headers) {
+        if (iequals(h.first, name)) return h.second;
+    }
+    return {};
+}
+
+std::string http_request::query_param(std::string_view name) const {
+    std::string_view rest = query;
+    while (!rest.empty()) {
+        const auto amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
+        const auto eq = pair.find('=');
+        const std::string_view key = pair.substr(0, eq);
+        if (form_decode(key) != name) continue;
+        return eq == std::string_view::npos ? std::string{} : form_decode(pair.substr(eq + 1));
+    }
+    return {};
+}
+
+std::string_view http_request::bearer_token() const noexcept {
+    constexpr std::string_view scheme = "bearer";
+    const std::string_view value = trim(header("Authorization"));
+    if (value.size() <= scheme.size() || !iequals(value.substr(0, scheme.size()), scheme) ||
+        !is_space(value[scheme.size()])) {
+        return {};
+    }
+    const std::string_view token = trim(value.substr(scheme.size()));
+    // RFC 6750's b64token has no whitespace: "Bearer a b" is not a token to try.
+    for (const char c : token) {
+        if (is_space(c)) return {};
+    }
+    return token;
+}
+
+http_response http_response::problem(int status, std::string_view code, std::string_view detail) {
+    // ordered_json keeps PROTOCOL.md's field order; `replace` turns invalid UTF-8 (a code or
+    // detail echoing client input) into U+FFFD instead of throwing from dump().
+    nlohmann::ordered_json j;
+    j["status"] = status;
+    j["title"] = http_status_title(status);
+    j["code"] = code;
+    if (!detail.empty()) j["detail"] = detail;
+    http_response r;
+    r.status = status;
+    r.content_type = "application/problem+json";
+    r.body = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    return r;
+}
+
+http_response http_response::json(int status, std::string body) {
+    http_response r;
+    r.status = status;
+    r.content_type = "application/json";
+    r.body = std::move(body);
+    return r;
+}
+
+std::string_view http_status_title(int status) noexcept {
+    // Reason phrases as RFC 9110 names them (so 413 is "Content Too Large").
+    switch (status) {
+        case 100: return "Continue";
+        case 101: return "Switching Protocols";
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 204: return "No Content";
+        case 301: return "Moved Permanently";
+        case 302: return "Found";
+        case 304: return "Not Modified";
+        case 307: return "Temporary Redirect";
+        case 308: return "Permanent Redirect";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 406: return "Not Acceptable";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 410: return "Gone";
+        case 411: return "Length Required";
+        case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
+        case 415: return "Unsupported Media Type";
+        case 422: return "Unprocessable Content";
+        case 426: return "Upgrade Required";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        default: return "Unknown";
+    }
+}
+
+}  // namespace gatehouse

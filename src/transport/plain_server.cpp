@@ -1,0 +1,20 @@
+// The plain (ws://, http://) instantiation of the websocketpp server.
+
+#include <websocketpp/config/asio_no_tls.hpp>
+
+#include "transport/ws_server.hpp"
+
+namespace gatehouse::detail {
+namespace {
+
+struct plain_config : websocketpp::config::asio {
+    using connection_base = connection_slot;
+};
+
+}  // namespace
+
+std::unique_ptr<transport_server> make_plain_server(gateway_core& core, asio::io_context& io) {
+    return std::make_unique<ws_server<plain_config>>(core, io);
+}
+
+}  // namespace gatehouse::detail

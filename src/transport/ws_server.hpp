@@ -1,0 +1,260 @@
+#pragma once
+// websocketpp wired to the gateway core, for one websocketpp config (plain or TLS). Included
+// by exactly one .cpp per config, so each instantiation compiles once.
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <asio/post.hpp>
+#include <websocketpp/server.hpp>
+
+#include "gatehouse/http.hpp"
+#include "gatehouse/log.hpp"
+#include "gateway/gateway_core.hpp"
+#include "gateway/session.hpp"
+#include "transport/transport_server.hpp"
+
+namespace gatehouse::detail {
+
+// Per-connection user data websocketpp keeps inside each of its connections (the config's
+// `connection_base`): the gateway session once the upgrade was accepted.
+struct connection_slot {
+    std::shared_ptr<session> gateway_session;
+};
+
+template <class Config>
+class ws_server final : public transport_server {
+public:
+    using server_type = websocketpp::server<Config>;
+    using connection_type = typename server_type::connection_type;
+    using connection_ptr = typename server_type::connection_ptr;
+    using message_ptr = typename server_type::message_ptr;
+
+    ws_server(gateway_core& core, asio::io_context& io) : core_(core), io_(io) {
+        const auto& options = core_.options();
+        server_.clear_access_channels(websocketpp::log::alevel::all);
+        server_.clear_error_channels(websocketpp::log::elevel::all);
+        server_.init_asio(&io_);
+        server_.set_reuse_addr(true);
+        server_.set_listen_backlog(1024);
+        // websocketpp measures the assembled message, after any extension: N bytes pass,
+        // N + 1 close the connection with 1009.
+        server_.set_max_message_size(options.max_message_bytes);
+        server_.set_max_http_body_size(options.max_message_bytes);
+        // Bounded handshakes: a peer that never finishes one holds no slot for long.
+        server_.set_open_handshake_timeout(5000);
+        server_.set_close_handshake_timeout(2000);
+
+        server_.set_validate_handler([this](websocketpp::connection_hdl h) { return validate(h); });
+        server_.set_open_handler([this](websocketpp::connection_hdl h) {
+            if (auto s = session_of(h)) core_.on_open(s);
+        });
+        server_.set_close_handler([this](websocketpp::connection_hdl h) { closed(h); });
+        server_.set_fail_handler([this](websocketpp::connection_hdl h) { closed(h); });
+        server_.set_message_handler([this](websocketpp::connection_hdl h, message_ptr msg) {
+            if (auto s = session_of(h)) {
+                core_.on_message(s, msg->get_opcode() == websocketpp::frame::opcode::text,
+                                 msg->get_payload());
+            }
+        });
+        server_.set_pong_handler([this](websocketpp::connection_hdl h, std::string) {
+            if (auto s = session_of(h)) core_.on_activity(*s);
+        });
+        server_.set_ping_handler([this](websocketpp::connection_hdl h, std::string) {
+            if (auto s = session_of(h)) core_.on_activity(*s);
+            return true;  // let websocketpp answer with a pong
+        });
+        server_.set_http_handler([this](websocketpp::connection_hdl h) { serve_http(h); });
+    }
+
+    // For the TLS instantiation, which installs its init handler.
+    server_type& endpoint() noexcept { return server_; }
+
+    std::error_code listen(const asio::ip::tcp::endpoint& endpoint) override {
+        std::error_code ec;
+        server_.listen(endpoint, ec);
+        if (!ec) server_.start_accept(ec);
+        return ec;
+    }
+
+    asio::ip::tcp::endpoint local_endpoint() const override {
+        std::error_code ec;
+        return const_cast<server_type&>(server_).get_local_endpoint(ec);
+    }
+
+    void stop_listening() override {
+        std::error_code ec;
+        server_.stop_listening(ec);
+    }
+
+private:
+    // The connection `session` sends through. It holds the websocketpp connection weakly:
+    // websocketpp owns it, and a session kept by a bus callback must not keep a dead socket.
+    class ws_session final : public session {
+    public:
+        ws_session(session_setup setup, double rate, double burst,
+                   std::weak_ptr<connection_type> con)
+            : session(std::move(setup), rate, burst), con_(std::move(con)) {}
+
+        send_status send(const shared_frame& frame) override {
+            const auto con = con_.lock();
+            if (!con || !frame.bytes) return send_status::closed;
+            const auto ec =
+                con->send(frame.bytes->data(), frame.bytes->size(),
+                          frame.type == frame_type::text ? websocketpp::frame::opcode::text
+                                                         : websocketpp::frame::opcode::binary);
+            return ec ? send_status::closed : send_status::queued;
+        }
+
+        std::size_t buffered_bytes() const noexcept override {
+            const auto con = con_.lock();
+            return con ? con->get_buffered_amount() : 0;
+        }
+
+        void close(close_code code, std::string_view reason) override {
+            if (const auto con = con_.lock()) {
+                std::error_code ec;  // already closing or closed: nothing to do
+                con->close(static_cast<websocketpp::close::status::value>(code),
+                           std::string(reason), ec);
+            }
+        }
+
+        bool ping() override {
+            const auto con = con_.lock();
+            if (!con) return false;
+            std::error_code ec;
+            con->ping(std::string{}, ec);
+            return !ec;
+        }
+
+    private:
+        std::weak_ptr<connection_type> con_;
+    };
+
+    std::shared_ptr<session> session_of(websocketpp::connection_hdl h) {
+        std::error_code ec;
+        const auto con = server_.get_con_from_hdl(h, ec);
+        return ec || !con ? nullptr : con->gateway_session;
+    }
+
+    static std::pair<std::string_view, std::string_view> split_target(std::string_view target) {
+        const auto q = target.find('?');
+        if (q == std::string_view::npos) return {target, {}};
+        return {target.substr(0, q), target.substr(q + 1)};
+    }
+
+    bool validate(websocketpp::connection_hdl h) {
+        std::error_code ec;
+        const auto con = server_.get_con_from_hdl(h, ec);
+        if (ec || !con) return false;
+        const std::string resource = con->get_resource();
+        const auto [path, query] = split_target(resource);
+        const std::string authorization = con->get_request_header("Authorization");
+        upgrade_request request{path, query, authorization, &con->get_requested_subprotocols()};
+        auto result = core_.authorize_upgrade(request);
+        if (!result.accepted) {
+            con->set_status(static_cast<websocketpp::http::status_code::value>(result.status));
+            con->set_body(result.body);
+            con->replace_header("Content-Type", "application/problem+json");
+            core_.log(log_level::info, "upgrade " + redact_target(resource) + " from " +
+                                           con->get_remote_endpoint() + " refused with " +
+                                           std::to_string(result.status));
+            return false;
+        }
+        if (!result.subprotocol.empty()) con->select_subprotocol(result.subprotocol, ec);
+        const auto& options = core_.options();
+        const double rate = options.ws_rate_limit;
+        con->gateway_session = std::make_shared<ws_session>(std::move(result.setup), rate, 2 * rate,
+                                                            std::weak_ptr<connection_type>(con));
+        return true;
+    }
+
+    void closed(websocketpp::connection_hdl h) {
+        std::error_code ec;
+        const auto con = server_.get_con_from_hdl(h, ec);
+        if (ec || !con || !con->gateway_session) return;
+        auto s = std::move(con->gateway_session);
+        con->gateway_session.reset();
+        core_.on_close(s, con->get_remote_close_code());
+    }
+
+    // An HTTP exchange whose handler may answer at once or later from another thread.
+    struct exchange {
+        std::mutex mutex;
+        bool deferred = false;
+        bool answered = false;
+        std::optional<http_response> early;
+        connection_ptr con;
+        asio::io_context* io = nullptr;
+
+        static void apply(connection_type& con, const http_response& r) {
+            con.set_status(static_cast<websocketpp::http::status_code::value>(r.status),
+                           std::string(http_status_title(r.status)));
+            con.set_body(r.body);
+            con.replace_header("Content-Type", r.content_type);
+            for (const auto& [name, value] : r.headers) con.append_header(name, value);
+        }
+
+        void answer(http_response r) {
+            std::unique_lock<std::mutex> lock(mutex);
+            if (answered) return;
+            answered = true;
+            if (!deferred) {
+                early = std::move(r);
+                return;
+            }
+            lock.unlock();
+            // websocketpp's connection is driven from its strand; hop back onto the I/O
+            // threads rather than writing from a worker thread.
+            asio::post(*io, [c = con, r = std::move(r)] {
+                apply(*c, r);
+                std::error_code ec;
+                c->send_http_response(ec);
+            });
+        }
+
+        void handler_returned() {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (early) {
+                apply(*con, *early);
+                return;
+            }
+            deferred = true;
+            con->defer_http_response();
+        }
+    };
+
+    void serve_http(websocketpp::connection_hdl h) {
+        std::error_code ec;
+        const auto con = server_.get_con_from_hdl(h, ec);
+        if (ec || !con) return;
+        const auto& raw = con->get_request();
+        http_request request;
+        request.method = raw.get_method();
+        const auto [path, query] = split_target(con->get_resource());
+        request.path = path;
+        request.query = query;
+        for (const auto& [name, value] : raw.get_headers())
+            request.headers.emplace_back(name, value);
+        request.body = raw.get_body();
+        request.remote_address = con->get_remote_endpoint();
+        core_.log(log_level::debug, request.method + " " + redact_target(con->get_resource()));
+
+        auto ex = std::make_shared<exchange>();
+        ex->con = con;
+        ex->io = &io_;
+        core_.handle_http(request, [ex](http_response r) { ex->answer(std::move(r)); });
+        ex->handler_returned();
+    }
+
+    gateway_core& core_;
+    asio::io_context& io_;
+    server_type server_;
+};
+
+}  // namespace gatehouse::detail

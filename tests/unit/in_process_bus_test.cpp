@@ -1,0 +1,617 @@
+#include "gatehouse/in_process_bus.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gatehouse/errc.hpp"
+#include "gatehouse/update.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+gatehouse::envelope make_command(std::string type, std::string correlation_id = "c-1") {
+    gatehouse::envelope e;
+    e.type = std::move(type);
+    e.payload = R"({"move":[1,2]})";
+    e.correlation_id = std::move(correlation_id);
+    e.origin.player_id = "p-1";
+    e.origin.connection_id = "conn-1";
+    e.origin.client = gatehouse::client_kind::player;
+    e.origin.accepted_at_ms = 1700000000000;
+    return e;
+}
+
+struct parsed_id {
+    std::uint64_t ms = 0;
+    std::uint64_t seq = 0;
+    bool operator<(const parsed_id& o) const { return ms < o.ms || (ms == o.ms && seq < o.seq); }
+    bool operator==(const parsed_id& o) const { return ms == o.ms && seq == o.seq; }
+};
+
+// Strict: digits '-' digits, nothing else.
+bool parse_id(const std::string& s, parsed_id& out) {
+    const auto dash = s.find('-');
+    if (dash == std::string::npos || dash == 0 || dash + 1 == s.size()) return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (i != dash && (s[i] < '0' || s[i] > '9')) return false;
+    }
+    out.ms = std::stoull(s.substr(0, dash));
+    out.seq = std::stoull(s.substr(dash + 1));
+    return true;
+}
+
+std::string append_sync(gatehouse::in_process_bus& bus, const gatehouse::envelope& e) {
+    std::string id;
+    int calls = 0;
+    bus.append(e, [&](std::error_code ec, std::string_view entry_id) {
+        CHECK_FALSE(ec);
+        id = std::string(entry_id);
+        ++calls;
+    });
+    CHECK(calls == 1);
+    return id;
+}
+
+// Messages a listener received, with a bounded wait for a count.
+class collector {
+public:
+    void add(std::string_view m) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            messages_.emplace_back(m);
+        }
+        cv_.notify_all();
+    }
+    bool wait_for(std::size_t n, std::chrono::milliseconds timeout = 5000ms) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return cv_.wait_for(lock, timeout, [&] { return messages_.size() >= n; });
+    }
+    std::vector<std::string> messages() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return messages_;
+    }
+    gatehouse::update_handler handler() {
+        return [this](std::string_view m) { add(m); };
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::string> messages_;
+};
+
+}  // namespace
+
+TEST_CASE("in_process_bus: append stores a copy and acks with its id", "[in_process_bus]") {
+    gatehouse::in_process_bus_options options;
+    options.gateway_id = "gw-7";
+    gatehouse::in_process_bus bus(options);
+    gatehouse::command_bus& as_bus = bus;
+    CHECK(as_bus.connected());
+    CHECK(bus.size() == 0);
+
+    auto command = make_command("player_action", "c-17");
+    std::string id;
+    int calls = 0;
+    as_bus.append(command, [&](std::error_code ec, std::string_view entry_id) {
+        CHECK_FALSE(ec);
+        id = std::string(entry_id);
+        ++calls;
+    });
+    REQUIRE(calls == 1);
+    parsed_id parsed;
+    REQUIRE(parse_id(id, parsed));
+    const auto now_ms =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+    CHECK(parsed.ms <= now_ms);
+    CHECK(parsed.ms + 60000 > now_ms);
+
+    command.type = "changed_after_append";  // The bus holds its own copy.
+    const auto entries = bus.read("", 10);
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].id == id);
+    CHECK(entries[0].gateway_id == "gw-7");
+    CHECK(entries[0].command.type == "player_action");
+    CHECK(entries[0].command.payload == R"({"move":[1,2]})");
+    CHECK(entries[0].command.correlation_id == "c-17");
+    CHECK(entries[0].command.origin.player_id == "p-1");
+    CHECK(entries[0].command.origin.connection_id == "conn-1");
+    CHECK(entries[0].command.origin.accepted_at_ms == 1700000000000);
+    CHECK(bus.size() == 1);
+
+    // An empty `done` is allowed.
+    bus.append(command, {});
+    CHECK(bus.size() == 2);
+}
+
+TEST_CASE("in_process_bus: ids strictly increase, also within one millisecond",
+          "[in_process_bus]") {
+    gatehouse::in_process_bus bus;
+    const auto e = make_command("t");
+    std::vector<std::string> ids;
+    for (int i = 0; i < 2000; ++i) ids.push_back(append_sync(bus, e));
+    parsed_id previous;
+    bool same_ms_seen = false;
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+        parsed_id p;
+        REQUIRE(parse_id(ids[i], p));
+        if (i > 0) {
+            REQUIRE(previous < p);
+            if (p.ms == previous.ms) {
+                same_ms_seen = true;
+                CHECK(p.seq == previous.seq + 1);
+            } else {
+                CHECK(p.seq == 0);
+            }
+        }
+        previous = p;
+    }
+    // 2000 appends in memory take far less than 2000 ms, so some share a millisecond.
+    CHECK(same_ms_seen);
+    const auto entries = bus.read("0", 5000);
+    REQUIRE(entries.size() == ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) CHECK(entries[i].id == ids[i]);
+}
+
+TEST_CASE("in_process_bus: concurrent appends get unique, increasing ids", "[in_process_bus]") {
+    gatehouse::in_process_bus_options options;
+    options.max_entries = 1000;
+    gatehouse::in_process_bus bus(options);
+    constexpr int threads = 4;
+    constexpr int per_thread = 500;
+    std::vector<std::vector<std::string>> ids(threads);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&bus, &ids, t] {
+            const auto e = make_command("t", "c-" + std::to_string(t));
+            for (int i = 0; i < per_thread; ++i) {
+                bus.append(e, [&ids, t](std::error_code ec, std::string_view id) {
+                    if (!ec) ids[static_cast<std::size_t>(t)].emplace_back(id);
+                });
+            }
+        });
+    }
+    for (auto& w : workers) w.join();
+
+    std::set<std::string> all;
+    for (const auto& per : ids) {
+        REQUIRE(per.size() == per_thread);
+        parsed_id previous;
+        for (std::size_t i = 0; i < per.size(); ++i) {
+            parsed_id p;
+            REQUIRE(parse_id(per[i], p));
+            if (i > 0) CHECK(previous < p);  // Each thread sees its own ids increase.
+            previous = p;
+            all.insert(per[i]);
+        }
+    }
+    CHECK(all.size() == threads * per_thread);
+
+    // Bounded: only the newest max_entries are kept, oldest first, increasing.
+    CHECK(bus.size() == 1000);
+    const auto entries = bus.read("", 5000);
+    REQUIRE(entries.size() == 1000);
+    for (std::size_t i = 1; i < entries.size(); ++i) {
+        parsed_id a, b;
+        REQUIRE(parse_id(entries[i - 1].id, a));
+        REQUIRE(parse_id(entries[i].id, b));
+        CHECK(a < b);
+    }
+    // ...and they are the 1000 greatest ids handed out.
+    std::vector<parsed_id> sorted;
+    for (const auto& id : all) {
+        parsed_id p;
+        REQUIRE(parse_id(id, p));
+        sorted.push_back(p);
+    }
+    std::sort(sorted.begin(), sorted.end());
+    parsed_id oldest_kept;
+    REQUIRE(parse_id(entries.front().id, oldest_kept));
+    CHECK(oldest_kept == sorted[sorted.size() - 1000]);
+}
+
+TEST_CASE("in_process_bus: the stream is trimmed to max_entries", "[in_process_bus]") {
+    gatehouse::in_process_bus_options options;
+    options.max_entries = 10;
+    gatehouse::in_process_bus bus(options);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 25; ++i) {
+        ids.push_back(append_sync(bus, make_command("t", "c-" + std::to_string(i))));
+        CHECK(bus.size() == std::min<std::size_t>(static_cast<std::size_t>(i) + 1, 10));
+    }
+    const auto entries = bus.read("", 100);
+    REQUIRE(entries.size() == 10);
+    for (std::size_t i = 0; i < 10; ++i) {
+        CHECK(entries[i].id == ids[15 + i]);
+        CHECK(entries[i].command.correlation_id == "c-" + std::to_string(15 + i));
+    }
+    // A reader behind the trim point continues from the oldest kept, as with Redis.
+    const auto behind = bus.read(ids[2], 3);
+    REQUIRE(behind.size() == 3);
+    CHECK(behind[0].id == ids[15]);
+
+    gatehouse::in_process_bus_options none;
+    none.max_entries = 0;
+    gatehouse::in_process_bus keeps_nothing(none);
+    int seen = 0;
+    keeps_nothing.on_command([&](const gatehouse::bus_entry&) { ++seen; });
+    CHECK_FALSE(append_sync(keeps_nothing, make_command("t")).empty());
+    CHECK(keeps_nothing.size() == 0);
+    CHECK(keeps_nothing.read("", 10).empty());
+    CHECK(seen == 1);
+}
+
+TEST_CASE("in_process_bus: read after an id, with a count, compared numerically",
+          "[in_process_bus]") {
+    gatehouse::in_process_bus bus;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 6; ++i) {
+        ids.push_back(append_sync(bus, make_command("t", "c-" + std::to_string(i))));
+    }
+
+    SECTION("from the start") {
+        CHECK(bus.read("", 100).size() == 6);
+        CHECK(bus.read("0", 100).size() == 6);
+        CHECK(bus.read("0-0", 100).size() == 6);
+    }
+    SECTION("after a given id, exclusive") {
+        const auto after = bus.read(ids[2], 100);
+        REQUIRE(after.size() == 3);
+        CHECK(after[0].id == ids[3]);
+        CHECK(after[2].id == ids[5]);
+        CHECK(bus.read(ids[5], 100).empty());
+    }
+    SECTION("at most max_count, oldest first") {
+        const auto two = bus.read("", 2);
+        REQUIRE(two.size() == 2);
+        CHECK(two[0].id == ids[0]);
+        CHECK(two[1].id == ids[1]);
+        CHECK(bus.read("", 0).empty());
+    }
+    SECTION("numeric, not lexicographic") {
+        // 17 digits: numerically after every id of this era, lexicographically before.
+        CHECK(bus.read("10000000000000000-0", 100).empty());
+        // Numerically before every id, lexicographically after.
+        CHECK(bus.read("2-0", 100).size() == 6);
+        CHECK(bus.read("9", 100).size() == 6);
+        // `<ms>` alone is `<ms>-0`; leading zeros do not change the number.
+        parsed_id first;
+        REQUIRE(parse_id(ids[0], first));
+        const auto same_ms = bus.read(std::to_string(first.ms), 100);
+        CHECK(same_ms.size() == (first.seq == 0 ? 5u : 6u));
+        CHECK(bus.read("000" + ids[2], 100).size() == 3);
+        // A sequence number greater than any in that millisecond skips the millisecond.
+        const auto past_ms = bus.read(std::to_string(first.ms) + "-18446744073709551615", 100);
+        for (const auto& e : past_ms) {
+            parsed_id p;
+            REQUIRE(parse_id(e.id, p));
+            CHECK(p.ms > first.ms);
+        }
+    }
+    SECTION("a malformed after_id returns nothing, without waiting") {
+        for (const char* bad : {"abc", "1-", "-1", "-", "1-2-3", "1-x", "x-1", " 1-0", "1-0 ",
+                                "18446744073709551616-0", "1-18446744073709551616", "$", "+1-0"}) {
+            INFO(bad);
+            const auto start = clock_type::now();
+            CHECK(bus.read(bad, 100, 2000ms).empty());
+            CHECK(clock_type::now() - start < 1000ms);
+        }
+    }
+}
+
+TEST_CASE("in_process_bus: read waits for the first entry, up to the wait", "[in_process_bus]") {
+    gatehouse::in_process_bus bus;
+
+    SECTION("times out on an empty stream") {
+        const auto start = clock_type::now();
+        CHECK(bus.read("", 10, 50ms).empty());
+        const auto elapsed = clock_type::now() - start;
+        CHECK(elapsed >= 50ms);
+        CHECK(elapsed < 5000ms);
+    }
+    SECTION("times out when nothing newer arrives") {
+        const auto last = append_sync(bus, make_command("t"));
+        const auto start = clock_type::now();
+        CHECK(bus.read(last, 10, 50ms).empty());
+        CHECK(clock_type::now() - start >= 50ms);
+    }
+    SECTION("does not wait when entries are there") {
+        append_sync(bus, make_command("t"));
+        const auto start = clock_type::now();
+        CHECK(bus.read("", 10, 5000ms).size() == 1);
+        CHECK(clock_type::now() - start < 2500ms);
+    }
+    SECTION("a wait too long for the clock waits until an entry comes") {
+        std::thread appender([&] {
+            std::this_thread::sleep_for(30ms);
+            bus.append(make_command("late"), {});
+        });
+        const auto entries = bus.read("", 10, std::chrono::milliseconds::max());
+        appender.join();
+        REQUIRE(entries.size() == 1);
+        CHECK(entries[0].command.type == "late");
+    }
+    SECTION("wakes up when an entry is appended") {
+        const auto last = append_sync(bus, make_command("old"));
+        std::string new_id;
+        // No Catch2 assertions off the main thread: they are not thread-safe.
+        std::thread appender([&] {
+            std::this_thread::sleep_for(30ms);
+            bus.append(make_command("new"),
+                       [&](std::error_code, std::string_view id) { new_id = std::string(id); });
+        });
+        const auto start = clock_type::now();
+        const auto entries = bus.read(last, 10, 10000ms);
+        const auto elapsed = clock_type::now() - start;
+        appender.join();
+        REQUIRE(entries.size() == 1);
+        CHECK(entries[0].command.type == "new");
+        CHECK(entries[0].id == new_id);
+        CHECK(elapsed < 5000ms);
+    }
+}
+
+TEST_CASE("in_process_bus: on_command runs before done, outside the lock", "[in_process_bus]") {
+    gatehouse::in_process_bus bus;
+    std::vector<std::string> events;
+    bus.on_command([&](const gatehouse::bus_entry& entry) {
+        events.push_back("handler " + entry.id + " " + entry.command.type);
+        // Re-entering the bus from the handler must not deadlock.
+        CHECK(bus.read("", 10).size() == bus.size());
+    });
+    std::string id;
+    bus.append(make_command("hello"), [&](std::error_code ec, std::string_view entry_id) {
+        CHECK_FALSE(ec);
+        id = std::string(entry_id);
+        events.push_back("done " + id);
+    });
+    REQUIRE(events.size() == 2);
+    CHECK(events[0] == "handler " + id + " hello");
+    CHECK(events[1] == "done " + id);
+
+    SECTION("a throwing handler still gets the command acked once") {
+        bus.on_command([](const gatehouse::bus_entry&) { throw std::runtime_error("consumer"); });
+        int calls = 0;
+        std::error_code error = gatehouse::errc::bus_unavailable;
+        bus.append(make_command("t"), [&](std::error_code ec, std::string_view) {
+            error = ec;
+            ++calls;
+        });
+        CHECK(calls == 1);
+        CHECK_FALSE(error);
+        CHECK(bus.size() == 2);
+    }
+    SECTION("an empty handler removes it") {
+        bus.on_command({});
+        append_sync(bus, make_command("t"));
+        CHECK(events.size() == 2);
+    }
+}
+
+TEST_CASE("in_process_bus: updates are delivered in publish order", "[in_process_bus]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    gatehouse::pubsub_listener& listener = bus;
+    listener.start(got.handler());
+    CHECK(listener.connected());
+    constexpr int n = 1000;
+    for (int i = 0; i < n; ++i) REQUIRE(bus.publish("m" + std::to_string(i)));
+    REQUIRE(got.wait_for(n));
+    const auto messages = got.messages();
+    REQUIRE(messages.size() == n);
+    for (int i = 0; i < n; ++i)
+        CHECK(messages[static_cast<std::size_t>(i)] == "m" + std::to_string(i));
+    CHECK(bus.updates_refused() == 0);
+    listener.stop();
+}
+
+TEST_CASE("in_process_bus: each publisher's order is kept across threads", "[in_process_bus]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start(got.handler());
+    constexpr int threads = 3;
+    constexpr int per_thread = 300;
+    std::vector<std::thread> publishers;
+    for (int t = 0; t < threads; ++t) {
+        publishers.emplace_back([&bus, t] {
+            for (int i = 0; i < per_thread; ++i) {
+                bus.publish(std::to_string(t) + ":" + std::to_string(i));
+            }
+        });
+    }
+    for (auto& p : publishers) p.join();
+    REQUIRE(got.wait_for(threads * per_thread));
+    std::vector<int> next(threads, 0);
+    for (const auto& m : got.messages()) {
+        const auto colon = m.find(':');
+        const auto t = static_cast<std::size_t>(std::stoi(m.substr(0, colon)));
+        CHECK(std::stoi(m.substr(colon + 1)) == next[t]);
+        ++next[t];
+    }
+    for (int t = 0; t < threads; ++t) CHECK(next[static_cast<std::size_t>(t)] == per_thread);
+}
+
+TEST_CASE("in_process_bus: publish before start queues up to the cap, then refuses",
+          "[in_process_bus]") {
+    gatehouse::in_process_bus_options options;
+    options.max_pending_updates = 4;
+    collector got;
+    gatehouse::in_process_bus bus(options);
+    for (int i = 0; i < 4; ++i) CHECK(bus.publish("m" + std::to_string(i)));
+    CHECK_FALSE(bus.publish("refused-1"));
+    CHECK(bus.updates_refused() == 1);
+    CHECK_FALSE(bus.publish("refused-2"));
+    CHECK(bus.updates_refused() == 2);
+
+    bus.start(got.handler());
+    REQUIRE(got.wait_for(4));
+    // Nothing beyond the four that were queued arrives.
+    std::this_thread::sleep_for(50ms);
+    CHECK(got.messages() == std::vector<std::string>{"m0", "m1", "m2", "m3"});
+    // Once drained, publishing is accepted again.
+    CHECK(bus.publish("m4"));
+    REQUIRE(got.wait_for(5));
+    CHECK(got.messages().back() == "m4");
+    CHECK(bus.updates_refused() == 2);
+
+    gatehouse::in_process_bus_options zero;
+    zero.max_pending_updates = 0;
+    gatehouse::in_process_bus refuses_all(zero);
+    CHECK_FALSE(refuses_all.publish("x"));
+    CHECK(refuses_all.updates_refused() == 1);
+}
+
+TEST_CASE("in_process_bus: refuses while a slow handler holds the queue full", "[in_process_bus]") {
+    gatehouse::in_process_bus_options options;
+    options.max_pending_updates = 2;
+    std::mutex gate_mutex;
+    std::condition_variable gate_cv;
+    bool entered = false;
+    bool release = false;
+    collector got;
+    gatehouse::in_process_bus bus(options);
+    bus.start([&](std::string_view m) {
+        {
+            std::unique_lock<std::mutex> lock(gate_mutex);
+            entered = true;
+            gate_cv.notify_all();
+            gate_cv.wait_for(lock, 5000ms, [&] { return release; });
+        }
+        got.add(m);
+    });
+    REQUIRE(bus.publish("a"));
+    {
+        std::unique_lock<std::mutex> lock(gate_mutex);
+        REQUIRE(gate_cv.wait_for(lock, 5000ms, [&] { return entered; }));
+    }
+    // "a" is in the handler, so two more may wait and the third is refused.
+    CHECK(bus.publish("b"));
+    CHECK(bus.publish("c"));
+    CHECK_FALSE(bus.publish("d"));
+    CHECK(bus.updates_refused() == 1);
+    {
+        std::lock_guard<std::mutex> lock(gate_mutex);
+        release = true;
+    }
+    gate_cv.notify_all();
+    REQUIRE(got.wait_for(3));
+    CHECK(got.messages() == std::vector<std::string>{"a", "b", "c"});
+}
+
+TEST_CASE("in_process_bus: stop joins the delivery thread and discards what waits",
+          "[in_process_bus]") {
+    std::atomic<bool> entered{false};
+    std::atomic<bool> running{false};
+    std::atomic<int> calls{0};
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start([&](std::string_view) {
+        running = true;
+        entered = true;
+        std::this_thread::sleep_for(100ms);
+        ++calls;
+        running = false;
+    });
+    REQUIRE(bus.publish("first"));
+    REQUIRE(bus.publish("second"));
+    REQUIRE(bus.publish("third"));
+    const auto deadline = clock_type::now() + 5000ms;
+    while (!entered && clock_type::now() < deadline) std::this_thread::sleep_for(1ms);
+    REQUIRE(entered);
+
+    bus.stop();
+    // When stop() returns the handler has finished and will not run again.
+    CHECK_FALSE(running);
+    CHECK(calls == 1);
+    std::this_thread::sleep_for(50ms);
+    CHECK(calls == 1);
+
+    // Published after stop: waits for a later start.
+    CHECK(bus.publish("after-stop"));
+    std::this_thread::sleep_for(20ms);
+    CHECK(calls == 1);
+    bus.start(got.handler());
+    REQUIRE(got.wait_for(1));
+    CHECK(got.messages() == std::vector<std::string>{"after-stop"});
+
+    bus.stop();
+    bus.stop();  // Twice is harmless.
+}
+
+TEST_CASE("in_process_bus: start is ignored when empty or already running", "[in_process_bus]") {
+    collector first;
+    collector second;
+    gatehouse::in_process_bus bus;
+    bus.stop();  // Before start: nothing to do.
+    bus.start({});
+    bus.start(first.handler());
+    bus.start(second.handler());
+    REQUIRE(bus.publish("x"));
+    REQUIRE(first.wait_for(1));
+    std::this_thread::sleep_for(20ms);
+    CHECK(first.messages() == std::vector<std::string>{"x"});
+    CHECK(second.messages().empty());
+}
+
+TEST_CASE("in_process_bus: a throwing handler does not stop delivery", "[in_process_bus]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start([&](std::string_view m) {
+        got.add(m);
+        if (m == "bad") throw std::runtime_error("handler");
+    });
+    bus.publish("bad");
+    bus.publish("good");
+    REQUIRE(got.wait_for(2));
+    CHECK(got.messages() == std::vector<std::string>{"bad", "good"});
+}
+
+TEST_CASE("in_process_bus: the destructor stops delivery", "[in_process_bus]") {
+    auto calls = std::make_shared<std::atomic<int>>(0);
+    {
+        gatehouse::in_process_bus bus;
+        bus.start([calls](std::string_view) {
+            std::this_thread::sleep_for(5ms);
+            ++*calls;
+        });
+        for (int i = 0; i < 50; ++i) bus.publish("m");
+    }
+    const int at_destruction = *calls;
+    CHECK(at_destruction <= 50);
+    std::this_thread::sleep_for(30ms);
+    CHECK(*calls == at_destruction);
+}
+
+TEST_CASE("in_process_bus: publish(update) sends to_json", "[in_process_bus]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start(got.handler());
+    const auto u = gatehouse::update_for_player("p-9", "score", R"({"points":3})", "c-5");
+    REQUIRE(bus.publish(u));
+    REQUIRE(got.wait_for(1));
+    const auto message = got.messages().front();
+    CHECK(message == gatehouse::to_json(u));
+    gatehouse::update parsed;
+    REQUIRE_FALSE(gatehouse::parse_update(message, parsed));
+    CHECK(parsed.target == gatehouse::update_target::player);
+    CHECK(parsed.player_id == "p-9");
+    CHECK(parsed.message.type == "score");
+    CHECK(parsed.message.correlation_id == "c-5");
+}
