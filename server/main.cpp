@@ -92,13 +92,14 @@ int run(int argc, char** argv) {
     }
 
     auto logger = make_logger(config.log_level);
+    const bool secret_generated = config.jwt_secret.empty();
     std::string problem;
     gatehouse::gateway_options options;
     if (!gatehouse_server::to_gateway_options(config, options, problem)) {
         logger->error("{}", problem);
         return exit_usage_error;
     }
-    if (config.jwt_secret.empty()) {
+    if (secret_generated) {
         logger->warn(
             "no --jwt-secret given: a random one was generated for this run, so tokens "
             "will not survive a restart nor verify on another instance");

@@ -66,6 +66,11 @@ public:
     /// if it throws, the value is rendered as `NaN`.
     void gauge_callback(std::string_view name, std::string_view help, std::function<double()> read,
                         std::string_view labels = {});
+    /// A counter whose value is read from `read` at render time: for counts another object
+    /// keeps (e.g. `connection_manager_stats`). `read` must never decrease; otherwise as
+    /// `gauge_callback`, with the roles of counters and gauges exchanged.
+    void counter_callback(std::string_view name, std::string_view help,
+                          std::function<double()> read, std::string_view labels = {});
 
     /// All metrics as Prometheus text exposition format 0.0.4, families in registration
     /// order, each with its `# HELP` (backslash and newline escaped) and `# TYPE` lines once,

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 
@@ -74,9 +75,10 @@ bool starts_with(std::string_view s, std::string_view prefix) noexcept {
     return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
-// The first value of `name` in a raw query string (no percent-decoding: codec names and
-// tokens are plain ASCII).
-std::string_view query_value(std::string_view query, std::string_view name) noexcept {
+// The first value of `name` in a raw query string (no percent-decoding: codec names are
+// plain ASCII); nullopt when the parameter is absent, so `?codec=` is told from no `codec`.
+std::optional<std::string_view> query_value(std::string_view query,
+                                            std::string_view name) noexcept {
     while (!query.empty()) {
         const auto amp = query.find('&');
         const auto pair = query.substr(0, amp);
@@ -87,7 +89,7 @@ std::string_view query_value(std::string_view query, std::string_view name) noex
         if (amp == std::string_view::npos) break;
         query.remove_prefix(amp + 1);
     }
-    return {};
+    return std::nullopt;
 }
 
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
@@ -95,6 +97,9 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
     // the content comparison is what must not leak through timing.
     return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
+
+constexpr std::string_view closed_help =
+    "WebSocket connections closed, by close code (1006: without a closing handshake).";
 
 upgrade_result refuse(int status, std::string_view code, std::string_view detail) {
     upgrade_result r;
@@ -174,26 +179,32 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
         throw std::invalid_argument("gateway: the codec registry needs a \"json\" codec");
     }
 
+    // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
+    // start so that dashboards see the family before the first close.
+    for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {
+        metrics_.counter("gatehouse_connections_closed_total", closed_help,
+                         "code=\"" + std::to_string(code) + "\"");
+    }
     const auto stats = [this](auto member) {
         return [this, member] { return static_cast<double>(connections_.stats().*member); };
     };
-    metrics_.gauge_callback("gatehouse_updates_routed_total",
-                            "Updates delivered to at least one connection here.",
-                            stats(&connection_manager_stats::updates_routed));
-    metrics_.gauge_callback("gatehouse_updates_unrouted_total",
-                            "Updates for players or rooms with no connection here.",
-                            stats(&connection_manager_stats::updates_unrouted));
-    metrics_.gauge_callback("gatehouse_frames_sent_total", "Frames queued on connections.",
-                            stats(&connection_manager_stats::frames_sent));
-    metrics_.gauge_callback("gatehouse_send_queue_dropped_total",
-                            "Frames dropped for a full send buffer (policy drop).",
-                            stats(&connection_manager_stats::frames_dropped));
-    metrics_.gauge_callback("gatehouse_slow_consumers_closed_total",
-                            "Connections closed for a full send buffer (policy close).",
-                            stats(&connection_manager_stats::slow_consumers_closed));
-    metrics_.gauge_callback("gatehouse_update_encode_failures_total",
-                            "Update/codec pairs that could not be encoded.",
-                            stats(&connection_manager_stats::encode_failures));
+    metrics_.counter_callback("gatehouse_updates_routed_total",
+                              "Updates delivered to at least one connection here.",
+                              stats(&connection_manager_stats::updates_routed));
+    metrics_.counter_callback("gatehouse_updates_unrouted_total",
+                              "Updates for players or rooms with no connection here.",
+                              stats(&connection_manager_stats::updates_unrouted));
+    metrics_.counter_callback("gatehouse_frames_sent_total", "Frames queued on connections.",
+                              stats(&connection_manager_stats::frames_sent));
+    metrics_.counter_callback("gatehouse_send_queue_dropped_total",
+                              "Frames dropped for a full send buffer (policy drop).",
+                              stats(&connection_manager_stats::frames_dropped));
+    metrics_.counter_callback("gatehouse_slow_consumers_closed_total",
+                              "Connections closed for a full send buffer (policy close).",
+                              stats(&connection_manager_stats::slow_consumers_closed));
+    metrics_.counter_callback("gatehouse_update_encode_failures_total",
+                              "Update/codec pairs that could not be encoded.",
+                              stats(&connection_manager_stats::encode_failures));
     metrics_.gauge_callback("gatehouse_bus_connected", "1 while the command bus is connected.",
                             [this] { return bus_->connected() ? 1.0 : 0.0; });
 }
@@ -254,9 +265,8 @@ upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
         }
     }
     if (!result.setup.wire_codec) {
-        const auto requested = query_value(request.query, "codec");
-        if (!requested.empty()) {
-            result.setup.wire_codec = codecs_.find(requested);
+        if (const auto requested = query_value(request.query, "codec")) {
+            result.setup.wire_codec = codecs_.find(*requested);
             if (!result.setup.wire_codec) {
                 upgrades_bad_codec_.add();
                 return refuse(400, "unknown_codec", "?codec= names no codec this gateway offers");
@@ -330,7 +340,7 @@ void gateway_core::on_open(const std::shared_ptr<session>& s) {
     if (shutting_down_ && s->start_draining()) close_for_shutdown(*s);
 }
 
-void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t /*code*/) {
+void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t code) {
     connections_.remove(s->id());
     bool was_open = false;
     {
@@ -341,6 +351,12 @@ void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t /*c
     if (was_open) {
         (s->setup().who.client == client_kind::bot ? bot_connections_ : player_connections_)
             .add(-1);
+        // Registration takes the registry's lock: fine once per connection, and the set of
+        // codes seen in practice is small.
+        metrics_
+            .counter("gatehouse_connections_closed_total", closed_help,
+                     "code=\"" + std::to_string(code) + "\"")
+            .add();
     }
 }
 

@@ -87,6 +87,9 @@ struct metrics_registry::impl {
         return &families.back();
     }
 
+    void add_callback(std::string_view name, std::string_view help, std::function<double()> read,
+                      std::string_view labels, family_type type);
+
     static series* find_series(family& f, std::string_view labels) {
         for (auto& s : f.members) {
             if (s.labels == labels) return &s;
@@ -131,11 +134,22 @@ metric_gauge& metrics_registry::gauge(std::string_view name, std::string_view he
 
 void metrics_registry::gauge_callback(std::string_view name, std::string_view help,
                                       std::function<double()> read, std::string_view labels) {
+    impl_->add_callback(name, help, std::move(read), labels, family_type::gauge);
+}
+
+void metrics_registry::counter_callback(std::string_view name, std::string_view help,
+                                        std::function<double()> read, std::string_view labels) {
+    impl_->add_callback(name, help, std::move(read), labels, family_type::counter);
+}
+
+void metrics_registry::impl::add_callback(std::string_view name, std::string_view help,
+                                          std::function<double()> read, std::string_view labels,
+                                          family_type type) {
     if (!read) return;
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    family* f = impl_->family_for(name, help, family_type::gauge);
+    std::lock_guard<std::mutex> lock(mutex);
+    family* f = family_for(name, help, type);
     if (!f) return;
-    if (series* s = impl::find_series(*f, labels)) {
+    if (series* s = find_series(*f, labels)) {
         // A newer callback replaces an older one (its owner may have been rebuilt); a
         // stored gauge with these labels keeps its place.
         if (s->read) s->read = std::move(read);

@@ -9,6 +9,7 @@ namespace {
 
 struct plain_config : websocketpp::config::asio {
     using connection_base = connection_slot;
+    using response_type = problem_response;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@ namespace {
 
 struct tls_config : websocketpp::config::asio_tls {
     using connection_base = connection_slot;
+    using response_type = problem_response;
 };
 
 }  // namespace

@@ -27,6 +27,41 @@ struct connection_slot {
     std::shared_ptr<session> gateway_session;
 };
 
+// websocketpp answers a few requests itself with an empty body: a body over the size cap
+// (413), a request it cannot parse (400). Every error of PROTOCOL.md is problem+json, so the
+// configs use this response type, which writes one whenever an error status is set on a
+// response without a body. Handlers that set their own body afterwards replace it.
+class problem_response : public websocketpp::http::parser::response {
+public:
+    using base = websocketpp::http::parser::response;
+    using status = websocketpp::http::status_code::value;
+
+    void set_status(status code) {
+        set_status(code, websocketpp::http::status_code::get_string(code));
+    }
+
+    void set_status(status code, const std::string& message) {
+        base::set_status(code, message);
+        const int numeric = static_cast<int>(code);
+        if (numeric >= 400 && get_body().empty()) {
+            set_body(http_response::problem(numeric, problem_code(numeric)).body);
+            replace_header("Content-Type", "application/problem+json");
+        }
+    }
+
+private:
+    static std::string_view problem_code(int status) noexcept {
+        switch (status) {
+            case 400: return "bad_request";
+            case 413: return "payload_too_large";
+            case 426: return "upgrade_required";
+            case 500: return "internal_error";
+            case 503: return "unavailable";
+            default: return "http_error";
+        }
+    }
+};
+
 template <class Config>
 class ws_server final : public transport_server {
 public:
@@ -180,7 +215,14 @@ private:
         if (ec || !con || !con->gateway_session) return;
         auto s = std::move(con->gateway_session);
         con->gateway_session.reset();
-        core_.on_close(s, con->get_remote_close_code());
+        // The code this side sent (its own close, or the echo of the client's); 1006 when the
+        // connection ended without a closing handshake.
+        auto code = con->get_local_close_code();
+        if (code == websocketpp::close::status::blank ||
+            code == websocketpp::close::status::no_status) {
+            code = con->get_remote_close_code();
+        }
+        core_.on_close(s, static_cast<std::uint16_t>(code));
     }
 
     // An HTTP exchange whose handler may answer at once or later from another thread.
