@@ -4,11 +4,14 @@
 // (--redis) are refused rather than ignored: a deployment that passes --redis must not
 // believe it is talking to Redis.
 
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
@@ -52,6 +55,17 @@ gatehouse::log_sink sink_for(std::shared_ptr<spdlog::logger> logger) {
     };
 }
 
+// `application/json`, any case, parameters (`; charset=utf-8`) and spaces allowed.
+bool is_json_media_type(std::string_view value) {
+    value = value.substr(0, value.find(';'));
+    while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+    constexpr std::string_view json = "application/json";
+    return value.size() == json.size() &&
+           std::equal(json.begin(), json.end(), value.begin(), [](char a, char b) {
+               return a == std::tolower(static_cast<unsigned char>(b));
+           });
+}
+
 // POST /updates: publishes one update message onto the bus, as a service would with Redis
 // PUBLISH. Only with --publish-key, so a default deployment exposes no way to push to clients.
 void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, std::string key) {
@@ -62,9 +76,17 @@ void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, s
         [&bus, &malformed, key = std::move(key)](const gatehouse::http_request& request,
                                                  const gatehouse::http_responder& respond) {
             using gatehouse::http_response;
-            if (request.bearer_token() != key) {
+            const auto presented = request.bearer_token();
+            // Constant-time: the key must not leak through response timing.
+            if (presented.size() != key.size() ||
+                CRYPTO_memcmp(presented.data(), key.data(), key.size()) != 0) {
                 respond(http_response::problem(401, "unauthorized",
                                                "POST /updates needs the publish key"));
+                return;
+            }
+            if (!is_json_media_type(request.header("Content-Type"))) {
+                respond(http_response::problem(415, "unsupported_media_type",
+                                               "the body must be application/json"));
                 return;
             }
             gatehouse::update parsed;

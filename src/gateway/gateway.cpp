@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <future>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -10,7 +9,6 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
-#include <asio/post.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -76,22 +74,21 @@ struct gateway::impl {
         if (!started || stopped) return;
         stopped = true;
         const auto deadline = std::chrono::steady_clock::now() + core.options().shutdown_timeout;
-        // Refuse new upgrades and stop reading commands first, then stop the acceptor on an
-        // I/O thread (Asio's acceptor is not safe to close from a foreign thread).
+        // From here every upgrade is refused with 503 and no more commands are read; the
+        // sessions close (1001) as their pending commands are answered. The listening socket
+        // closes after the I/O threads stop: Asio's acceptor cannot be closed safely while
+        // another thread may be re-arming its accept.
         core.begin_shutdown();
-        std::promise<void> stopped_listening;
-        asio::post(io, [this, &stopped_listening] {
-            server->stop_listening();
-            stopped_listening.set_value();
-        });
-        stopped_listening.get_future().wait_until(deadline);
         if (!core.wait_for_sessions(deadline)) {
             core.log(log_level::warn, "shutdown timeout: closing the remaining connections");
         }
         core.stop_listener();
+        // io.stop() also ends the sweep timer's loop; cancelling the timer from this thread
+        // would race its re-arming on an I/O thread.
         io.stop();
         for (auto& t : threads) t.join();
         threads.clear();
+        server->stop_listening();
     }
 
     detail::gateway_core core;

@@ -398,6 +398,8 @@ void gateway_core::sweep() {
 void gateway_core::on_message(const std::shared_ptr<session>& s, bool text,
                               std::string_view bytes) {
     s->touch(steady_ms());
+    // After shutdown began nothing more is read: no ack, no error (PROTOCOL.md section 1).
+    if (s->draining()) return;
     const auto& setup = s->setup();
     const codec& reader = text ? *setup.text_codec : *setup.binary_codec;
     envelope& command = s->scratch();

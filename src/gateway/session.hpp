@@ -61,6 +61,10 @@ public:
         --in_flight_;
         return draining_ && in_flight_ == 0;
     }
+    bool draining() {
+        std::lock_guard<std::mutex> lock(drain_mutex_);
+        return draining_;
+    }
     // Returns true when nothing is pending, so the session may close now.
     bool start_draining() {
         std::lock_guard<std::mutex> lock(drain_mutex_);

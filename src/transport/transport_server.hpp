@@ -22,7 +22,8 @@ public:
     virtual std::error_code listen(const asio::ip::tcp::endpoint& endpoint) = 0;
     // The bound endpoint.
     virtual asio::ip::tcp::endpoint local_endpoint() const = 0;
-    // Stops accepting; connections already open are unaffected. Call on an I/O thread.
+    // Closes the listening socket. Asio's acceptor is not safe to close while an I/O thread
+    // may be re-arming it, so call this only when no I/O thread runs.
     virtual void stop_listening() = 0;
 };
 

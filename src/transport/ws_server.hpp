@@ -2,6 +2,7 @@
 // websocketpp wired to the gateway core, for one websocketpp config (plain or TLS). Included
 // by exactly one .cpp per config, so each instantiation compiles once.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -130,8 +131,16 @@ public:
 private:
     // The connection `session` sends through. It holds the websocketpp connection weakly:
     // websocketpp owns it, and a session kept by a bus callback must not keep a dead socket.
+    //
+    // Frames are handed to websocketpp already framed (a server's frames are unmasked, so the
+    // header depends only on opcode and size), in a message whose deleter runs once the
+    // message is written or dropped. That gives an exact, race-free count of the bytes
+    // queued and not yet written, which the slow-consumer policy needs: websocketpp's own
+    // get_buffered_amount() reads its counter without the lock that guards it.
     class ws_session final : public session {
     public:
+        using message_type = typename Config::message_type;
+
         ws_session(session_setup setup, double rate, double burst,
                    std::weak_ptr<connection_type> con)
             : session(std::move(setup), rate, burst), con_(std::move(con)) {}
@@ -139,16 +148,26 @@ private:
         send_status send(const shared_frame& frame) override {
             const auto con = con_.lock();
             if (!con || !frame.bytes) return send_status::closed;
-            const auto ec =
-                con->send(frame.bytes->data(), frame.bytes->size(),
-                          frame.type == frame_type::text ? websocketpp::frame::opcode::text
-                                                         : websocketpp::frame::opcode::binary);
-            return ec ? send_status::closed : send_status::queued;
+            const auto op = frame.type == frame_type::text ? websocketpp::frame::opcode::text
+                                                           : websocketpp::frame::opcode::binary;
+            const std::size_t size = frame.bytes->size();
+            buffered_->fetch_add(size, std::memory_order_relaxed);
+            std::shared_ptr<message_type> message(
+                new message_type(nullptr, op, 0), [counter = buffered_, size](message_type* m) {
+                    counter->fetch_sub(size, std::memory_order_relaxed);
+                    delete m;
+                });
+            message->set_header(websocketpp::frame::prepare_header(
+                websocketpp::frame::basic_header(op, size, true, false),
+                websocketpp::frame::extended_header(size)));
+            message->set_payload(*frame.bytes);
+            message->set_prepared(true);
+            // On failure the message is released here, and its deleter un-counts it.
+            return con->send(message) ? send_status::closed : send_status::queued;
         }
 
         std::size_t buffered_bytes() const noexcept override {
-            const auto con = con_.lock();
-            return con ? con->get_buffered_amount() : 0;
+            return buffered_->load(std::memory_order_relaxed);
         }
 
         void close(close_code code, std::string_view reason) override {
@@ -169,12 +188,26 @@ private:
 
     private:
         std::weak_ptr<connection_type> con_;
+        // Shared with the deleters of messages still queued, which may outlive the session.
+        std::shared_ptr<std::atomic<std::size_t>> buffered_ =
+            std::make_shared<std::atomic<std::size_t>>(0);
     };
 
     std::shared_ptr<session> session_of(websocketpp::connection_hdl h) {
         std::error_code ec;
         const auto con = server_.get_con_from_hdl(h, ec);
         return ec || !con ? nullptr : con->gateway_session;
+    }
+
+    // websocketpp gives `1.2.3.4:56` or `[::1]:56`; http_request promises the address alone.
+    static std::string address_without_port(std::string endpoint) {
+        const auto colon = endpoint.rfind(':');
+        if (colon == std::string::npos) return endpoint;
+        endpoint.resize(colon);
+        if (endpoint.size() >= 2 && endpoint.front() == '[' && endpoint.back() == ']') {
+            endpoint = endpoint.substr(1, endpoint.size() - 2);
+        }
+        return endpoint;
     }
 
     static std::pair<std::string_view, std::string_view> split_target(std::string_view target) {
@@ -284,7 +317,7 @@ private:
         for (const auto& [name, value] : raw.get_headers())
             request.headers.emplace_back(name, value);
         request.body = raw.get_body();
-        request.remote_address = con->get_remote_endpoint();
+        request.remote_address = address_without_port(con->get_remote_endpoint());
         core_.log(log_level::debug, request.method + " " + redact_target(con->get_resource()));
 
         auto ex = std::make_shared<exchange>();

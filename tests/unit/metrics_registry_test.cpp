@@ -192,3 +192,22 @@ TEST_CASE("metrics: updates and render run concurrently", "[metrics]") {
           "# HELP c_total h\n# TYPE c_total counter\nc_total 40000\n"
           "# HELP g h\n# TYPE g gauge\ng 0\n");
 }
+
+TEST_CASE("metrics: counter callbacks render as counters and keep their family's type",
+          "[metrics]") {
+    gatehouse::metrics_registry registry;
+    std::atomic<int> sent{0};
+    registry.counter_callback("frames_total", "Frames.",
+                              [&] { return static_cast<double>(sent.load()); });
+    sent = 42;
+    CHECK(registry.render() == "# HELP frames_total Frames.\n# TYPE frames_total counter\n"
+                               "frames_total 42\n");
+
+    // Same family: a stored counter with other labels joins it; a gauge callback does not.
+    registry.counter("frames_total", "Frames.", "kind=\"x\"").add(2);
+    registry.gauge_callback("frames_total", "Frames.", [] { return 9.0; }, "kind=\"y\"");
+    const auto text = registry.render();
+    CHECK(text.find("frames_total{kind=\"x\"} 2\n") != std::string::npos);
+    CHECK(text.find("kind=\"y\"") == std::string::npos);
+    CHECK(text.find("# TYPE frames_total counter\n") != std::string::npos);
+}
