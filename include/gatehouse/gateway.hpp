@@ -93,8 +93,10 @@ std::string make_gateway_id();
 /// every thread; the bus and listener must outlive the gateway (they are shared here).
 class gateway {
 public:
-    /// Builds a gateway. Throws `std::invalid_argument` for unusable options (a TLS
-    /// certificate without a key, an empty codec registry, a null bus or listener).
+    /// Builds a gateway. Throws `std::invalid_argument` for unusable options: a TLS
+    /// certificate without a key (or the reverse), a registry without a `json` codec (text
+    /// frames are always JSON), a null bus or listener, a `gateway_id` outside 1-64 of
+    /// `[A-Za-z0-9_.:-]`, a bot key with an empty name or key.
     gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
             std::shared_ptr<pubsub_listener> listener);
     ~gateway();

@@ -19,7 +19,7 @@ std::unique_ptr<transport_server> make_tls_server(gateway_core& core, asio::io_c
     auto server = std::make_unique<ws_server<tls_config>>(core, io);
     // One context, loaded once at start, shared by every connection.
     server->endpoint().set_tls_init_handler(
-        [tls = std::move(tls)](websocketpp::connection_hdl) { return tls; });
+        [tls = std::move(tls)](const websocketpp::connection_hdl&) { return tls; });
     return server;
 }
 

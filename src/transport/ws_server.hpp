@@ -42,7 +42,9 @@ public:
     }
 
     void set_status(status code, const std::string& message) {
-        base::set_status(code, message);
+        // websocketpp's own errors come with an empty reason phrase.
+        base::set_status(
+            code, message.empty() ? websocketpp::http::status_code::get_string(code) : message);
         const int numeric = static_cast<int>(code);
         if (numeric >= 400 && get_body().empty()) {
             set_body(http_response::problem(numeric, problem_code(numeric)).body);
@@ -98,10 +100,10 @@ public:
                                  msg->get_payload());
             }
         });
-        server_.set_pong_handler([this](websocketpp::connection_hdl h, std::string) {
+        server_.set_pong_handler([this](websocketpp::connection_hdl h, const std::string&) {
             if (auto s = session_of(h)) core_.on_activity(*s);
         });
-        server_.set_ping_handler([this](websocketpp::connection_hdl h, std::string) {
+        server_.set_ping_handler([this](websocketpp::connection_hdl h, const std::string&) {
             if (auto s = session_of(h)) core_.on_activity(*s);
             return true;  // let websocketpp answer with a pong
         });

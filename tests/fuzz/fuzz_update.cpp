@@ -15,9 +15,8 @@ namespace {
 
 bool same(const gatehouse::update& a, const gatehouse::update& b) {
     return a.target == b.target && a.player_id == b.player_id &&
-           a.connection_id == b.connection_id && a.player_ids == b.player_ids &&
-           a.room == b.room && a.message.type == b.message.type &&
-           a.message.payload == b.message.payload &&
+           a.connection_id == b.connection_id && a.player_ids == b.player_ids && a.room == b.room &&
+           a.message.type == b.message.type && a.message.payload == b.message.payload &&
            a.message.correlation_id == b.message.correlation_id;
 }
 
@@ -29,15 +28,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     gatehouse::update parsed;
     if (gatehouse::parse_update(input, parsed)) return 0;
 
-    const bool room_op = parsed.target == update_target::join ||
-                         parsed.target == update_target::leave;
+    const bool room_op =
+        parsed.target == update_target::join || parsed.target == update_target::leave;
     if (room_op) {
         fuzz::require(!parsed.player_id.empty() && !parsed.room.empty(), "join/leave targets");
     } else {
         fuzz::require(gatehouse::client::is_valid_type(parsed.message.type), "valid type");
         fuzz::require(parsed.message.correlation_id.empty() ||
-                          gatehouse::client::is_valid_correlation_id(
-                              parsed.message.correlation_id),
+                          gatehouse::client::is_valid_correlation_id(parsed.message.correlation_id),
                       "valid correlation_id");
         for (auto f : {fuzz::gc::wire_format::json, fuzz::gc::wire_format::msgpack,
                        fuzz::gc::wire_format::protobuf}) {
@@ -50,8 +48,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (parsed.target) {
         case update_target::player: fuzz::require(!parsed.player_id.empty(), "player"); break;
         case update_target::connection:
-            fuzz::require(!parsed.player_id.empty() && !parsed.connection_id.empty(),
-                          "connection");
+            fuzz::require(!parsed.player_id.empty() && !parsed.connection_id.empty(), "connection");
             break;
         case update_target::players: fuzz::require(!parsed.player_ids.empty(), "players"); break;
         case update_target::room: fuzz::require(!parsed.room.empty(), "room"); break;

@@ -80,6 +80,32 @@ class HttpEndpoints(h.ServerTestCase):
                                         headers={"Content-Type": "application/json"})
         self.assertEqual(status, 405)
 
+    def problem(self, status, headers, body, code):
+        self.assertTrue(headers.get("content-type", "").startswith("application/problem+json"),
+                        headers)
+        doc = json.loads(body)
+        self.assertEqual((doc.get("status"), doc.get("code")), (status, code), doc)
+
+    def test_ws_path_without_upgrade_is_426(self):
+        status, headers, body = self.server.http("GET", "/ws/player/whatever")
+        self.assertEqual(status, 426)
+        self.problem(426, headers, body, "upgrade_required")
+
+    def test_updates_needs_json_content_type(self):
+        status, headers, body = self.server.http(
+            "POST", "/updates", '{"broadcast":true,"type":"t"}',
+            {"Authorization": "Bearer " + self.publish_key, "Content-Type": "text/plain"})
+        self.assertEqual(status, 415)
+        self.problem(415, headers, body, "unsupported_media_type")
+
+    def test_body_over_the_limit_is_413_problem_json(self):
+        # websocketpp refuses it from the Content-Length alone; the body is problem+json too.
+        status, headers, body = self.server.http(
+            "POST", "/updates", "x" * (65536 + 1),
+            {"Authorization": "Bearer " + self.publish_key, "Content-Type": "application/json"})
+        self.assertEqual(status, 413)
+        self.problem(413, headers, body, "payload_too_large")
+
 
 class ExactMetrics(h.ServerTestCase):
     """On a server nobody else uses, the counters are exact."""

@@ -200,12 +200,14 @@ TEST_CASE("metrics: counter callbacks render as counters and keep their family's
     registry.counter_callback("frames_total", "Frames.",
                               [&] { return static_cast<double>(sent.load()); });
     sent = 42;
-    CHECK(registry.render() == "# HELP frames_total Frames.\n# TYPE frames_total counter\n"
-                               "frames_total 42\n");
+    CHECK(registry.render() ==
+          "# HELP frames_total Frames.\n# TYPE frames_total counter\n"
+          "frames_total 42\n");
 
     // Same family: a stored counter with other labels joins it; a gauge callback does not.
     registry.counter("frames_total", "Frames.", "kind=\"x\"").add(2);
-    registry.gauge_callback("frames_total", "Frames.", [] { return 9.0; }, "kind=\"y\"");
+    registry.gauge_callback(
+        "frames_total", "Frames.", [] { return 9.0; }, "kind=\"y\"");
     const auto text = registry.render();
     CHECK(text.find("frames_total{kind=\"x\"} 2\n") != std::string::npos);
     CHECK(text.find("kind=\"y\"") == std::string::npos);
