@@ -204,6 +204,27 @@ class GracefulShutdown(h.AsyncCase):
         finally:
             server.kill()
 
+    def test_during_the_drain_upgrades_and_ready_answer_503(self):
+        # A peer that never answers the server's close frame keeps the drain open until the
+        # closing handshake times out (2 s): long enough to knock on the door meanwhile.
+        server = Server().start()
+        try:
+            stubborn = RawWs(server.port, "/ws/player/" + server.token("stubborn"))
+            self.assertEqual(stubborn.status, 101)
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            status, headers, body = server.http("GET", "/ready")
+            self.assertEqual(status, 503, body)
+            self.assertTrue(headers.get("content-type", "").startswith("application/problem+json"))
+            late = RawWs(server.port, "/ws/player/" + server.token("late"))
+            self.assertEqual(late.status, 503, late.body)
+            self.assertEqual(json.loads(late.body).get("code"), "shutting_down")
+            late.close()
+            stubborn.close()
+            self.assertEqual(server.stop(signal.SIGTERM, 8), 0, server.stderr_text()[-1500:])
+        finally:
+            server.kill()
+
     async def test_sigint_with_idle_connections_exits_0_quickly(self):
         server = Server().start()
         try:
@@ -353,6 +374,9 @@ class IdleTimeout(h.ServerTestCase):
             self.assertGreaterEqual(after, 1.5)
             ack = await alive.command("t", None, "still-here")
             self.assertEqual(ack["type"], "ack")
+            self.assertEqual(self.server.metric("gatehouse_idle_closed_total"), 1)
+            self.assertEqual(self.server.wait_metric("gatehouse_connections_closed_total",
+                                                     lambda v: v >= 1, code="1008"), 1)
         finally:
             await alive.close()
 
