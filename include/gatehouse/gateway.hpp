@@ -17,6 +17,7 @@
 #include "gatehouse/codec_registry.hpp"
 #include "gatehouse/command_bus.hpp"
 #include "gatehouse/connection_manager.hpp"
+#include "gatehouse/errc.hpp"
 #include "gatehouse/http.hpp"
 #include "gatehouse/log.hpp"
 #include "gatehouse/metrics.hpp"

@@ -562,7 +562,16 @@ void gateway_core::handle_http(const http_request& request, http_responder respo
         respond(std::move(r));
         return;
     }
-    handler->second(request, std::move(respond));
+    // A route is an embedding team's code: an exception from it answers 500 (ignored when
+    // the handler had answered already) instead of unwinding through the I/O thread. The
+    // handler gets a copy of `respond`; both complete the same exchange.
+    try {
+        handler->second(request, respond);
+    } catch (...) {
+        log(log_level::error,
+            "route " + request.method + " " + redact_target(request.path) + " threw an exception");
+        respond(http_response::problem(500, "internal_error"));
+    }
 }
 
 // ------------------------------------------------------------------------------------------
