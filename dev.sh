@@ -177,12 +177,19 @@ check_tidy() {
     fi
 }
 
-# run_ctest PRESET [extra ctest args...]: build PRESET, run its tests, add up the results.
+# run_ctest PRESET [--targets=a,b,...] [extra ctest args...]: build PRESET (all of it, or only
+# the listed targets), run its tests, add up the results.
 run_ctest() {
     local preset="$1"
     shift
+    local build_args=()
+    if [[ "${1:-}" == --targets=* ]]; then
+        local list="${1#--targets=}"
+        build_args=(--target ${list//,/ })
+        shift
+    fi
     local log_file="build/ctest-$preset.log"
-    if ! build_preset "$preset"; then
+    if ! build_preset "$preset" "${build_args[@]}"; then
         log "test: FAILED to configure or build preset $preset; its tests did not run"
         total_failed=$((total_failed + 1))
         return 0
@@ -219,6 +226,12 @@ cmd_test() {
     check_format
     run_ctest ci -j2
     check_tidy
+    # ThreadSanitizer over what runs on several threads: the unit tests (connection manager,
+    # bus, gateway), the server suites driving the real server's I/O threads, and the
+    # embedding example. Only their targets are built; the tests of other targets are skipped.
+    local tsan_targets=gatehouse_unit_tests,gatehouse-server,gatehouse_server_ws_client_test
+    tsan_targets+=,example_embedded_gateway
+    run_ctest tsan --targets="$tsan_targets" -j2 -E 'consumer|noexcept|example_|bench'
     # Each fuzzer runs for a fixed time on one core, so two at once fit the two-core machines.
     run_ctest fuzz -j2
 

@@ -282,6 +282,12 @@ upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
     result.setup.who = std::move(who);
     result.setup.id = next_connection_id();
     result.accepted = true;
+    {
+        // Counted from here, not from on_open: a connection whose handshake is still being
+        // written when shutdown begins must be waited for and closed with 1001 too.
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        ++opening_;
+    }
     return result;
 }
 
@@ -322,6 +328,7 @@ void gateway_core::on_open(const std::shared_ptr<session>& s) {
     connection_info info{setup.who.player_id, setup.who.client, setup.wire_codec};
     {
         std::lock_guard<std::mutex> lock(sessions_mutex_);
+        --opening_;
         sessions_.emplace(s.get(), s);
     }
     connections_.add(s, std::move(info));
@@ -346,7 +353,8 @@ void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t cod
     {
         std::lock_guard<std::mutex> lock(sessions_mutex_);
         was_open = sessions_.erase(s.get()) > 0;
-        if (sessions_.empty()) sessions_closed_.notify_all();
+        if (!was_open) --opening_;  // its handshake failed after it was accepted
+        if (sessions_.empty() && opening_ == 0) sessions_closed_.notify_all();
     }
     if (was_open) {
         (s->setup().who.client == client_kind::bot ? bot_connections_ : player_connections_)
@@ -599,7 +607,8 @@ void gateway_core::close_for_shutdown(session& s) {
 
 bool gateway_core::wait_for_sessions(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(sessions_mutex_);
-    return sessions_closed_.wait_until(lock, deadline, [this] { return sessions_.empty(); });
+    return sessions_closed_.wait_until(lock, deadline,
+                                       [this] { return sessions_.empty() && opening_ == 0; });
 }
 
 }  // namespace gatehouse::detail

@@ -113,6 +113,8 @@ private:
     mutable std::mutex sessions_mutex_;
     std::condition_variable sessions_closed_;
     std::unordered_map<const session*, std::shared_ptr<session>> sessions_;
+    // Upgrades accepted whose open handler has not run yet.
+    std::size_t opening_ = 0;
 
     // Metrics, resolved once.
     metric_gauge& player_connections_;

@@ -74,6 +74,11 @@ public:
     using message_ptr = typename server_type::message_ptr;
 
     ws_server(gateway_core& core, asio::io_context& io) : core_(core), io_(io) {
+        // websocketpp's 64-bit byte swap detects the byte order lazily in a function-local
+        // static that it writes unsynchronised on first use; using it once here, before any
+        // I/O thread runs, leaves only reads for later (ThreadSanitizer found the race when
+        // two connections first sent frames over 64 KiB at once).
+        static_cast<void>(websocketpp::lib::net::_htonll(0));
         const auto& options = core_.options();
         server_.clear_access_channels(websocketpp::log::alevel::all);
         server_.clear_error_channels(websocketpp::log::elevel::all);
