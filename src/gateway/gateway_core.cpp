@@ -101,6 +101,18 @@ bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
 constexpr std::string_view closed_help =
     "WebSocket connections closed, by close code (1006: without a closing handshake).";
 
+// One series of each labelled counter family, by reason.
+metric_counter& upgrade_refusals(metrics_registry& m, std::string_view reason) {
+    return m.counter("gatehouse_upgrades_refused_total", "WebSocket upgrades refused, by reason.",
+                     "reason=\"" + std::string(reason) + "\"");
+}
+
+metric_counter& command_refusals(metrics_registry& m, std::string_view reason) {
+    return m.counter("gatehouse_commands_refused_total",
+                     "Commands answered with an error, by code.",
+                     "reason=\"" + std::string(reason) + "\"");
+}
+
 upgrade_result refuse(int status, std::string_view code, std::string_view detail) {
     upgrade_result r;
     r.status = status;
@@ -124,32 +136,16 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
           metrics_.gauge("gatehouse_connections", "Open WebSocket connections.", "client=\"bot\"")),
       connections_opened_(
           metrics_.counter("gatehouse_connections_opened_total", "WebSocket connections opened.")),
-      upgrades_unauthorized_(metrics_.counter("gatehouse_upgrades_refused_total",
-                                              "WebSocket upgrades refused, by reason.",
-                                              "reason=\"unauthorized\"")),
-      upgrades_bad_codec_(metrics_.counter("gatehouse_upgrades_refused_total",
-                                           "WebSocket upgrades refused, by reason.",
-                                           "reason=\"bad_codec\"")),
-      upgrades_shutting_down_(metrics_.counter("gatehouse_upgrades_refused_total",
-                                               "WebSocket upgrades refused, by reason.",
-                                               "reason=\"shutting_down\"")),
-      upgrades_not_found_(metrics_.counter("gatehouse_upgrades_refused_total",
-                                           "WebSocket upgrades refused, by reason.",
-                                           "reason=\"not_found\"")),
+      upgrades_unauthorized_(upgrade_refusals(metrics_, "unauthorized")),
+      upgrades_bad_codec_(upgrade_refusals(metrics_, "bad_codec")),
+      upgrades_shutting_down_(upgrade_refusals(metrics_, "shutting_down")),
+      upgrades_not_found_(upgrade_refusals(metrics_, "not_found")),
       commands_accepted_(metrics_.counter("gatehouse_commands_accepted_total",
                                           "Commands the bus accepted (and that were acked).")),
-      refused_invalid_frame_(metrics_.counter("gatehouse_commands_refused_total",
-                                              "Commands answered with an error, by code.",
-                                              "reason=\"invalid_frame\"")),
-      refused_invalid_envelope_(metrics_.counter("gatehouse_commands_refused_total",
-                                                 "Commands answered with an error, by code.",
-                                                 "reason=\"invalid_envelope\"")),
-      refused_rate_limited_(metrics_.counter("gatehouse_commands_refused_total",
-                                             "Commands answered with an error, by code.",
-                                             "reason=\"rate_limited\"")),
-      refused_bus_unavailable_(metrics_.counter("gatehouse_commands_refused_total",
-                                                "Commands answered with an error, by code.",
-                                                "reason=\"bus_unavailable\"")),
+      refused_invalid_frame_(command_refusals(metrics_, "invalid_frame")),
+      refused_invalid_envelope_(command_refusals(metrics_, "invalid_envelope")),
+      refused_rate_limited_(command_refusals(metrics_, "rate_limited")),
+      refused_bus_unavailable_(command_refusals(metrics_, "bus_unavailable")),
       updates_received_(metrics_.counter("gatehouse_updates_received_total",
                                          "Update messages received from the bus.")),
       updates_malformed_(metrics_.counter("gatehouse_updates_malformed_total",

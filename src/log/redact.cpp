@@ -2,14 +2,14 @@
 
 #include <array>
 
+#include "http/text.hpp"
+
 namespace gatehouse {
 namespace {
 
 constexpr std::string_view redacted = "[redacted]";
 
-char ascii_lower(char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
+using detail::ascii_lower;
 
 // Case-insensitive find: the router may be case-sensitive, but a request for
 // `/WS/PLAYER/<token>` still carries the token to the 404 log line, so match it too.
@@ -23,29 +23,11 @@ std::size_t ifind(std::string_view haystack, std::string_view needle) noexcept {
     return std::string_view::npos;
 }
 
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // The parameter name as http_request::query_param() sees it (percent-decoded, `+` as
 // space), lower-cased: `to%6Ben=` must not slip a token past the redaction.
 std::string decoded_lower_key(std::string_view key) {
-    std::string out;
-    out.reserve(key.size());
-    for (std::size_t i = 0; i < key.size(); ++i) {
-        char c = key[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%' && i + 2 < key.size() && hex_value(key[i + 1]) >= 0 &&
-                   hex_value(key[i + 2]) >= 0) {
-            c = static_cast<char>(hex_value(key[i + 1]) * 16 + hex_value(key[i + 2]));
-            i += 2;
-        }
-        out += ascii_lower(c);
-    }
+    std::string out = detail::form_decode(key);
+    for (char& c : out) c = ascii_lower(c);
     return out;
 }
 
