@@ -515,7 +515,7 @@ void gateway_core::add_route(std::string method, std::string path, http_handler 
     routes_[std::move(path)][std::move(method)] = std::move(handler);
 }
 
-void gateway_core::handle_http(const http_request& request, http_responder respond) {
+void gateway_core::handle_http(const http_request& request, const http_responder& respond) {
     if (request.path == "/health" && request.method == "GET") {
         respond(http_response::json(200, "{\"status\":\"ok\"}"));
         return;

@@ -68,7 +68,7 @@ public:
 
     // --- HTTP ---
     void add_route(std::string method, std::string path, http_handler handler);
-    void handle_http(const http_request& request, http_responder respond);
+    void handle_http(const http_request& request, const http_responder& respond);
 
     // --- lifecycle ---
     void start_listener();
