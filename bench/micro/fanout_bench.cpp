@@ -14,6 +14,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -58,6 +59,7 @@ struct fixture {
     fixture(int n, int codecs) {
         const std::shared_ptr<const gatehouse::codec> wire[] = {gatehouse::make_json_codec(),
                                                                 gatehouse::make_msgpack_codec()};
+        connections.reserve(static_cast<std::size_t>(n));
         for (int i = 0; i < n; ++i) {
             auto c = std::make_shared<sink_connection>("c-" + std::to_string(i));
             manager.add(
@@ -94,7 +96,8 @@ BENCHMARK(deliver_broadcast)->Name("deliver/broadcast")->ArgsProduct({{100, 1000
 void deliver_player(benchmark::State& state) {
     fixture f(static_cast<int>(state.range(0)), 2);
     std::vector<gatehouse::update> updates;
-    for (int i = 0; i < 64; ++i) {
+    updates.reserve(64);
+    for (std::int64_t i = 0; i < 64; ++i) {
         updates.push_back(gatehouse::update_for_player(
             "p-" + std::to_string(i * 97 % state.range(0)), "state", state_payload));
     }
@@ -114,6 +117,7 @@ void naive_broadcast(benchmark::State& state) {
     const std::shared_ptr<const gatehouse::codec> wire[] = {gatehouse::make_json_codec(),
                                                             gatehouse::make_msgpack_codec()};
     std::vector<std::unique_ptr<sink_connection>> sinks;
+    sinks.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) {
         sinks.push_back(std::make_unique<sink_connection>("c-" + std::to_string(i)));
     }
