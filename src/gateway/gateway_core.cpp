@@ -388,8 +388,10 @@ void gateway_core::sweep() {
     for (const auto& s : live) {
         const auto quiet = now - s->last_seen_ms();
         if (idle_after > 0 && quiet >= idle_after) {
-            idle_closed_.add();
-            s->close(close_code::policy_violation, "idle timeout");
+            if (s->mark_idle_closed()) {
+                idle_closed_.add();
+                s->close(close_code::policy_violation, "idle timeout");
+            }
         } else if (ping_after > 0 && quiet >= ping_after && s->mark_pinged()) {
             s->ping();
         }

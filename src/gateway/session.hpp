@@ -82,6 +82,12 @@ public:
     }
     // True the first time after the last touch.
     bool mark_pinged() noexcept { return !pinged_.exchange(true, std::memory_order_relaxed); }
+    // True only the first time: an idle peer that does not read keeps its close frame queued
+    // behind unwritten data and stays registered, so later sweeps find it idle again; it is
+    // closed, and counted, once.
+    bool mark_idle_closed() noexcept {
+        return !idle_closed_.exchange(true, std::memory_order_relaxed);
+    }
 
 private:
     session_setup setup_;
@@ -95,6 +101,7 @@ private:
 
     std::atomic<std::int64_t> last_seen_ms_{0};
     std::atomic<bool> pinged_{false};
+    std::atomic<bool> idle_closed_{false};
 };
 
 }  // namespace gatehouse::detail
