@@ -321,16 +321,8 @@ connection_id gateway_core::next_connection_id() {
 void gateway_core::on_open(const std::shared_ptr<session>& s) {
     s->touch(steady_ms());
     const auto& setup = s->setup();
-    connection_info info{setup.who.player_id, setup.who.client, setup.wire_codec};
-    {
-        std::lock_guard<std::mutex> lock(sessions_mutex_);
-        --opening_;
-        sessions_.emplace(s.get(), s);
-    }
-    connections_.add(s, std::move(info));
-    connections_opened_.add();
-    (setup.who.client == client_kind::bot ? bot_connections_ : player_connections_).add(1);
-
+    // The welcome goes out before the connection is registered for routing, so no update can
+    // overtake it (PROTOCOL.md section 3: the welcome comes first).
     std::string payload = "{\"connection_id\":";
     append_json_string(payload, setup.id);
     payload += ",\"player_id\":";
@@ -339,6 +331,15 @@ void gateway_core::on_open(const std::shared_ptr<session>& s) {
     append_json_string(payload, setup.wire_codec->name());
     payload += '}';
     reply(*s, "welcome", std::move(payload), {});
+
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        --opening_;
+        sessions_.emplace(s.get(), s);
+    }
+    connections_.add(s, connection_info{setup.who.player_id, setup.who.client, setup.wire_codec});
+    connections_opened_.add();
+    (setup.who.client == client_kind::bot ? bot_connections_ : player_connections_).add(1);
     // A connection that opened while shutdown began is closed like the others.
     if (shutting_down_ && s->start_draining()) close_for_shutdown(*s);
 }
