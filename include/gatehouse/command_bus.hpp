@@ -34,6 +34,8 @@ public:
     virtual ~command_bus() = default;
 
     /// Appends `command`; calls `done` exactly once, also when the bus is being destroyed.
+    /// `command` is valid only during the call (the gateway reuses it for the connection's
+    /// next message): an implementation copies or formats what it needs before returning.
     virtual void append(const envelope& command, append_handler done) = 0;
 
     /// True while `append` can succeed; drives `GET /ready`.
