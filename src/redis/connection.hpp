@@ -1,0 +1,131 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/strand.hpp>
+
+#include "redis/reply.hpp"
+#include "redis/url.hpp"
+
+// hiredis's RESP parser, forward-declared: only connection.cpp includes hiredis.
+struct redisReader;
+
+namespace gatehouse::detail::redis {
+
+/// One asynchronous, pipelined connection to a Redis server over an Asio TCP socket, using
+/// hiredis only to format commands and to parse replies.
+///
+/// Commands are queued on a strand, coalesced into one `async_write` per batch and answered in
+/// FIFO order. A connection serves either commands or, after SUBSCRIBE/PSUBSCRIBE, Pub/Sub:
+/// in that mode the subscription confirmations still go to their commands' callbacks and every
+/// `message`/`pmessage` array goes to the `on_push` handler.
+///
+/// Failure: when the link breaks (socket error, end of stream, malformed RESP, failed AUTH or
+/// SELECT) every pending callback and every later one gets an error exactly once, and
+/// `connected()` turns false. A connection is not reused after that: make a new one.
+///
+/// Callbacks: all run on the connection's strand on a thread running the `io_context`, never
+/// inside `command()`/`connect()` themselves. They may call back into the connection.
+///
+/// Thread safety: every member function may be called from any thread.
+///
+/// Lifetime: create with `std::make_shared`; outstanding operations keep the object alive, so
+/// call `close()` to release it. The `io_context` must outlive it.
+class connection : public std::enable_shared_from_this<connection> {
+public:
+    /// Completion of `connect()`: empty once ready for commands.
+    using connect_handler = std::function<void(std::error_code)>;
+    /// Completion of `command()`: an error code if no reply came (the reply is then nil);
+    /// otherwise empty, with the reply (a Redis error reply has kind `error`).
+    using reply_handler = std::function<void(std::error_code, reply)>;
+    /// Receives Pub/Sub messages and replies that match no pending command.
+    using push_handler = std::function<void(const reply&)>;
+
+    /// Makes an unconnected connection; nothing happens until `connect()`.
+    connection(asio::io_context& io, url where);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    /// Opens the TCP connection (resolving the host asynchronously unless it is numeric), then
+    /// sends `AUTH [user] password` when a password is set and `SELECT db` when db is not 0,
+    /// pipelined. `done` runs once: empty when every step succeeded; otherwise the socket or
+    /// resolver error, `std::errc::permission_denied` when AUTH was refused or
+    /// `std::errc::invalid_argument` when SELECT was refused (`last_error()` then holds Redis's
+    /// message). Commands issued after `connect()` and before `done` are queued behind AUTH and
+    /// SELECT. Calling it twice fails the second with `asio::error::already_started`.
+    void connect(connect_handler done);
+
+    /// Sends one command (`argv[0]` is the command name; arguments are binary-safe).
+    /// `done` runs exactly once: with the reply, or with `asio::error::not_connected` when the
+    /// connection is not connecting/connected, or the error that broke the link.
+    void command(std::vector<std::string> argv, reply_handler done);
+
+    /// Sets the handler for Pub/Sub messages (see the class comment). Set it before SUBSCRIBE.
+    void on_push(push_handler handler);
+
+    /// Closes the socket; pending callbacks get `asio::error::operation_aborted`. Idempotent.
+    void close();
+
+    /// True between a successful `connect()` and the first failure or `close()`.
+    bool connected() const noexcept { return connected_.load(std::memory_order_acquire); }
+
+    /// The message of the Redis error reply that failed AUTH or SELECT, or of a broken link.
+    /// Call from a callback (it is written on the strand).
+    const std::string& last_error() const noexcept { return last_error_; }
+
+    /// Number of `async_write` operations started so far (shows commands being coalesced).
+    std::size_t write_count() const noexcept { return writes_.load(std::memory_order_relaxed); }
+
+private:
+    enum class state { idle, connecting, ready, failed, closed };
+
+    struct pending {
+        reply_handler done;
+        // Replies this command produces (SUBSCRIBE ch1 ch2 gets two confirmations); the
+        // callback gets the last one, so it runs once the whole command has been confirmed.
+        std::size_t replies = 1;
+    };
+
+    void start_connect(connect_handler done);
+    void on_connected();
+    void enqueue(const std::vector<std::string>& argv, reply_handler done, std::size_t replies);
+    void do_write();
+    void do_read();
+    void on_data(std::size_t n);
+    void dispatch_reply(reply r);
+    void fail(std::error_code ec, state next = state::failed);
+    void finish_connect(std::error_code ec);
+
+    asio::strand<asio::io_context::executor_type> strand_;
+    asio::ip::tcp::socket socket_;
+    asio::ip::tcp::resolver resolver_;
+    url url_;
+    state state_ = state::idle;
+    bool socket_open_ = false;  // TCP connected: writes may start
+    bool subscribed_ = false;   // a SUBSCRIBE/PSUBSCRIBE was sent: messages go to on_push_
+    bool write_in_flight_ = false;
+    std::string out_;      // formatted commands waiting for the next write
+    std::string writing_;  // the bytes of the write in flight
+    std::deque<pending> pending_;
+    std::size_t handshake_replies_ = 0;  // AUTH/SELECT replies still awaited
+    connect_handler connect_done_;
+    push_handler push_;
+    std::string last_error_;
+    redisReader* reader_ = nullptr;
+    std::array<char, std::size_t{16} * 1024> in_{};
+    std::atomic<bool> connected_{false};
+    std::atomic<std::size_t> writes_{0};
+};
+
+}  // namespace gatehouse::detail::redis
