@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <optional>
 #include <stdexcept>
@@ -18,6 +17,7 @@
 #include "gatehouse/jwt.hpp"
 #include "gatehouse/update.hpp"
 #include "gateway/json_text.hpp"
+#include "http/text.hpp"
 
 namespace gatehouse::detail {
 namespace {
@@ -225,15 +225,9 @@ upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
     if (starts_with(request.path, "/ws/player/")) {
         auth_error = authenticate(strip_prefix(request.path, "/ws/player/"), who);
     } else if (request.path == "/ws/player") {
-        std::string_view header = request.authorization;
-        constexpr std::string_view bearer = "Bearer ";
-        if (header.size() > bearer.size() &&
-            std::equal(bearer.begin(), bearer.end(), header.begin(),
-                       [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
-            auth_error = authenticate(header.substr(bearer.size()), who);
-        } else {
-            auth_error = errc::invalid_token;
-        }
+        const auto token = bearer_token_of(request.authorization);
+        auth_error =
+            token.empty() ? make_error_code(errc::invalid_token) : authenticate(token, who);
     } else if (starts_with(request.path, "/ws/bot/")) {
         is_bot = true;
         if (!verify_bot_key(strip_prefix(request.path, "/ws/bot/"), who)) {

@@ -10,14 +10,6 @@ namespace {
 using detail::form_decode;
 using detail::iequals;
 
-bool is_space(char c) noexcept { return c == ' ' || c == '\t'; }
-
-std::string_view trim(std::string_view s) noexcept {
-    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
 }  // namespace
 
 std::string_view http_request::header(std::string_view name) const noexcept {
@@ -42,18 +34,7 @@ std::string http_request::query_param(std::string_view name) const {
 }
 
 std::string_view http_request::bearer_token() const noexcept {
-    constexpr std::string_view scheme = "bearer";
-    const std::string_view value = trim(header("Authorization"));
-    if (value.size() <= scheme.size() || !iequals(value.substr(0, scheme.size()), scheme) ||
-        !is_space(value[scheme.size()])) {
-        return {};
-    }
-    const std::string_view token = trim(value.substr(scheme.size()));
-    // RFC 6750's b64token has no whitespace: "Bearer a b" is not a token to try.
-    for (const char c : token) {
-        if (is_space(c)) return {};
-    }
-    return token;
+    return detail::bearer_token_of(header("Authorization"));
 }
 
 http_response http_response::problem(int status, std::string_view code, std::string_view detail) {

@@ -21,6 +21,31 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
     return true;
 }
 
+inline bool is_space(char c) noexcept { return c == ' ' || c == '\t'; }
+
+inline std::string_view trim(std::string_view s) noexcept {
+    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+    return s;
+}
+
+// The token of an `Authorization: Bearer <token>` header value, or empty. One parser for the
+// HTTP routes and the WebSocket upgrade, so both accept exactly the same headers.
+inline std::string_view bearer_token_of(std::string_view header) noexcept {
+    constexpr std::string_view scheme = "bearer";
+    const std::string_view value = trim(header);
+    if (value.size() <= scheme.size() || !iequals(value.substr(0, scheme.size()), scheme) ||
+        !is_space(value[scheme.size()])) {
+        return {};
+    }
+    const std::string_view token = trim(value.substr(scheme.size()));
+    // RFC 6750's b64token has no whitespace: "Bearer a b" is not a token to try.
+    for (const char c : token) {
+        if (is_space(c)) return {};
+    }
+    return token;
+}
+
 inline int hex_value(char c) noexcept {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
