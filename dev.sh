@@ -21,7 +21,7 @@ readonly packages=(
     libhiredis-dev libsodium-dev libsqlite3-dev
     # tests: unit-test framework, the real Redis the integration tests start, their scripts,
     # and the microbenchmarks the ci preset builds
-    catch2 redis-server python3 python3-websockets python3-msgpack openssl libbenchmark-dev
+    catch2 redis-server python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
     # fuzz: clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
     # style: the formatter `test` checks with and `format` applies, and the linter `test` runs
