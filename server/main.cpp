@@ -1,8 +1,6 @@
 // gatehouse-server: the reference server. It reads PROTOCOL.md section 1's flags (each with
-// its GATEHOUSE_* environment twin), builds a gateway on the in-process bus, prints the ready
-// line, and shuts down gracefully on SIGINT/SIGTERM. Flags for features of later issues
-// (--redis) are refused rather than ignored: a deployment that passes --redis must not
-// believe it is talking to Redis.
+// its GATEHOUSE_* environment twin), builds a gateway on the in-process bus or, with --redis, on
+// Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM.
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -26,6 +24,7 @@
 #include "gatehouse/errc.hpp"
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/in_process_bus.hpp"
+#include "gatehouse/redis_bus.hpp"
 #include "gatehouse/update.hpp"
 #include "server_config.hpp"
 
@@ -103,6 +102,30 @@ void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, s
         });
 }
 
+// The Redis bus's counters on /metrics.
+void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::redis_bus>& redis) {
+    auto& m = gw.metrics();
+    using stats = gatehouse::redis_bus_stats;
+    const auto counter = [&m, redis](const char* name, const char* help,
+                                     std::uint64_t stats::*field) {
+        m.counter_callback(name, help,
+                           [redis, field] { return static_cast<double>(redis->stats().*field); });
+    };
+    counter("gatehouse_redis_commands_appended_total", "Commands Redis answered with an entry id.",
+            &stats::appended);
+    counter("gatehouse_redis_append_failures_total",
+            "Commands the Redis bus answered with bus_unavailable.", &stats::append_failures);
+    counter("gatehouse_redis_updates_received_total", "Pub/Sub messages received.",
+            &stats::updates_received);
+    counter("gatehouse_redis_command_reconnects_total",
+            "Times the command connection was re-established.", &stats::command_reconnects);
+    counter("gatehouse_redis_listener_reconnects_total",
+            "Times the subscription was re-established.", &stats::listener_reconnects);
+    m.gauge_callback("gatehouse_redis_connected",
+                     "1 while the command connection and the subscription are up.",
+                     [redis] { return redis->connected() ? 1.0 : 0.0; });
+}
+
 int run(int argc, char** argv) {
     gatehouse_server::config config;
     CLI::App app{"gatehouse-server: realtime game gateway (PROTOCOL.md)"};
@@ -136,24 +159,55 @@ int run(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-    gatehouse::in_process_bus_options bus_options;
-    bus_options.gateway_id = options.gateway_id;
-    auto bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
-
+    // The bus outlives the gateway (declared first, destroyed last): the gateway's shutdown
+    // still answers commands through it.
+    std::shared_ptr<gatehouse::in_process_bus> local_bus;
+    std::shared_ptr<gatehouse::redis_bus> redis;
     std::unique_ptr<gatehouse::gateway> gw;
     try {
-        gw = std::make_unique<gatehouse::gateway>(
-            options, gatehouse::codec_registry::with_builtin_codecs(), bus, bus);
+        if (config.redis.empty()) {
+            gatehouse::in_process_bus_options bus_options;
+            bus_options.gateway_id = options.gateway_id;
+            local_bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
+            gw = std::make_unique<gatehouse::gateway>(
+                options, gatehouse::codec_registry::with_builtin_codecs(), local_bus, local_bus);
+        } else {
+            gatehouse::redis_bus_options redis_options;
+            if (!gatehouse_server::to_redis_options(config, options, redis_options, problem)) {
+                logger->error("{}", problem);
+                return exit_usage_error;
+            }
+            redis_options.log = options.log;
+            redis = std::make_shared<gatehouse::redis_bus>(redis_options);
+            gw = std::make_unique<gatehouse::gateway>(
+                options, gatehouse::codec_registry::with_builtin_codecs(), redis, redis);
+        }
     } catch (const std::invalid_argument& e) {
         logger->error("{}", e.what());
         return exit_usage_error;
     }
-    if (!config.publish_key.empty()) add_publish_route(*gw, *bus, config.publish_key);
+    if (local_bus && !config.publish_key.empty()) {
+        add_publish_route(*gw, *local_bus, config.publish_key);
+    }
+    if (redis) add_redis_metrics(*gw, redis);
 
     if (const auto ec = gw->start()) {
         logger->error("cannot listen on {}: {}", options.listen, ec.message());
         return ec == gatehouse::errc::invalid_listen_address ? exit_usage_error
                                                              : exit_runtime_error;
+    }
+    if (redis) {
+        // Serving starts either way (PROTOCOL.md section 1: /ready tells whether the bus is
+        // connected); waiting a little first only spares the first clients a bus_unavailable
+        // when Redis is merely slower to answer than we are to bind.
+        logger->info("redis: {}, stream {}, channel {}", redis->redacted_url(),
+                     config.command_stream, config.updates_channel);
+        if (!redis->wait_connected(
+                std::chrono::milliseconds(static_cast<long long>(config.redis_timeout * 1000)))) {
+            logger->warn(
+                "redis not reachable yet: serving anyway, /ready answers 503 and "
+                "commands get bus_unavailable until it is");
+        }
     }
     // The contract's ready line: stdout, no log prefix, flushed at once.
     std::cout << "gatehouse ready listen=" << gw->local_address() << std::endl;

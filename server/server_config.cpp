@@ -63,14 +63,19 @@ void add_flags(CLI::App& app, config& c) {
     flag(app, "--log-level", c.log_level, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
     flag(app, "--publish-key", c.publish_key,
-         "enables POST /updates with this Bearer key (publish without Redis)");
+         "enables POST /updates with this Bearer key (in-process bus only)");
+    flag(app, "--stream-maxlen", c.stream_maxlen,
+         "with --redis: trim the command stream to about N entries (MAXLEN ~); 0: never");
+    flag(app, "--redis-timeout", c.redis_timeout,
+         "with --redis: connect and reply deadline, seconds (a silent link is reconnected)");
+    flag(app, "--redis-reconnect-max", c.redis_reconnect_max,
+         "with --redis: longest pause between reconnect attempts, seconds");
 }
 
 bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem) {
-    if (!c.redis.empty()) {
+    if (!c.redis.empty() && !c.publish_key.empty()) {
         problem =
-            "--redis is not supported by this build yet; run without it for the "
-            "in-process bus";
+            "--publish-key is for the in-process bus; with --redis, services PUBLISH on Redis";
         return false;
     }
     if (c.tls_cert.empty() != c.tls_key.empty()) {
@@ -119,6 +124,27 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
                                         ? gatehouse::slow_consumer_policy::drop
                                         : gatehouse::slow_consumer_policy::close;
     out.gateway_id = c.gateway_id.empty() ? gatehouse::make_gateway_id() : c.gateway_id;
+    return true;
+}
+
+bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway,
+                      gatehouse::redis_bus_options& out, std::string& problem) {
+    if (!(c.redis_timeout > 0) || c.redis_timeout > 3600 || !(c.redis_reconnect_max > 0) ||
+        c.redis_reconnect_max > 3600) {
+        problem = "--redis-timeout and --redis-reconnect-max are seconds above 0, up to 3600";
+        return false;
+    }
+    if (c.command_stream.empty() || c.updates_channel.empty()) {
+        problem = "--command-stream and --updates-channel must not be empty";
+        return false;
+    }
+    out.url = c.redis;
+    out.command_stream = c.command_stream;
+    out.updates_channel = c.updates_channel;
+    out.gateway_id = gateway.gateway_id;
+    out.stream_maxlen = c.stream_maxlen;
+    out.timeout = seconds_to_ms(c.redis_timeout);
+    out.reconnect_max = std::max(seconds_to_ms(c.redis_reconnect_max), out.reconnect_min);
     return true;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gatehouse/gateway.hpp"
+#include "gatehouse/redis_bus.hpp"
 
 namespace gatehouse_server {
 
@@ -35,6 +36,9 @@ struct config {
     std::string gateway_id;
     std::string log_level = "info";
     std::string publish_key;
+    std::size_t stream_maxlen = 0;
+    double redis_timeout = 5;
+    double redis_reconnect_max = 2;
 };
 
 // Registers every flag, with `GATEHOUSE_<NAME>` as its environment twin.
@@ -43,5 +47,10 @@ void add_flags(CLI::App& app, config& c);
 // Fills `out`; on a bad combination returns false with `problem` saying why. Generates the
 // JWT secret and the gateway id when they were not given.
 bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem);
+
+// With `--redis`: fills `out` (gateway id from `gateway`); on a bad URL or value returns false
+// with `problem` saying why (never quoting the URL, which may hold a password).
+bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway,
+                      gatehouse::redis_bus_options& out, std::string& problem);
 
 }  // namespace gatehouse_server

@@ -19,5 +19,6 @@
 #include "gatehouse/log.hpp"
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/redis_bus.hpp"
 #include "gatehouse/token_bucket.hpp"
 #include "gatehouse/update.hpp"

@@ -46,11 +46,11 @@ struct redis_bus_options {
 
 /// Counters of a `redis_bus`, for metrics and tests.
 struct redis_bus_stats {
-    std::uint64_t appended = 0;           ///< Commands Redis answered with an entry id.
-    std::uint64_t append_failures = 0;    ///< Commands answered with `bus_unavailable`.
-    std::uint64_t updates_received = 0;   ///< Pub/Sub messages handed to the handler.
-    std::uint64_t command_reconnects = 0; ///< Times the command connection was re-established.
-    std::uint64_t listener_reconnects = 0;///< Times the subscription was re-established.
+    std::uint64_t appended = 0;             ///< Commands Redis answered with an entry id.
+    std::uint64_t append_failures = 0;      ///< Commands answered with `bus_unavailable`.
+    std::uint64_t updates_received = 0;     ///< Pub/Sub messages handed to the handler.
+    std::uint64_t command_reconnects = 0;   ///< Times the command connection was re-established.
+    std::uint64_t listener_reconnects = 0;  ///< Times the subscription was re-established.
 };
 
 /// A `command_bus` and `pubsub_listener` on one Redis server.

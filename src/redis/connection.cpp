@@ -60,8 +60,31 @@ bool is_pubsub_message(const reply& r) {
 
 }  // namespace
 
+void format_array_header(std::string& out, std::size_t n) {
+    out += '*';
+    out += std::to_string(n);
+    out += "\r\n";
+}
+
+void format_bulk(std::string& out, std::string_view bytes) {
+    out += '$';
+    out += std::to_string(bytes.size());
+    out += "\r\n";
+    out.append(bytes.data(), bytes.size());
+    out += "\r\n";
+}
+
+void format_command(std::string& out, std::initializer_list<std::string_view> argv) {
+    format_array_header(out, argv.size());
+    for (auto a : argv) format_bulk(out, a);
+}
+
 connection::connection(asio::io_context& io, url where)
-    : strand_(asio::make_strand(io)), socket_(io), resolver_(io), url_(std::move(where)) {
+    : strand_(asio::make_strand(io)),
+      socket_(io),
+      resolver_(io),
+      watchdog_(io),
+      url_(std::move(where)) {
     reader_ = redisReaderCreate();
     if (reader_ == nullptr) throw std::bad_alloc();
 }
@@ -81,6 +104,9 @@ void connection::start_connect(connect_handler done) {
     }
     state_ = state::connecting;
     connect_done_ = std::move(done);
+    connect_started_ = clock::now();
+    last_queued_ = connect_started_;
+    arm_watchdog();
 
     // AUTH and SELECT go first in the output buffer, so they are pipelined in the first write
     // together with any command issued while the TCP connection is being set up.
@@ -182,6 +208,25 @@ void connection::command(std::vector<std::string> argv, reply_handler done) {
     });
 }
 
+void connection::send_formatted(std::string formatted, reply_handler done) {
+    asio::post(strand_, [self = shared_from_this(), formatted = std::move(formatted),
+                         done = std::move(done)]() mutable {
+        if (self->state_ != state::connecting && self->state_ != state::ready) {
+            done(asio::error::not_connected, reply{});
+            return;
+        }
+        self->enqueue_formatted(formatted, std::move(done), 1);
+        self->do_write();
+    });
+}
+
+void connection::enqueue_formatted(std::string_view formatted, reply_handler done,
+                                   std::size_t replies) {
+    out_.append(formatted.data(), formatted.size());
+    last_queued_ = clock::now();
+    pending_.push_back(pending{std::move(done), replies, last_queued_});
+}
+
 void connection::enqueue(const std::vector<std::string>& argv, reply_handler done,
                          std::size_t replies) {
     std::vector<const char*> args;
@@ -199,9 +244,44 @@ void connection::enqueue(const std::vector<std::string>& argv, reply_handler don
         done(std::make_error_code(std::errc::not_enough_memory), reply{});
         return;
     }
-    out_.append(formatted, static_cast<std::size_t>(len));
+    enqueue_formatted(std::string_view(formatted, static_cast<std::size_t>(len)), std::move(done),
+                      replies);
     redisFreeCommand(formatted);
-    pending_.push_back(pending{std::move(done), replies});
+}
+
+void connection::set_timeout(std::chrono::milliseconds limit) {
+    asio::post(strand_, [self = shared_from_this(), limit] { self->timeout_ = limit; });
+}
+
+void connection::arm_watchdog() {
+    if (timeout_.count() <= 0) return;
+    // A quarter of the deadline: a late reply is noticed at most 25% after it fell due, and an
+    // idle link is PINGed often enough that a dead server shows within the deadline.
+    const auto tick = std::max(timeout_ / 4, std::chrono::milliseconds{1});
+    watchdog_.expires_after(tick);
+    watchdog_.async_wait(
+        asio::bind_executor(strand_, [self = shared_from_this()](std::error_code ec) {
+            if (ec || (self->state_ != state::connecting && self->state_ != state::ready)) return;
+            self->on_watchdog();
+        }));
+}
+
+void connection::on_watchdog() {
+    const auto now = clock::now();
+    const bool connect_overdue = state_ == state::connecting && now - connect_started_ > timeout_;
+    const bool reply_overdue = !pending_.empty() && now - pending_.front().queued > timeout_;
+    if (connect_overdue || reply_overdue) {
+        last_error_ = connect_overdue ? "connect timed out" : "reply timed out";
+        fail(std::make_error_code(std::errc::timed_out));
+        return;
+    }
+    if (state_ == state::ready && pending_.empty() && now - last_queued_ >= timeout_ / 4) {
+        // The reply is discarded: only its absence matters (the deadline above).
+        enqueue(
+            {"PING"}, [](std::error_code, const reply&) {}, 1);
+        do_write();
+    }
+    arm_watchdog();
 }
 
 void connection::do_write() {
@@ -269,6 +349,11 @@ void connection::dispatch_reply(reply r) {
 }
 
 void connection::fail(std::error_code ec, state next) {
+    if (next == state::closed) {
+        // The owner is done with it: drop its handlers, which may hold the owner.
+        failed_ = nullptr;
+        push_ = nullptr;
+    }
     if (state_ == state::failed || state_ == state::closed) {
         state_ = next == state::closed ? state::closed : state_;
         return;
@@ -278,6 +363,7 @@ void connection::fail(std::error_code ec, state next) {
     socket_open_ = false;
     std::error_code ignored;
     resolver_.cancel();
+    watchdog_.cancel();
     socket_.close(ignored);
     out_.clear();
     // Taken out first: the callbacks may issue new commands, which then fail on their own.
@@ -285,11 +371,22 @@ void connection::fail(std::error_code ec, state next) {
     pending_.clear();
     finish_connect(ec);
     for (auto& p : orphans) p.done(ec, reply{});
+    if (next == state::failed && failed_) {
+        auto told = std::move(failed_);
+        failed_ = nullptr;
+        told(ec);
+    }
 }
 
 void connection::on_push(push_handler handler) {
     asio::post(strand_, [self = shared_from_this(), handler = std::move(handler)]() mutable {
         self->push_ = std::move(handler);
+    });
+}
+
+void connection::on_failure(failure_handler handler) {
+    asio::post(strand_, [self = shared_from_this(), handler = std::move(handler)]() mutable {
+        self->failed_ = std::move(handler);
     });
 }
 

@@ -2,16 +2,20 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
 #include "redis/reply.hpp"
@@ -31,8 +35,9 @@ namespace gatehouse::detail::redis {
 /// `message`/`pmessage` array goes to the `on_push` handler.
 ///
 /// Failure: when the link breaks (socket error, end of stream, malformed RESP, failed AUTH or
-/// SELECT) every pending callback and every later one gets an error exactly once, and
-/// `connected()` turns false. A connection is not reused after that: make a new one.
+/// SELECT, or a reply overdue past `set_timeout()`) every pending callback and every later one
+/// gets an error exactly once, `connected()` turns false and the `on_failure` handler runs. A
+/// connection is not reused after that: make a new one (the owner decides when to retry).
 ///
 /// Callbacks: all run on the connection's strand on a thread running the `io_context`, never
 /// inside `command()`/`connect()` themselves. They may call back into the connection.
@@ -50,6 +55,8 @@ public:
     using reply_handler = std::function<void(std::error_code, reply)>;
     /// Receives Pub/Sub messages and replies that match no pending command.
     using push_handler = std::function<void(const reply&)>;
+    /// Told once that the link broke (not after `close()`), after the pending callbacks ran.
+    using failure_handler = std::function<void(std::error_code)>;
 
     /// Makes an unconnected connection; nothing happens until `connect()`.
     connection(asio::io_context& io, url where);
@@ -71,8 +78,23 @@ public:
     /// connection is not connecting/connected, or the error that broke the link.
     void command(std::vector<std::string> argv, reply_handler done);
 
+    /// Sends a command already in RESP form (`*N\r\n$len\r\narg\r\n...`, one command, one
+    /// reply), as `command()` does but without formatting on the strand: a caller on another
+    /// thread formats it there, so the strand only appends bytes. See `format_command()`.
+    void send_formatted(std::string formatted, reply_handler done);
+
     /// Sets the handler for Pub/Sub messages (see the class comment). Set it before SUBSCRIBE.
     void on_push(push_handler handler);
+
+    /// Sets the handler told when the link breaks. Set it before `connect()`.
+    void on_failure(failure_handler handler);
+
+    /// Bounds every wait: `connect()` must complete within `limit`, and each reply must arrive
+    /// within `limit` of its command being queued; otherwise the link fails with
+    /// `std::errc::timed_out`. A connection idle for `limit / 4` sends a PING (allowed in
+    /// Pub/Sub mode too), so a dead or hung server is noticed within about `limit` even when
+    /// nothing else is sent. Call before `connect()`; without it nothing times out.
+    void set_timeout(std::chrono::milliseconds limit);
 
     /// Closes the socket; pending callbacks get `asio::error::operation_aborted`. Idempotent.
     void close();
@@ -90,16 +112,22 @@ public:
 private:
     enum class state { idle, connecting, ready, failed, closed };
 
+    using clock = std::chrono::steady_clock;
+
     struct pending {
         reply_handler done;
         // Replies this command produces (SUBSCRIBE ch1 ch2 gets two confirmations); the
         // callback gets the last one, so it runs once the whole command has been confirmed.
         std::size_t replies = 1;
+        clock::time_point queued;  // for the reply deadline
     };
 
     void start_connect(connect_handler done);
     void on_connected();
     void enqueue(const std::vector<std::string>& argv, reply_handler done, std::size_t replies);
+    void enqueue_formatted(std::string_view formatted, reply_handler done, std::size_t replies);
+    void arm_watchdog();
+    void on_watchdog();
     void do_write();
     void do_read();
     void on_data(std::size_t n);
@@ -110,7 +138,11 @@ private:
     asio::strand<asio::io_context::executor_type> strand_;
     asio::ip::tcp::socket socket_;
     asio::ip::tcp::resolver resolver_;
+    asio::steady_timer watchdog_;
     url url_;
+    std::chrono::milliseconds timeout_{0};  // 0: no deadlines, no idle PING
+    clock::time_point connect_started_;
+    clock::time_point last_queued_;  // when the latest command was queued (idle PING)
     state state_ = state::idle;
     bool socket_open_ = false;  // TCP connected: writes may start
     bool subscribed_ = false;   // a SUBSCRIBE/PSUBSCRIBE was sent: messages go to on_push_
@@ -121,11 +153,20 @@ private:
     std::size_t handshake_replies_ = 0;  // AUTH/SELECT replies still awaited
     connect_handler connect_done_;
     push_handler push_;
+    failure_handler failed_;
     std::string last_error_;
     redisReader* reader_ = nullptr;
     std::array<char, std::size_t{16} * 1024> in_{};
     std::atomic<bool> connected_{false};
     std::atomic<std::size_t> writes_{0};
 };
+
+/// Formats one command in RESP (an array of bulk strings), appending to `out`: what
+/// `send_formatted()` takes. Binary-safe.
+void format_command(std::string& out, std::initializer_list<std::string_view> argv);
+/// Appends the RESP array header `*n\r\n`, for building a command argument by argument.
+void format_array_header(std::string& out, std::size_t n);
+/// Appends one RESP bulk string `$len\r\nbytes\r\n`.
+void format_bulk(std::string& out, std::string_view bytes);
 
 }  // namespace gatehouse::detail::redis
