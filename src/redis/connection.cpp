@@ -132,6 +132,11 @@ void connection::start_connect(connect_handler done) {
         ++handshake_replies_;
         enqueue({"SELECT", std::to_string(url_.db)}, handshake(std::errc::invalid_argument), 1);
     }
+    // A TCP connect proves only that the kernel accepted it (a hung server's kernel still
+    // does): the connection counts as up once Redis itself answered. PING also turns a missing
+    // password (NOAUTH) or a server still loading its data into a failed connect.
+    ++handshake_replies_;
+    enqueue({"PING"}, handshake(std::errc::connection_refused), 1);
 
     auto self = shared_from_this();
     std::error_code not_numeric;
@@ -170,7 +175,6 @@ void connection::on_connected() {
     socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
     do_read();
     do_write();
-    if (handshake_replies_ == 0) finish_connect({});
 }
 
 void connection::finish_connect(std::error_code ec) {

@@ -65,12 +65,14 @@ public:
     connection& operator=(const connection&) = delete;
 
     /// Opens the TCP connection (resolving the host asynchronously unless it is numeric), then
-    /// sends `AUTH [user] password` when a password is set and `SELECT db` when db is not 0,
-    /// pipelined. `done` runs once: empty when every step succeeded; otherwise the socket or
-    /// resolver error, `std::errc::permission_denied` when AUTH was refused or
-    /// `std::errc::invalid_argument` when SELECT was refused (`last_error()` then holds Redis's
-    /// message). Commands issued after `connect()` and before `done` are queued behind AUTH and
-    /// SELECT. Calling it twice fails the second with `asio::error::already_started`.
+    /// sends `AUTH [user] password` when a password is set, `SELECT db` when db is not 0, and
+    /// `PING`, pipelined. `done` runs once, when Redis has answered all of them: empty when
+    /// every step succeeded; otherwise the socket or resolver error,
+    /// `std::errc::permission_denied` when AUTH was refused, `std::errc::invalid_argument` when
+    /// SELECT was refused or `std::errc::connection_refused` when PING got an error (NOAUTH,
+    /// LOADING; `last_error()` then holds Redis's message). Commands issued after `connect()` and
+    /// before `done` are queued behind AUTH and SELECT. Calling it twice fails the second with
+    /// `asio::error::already_started`.
     void connect(connect_handler done);
 
     /// Sends one command (`argv[0]` is the command name; arguments are binary-safe).

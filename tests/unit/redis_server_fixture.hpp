@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace gatehouse_test {
@@ -28,8 +29,57 @@ class redis_server {
 public:
     /// Starts `/usr/bin/redis-server` with no persistence plus `extra_args`; throws if it does
     /// not answer within 5 seconds.
-    explicit redis_server(std::vector<std::string> extra_args = {}) {
+    explicit redis_server(std::vector<std::string> extra_args = {})
+        : extra_args_(std::move(extra_args)) {
         port_ = free_port();
+        spawn();
+    }
+
+    ~redis_server() { stop(); }
+    redis_server(const redis_server&) = delete;
+    redis_server& operator=(const redis_server&) = delete;
+
+    /// The loopback port it listens on.
+    std::uint16_t port() const { return port_; }
+    /// `redis://127.0.0.1:PORT` plus `suffix` (e.g. `/3`).
+    std::string url(const std::string& userinfo = "", const std::string& suffix = "") const {
+        return "redis://" + userinfo + "127.0.0.1:" + std::to_string(port_) + suffix;
+    }
+
+    /// Starts it again on the same port (after `kill_now()` or `stop()`), empty.
+    void restart() {
+        stop();
+        spawn();
+    }
+
+    /// SIGSTOP: the server keeps its sockets open but answers nothing, as a hung one would.
+    void pause() {
+        if (pid_ > 0) ::kill(pid_, SIGSTOP);
+    }
+    /// SIGCONT after `pause()`.
+    void resume() {
+        if (pid_ > 0) ::kill(pid_, SIGCONT);
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    void kill_now() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGKILL);
+        reap(std::chrono::seconds(5));
+    }
+
+    /// SIGTERM, then SIGKILL if it is still there after 3 seconds. Idempotent.
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGCONT);  // a paused server cannot act on SIGTERM
+        ::kill(pid_, SIGTERM);
+        if (reap(std::chrono::seconds(3))) return;
+        ::kill(pid_, SIGKILL);
+        reap(std::chrono::seconds(5));
+    }
+
+private:
+    void spawn() {
         std::vector<std::string> args{"/usr/bin/redis-server",
                                       "--port",
                                       std::to_string(port_),
@@ -43,7 +93,7 @@ public:
                                       "no",
                                       "--loglevel",
                                       "warning"};
-        args.insert(args.end(), extra_args.begin(), extra_args.end());
+        args.insert(args.end(), extra_args_.begin(), extra_args_.end());
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -72,34 +122,6 @@ public:
         throw std::runtime_error("redis-server did not answer PING within 5 s");
     }
 
-    ~redis_server() { stop(); }
-    redis_server(const redis_server&) = delete;
-    redis_server& operator=(const redis_server&) = delete;
-
-    /// The loopback port it listens on.
-    std::uint16_t port() const { return port_; }
-    /// `redis://127.0.0.1:PORT` plus `suffix` (e.g. `/3`).
-    std::string url(const std::string& userinfo = "", const std::string& suffix = "") const {
-        return "redis://" + userinfo + "127.0.0.1:" + std::to_string(port_) + suffix;
-    }
-
-    /// Kills it at once (SIGKILL), as a crash would.
-    void kill_now() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGKILL);
-        reap(std::chrono::seconds(5));
-    }
-
-    /// SIGTERM, then SIGKILL if it is still there after 3 seconds. Idempotent.
-    void stop() {
-        if (pid_ <= 0) return;
-        ::kill(pid_, SIGTERM);
-        if (reap(std::chrono::seconds(3))) return;
-        ::kill(pid_, SIGKILL);
-        reap(std::chrono::seconds(5));
-    }
-
-private:
     bool reap(std::chrono::milliseconds limit) {
         auto deadline = std::chrono::steady_clock::now() + limit;
         while (std::chrono::steady_clock::now() < deadline) {
@@ -155,6 +177,7 @@ private:
         return ok;
     }
 
+    std::vector<std::string> extra_args_;
     std::uint16_t port_ = 0;
     pid_t pid_ = -1;
 };
