@@ -27,6 +27,14 @@ public:
             case errc::shutting_down: return "the gateway is shutting down";
             case errc::invalid_listen_address: return "expected HOST:PORT";
             case errc::tls_setup_failed: return "TLS certificate or key could not be loaded";
+            case errc::username_taken: return "the username is taken";
+            case errc::email_taken: return "the email is taken";
+            case errc::user_not_found: return "no such user";
+            case errc::invalid_refresh_token: return "the refresh token is not valid";
+            case errc::refresh_token_reused:
+                return "the refresh token was already used; its family is revoked";
+            case errc::store_unavailable: return "the user store failed";
+            case errc::unsupported_store: return "this user store URL is not supported";
         }
         return "unknown gatehouse error";
     }

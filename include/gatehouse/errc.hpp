@@ -33,6 +33,15 @@ enum class errc {
     // Configuration and start-up.
     invalid_listen_address = 15,  ///< Not `HOST:PORT` with a numeric host or `[v6]`.
     tls_setup_failed = 16,        ///< The certificate or key could not be loaded.
+
+    // Accounts (PROTOCOL.md section 2).
+    username_taken = 17,         ///< Another account has that username (case-insensitively).
+    email_taken = 18,            ///< Another account has that email (case-insensitively).
+    user_not_found = 19,         ///< No account matches.
+    invalid_refresh_token = 20,  ///< Unknown, expired, revoked or already-rotated refresh token.
+    refresh_token_reused = 21,   ///< An already-rotated token was presented: family revoked.
+    store_unavailable = 22,      ///< The user store failed (I/O, corruption, busy).
+    unsupported_store = 23,      ///< A `--db` URL this build cannot open (e.g. postgresql).
 };
 
 /// The category of `errc` values; its name is `"gatehouse"`.

@@ -1,0 +1,105 @@
+#pragma once
+/// @file
+/// `user_store`: where accounts, their settings and their refresh tokens live (PROTOCOL.md
+/// section 2). SQLite is built in (`open_user_store("sqlite:PATH")`); the interface is what a
+/// PostgreSQL (or any other) store implements.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace gatehouse {
+
+/// One account.
+struct user_record {
+    std::string player_id;           ///< Opaque, non-empty, unique; the JWT `sub`.
+    std::string username;            ///< As registered (case kept; unique case-insensitively).
+    std::string email;               ///< As registered (case kept; unique case-insensitively).
+    std::string password_hash;       ///< An encoded Argon2id hash (`hash_password()`).
+    std::string display_name;        ///< Empty means "the username".
+    std::string preferences = "{}";  ///< A JSON object, as text.
+    std::int64_t created_at_ms = 0;  ///< Unix milliseconds.
+};
+
+/// One refresh token as stored: never the token itself, only its hash.
+struct refresh_token_record {
+    std::string token_hash;  ///< `hash_refresh_token(token)`.
+    std::string family_id;   ///< Every token rotated from one login shares it.
+    std::string player_id;
+    std::int64_t expires_at_ms = 0;  ///< Unix milliseconds.
+};
+
+/// Accounts and refresh tokens.
+///
+/// Every call is synchronous and may block (disk, network): call it from worker threads, never
+/// from a gateway I/O thread. Errors: the `errc` values named on each member, or
+/// `errc::store_unavailable` when the storage itself failed (the details are the store's to
+/// log, without secrets).
+///
+/// Thread safety: every member may be called from several threads concurrently.
+class user_store {
+public:
+    virtual ~user_store() = default;
+
+    /// Adds `user`, generating `player_id` when empty and `created_at_ms` when 0 (both written
+    /// back). `errc::username_taken` / `errc::email_taken` when another account has that
+    /// username / email, compared case-insensitively (ASCII); the username is checked first.
+    virtual std::error_code create_user(user_record& user) = 0;
+
+    /// The account whose username or email equals `login` case-insensitively;
+    /// `errc::user_not_found` when none.
+    virtual std::error_code find_user_by_login(std::string_view login, user_record& out) = 0;
+
+    /// The account with that player id; `errc::user_not_found` when none.
+    virtual std::error_code find_user(std::string_view player_id, user_record& out) = 0;
+
+    /// Replaces the display name and preferences (JSON object text, validated by the caller);
+    /// `errc::user_not_found` when none.
+    virtual std::error_code update_settings(std::string_view player_id,
+                                            std::string_view display_name,
+                                            std::string_view preferences) = 0;
+
+    /// Replaces the password hash and revokes every refresh token of the player, in one
+    /// transaction; `errc::user_not_found` when none.
+    virtual std::error_code update_password(std::string_view player_id,
+                                            std::string_view password_hash) = 0;
+
+    /// Stores a new refresh token (a new family at login).
+    virtual std::error_code add_refresh_token(const refresh_token_record& token) = 0;
+
+    /// Rotation, in one transaction: when `presented_hash` names a live token (not used, not
+    /// revoked, `now_ms` before its expiry), marks it used and stores `next` in the same family
+    /// for the same player (`next.family_id` and `next.player_id` are filled from the old
+    /// token and written back). When it names a token already used, revokes the whole family
+    /// and answers `errc::refresh_token_reused` (a stolen token was replayed, or the client
+    /// raced itself: either way the session ends). Unknown, expired or revoked:
+    /// `errc::invalid_refresh_token`.
+    virtual std::error_code rotate_refresh_token(std::string_view presented_hash,
+                                                 std::int64_t now_ms,
+                                                 refresh_token_record& next) = 0;
+
+    /// Logout: revokes the family of a live token; `errc::invalid_refresh_token` when the
+    /// token is unknown, expired, used or revoked.
+    virtual std::error_code revoke_refresh_family(std::string_view presented_hash,
+                                                  std::int64_t now_ms) = 0;
+
+    /// Revokes every refresh token of the player.
+    virtual std::error_code revoke_player_tokens(std::string_view player_id) = 0;
+};
+
+/// Opens the store a `--db` URL names: `sqlite:PATH` (created when missing) or
+/// `sqlite::memory:` (one private in-memory database). The schema is created or migrated to
+/// the current version at open, and the version recorded in the database.
+/// Errors: `errc::unsupported_store` for other schemes (`postgresql://...` included, for now),
+/// `errc::store_unavailable` when the database cannot be opened or migrated, or was written
+/// by a newer gatehouse (a schema version above this build's); `problem` then says why,
+/// without secrets.
+std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
+                                std::string& problem);
+
+/// The schema version this build creates and migrates to.
+int user_store_schema_version() noexcept;
+
+}  // namespace gatehouse
