@@ -1,0 +1,83 @@
+#pragma once
+/// @file
+/// `attempt_limiter`: counts attempts per key (a login name, a client address) for the login
+/// lockout and the per-address request limits of PROTOCOL.md section 2. In memory for one
+/// instance, or in Redis so that every instance behind a load balancer shares the counts.
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "gatehouse/log.hpp"
+
+namespace gatehouse {
+
+/// The answer of a limiter: allowed, or refused until `retry_after` has passed.
+struct limit_decision {
+    bool allowed = true;
+    /// When refused: how long until an attempt can succeed, rounded up to whole seconds and
+    /// at least 1 (what a `Retry-After` header carries). Zero when allowed.
+    std::chrono::seconds retry_after{0};
+};
+
+/// Attempt counters. Keys are opaque strings chosen by the caller (e.g. `login:alice`,
+/// `ip:203.0.113.7`); a limiter never interprets them, and compares them byte for byte.
+///
+/// Calls may block (a Redis round trip): call from worker threads, never from a gateway I/O
+/// thread. Every operation is atomic per key, also across instances for the Redis limiter.
+///
+/// Thread safety: every member may be called from several threads concurrently.
+class attempt_limiter {
+public:
+    virtual ~attempt_limiter() = default;
+
+    /// A request rate limit: counts one hit for `key` in the current fixed window of
+    /// `window`, and refuses it when it is more than `limit` hits in that window
+    /// (`retry_after`: until the window ends). `limit` 0 refuses everything.
+    virtual limit_decision hit(std::string_view key, unsigned limit,
+                               std::chrono::seconds window) = 0;
+
+    /// Lockout check before a login attempt: refused while `key` is locked out.
+    virtual limit_decision check_lockout(std::string_view key) = 0;
+
+    /// Counts a failed login for `key`. Failures are counted in a window of `lockout` that
+    /// starts at the first failure; when this is failure number `max_failures` of the window,
+    /// `key` is locked out for `lockout` from now. Returns the lockout state after counting
+    /// (refused when this failure locked it, so a caller may answer 429 at once or, as
+    /// PROTOCOL.md section 2 asks, answer this attempt 401 and the next ones 429).
+    virtual limit_decision record_failure(std::string_view key, unsigned max_failures,
+                                          std::chrono::seconds lockout) = 0;
+
+    /// Forgets the failures of `key` (after a successful login). A lockout in force stays.
+    virtual void clear_failures(std::string_view key) = 0;
+};
+
+/// A limiter in this process's memory. Entries expire with their windows; memory is bounded
+/// by the number of keys active within the longest window in use.
+std::unique_ptr<attempt_limiter> make_memory_limiter();
+
+/// Settings of the Redis limiter.
+struct redis_limiter_options {
+    /// `redis://[user:password@]host[:port][/db]`.
+    std::string url;
+    /// Prefix of every key it writes (`<prefix>hit:<key>`, `<prefix>fail:<key>`,
+    /// `<prefix>lock:<key>`).
+    std::string key_prefix = "gatehouse:limit:";
+    /// Connect and reply deadline of each call.
+    std::chrono::milliseconds timeout{1000};
+    /// Connection problems are reported here (never the password).
+    log_sink log;
+};
+
+/// A limiter whose counters live in Redis, updated by Lua scripts (one round trip, atomic),
+/// so that the limits hold across every instance sharing that Redis. While Redis cannot be
+/// reached it falls back to an in-memory limiter (limits then hold per instance) and logs
+/// the switch each way; it reconnects on a later call.
+/// Errors: `std::errc::invalid_argument` for a malformed URL (`problem` says why, without the
+/// URL). Does not connect until first used.
+std::error_code make_redis_limiter(redis_limiter_options options,
+                                   std::unique_ptr<attempt_limiter>& out, std::string& problem);
+
+}  // namespace gatehouse
