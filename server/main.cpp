@@ -54,17 +54,6 @@ gatehouse::log_sink sink_for(std::shared_ptr<spdlog::logger> logger) {
     };
 }
 
-// `application/json`, any case, parameters (`; charset=utf-8`) and spaces allowed.
-bool is_json_media_type(std::string_view value) {
-    value = value.substr(0, value.find(';'));
-    while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
-    constexpr std::string_view json = "application/json";
-    return value.size() == json.size() &&
-           std::equal(json.begin(), json.end(), value.begin(), [](char a, char b) {
-               return a == std::tolower(static_cast<unsigned char>(b));
-           });
-}
-
 // POST /updates: publishes one update message onto the bus, as a service would with Redis
 // PUBLISH. Only with --publish-key, so a default deployment exposes no way to push to clients.
 void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, std::string key) {
@@ -83,7 +72,7 @@ void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, s
                                                "POST /updates needs the publish key"));
                 return;
             }
-            if (!is_json_media_type(request.header("Content-Type"))) {
+            if (!request.content_type_is("application/json")) {
                 respond(http_response::problem(415, "unsupported_media_type",
                                                "the body must be application/json"));
                 return;

@@ -67,6 +67,14 @@ struct gateway_options {
     /// Send queues and the slow-consumer policy.
     connection_manager_options connections;
 
+    /// Serve `POST /commands` (PROTOCOL.md section 2): a command over HTTP onto the same bus,
+    /// with a Bearer access token, answered 202 once the bus accepted it. Rate-limited per
+    /// player with `ws_rate_limit` (burst twice that).
+    bool http_commands = true;
+    /// Serve `GET /sse/player` (PROTOCOL.md section 2): the player's updates as server-sent
+    /// events, routed exactly as for WebSocket connections, with a keep-alive comment after
+    /// every `ping_interval` without an event.
+    bool event_streams = true;
     /// This instance's name on the command stream (`gateway_id`); empty: generated from the
     /// host name, the process id and a random suffix.
     std::string gateway_id;
@@ -83,8 +91,9 @@ std::string make_gateway_id();
 /// connections, codecs, the bus and the update listener.
 ///
 /// Built-in routes: `GET /health`, `GET /ready` (200 while the bus and listener are
-/// connected and the gateway is not shutting down, 503 problem+json otherwise) and
-/// `GET /metrics`; WebSocket upgrades at `/ws/player/{token}`, `/ws/player` (Bearer) and
+/// connected and the gateway is not shutting down, 503 problem+json otherwise),
+/// `GET /metrics`, `POST /commands` and `GET /sse/player` (see the options); WebSocket upgrades at
+/// `/ws/player/{token}`, `/ws/player` (Bearer) and
 /// `/ws/bot/{key}`. Other paths go to routes added with `add_route`.
 ///
 /// Thread safety: configure (`add_route`) before `start()`; `start`, `shutdown` and the

@@ -32,6 +32,10 @@ struct http_request {
     /// case-insensitive, surrounding spaces and tabs trimmed), or empty when there is none,
     /// the scheme differs, or the token contains whitespace.
     std::string_view bearer_token() const noexcept;
+    /// True when `Content-Type` names `media_type` (given in lower case, e.g.
+    /// `application/json`): compared case-insensitively, parameters such as `; charset=utf-8`
+    /// and surrounding spaces ignored.
+    bool content_type_is(std::string_view media_type) const noexcept;
 };
 
 /// The response to a request.

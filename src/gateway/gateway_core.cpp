@@ -16,6 +16,7 @@
 #include "gatehouse/errc.hpp"
 #include "gatehouse/jwt.hpp"
 #include "gatehouse/update.hpp"
+#include "gateway/event_stream_codec.hpp"
 #include "gateway/json_text.hpp"
 #include "http/text.hpp"
 
@@ -134,6 +135,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
                                          "client=\"player\"")),
       bot_connections_(
           metrics_.gauge("gatehouse_connections", "Open WebSocket connections.", "client=\"bot\"")),
+      event_streams_(metrics_.gauge("gatehouse_event_streams", "Open GET /sse/player streams.")),
       connections_opened_(
           metrics_.counter("gatehouse_connections_opened_total", "WebSocket connections opened.")),
       upgrades_unauthorized_(upgrade_refusals(metrics_, "unauthorized")),
@@ -142,6 +144,8 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
       upgrades_not_found_(upgrade_refusals(metrics_, "not_found")),
       commands_accepted_(metrics_.counter("gatehouse_commands_accepted_total",
                                           "Commands the bus accepted (and that were acked).")),
+      http_commands_accepted_(metrics_.counter("gatehouse_http_commands_accepted_total",
+                                               "POST /commands the bus accepted (202).")),
       refused_invalid_frame_(command_refusals(metrics_, "invalid_frame")),
       refused_invalid_envelope_(command_refusals(metrics_, "invalid_envelope")),
       refused_rate_limited_(command_refusals(metrics_, "rate_limited")),
@@ -174,6 +178,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
         // codec cannot serve the protocol.
         throw std::invalid_argument("gateway: the codec registry needs a \"json\" codec");
     }
+    event_stream_codec_ = std::make_shared<event_stream_codec>(json_codec_);
 
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
     // start so that dashboards see the family before the first close.
@@ -325,17 +330,31 @@ void gateway_core::on_open(const std::shared_ptr<session>& s) {
     append_json_string(payload, setup.wire_codec->name());
     payload += '}';
     reply(*s, "welcome", std::move(payload), {});
+    register_session(s);
+}
 
+void gateway_core::on_stream_open(const std::shared_ptr<session>& s) {
+    s->touch(steady_ms());
+    register_session(s);
+}
+
+void gateway_core::register_session(const std::shared_ptr<session>& s) {
+    const auto& setup = s->setup();
     {
         std::lock_guard<std::mutex> lock(sessions_mutex_);
         --opening_;
         sessions_.emplace(s.get(), s);
     }
     connections_.add(s, connection_info{setup.who.player_id, setup.who.client, setup.wire_codec});
-    connections_opened_.add();
-    (setup.who.client == client_kind::bot ? bot_connections_ : player_connections_).add(1);
+    if (!setup.event_stream) connections_opened_.add();
+    open_gauge(setup).add(1);
     // A connection that opened while shutdown began is closed like the others.
     if (shutting_down_ && s->start_draining()) close_for_shutdown(*s);
+}
+
+metric_gauge& gateway_core::open_gauge(const session_setup& setup) noexcept {
+    if (setup.event_stream) return event_streams_;
+    return setup.who.client == client_kind::bot ? bot_connections_ : player_connections_;
 }
 
 void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t code) {
@@ -348,8 +367,8 @@ void gateway_core::on_close(const std::shared_ptr<session>& s, std::uint16_t cod
         if (sessions_.empty() && opening_ == 0) sessions_closed_.notify_all();
     }
     if (was_open) {
-        (s->setup().who.client == client_kind::bot ? bot_connections_ : player_connections_)
-            .add(-1);
+        open_gauge(s->setup()).add(-1);
+        if (s->setup().event_stream) return;  // no close code: it is not a WebSocket
         // Registration takes the registry's lock: fine once per connection, and the set of
         // codes seen in practice is small.
         metrics_
@@ -371,6 +390,15 @@ std::chrono::milliseconds gateway_core::sweep_interval() const noexcept {
 }
 
 void gateway_core::sweep() {
+    {
+        // A bucket unused for a minute is full again (the burst refills in two seconds at any
+        // rate): forgetting it changes nothing for that player and bounds the map.
+        const auto forget_before = steady_ms() - 60000;
+        std::lock_guard<std::mutex> lock(http_buckets_mutex_);
+        for (auto it = http_buckets_.begin(); it != http_buckets_.end();) {
+            it = it->second.last_used_ms < forget_before ? http_buckets_.erase(it) : std::next(it);
+        }
+    }
     std::vector<std::shared_ptr<session>> live;
     {
         std::lock_guard<std::mutex> lock(sessions_mutex_);
@@ -538,6 +566,24 @@ void gateway_core::handle_http(const http_request& request, const http_responder
         respond(std::move(r));
         return;
     }
+    if (request.path == "/commands" && options_.http_commands) {
+        if (request.method == "POST") {
+            handle_http_command(request, respond);
+        } else {
+            auto r = http_response::problem(405, "method_not_allowed");
+            r.headers.emplace_back("Allow", "POST");
+            respond(std::move(r));
+        }
+        return;
+    }
+    if (request.path == "/sse/player" && options_.event_streams) {
+        // A GET was streamed by the transport (is_event_stream_request): only other methods
+        // arrive here.
+        auto r = http_response::problem(405, "method_not_allowed");
+        r.headers.emplace_back("Allow", "GET");
+        respond(std::move(r));
+        return;
+    }
     const auto route = routes_.find(request.path);
     const bool builtin =
         request.path == "/health" || request.path == "/ready" || request.path == "/metrics";
@@ -573,6 +619,116 @@ void gateway_core::handle_http(const http_request& request, const http_responder
             "route " + request.method + " " + redact_target(request.path) + " threw an exception");
         respond(http_response::problem(500, "internal_error"));
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// POST /commands
+
+void gateway_core::handle_http_command(const http_request& request, const http_responder& respond) {
+    if (shutting_down_) {
+        respond(http_response::problem(503, "shutting_down", "the gateway is shutting down"));
+        return;
+    }
+    identity who;
+    const auto token = request.bearer_token();
+    if (token.empty() || authenticate(token, who)) {
+        respond(http_response::problem(401, "unauthorized",
+                                       "a valid access token is required (Authorization: Bearer)"));
+        return;
+    }
+    if (!request.content_type_is("application/json")) {
+        respond(http_response::problem(415, "unsupported_media_type",
+                                       "the body must be application/json"));
+        return;
+    }
+    envelope command;
+    if (const auto ec = json_codec_->decode(request.body, command)) {
+        // The JSON codec reports text that is not JSON at all as a frame error; anything that
+        // parsed but breaks the envelope rules of section 3 is an envelope error.
+        const bool unparsable = protocol_error_code(ec) == "invalid_frame";
+        (unparsable ? refused_invalid_frame_ : refused_invalid_envelope_).add();
+        respond(http_response::problem(400, unparsable ? "invalid_json" : "invalid_envelope",
+                                       ec.message()));
+        return;
+    }
+    const auto now = steady_ms();
+    bool within_rate = true;
+    std::chrono::steady_clock::duration wait{};
+    {
+        std::lock_guard<std::mutex> lock(http_buckets_mutex_);
+        const double rate = options_.ws_rate_limit;
+        auto& entry = http_buckets_.try_emplace(who.player_id, http_bucket{{rate, 2 * rate}, now})
+                          .first->second;
+        entry.last_used_ms = now;
+        within_rate = entry.bucket.try_take();
+        if (!within_rate) wait = entry.bucket.time_until_available();
+    }
+    if (!within_rate) {
+        refused_rate_limited_.add();
+        auto r = http_response::problem(429, "rate_limited",
+                                        "over the player's command rate; not accepted");
+        // Whole seconds, rounded up, at least 1 (Retry-After cannot say less).
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(wait).count();
+        r.headers.emplace_back("Retry-After",
+                               std::to_string(std::max<long long>(1, (ms + 999) / 1000)));
+        respond(std::move(r));
+        return;
+    }
+    const auto request_id =
+        options_.gateway_id + "-r" +
+        std::to_string(http_request_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+    if (command.correlation_id.empty()) command.correlation_id = "http:" + request_id;
+    command.origin.player_id = who.player_id;
+    command.origin.connection_id = "http:" + request_id;
+    command.origin.client = who.client;
+    command.origin.accepted_at_ms = unix_ms();
+    bus_->append(command, [this, respond, correlation_id = command.correlation_id](
+                              std::error_code error, std::string_view entry_id) {
+        if (error) {
+            refused_bus_unavailable_.add();
+            respond(http_response::problem(503, "bus_unavailable",
+                                           "the command bus did not accept it; retry later"));
+            return;
+        }
+        http_commands_accepted_.add();
+        std::string body = "{\"correlation_id\":";
+        append_json_string(body, correlation_id);
+        body += ",\"stream_id\":";
+        append_json_string(body, entry_id);
+        body += '}';
+        respond(http_response::json(202, std::move(body)));
+    });
+}
+
+// ------------------------------------------------------------------------------------------
+// GET /sse/player
+
+bool gateway_core::is_event_stream_request(const http_request& request) const noexcept {
+    return options_.event_streams && request.path == "/sse/player" && request.method == "GET";
+}
+
+upgrade_result gateway_core::authorize_event_stream(const http_request& request) {
+    if (shutting_down_) return refuse(503, "shutting_down", "the gateway is shutting down");
+    identity who;
+    const auto bearer = request.bearer_token();
+    const std::string token = bearer.empty() ? request.query_param("token") : std::string(bearer);
+    if (token.empty() || authenticate(token, who)) {
+        return refuse(401, "unauthorized",
+                      "a valid access token is required (Authorization: Bearer or ?token=)");
+    }
+    upgrade_result result;
+    result.setup.id = next_connection_id();
+    result.setup.who = std::move(who);
+    result.setup.wire_codec = event_stream_codec_;
+    result.setup.text_codec = json_codec_;
+    result.setup.binary_codec = json_codec_;
+    result.setup.event_stream = true;
+    result.accepted = true;
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        ++opening_;
+    }
+    return result;
 }
 
 // ------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include "gatehouse/http.hpp"
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/token_bucket.hpp"
 #include "gateway/session.hpp"
 
 namespace gatehouse::detail {
@@ -70,6 +71,15 @@ public:
     void add_route(std::string method, std::string path, http_handler handler);
     void handle_http(const http_request& request, const http_responder& respond);
 
+    // --- event streams (GET /sse/player), which the transport serves itself ---
+    // True when the transport should stream this request rather than call handle_http.
+    bool is_event_stream_request(const http_request& request) const noexcept;
+    // Authenticates it (Bearer or ?token=): accepted with a session setup, or a refusal.
+    upgrade_result authorize_event_stream(const http_request& request);
+    // The stream's head has been written: register it for routing (no welcome). It ends
+    // through on_close like a WebSocket.
+    void on_stream_open(const std::shared_ptr<session>& s);
+
     // --- lifecycle ---
     void start_listener();
     void stop_listener();
@@ -89,6 +99,9 @@ private:
     void reply(session& s, std::string_view type, std::string payload_json,
                std::string_view correlation_id);
     void route_update(std::string_view message);
+    void handle_http_command(const http_request& request, const http_responder& respond);
+    void register_session(const std::shared_ptr<session>& s);
+    metric_gauge& open_gauge(const session_setup& setup) noexcept;
     void close_for_shutdown(session& s);
     bool verify_bot_key(std::string_view key, identity& who) const;
     connection_id next_connection_id();
@@ -97,6 +110,7 @@ private:
     codec_registry codecs_;
     std::shared_ptr<const codec> json_codec_;
     std::shared_ptr<const codec> msgpack_codec_;
+    std::shared_ptr<const codec> event_stream_codec_;
     std::shared_ptr<command_bus> bus_;
     std::shared_ptr<pubsub_listener> listener_;
     connection_manager connections_;
@@ -116,15 +130,27 @@ private:
     // Upgrades accepted whose open handler has not run yet.
     std::size_t opening_ = 0;
 
+    // POST /commands: a token bucket per player (PROTOCOL.md section 2), with when it was
+    // last used so that sweep() can forget players who went quiet.
+    struct http_bucket {
+        token_bucket bucket;
+        std::int64_t last_used_ms = 0;
+    };
+    std::mutex http_buckets_mutex_;
+    std::unordered_map<std::string, http_bucket> http_buckets_;
+    std::atomic<std::uint64_t> http_request_counter_{0};
+
     // Metrics, resolved once.
     metric_gauge& player_connections_;
     metric_gauge& bot_connections_;
+    metric_gauge& event_streams_;
     metric_counter& connections_opened_;
     metric_counter& upgrades_unauthorized_;
     metric_counter& upgrades_bad_codec_;
     metric_counter& upgrades_shutting_down_;
     metric_counter& upgrades_not_found_;
     metric_counter& commands_accepted_;
+    metric_counter& http_commands_accepted_;
     metric_counter& refused_invalid_frame_;
     metric_counter& refused_invalid_envelope_;
     metric_counter& refused_rate_limited_;

@@ -24,6 +24,7 @@ struct session_setup {
     std::shared_ptr<const codec> wire_codec;    // what the server writes
     std::shared_ptr<const codec> text_codec;    // reads text frames (always JSON)
     std::shared_ptr<const codec> binary_codec;  // reads binary frames
+    bool event_stream = false;                  // GET /sse/player: sends only, no welcome
 };
 
 class session : public connection {

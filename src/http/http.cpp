@@ -37,6 +37,10 @@ std::string_view http_request::bearer_token() const noexcept {
     return detail::bearer_token_of(header("Authorization"));
 }
 
+bool http_request::content_type_is(std::string_view media_type) const noexcept {
+    return detail::is_media_type(header("Content-Type"), media_type);
+}
+
 http_response http_response::problem(int status, std::string_view code, std::string_view detail) {
     // ordered_json keeps PROTOCOL.md's field order; `replace` turns invalid UTF-8 (a code or
     // detail echoing client input) into U+FFFD instead of throwing from dump().

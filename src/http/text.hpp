@@ -46,6 +46,12 @@ inline std::string_view bearer_token_of(std::string_view header) noexcept {
     return token;
 }
 
+// `Content-Type` names `media_type` (lower-case): case-insensitive, with parameters
+// (`; charset=utf-8`) and surrounding spaces allowed.
+inline bool is_media_type(std::string_view header, std::string_view media_type) noexcept {
+    return iequals(trim(header.substr(0, header.find(';'))), media_type);
+}
+
 inline int hex_value(char c) noexcept {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;

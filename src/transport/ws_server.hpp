@@ -18,6 +18,7 @@
 #include "gatehouse/log.hpp"
 #include "gateway/gateway_core.hpp"
 #include "gateway/session.hpp"
+#include "transport/event_stream.hpp"
 #include "transport/transport_server.hpp"
 
 namespace gatehouse::detail {
@@ -326,12 +327,32 @@ private:
         request.body = raw.get_body();
         request.remote_address = address_without_port(con->get_remote_endpoint());
         core_.log(log_level::debug, request.method + " " + redact_target(con->get_resource()));
+        if (core_.is_event_stream_request(request)) {
+            start_event_stream(con, request);
+            return;
+        }
 
         auto ex = std::make_shared<exchange>();
         ex->con = con;
         ex->io = &io_;
         core_.handle_http(request, [ex](http_response r) { ex->answer(std::move(r)); });
         ex->handler_returned();
+    }
+
+    void start_event_stream(const connection_ptr& con, const http_request& request) {
+        auto result = core_.authorize_event_stream(request);
+        if (!result.accepted) {
+            // Not deferred: websocketpp writes this response when the handler returns.
+            con->set_status(static_cast<websocketpp::http::status_code::value>(result.status));
+            con->set_body(result.body);
+            con->replace_header("Content-Type", "application/problem+json");
+            return;
+        }
+        con->defer_http_response();
+        auto stream = std::make_shared<event_stream<connection_ptr>>(
+            std::move(result.setup), con,
+            [this](const std::shared_ptr<session>& s) { core_.on_close(s, 0); });
+        stream->start([this, stream] { core_.on_stream_open(stream); });
     }
 
     gateway_core& core_;

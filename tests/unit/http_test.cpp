@@ -94,6 +94,21 @@ TEST_CASE("http: bearer token", "[http]") {
     CHECK(with_headers({{"X-Authorization", "Bearer abc"}}).bearer_token().empty());
 }
 
+TEST_CASE("http: content type", "[http]") {
+    const auto typed = [](std::string value) {
+        return with_headers({{"Content-Type", std::move(value)}});
+    };
+    CHECK(typed("application/json").content_type_is("application/json"));
+    CHECK(typed("Application/JSON").content_type_is("application/json"));
+    CHECK(typed("application/json; charset=utf-8").content_type_is("application/json"));
+    CHECK(typed("  application/json ;charset=utf-8").content_type_is("application/json"));
+    CHECK(typed("application/merge-patch+json").content_type_is("application/merge-patch+json"));
+    CHECK_FALSE(typed("application/jsonx").content_type_is("application/json"));
+    CHECK_FALSE(typed("text/plain").content_type_is("application/json"));
+    CHECK_FALSE(typed("").content_type_is("application/json"));
+    CHECK_FALSE(with_headers({}).content_type_is("application/json"));
+}
+
 TEST_CASE("http: problem responses", "[http]") {
     const auto r = gatehouse::http_response::problem(409, "username_taken");
     CHECK(r.status == 409);
