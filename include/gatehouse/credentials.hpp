@@ -21,27 +21,40 @@ struct password_hash_cost {
 
 /// Hashes `password` with Argon2id and a random salt into `out`, an encoded string
 /// (`$argon2id$v=19$m=...,t=...,p=1$salt$hash`) that carries its own parameters.
-/// Errors: `std::errc::invalid_argument` for costs outside libsodium's limits,
-/// `std::errc::not_enough_memory` when the memory could not be had.
+/// Errors: `std::errc::invalid_argument` for costs outside libsodium's Argon2id limits
+/// (`crypto_pwhash_argon2id_OPSLIMIT_MIN/MAX`, `..._MEMLIMIT_MIN/MAX`: at least 1 pass and
+/// 8 KiB), `std::errc::not_enough_memory` when the memory could not be had; `out` is then
+/// unchanged.
 /// Thread safety: may run on several threads at once.
 std::error_code hash_password(std::string_view password, std::string& out,
                               const password_hash_cost& cost = {});
 
 /// True when `password` matches `encoded` (as `hash_password` wrote it). False for any
 /// malformed `encoded`. Takes as long as hashing did.
+/// Thread safety: may run on several threads at once.
 bool verify_password(std::string_view encoded, std::string_view password) noexcept;
 
 /// A hash of a password nobody knows, made once per process with `cost`: verifying a login
 /// for an unknown user against it costs what a wrong password costs, so timing does not tell
 /// whether a username exists.
+///
+/// Process-wide state: one hash per distinct `cost`, made on first use (the first caller pays
+/// for one hash, concurrent first callers wait for it) and kept until exit, so the returned
+/// reference stays valid. An empty string when `cost` is outside the limits of
+/// `hash_password`, or when hashing failed (then nothing is kept and the next call tries
+/// again).
+/// Thread safety: may run on several threads at once.
 const std::string& decoy_password_hash(const password_hash_cost& cost = {});
 
-/// A new refresh token: 32 random bytes as 43 characters of base64url (no padding).
+/// A new refresh token: 32 random bytes from libsodium's CSPRNG as 43 characters of base64url
+/// (no padding). Like libsodium itself, aborts the process if no randomness can be had.
+/// Thread safety: may run on several threads at once.
 std::string make_refresh_token();
 
 /// What a store keeps of a refresh token: its SHA-256, 64 lowercase hex digits. A token is
 /// random with 256 bits, so a fast hash suffices (no salt, no stretching), and lookups by hash
 /// stay exact.
+/// Thread safety: pure function.
 std::string hash_refresh_token(std::string_view token);
 
 }  // namespace gatehouse

@@ -46,13 +46,16 @@ public:
     /// Adds `user`, generating `player_id` when empty and `created_at_ms` when 0 (both written
     /// back). `errc::username_taken` / `errc::email_taken` when another account has that
     /// username / email, compared case-insensitively (ASCII); the username is checked first.
+    /// A caller-chosen `player_id` that is already in use: `std::errc::invalid_argument`.
+    /// On any error `user` is left as it was.
     virtual std::error_code create_user(user_record& user) = 0;
 
-    /// The account whose username or email equals `login` case-insensitively;
-    /// `errc::user_not_found` when none.
+    /// The account whose username or email equals `login` case-insensitively (ASCII); a
+    /// username match wins over another account's email match. `errc::user_not_found` when
+    /// none; `out` is left as it was on any error.
     virtual std::error_code find_user_by_login(std::string_view login, user_record& out) = 0;
 
-    /// The account with that player id; `errc::user_not_found` when none.
+    /// The account with that player id; `errc::user_not_found` when none (`out` unchanged).
     virtual std::error_code find_user(std::string_view player_id, user_record& out) = 0;
 
     /// Replaces the display name and preferences (JSON object text, validated by the caller);
@@ -66,7 +69,9 @@ public:
     virtual std::error_code update_password(std::string_view player_id,
                                             std::string_view password_hash) = 0;
 
-    /// Stores a new refresh token (a new family at login).
+    /// Stores a new refresh token (a new family at login). `errc::user_not_found` when
+    /// `token.player_id` names no account; `std::errc::invalid_argument` when that token hash
+    /// is already stored.
     virtual std::error_code add_refresh_token(const refresh_token_record& token) = 0;
 
     /// Rotation, in one transaction: when `presented_hash` names a live token (not used, not
@@ -74,8 +79,13 @@ public:
     /// for the same player (`next.family_id` and `next.player_id` are filled from the old
     /// token and written back). When it names a token already used, revokes the whole family
     /// and answers `errc::refresh_token_reused` (a stolen token was replayed, or the client
-    /// raced itself: either way the session ends). Unknown, expired or revoked:
-    /// `errc::invalid_refresh_token`.
+    /// raced itself: either way the session ends), even when it has expired since. Unknown,
+    /// expired or revoked (a used token of a revoked family included):
+    /// `errc::invalid_refresh_token`. A `next.token_hash` already stored:
+    /// `std::errc::invalid_argument`. On `refresh_token_reused`, `next.family_id` and
+    /// `next.player_id` name the revoked family and its player (for a security log); on other
+    /// errors `next` is unchanged. Nothing is stored on error, except the revocation that
+    /// `refresh_token_reused` announces.
     virtual std::error_code rotate_refresh_token(std::string_view presented_hash,
                                                  std::int64_t now_ms,
                                                  refresh_token_record& next) = 0;
@@ -85,17 +95,22 @@ public:
     virtual std::error_code revoke_refresh_family(std::string_view presented_hash,
                                                   std::int64_t now_ms) = 0;
 
-    /// Revokes every refresh token of the player.
+    /// Revokes every refresh token of the player (none, for an unknown player: not an error).
     virtual std::error_code revoke_player_tokens(std::string_view player_id) = 0;
 };
 
-/// Opens the store a `--db` URL names: `sqlite:PATH` (created when missing) or
-/// `sqlite::memory:` (one private in-memory database). The schema is created or migrated to
-/// the current version at open, and the version recorded in the database.
-/// Errors: `errc::unsupported_store` for other schemes (`postgresql://...` included, for now),
-/// `errc::store_unavailable` when the database cannot be opened or migrated, or was written
-/// by a newer gatehouse (a schema version above this build's); `problem` then says why,
-/// without secrets.
+/// Opens the store a `--db` URL names: `sqlite:PATH` (created when missing; PATH is a plain
+/// file name, relative to the working directory unless absolute) or `sqlite::memory:` (one
+/// private in-memory database). The scheme is case-insensitive. Files are used in WAL journal
+/// mode. The schema is created or migrated to the current version at open, one transaction
+/// per version step, and each step recorded in the database (table `schema_migrations`).
+/// Errors: `errc::unsupported_store` for other schemes (`postgresql://...` included, for now)
+/// and for malformed URLs (no scheme, an empty PATH, or `sqlite://...`, whose meaning other
+/// tools disagree on); `errc::store_unavailable` when the database cannot be opened or
+/// migrated, or was written by a newer gatehouse (a schema version above this build's);
+/// `problem` then says why, without secrets (a URL's credentials are never repeated).
+/// `out` is set only on success.
+/// Thread safety: reentrant; several stores, in one or several processes, may share a file.
 std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
                                 std::string& problem);
 

@@ -1,1 +1,73 @@
-// placeholder: being written (issue 5)
+#include "gatehouse/user_store.hpp"
+
+#include <cstddef>
+#include <string>
+
+#include "accounts/sqlite_user_store.hpp"
+#include "gatehouse/errc.hpp"
+
+namespace gatehouse {
+namespace {
+
+// RFC 3986 scheme syntax, compared case-insensitively. Only a name that passes is echoed in a
+// problem: whatever else the operator typed may hold a password.
+bool scheme_char(char c) noexcept {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+}
+
+std::string lowercase_ascii(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    }
+    return out;
+}
+
+}  // namespace
+
+std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
+                                std::string& problem) {
+    const auto refuse = [&problem](std::string why) {
+        problem = std::move(why);
+        return make_error_code(errc::unsupported_store);
+    };
+    constexpr std::string_view usage = "use sqlite:PATH or sqlite::memory:";
+
+    const std::size_t colon = url.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+        return refuse(std::string("not a store URL; ") + std::string(usage));
+    }
+    const std::string scheme = lowercase_ascii(url.substr(0, colon));
+    const std::string_view rest = url.substr(colon + 1);
+    for (const char c : scheme) {
+        if (!scheme_char(c)) return refuse(std::string("not a store URL; ") + std::string(usage));
+    }
+
+    if (scheme == "sqlite") {
+        if (rest.empty()) {
+            return refuse(
+                "sqlite: needs a file name, e.g. sqlite:gatehouse.db, or sqlite::memory:");
+        }
+        // `sqlite://x` would otherwise open the file `//x`. Other tools read `sqlite:///x` as
+        // relative and `sqlite:////x` as absolute; rather than guess which the operator meant,
+        // ask for the one spelling PROTOCOL.md documents.
+        if (rest.substr(0, 2) == "//") {
+            return refuse(
+                "sqlite: write sqlite:PATH (e.g. sqlite:/var/lib/gatehouse/users.db), "
+                "not sqlite://...");
+        }
+        // `sqlite::memory:` leaves ":memory:", SQLite's own name for a private in-memory database.
+        return detail::open_sqlite_user_store(rest, detail::sqlite_migrations(), out, problem);
+    }
+    if (scheme == "postgresql" || scheme == "postgres") {
+        return refuse("PostgreSQL user stores are not supported by this build yet; " +
+                      std::string(usage));
+    }
+    return refuse("unsupported store scheme '" + scheme + "'; " + std::string(usage));
+}
+
+int user_store_schema_version() noexcept {
+    return static_cast<int>(detail::sqlite_migrations().size());
+}
+
+}  // namespace gatehouse
