@@ -17,9 +17,11 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "gatehouse/accounts.hpp"
 #include "gatehouse/builtin_codecs.hpp"
 #include "gatehouse/errc.hpp"
 #include "gatehouse/gateway.hpp"
@@ -115,6 +117,60 @@ void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::
                      [redis] { return redis->connected() ? 1.0 : 0.0; });
 }
 
+// What the account routes run on; `workers` is null when they could not be set up (logged),
+// and `exit_code` then says why.
+struct account_services {
+    std::shared_ptr<gatehouse::worker_pool> workers;
+    int exit_code = exit_usage_error;
+};
+
+account_services make_account_services(gatehouse_server::config& config,
+                                       const gatehouse::gateway_options& options,
+                                       gatehouse::gateway& gw, spdlog::logger& logger) {
+    gatehouse::accounts_options accounts_options;
+    std::string problem;
+    if (!gatehouse_server::to_accounts_options(config, options, accounts_options, problem)) {
+        logger.error("{}", problem);
+        return {};
+    }
+    accounts_options.log = options.log;
+    std::unique_ptr<gatehouse::user_store> store;
+    if (const auto ec = gatehouse::open_user_store(config.db, store, problem)) {
+        logger.error("--db: {}", problem);
+        account_services failed;
+        // An unsupported URL is a usage error; a database that cannot be opened is not.
+        failed.exit_code =
+            ec == gatehouse::errc::unsupported_store ? exit_usage_error : exit_runtime_error;
+        return failed;
+    }
+    std::unique_ptr<gatehouse::attempt_limiter> limiter;
+    if (config.redis.empty()) {
+        limiter = gatehouse::make_memory_limiter();
+    } else {
+        gatehouse::redis_limiter_options limiter_options;
+        limiter_options.url = config.redis;
+        limiter_options.log = options.log;
+        if (gatehouse::make_redis_limiter(limiter_options, limiter, problem)) {
+            logger.error("--redis: {}", problem);
+            return {};
+        }
+    }
+    const unsigned threads = config.worker_threads != 0
+                                 ? config.worker_threads
+                                 : std::max(1U, std::thread::hardware_concurrency());
+    account_services out;
+    out.workers = std::make_shared<gatehouse::worker_pool>(threads);
+    try {
+        gatehouse::accounts routes(std::move(accounts_options), std::move(store),
+                                   std::move(limiter), out.workers);
+        routes.add_routes(gw);
+    } catch (const std::invalid_argument& e) {
+        logger.error("{}", e.what());
+        return {};
+    }
+    return out;
+}
+
 int run(int argc, char** argv) {
     gatehouse_server::config config;
     CLI::App app{"gatehouse-server: realtime game gateway (PROTOCOL.md)"};
@@ -178,6 +234,8 @@ int run(int argc, char** argv) {
     if (local_bus && !config.publish_key.empty()) {
         add_publish_route(*gw, *local_bus, config.publish_key);
     }
+    const auto account_services = make_account_services(config, options, *gw, *logger);
+    if (!account_services.workers) return account_services.exit_code;
     if (redis) add_redis_metrics(*gw, redis);
 
     if (const auto ec = gw->start()) {
@@ -205,6 +263,8 @@ int run(int argc, char** argv) {
     sigwait(&stop_signals, &signal_number);
     logger->info("signal {}: shutting down", signal_number);
     gw->shutdown();
+    // After the gateway: requests it already read are answered by jobs still queued.
+    account_services.workers->stop();
     logger->info("stopped");
     return 0;
 }

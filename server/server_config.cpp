@@ -64,6 +64,16 @@ void add_flags(CLI::App& app, config& c) {
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
     flag(app, "--publish-key", c.publish_key,
          "enables POST /updates with this Bearer key (in-process bus only)");
+    flag(app, "--refresh-ttl", c.refresh_ttl, "refresh token lifetime, seconds");
+    flag(app, "--auth-rate-limit", c.auth_rate_limit,
+         "account requests (register, login, refresh, logout) per minute per client address; "
+         "0: off");
+    flag(app, "--password-hash-kib", c.password_hash_kib, "Argon2id memory per hash, KiB");
+    flag(app, "--password-hash-passes", c.password_hash_passes, "Argon2id passes per hash");
+    flag(app, "--login-service", c.login_service,
+         "http://HOST[:PORT][/PATH]: forward register, login, refresh and logout there");
+    flag(app, "--worker-threads", c.worker_threads,
+         "threads for password hashing and the user store (0: hardware concurrency)");
     flag(app, "--stream-maxlen", c.stream_maxlen,
          "with --redis: trim the command stream to about N entries (MAXLEN ~); 0: never");
     flag(app, "--redis-timeout", c.redis_timeout,
@@ -124,6 +134,34 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
                                         ? gatehouse::slow_consumer_policy::drop
                                         : gatehouse::slow_consumer_policy::close;
     out.gateway_id = c.gateway_id.empty() ? gatehouse::make_gateway_id() : c.gateway_id;
+    return true;
+}
+
+bool to_accounts_options(const config& c, const gatehouse::gateway_options& gateway,
+                         gatehouse::accounts_options& out, std::string& problem) {
+    if (c.access_ttl == 0 || c.refresh_ttl == 0 || c.login_lockout == 0) {
+        problem = "--access-ttl, --refresh-ttl and --login-lockout must be positive";
+        return false;
+    }
+    if (c.login_max_failures == 0) {
+        problem = "--login-max-failures must be positive";
+        return false;
+    }
+    out.jwt_secret = gateway.jwt_secret;
+    out.access_ttl = std::chrono::seconds(c.access_ttl);
+    out.refresh_ttl = std::chrono::seconds(c.refresh_ttl);
+    out.login_max_failures = c.login_max_failures;
+    out.login_lockout = std::chrono::seconds(c.login_lockout);
+    out.auth_rate_limit = c.auth_rate_limit;
+    out.password_cost.memory_bytes = c.password_hash_kib * 1024;
+    out.password_cost.passes = c.password_hash_passes;
+    out.login_service_url = c.login_service;
+    // A cost libsodium refuses would fail every registration; refuse it at start instead.
+    std::string probe;
+    if (gatehouse::hash_password("cost-probe", probe, out.password_cost)) {
+        problem = "--password-hash-kib / --password-hash-passes outside Argon2id's limits";
+        return false;
+    }
     return true;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/accounts.hpp"
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/redis_bus.hpp"
 
@@ -36,6 +37,12 @@ struct config {
     std::string gateway_id;
     std::string log_level = "info";
     std::string publish_key;
+    unsigned refresh_ttl = 2592000;
+    unsigned auth_rate_limit = 60;
+    std::size_t password_hash_kib = 65536;
+    unsigned password_hash_passes = 2;
+    std::string login_service;
+    unsigned worker_threads = 0;
     std::size_t stream_maxlen = 0;
     double redis_timeout = 5;
     double redis_reconnect_max = 2;
@@ -47,6 +54,10 @@ void add_flags(CLI::App& app, config& c);
 // Fills `out`; on a bad combination returns false with `problem` saying why. Generates the
 // JWT secret and the gateway id when they were not given.
 bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem);
+
+// The accounts routes' settings (PROTOCOL.md section 2); false with `problem` on a bad value.
+bool to_accounts_options(const config& c, const gatehouse::gateway_options& gateway,
+                         gatehouse::accounts_options& out, std::string& problem);
 
 // With `--redis`: fills `out` (gateway id from `gateway`); on a bad URL or value returns false
 // with `problem` saying why (never quoting the URL, which may hold a password).

@@ -35,7 +35,9 @@ public:
 
     /// A request rate limit: counts one hit for `key` in the current fixed window of
     /// `window`, and refuses it when it is more than `limit` hits in that window
-    /// (`retry_after`: until the window ends). `limit` 0 refuses everything.
+    /// (`retry_after`: until the window ends). `limit` 0 refuses everything. The window starts
+    /// at the key's first hit. A `window` of zero or less counts nothing (each hit is alone
+    /// in its window); windows and lockouts longer than ten years count as ten years.
     virtual limit_decision hit(std::string_view key, unsigned limit,
                                std::chrono::seconds window) = 0;
 
@@ -44,7 +46,9 @@ public:
 
     /// Counts a failed login for `key`. Failures are counted in a window of `lockout` that
     /// starts at the first failure; when this is failure number `max_failures` of the window,
-    /// `key` is locked out for `lockout` from now. Returns the lockout state after counting
+    /// `key` is locked out for `lockout` from now; each later failure of the window renews
+    /// the lockout (`max_failures` 0 acts as 1; a `lockout` of zero or less counts nothing and
+    /// locks nothing). Returns the lockout state after counting
     /// (refused when this failure locked it, so a caller may answer 429 at once or, as
     /// PROTOCOL.md section 2 asks, answer this attempt 401 and the next ones 429).
     virtual limit_decision record_failure(std::string_view key, unsigned max_failures,
@@ -65,7 +69,8 @@ struct redis_limiter_options {
     /// Prefix of every key it writes (`<prefix>hit:<key>`, `<prefix>fail:<key>`,
     /// `<prefix>lock:<key>`).
     std::string key_prefix = "gatehouse:limit:";
-    /// Connect and reply deadline of each call.
+    /// Deadline of each step of a call: waiting for the connection (one, shared by the
+    /// limiter's callers), connecting, each reply. Positive.
     std::chrono::milliseconds timeout{1000};
     /// Connection problems are reported here (never the password).
     log_sink log;
@@ -74,9 +79,13 @@ struct redis_limiter_options {
 /// A limiter whose counters live in Redis, updated by Lua scripts (one round trip, atomic),
 /// so that the limits hold across every instance sharing that Redis. While Redis cannot be
 /// reached it falls back to an in-memory limiter (limits then hold per instance) and logs
-/// the switch each way; it reconnects on a later call.
-/// Errors: `std::errc::invalid_argument` for a malformed URL (`problem` says why, without the
-/// URL). Does not connect until first used.
+/// the switch each way; it reconnects on a later call, at most one attempt a second, and
+/// while Redis is known to be down calls go to memory at once rather than wait for it. A
+/// lockout decided in memory during an outage is still honoured by `check_lockout` after it,
+/// and `clear_failures` clears both.
+/// Errors: `std::errc::invalid_argument` for a malformed URL or a timeout that is not positive
+/// (`problem` says why, without the URL); `out` is then unchanged. Does not connect until
+/// first used.
 std::error_code make_redis_limiter(redis_limiter_options options,
                                    std::unique_ptr<attempt_limiter>& out, std::string& problem);
 

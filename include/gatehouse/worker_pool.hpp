@@ -12,10 +12,13 @@ namespace gatehouse {
 /// A fixed set of threads taking jobs from one bounded FIFO queue.
 ///
 /// Thread safety: `post` may be called from any thread, concurrently, including from a job.
-/// Lifetime: the destructor stops taking jobs, runs the ones already queued, and joins.
+/// Lifetime: the destructor stops taking jobs, runs the ones already queued, and joins; jobs
+/// posted meanwhile (by running jobs) are refused. It must not run on one of the pool's own
+/// threads (a job must not destroy its pool): it would wait for itself.
 class worker_pool {
 public:
-    /// Starts `threads` threads (at least 1); at most `max_queued` jobs wait at a time.
+    /// Starts `threads` threads (at least 1); at most `max_queued` jobs (at least 1) wait at a
+    /// time. Throws `std::system_error` when a thread cannot be started.
     explicit worker_pool(std::size_t threads, std::size_t max_queued = 10000);
     ~worker_pool();
     worker_pool(const worker_pool&) = delete;
@@ -23,8 +26,13 @@ public:
 
     /// Queues `job`; false (and `job` is destroyed unrun, on this thread) when the queue is
     /// full or the pool is stopping: the caller answers "busy" (HTTP 503) rather than wait.
-    /// A job that throws is caught; the exception is lost, the thread goes on.
+    /// An empty `job` is refused too. A job that throws is caught; the exception is lost, the
+    /// thread goes on. Jobs start in the order they were queued.
     bool post(std::function<void()> job);
+
+    /// Stops taking jobs (`post` returns false from now on), runs the ones already queued and
+    /// joins the threads. Idempotent; the destructor calls it. Must not be called from a job.
+    void stop();
 
     /// Jobs queued and not yet started.
     std::size_t queued() const;

@@ -26,9 +26,7 @@ std::size_t ifind(std::string_view haystack, std::string_view needle) noexcept {
 // The parameter name as http_request::query_param() sees it (percent-decoded, `+` as
 // space), lower-cased: `to%6Ben=` must not slip a token past the redaction.
 std::string decoded_lower_key(std::string_view key) {
-    std::string out = detail::form_decode(key);
-    for (char& c : out) c = ascii_lower(c);
-    return out;
+    return detail::ascii_lower_copy(detail::form_decode(key));
 }
 
 bool is_secret_key(std::string_view key) {

@@ -359,9 +359,18 @@ class Server:
         self.publish_key = publish_key
         self.bot_keys = dict(bot_keys)  # name -> key
         args = []
+        given = {str(a) for a in extra_args}
         if default_args:
             args += ["--listen", "127.0.0.1:0", "--jwt-secret", self.jwt_secret,
                      "--shutdown-timeout", "3"]
+            # No gatehouse.db left in the working directory, and cheap Argon2id: a suite that
+            # tests accounts passes its own --db and costs.
+            if "--db" not in given:
+                args += ["--db", "sqlite::memory:"]
+            if "--password-hash-kib" not in given:
+                args += ["--password-hash-kib", "8192"]
+            if "--password-hash-passes" not in given:
+                args += ["--password-hash-passes", "1"]
             if publish_key:
                 args += ["--publish-key", publish_key]
             for name, key in self.bot_keys.items():
