@@ -263,13 +263,26 @@ struct accounts::impl {
             });
     }
 
-    void refresh(const http_request& request, const http_responder& respond) {
+    // The `refresh_token` of a refresh or logout body, or nullopt once `respond` has had the
+    // error.
+    static std::optional<std::string> presented_token(const http_request& request,
+                                                      const http_responder& respond) {
         json body;
-        if (auto refusal = parse_object(request, body)) return respond(std::move(*refusal));
-        const auto presented = string_member(body, "refresh_token");
-        if (!presented || presented->empty()) {
-            return respond(invalid("refresh_token is required"));
+        if (auto refusal = parse_object(request, body)) {
+            respond(std::move(*refusal));
+            return std::nullopt;
         }
+        auto presented = string_member(body, "refresh_token");
+        if (!presented || presented->empty()) {
+            respond(invalid("refresh_token is required"));
+            return std::nullopt;
+        }
+        return presented;
+    }
+
+    void refresh(const http_request& request, const http_responder& respond) {
+        const auto presented = presented_token(request, respond);
+        if (!presented) return;
         run(respond, [this, address = request.remote_address, t = *presented]() -> http_response {
             if (auto limited = address_limited(address)) return *limited;
             const auto token = make_refresh_token();
@@ -291,12 +304,8 @@ struct accounts::impl {
     }
 
     void logout(const http_request& request, const http_responder& respond) {
-        json body;
-        if (auto refusal = parse_object(request, body)) return respond(std::move(*refusal));
-        const auto presented = string_member(body, "refresh_token");
-        if (!presented || presented->empty()) {
-            return respond(invalid("refresh_token is required"));
-        }
+        const auto presented = presented_token(request, respond);
+        if (!presented) return;
         run(respond, [this, address = request.remote_address, t = *presented]() -> http_response {
             if (auto limited = address_limited(address)) return *limited;
             const auto ec = store->revoke_refresh_family(hash_refresh_token(t), unix_ms());

@@ -54,16 +54,6 @@ limit_decision stricter(const limit_decision& a, const limit_decision& b) {
     return a.retry_after >= b.retry_after ? a : b;
 }
 
-std::string redact(const r::url& u) {
-    std::string out = "redis://";
-    if (!u.user.empty() || !u.password.empty()) out += u.user + ":***@";
-    const bool v6 = u.host.find(':') != std::string::npos;
-    out += v6 ? "[" + u.host + "]" : u.host;
-    out += ":" + std::to_string(u.port);
-    if (u.db != 0) out += "/" + std::to_string(u.db);
-    return out;
-}
-
 // KEYS[1] the counter, ARGV[1] the window in ms. Returns {hits in the window, ms left}.
 // A counter found without an expiry (which only a crash between two commands could leave,
 // were this not one script) gets one, so that it cannot refuse for ever.
@@ -244,7 +234,7 @@ public:
     redis_limiter(redis_limiter_options options, r::url where)
         : options_(std::move(options)),
           where_(std::move(where)),
-          redacted_(redact(where_)),
+          redacted_(r::redacted(where_)),
           fallback_(make_memory_limiter()) {}
 
     limit_decision hit(std::string_view key, unsigned limit, std::chrono::seconds window) override {

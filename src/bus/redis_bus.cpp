@@ -23,16 +23,6 @@ namespace r = detail::redis;
 
 namespace {
 
-std::string redact(const r::url& u) {
-    std::string out = "redis://";
-    if (!u.user.empty() || !u.password.empty()) out += u.user + ":***@";
-    const bool v6 = u.host.find(':') != std::string::npos;
-    out += v6 ? "[" + u.host + "]" : u.host;
-    out += ":" + std::to_string(u.port);
-    if (u.db != 0) out += "/" + std::to_string(u.db);
-    return out;
-}
-
 // Exponential backoff with jitter, so that many gateways losing one Redis do not all knock
 // on it in the same millisecond when it returns.
 class backoff {
@@ -64,7 +54,7 @@ struct redis_bus::impl {
     impl(redis_bus_options o, r::url u)
         : options(std::move(o)),
           where(std::move(u)),
-          redacted(redact(where)),
+          redacted(r::redacted(where)),
           command_retry(io),
           command_backoff(options.reconnect_min, options.reconnect_max),
           listener_retry(io),

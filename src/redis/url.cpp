@@ -133,4 +133,14 @@ std::error_code parse_url(std::string_view text, url& out) {
     return {};
 }
 
+std::string redacted(const url& u) {
+    std::string out = "redis://";
+    if (!u.user.empty() || !u.password.empty()) out += u.user + ":***@";
+    const bool v6 = u.host.find(':') != std::string::npos;
+    out += v6 ? "[" + u.host + "]" : u.host;
+    out += ":" + std::to_string(u.port);
+    if (u.db != 0) out += "/" + std::to_string(u.db);
+    return out;
+}
+
 }  // namespace gatehouse::detail::redis

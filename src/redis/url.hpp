@@ -28,4 +28,8 @@ struct url {
 /// Thread safety: pure function.
 std::error_code parse_url(std::string_view text, url& out);
 
+/// `u` as a URL for logs: `redis://user:***@host:port/db`, the password never shown (and
+/// `:***@` whenever a user or password is set, so a log does not even say which).
+std::string redacted(const url& u);
+
 }  // namespace gatehouse::detail::redis
