@@ -54,6 +54,17 @@ public:
     virtual limit_decision record_failure(std::string_view key, unsigned max_failures,
                                           std::chrono::seconds lockout) = 0;
 
+    /// Admits a login attempt for `key` before its password is checked, counting it as a
+    /// failure in advance (in the same counter as `record_failure`, window `lockout` from the
+    /// first): refused while `key` is locked out, and refused, locking `key` for `lockout` from
+    /// now, when `max_failures` attempts are already counted in the window. The caller checks
+    /// the password only when admitted, and calls `clear_failures` when it was right: a wrong
+    /// one is already counted. Because admission and counting are one atomic step, concurrent
+    /// attempts cannot check more than `max_failures` passwords between two lockouts (checking
+    /// first and counting after the slow check would let every attempt in flight through).
+    virtual limit_decision begin_attempt(std::string_view key, unsigned max_failures,
+                                         std::chrono::seconds lockout) = 0;
+
     /// Forgets the failures of `key` (after a successful login). A lockout in force stays.
     virtual void clear_failures(std::string_view key) = 0;
 };

@@ -82,6 +82,35 @@ http_response too_many(std::string_view code, std::chrono::seconds retry_after,
     return r;
 }
 
+// As the codecs do (docs/codecs.md): deeper documents are refused before nlohmann parses them,
+// since copying and printing a DOM recurse once per level and a 16 KB body can nest 8000 deep.
+constexpr std::size_t max_nesting = 64;
+
+// True when the JSON text `body` opens more than `limit` arrays/objects at once. Brackets inside
+// strings do not count; the text need not be valid (the parser judges that afterwards).
+bool nested_deeper_than(std::string_view body, std::size_t limit) noexcept {
+    std::size_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (const char c : body) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > limit) return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return false;
+}
+
 // The body as a JSON object, or the response to send instead: 415 for another media type,
 // 400 `invalid_json` when it does not parse, 400 `invalid_request` when it is not an object.
 std::optional<http_response> parse_object(const http_request& request, json& out,
@@ -92,6 +121,9 @@ std::optional<http_response> parse_object(const http_request& request, json& out
                                       merge_patch_allowed ? "the body must be application/json or "
                                                             "application/merge-patch+json"
                                                           : "the body must be application/json");
+    }
+    if (nested_deeper_than(request.body, max_nesting)) {
+        return http_response::problem(400, "invalid_json", "the body is nested too deeply");
     }
     out = json::parse(request.body, nullptr, false);
     if (out.is_discarded())
@@ -230,9 +262,12 @@ struct accounts::impl {
                 // Keyed on the name as typed, case-folded: every spelling of one account (and of
                 // names that do not exist) locks the same way.
                 const std::string key = "login:" + detail::ascii_lower_copy(login);
-                const auto locked = limiter->check_lockout(key);
-                if (!locked.allowed) {
-                    return too_many("too_many_attempts", locked.retry_after,
+                // Counted before the (slow) password check, atomically with the lockout check, so
+                // attempts in flight together cannot check more than login_max_failures passwords.
+                const auto admitted =
+                    limiter->begin_attempt(key, options.login_max_failures, options.login_lockout);
+                if (!admitted.allowed) {
+                    return too_many("too_many_attempts", admitted.retry_after,
                                     "too many failed logins; retry later");
                 }
                 user_record user;
@@ -247,7 +282,7 @@ struct accounts::impl {
                     ok = verify_password(user.password_hash, p);
                 }
                 if (!ok) {
-                    limiter->record_failure(key, options.login_max_failures, options.login_lockout);
+                    // Already counted by begin_attempt.
                     return http_response::problem(401, "invalid_credentials",
                                                   "unknown username or wrong password");
                 }

@@ -75,6 +75,24 @@ public:
         return lock_state(k, now);
     }
 
+    limit_decision begin_attempt(std::string_view key, unsigned max_failures,
+                                 std::chrono::seconds lockout) override {
+        const auto span = clamp_span(lockout);
+        const auto now = clock::now();
+        std::lock_guard<std::mutex> lock(mutex_);
+        maybe_sweep(now);
+        std::string k(key);
+        const auto locked = lock_state(k, now);
+        if (!locked.allowed || span == span.zero()) return locked;
+        auto& c = failures_[k];
+        if (c.ends <= now) c = counter{0, now + span};
+        if (++c.count > max_failures) {
+            locks_[k] = now + span;
+            return lock_state(k, now);
+        }
+        return {};
+    }
+
     void clear_failures(std::string_view key) override {
         std::lock_guard<std::mutex> lock(mutex_);
         failures_.erase(std::string(key));

@@ -81,6 +81,25 @@ end
 return redis.call('PTTL', KEYS[2])
 )lua";
 
+// KEYS[1] the failure counter, KEYS[2] the lock; ARGV[1] max failures, ARGV[2] lockout in ms.
+// Admission of a login attempt: the lock's PTTL when locked (also when this attempt, one past
+// the limit, locked it); -2 when admitted and counted.
+constexpr char attempt_script[] = R"lua(
+local locked = redis.call('PTTL', KEYS[2])
+if locked ~= -2 then
+  return locked
+end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if n > tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  return tonumber(ARGV[2])
+end
+return -2
+)lua";
+
 struct context_deleter {
     void operator()(redisContext* c) const noexcept { redisFree(c); }
 };
@@ -277,6 +296,20 @@ public:
         return stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
     }
 
+    limit_decision begin_attempt(std::string_view key, unsigned max_failures,
+                                 std::chrono::seconds lockout) override {
+        const auto span = clamp_span(lockout);
+        if (span == span.zero()) return check_lockout(key);
+        request req;
+        req.lua = &attempt_;
+        req.key_count = 2;
+        req.args = {name("fail:", key), name("lock:", key), std::to_string(max_failures),
+                    std::to_string(span.count())};
+        const outcome o = run(req);
+        if (!o.ok) return fallback_->begin_attempt(key, max_failures, lockout);
+        return stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
+    }
+
     void clear_failures(std::string_view key) override {
         // Failures counted in memory during an outage are forgotten too.
         fallback_->clear_failures(key);
@@ -421,7 +454,7 @@ private:
         if (where_.db != 0 && !step({"SELECT", std::to_string(where_.db)}, "SELECT")) {
             return nullptr;
         }
-        for (script* s : {&hit_, &failure_}) {
+        for (script* s : {&hit_, &failure_, &attempt_}) {
             int io_errno = 0;
             reply_ptr reply = exchange(c.get(), {"SCRIPT", "LOAD", std::string(s->body)}, io_errno);
             if (!reply) {
@@ -446,6 +479,7 @@ private:
     context_ptr ctx_;
     script hit_{hit_script, {}};
     script failure_{failure_script, {}};
+    script attempt_{attempt_script, {}};
 
     // Read without the lock by roundtrip()'s fast path.
     std::atomic<bool> degraded_{false};

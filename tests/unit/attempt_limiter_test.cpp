@@ -366,6 +366,56 @@ TEST_CASE("limiter: concurrent callers on one key get exactly the limit", "[limi
     be.require_no_fallback();
 }
 
+TEST_CASE("limiter: begin_attempt admits max_failures attempts, then locks", "[limiter]") {
+    const std::string kind = GENERATE(as<std::string>{}, "memory", "redis");
+    INFO(kind);
+    backend be(kind);
+    auto l = be.make();
+
+    for (int i = 0; i < 3; ++i) CHECK(l->begin_attempt("login:dave", 3, 2s).allowed);
+    const auto fourth = l->begin_attempt("login:dave", 3, 2s);
+    CHECK_FALSE(fourth.allowed);
+    CHECK(within(fourth.retry_after, 1s, 2s));
+    CHECK_FALSE(l->check_lockout("login:dave").allowed);
+    CHECK_FALSE(l->begin_attempt("login:dave", 3, 2s).allowed);
+
+    // A right password clears what was counted: the next attempts start from zero.
+    CHECK(l->begin_attempt("login:erin", 3, 2s).allowed);
+    CHECK(l->begin_attempt("login:erin", 3, 2s).allowed);
+    l->clear_failures("login:erin");
+    for (int i = 0; i < 3; ++i) CHECK(l->begin_attempt("login:erin", 3, 2s).allowed);
+    CHECK_FALSE(l->begin_attempt("login:erin", 3, 2s).allowed);
+
+    // The lockout ends, and counting starts again.
+    CHECK(eventually([&] { return l->check_lockout("login:dave").allowed; }, 4000ms));
+    CHECK(l->begin_attempt("login:dave", 3, 2s).allowed);
+    be.require_no_fallback();
+}
+
+TEST_CASE("limiter: concurrent begin_attempt admits exactly max_failures", "[limiter]") {
+    const std::string kind = GENERATE(as<std::string>{}, "memory", "redis");
+    INFO(kind);
+    backend be(kind);
+    auto first = be.make();
+    auto second = be.make();  // for Redis, a second instance sharing the counts
+
+    std::atomic<int> admitted{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < 8; ++t) {
+        attempt_limiter* l = t % 2 == 0 ? first.get() : second.get();
+        workers.emplace_back([&, l] {
+            for (int i = 0; i < 10; ++i) {
+                if (l->begin_attempt("login:contested", 5, 30s).allowed) ++admitted;
+            }
+        });
+    }
+    for (auto& w : workers) w.join();
+    // In memory each limiter counts alone; in Redis the two share one count.
+    CHECK(admitted.load() == (kind == "redis" ? 5 : 10));
+    CHECK_FALSE(first->check_lockout("login:contested").allowed);
+    be.require_no_fallback();
+}
+
 TEST_CASE("limiter: absurd windows and lockouts do not break it", "[limiter]") {
     const std::string kind = GENERATE(as<std::string>{}, "memory", "redis");
     INFO(kind);
