@@ -879,8 +879,11 @@ def run_main():
                             testRunner=unittest.TextTestRunner(stream=sys.stdout, verbosity=2,
                                                                resultclass=_CountingResult))
     r = program.result
-    failed = len(r.failures) + len(r.errors) + len(r.unexpectedSuccesses)
-    passed = r.testsRun - failed - len(r.skipped)
+    # A test with several failing subtests is one failed test, not several.
+    failing = {getattr(test, "test_case", test).id() for test, _ in r.failures + r.errors}
+    failing |= {test.id() for test in r.unexpectedSuccesses}
+    failed = len(failing)
+    passed = max(0, r.testsRun - failed - len(r.skipped))
     print(f"{passed} passed, {failed} failed" + (f", {len(r.skipped)} skipped" if r.skipped
                                                 else ""))
     sys.stdout.flush()
