@@ -21,7 +21,7 @@ constexpr std::size_t username_min = 3, username_max = 32;
 constexpr std::size_t password_min = 8, password_max = 128;
 constexpr std::size_t email_max = 254;
 constexpr std::size_t display_name_max = 32;
-constexpr std::size_t preferences_max_bytes = 16 * 1024;
+constexpr std::size_t preferences_max_bytes = std::size_t{16} * 1024;
 
 std::int64_t unix_ms() noexcept {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -499,15 +499,17 @@ accounts::~accounts() = default;
 void accounts::add_routes(gateway& gw) {
     const auto i = impl_;
     const auto route = [&gw, i](const char* method, const char* path, auto member) {
-        gw.add_route(method, path, [i, member](const http_request& r, http_responder respond) {
-            ((*i).*member)(r, respond);
-        });
+        gw.add_route(method, path,
+                     [i, member](const http_request& r, const http_responder& respond) {
+                         ((*i).*member)(r, respond);
+                     });
     };
     if (i->forwarder) {
         for (const char* path : {"/register", "/login", "/token/refresh", "/logout"}) {
-            gw.add_route("POST", path, [i, path](const http_request& r, http_responder respond) {
-                i->forward(path, r, respond);
-            });
+            gw.add_route("POST", path,
+                         [i, path](const http_request& r, const http_responder& respond) {
+                             i->forward(path, r, respond);
+                         });
         }
     } else {
         route("POST", "/register", &impl::register_user);
@@ -518,7 +520,7 @@ void accounts::add_routes(gateway& gw) {
     if (!i->store) return;
     for (const char* method : {"GET", "PATCH", "PUT"}) {
         gw.add_route(method, "/player/settings",
-                     [i, &gw](const http_request& r, http_responder respond) {
+                     [i, &gw](const http_request& r, const http_responder& respond) {
                          i->settings(gw, r, respond);
                      });
     }

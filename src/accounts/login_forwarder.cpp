@@ -16,7 +16,7 @@ namespace gatehouse::detail {
 namespace {
 
 // Largest answer relayed: account answers are small JSON documents.
-constexpr std::size_t max_answer_bytes = 256 * 1024;
+constexpr std::size_t max_answer_bytes = std::size_t{256} * 1024;
 
 http_response unavailable(std::string_view why) {
     return http_response::problem(502, "login_service_unavailable", why);

@@ -118,7 +118,13 @@ class Startup(unittest.TestCase):
     def test_usage_errors_exit_2(self):
         listen = ["--listen", "127.0.0.1:0", "--jwt-secret", "x" * 32]
         cases = {
-            "--redis is not implemented yet": ["--redis", "redis://127.0.0.1:6379"],
+            "--redis not a redis:// URL": ["--redis", "http://127.0.0.1:6379"],
+            "--redis with --publish-key": ["--redis", "redis://127.0.0.1:6379",
+                                           "--publish-key", "k"],
+            "--redis-timeout zero": ["--redis", "redis://127.0.0.1:6379", "--redis-timeout", "0"],
+            "--db postgresql (not in this build)": ["--db", "postgresql://db/gatehouse"],
+            "--login-max-failures zero": ["--login-max-failures", "0"],
+            "--password-hash-kib below Argon2id's minimum": ["--password-hash-kib", "1"],
             "an unknown flag": ["--frobnicate", "1"],
             "a stray positional argument": ["extra"],
             "--max-message-bytes not a number": ["--max-message-bytes", "lots"],
@@ -132,7 +138,7 @@ class Startup(unittest.TestCase):
             with self.subTest(name):
                 self.assert_usage_error(listen + args)
         self.assert_usage_error(["--listen", "127.0.0.1:0"],
-                                env={"GATEHOUSE_REDIS": "redis://127.0.0.1:6379"})
+                                env={"GATEHOUSE_REDIS": "redis://127.0.0.1:99999"})
 
     def test_help_exits_0(self):
         code, out, _ = self.run_to_exit(["--help"])

@@ -95,6 +95,7 @@ private:
                                       "warning"};
         args.insert(args.end(), extra_args_.begin(), extra_args_.end());
         std::vector<char*> argv;
+        argv.reserve(args.size() + 1);
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
         pid_ = ::fork();
@@ -157,7 +158,7 @@ private:
     bool answers_ping() const {
         int fd = ::socket(AF_INET, SOCK_STREAM, 0);
         if (fd < 0) return false;
-        timeval tv{0, 500 * 1000};
+        timeval tv{0, 500000};
         ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         sockaddr_in addr{};
