@@ -263,8 +263,10 @@ int run(int argc, char** argv) {
     sigwait(&stop_signals, &signal_number);
     logger->info("signal {}: shutting down", signal_number);
     gw->shutdown();
-    // After the gateway: requests it already read are answered by jobs still queued.
+    // After the gateway, and while it still exists: requests it already read are answered by
+    // jobs still queued, and commands still waiting on a hung Redis get bus_unavailable.
     account_services.workers->stop();
+    if (redis) redis->close();
     logger->info("stopped");
     return 0;
 }

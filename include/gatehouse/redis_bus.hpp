@@ -76,8 +76,8 @@ struct redis_bus_stats {
 /// is destroyed; nothing needs restarting when Redis returns on the same address.
 ///
 /// Thread safety: every member may be called from any thread.
-/// Lifetime: the destructor stops the listener, fails every command still in flight with
-/// `errc::bus_unavailable` (each `done` runs exactly once) and joins the I/O thread.
+/// Lifetime: `close()` (or the destructor) stops the listener, fails every command still in
+/// flight with `errc::bus_unavailable` (each `done` runs exactly once) and joins the I/O thread.
 class redis_bus final : public command_bus, public pubsub_listener {
 public:
     /// Starts the I/O thread and begins connecting; returns without waiting for Redis (see
@@ -102,6 +102,15 @@ public:
     /// pubsub_listener: stops delivering and unsubscribes; when it returns, `on_message` is
     /// not running and will not be called again. Idempotent.
     void stop() override;
+
+    /// Fails every command still in flight with `errc::bus_unavailable` (each `done` runs now,
+    /// on the bus's thread), stops the listener, closes both connections and joins the I/O
+    /// thread; from then on `append` fails at once. Idempotent; the destructor calls it. Call
+    /// it after `gateway::shutdown()` and before the gateway is destroyed: the gateway shares
+    /// ownership of the bus, and a command still waiting for a hung Redis when the drain timed
+    /// out must be answered while the gateway that handles the answer still exists. Not from a
+    /// bus callback.
+    void close();
 
     /// Blocks until `connected()` or until `limit` passed; returns `connected()`.
     bool wait_connected(std::chrono::milliseconds limit) const;

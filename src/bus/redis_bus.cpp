@@ -85,6 +85,7 @@ struct redis_bus::impl {
     asio::io_context io{1};
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::thread thread;
+    std::atomic<bool> closed{false};  // close() ran (or is running)
     bool closing = false;
 
     // Command side. `command` is replaced on reconnect while appending threads read it.
@@ -268,9 +269,12 @@ redis_bus::redis_bus(redis_bus_options options) {
     i->thread = std::thread([i] { i->io.run(); });
 }
 
-redis_bus::~redis_bus() {
-    stop();
+redis_bus::~redis_bus() { close(); }
+
+void redis_bus::close() {
     auto* i = impl_.get();
+    if (i->closed.exchange(true)) return;
+    stop();
     asio::post(i->io, [i] {
         i->closing = true;
         i->command_retry.cancel();
@@ -281,6 +285,7 @@ redis_bus::~redis_bus() {
             command = std::move(i->command);
         }
         i->command_up.store(false);
+        i->notify_state();
         // Pending XADDs fail with operation_aborted: each done() runs once, as promised.
         if (command) command->close();
     });
@@ -300,6 +305,11 @@ void redis_bus::append(const envelope& command, append_handler done) {
     {
         std::lock_guard<std::mutex> lock(i->command_mutex);
         connection = i->command;
+    }
+    if (!connection) {  // closed meanwhile
+        i->append_failures.fetch_add(1, std::memory_order_relaxed);
+        done(make_error_code(errc::bus_unavailable), {});
+        return;
     }
     // Formatted here, on the caller's thread, into one buffer: the Redis thread only appends
     // it to its output. Nine fields, plus payload_codec when the envelope names one.

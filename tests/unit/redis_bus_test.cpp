@@ -474,3 +474,29 @@ TEST_CASE("redis_bus: destruction answers every command still in flight", "[redi
     CHECK(answered.load() == count);
     server.resume();
 }
+
+TEST_CASE("redis_bus: close() answers commands in flight, then refuses at once", "[redis_bus]") {
+    redis_server server;
+    redis_bus bus(options_for(server));
+    REQUIRE(bus.wait_connected(5000ms));
+    server.pause();  // Redis answers nothing: the commands stay in flight
+    std::atomic<int> answered{0}, unavailable{0};
+    for (int n = 0; n < 50; ++n) {
+        bus.append(sample_command("c"), [&](std::error_code ec, std::string_view) {
+            if (ec == errc::bus_unavailable) unavailable.fetch_add(1);
+            answered.fetch_add(1);
+        });
+    }
+    bus.close();
+    // Answered by close() itself, long before the 1 s reply deadline.
+    CHECK(answered.load() == 50);
+    CHECK(unavailable.load() == 50);
+    CHECK_FALSE(bus.connected());
+
+    append_result after;
+    bus.append(sample_command("after"), after.handler());
+    REQUIRE(after.wait(100ms));
+    CHECK(after.error == errc::bus_unavailable);
+    bus.close();  // idempotent
+    server.resume();
+}
