@@ -374,12 +374,14 @@ void connection::fail(std::error_code ec, state next) {
     auto orphans = std::move(pending_);
     pending_.clear();
     finish_connect(ec);
-    for (auto& p : orphans) p.done(ec, reply{});
+    // The owner hears of the failure before the commands do, so that whoever gets an error
+    // from a callback already sees the connection as down (redis_bus's /ready, its retries).
     if (next == state::failed && failed_) {
         auto told = std::move(failed_);
         failed_ = nullptr;
         told(ec);
     }
+    for (auto& p : orphans) p.done(ec, reply{});
 }
 
 void connection::on_push(push_handler handler) {

@@ -55,7 +55,7 @@ public:
     using reply_handler = std::function<void(std::error_code, reply)>;
     /// Receives Pub/Sub messages and replies that match no pending command.
     using push_handler = std::function<void(const reply&)>;
-    /// Told once that the link broke (not after `close()`), after the pending callbacks ran.
+    /// Told once that the link broke (not after `close()`), before the pending callbacks run.
     using failure_handler = std::function<void(std::error_code)>;
 
     /// Makes an unconnected connection; nothing happens until `connect()`.
