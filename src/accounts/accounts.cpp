@@ -7,6 +7,8 @@
 #include <utility>
 
 #include "accounts/login_forwarder.hpp"
+#include "codec/json_depth.hpp"
+#include "gatehouse/client/limits.hpp"
 #include "gatehouse/errc.hpp"
 #include "gatehouse/jwt.hpp"
 #include "http/text.hpp"
@@ -82,34 +84,9 @@ http_response too_many(std::string_view code, std::chrono::seconds retry_after,
     return r;
 }
 
-// As the codecs do (docs/codecs.md): deeper documents are refused before nlohmann parses them,
-// since copying and printing a DOM recurse once per level and a 16 KB body can nest 8000 deep.
-constexpr std::size_t max_nesting = 64;
-
-// True when the JSON text `body` opens more than `limit` arrays/objects at once. Brackets inside
-// strings do not count; the text need not be valid (the parser judges that afterwards).
-bool nested_deeper_than(std::string_view body, std::size_t limit) noexcept {
-    std::size_t depth = 0;
-    bool in_string = false, escaped = false;
-    for (const char c : body) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            if (++depth > limit) return true;
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            --depth;
-        }
-    }
-    return false;
-}
+// As the codecs do (docs/codecs.md): deeper bodies are refused before nlohmann parses them
+// (codec/json_depth.hpp says why).
+constexpr std::size_t max_nesting = client::max_nesting_depth;
 
 // The body as a JSON object, or the response to send instead: 415 for another media type,
 // 400 `invalid_json` when it does not parse, 400 `invalid_request` when it is not an object.
@@ -122,7 +99,7 @@ std::optional<http_response> parse_object(const http_request& request, json& out
                                                             "application/merge-patch+json"
                                                           : "the body must be application/json");
     }
-    if (nested_deeper_than(request.body, max_nesting)) {
+    if (!detail::json_within_depth(request.body, max_nesting)) {
         return http_response::problem(400, "invalid_json", "the body is nested too deeply");
     }
     out = json::parse(request.body, nullptr, false);

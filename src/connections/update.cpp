@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "codec/json_depth.hpp"
 #include "gatehouse/client/envelope.hpp"
 #include "gatehouse/client/limits.hpp"
 #include "gatehouse/errc.hpp"
@@ -14,40 +15,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// Nesting is bounded before nlohmann builds anything: its parser is iterative, but dump() and
-// the MessagePack writer the codecs use recurse, and an update's payload reaches both. The
-// update object counts as the first level, exactly as an envelope does for the client codecs,
-// so any payload accepted here can also be encoded for every client.
-bool within_depth(std::string_view text, std::size_t max_depth) noexcept {
-    std::size_t depth = 0;
-    bool in_string = false;
-    bool escaped = false;
-    for (const char c : text) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            continue;
-        }
-        switch (c) {
-            case '"': in_string = true; break;
-            case '{':
-            case '[':
-                if (++depth > max_depth) return false;
-                break;
-            case '}':
-            case ']':
-                if (depth > 0) --depth;
-                break;
-            default: break;
-        }
-    }
-    return true;
-}
+// Nesting is bounded before nlohmann builds anything (codec/json_depth.hpp). The update object
+// counts as the first level, exactly as an envelope does for the client codecs, so any payload
+// accepted here can also be encoded for every client.
+using detail::json_within_depth;
 
 // PROTOCOL.md lets a missing correlation_id be null; every key is read the same way, so a
 // service that serialises unset optional fields as null routes as if it had left them out.
@@ -139,7 +110,7 @@ nlohmann::ordered_json payload_value(const envelope& m) {
     using ordered = nlohmann::ordered_json;
     switch (m.format) {
         case payload_format::json: {
-            if (!within_depth(m.payload, client::max_nesting_depth - 1)) return nullptr;
+            if (!json_within_depth(m.payload, client::max_nesting_depth - 1)) return nullptr;
             ordered v = ordered::parse(m.payload, nullptr, false);
             if (v.is_discarded()) return nullptr;
             return v;
@@ -168,7 +139,7 @@ update message_update(update_target target, std::string type, std::string payloa
 }  // namespace
 
 std::error_code parse_update(std::string_view text, update& out) {
-    if (!within_depth(text, client::max_nesting_depth)) return errc::invalid_update;
+    if (!json_within_depth(text, client::max_nesting_depth)) return errc::invalid_update;
     try {
         // Top-level keys given twice are refused, as the client codecs refuse a repeated
         // envelope field: nlohmann would keep the last one, another parser the first, and a
