@@ -13,6 +13,7 @@ import time
 
 import gatehouse_harness as h
 from gatehouse_harness import Server
+from redis_fixture import RedisServer
 
 # The fields of a stream entry (PROTOCOL.md s. 4); `payload_codec` only when a protobuf
 # envelope names what its opaque payload bytes are.
@@ -184,3 +185,45 @@ def check_bus_unavailable(case, env, correlation_id):
     case.assertEqual((env.get("payload") or {}).get("code"), "bus_unavailable", env)
     case.assertIsInstance(env["payload"].get("message"), str, env)
     case.assertEqual(env.get("correlation_id"), correlation_id, env)
+
+
+class OneRedisGateway(h.AsyncCase):
+    """One redis-server and one gatehouse-server on it (random stream, channel and gateway id),
+    for the whole class. Subclasses set `redis_password` and `bot_keys`, and add flags with
+    `extra_args()`. The class fails when the server did not exit 0 or reported a sanitizer
+    finding."""
+
+    bot_keys = {}
+    redis_password = None
+
+    @classmethod
+    def extra_args(cls):
+        return []
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer(password=cls.redis_password).start()
+        try:
+            cls.stream = unique("gh:commands")
+            cls.channel = unique("gh:updates")
+            cls.gateway_id = unique("gw")
+            cls.server = redis_gateway(cls.redis.url, cls.stream, cls.channel, cls.gateway_id,
+                                       *cls.extra_args(), bot_keys=cls.bot_keys).start()
+        except BaseException:
+            cls.redis.close()
+            raise
+        cls.r = cls.redis.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            problems = stop_and_check(cls.server)
+        finally:
+            cls.redis.close()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    async def publish(self, message):
+        """PUBLISH on the class's channel; exactly one subscriber: this gateway."""
+        receivers = await apublish(self.r, self.channel, message)
+        self.assertEqual(receivers, 1, "the gateway is the one subscriber of its channel")

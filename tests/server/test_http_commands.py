@@ -21,7 +21,6 @@ from gatehouse_harness import Client, Server
 import accounts_helpers as ah
 from accounts_helpers import SseStream, check_json, check_problem, check_sse_update, post
 import redis_helpers as rh
-from redis_fixture import RedisServer
 
 
 def command(server, body, token=None, sub=None, **kw):
@@ -453,35 +452,12 @@ class EventStreamShutdown(h.AsyncCase):
 # Redis
 
 
-class OnRedis(h.AsyncCase):
+class OnRedis(rh.OneRedisGateway):
     """One redis-server and one gatehouse-server on it, for the whole class."""
 
     @classmethod
-    def setUpClass(cls):
-        cls.redis = RedisServer().start()
-        try:
-            cls.stream = rh.unique("gh:commands")
-            cls.channel = rh.unique("gh:updates")
-            cls.gateway_id = rh.unique("gw")
-            cls.server = rh.redis_gateway(cls.redis.url, cls.stream, cls.channel, cls.gateway_id,
-                                          *rh.FAST_RECOVERY).start()
-        except BaseException:
-            cls.redis.close()
-            raise
-        cls.r = cls.redis.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            problems = rh.stop_and_check(cls.server)
-        finally:
-            cls.redis.close()
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    async def publish(self, message):
-        receivers = await rh.apublish(self.r, self.channel, message)
-        self.assertEqual(receivers, 1, "the gateway is the one subscriber of its channel")
+    def extra_args(cls):
+        return rh.FAST_RECOVERY
 
 
 class RedisCommands(OnRedis):

@@ -17,49 +17,16 @@ import time
 import gatehouse_harness as h
 from gatehouse_harness import Client
 import redis_helpers as rh
-from redis_helpers import apublish, assert_update, check_ack, entry, received_before_marker
+from redis_helpers import assert_update, check_ack, entry, received_before_marker
 from redis_fixture import RedisServer
 
 CODECS = ("json", "msgpack", "protobuf")
 
 
-class OneGateway(h.AsyncCase):
+class OneGateway(rh.OneRedisGateway):
     """One redis-server and one gatehouse-server on it, for the whole class."""
 
     bot_keys = {"rover": "botkey-" + secrets.token_hex(8)}
-    redis_password = None
-
-    @classmethod
-    def extra_args(cls):
-        return []
-
-    @classmethod
-    def setUpClass(cls):
-        cls.redis = RedisServer(password=cls.redis_password).start()
-        try:
-            cls.stream = rh.unique("gh:commands")
-            cls.channel = rh.unique("gh:updates")
-            cls.gateway_id = rh.unique("gw")
-            cls.server = rh.redis_gateway(cls.redis.url, cls.stream, cls.channel, cls.gateway_id,
-                                          *cls.extra_args(), bot_keys=cls.bot_keys).start()
-        except BaseException:
-            cls.redis.close()
-            raise
-        cls.r = cls.redis.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            problems = rh.stop_and_check(cls.server)
-        finally:
-            cls.redis.close()
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    async def publish(self, message):
-        """PUBLISH on the class's channel; exactly one subscriber: this gateway."""
-        receivers = await apublish(self.r, self.channel, message)
-        self.assertEqual(receivers, 1, "the gateway is the one subscriber of its channel")
 
 
 class StreamEntries(OneGateway):
