@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -283,31 +284,17 @@ public:
 
     limit_decision record_failure(std::string_view key, unsigned max_failures,
                                   std::chrono::seconds lockout) override {
-        const auto span = clamp_span(lockout);
         // PX 0 is an error in Redis; a zero lockout locks nothing, so there is nothing to count.
-        if (span == span.zero()) return check_lockout(key);
-        request req;
-        req.lua = &failure_;
-        req.key_count = 2;
-        req.args = {name("fail:", key), name("lock:", key), std::to_string(max_failures),
-                    std::to_string(span.count())};
-        const outcome o = run(req);
-        if (!o.ok) return fallback_->record_failure(key, max_failures, lockout);
-        return stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
+        if (clamp_span(lockout) == std::chrono::milliseconds::zero()) return check_lockout(key);
+        if (auto d = lockout_script(failure_, key, max_failures, lockout)) return *d;
+        return fallback_->record_failure(key, max_failures, lockout);
     }
 
     limit_decision begin_attempt(std::string_view key, unsigned max_failures,
                                  std::chrono::seconds lockout) override {
-        const auto span = clamp_span(lockout);
-        if (span == span.zero()) return check_lockout(key);
-        request req;
-        req.lua = &attempt_;
-        req.key_count = 2;
-        req.args = {name("fail:", key), name("lock:", key), std::to_string(max_failures),
-                    std::to_string(span.count())};
-        const outcome o = run(req);
-        if (!o.ok) return fallback_->begin_attempt(key, max_failures, lockout);
-        return stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
+        if (clamp_span(lockout) == std::chrono::milliseconds::zero()) return check_lockout(key);
+        if (auto d = lockout_script(attempt_, key, max_failures, lockout)) return *d;
+        return fallback_->begin_attempt(key, max_failures, lockout);
     }
 
     void clear_failures(std::string_view key) override {
@@ -319,6 +306,21 @@ public:
     }
 
 private:
+    // Runs one of the two lockout scripts (same keys and arguments, both answering the lock's
+    // PTTL); nullopt when Redis could not answer, for the caller's fallback.
+    std::optional<limit_decision> lockout_script(script& lua, std::string_view key,
+                                                 unsigned max_failures,
+                                                 std::chrono::seconds lockout) {
+        request req;
+        req.lua = &lua;
+        req.key_count = 2;
+        req.args = {name("fail:", key), name("lock:", key), std::to_string(max_failures),
+                    std::to_string(clamp_span(lockout).count())};
+        const outcome o = run(req);
+        if (!o.ok) return std::nullopt;
+        return stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
+    }
+
     std::string name(std::string_view kind, std::string_view key) const {
         std::string out;
         out.reserve(options_.key_prefix.size() + kind.size() + key.size());
