@@ -44,7 +44,8 @@ struct update {
 /// `broadcast: true`, `connection_id` (with `player_id`), `player_ids`, `player_id`,
 /// `room`; a key set to `null` counts as absent. The key that decides the shape must be a
 /// non-empty string (`player_ids`: a non-empty array of them); the others are ignored.
-/// `message.payload` is the payload re-serialised as compact JSON (`"null"` when missing).
+/// `message.payload` is the payload's JSON text exactly as published, validated
+/// (`"null"` when missing).
 /// Errors: `errc::invalid_update` when the message is not a JSON object, has no valid
 /// target, a missing `type` or one that is not a valid envelope type (join/leave take
 /// none), a `correlation_id` that is not a valid one, an unknown `op`, a top-level key given

@@ -1,10 +1,14 @@
 #include "gatehouse/update.hpp"
 
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <utility>
+#include <vector>
 
+#include "client/json_reader.hpp"
 #include "codec/json_depth.hpp"
 #include "gatehouse/client/envelope.hpp"
 #include "gatehouse/client/limits.hpp"
@@ -13,94 +17,289 @@
 namespace gatehouse {
 namespace {
 
-using json = nlohmann::json;
-
-// Nesting is bounded before nlohmann builds anything (codec/json_depth.hpp). The update object
-// counts as the first level, exactly as an envelope does for the client codecs, so any payload
-// accepted here can also be encoded for every client.
+// to_json() bounds nesting before nlohmann builds anything (codec/json_depth.hpp): its
+// dump() recurses once per level.
 using detail::json_within_depth;
 
-// PROTOCOL.md lets a missing correlation_id be null; every key is read the same way, so a
-// service that serialises unset optional fields as null routes as if it had left them out.
-const json* find_key(const json& object, const char* key) {
-    const auto it = object.find(key);
-    if (it == object.end() || it->is_null()) return nullptr;
-    return &*it;
+// parse_update() reads the message in one pass with the client codec's strict JSON scanner:
+// no DOM is built and the payload is never re-serialised, it is validated in place and kept
+// as the text the service published. This runs once per published update, ahead of every
+// delivery, so it is on the fan-out hot path.
+using client::status;
+using client::detail::json_reader;
+
+// Collects a scanned string's unescaped bytes. The scanner is noexcept; running out of
+// memory is remembered and turns into an invalid update instead of escaping.
+struct string_appender {
+    std::string& out;
+    bool failed = false;
+
+    void put(char c) noexcept {
+        if (failed) return;
+        try {
+            out.push_back(c);
+        } catch (...) {
+            failed = true;
+        }
+    }
+    void put(const unsigned char* p, std::size_t n) noexcept {
+        if (failed) return;
+        try {
+            out.append(reinterpret_cast<const char*>(p), n);
+        } catch (...) {
+            failed = true;
+        }
+    }
+};
+
+// A top-level value as the routing rules need it. PROTOCOL.md lets a missing correlation_id
+// be null; every key is read the same way, so a service that serialises unset optional
+// fields as null routes as if it had left them out.
+enum class value_kind : std::uint8_t { absent, string, other };
+
+struct scanned_value {
+    value_kind kind = value_kind::absent;
+    std::string text;  // the unescaped string, for kind string
+};
+
+enum class top_key : std::uint8_t {
+    op,
+    broadcast,
+    connection_id,
+    player_ids,
+    player_id,
+    room,
+    type,
+    correlation_id,
+    payload,
+    other,
+};
+
+top_key classify(std::string_view key) noexcept {
+    if (key == "player_id") return top_key::player_id;
+    if (key == "type") return top_key::type;
+    if (key == "payload") return top_key::payload;
+    if (key == "correlation_id") return top_key::correlation_id;
+    if (key == "player_ids") return top_key::player_ids;
+    if (key == "connection_id") return top_key::connection_id;
+    if (key == "room") return top_key::room;
+    if (key == "broadcast") return top_key::broadcast;
+    if (key == "op") return top_key::op;
+    return top_key::other;
 }
 
-bool read_id(const json* value, std::string& out) {
-    if (value == nullptr || !value->is_string()) return false;
-    const auto& s = value->get_ref<const std::string&>();
-    if (s.empty()) return false;
-    out = s;
+// Everything of one message the rules look at, filled by scan_message().
+struct scanned_message {
+    scanned_value op, connection_id, player_id, room, type, correlation_id;
+    bool broadcast = false;  // `broadcast` is the literal true
+    value_kind player_ids_kind = value_kind::absent;
+    bool player_ids_valid = true;  // an array of non-empty strings
+    std::vector<std::string> player_ids;
+    std::string_view payload;  // the raw value; empty when absent
+};
+
+bool scan_string_into(json_reader& r, std::string& out) noexcept {
+    string_appender sink{out};
+    return r.scan_string(sink) == status::ok && !sink.failed;
+}
+
+// The value of a key whose rules want a string (the reader is at the value's first byte).
+bool scan_string_value(json_reader& r, scanned_value& v) noexcept {
+    if (r.peek() == '"') {
+        v.kind = value_kind::string;
+        return scan_string_into(r, v.text);
+    }
+    if (r.peek() == 'n') return r.scan_literal("null") == status::ok;  // absent
+    v.kind = value_kind::other;
+    return r.skip_value(1) == status::ok;
+}
+
+// `player_ids`: an array whose elements must each be a non-empty string to be usable.
+bool scan_player_ids(json_reader& r, scanned_message& m) noexcept {
+    if (r.peek() == 'n') return r.scan_literal("null") == status::ok;
+    if (r.peek() != '[') {
+        m.player_ids_kind = value_kind::other;
+        return r.skip_value(1) == status::ok;
+    }
+    m.player_ids_kind = value_kind::string;  // an array: its elements decide validity
+    r.advance();
+    r.skip_ws();
+    if (r.at_end()) return false;
+    if (r.peek() == ']') {
+        r.advance();
+        m.player_ids_valid = false;  // an empty list names no one
+        return true;
+    }
+    for (;;) {
+        r.skip_ws();
+        if (r.at_end()) return false;
+        if (r.peek() == '"') {
+            std::string id;
+            if (!scan_string_into(r, id)) return false;
+            if (id.empty()) m.player_ids_valid = false;
+            try {
+                m.player_ids.push_back(std::move(id));
+            } catch (...) {
+                return false;
+            }
+        } else {
+            m.player_ids_valid = false;
+            if (r.skip_value(2) != status::ok) return false;
+        }
+        r.skip_ws();
+        if (r.at_end()) return false;
+        if (r.peek() == ']') {
+            r.advance();
+            return true;
+        }
+        if (r.peek() != ',') return false;
+        r.advance();
+    }
+}
+
+// One pass over the whole text: a JSON object, within the nesting bound (the object itself
+// is the first level, exactly as for an envelope, so any payload accepted here can also be
+// encoded for every client), with no top-level key given twice. A repeated key is refused
+// as the client codecs refuse a repeated envelope field: one parser would keep the last,
+// another the first, and a service must not be able to route differently depending on who
+// reads its message.
+bool scan_message(std::string_view text, scanned_message& m) noexcept {
+    json_reader r(text);
+    r.skip_ws();
+    if (r.at_end() || r.peek() != '{') return false;
+    r.advance();
+    r.skip_ws();
+    if (r.at_end()) return false;
+    if (r.peek() == '}') {
+        r.advance();
+    } else {
+        std::uint16_t seen = 0;  // one bit per known key
+        std::vector<std::string> other_keys;
+        for (;;) {
+            if (r.at_end() || r.peek() != '"') return false;
+            std::string key;
+            if (!scan_string_into(r, key)) return false;
+            if (r.expect(':') != status::ok) return false;
+            r.skip_ws();
+            if (r.at_end()) return false;
+            const top_key k = classify(key);
+            if (k == top_key::other) {
+                for (const auto& earlier : other_keys) {
+                    if (earlier == key) return false;
+                }
+                try {
+                    other_keys.push_back(std::move(key));
+                } catch (...) {
+                    return false;
+                }
+            } else {
+                const auto bit = static_cast<std::uint16_t>(1U << static_cast<unsigned>(k));
+                if ((seen & bit) != 0) return false;
+                seen = static_cast<std::uint16_t>(seen | bit);
+            }
+            bool ok = true;
+            switch (k) {
+                case top_key::op: ok = scan_string_value(r, m.op); break;
+                case top_key::connection_id: ok = scan_string_value(r, m.connection_id); break;
+                case top_key::player_id: ok = scan_string_value(r, m.player_id); break;
+                case top_key::room: ok = scan_string_value(r, m.room); break;
+                case top_key::type: ok = scan_string_value(r, m.type); break;
+                case top_key::correlation_id: ok = scan_string_value(r, m.correlation_id); break;
+                case top_key::player_ids: ok = scan_player_ids(r, m); break;
+                case top_key::broadcast:
+                    if (r.peek() == 't') {
+                        ok = r.scan_literal("true") == status::ok;
+                        m.broadcast = ok;
+                    } else {
+                        ok = r.skip_value(1) == status::ok;
+                    }
+                    break;
+                case top_key::payload: {
+                    const char* start = r.position();
+                    ok = r.skip_value(1) == status::ok;
+                    m.payload = {start, static_cast<std::size_t>(r.position() - start)};
+                    break;
+                }
+                case top_key::other: ok = r.skip_value(1) == status::ok; break;
+            }
+            if (!ok) return false;
+            r.skip_ws();
+            if (r.at_end()) return false;
+            if (r.peek() == '}') {
+                r.advance();
+                break;
+            }
+            if (r.peek() != ',') return false;
+            r.advance();
+            r.skip_ws();
+        }
+    }
+    r.skip_ws();
+    return r.at_end();
+}
+
+// The key that decides the shape must be a non-empty string.
+bool take_id(scanned_value& v, std::string& out) {
+    if (v.kind != value_kind::string || v.text.empty()) return false;
+    out = std::move(v.text);
     return true;
 }
 
-std::error_code read_message(const json& object, envelope& out) {
-    const json* type = find_key(object, "type");
-    if (type == nullptr || !type->is_string()) return errc::invalid_update;
-    const auto& type_text = type->get_ref<const std::string&>();
-    if (!client::is_valid_type(type_text)) return errc::invalid_update;
-
-    const json* correlation = find_key(object, "correlation_id");
-    if (correlation != nullptr) {
-        if (!correlation->is_string()) return errc::invalid_update;
-        if (!client::is_valid_correlation_id(correlation->get_ref<const std::string&>())) {
-            return errc::invalid_update;
-        }
-        out.correlation_id = correlation->get_ref<const std::string&>();
+std::error_code read_message(scanned_message& m, envelope& out) {
+    if (m.type.kind != value_kind::string || !client::is_valid_type(m.type.text)) {
+        return errc::invalid_update;
     }
-    out.type = type_text;
-    const json* payload = find_key(object, "payload");
-    out.payload = payload == nullptr ? std::string("null") : payload->dump();
+    if (m.correlation_id.kind == value_kind::other) return errc::invalid_update;
+    if (m.correlation_id.kind == value_kind::string) {
+        if (!client::is_valid_correlation_id(m.correlation_id.text)) return errc::invalid_update;
+        out.correlation_id = std::move(m.correlation_id.text);
+    }
+    out.type = std::move(m.type.text);
+    out.payload = m.payload.empty() ? std::string("null") : std::string(m.payload);
     out.format = payload_format::json;
     return {};
 }
 
-std::error_code parse_object(const json& object, update& u) {
-    if (const json* op = find_key(object, "op")) {
-        if (!op->is_string()) return errc::invalid_update;
-        const auto& name = op->get_ref<const std::string&>();
-        if (name == "join") {
+// The routing rules of PROTOCOL.md section 5, in the order docs/updates.md gives.
+std::error_code route(scanned_message& m, update& u) {
+    if (m.op.kind != value_kind::absent) {
+        if (m.op.kind != value_kind::string) return errc::invalid_update;
+        if (m.op.text == "join") {
             u.target = update_target::join;
-        } else if (name == "leave") {
+        } else if (m.op.text == "leave") {
             u.target = update_target::leave;
         } else {
             return errc::invalid_update;
         }
-        if (!read_id(find_key(object, "player_id"), u.player_id)) return errc::invalid_update;
-        if (!read_id(find_key(object, "room"), u.room)) return errc::invalid_update;
+        if (!take_id(m.player_id, u.player_id)) return errc::invalid_update;
+        if (!take_id(m.room, u.room)) return errc::invalid_update;
         return {};  // type, payload and correlation_id mean nothing to a room operation
     }
 
-    const json* broadcast = find_key(object, "broadcast");
-    if (broadcast != nullptr && broadcast->is_boolean() && broadcast->get<bool>()) {
+    if (m.broadcast) {
         u.target = update_target::broadcast;
-    } else if (const json* connection = find_key(object, "connection_id")) {
+    } else if (m.connection_id.kind != value_kind::absent) {
         // A connection target without its player is refused rather than widened to the
         // next rule: delivering a one-connection message to a whole room would be a leak.
         u.target = update_target::connection;
-        if (!read_id(connection, u.connection_id)) return errc::invalid_update;
-        if (!read_id(find_key(object, "player_id"), u.player_id)) return errc::invalid_update;
-    } else if (const json* players = find_key(object, "player_ids")) {
+        if (!take_id(m.connection_id, u.connection_id)) return errc::invalid_update;
+        if (!take_id(m.player_id, u.player_id)) return errc::invalid_update;
+    } else if (m.player_ids_kind != value_kind::absent) {
         u.target = update_target::players;
-        if (!players->is_array() || players->empty()) return errc::invalid_update;
-        u.player_ids.reserve(players->size());
-        for (const auto& item : *players) {
-            std::string id;
-            if (!read_id(&item, id)) return errc::invalid_update;
-            u.player_ids.push_back(std::move(id));
+        if (m.player_ids_kind != value_kind::string || !m.player_ids_valid) {
+            return errc::invalid_update;
         }
-    } else if (const json* player = find_key(object, "player_id")) {
+        u.player_ids = std::move(m.player_ids);
+    } else if (m.player_id.kind != value_kind::absent) {
         u.target = update_target::player;
-        if (!read_id(player, u.player_id)) return errc::invalid_update;
-    } else if (const json* room = find_key(object, "room")) {
+        if (!take_id(m.player_id, u.player_id)) return errc::invalid_update;
+    } else if (m.room.kind != value_kind::absent) {
         u.target = update_target::room;
-        if (!read_id(room, u.room)) return errc::invalid_update;
+        if (!take_id(m.room, u.room)) return errc::invalid_update;
     } else {
         return errc::invalid_update;  // no target
     }
-    return read_message(object, u.message);
+    return read_message(m, u.message);
 }
 
 // The payload as a JSON value for to_json(). A payload with no JSON form (not a valid value,
@@ -139,30 +338,11 @@ update message_update(update_target target, std::string type, std::string payloa
 }  // namespace
 
 std::error_code parse_update(std::string_view text, update& out) {
-    if (!json_within_depth(text, client::max_nesting_depth)) return errc::invalid_update;
     try {
-        // Top-level keys given twice are refused, as the client codecs refuse a repeated
-        // envelope field: nlohmann would keep the last one, another parser the first, and a
-        // service must not be able to route differently depending on who reads its message.
-        std::vector<std::string> keys;
-        bool duplicate = false;
-        const json::parser_callback_t note_keys = [&](int depth, json::parse_event_t event,
-                                                      json& parsed) {
-            if (depth == 1 && event == json::parse_event_t::key && !duplicate) {
-                const auto& key = parsed.get_ref<const std::string&>();
-                for (const auto& seen : keys) {
-                    if (seen == key) duplicate = true;
-                }
-                keys.push_back(key);
-            }
-            return true;
-        };
-        const json object = json::parse(text, note_keys, false);
-        if (object.is_discarded() || !object.is_object() || duplicate) {
-            return errc::invalid_update;
-        }
+        scanned_message scanned;
+        if (!scan_message(text, scanned)) return errc::invalid_update;
         update parsed;
-        if (const auto ec = parse_object(object, parsed)) return ec;
+        if (const auto ec = route(scanned, parsed)) return ec;
         out = std::move(parsed);
         return {};
     } catch (const std::exception&) {
