@@ -311,40 +311,39 @@ void redis_bus::append(const envelope& command, append_handler done) {
         done(make_error_code(errc::bus_unavailable), {});
         return;
     }
-    // Formatted here, on the caller's thread, into one buffer: the Redis thread only appends
-    // it to its output. Nine fields, plus payload_codec when the envelope names one.
+    // Formatted here, on the caller's thread, straight into the connection's batch: the Redis
+    // thread takes a whole batch per wake-up and only appends it to its output. Nine fields,
+    // plus payload_codec when the envelope names one.
     const auto& o = command.origin;
     const bool named = !command.payload_codec.empty();
     const std::string ts = std::to_string(o.accepted_at_ms);
-    std::string out;
-    out.reserve(i->xadd_head.size() + i->gateway_field.size() + command.payload.size() +
-                command.type.size() + command.correlation_id.size() + o.player_id.size() +
-                o.connection_id.size() + command.payload_codec.size() + 256);
-    r::format_array_header(out, i->head_args + 18 + (named ? 2 : 0));
-    out += i->xadd_head;
-    r::format_bulk(out, "type");
-    r::format_bulk(out, command.type);
-    r::format_bulk(out, "payload");
-    r::format_bulk(out, command.payload);
-    r::format_bulk(out, "codec");
-    r::format_bulk(out, bus_codec_name(command.format));
-    r::format_bulk(out, "correlation_id");
-    r::format_bulk(out, command.correlation_id);
-    r::format_bulk(out, "player_id");
-    r::format_bulk(out, o.player_id);
-    r::format_bulk(out, "connection_id");
-    r::format_bulk(out, o.connection_id);
-    out += i->gateway_field;
-    r::format_bulk(out, "client");
-    r::format_bulk(out, o.client == client_kind::bot ? "bot" : "player");
-    r::format_bulk(out, "ts_ms");
-    r::format_bulk(out, ts);
-    if (named) {
-        r::format_bulk(out, "payload_codec");
-        r::format_bulk(out, command.payload_codec);
-    }
-    connection->send_formatted(
-        std::move(out), [i, done = std::move(done)](std::error_code ec, const r::reply& reply) {
+    const auto format = [&](std::string& out) {
+        r::format_array_header(out, i->head_args + 18 + (named ? 2 : 0));
+        out += i->xadd_head;
+        r::format_bulk(out, "type");
+        r::format_bulk(out, command.type);
+        r::format_bulk(out, "payload");
+        r::format_bulk(out, command.payload);
+        r::format_bulk(out, "codec");
+        r::format_bulk(out, bus_codec_name(command.format));
+        r::format_bulk(out, "correlation_id");
+        r::format_bulk(out, command.correlation_id);
+        r::format_bulk(out, "player_id");
+        r::format_bulk(out, o.player_id);
+        r::format_bulk(out, "connection_id");
+        r::format_bulk(out, o.connection_id);
+        out += i->gateway_field;
+        r::format_bulk(out, "client");
+        r::format_bulk(out, o.client == client_kind::bot ? "bot" : "player");
+        r::format_bulk(out, "ts_ms");
+        r::format_bulk(out, ts);
+        if (named) {
+            r::format_bulk(out, "payload_codec");
+            r::format_bulk(out, command.payload_codec);
+        }
+    };
+    connection->send_with(
+        format, [i, done = std::move(done)](std::error_code ec, const r::reply& reply) {
             if (!ec && reply.kind == r::reply_kind::string) {
                 i->appended.fetch_add(1, std::memory_order_relaxed);
                 done({}, reply.str);

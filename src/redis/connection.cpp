@@ -213,15 +213,27 @@ void connection::command(std::vector<std::string> argv, reply_handler done) {
 }
 
 void connection::send_formatted(std::string formatted, reply_handler done) {
-    asio::post(strand_, [self = shared_from_this(), formatted = std::move(formatted),
-                         done = std::move(done)]() mutable {
-        if (self->state_ != state::connecting && self->state_ != state::ready) {
-            done(asio::error::not_connected, reply{});
-            return;
-        }
-        self->enqueue_formatted(formatted, std::move(done), 1);
-        self->do_write();
-    });
+    send_with([&formatted](std::string& out) { out += formatted; }, std::move(done));
+}
+
+void connection::drain_inbox() {
+    drained_bytes_.clear();
+    drained_handlers_.clear();
+    {
+        std::lock_guard<std::mutex> lock(inbox_mutex_);
+        drained_bytes_.swap(inbox_bytes_);
+        drained_handlers_.swap(inbox_handlers_);
+        inbox_scheduled_ = false;
+    }
+    if (state_ != state::connecting && state_ != state::ready) {
+        for (auto& done : drained_handlers_) done(asio::error::not_connected, reply{});
+        return;
+    }
+    out_ += drained_bytes_;
+    last_queued_ = clock::now();
+    for (auto& done : drained_handlers_)
+        pending_.push_back(pending{std::move(done), 1, last_queued_});
+    do_write();
 }
 
 void connection::enqueue_formatted(std::string_view formatted, reply_handler done,

@@ -8,6 +8,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -15,6 +16,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
@@ -84,6 +86,13 @@ public:
     /// reply), as `command()` does but without formatting on the strand: a caller on another
     /// thread formats it there, so the strand only appends bytes. See `format_command()`.
     void send_formatted(std::string formatted, reply_handler done);
+    /// Sends one command that `format(std::string& out)` appends to `out` in RESP form (one
+    /// command, one reply), as `send_formatted()` does but without a string of its own:
+    /// `format` runs at once on the calling thread, under a lock that only other senders take,
+    /// and writes straight into the batch for the strand. Commands sent this way from any
+    /// number of threads reach the strand in one hand-off per batch, not one per command.
+    template <class Format>
+    void send_with(Format&& format, reply_handler done);
 
     /// Sets the handler for Pub/Sub messages (see the class comment). Set it before SUBSCRIBE.
     void on_push(push_handler handler);
@@ -128,6 +137,7 @@ private:
     void on_connected();
     void enqueue(const std::vector<std::string>& argv, reply_handler done, std::size_t replies);
     void enqueue_formatted(std::string_view formatted, reply_handler done, std::size_t replies);
+    void drain_inbox();
     void arm_watchdog();
     void on_watchdog();
     void do_write();
@@ -161,7 +171,35 @@ private:
     std::array<char, std::size_t{16} * 1024> in_{};
     std::atomic<bool> connected_{false};
     std::atomic<std::size_t> writes_{0};
+
+    // Commands from other threads wait here for the strand; `inbox_scheduled_` is true while a
+    // drain is posted, so one post carries every command sent until it runs.
+    std::mutex inbox_mutex_;
+    std::string inbox_bytes_;
+    std::vector<reply_handler> inbox_handlers_;
+    bool inbox_scheduled_ = false;
+    // The strand's side of the swap, kept so their capacity is reused batch after batch.
+    std::string drained_bytes_;
+    std::vector<reply_handler> drained_handlers_;
 };
+
+template <class Format>
+void connection::send_with(Format&& format, reply_handler done) {
+    {
+        std::lock_guard<std::mutex> lock(inbox_mutex_);
+        const std::size_t before = inbox_bytes_.size();
+        try {
+            format(inbox_bytes_);
+            inbox_handlers_.push_back(std::move(done));
+        } catch (...) {
+            inbox_bytes_.resize(before);  // never half a command on the wire
+            throw;
+        }
+        if (inbox_scheduled_) return;
+        inbox_scheduled_ = true;
+    }
+    asio::post(strand_, [self = shared_from_this()] { self->drain_inbox(); });
+}
 
 /// Formats one command in RESP (an array of bulk strings), appending to `out`: what
 /// `send_formatted()` takes. Binary-safe.
