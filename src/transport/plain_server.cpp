@@ -10,6 +10,7 @@ namespace {
 struct plain_config : websocketpp::config::asio {
     using connection_base = connection_slot;
     using response_type = problem_response;
+    static const std::size_t connection_read_buffer_size = read_buffer_bytes;
 };
 
 }  // namespace

@@ -10,6 +10,7 @@ namespace {
 struct tls_config : websocketpp::config::asio_tls {
     using connection_base = connection_slot;
     using response_type = problem_response;
+    static const std::size_t connection_read_buffer_size = read_buffer_bytes;
 };
 
 }  // namespace

@@ -3,6 +3,7 @@
 // by exactly one .cpp per config, so each instantiation compiles once.
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,6 +23,12 @@
 #include "transport/transport_server.hpp"
 
 namespace gatehouse::detail {
+
+// The read buffer websocketpp embeds in every connection object (its default is 16 KiB). It
+// dominates the memory of an idle connection, while the commands it reads are small: at this
+// size one read still takes a few dozen pipelined commands, and a larger message simply
+// arrives over several reads. docs/benchmarks.md has the per-connection figures.
+inline constexpr std::size_t read_buffer_bytes = 2048;
 
 // Per-connection user data websocketpp keeps inside each of its connections (the config's
 // `connection_base`): the gateway session once the upgrade was accepted.
