@@ -11,6 +11,9 @@ struct plain_config : websocketpp::config::asio {
     using connection_base = connection_slot;
     using response_type = problem_response;
     static const std::size_t connection_read_buffer_size = read_buffer_bytes;
+    using message_type = frame_message_types::message_type;
+    using con_msg_manager_type = frame_message_types::con_msg_manager_type;
+    using endpoint_msg_manager_type = frame_message_types::endpoint_msg_manager_type;
 };
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "gateway/gateway_core.hpp"
 #include "gateway/session.hpp"
 #include "transport/event_stream.hpp"
+#include "transport/frame_message.hpp"
 #include "transport/transport_server.hpp"
 
 namespace gatehouse::detail {
@@ -167,15 +168,16 @@ private:
                                                            : websocketpp::frame::opcode::binary;
             const std::size_t size = frame.bytes->size();
             buffered_->fetch_add(size, std::memory_order_relaxed);
+            // The frame's bytes are shared, not copied: one buffer serves every connection a
+            // fan-out reaches (frame_message.hpp).
             std::shared_ptr<message_type> message(
-                new message_type(nullptr, op, 0), [counter = buffered_, size](message_type* m) {
+                new message_type(op, frame.bytes), [counter = buffered_, size](message_type* m) {
                     counter->fetch_sub(size, std::memory_order_relaxed);
                     delete m;
                 });
             message->set_header(websocketpp::frame::prepare_header(
                 websocketpp::frame::basic_header(op, size, true, false),
                 websocketpp::frame::extended_header(size)));
-            message->set_payload(*frame.bytes);
             message->set_prepared(true);
             // On failure the message is released here, and its deleter un-counts it.
             return con->send(message) ? send_status::closed : send_status::queued;
