@@ -22,6 +22,9 @@ readonly packages=(
     # tests: unit-test framework, the real Redis the integration tests start, their scripts,
     # and the microbenchmarks the ci preset builds
     catch2 redis-server python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
+    # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
+    # playwright-core from the npm registry with the machine's Node.js)
+    pybind11-dev python3-dev chromium
     # fuzz: clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
     # style: the formatter `test` checks with and `format` applies, and the linter `test` runs
@@ -29,7 +32,7 @@ readonly packages=(
 )
 
 # Directories whose C++ sources are formatted and format-checked.
-readonly format_dirs=(include src server tests examples bench)
+readonly format_dirs=(include src server tests examples bench demo bindings)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 die() {
@@ -43,6 +46,7 @@ usage: ./dev.sh COMMAND [ARGS...]
 
   run [server args...]  install missing packages, build the release preset, then run
                         gatehouse-server in the foreground (default --listen 0.0.0.0:8080)
+                        with the demo game and its browser client at / (GATEHOUSE_DEMO=0: off)
   test                  install missing packages, check formatting, build and run the tests
                         (preset ci: ASan+UBSan) and the fuzzers (preset fuzz); the last line
                         is "test: N passed, M failed"
@@ -63,6 +67,10 @@ cmd_setup() {
             missing+=("$pkg")
         fi
     done
+    # Node.js and npm by command, not by package: a machine may have them from elsewhere
+    # (NodeSource's nodejs bundles npm and conflicts with Debian's npm package).
+    command -v node >/dev/null 2>&1 || missing+=(nodejs)
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     if ((${#missing[@]} == 0)); then
         log "setup: all ${#packages[@]} packages are installed"
         return 0
@@ -100,9 +108,12 @@ cmd_run() {
     # broken test or benchmark must not stop anyone from running it.
     {
         cmd_setup
-        build_preset release --target gatehouse-server
+        build_preset release --target gatehouse-server gatehouse-demo-game
     } >&2
     cd "$caller_dir"
+    # The demo game and its browser client at / are on unless the caller says otherwise
+    # (GATEHOUSE_DEMO=0): the first run shows the whole loop (docs/getting-started.md).
+    export GATEHOUSE_DEMO="${GATEHOUSE_DEMO:-1}"
     exec "$repo_root/build/release/server/gatehouse-server" "$@"
 }
 

@@ -1,6 +1,7 @@
 // gatehouse-server: the reference server. It reads PROTOCOL.md section 1's flags (each with
 // its GATEHOUSE_* environment twin), builds a gateway on the in-process bus or, with --redis, on
-// Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM.
+// Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM. With --demo it
+// also serves the Click & Cook demo (docs/examples/demo-game.md).
 
 #include <openssl/crypto.h>
 #include <pthread.h>
@@ -28,7 +29,10 @@
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/redis_bus.hpp"
 #include "gatehouse/update.hpp"
+#include "in_process_game.hpp"
+#include "memory_session_store.hpp"
 #include "server_config.hpp"
+#include "web_client.hpp"
 
 namespace {
 
@@ -115,6 +119,36 @@ void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::
     m.gauge_callback("gatehouse_redis_connected",
                      "1 while the command connection and the subscription are up.",
                      [redis] { return redis->connected() ? 1.0 : 0.0; });
+}
+
+// --demo: the browser client's routes, and the game itself on the embedded bus. With Redis the
+// game is a process of its own (it must share the sessions across gateway instances), so this
+// only says how to run it. Null when the game does not run in this process.
+std::unique_ptr<gatehouse_demo::game::in_process_game> start_demo(
+    const gatehouse_server::config& config, const gatehouse::gateway_options& options,
+    gatehouse::gateway& gw, const std::shared_ptr<gatehouse::in_process_bus>& local_bus,
+    const std::shared_ptr<gatehouse::redis_bus>& redis, spdlog::logger& logger) {
+    gatehouse_demo::add_web_client_routes(gw);
+    if (!local_bus) {
+        std::string flags;
+        if (config.command_stream != gatehouse_server::config{}.command_stream) {
+            flags += " --command-stream " + config.command_stream;
+        }
+        if (config.updates_channel != gatehouse_server::config{}.updates_channel) {
+            flags += " --updates-channel " + config.updates_channel;
+        }
+        logger.info(
+            "demo: serving the web client; with --redis the game runs as its own process: "
+            "gatehouse-demo-game --redis URL{} (URL as given to --redis, here {})",
+            flags, redis->redacted_url());
+        return nullptr;
+    }
+    gatehouse_demo::game::in_process_game_options game_options;
+    game_options.log = options.log;
+    logger.info("demo: serving the web client and running the game in-process");
+    return std::make_unique<gatehouse_demo::game::in_process_game>(
+        local_bus, std::make_shared<gatehouse_demo::game::memory_session_store>(),
+        std::move(game_options));
 }
 
 // What the account routes run on; `workers` is null when they could not be set up (logged),
@@ -237,6 +271,9 @@ int run(int argc, char** argv) {
     const auto account_services = make_account_services(config, options, *gw, *logger);
     if (!account_services.workers) return account_services.exit_code;
     if (redis) add_redis_metrics(*gw, redis);
+    // Declared after gw, so that on an early return it goes first, while the bus still exists.
+    std::unique_ptr<gatehouse_demo::game::in_process_game> game;
+    if (config.demo) game = start_demo(config, options, *gw, local_bus, redis, *logger);
 
     if (const auto ec = gw->start()) {
         logger->error("cannot listen on {}: {}", options.listen, ec.message());
@@ -266,6 +303,9 @@ int run(int argc, char** argv) {
     // After the gateway, and while it still exists: requests it already read are answered by
     // jobs still queued, and commands still waiting on a hung Redis get bus_unavailable.
     account_services.workers->stop();
+    // No command arrives any more; the game answers what it still holds, onto a bus that
+    // exists until run() returns.
+    if (game) game->stop();
     if (redis) redis->close();
     logger->info("stopped");
     return 0;

@@ -80,6 +80,10 @@ void add_flags(CLI::App& app, config& c) {
          "with --redis: connect and reply deadline, seconds (a silent link is reconnected)");
     flag(app, "--redis-reconnect-max", c.redis_reconnect_max,
          "with --redis: longest pause between reconnect attempts, seconds");
+    app.add_flag("--demo", c.demo,
+                 "serve the Click & Cook demo: the browser client at / and, without --redis, "
+                 "the game itself (with --redis, run gatehouse-demo-game beside it)")
+        ->envname(env_twin("--demo"));
 }
 
 bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem) {

@@ -46,6 +46,8 @@ struct config {
     std::size_t stream_maxlen = 0;
     double redis_timeout = 5;
     double redis_reconnect_max = 2;
+    // The Click & Cook demo (docs/examples/demo-game.md).
+    bool demo = false;
 };
 
 // Registers every flag, with `GATEHOUSE_<NAME>` as its environment twin.

@@ -1,0 +1,117 @@
+// gatehouse-demo-game: the Click & Cook game as its own process, beside a gatehouse-server
+// that runs with --redis (docs/examples/demo-game.md). It prints one ready line on stdout once
+// its consumer group exists, and exits 0 on SIGINT/SIGTERM.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <utility>
+
+#include "redis/url.hpp"
+#include "stream_service.hpp"
+
+namespace {
+
+constexpr const char* program_name = "gatehouse-demo-game";
+constexpr int exit_ok = 0;
+constexpr int exit_runtime_error = 1;  // Redis refused our credentials, or the stream's key
+constexpr int exit_usage_error = 2;
+
+// Set by SIGINT/SIGTERM. hiredis retries a read that EINTR interrupted, so the flag is what
+// ends the loop: every blocking step is short and looks at it.
+volatile std::sig_atomic_t stop_requested = 0;
+
+extern "C" void on_stop_signal(int /*signal*/) { stop_requested = 1; }
+
+void log_line(const std::string& text) {
+    std::fprintf(stderr, "%s: %s\n", program_name, text.c_str());
+    std::fflush(stderr);
+}
+
+// The host name: stable across restarts on one machine, so a restarted game finds the
+// entries its previous run left unacknowledged.
+std::string default_consumer() {
+    char host[256] = {};
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "demo-game";
+    return host;
+}
+
+int run(int argc, char** argv) {
+    std::string redis_text;
+    gatehouse_demo::game::stream_service_options options;
+    CLI::App app{"gatehouse-demo-game: the Click & Cook game on a Redis-backed gatehouse"};
+    // Environment twins as gatehouse-server's, so one environment configures both.
+    app.add_option("--redis", redis_text, "redis://[user:pass@]host[:port][/db]")
+        ->envname("GATEHOUSE_REDIS")
+        ->required();
+    app.add_option("--command-stream", options.command_stream,
+                   "stream the gateway appends commands to")
+        ->envname("GATEHOUSE_COMMAND_STREAM")
+        ->capture_default_str();
+    app.add_option("--updates-channel", options.updates_channel,
+                   "channel the gateway listens on for updates")
+        ->envname("GATEHOUSE_UPDATES_CHANNEL")
+        ->capture_default_str();
+    app.add_option("--group", options.group, "consumer group")->capture_default_str();
+    app.add_option("--consumer", options.consumer,
+                   "consumer name in the group (default: the host name); keep it across "
+                   "restarts so pending entries are finished");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? exit_ok : exit_usage_error;
+    }
+    // The URL is not echoed: it may hold a password.
+    if (gatehouse::detail::redis::parse_url(redis_text, options.redis)) {
+        log_line("bad --redis URL: expected redis://[user:pass@]host[:port][/db]");
+        return exit_usage_error;
+    }
+    if (options.command_stream.empty() || options.updates_channel.empty() ||
+        options.group.empty()) {
+        log_line("--command-stream, --updates-channel and --group must not be empty");
+        return exit_usage_error;
+    }
+    if (options.consumer.empty()) options.consumer = default_consumer();
+
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    // hiredis writes with write(): a connection Redis closed must be an error, not a SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    const std::string ready = std::string(program_name) +
+                              " ready redis=" + gatehouse::detail::redis::redacted(options.redis) +
+                              " stream=" + options.command_stream +
+                              " channel=" + options.updates_channel + " group=" + options.group +
+                              " consumer=" + options.consumer;
+    gatehouse_demo::game::stream_service service(std::move(options), log_line);
+    try {
+        service.run(stop_requested, [&ready] {
+            std::printf("%s\n", ready.c_str());
+            std::fflush(stdout);
+        });
+    } catch (const gatehouse_demo::game::fatal_error& e) {
+        log_line(e.what());
+        return exit_runtime_error;
+    }
+    log_line("stopped after answering " + std::to_string(service.answered()) + " commands");
+    return exit_ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        log_line(std::string("unexpected error: ") + e.what());
+        return exit_runtime_error;
+    }
+}
