@@ -53,6 +53,11 @@ usage: ./dev.sh COMMAND [ARGS...]
   setup                 install the missing Debian packages (apt-get; sudo when not root)
   build [preset]        configure and build one CMake preset (default: dev)
   format                apply clang-format in place to the C++ sources
+  bench [matrix args...]
+                        install what is missing (packages, gnuplot-nox, the Node peer's npm
+                        packages), build the release preset's server and load generator, run
+                        bench/run_matrix.py (e.g. --quick, --reps 5, --threads 2); see
+                        bench/README.md
   help                  this text
 
 environment:
@@ -228,6 +233,18 @@ run_ctest() {
     fi
 }
 
+# playwright-core for the browser test (tests/browser), exactly as package-lock.json pins it.
+# Counted as a step: should it fail, browser.demo fails too and says why.
+install_browser_test_deps() {
+    log "test: npm ci in tests/browser"
+    if npm ci --prefix tests/browser --no-audit --no-fund; then
+        total_passed=$((total_passed + 1))
+    else
+        log "test: FAILED npm ci in tests/browser (the browser test cannot run)"
+        total_failed=$((total_failed + 1))
+    fi
+}
+
 cmd_test() {
     cmd_setup
     # Read by the fuzz tests when they run (not when they are configured), so changing it needs
@@ -235,19 +252,41 @@ cmd_test() {
     export GATEHOUSE_FUZZ_SECONDS="${GATEHOUSE_FUZZ_SECONDS:-30}"
 
     check_format
+    install_browser_test_deps
     run_ctest ci -j2
     check_tidy
     # ThreadSanitizer over what runs on several threads: the unit tests (connection manager,
     # bus, gateway), the server suites driving the real server's I/O threads, and the
     # embedding example. Only their targets are built; the tests of other targets are skipped.
     local tsan_targets=gatehouse_unit_tests,gatehouse-server,gatehouse_server_ws_client_test
-    tsan_targets+=,example_embedded_gateway
-    run_ctest tsan --targets="$tsan_targets" -j2 -E 'consumer|noexcept|example_|bench'
+    tsan_targets+=,example_embedded_gateway,gatehouse_demo_game_tests,gatehouse-demo-game
+    # Left out: single-threaded codecs and examples, the bindings (a Python interpreter would
+    # need the TSan runtime preloaded) and the browser test (Chromium under a TSan server is
+    # only slow, not more thorough).
+    run_ctest tsan --targets="$tsan_targets" -j2 -E 'consumer|noexcept|example_|bench|bindings|browser'
     # Each fuzzer runs for a fixed time on one core, so two at once fit the two-core machines.
     run_ctest fuzz -j2
 
     echo "test: $total_passed passed, $total_failed failed"
     ((total_failed == 0))
+}
+
+# The end-to-end benchmark matrix (bench/README.md): gatehouse-server against the Node peer.
+cmd_bench() {
+    {
+        cmd_setup
+        # gnuplot draws the roundtrip latency plot; a benchmark-only need, so not in `packages`.
+        if ! command -v gnuplot >/dev/null 2>&1; then
+            local sudo=()
+            ((EUID == 0)) || sudo=(sudo)
+            "${sudo[@]}" apt-get update
+            "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+                apt-get install -y --no-install-recommends gnuplot-nox
+        fi
+        (cd bench/peers/node && npm ci --no-audit --no-fund)
+        build_preset release --target gatehouse-server gatehouse_load gatehouse_bench_echo
+    } >&2
+    /usr/bin/python3 bench/run_matrix.py "$@"
 }
 
 main() {
@@ -259,6 +298,7 @@ main() {
         run) cmd_run "$@" ;;
         test) (($# == 0)) || die "test takes no arguments"; cmd_test ;;
         format) (($# == 0)) || die "format takes no arguments"; cmd_format ;;
+        bench) cmd_bench "$@" ;;
         help | -h | --help) usage ;;
         *)
             usage >&2

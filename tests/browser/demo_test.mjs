@@ -1,0 +1,285 @@
+// End-to-end test of the Click & Cook web client: a real gatehouse-server --demo, the page in
+// headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core), a player who
+// registers, cooks, sells, logs out and in again, and survives a dropped connection with an
+// access token about to expire.
+//
+// usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR
+// Exit 0 when every check passed; 1 with the reason otherwise. ARTIFACT_DIR receives
+// demo.png (the page at the end), failure.png (the page when a check failed) and server.log.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+const CHROMIUM = '/usr/bin/chromium';
+// The machine's network is closed: without these Chromium waits on updaters, sync and QUIC.
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+const READY_TIMEOUT_MS = 20_000; // an ASan build starts slower
+const STEP_TIMEOUT_MS = 10_000; // every single wait in the page
+const TEST_TIMEOUT_MS = 100_000; // the whole run; CTest's TIMEOUT is above this
+// Shorter than the page's 30 s refresh margin plus a little: after a few seconds the page
+// treats the token as about to expire and refreshes it before reconnecting.
+const ACCESS_TTL_S = 33;
+const SANITIZER_REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer/;
+
+class Failure extends Error {}
+
+// The server child, killed by the watchdog when the run hangs.
+let serverProc = null;
+
+function check(condition, message) {
+  if (!condition) throw new Failure(message);
+}
+
+function usage() {
+  console.error('usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR');
+  process.exit(2);
+}
+
+async function loadPlaywright() {
+  try {
+    return (await import('playwright-core')).chromium;
+  } catch (error) {
+    throw new Failure(
+      `playwright-core is not installed (${error.code ?? error.message}): run \`npm ci\` in ` +
+        'tests/browser (./dev.sh test does this before running the tests)',
+    );
+  }
+}
+
+function requireChromium() {
+  try {
+    accessSync(CHROMIUM, constants.X_OK);
+  } catch {
+    throw new Failure(`${CHROMIUM} not found: install Debian's chromium (./dev.sh setup does)`);
+  }
+}
+
+// Starts the server on a free loopback port; resolves with {proc, base, exited} once it
+// printed its ready line. Its stderr (the log) goes to logPath.
+function startServer(binary, logPath) {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_')),
+  );
+  env.ASAN_OPTIONS ??= 'abort_on_error=0:detect_leaks=1';
+  env.UBSAN_OPTIONS ??= 'print_stacktrace=1';
+  const args = [
+    '--demo', '--listen', '127.0.0.1:0', '--db', 'sqlite::memory:',
+    '--jwt-secret', `browser-test-${randomBytes(16).toString('hex')}`,
+    '--password-hash-kib', '8192', '--password-hash-passes', '1',
+    '--access-ttl', String(ACCESS_TTL_S), '--shutdown-timeout', '3',
+  ];
+  const proc = spawn(binary, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  serverProc = proc;
+  const log = createWriteStream(logPath);
+  proc.stderr.pipe(log);
+  // Settles once the process exited and its log is on disk.
+  const exited = Promise.all([
+    new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal }))),
+    new Promise((resolve) => log.on('close', resolve)),
+  ]).then(([status]) => status);
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    const timer = setTimeout(() => {
+      reject(new Failure(`no ready line from the server within ${READY_TIMEOUT_MS} ms; see ${logPath}`));
+    }, READY_TIMEOUT_MS);
+    proc.on('error', (error) => {
+      clearTimeout(timer);
+      reject(new Failure(`cannot start ${binary}: ${error.message}`));
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Failure(`the server exited (${code ?? signal}) before it was ready; see ${logPath}`));
+    });
+    proc.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      const newline = stdout.indexOf('\n');
+      if (newline < 0) return;
+      clearTimeout(timer);
+      const match = /^gatehouse ready listen=(\S+)$/.exec(stdout.slice(0, newline));
+      if (!match) reject(new Failure(`unexpected first stdout line: ${stdout.slice(0, newline)}`));
+      else resolve({ proc, base: `http://${match[1]}`, exited });
+    });
+  });
+}
+
+// SIGTERM, then SIGKILL after 10 s; resolves with the exit status.
+async function stopServer(server) {
+  server.proc.kill('SIGTERM');
+  const killer = setTimeout(() => server.proc.kill('SIGKILL'), 10_000);
+  const status = await server.exited;
+  clearTimeout(killer);
+  return status;
+}
+
+// The page's steps; `page` is a fresh playwright Page at the server's /.
+async function play(page, base) {
+  const text = (testId) => page.getByTestId(testId).textContent();
+  const waitText = async (testId, expected, what) => {
+    try {
+      await page.waitForFunction(
+        ([id, want]) => document.querySelector(`[data-testid="${id}"]`)?.textContent === want,
+        [testId, expected],
+        { timeout: STEP_TIMEOUT_MS },
+      );
+    } catch {
+      throw new Failure(`${what}: ${testId} is ${JSON.stringify(await text(testId))}, want ${JSON.stringify(expected)}`);
+    }
+  };
+  const waitConnected = async (what) => {
+    try {
+      await page.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
+    } catch {
+      throw new Failure(`${what}: not connected; status says ${JSON.stringify(await text('status'))}, ` +
+        `auth says ${JSON.stringify(await text('auth-message'))}`);
+    }
+  };
+  const logEntries = (type) => page.locator(`[data-testid="log"] li[data-type="${type}"]`);
+
+  await page.goto(`${base}/`, { timeout: STEP_TIMEOUT_MS });
+  check((await page.title()).startsWith('Click & Cook'), `page title is ${await page.title()}`);
+  check(await page.getByTestId('auth').isVisible(), 'the login form is not shown');
+
+  // Register (the page logs in right after) and get a fresh session.
+  const username = `cook_${randomBytes(4).toString('hex')}`;
+  const password = `pw-${randomBytes(8).toString('hex')}`;
+  await page.getByTestId('username').fill(username);
+  await page.getByTestId('email').fill(`${username}@example.com`);
+  await page.getByTestId('password').fill(password);
+  await page.getByTestId('register').click();
+  await waitConnected('after registering');
+  await waitText('dishes', '0', 'a new session');
+  await waitText('coins', '0', 'a new session');
+  check((await text('player')) === username, `player shown is ${await text('player')}`);
+
+  // Three quick cooks: every one is acked and answered, in order.
+  for (let i = 0; i < 3; i++) await page.getByTestId('cook').click();
+  await waitText('dishes', '3', 'after three cooks');
+  const cookStates = logEntries('game.state').filter({ hasText: 'cook' });
+  check((await cookStates.count()) === 3, `log shows ${await cookStates.count()} cook game.state lines, want 3`);
+  const lastCook = await cookStates.first().getAttribute('data-correlation-id');
+  check(lastCook, 'a game.state line carries no correlation id');
+  check(
+    (await logEntries('ack').and(page.locator(`[data-correlation-id="${lastCook}"]`)).count()) === 1,
+    `no ack logged for correlation id ${lastCook}`,
+  );
+
+  // Log out and in again: the game kept the session.
+  await page.getByTestId('logout').click();
+  await page.getByTestId('auth').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  await page.getByTestId('username').fill(username);
+  await page.getByTestId('password').fill(password);
+  await page.getByTestId('login').click();
+  await waitConnected('after logging in');
+  await waitText('dishes', '3', 'the session after logging in again');
+
+  // Drop the connection once the access token is close to expiry: the page refreshes it and
+  // reconnects, and the game answers the new connection.
+  const refreshed = page.waitForResponse((r) => r.url().endsWith('/token/refresh'), { timeout: 3 * STEP_TIMEOUT_MS });
+  const welcomes = await logEntries('welcome').count();
+  await page.waitForTimeout(4_000);
+  await page.evaluate(() => window.clickAndCook.dropConnection());
+  const refresh = await refreshed;
+  check(refresh.status() === 200, `token refresh answered ${refresh.status()}`);
+  await logEntries('refresh').first().waitFor({ timeout: STEP_TIMEOUT_MS });
+  await waitConnected('after the dropped connection');
+  check((await logEntries('welcome').count()) === welcomes + 1, 'no second welcome after reconnecting');
+
+  // Two more cooks and a sale: 5 dishes at 2 coins each.
+  await page.getByTestId('cook').click();
+  await page.getByTestId('cook').click();
+  await waitText('dishes', '5', 'after two more cooks');
+  await page.getByTestId('sell').click();
+  await waitText('coins', '10', 'after selling');
+  await waitText('dishes', '0', 'after selling');
+
+  // The game's refusals reach the page with their code: a stove costs 25.
+  await page.getByTestId('buy-stove').click();
+  await page.locator('[data-testid="log"] li[data-type="game.error"]', { hasText: 'not_enough_coins' })
+    .waitFor({ timeout: STEP_TIMEOUT_MS });
+  check((await text('game-message')).includes('25'), `game.error message shown: ${await text('game-message')}`);
+  // A knife costs 10: bought, and cooking gets stronger.
+  await page.getByTestId('buy-knife').click();
+  await waitText('coins', '0', 'after buying a knife');
+  await waitText('cook-power', '2', 'after buying a knife');
+  await page.getByTestId('level-check').click();
+  await waitText('game-message', 'Level up needs 20 xp.', 'level check at 10 xp');
+  return username;
+}
+
+async function main() {
+  const [binary, artifactDir] = process.argv.slice(2);
+  if (!binary || !artifactDir) usage();
+  mkdirSync(artifactDir, { recursive: true });
+  const logPath = path.resolve(artifactDir, 'server.log');
+  requireChromium();
+  const chromium = await loadPlaywright();
+
+  const server = await startServer(binary, logPath);
+  const userDataDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-chromium-'));
+  let context = null;
+  let page = null;
+  let passed = false;
+  const pageErrors = [];
+  try {
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: 30_000,
+      viewport: { width: 1200, height: 900 },
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    page.on('pageerror', (error) => pageErrors.push(error.message));
+    page.on('console', (message) => {
+      if (message.type() === 'error') pageErrors.push(message.text());
+    });
+
+    const username = await play(page, server.base);
+    check(pageErrors.length === 0, `errors in the page's console: ${pageErrors.join(' | ')}`);
+    const shot = path.resolve(artifactDir, 'demo.png');
+    await page.screenshot({ path: shot, fullPage: true });
+    console.log(`browser.demo: ${username} registered, cooked, sold, reconnected; screenshot ${shot}`);
+    passed = true;
+  } catch (error) {
+    if (page) {
+      const shot = path.resolve(artifactDir, 'failure.png');
+      await page.screenshot({ path: shot, fullPage: true, timeout: 5_000 }).catch(() => {});
+      console.error(`browser.demo: screenshot of the failure: ${shot}`);
+    }
+    throw error;
+  } finally {
+    await context?.close().catch(() => {});
+    rmSync(userDataDir, { recursive: true, force: true });
+    const { code, signal } = await stopServer(server);
+    // Checked after a passing run only, so that they never hide the first failure.
+    if (passed) {
+      check(!SANITIZER_REPORT.test(readFileSync(logPath, 'utf8')), `sanitizer report in the server log: see ${logPath}`);
+      check(code === 0, `server exit ${code ?? signal} after SIGTERM, want 0; see ${logPath}`);
+    }
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`browser.demo: FAILED: the test took longer than ${TEST_TIMEOUT_MS} ms`);
+  serverProc?.kill('SIGKILL');
+  process.exit(1);
+}, TEST_TIMEOUT_MS);
+
+main().then(
+  () => {
+    clearTimeout(watchdog);
+    console.log('browser.demo: passed');
+  },
+  (error) => {
+    clearTimeout(watchdog);
+    console.error(`browser.demo: FAILED: ${error instanceof Failure ? error.message : error.stack}`);
+    process.exitCode = 1;
+  },
+);
