@@ -1,0 +1,81 @@
+#include "gatehouse_session.hpp"
+
+#include <utility>
+
+#include "json_fields.hpp"
+
+namespace gh_client {
+
+namespace gc = gatehouse::client;
+
+gatehouse_session::gatehouse_session(transport& t, delegates d)
+    : transport_(t),
+      delegates_(std::move(d)),
+      socket_(t, websocket_client::callbacks{
+                     nullptr, [this](bool text, std::string_view data) { on_message(text, data); },
+                     [this](std::uint16_t code, std::string_view why) {
+                         welcomed_ = false;
+                         if (delegates_.on_disconnected) delegates_.on_disconnected(code, why);
+                     }}) {}
+
+bool gatehouse_session::connect(const std::string& host, std::uint16_t port,
+                                std::string_view access_token) {
+    if (!transport_.connect(host, port, 5000)) return false;
+    // The token in the path: no custom headers needed, which browsers and some engine socket
+    // layers cannot set. The gateway never logs it (the path is redacted).
+    socket_.open(host + ":" + std::to_string(port), "/ws/player/" + std::string(access_token),
+                 "gatehouse.protobuf");
+    return true;
+}
+
+std::string gatehouse_session::send_command(std::string_view type, std::string_view payload_json,
+                                            reply_handler on_reply) {
+    if (!ready()) return {};
+    std::string id = "u-" + std::to_string(next_command_++);
+    gc::envelope command;
+    if (command.set_type(type) != gc::status::ok) return {};
+    if (command.set_correlation_id(id) != gc::status::ok) return {};
+    // On a Protobuf connection the payload travels as bytes; payload_codec "json" says what
+    // they are, so the command lands on the bus as JSON for the game service.
+    command.set_payload(gc::payload_format::json, payload_json);
+
+    gc::encode_result r =
+        gc::encode(gc::wire_format::protobuf, command, frame_.data(), frame_.size());
+    if (r.code == gc::status::buffer_too_small) {
+        frame_.resize(r.size);
+        r = gc::encode(gc::wire_format::protobuf, command, frame_.data(), frame_.size());
+    }
+    if (r.code != gc::status::ok) return {};
+    if (!socket_.send(false, std::string_view(frame_.data(), r.size))) return {};
+    pending_.emplace(id, std::move(on_reply));
+    return id;
+}
+
+void gatehouse_session::on_message(bool text, std::string_view data) {
+    gc::envelope message;
+    // The server writes Protobuf connections in binary frames only; a text frame would be a
+    // broken server, and is ignored rather than trusted.
+    if (text || gc::decode(gc::wire_format::protobuf, data, message) != gc::status::ok) return;
+
+    if (message.type() == "welcome" && !welcomed_) {
+        welcomed_ = true;
+        const auto payload = message.payload();
+        if (delegates_.on_welcome) {
+            delegates_.on_welcome(json_string(payload, "player_id").value_or(""),
+                                  json_string(payload, "connection_id").value_or(""));
+        }
+        return;
+    }
+    const auto waiting = pending_.find(message.correlation_id());
+    if (waiting == pending_.end()) {
+        if (delegates_.on_update) delegates_.on_update(message);
+        return;
+    }
+    // Moved out first: the handler may send commands, which changes pending_.
+    reply_handler handler = std::move(waiting->second);
+    pending_.erase(waiting);
+    const bool finished = handler(message) || message.type() == "error";
+    if (!finished) pending_.emplace(std::string(message.correlation_id()), std::move(handler));
+}
+
+}  // namespace gh_client
