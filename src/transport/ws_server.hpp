@@ -94,6 +94,15 @@ public:
         server_.init_asio(&io_);
         server_.set_reuse_addr(true);
         server_.set_listen_backlog(1024);
+        // Acks and updates are small writes. With Nagle's algorithm on, each one waits behind
+        // the previous unacknowledged frame for the client's next packet or delayed ACK: a
+        // command's ack then arrives one command-interval late (bench/README.md, roundtrip).
+        server_.set_tcp_pre_init_handler([this](websocketpp::connection_hdl h) {
+            std::error_code ec;
+            const auto con = server_.get_con_from_hdl(h, ec);
+            if (ec || !con) return;
+            con->get_raw_socket().set_option(asio::ip::tcp::no_delay(true), ec);
+        });
         // websocketpp measures the assembled message, after any extension: N bytes pass,
         // N + 1 close the connection with 1009.
         server_.set_max_message_size(options.max_message_bytes);
