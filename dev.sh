@@ -180,7 +180,7 @@ check_tidy() {
     mapfile -d '' files < <(format_files)
     local sources=()
     for f in "${files[@]}"; do
-        [[ "$f" == *.cpp && "$f" != tests/* ]] && sources+=("$f")
+        [[ "$f" == *.cpp && "$f" != tests/* && "$f" != */tests/* ]] && sources+=("$f")
     done
     log "test: clang-tidy on ${#sources[@]} files"
     if [[ -f build/ci/compile_commands.json ]] &&

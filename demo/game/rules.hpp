@@ -42,7 +42,7 @@ struct outcome {
 };
 
 /// Longest stretch of time one `passive` credits: 8 hours, in seconds.
-inline constexpr std::int64_t passive_cap_seconds = 8 * 3600;
+inline constexpr std::int64_t passive_cap_seconds = std::int64_t{8} * 3600;
 /// `cook`'s largest count.
 inline constexpr std::int64_t max_cook_count = 100;
 

@@ -81,11 +81,10 @@ ws_event frame_reader::next() {
             case opcode::close:
                 if (payload.size() == 1) return violation(1002);
                 e.what = ws_event::kind::close;
-                e.close_code =
-                    payload.size() >= 2
-                        ? static_cast<std::uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
-                                                     static_cast<unsigned char>(payload[1]))
-                        : 1005;
+                e.close_code = static_cast<std::uint16_t>(
+                    payload.size() >= 2 ? (static_cast<unsigned char>(payload[0]) << 8) |
+                                              static_cast<unsigned char>(payload[1])
+                                        : 1005);
                 e.data = payload.size() > 2 ? payload.substr(2) : std::string();
                 return e;
             case opcode::text:

@@ -254,7 +254,7 @@ TEST_CASE("passive is capped at 8 hours, the rest forfeited") {
     using gatehouse_demo::game::passive_cap_seconds;
     state s = fresh_state(t0);
     s.passive_rate = 2;
-    const std::int64_t day_ms = 24 * 3600 * 1000;
+    const std::int64_t day_ms = std::int64_t{24} * 3600 * 1000;
     s = ok(s, "passive", nullptr, t0 + day_ms + 300);
     CHECK(s.dishes == 2 * passive_cap_seconds);
     CHECK(s.last_passive_ms == t0 + day_ms);
