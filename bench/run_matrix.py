@@ -1,0 +1,469 @@
+#!/usr/bin/python3
+"""The end-to-end benchmark matrix: gatehouse-server against the Node peer, in one run.
+
+For every repetition, every workload runs once against gatehouse and once against the Node
+peer (bench/peers/node), alternately, each run on a fresh redis-server and a fresh server
+process. The load generator (build/release/bench/load/gatehouse_load) prints one JSON line per
+run; this script keeps them all (raw.jsonl), prints a table of medians, gatehouse/Node ratios
+and the spread between repetitions, writes summary.json, and plots roundtrip latency against
+offered load (roundtrip.png, with gnuplot).
+
+CPU placement (see bench/README.md): the server under test alone on core 1 (`taskset -c 1`);
+the generator, redis-server and the echo service together on core 0. Both servers get the same
+single core, so the comparison is per core; what runs on core 0 is the same for both.
+
+    bench/run_matrix.py [--reps 3] [--quick] [--threads 1] [--workloads a,b] [--servers a,b]
+
+Every wait is bounded and every process this script starts is stopped by its PID.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import re
+import resource
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests", "server"))
+from redis_fixture import RedisServer  # noqa: E402  (the tests' own redis-server fixture)
+
+READY_RE = re.compile(r"ready listen=(\S+):(\d+)\s*$")
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 8.0
+STREAM_MAXLEN = 100000  # both servers trim the command stream alike (XADD MAXLEN ~)
+CHANNEL = "ws_updates_channel"
+STREAM = "gateway:commands"
+
+# Workload parameters: (full, quick). Durations are the measured window, after a warmup.
+WORKLOADS = {
+    "ingress": ({"connections": 100, "window": 8}, {"connections": 20, "window": 8}),
+    "fanout": ({"connections": 1000, "window": 1000}, {"connections": 200, "window": 500}),
+    "broadcast": ({"connections": 1000, "window": 16}, {"connections": 200, "window": 16}),
+    "roundtrip": ({"connections": 50, "rate": 5000}, {"connections": 20, "rate": 2000}),
+    "connect": ({"connections": 5000, "concurrency": 128},
+                {"connections": 500, "concurrency": 64}),
+}
+TIMING = ({"warmup": 1, "duration": 5}, {"warmup": 0.5, "duration": 1.5})
+SWEEP_RATES = ([1000, 2500, 5000, 10000, 20000], [1000, 5000])
+
+# The figures the table shows per workload: (field, higher is better).
+HEADLINE = {
+    "ingress": [("acks_per_s", True), ("p50_us", False), ("p99_us", False), ("p999_us", False)],
+    "fanout": [("delivered_per_s", True), ("p50_us", False), ("p99_us", False),
+               ("p999_us", False)],
+    "broadcast": [("deliveries_per_s", True), ("p50_us", False), ("p99_us", False)],
+    "roundtrip": [("p50_us", False), ("p99_us", False), ("p999_us", False),
+                  ("echoes_per_s", True)],
+    "connect": [("connections_per_s", True), ("rss_per_conn_bytes", False)],
+}
+COMMON = [("gen_cpu", None), ("redis_cpu", None), ("server_cpu", None)]
+
+
+def log(msg):
+    print(f"run_matrix: {msg}", file=sys.stderr, flush=True)
+
+
+def _raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pin(pid, cpus):
+    """Pins every thread of `pid` to `cpus` (taskset -a -p)."""
+    subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, timeout=10)
+
+
+class Proc:
+    """A child process with stdout and stderr in files, stopped by PID (SIGTERM, then KILL)."""
+
+    def __init__(self, name, argv, log_dir, cwd=None):
+        self.name = name
+        self.out_path = os.path.join(log_dir, f"{name}.stdout")
+        self.err_path = os.path.join(log_dir, f"{name}.stderr")
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=self._err, cwd=cwd, preexec_fn=_raise_nofile)
+        self.pid = self.proc.pid
+
+    def wait_line(self, pattern, timeout=START_TIMEOUT_S):
+        """Waits (bounded) for a stdout line matching `pattern`; returns the match."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.out_path, "rb") as f:
+                for line in f.read().decode("utf-8", "replace").splitlines():
+                    m = re.search(pattern, line)
+                    if m:
+                        return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"{self.name}: no line /{pattern}/ within {timeout} s (exit "
+                           f"{self.proc.poll()}); stderr: {self.stderr_tail()}")
+
+    def stderr_tail(self, n=1500):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")[-n:]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._out.close()
+        self._err.close()
+        return self.proc.returncode
+
+
+def wait_http_ready(host, port, timeout=START_TIMEOUT_S):
+    """gatehouse answers GET /ready 200 once its bus is connected."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"gatehouse /ready did not answer 200 within {timeout} s")
+
+
+def start_gatehouse(binary, redis_url, secret, threads, cpus, log_dir):
+    p = Proc("gatehouse", ["taskset", "-c", cpus, binary, "--listen", "127.0.0.1:0",
+                           "--redis", redis_url, "--jwt-secret", secret, "--threads",
+                           str(threads), "--ws-rate-limit", "0", "--db", "sqlite::memory:",
+                           "--log-level", "warn", "--stream-maxlen", str(STREAM_MAXLEN),
+                           "--command-stream", STREAM, "--updates-channel", CHANNEL], log_dir)
+    m = p.wait_line(r"^gatehouse ready listen=(\S+):(\d+)$")
+    wait_http_ready(m.group(1), int(m.group(2)))
+    return p, int(m.group(2))
+
+
+def start_node(node_dir, redis_url, secret, cpus, log_dir):
+    p = Proc("node", ["taskset", "-c", cpus, shutil.which("node") or "node", "server.js",
+                      "--listen", "127.0.0.1:0", "--redis", redis_url, "--jwt-secret", secret,
+                      "--stream-maxlen", str(STREAM_MAXLEN), "--command-stream", STREAM,
+                      "--updates-channel", CHANNEL], log_dir, cwd=node_dir)
+    m = p.wait_line(r"^node-peer ready listen=(\S+):(\d+)$")
+    return p, int(m.group(2))
+
+
+def run_load(load_bin, workload, port, secret, label, server_pid, redis_port, params, cpus,
+             log_dir, redis_pid=0):
+    """Runs the generator once (pinned to `cpus`); returns its JSON line as a dict."""
+    argv = ["taskset", "-c", cpus, load_bin, workload, "--port", str(port), "--secret", secret,
+            "--label", label, "--server-pid", str(server_pid), "--redis-port", str(redis_port),
+            "--channel", CHANNEL, "--redis-pid", str(redis_pid)]
+    for k, v in params.items():
+        argv += [f"--{k}", str(v)]
+    bound = params.get("warmup", 1) + params.get("duration", 5) + params.get("drain", 5) + 120
+    with open(os.path.join(log_dir, "load.stderr"), "ab") as err:
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, timeout=bound,
+                           preexec_fn=_raise_nofile)
+    lines = [ln for ln in r.stdout.decode("utf-8", "replace").splitlines() if ln.startswith("{")]
+    if len(lines) != 1:
+        raise RuntimeError(f"gatehouse_load {workload}: want one JSON line, got {len(lines)} "
+                           f"(exit {r.returncode})")
+    result = json.loads(lines[0])
+    result["exit_code"] = r.returncode
+    return result
+
+
+def one_run(args, server, workload, params, log_dir):
+    """Fresh redis-server + server (+ echo service): one generator run. Returns its result."""
+    secret = "bench-" + secrets.token_hex(16)
+    redis = RedisServer()
+    procs = []
+    try:
+        redis.start()
+        pin(redis.proc.pid, args.client_cpus)
+        if server == "gatehouse":
+            srv, port = start_gatehouse(args.gatehouse, redis.url, secret, args.threads,
+                                        args.server_cpus, log_dir)
+        else:
+            srv, port = start_node(args.node_dir, redis.url, secret, args.node_cpus, log_dir)
+        procs.append(srv)
+        if workload == "roundtrip":
+            echo = Proc("echo", ["taskset", "-c", args.client_cpus, args.echo, "--redis-port",
+                                 str(redis.port), "--stream", STREAM, "--channel", CHANNEL],
+                        log_dir)
+            procs.append(echo)
+            echo.wait_line(r"^echo ready$")
+        result = run_load(args.load, workload, port, secret, server, srv.pid, redis.port,
+                          params, args.client_cpus, log_dir, redis_pid=redis.proc.pid)
+        if srv.proc.poll() is not None:
+            result["ok"] = False
+            result["server_died"] = srv.proc.returncode
+        return result
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        redis.close()
+
+
+def spread(values):
+    """max/min - 1, as a percentage; 0 for fewer than two values."""
+    vals = [v for v in values if isinstance(v, (int, float))]
+    if len(vals) < 2 or min(vals) <= 0:
+        return 0.0
+    return 100.0 * (max(vals) / min(vals) - 1.0)
+
+
+def summarise(results, servers):
+    """{key: {server: {field: {median, spread_pct, runs}}, ratio: {...}}}; key = workload[@rate]."""
+    summary = {}
+    for r in results:
+        key = r["workload"] + (f"@{int(r['rate'])}" if r["workload"] == "roundtrip" else "")
+        summary.setdefault(key, {}).setdefault(r["server"], []).append(r)
+    out = {}
+    for key, by_server in summary.items():
+        workload = key.split("@")[0]
+        fields = HEADLINE[workload] + COMMON
+        entry = {}
+        for server, runs in by_server.items():
+            entry[server] = {"runs": len(runs), "failed_runs": sum(1 for x in runs if not x.get("ok"))}
+            for field, _ in fields:
+                vals = [x[field] for x in runs if isinstance(x.get(field), (int, float))]
+                if vals:
+                    entry[server][field] = {"median": statistics.median(vals),
+                                            "spread_pct": spread(vals)}
+        if all(s in entry for s in servers) and len(servers) == 2:
+            a, b = servers
+            entry["ratio"] = {}
+            for field, _ in HEADLINE[workload]:
+                va = entry[a].get(field, {}).get("median")
+                vb = entry[b].get(field, {}).get("median")
+                if va and vb:
+                    entry["ratio"][field] = va / vb
+        out[key] = entry
+    return out
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def table(summary, servers):
+    rows = []
+    a, b = (servers + [None])[:2]
+    head = ["workload", "figure"] + [f"{s} (spread)" for s in servers]
+    if b:
+        head.append(f"{a}/{b}")
+        head.append("better")
+    rows.append(head)
+    for key in sorted(summary, key=lambda k: (list(WORKLOADS).index(k.split("@")[0]),
+                                              int(k.split("@")[1]) if "@" in k else 0)):
+        entry = summary[key]
+        workload = key.split("@")[0]
+        for field, higher in HEADLINE[workload] + COMMON:
+            row = [key, field]
+            for s in servers:
+                f = entry.get(s, {}).get(field)
+                fails = entry.get(s, {}).get("failed_runs", 0)
+                cell = f"{fmt(f['median'])} ({f['spread_pct']:.0f}%)" if f else "-"
+                if fails and field == HEADLINE[workload][0][0]:
+                    cell += f" [{fails} failed]"
+                row.append(cell)
+            if b:
+                ratio = entry.get("ratio", {}).get(field)
+                row.append(f"{ratio:.2f}x" if ratio else "")
+                row.append("" if higher is None else ("higher" if higher else "lower"))
+            rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot(summary, servers, out_dir):
+    """roundtrip.dat + roundtrip.png (gnuplot): p50/p99 against offered rate."""
+    rates = sorted({int(k.split("@")[1]) for k in summary if k.startswith("roundtrip@")})
+    if len(rates) < 2:
+        return None
+    dat = os.path.join(out_dir, "roundtrip.dat")
+    with open(dat, "w") as f:
+        f.write("# rate " + " ".join(f"{s}_p50_us {s}_p99_us" for s in servers) + "\n")
+        for rate in rates:
+            entry = summary[f"roundtrip@{rate}"]
+            cells = []
+            for s in servers:
+                for q in ("p50_us", "p99_us"):
+                    v = entry.get(s, {}).get(q, {}).get("median")
+                    cells.append(f"{v:.1f}" if v else "NaN")
+            f.write(f"{rate} " + " ".join(cells) + "\n")
+    gnuplot = shutil.which("gnuplot")
+    if not gnuplot:
+        log("gnuplot not found: roundtrip.dat written, no PNG (apt-get install gnuplot-nox)")
+        return None
+    png = os.path.join(out_dir, "roundtrip.png")
+    curves = []
+    for i, s in enumerate(servers):
+        curves.append(f"'{dat}' using 1:{2 + 2 * i} with linespoints lw 2 title '{s} p50'")
+        curves.append(f"'{dat}' using 1:{3 + 2 * i} with linespoints lw 2 dt 2 title '{s} p99'")
+    script = "\n".join([
+        "set terminal pngcairo size 900,560 noenhanced" if _has_cairo(gnuplot)
+        else "set terminal png size 900,560 noenhanced",
+        f"set output '{png}'",
+        "set title 'roundtrip: command -> XADD -> echo service -> PUBLISH -> client'",
+        "set xlabel 'offered load (commands/s)'",
+        "set ylabel 'latency (us)'",
+        "set logscale y",
+        "set grid",
+        "set key top left",
+        "plot " + ", ".join(curves),
+    ])
+    subprocess.run([gnuplot], input=script.encode(), check=True, timeout=30)
+    return png
+
+
+def _has_cairo(gnuplot):
+    r = subprocess.run([gnuplot, "-e", "set terminal"], capture_output=True, timeout=10)
+    return b"pngcairo" in r.stdout + r.stderr
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the matrix (default 3)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: small, short workloads")
+    ap.add_argument("--threads", type=int, default=1, help="gatehouse --threads (default 1)")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help="comma-separated subset of " + ",".join(WORKLOADS))
+    ap.add_argument("--servers", default="gatehouse,node", help="gatehouse,node or one of them")
+    ap.add_argument("--rates", default=None,
+                    help="roundtrip offered loads, commands/s (default 1000,2500,5000,10000,"
+                         "20000; --quick 1000,5000)")
+    ap.add_argument("--results", default=None,
+                    help="results directory (default build/bench-results/<UTC time>)")
+    ap.add_argument("--server-cpus", default=None,
+                    help="taskset list for gatehouse (default 1; with --threads N, cores 1..N "
+                         "when the machine has more, else all cores)")
+    ap.add_argument("--node-cpus", default="1", help="taskset list for the Node peer (default 1)")
+    ap.add_argument("--client-cpus", default="0",
+                    help="taskset list for the generator, redis-server, echo (default 0)")
+    build = os.path.join(REPO, "build", "release")
+    ap.add_argument("--gatehouse", default=os.path.join(build, "server", "gatehouse-server"))
+    ap.add_argument("--load", default=os.path.join(build, "bench", "load", "gatehouse_load"))
+    ap.add_argument("--echo", default=os.path.join(build, "bench", "load", "gatehouse_bench_echo"))
+    ap.add_argument("--node-dir", default=os.path.join(REPO, "bench", "peers", "node"))
+    args = ap.parse_args(argv)
+    ncpu = os.cpu_count() or 1
+    if args.server_cpus is None:
+        if args.threads <= 1:
+            args.server_cpus = "1" if ncpu > 1 else "0"
+        elif ncpu > args.threads:
+            args.server_cpus = f"1-{args.threads}"
+        else:
+            args.server_cpus = f"0-{ncpu - 1}"
+            log(f"--threads {args.threads} on {ncpu} cores: gatehouse shares core 0 with the "
+                "generator and Redis; read the figures as rough scaling only")
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.servers = [s for s in args.servers.split(",") if s]
+    for w in args.workloads:
+        if w not in WORKLOADS:
+            ap.error(f"unknown workload {w}")
+    for s in args.servers:
+        if s not in ("gatehouse", "node"):
+            ap.error(f"unknown server {s}")
+    if args.reps < 1:
+        ap.error("--reps must be >= 1")
+    args.rates = ([int(x) for x in args.rates.split(",")] if args.rates
+                  else SWEEP_RATES[1 if args.quick else 0])
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for path, what in ((args.gatehouse, "gatehouse-server"), (args.load, "gatehouse_load"),
+                       (args.echo, "gatehouse_bench_echo")):
+        if not os.path.exists(path):
+            sys.exit(f"run_matrix: {what} not found at {path}: cmake --preset release && "
+                     "cmake --build build/release --target gatehouse-server gatehouse_load "
+                     "gatehouse_bench_echo (or ./dev.sh bench)")
+    if "node" in args.servers and not os.path.isdir(os.path.join(args.node_dir, "node_modules")):
+        sys.exit(f"run_matrix: run `npm ci` in {args.node_dir} first (or ./dev.sh bench)")
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out_dir = args.results or os.path.join(REPO, "build", "bench-results", stamp)
+    os.makedirs(out_dir, exist_ok=True)
+    logs = tempfile.mkdtemp(prefix="logs-", dir=out_dir)
+    q = 1 if args.quick else 0
+    timing = TIMING[q]
+
+    plan = []  # (workload, params) in matrix order; roundtrip once per offered rate
+    for w in args.workloads:
+        base = dict(WORKLOADS[w][q], **timing)
+        if w == "roundtrip":
+            for rate in args.rates:
+                plan.append((w, dict(base, rate=rate)))
+        else:
+            plan.append((w, base))
+
+    log(f"results in {out_dir}; gatehouse --threads {args.threads} on cpus {args.server_cpus}, "
+        f"node on {args.node_cpus}, generator+redis+echo on {args.client_cpus}; "
+        f"{len(plan)} workloads x {len(args.servers)} servers x {args.reps} reps")
+    results = []
+    raw_path = os.path.join(out_dir, "raw.jsonl")
+    with open(raw_path, "w") as raw:
+        for rep in range(args.reps):
+            for workload, params in plan:
+                for server in args.servers:
+                    try:
+                        r = one_run(args, server, workload, params, logs)
+                    except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as e:
+                        r = {"workload": workload, "server": server, "ok": False,
+                             "error": str(e)[-600:], **params}
+                    r["rep"] = rep
+                    r["threads"] = args.threads if server == "gatehouse" else 1
+                    results.append(r)
+                    raw.write(json.dumps(r) + "\n")
+                    raw.flush()
+                    head = HEADLINE[workload][0][0]
+                    log(f"rep {rep + 1}/{args.reps} {workload:9s} {server:9s} "
+                        f"{head}={fmt(r.get(head))} ok={r.get('ok')}"
+                        + (f" error={r['error'][:200]}" if "error" in r else ""))
+
+    summary = summarise(results, args.servers)
+    text = table(summary, args.servers)
+    with open(os.path.join(out_dir, "summary.json"), "w") as f:
+        json.dump({"started_utc": stamp, "reps": args.reps, "quick": args.quick,
+                   "threads": args.threads, "server_cpus": args.server_cpus,
+                   "node_cpus": args.node_cpus, "client_cpus": args.client_cpus,
+                   "summary": summary}, f, indent=2)
+    with open(os.path.join(out_dir, "table.txt"), "w") as f:
+        f.write(text + "\n")
+    png = plot(summary, args.servers, out_dir) if "roundtrip" in args.workloads else None
+    print(text)
+    print(f"\nmedians of {args.reps} reps; (spread) = max/min - 1 over the reps; ratio = "
+          f"{'/'.join(args.servers)} of the medians. Raw: {raw_path}"
+          + (f"; plot: {png}" if png else ""))
+    failed = sum(1 for r in results if not r.get("ok"))
+    if failed:
+        print(f"{failed} of {len(results)} runs were not clean (see raw.jsonl: lost, closed, "
+              "error_frames, error)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
