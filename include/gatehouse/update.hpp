@@ -54,9 +54,10 @@ struct update {
 /// Thread safety: reentrant.
 std::error_code parse_update(std::string_view json, update& out);
 
-/// The JSON a service publishes for `u`: the inverse of `parse_update()`. A payload with no
-/// JSON form (invalid JSON text, too deep, opaque bytes) is written as `null`; a MessagePack
-/// payload as its JSON equivalent.
+/// The JSON a service publishes for `u`: the inverse of `parse_update()`. A JSON payload is
+/// written byte for byte as given (surrounding space trimmed), so `parse_update(to_json(u))`
+/// gives back the same payload; a MessagePack payload as its JSON equivalent; a payload with
+/// no JSON form (invalid JSON text, too deep, opaque bytes) as `null`.
 /// Thread safety: reentrant.
 std::string to_json(const update& u);
 

@@ -9,17 +9,12 @@
 #include <vector>
 
 #include "client/json_reader.hpp"
-#include "codec/json_depth.hpp"
 #include "gatehouse/client/envelope.hpp"
 #include "gatehouse/client/limits.hpp"
 #include "gatehouse/errc.hpp"
 
 namespace gatehouse {
 namespace {
-
-// to_json() bounds nesting before nlohmann builds anything (codec/json_depth.hpp): its
-// dump() recurses once per level.
-using detail::json_within_depth;
 
 // parse_update() reads the message in one pass with the client codec's strict JSON scanner:
 // no DOM is built and the payload is never re-serialised, it is validated in place and kept
@@ -302,26 +297,43 @@ std::error_code route(scanned_message& m, update& u) {
     return read_message(m, u.message);
 }
 
-// The payload as a JSON value for to_json(). A payload with no JSON form (not a valid value,
-// deeper than parse_update() would accept, MessagePack bin, opaque bytes) is written as null
-// rather than as something parse_update() would refuse.
-nlohmann::ordered_json payload_value(const envelope& m) {
-    using ordered = nlohmann::ordered_json;
+// A JSON payload that parse_update() would accept, as the value's text without surrounding
+// space; empty when it has none (not a single valid value, or deeper than the nesting bound,
+// counted as inside the message object, exactly as scan_message() counts it).
+std::string_view publishable_json(std::string_view payload) noexcept {
+    json_reader r(payload);
+    r.skip_ws();
+    if (r.at_end()) return {};
+    const char* start = r.position();
+    if (r.skip_value(1) != status::ok) return {};
+    const char* stop = r.position();
+    r.skip_ws();
+    if (!r.at_end()) return {};
+    return {start, static_cast<std::size_t>(stop - start)};
+}
+
+// The payload as to_json() writes it. A JSON payload goes out as it was given, byte for byte,
+// so parse_update(to_json(u)) gives back the same payload and nothing a JSON library would
+// normalise (escapes, number forms, an exponent beyond a double) is lost on the way. A
+// MessagePack payload is written as its JSON equivalent; one with no JSON form (invalid text,
+// too deep, MessagePack bin, opaque bytes) as null, rather than as something parse_update()
+// would refuse.
+std::string payload_text(const envelope& m) {
     switch (m.format) {
         case payload_format::json: {
-            if (!json_within_depth(m.payload, client::max_nesting_depth - 1)) return nullptr;
-            ordered v = ordered::parse(m.payload, nullptr, false);
-            if (v.is_discarded()) return nullptr;
-            return v;
+            const auto text = publishable_json(m.payload);
+            return text.empty() ? std::string("null") : std::string(text);
         }
         case payload_format::msgpack: {
-            ordered v = ordered::from_msgpack(m.payload, true, false);
-            if (v.is_discarded() || v.is_binary()) return nullptr;
-            return v;
+            const auto v = nlohmann::json::from_msgpack(m.payload, true, false);
+            if (v.is_discarded() || v.is_binary()) break;
+            std::string text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            if (publishable_json(text).empty()) break;  // nested deeper than an update may be
+            return text;
         }
         case payload_format::bytes: break;
     }
-    return nullptr;
+    return "null";
 }
 
 update message_update(update_target target, std::string type, std::string payload_json,
@@ -369,13 +381,21 @@ std::string to_json(const update& u) {
         case update_target::room: j["room"] = u.room; break;
         case update_target::broadcast: j["broadcast"] = true; break;
     }
-    if (u.target != update_target::join && u.target != update_target::leave) {
+    const bool has_message = u.target != update_target::join && u.target != update_target::leave;
+    if (has_message) {
         j["type"] = u.message.type;
-        j["payload"] = payload_value(u.message);
         if (!u.message.correlation_id.empty()) j["correlation_id"] = u.message.correlation_id;
     }
     // replace: strings an embedding server filled with invalid UTF-8 must not throw here.
-    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    std::string out = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+    if (has_message) {
+        // The payload is spliced in as text rather than through the DOM: see payload_text().
+        out.pop_back();  // the object's closing brace
+        out += ",\"payload\":";
+        out += payload_text(u.message);
+        out += '}';
+    }
+    return out;
 }
 
 update update_for_player(std::string player_id, std::string type, std::string payload_json,

@@ -313,6 +313,22 @@ TEST_CASE("update: to_json round-trips every shape", "[update]") {
           json::parse(R"({"player_id":"p1","connection_id":"k9","type":"t","payload":"x"})"));
 }
 
+TEST_CASE("update: to_json writes a JSON payload as it was published", "[update]") {
+    // parse_update() keeps the payload's text; to_json() must not respell it: escapes, an
+    // exponent beyond a double (which a DOM would turn into null) and inner spacing survive.
+    for (const std::string payload :
+         {std::string(R"({"text":"hi \u00e9"})"), std::string("[1E400, -0, 1.50]"),
+          std::string(R"({ "a" : [ 1 , "\/" ] })")}) {
+        INFO(payload);
+        const update original = gatehouse::update_for_room("lobby", "chat", " " + payload + "\n");
+        const std::string text = gatehouse::to_json(original);
+        CHECK(text.find(payload) != std::string::npos);
+        update back;
+        REQUIRE_FALSE(gatehouse::parse_update(text, back));
+        CHECK(back.message.payload == payload);
+    }
+}
+
 TEST_CASE("update: helpers and to_json edge cases", "[update]") {
     const update p = gatehouse::update_for_player("p", "t", "");
     CHECK(p.target == update_target::player);
