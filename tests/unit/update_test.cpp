@@ -316,7 +316,7 @@ TEST_CASE("update: to_json round-trips every shape", "[update]") {
 TEST_CASE("update: to_json writes a JSON payload as it was published", "[update]") {
     // parse_update() keeps the payload's text; to_json() must not respell it: escapes, an
     // exponent beyond a double (which a DOM would turn into null) and inner spacing survive.
-    for (const std::string payload :
+    for (const std::string& payload :
          {std::string(R"({"text":"hi \u00e9"})"), std::string("[1E400, -0, 1.50]"),
           std::string(R"({ "a" : [ 1 , "\/" ] })")}) {
         INFO(payload);
