@@ -29,7 +29,7 @@ namespace gatehouse::detail {
 // dominates the memory of an idle connection, while the commands it reads are small: at this
 // size one read still takes a few dozen pipelined commands, and a larger message simply
 // arrives over several reads. docs/benchmarks.md has the per-connection figures.
-inline constexpr std::size_t read_buffer_bytes = 2048;
+inline constexpr std::size_t read_buffer_bytes = 1024;
 
 // Per-connection user data websocketpp keeps inside each of its connections (the config's
 // `connection_base`): the gateway session once the upgrade was accepted.
