@@ -1,11 +1,14 @@
 #include "gatehouse/redis_bus.hpp"
 
 #include <hiredis/hiredis.h>
+#include <sched.h>
+#include <sys/types.h>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -181,6 +184,35 @@ TEST_CASE("redis_bus: invalid options are refused at construction", "[redis_bus]
     o.timeout = 0ms;
     CHECK_THROWS_AS(redis_bus(o), std::invalid_argument);
 }
+
+#if defined(__linux__)
+// Threads of this process whose scheduling policy is SCHED_BATCH.
+int batch_scheduled_threads() {
+    int n = 0;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        const auto tid = static_cast<pid_t>(std::stol(task.path().filename().string()));
+        if (sched_getscheduler(tid) == SCHED_BATCH) ++n;
+    }
+    return n;
+}
+
+TEST_CASE("redis_bus: its I/O thread runs under SCHED_BATCH unless told not to", "[redis_bus]") {
+    redis_server server;
+    const int before = batch_scheduled_threads();
+    {
+        redis_bus bus(options_for(server));
+        // Connected means the I/O thread has run handlers, so it set its policy first.
+        REQUIRE(bus.wait_connected(5000ms));
+        CHECK(batch_scheduled_threads() == before + 1);
+    }
+    CHECK(batch_scheduled_threads() == before);  // the thread was joined
+    auto o = options_for(server);
+    o.batch_scheduling = false;
+    redis_bus bus(o);
+    REQUIRE(bus.wait_connected(5000ms));
+    CHECK(batch_scheduled_threads() == before);
+}
+#endif
 
 TEST_CASE("redis_bus: an appended command is one stream entry with section 4's fields",
           "[redis_bus]") {
