@@ -271,7 +271,7 @@ private:
     }
 
     // websocketpp keeps the upgrade's parsed request and response (header maps, bodies, the
-    // Sec-WebSocket-Protocol list) for the connection's whole life, about 1.4 KiB per idle
+    // Sec-WebSocket-Protocol list) for the connection's whole life, about 1.2 KiB per idle
     // connection, and has no call to drop them. Nothing reads them once the connection is
     // open: the gateway took what it needs in validate(), and in websocketpp 0.8.2 the last
     // reader, log_open_result(), runs just before the open handler (log_fail_result() only
