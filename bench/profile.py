@@ -15,6 +15,7 @@ heaptrack (Debian: linux-perf, heaptrack).
 """
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -23,7 +24,25 @@ import sys
 
 import run_matrix as matrix
 
-RedisServer = matrix.RedisServer
+
+def load_params(workload, extra):
+    """The matrix's full-size parameters for `workload`, then `--flag value` pairs from extra."""
+    params = dict(matrix.WORKLOADS[workload][0], **matrix.TIMING[0])
+    if len(extra) % 2:
+        raise SystemExit("profile.py: generator flags after -- go in --flag value pairs")
+    for flag, value in zip(extra[::2], extra[1::2]):
+        params[flag.lstrip("-")] = number(value)
+    return params
+
+
+def number(text):
+    """`text` as an int or a float when it is one (run_load adds up the durations), else as is."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def main():
@@ -35,35 +54,24 @@ def main():
     ap.add_argument("--out", default=os.path.join(matrix.REPO, "build", "profile"),
                     help="where perf.data / heaptrack files and logs go")
     argv = sys.argv[1:]
-    load_args = argv[argv.index("--") + 1:] if "--" in argv else []
-    args = ap.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:split])
+    params = load_params(args.workload, argv[split + 1:])
     build = os.path.join(matrix.REPO, "build", "release")
-    gatehouse = os.path.join(build, "server", "gatehouse-server")
-    load = os.path.join(build, "bench", "load", "gatehouse_load")
-    echo = os.path.join(build, "bench", "load", "gatehouse_bench_echo")
     os.makedirs(args.out, exist_ok=True)
 
-    params = dict(matrix.WORKLOADS[args.workload][0], **matrix.TIMING[0])
-    argv_extra = [str(a) for k, v in params.items() for a in (f"--{k}", v)] + load_args
     secret = "bench-" + secrets.token_hex(16)
-    redis = RedisServer()
+    heap_file = os.path.join(args.out, "heaptrack.gatehouse")
+    redis = matrix.RedisServer()
     procs = []
     try:
         redis.start()
         matrix.pin(redis.proc.pid, "0")
-        server_argv = ["taskset", "-c", "1"]
-        heap_file = os.path.join(args.out, "heaptrack.gatehouse")
-        if args.heaptrack:
-            server_argv += ["heaptrack", "-o", heap_file]
-        server_argv += [gatehouse, "--listen", "127.0.0.1:0", "--redis", redis.url,
-                        "--jwt-secret", secret, "--threads", "1", "--ws-rate-limit", "0",
-                        "--db", "sqlite::memory:", "--log-level", "warn",
-                        "--stream-maxlen", str(matrix.STREAM_MAXLEN),
-                        "--command-stream", matrix.STREAM, "--updates-channel", matrix.CHANNEL]
-        srv = matrix.Proc("gatehouse", server_argv, args.out)
+        wrap = ["heaptrack", "-o", heap_file] if args.heaptrack else []
+        srv, port = matrix.start_gatehouse(os.path.join(build, "server", "gatehouse-server"),
+                                           redis.url, secret, 1, "1", args.out, wrap=wrap,
+                                           timeout=60)
         procs.append(srv)
-        m = srv.wait_line(r"^gatehouse ready listen=(\S+):(\d+)$", timeout=60)
-        port = int(m.group(2))
         # Under heaptrack the PID the matrix knows is heaptrack's shell; the server is its child.
         server_pid = srv.pid
         if args.heaptrack:
@@ -71,24 +79,19 @@ def main():
                                       text=True, check=False).stdout.split()
             server_pid = int(children[0]) if children else srv.pid
         if args.workload == "roundtrip":
-            e = matrix.Proc("echo", ["taskset", "-c", "0", echo, "--redis-port", str(redis.port),
-                                     "--stream", matrix.STREAM, "--channel", matrix.CHANNEL],
-                            args.out)
-            procs.append(e)
-            e.wait_line(r"^echo ready$")
+            procs.append(matrix.start_echo(os.path.join(build, "bench", "load",
+                                                        "gatehouse_bench_echo"),
+                                           redis.port, "0", args.out))
         perf = None
         perf_file = os.path.join(args.out, "perf.data")
         if not args.heaptrack:
             perf = subprocess.Popen(["perf", "record", "-g", "-o", perf_file, "-p",
                                      str(server_pid), "--", "sleep", str(args.perf_seconds)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        run = subprocess.run(
-            ["taskset", "-c", "0", load, args.workload, "--port", str(port), "--secret", secret,
-             "--server-pid", str(server_pid), "--redis-port", str(redis.port),
-             "--redis-pid", str(redis.proc.pid), "--channel", matrix.CHANNEL] + argv_extra,
-            stdout=subprocess.PIPE, text=True, timeout=300, preexec_fn=matrix._raise_nofile,
-            check=False)
-        print(run.stdout.strip())
+        result = matrix.run_load(os.path.join(build, "bench", "load", "gatehouse_load"),
+                                 args.workload, port, secret, "gatehouse", server_pid,
+                                 redis.port, params, "0", args.out, redis_pid=redis.proc.pid)
+        print(json.dumps(result))
         if perf:
             perf.wait(timeout=args.perf_seconds + 60)
             print(f"perf report -i {perf_file} --no-children --sort dso,sym")
@@ -97,7 +100,7 @@ def main():
             os.kill(server_pid, signal.SIGTERM)
             srv.proc.wait(timeout=60)
             print(f"heaptrack_print -f {heap_file}.zst --print-peaks 1")
-        return run.returncode
+        return result["exit_code"]
     finally:
         for p in reversed(procs):
             p.stop()

@@ -145,15 +145,24 @@ def wait_http_ready(host, port, timeout=START_TIMEOUT_S):
     raise RuntimeError(f"gatehouse /ready did not answer 200 within {timeout} s")
 
 
-def start_gatehouse(binary, redis_url, secret, threads, cpus, log_dir):
-    p = Proc("gatehouse", ["taskset", "-c", cpus, binary, "--listen", "127.0.0.1:0",
+def start_gatehouse(binary, redis_url, secret, threads, cpus, log_dir, wrap=(), timeout=None):
+    """gatehouse-server as the matrix runs it; `wrap` goes before the binary (a profiler)."""
+    p = Proc("gatehouse", ["taskset", "-c", cpus, *wrap, binary, "--listen", "127.0.0.1:0",
                            "--redis", redis_url, "--jwt-secret", secret, "--threads",
                            str(threads), "--ws-rate-limit", "0", "--db", "sqlite::memory:",
                            "--log-level", "warn", "--stream-maxlen", str(STREAM_MAXLEN),
                            "--command-stream", STREAM, "--updates-channel", CHANNEL], log_dir)
-    m = p.wait_line(r"^gatehouse ready listen=(\S+):(\d+)$")
+    m = p.wait_line(r"^gatehouse ready listen=(\S+):(\d+)$", timeout or START_TIMEOUT_S)
     wait_http_ready(m.group(1), int(m.group(2)))
     return p, int(m.group(2))
+
+
+def start_echo(binary, redis_port, cpus, log_dir):
+    """The roundtrip workload's pipelined consumer-group echo service."""
+    p = Proc("echo", ["taskset", "-c", cpus, binary, "--redis-port", str(redis_port),
+                      "--stream", STREAM, "--channel", CHANNEL], log_dir)
+    p.wait_line(r"^echo ready$")
+    return p
 
 
 def start_node(node_dir, redis_url, secret, cpus, log_dir):
@@ -201,11 +210,7 @@ def one_run(args, server, workload, params, log_dir):
             srv, port = start_node(args.node_dir, redis.url, secret, args.node_cpus, log_dir)
         procs.append(srv)
         if workload == "roundtrip":
-            echo = Proc("echo", ["taskset", "-c", args.client_cpus, args.echo, "--redis-port",
-                                 str(redis.port), "--stream", STREAM, "--channel", CHANNEL],
-                        log_dir)
-            procs.append(echo)
-            echo.wait_line(r"^echo ready$")
+            procs.append(start_echo(args.echo, redis.port, args.client_cpus, log_dir))
         result = run_load(args.load, workload, port, secret, server, srv.pid, redis.port,
                           params, args.client_cpus, log_dir, redis_pid=redis.proc.pid)
         if srv.proc.poll() is not None:

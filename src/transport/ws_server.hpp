@@ -27,8 +27,8 @@
 namespace gatehouse::detail {
 
 // The read buffer websocketpp embeds in every connection object (its default is 16 KiB). It
-// dominates the memory of an idle connection, while the commands it reads are small: at this
-// size one read still takes a few dozen pipelined commands, and a larger message simply
+// dominated the memory of an idle connection, while the commands it reads are small: at this
+// size one read still takes about ten pipelined 100-byte commands, and a larger message simply
 // arrives over several reads. docs/benchmarks.md has the per-connection figures.
 inline constexpr std::size_t read_buffer_bytes = 1024;
 
