@@ -16,12 +16,15 @@ readonly packages=(
     # build: compiler, generator and tools CMake needs
     cmake ninja-build g++ pkg-config git ca-certificates
     # libs: the libraries gatehouse and gatehouse-server link or include
-    libasio-dev libwebsocketpp-dev libssl-dev libmsgpack-cxx-dev libprotobuf-dev
+    libasio-dev libwebsocketpp-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
     protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
     libhiredis-dev libsodium-dev libsqlite3-dev
     # tests: unit-test framework, the real Redis the integration tests start, their scripts,
     # and the microbenchmarks the ci preset builds
     catch2 redis-server python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
+    # tests of the transport: Boost.Beast's HTTP parser (header-only) checks ours differentially,
+    # and outside clients (Autobahn's WebSocket client, requests, curl) drive the real server
+    libboost1.81-dev python3-autobahn python3-requests curl
     # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
     # playwright-core from the npm registry with the machine's Node.js)
     pybind11-dev python3-dev chromium
