@@ -23,8 +23,10 @@ readonly packages=(
     # and the microbenchmarks the ci preset builds
     catch2 redis-server python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
     # tests of the transport: Boost.Beast's HTTP parser (header-only) checks ours differentially,
-    # and outside clients (Autobahn's WebSocket client, requests, curl) drive the real server
-    libboost1.81-dev python3-autobahn python3-requests curl
+    # and outside clients (Autobahn's WebSocket client, requests, curl) drive the real server.
+    # Debian's Boost 1.74 (libboost-dev): libmsgpack-cxx-dev depends on it, and libboost1.81-dev
+    # conflicts with it, so installing 1.81 would remove msgpack-c.
+    libboost-dev python3-autobahn python3-requests curl
     # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
     # playwright-core from the npm registry with the machine's Node.js)
     pybind11-dev python3-dev chromium
