@@ -449,7 +449,15 @@ void http_request_parser::on_field_line(std::string_view line, bool trailer) {
     const std::string_view value = trim_ows(line.substr(colon + 1));
     if (!is_field_value(value)) return fail(400, "invalid character in a header value");
     if (++field_count_ > limits_.max_header_count) return fail(431, "too many header fields");
-    if (trailer) return;  // parsed, counted, dropped (RFC 9110 6.5.1)
+    if (trailer) {
+        // Parsed, counted, dropped (RFC 9110 6.5.1: a recipient may discard them). Framing
+        // fields are refused: they are prohibited there, and an intermediary that merges
+        // trailers into the header section would frame the message anew.
+        if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) {
+            return fail(400, "framing field in the trailer section");
+        }
+        return;
+    }
     if (request_.headers.empty()) request_.headers.reserve(16);
     request_.headers.emplace_back(name, value);
 }

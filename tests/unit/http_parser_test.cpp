@@ -510,3 +510,9 @@ TEST_CASE("every prefix of a valid request needs more, never errs", "[http_parse
     }
     CHECK(parse(request).r == result::complete);
 }
+
+TEST_CASE("framing fields in the trailer section are refused", "[http_parser]") {
+    CHECK(status_of(chunked("0\r\nContent-Length: 3\r\n\r\n")) == 400);
+    CHECK(status_of(chunked("0\r\ntransfer-encoding: chunked\r\n\r\n")) == 400);
+    CHECK(status_of(chunked("0\r\nHost: other\r\n\r\n")) == 200);
+}
