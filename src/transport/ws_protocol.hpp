@@ -120,7 +120,8 @@ public:
     /// Consumes a prefix of `data` (its length in `consumed`) and returns the next event, or
     /// kind::none once all of `data` was consumed without completing one.
     ws_event next(std::string_view data, std::size_t& consumed);
-    /// The same, unmasking in place: `data[0, consumed)` is overwritten.
+    /// The same, unmasking in place: frames found whole in `data[0, consumed)` are unmasked
+    /// there (the rest of it is left alone).
     ws_event next(char* data, std::size_t size, std::size_t& consumed);
 
     /// True when no partial frame or message is buffered and no event's buffer is held: the

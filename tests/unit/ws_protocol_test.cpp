@@ -323,6 +323,33 @@ TEST_CASE("ws reader: byte by byte", "[ws_protocol]") {
     }
 }
 
+TEST_CASE("ws reader: a large message byte by byte takes linear time", "[ws_protocol]") {
+    // Quadratic work (rescanning or recopying the message per byte) would take minutes here.
+    ws_reader_options o;
+    o.max_message_bytes = 1 << 20;
+    const std::string text(1 << 20, 'a');
+    const std::string stream = frame(ws_opcode::text, text.substr(0, 1000), false) +
+                               frame(ws_opcode::continuation, text.substr(1000));
+    for (const mode m : {mode::copy, mode::in_place}) {
+        ws_reader r(o);
+        std::size_t n = 0;
+        for (std::size_t i = 0; i < stream.size(); ++i) {
+            char c = stream[i];
+            std::size_t used = 0;
+            const ws_event ev =
+                m == mode::in_place ? r.next(&c, 1, used) : r.next(std::string_view(&c, 1), used);
+            REQUIRE(used == 1);
+            if (ev.type != kind::none) {
+                REQUIRE(i == stream.size() - 1);
+                CHECK(ev.type == kind::message);
+                CHECK(ev.payload == text);
+                ++n;
+            }
+        }
+        CHECK(n == 1);
+    }
+}
+
 TEST_CASE("ws reader: buffers are held while a message is in progress and released after",
           "[ws_protocol]") {
     ws_reader r({});
