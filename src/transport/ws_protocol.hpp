@@ -102,7 +102,7 @@ struct ws_event {
 ///
 /// Two ways in. `next(char*, size, consumed)` unmasks in place: a whole frame found in the
 /// caller's buffer is unmasked there and its payload points into it (no copy, no allocation,
-/// the common case of a small message in one read); the bytes it consumed are overwritten.
+/// the common case of a small message in one read); the caller's bytes are overwritten.
 /// `next(string_view, consumed)` leaves the input alone and unmasks into a buffer of its own.
 /// Either way, a frame split across reads, a fragmented message and a compressed message's
 /// output are assembled in a reader buffer (one copy), kept while the message is in progress
