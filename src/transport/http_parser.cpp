@@ -330,14 +330,22 @@ std::size_t http_request_parser::read_line(std::string_view data, std::size_t po
             return end;
         }
     } else {
-        if (state_ == state::request_line && line_length > limits_.max_request_line) {
-            fail(414, "request line too long");
-            return end;
-        }
         // A terminated line brings its CRLF too: both are checked now, the CR is counted now
         // and the LF when it is seen.
-        if (head_bytes_ + n + (terminated ? 2 : 0) > limits_.max_header_bytes) {
-            fail(431, "header section too large");
+        const std::size_t adds = n + (terminated ? 2 : 0);
+        const bool head_over = head_bytes_ + adds > limits_.max_header_bytes;
+        const bool line_over =
+            state_ == state::request_line && line_length > limits_.max_request_line;
+        if (line_over || head_over) {
+            // When one piece crosses both limits, answer for the one a byte-at-a-time arrival
+            // would have crossed first, so the status does not depend on how the bytes came.
+            const std::size_t line_at = limits_.max_request_line - (line_length - n);
+            const std::size_t head_at = limits_.max_header_bytes - head_bytes_;
+            if (line_over && (!head_over || line_at <= head_at)) {
+                fail(414, "request line too long");
+            } else {
+                fail(431, "header section too large");
+            }
             return end;
         }
         head_bytes_ += terminated ? n + 1 : n;
@@ -444,7 +452,7 @@ void http_request_parser::on_field_line(std::string_view line, bool trailer) {
     if (colon == std::string_view::npos) return fail(400, "header line without a colon");
     const std::string_view name = line.substr(0, colon);
     // RFC 9112 5.1: whitespace between the name and the colon MUST be rejected with 400.
-    if (is_ows(name.back())) return fail(400, "whitespace before a header colon");
+    if (!name.empty() && is_ows(name.back())) return fail(400, "whitespace before a header colon");
     if (!is_token(name)) return fail(400, "invalid header name");
     const std::string_view value = trim_ows(line.substr(colon + 1));
     if (!is_field_value(value)) return fail(400, "invalid character in a header value");

@@ -60,7 +60,8 @@ outcome parse_checked(std::string_view input, http_limits limits = {}) {
     const outcome bytes = parse_in_steps(input, 1, limits);
     REQUIRE(bytes.r == whole.r);
     REQUIRE(bytes.status == whole.status);
-    REQUIRE(bytes.consumed == whole.consumed);
+    // Where a failed parse stopped may depend on the split; that and why it failed may not.
+    if (whole.r != result::error) REQUIRE(bytes.consumed == whole.consumed);
     if (whole.r == result::complete) REQUIRE(same_request(bytes.request, whole.request));
     for (std::size_t cut = 1; cut < input.size() && input.size() <= 2048; ++cut) {
         http_request_parser p(limits);
@@ -73,7 +74,7 @@ outcome parse_checked(std::string_view input, http_limits limits = {}) {
         }
         REQUIRE(r == whole.r);
         REQUIRE(p.error_status() == whole.status);
-        REQUIRE(total == whole.consumed);
+        if (r != result::error) REQUIRE(total == whole.consumed);
         if (r == result::complete) REQUIRE(same_request(p.request(), whole.request));
     }
     return whole;
@@ -515,4 +516,17 @@ TEST_CASE("framing fields in the trailer section are refused", "[http_parser]") 
     CHECK(status_of(chunked("0\r\nContent-Length: 3\r\n\r\n")) == 400);
     CHECK(status_of(chunked("0\r\ntransfer-encoding: chunked\r\n\r\n")) == 400);
     CHECK(status_of(chunked("0\r\nHost: other\r\n\r\n")) == 200);
+}
+
+TEST_CASE("a piece over both head limits gets the status of the one crossed first",
+          "[http_parser]") {
+    http_limits limits;
+    limits.max_request_line = 32;
+    limits.max_header_bytes = 40;
+    // 20 bytes of empty lines leave 20 for the request line: the header limit is crossed first.
+    std::string crlfs;
+    for (int i = 0; i < 10; ++i) crlfs += "\r\n";
+    CHECK(status_of(crlfs + "GET /" + std::string(40, 'a') + " HTTP/1.1\r\n", limits) == 431);
+    // Without them, the request line limit is crossed first.
+    CHECK(status_of("GET /" + std::string(40, 'a') + " HTTP/1.1\r\n", limits) == 414);
 }
