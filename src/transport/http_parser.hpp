@@ -25,7 +25,10 @@
 //   9112 5.2 and 2.2 allow. Names are kept as sent, values trimmed of OWS.
 // - More than max_header_count fields, or more than max_header_bytes from the first byte of
 //   the request through the empty line that ends the header section (CRLFs included): 431.
-//   Trailer fields count against the same two limits.
+//   Trailer fields count against the same two limits. Both limits are checked as bytes
+//   arrive, so an oversized line is never buffered; when one read crosses both the request
+//   line and the header limit, the status is the one of the limit crossed first in the byte
+//   stream, so it does not depend on how the bytes were split.
 // - Host (RFC 9112 3.2): an HTTP/1.1 request without one, any request with more than one, or
 //   a Host value that is not a uri-host with an optional port: 400.
 // - Content-Length (RFC 9112 6.3): 1*DIGIT and nothing else. A list ("5, 5") or more than one
@@ -41,7 +44,8 @@
 //   grammar of RFC 9112 7.1.1 (token names, token or quoted-string values, BWS around ";" and
 //   "=") and are skipped; a chunk line longer than max_chunk_line is 400. Chunk data ends in
 //   exactly CRLF. Trailer fields follow the header rules above and are then discarded (RFC
-//   9110 6.5.1: a recipient may drop them). A decoded body above max_body is 413, checked
+//   9110 6.5.1: a recipient may drop them); a Content-Length or Transfer-Encoding trailer is
+//   400 (framing fields are prohibited there). A decoded body above max_body is 413, checked
 //   against each chunk-size before any of its data is read.
 // - A request without Content-Length or Transfer-Encoding has no body (RFC 9112 6.3 item 7).
 //   Any method may carry a body (a GET with Content-Length is read).
