@@ -16,7 +16,7 @@ readonly packages=(
     # build: compiler, generator and tools CMake needs
     cmake ninja-build g++ pkg-config git ca-certificates
     # libs: the libraries gatehouse and gatehouse-server link or include
-    libasio-dev libwebsocketpp-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
+    libasio-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
     protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
     libhiredis-dev libsodium-dev libsqlite3-dev
     # tests: unit-test framework, the real Redis the integration tests start, their scripts,

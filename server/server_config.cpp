@@ -59,6 +59,15 @@ void add_flags(CLI::App& app, config& c) {
         ->check(CLI::IsMember({"drop", "close"}));
     flag(app, "--shutdown-timeout", c.shutdown_timeout,
          "longest graceful shutdown waits for acks and closes, seconds");
+    flag(app, "--http-idle-timeout", c.http_idle_timeout,
+         "close an idle persistent HTTP connection after this long, seconds");
+    flag(app, "--http-header-timeout", c.http_header_timeout,
+         "answer 408 and close when a request's headers take longer, seconds");
+    flag(app, "--max-connections", c.max_connections,
+         "open WebSocket and SSE connections at most (503 over_capacity past it); 0: no cap");
+    app.add_flag("--ws-compression", c.ws_compression,
+                 "accept permessage-deflate from WebSocket clients that offer it")
+        ->envname(env_twin("--ws-compression"));
     flag(app, "--gateway-id", c.gateway_id, "this instance's gateway_id (default: generated)");
     flag(app, "--log-level", c.log_level, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -102,6 +111,13 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
             return false;
         }
     }
+    for (double d : {c.http_idle_timeout, c.http_header_timeout}) {
+        if (!(d > 0) || d > 86400) {
+            problem =
+                "--http-idle-timeout and --http-header-timeout are seconds above 0, up to 86400";
+            return false;
+        }
+    }
     if (c.max_message_bytes == 0) {
         problem = "--max-message-bytes must be positive";
         return false;
@@ -133,6 +149,10 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
     out.ping_interval = seconds_to_ms(c.ping_interval);
     out.idle_timeout = seconds_to_ms(c.idle_timeout);
     out.shutdown_timeout = seconds_to_ms(c.shutdown_timeout);
+    out.http_idle_timeout = seconds_to_ms(c.http_idle_timeout);
+    out.http_header_timeout = seconds_to_ms(c.http_header_timeout);
+    out.max_connections = c.max_connections;
+    out.ws_compression = c.ws_compression;
     out.connections.max_buffered_bytes = c.send_buffer_bytes;
     out.connections.slow_consumer = c.slow_consumer == "drop"
                                         ? gatehouse::slow_consumer_policy::drop

@@ -34,6 +34,11 @@ struct config {
     std::size_t send_buffer_bytes = std::size_t{1} << 20;
     std::string slow_consumer = "close";
     double shutdown_timeout = 10;
+    // PROTOCOL.md section 6.1 and 6.2.
+    double http_idle_timeout = 30;
+    double http_header_timeout = 10;
+    std::size_t max_connections = 0;
+    bool ws_compression = false;
     std::string gateway_id;
     std::string log_level = "info";
     std::string publish_key;

@@ -6,31 +6,24 @@
 // answers it with an update for the sender carrying the command's correlation_id.
 //
 // The rest (the second half of run(), http_get and game_client) is a game client on real
-// sockets (websocketpp's Asio client) that exercises all of that, so this example runs as a
-// test (`ctest -R example.embedded_gateway`) and cannot rot: it exits 0 when every check
-// holds, and 1 with a message at the first one that does not. Every wait is bounded.
+// sockets (the small RFC 6455 client of examples/unreal_client on POSIX sockets, which needs
+// only OpenSSL's libcrypto) that exercises all of that, so this example runs as a test
+// (`ctest -R example.embedded_gateway`) and cannot rot: it exits 0 when every check holds, and
+// 1 with a message at the first one that does not. Every wait is bounded.
 // docs/embedding.md walks through it.
 
-#include <websocketpp/client.hpp>
-#include <websocketpp/config/asio_no_tls_client.hpp>
-
-#include <asio/connect.hpp>
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/read.hpp>
-#include <asio/write.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gatehouse/builtin_codecs.hpp"
@@ -40,6 +33,8 @@
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/jwt.hpp"
 #include "gatehouse/update.hpp"
+#include "posix_transport.hpp"   // examples/unreal_client: the client half's socket
+#include "websocket_client.hpp"  // examples/unreal_client: the client half's WebSocket
 
 namespace {
 
@@ -57,90 +52,77 @@ std::int64_t unix_ms() {
         .count();
 }
 
+// The client half runs on the small blocking-free WebSocket client of examples/unreal_client
+// (target gatehouse_example_ws_client: POSIX sockets, RFC 6455 framing, no other library). That
+// client is driven by tick() from a game loop; here a loop ticks it until what a check waits for
+// has happened or the time limit has passed.
+constexpr auto tick_interval = std::chrono::milliseconds(1);
+
+// host:port split for gh_client::posix_transport::connect.
+std::pair<std::string, std::uint16_t> split_address(const std::string& host_port) {
+    const auto colon = host_port.rfind(':');
+    return {host_port.substr(0, colon),
+            static_cast<std::uint16_t>(std::stoul(host_port.substr(colon + 1)))};
+}
+
 // A bounded HTTP/1.1 GET on loopback; returns the raw response (status line, headers, body).
 std::string http_get(const std::string& host_port, const std::string& path) {
-    asio::io_context io;
-    asio::ip::tcp::socket socket(io);
-    const auto colon = host_port.rfind(':');
-    const asio::ip::tcp::endpoint server(
-        asio::ip::make_address(host_port.substr(0, colon)),
-        static_cast<unsigned short>(std::stoul(host_port.substr(colon + 1))));
+    const auto [host, port] = split_address(host_port);
+    gh_client::posix_transport socket;
+    require(socket.connect(host, port, 5000), "cannot connect to " + host_port);
     const std::string request =
         "GET " + path + " HTTP/1.1\r\nHost: " + host_port + "\r\nConnection: close\r\n\r\n";
+    std::size_t sent = 0;
     std::string response;
-    socket.async_connect(server, [&](std::error_code ec) {
-        if (ec) return;
-        asio::async_write(socket, asio::buffer(request), [&](std::error_code wec, std::size_t) {
-            if (wec) return;
-            // The gateway closes the connection after its answer: read to the end.
-            asio::async_read(socket, asio::dynamic_buffer(response),
-                             [](std::error_code, std::size_t) {});
-        });
-    });
-    io.run_for(wait_limit);
+    const auto deadline = std::chrono::steady_clock::now() + wait_limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        std::size_t moved = 0;
+        if (sent < request.size()) {
+            const auto r = socket.send(request.data() + sent, request.size() - sent, moved);
+            require(r == gh_client::io_result::ok || r == gh_client::io_result::would_block,
+                    "GET " + path + ": send failed");
+            sent += moved;
+        }
+        char buffer[4096];
+        const auto r = socket.receive(buffer, sizeof buffer, moved);
+        // Connection: close: the gateway closes the connection after its answer.
+        if (r == gh_client::io_result::closed || r == gh_client::io_result::error) break;
+        if (r == gh_client::io_result::ok) {
+            response.append(buffer, moved);
+        } else {
+            std::this_thread::sleep_for(tick_interval);
+        }
+    }
     return response;
 }
 
-// A game client: websocketpp's Asio client on a thread of its own. What it receives waits in
-// an inbox that the checks read with a deadline.
+// A game client: gh_client::websocket_client over a POSIX socket, ticked by the checks while
+// they wait. What it receives waits in an inbox that the checks read with a deadline.
 class game_client {
 public:
-    using ws_client = websocketpp::client<websocketpp::config::asio_client>;
+    game_client()
+        : ws_(socket_, {[this](std::string_view) { opened_ = true; },
+                        [this](bool, std::string_view data) { inbox_.emplace_back(data); },
+                        [this](std::uint16_t code, std::string_view) {
+                            close_code_ = code;
+                            closed_ = true;
+                        }}) {}
 
-    game_client() {
-        client_.clear_access_channels(websocketpp::log::alevel::all);
-        client_.clear_error_channels(websocketpp::log::elevel::all);
-        std::error_code ec;
-        client_.init_asio(ec);
-        require(!ec, "websocketpp client init: " + ec.message());
-        client_.set_open_handler([this](websocketpp::connection_hdl h) {
-            update_state([&] {
-                handle_ = h;
-                opened_ = true;
-            });
-        });
-        client_.set_message_handler(
-            [this](const websocketpp::connection_hdl&, const ws_client::message_ptr& m) {
-                update_state([&] { inbox_.push_back(m->get_payload()); });
-            });
-        client_.set_close_handler([this](const websocketpp::connection_hdl& h) {
-            const auto code = client_.get_con_from_hdl(h)->get_remote_close_code();
-            update_state([&] {
-                close_code_ = code;
-                closed_ = true;
-            });
-        });
-        client_.set_fail_handler(
-            [this](const websocketpp::connection_hdl&) { update_state([&] { closed_ = true; }); });
-    }
-    ~game_client() {
-        client_.stop();
-        if (thread_.joinable()) thread_.join();
+    void connect(const std::string& address, const std::string& path,
+                 const std::string& subprotocol) {
+        const auto [host, port] = split_address(address);
+        require(socket_.connect(host, port, 5000), "cannot connect to " + address);
+        ws_.open(address, path, subprotocol);
+        require(tick_until([this] { return opened_ || closed_; }) && opened_,
+                "the WebSocket upgrade did not succeed (HTTP " +
+                    std::to_string(ws_.handshake_status()) + ")");
     }
 
-    void connect(const std::string& uri, const std::string& subprotocol) {
-        std::error_code ec;
-        const auto con = client_.get_connection(uri, ec);
-        require(!ec, "bad uri: " + ec.message());
-        con->add_subprotocol(subprotocol, ec);
-        client_.connect(con);
-        thread_ = std::thread([this] { client_.run(); });
-        std::unique_lock<std::mutex> lock(mutex_);
-        changed_.wait_for(lock, wait_limit, [this] { return opened_ || closed_; });
-        require(opened_, "the WebSocket upgrade did not succeed");
-    }
-
-    void send(const std::string& text) {
-        std::error_code ec;
-        client_.send(handle_, text, websocketpp::frame::opcode::text, ec);
-        require(!ec, "send: " + ec.message());
-    }
+    void send(const std::string& text) { require(ws_.send(true, text), "send: not open"); }
 
     // The next message, parsed; fails the run when none arrives in time.
     json receive() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        require(changed_.wait_for(lock, wait_limit, [this] { return !inbox_.empty(); }),
-                "no message within the time limit");
+        require(tick_until([this] { return !inbox_.empty(); }), "no message within the time limit");
         auto text = std::move(inbox_.front());
         inbox_.pop_front();
         return json::parse(text);
@@ -157,26 +139,27 @@ public:
         return by_type;
     }
 
-    // The server's close code (0 when the connection failed or is still open after the limit).
+    // The server's close code (0 when the connection is still open after the limit).
     std::uint16_t wait_closed() {
-        std::unique_lock<std::mutex> lock(mutex_);
-        changed_.wait_for(lock, wait_limit, [this] { return closed_; });
+        tick_until([this] { return closed_; });
         return closed_ ? close_code_ : 0;
     }
 
 private:
-    template <class F>
-    void update_state(F change) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        change();
-        changed_.notify_all();
+    // Ticks the client until `done()` holds (true) or the time limit passes (false).
+    template <class Predicate>
+    bool tick_until(Predicate done) {
+        const auto deadline = std::chrono::steady_clock::now() + wait_limit;
+        for (;;) {
+            ws_.tick();
+            if (done()) return true;
+            if (std::chrono::steady_clock::now() >= deadline) return false;
+            std::this_thread::sleep_for(tick_interval);
+        }
     }
 
-    ws_client client_;
-    std::thread thread_;
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    websocketpp::connection_hdl handle_;
+    gh_client::posix_transport socket_;  // outlives ws_, as websocket_client requires
+    gh_client::websocket_client ws_;
     std::deque<std::string> inbox_;
     bool opened_ = false;
     bool closed_ = false;
@@ -252,7 +235,7 @@ int run() {
     const auto now = gatehouse::unix_now_seconds();
     const std::string token = gatehouse::sign_jwt({player, now, now + 300, {}}, jwt_secret);
     game_client client;
-    client.connect("ws://" + address + "/ws/player/" + token, "gatehouse.json");
+    client.connect(address, "/ws/player/" + token, "gatehouse.json");
 
     const json welcome = client.receive();
     require(welcome.at("type") == "welcome", "first message is not welcome: " + welcome.dump());
@@ -312,9 +295,12 @@ int run() {
             "gatehouse_commands_accepted_total");
 
     // Graceful shutdown: every command is answered already, so the client gets 1001 at once.
-    gw.shutdown();
-    require(!gw.ready(), "ready after shutdown");
+    // shutdown() blocks until the closing handshakes are done, and this client only answers
+    // while it is ticked: shut down on a thread of its own and keep ticking here.
+    std::thread stopping([&gw] { gw.shutdown(); });
     const auto close_code = client.wait_closed();
+    stopping.join();
+    require(!gw.ready(), "ready after shutdown");
     require(close_code == 1001, "close code " + std::to_string(close_code) + ", expected 1001");
     bus->on_command({});  // the handler refers to the gateway's metrics
     std::printf("embedded_gateway: all checks passed\n");

@@ -64,6 +64,20 @@ struct gateway_options {
     std::chrono::milliseconds idle_timeout{60000};
     /// Longest `shutdown()` waits for pending acks and closing handshakes.
     std::chrono::milliseconds shutdown_timeout{10000};
+    /// An idle persistent HTTP connection (no request in progress, not a WebSocket or event
+    /// stream) is closed after this long (PROTOCOL.md section 6.1).
+    std::chrono::milliseconds http_idle_timeout{30000};
+    /// A request whose headers are not complete this long after its first byte is answered
+    /// 408 and its connection closed (slow-header clients hold no slot for long).
+    std::chrono::milliseconds http_header_timeout{10000};
+    /// Open WebSocket and event-stream connections at most; over it an upgrade or
+    /// `GET /sse/player` is answered 503 `over_capacity`. 0: no cap.
+    std::size_t max_connections = 0;
+    /// Offer permessage-deflate (RFC 7692) to WebSocket clients that ask for it, without
+    /// context takeover, so an idle connection holds no compression state. Incoming messages
+    /// are inflated (`max_message_bytes` applies after inflation); the server writes its own
+    /// messages uncompressed.
+    bool ws_compression = false;
     /// Send queues and the slow-consumer policy.
     connection_manager_options connections;
 

@@ -69,6 +69,16 @@ struct gateway::impl {
         });
     }
 
+    detail::transport_options transport_options() const {
+        const auto& o = core.options();
+        detail::transport_options t;
+        t.max_message_bytes = o.max_message_bytes;
+        t.http_idle_timeout = o.http_idle_timeout;
+        t.http_header_timeout = o.http_header_timeout;
+        t.ws_compression = o.ws_compression;
+        return t;
+    }
+
     void shutdown() {
         std::lock_guard<std::mutex> lock(lifecycle);
         if (!started || stopped) return;
@@ -109,8 +119,7 @@ gateway::gateway(gateway_options options, codec_registry codecs, std::shared_ptr
 
 gateway::~gateway() {
     impl_->shutdown();
-    // Destroy the server (and with it every websocketpp connection) before the core its
-    // handlers point into.
+    // The listener before the I/O context it accepts on.
     impl_->server.reset();
 }
 
@@ -139,9 +148,10 @@ std::error_code gateway::start() {
             d.core.log(log_level::error, "TLS setup failed: " + ec.message());
             return errc::tls_setup_failed;
         }
-        d.server = detail::make_tls_server(d.core, d.io, std::move(tls));
+        d.server =
+            detail::make_transport_server(d.core, d.io, d.transport_options(), std::move(tls));
     } else {
-        d.server = detail::make_plain_server(d.core, d.io);
+        d.server = detail::make_transport_server(d.core, d.io, d.transport_options(), nullptr);
     }
     if (auto ec = d.server->listen(endpoint)) {
         d.server.reset();

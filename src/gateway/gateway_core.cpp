@@ -142,6 +142,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
       upgrades_bad_codec_(upgrade_refusals(metrics_, "bad_codec")),
       upgrades_shutting_down_(upgrade_refusals(metrics_, "shutting_down")),
       upgrades_not_found_(upgrade_refusals(metrics_, "not_found")),
+      upgrades_over_capacity_(upgrade_refusals(metrics_, "over_capacity")),
       commands_accepted_(metrics_.counter("gatehouse_commands_accepted_total",
                                           "Commands the bus accepted (and that were acked).")),
       http_commands_accepted_(metrics_.counter("gatehouse_http_commands_accepted_total",
@@ -219,7 +220,41 @@ void gateway_core::log(log_level level, std::string_view message) const {
 // ------------------------------------------------------------------------------------------
 // Upgrade
 
-upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
+upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request) {
+    auto result = decide_upgrade(request);
+    if (!result.accepted) {
+        log(log_level::info, "upgrade " + redact_target(request.path) + " from " +
+                                 std::string(request.remote_address) + " refused with " +
+                                 std::to_string(result.status));
+    }
+    return to_decision(std::move(result), options_.ws_rate_limit);
+}
+
+upgrade_decision gateway_core::to_decision(upgrade_result result, double rate) {
+    upgrade_decision decision;
+    decision.accepted = result.accepted;
+    if (!result.accepted) {
+        decision.refusal.status = result.status;
+        decision.refusal.content_type = "application/problem+json";
+        decision.refusal.body = std::move(result.body);
+        return decision;
+    }
+    decision.subprotocol = std::move(result.subprotocol);
+    decision.handler = std::make_shared<session>(*this, std::move(result.setup), rate, 2 * rate);
+    return decision;
+}
+
+bool gateway_core::reserve_slot() {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    const auto cap = options_.max_connections;
+    if (cap > 0 && sessions_.size() + opening_ >= cap) return false;
+    // Counted from here, not from on_open: a connection whose handshake is still being
+    // written when shutdown begins must be waited for and closed with 1001 too.
+    ++opening_;
+    return true;
+}
+
+upgrade_result gateway_core::decide_upgrade(const upgrade_request& request) {
     if (shutting_down_) {
         upgrades_shutting_down_.add();
         return refuse(503, "shutting_down", "the gateway is shutting down");
@@ -250,13 +285,11 @@ upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
 
     upgrade_result result;
     // Sec-WebSocket-Protocol: the first offered value naming a codec we have.
-    if (request.offered_subprotocols != nullptr) {
-        for (const auto& offered : *request.offered_subprotocols) {
-            if (auto c = codecs_.find_subprotocol(offered)) {
-                result.setup.wire_codec = std::move(c);
-                result.subprotocol = offered;
-                break;
-            }
+    for (const auto& offered : request.offered_subprotocols) {
+        if (auto c = codecs_.find_subprotocol(offered)) {
+            result.setup.wire_codec = std::move(c);
+            result.subprotocol = offered;
+            break;
         }
     }
     if (!result.setup.wire_codec) {
@@ -274,15 +307,13 @@ upgrade_result gateway_core::authorize_upgrade(const upgrade_request& request) {
     result.setup.text_codec = wire->frame() == frame_type::text ? wire : json_codec_;
     result.setup.binary_codec =
         wire->frame() == frame_type::binary ? wire : (msgpack_codec_ ? msgpack_codec_ : wire);
+    if (!reserve_slot()) {
+        upgrades_over_capacity_.add();
+        return refuse(503, "over_capacity", "this gateway holds as many connections as it may");
+    }
     result.setup.who = std::move(who);
     result.setup.id = next_connection_id();
     result.accepted = true;
-    {
-        // Counted from here, not from on_open: a connection whose handshake is still being
-        // written when shutdown begins must be waited for and closed with 1001 too.
-        std::lock_guard<std::mutex> lock(sessions_mutex_);
-        ++opening_;
-    }
     return result;
 }
 
@@ -317,9 +348,27 @@ connection_id gateway_core::next_connection_id() {
 // ------------------------------------------------------------------------------------------
 // Session life
 
+void session::on_open(const std::shared_ptr<stream_link>& link) {
+    link_ = link;
+    core_.on_open(shared_from_this());
+}
+
+void session::on_message(bool text, std::string_view bytes) {
+    core_.on_message(shared_from_this(), text, bytes);
+}
+
+void session::on_activity() { core_.on_activity(*this); }
+
+void session::on_close(std::uint16_t code) { core_.on_close(shared_from_this(), code); }
+
 void gateway_core::on_open(const std::shared_ptr<session>& s) {
     s->touch(steady_ms());
     const auto& setup = s->setup();
+    if (setup.event_stream) {
+        // An event stream has no welcome: it is registered for routing at once.
+        register_session(s);
+        return;
+    }
     // The welcome goes out before the connection is registered for routing, so no update can
     // overtake it (PROTOCOL.md section 3: the welcome comes first).
     std::string payload = "{\"connection_id\":";
@@ -330,11 +379,6 @@ void gateway_core::on_open(const std::shared_ptr<session>& s) {
     append_json_string(payload, setup.wire_codec->name());
     payload += '}';
     reply(*s, "welcome", std::move(payload), {});
-    register_session(s);
-}
-
-void gateway_core::on_stream_open(const std::shared_ptr<session>& s) {
-    s->touch(steady_ms());
     register_session(s);
 }
 
@@ -410,6 +454,14 @@ void gateway_core::sweep() {
     const auto idle_after = options_.idle_timeout.count();
     for (const auto& s : live) {
         const auto quiet = now - s->last_seen_ms();
+        if (s->setup().event_stream) {
+            // A client never writes on an event stream, so it is never idle: the keep-alive
+            // comment (every ping interval, or 15 s when pings are off) shows whether it is
+            // still there, and a write that fails ends the stream.
+            const std::int64_t keepalive = ping_after > 0 ? ping_after : 15000;
+            if (quiet >= keepalive && s->ping()) s->touch(now);
+            continue;
+        }
         if (idle_after > 0 && quiet >= idle_after) {
             if (s->mark_idle_closed()) {
                 idle_closed_.add();
@@ -540,7 +592,7 @@ void gateway_core::add_route(std::string method, std::string path, http_handler 
     routes_[std::move(path)][std::move(method)] = std::move(handler);
 }
 
-void gateway_core::handle_http(const http_request& request, const http_responder& respond) {
+void gateway_core::handle_http(const http_request& request, http_responder respond) {
     if (request.path == "/health" && request.method == "GET") {
         respond(http_response::json(200, "{\"status\":\"ok\"}"));
         return;
@@ -707,14 +759,18 @@ bool gateway_core::is_event_stream_request(const http_request& request) const no
     return options_.event_streams && request.path == "/sse/player" && request.method == "GET";
 }
 
-upgrade_result gateway_core::authorize_event_stream(const http_request& request) {
-    if (shutting_down_) return refuse(503, "shutting_down", "the gateway is shutting down");
+upgrade_decision gateway_core::authorize_event_stream(const http_request& request) {
+    if (shutting_down_) {
+        return to_decision(refuse(503, "shutting_down", "the gateway is shutting down"), 0);
+    }
     identity who;
     const auto bearer = request.bearer_token();
     const std::string token = bearer.empty() ? request.query_param("token") : std::string(bearer);
     if (token.empty() || authenticate(token, who)) {
-        return refuse(401, "unauthorized",
-                      "a valid access token is required (Authorization: Bearer or ?token=)");
+        return to_decision(
+            refuse(401, "unauthorized",
+                   "a valid access token is required (Authorization: Bearer or ?token=)"),
+            0);
     }
     upgrade_result result;
     result.setup.id = next_connection_id();
@@ -723,12 +779,13 @@ upgrade_result gateway_core::authorize_event_stream(const http_request& request)
     result.setup.text_codec = json_codec_;
     result.setup.binary_codec = json_codec_;
     result.setup.event_stream = true;
-    result.accepted = true;
-    {
-        std::lock_guard<std::mutex> lock(sessions_mutex_);
-        ++opening_;
+    if (!reserve_slot()) {
+        upgrades_over_capacity_.add();
+        return to_decision(
+            refuse(503, "over_capacity", "this gateway holds as many connections as it may"), 0);
     }
-    return result;
+    result.accepted = true;
+    return to_decision(std::move(result), 0);
 }
 
 // ------------------------------------------------------------------------------------------

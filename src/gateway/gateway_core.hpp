@@ -1,8 +1,8 @@
 #pragma once
 // The transport-independent heart of a gateway: authentication at upgrade, codec
 // negotiation, the command path (decode -> rate limit -> bus -> ack), update routing, HTTP
-// routing, keepalive and shutdown accounting. The websocketpp server (src/transport/) calls
-// into it; it never sees a websocketpp type.
+// routing, keepalive and shutdown accounting. The transport (src/transport/) calls into it
+// through `transport_events`; it never sees a socket.
 
 #include <atomic>
 #include <chrono>
@@ -25,18 +25,11 @@
 #include "gatehouse/pubsub_listener.hpp"
 #include "gatehouse/token_bucket.hpp"
 #include "gateway/session.hpp"
+#include "transport/transport_events.hpp"
 
 namespace gatehouse::detail {
 
-// What the transport read from an upgrade request.
-struct upgrade_request {
-    std::string_view path;
-    std::string_view query;
-    std::string_view authorization;  // the Authorization header, possibly empty
-    const std::vector<std::string>* offered_subprotocols = nullptr;
-};
-
-// What the core decided about it.
+// What the core decided about an upgrade before it becomes a transport answer.
 struct upgrade_result {
     bool accepted = false;
     int status = 0;           // the HTTP status of a refusal
@@ -45,20 +38,27 @@ struct upgrade_result {
     session_setup setup;
 };
 
-class gateway_core {
+class gateway_core final : public transport_events {
 public:
     gateway_core(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
                  std::shared_ptr<pubsub_listener> listener);
-    ~gateway_core();
+    ~gateway_core() override;
 
     const gateway_options& options() const noexcept { return options_; }
     const std::string& gateway_id() const noexcept { return options_.gateway_id; }
     connection_manager& connections() noexcept { return connections_; }
     metrics_registry& metrics() noexcept { return metrics_; }
-    void log(log_level level, std::string_view message) const;
+    void log(log_level level, std::string_view message) const override;
 
-    // --- WebSocket ---
-    upgrade_result authorize_upgrade(const upgrade_request& request);
+    // --- transport_events ---
+    void handle_http(const http_request& request, http_responder respond) override;
+    upgrade_decision authorize_upgrade(const upgrade_request& request) override;
+    // True when the transport should stream this request rather than call handle_http.
+    bool is_event_stream_request(const http_request& request) const noexcept override;
+    // Authenticates it (Bearer or ?token=): accepted with a session, or a refusal.
+    upgrade_decision authorize_event_stream(const http_request& request) override;
+
+    // --- a session's life, called by session (its stream_handler side) ---
     void on_open(const std::shared_ptr<session>& s);
     void on_message(const std::shared_ptr<session>& s, bool text, std::string_view bytes);
     void on_close(const std::shared_ptr<session>& s, std::uint16_t code);
@@ -69,16 +69,6 @@ public:
 
     // --- HTTP ---
     void add_route(std::string method, std::string path, http_handler handler);
-    void handle_http(const http_request& request, const http_responder& respond);
-
-    // --- event streams (GET /sse/player), which the transport serves itself ---
-    // True when the transport should stream this request rather than call handle_http.
-    bool is_event_stream_request(const http_request& request) const noexcept;
-    // Authenticates it (Bearer or ?token=): accepted with a session setup, or a refusal.
-    upgrade_result authorize_event_stream(const http_request& request);
-    // The stream's head has been written: register it for routing (no welcome). It ends
-    // through on_close like a WebSocket.
-    void on_stream_open(const std::shared_ptr<session>& s);
 
     // --- lifecycle ---
     void start_listener();
@@ -93,6 +83,10 @@ public:
     std::error_code authenticate(std::string_view token, identity& who) const;
 
 private:
+    upgrade_result decide_upgrade(const upgrade_request& request);
+    upgrade_decision to_decision(upgrade_result result, double rate);
+    // Counts an accepted upgrade until it opens or fails; false when over max_connections.
+    bool reserve_slot();
     void accept_command(const std::shared_ptr<session>& s, envelope& command);
     void reply_error(session& s, std::string_view code, std::string_view message,
                      std::string_view correlation_id);
@@ -149,6 +143,7 @@ private:
     metric_counter& upgrades_bad_codec_;
     metric_counter& upgrades_shutting_down_;
     metric_counter& upgrades_not_found_;
+    metric_counter& upgrades_over_capacity_;
     metric_counter& commands_accepted_;
     metric_counter& http_commands_accepted_;
     metric_counter& refused_invalid_frame_;

@@ -1,6 +1,7 @@
 #pragma once
-// One WebSocket session as the gateway core sees it: the transport-independent state of an
-// authenticated connection, plus the `connection` interface the transport implements.
+// One WebSocket or event-stream session as the gateway core sees it: the transport-independent
+// state of an authenticated connection. It is the `stream_handler` the transport calls and the
+// `connection` the connection manager sends through, forwarding sends to the transport's link.
 
 #include <atomic>
 #include <cstddef>
@@ -14,6 +15,7 @@
 #include "gatehouse/envelope.hpp"
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/token_bucket.hpp"
+#include "transport/transport_events.hpp"
 
 namespace gatehouse::detail {
 
@@ -27,20 +29,46 @@ struct session_setup {
     bool event_stream = false;                  // GET /sse/player: sends only, no welcome
 };
 
-class session : public connection {
+class gateway_core;
+
+class session final : public connection,
+                      public stream_handler,
+                      public std::enable_shared_from_this<session> {
 public:
-    explicit session(session_setup setup, double rate, double burst)
-        : setup_(std::move(setup)), bucket_(rate, burst) {}
+    session(gateway_core& core, session_setup setup, double rate, double burst)
+        : core_(core), setup_(std::move(setup)), bucket_(rate, burst) {}
 
     const connection_id& id() const noexcept override { return setup_.id; }
     const session_setup& setup() const noexcept { return setup_; }
 
+    // --- connection: what the connection manager and the core send through ---
+    // The link is held weakly: the transport owns it, and a session kept by a bus callback
+    // must not keep a dead socket open.
+    send_status send(const shared_frame& frame) override {
+        const auto link = link_.lock();
+        return link ? link->send(frame) : send_status::closed;
+    }
+    std::size_t buffered_bytes() const noexcept override {
+        const auto link = link_.lock();
+        return link ? link->buffered_bytes() : 0;
+    }
+    void close(close_code code, std::string_view reason) override {
+        if (const auto link = link_.lock()) link->close(code, reason);
+    }
+    // Sends a WebSocket ping (an event stream's keep-alive comment); false when gone.
+    bool ping() {
+        const auto link = link_.lock();
+        return link && link->ping();
+    }
     // Sends without the slow-consumer policy: replies (welcome, ack, error) are bounded by the
     // rate limit and answer commands that are already on the bus, so they are never dropped.
-    virtual send_status send_reply(const shared_frame& frame) { return send(frame); }
+    send_status send_reply(const shared_frame& frame) { return send(frame); }
 
-    // Sends a WebSocket ping; false when the connection is gone.
-    virtual bool ping() = 0;
+    // --- stream_handler: the transport's calls, handed to the core (gateway_core.cpp) ---
+    void on_open(const std::shared_ptr<stream_link>& link) override;
+    void on_message(bool text, std::string_view bytes) override;
+    void on_activity() override;
+    void on_close(std::uint16_t code) override;
 
     // --- state touched only on the session's own strand (message handler) ---
     token_bucket& bucket() noexcept { return bucket_; }
@@ -91,6 +119,8 @@ public:
     }
 
 private:
+    gateway_core& core_;
+    std::weak_ptr<stream_link> link_;
     session_setup setup_;
     token_bucket bucket_;
     envelope scratch_;

@@ -1,19 +1,36 @@
 #pragma once
-// The listener of a gateway, independent of whether it speaks TLS: the two websocketpp
-// server types (plain and TLS) differ in their config type only, and this interface keeps
-// that template out of the rest of the gateway.
+// gatehouse's own HTTP/1.1 + WebSocket (RFC 6455) + server-sent events listener on standalone
+// Asio, plain or TLS. It calls the gateway through `transport_events` and knows nothing else of
+// it (docs/architecture.md, "Transport").
 
+#include <chrono>
+#include <cstddef>
 #include <memory>
-#include <string>
 #include <system_error>
 
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 
+#include "transport/transport_events.hpp"
+
 namespace gatehouse::detail {
 
-class gateway_core;
+struct transport_options {
+    // Largest WebSocket message (after inflation) and decoded HTTP request body.
+    std::size_t max_message_bytes = 65536;
+    // An idle persistent HTTP connection is closed after this long.
+    std::chrono::milliseconds http_idle_timeout{30000};
+    // A request's headers (and a TLS handshake) must be complete this long after they began.
+    std::chrono::milliseconds http_header_timeout{10000};
+    // After this side sent its close frame (or ended a response with Connection: close), how
+    // long the peer has to close its end before the socket is closed under it.
+    std::chrono::milliseconds close_timeout{2000};
+    // Event streams send a keep-alive comment after this long without an event.
+    std::chrono::milliseconds event_stream_keepalive{15000};
+    // permessage-deflate for WebSocket clients that offer it.
+    bool ws_compression = false;
+};
 
 class transport_server {
 public:
@@ -27,8 +44,12 @@ public:
     virtual void stop_listening() = 0;
 };
 
-std::unique_ptr<transport_server> make_plain_server(gateway_core& core, asio::io_context& io);
-std::unique_ptr<transport_server> make_tls_server(gateway_core& core, asio::io_context& io,
-                                                  std::shared_ptr<asio::ssl::context> tls);
+// `tls` null: plain HTTP and ws://; otherwise every connection speaks TLS first.
+// `events` must outlive every connection's use of it: the gateway keeps it until the I/O
+// threads have stopped.
+std::unique_ptr<transport_server> make_transport_server(transport_events& events,
+                                                        asio::io_context& io,
+                                                        transport_options options,
+                                                        std::shared_ptr<asio::ssl::context> tls);
 
 }  // namespace gatehouse::detail

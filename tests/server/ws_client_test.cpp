@@ -1,5 +1,6 @@
-// Black-box test of gatehouse-server from C++: a real WebSocket client (websocketpp's
-// asio_client) that encodes and decodes with gatehouse::client_codec, as a game client would.
+// Black-box test of gatehouse-server from C++: a real WebSocket client (Boost.Beast's websocket
+// stream, a test-only dependency) that encodes and decodes with gatehouse::client_codec, as a
+// game client would.
 //
 // Usage: gatehouse_server_ws_client_test PATH/TO/gatehouse-server
 //
@@ -20,8 +21,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <websocketpp/client.hpp>
-#include <websocketpp/config/asio_no_tls_client.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 
 #include <chrono>
 #include <condition_variable>
@@ -30,6 +36,7 @@
 #include <cstring>
 #include <deque>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -290,9 +297,14 @@ http_answer http_request(int port, const std::string& method, const std::string&
 }
 
 // ---------------------------------------------------------------------------------------------
-// A blocking WebSocket session over websocketpp's asio client, one I/O thread per session.
+// A blocking WebSocket session over Boost.Beast's websocket client, one I/O thread per session.
+// Every operation runs on that thread (Beast streams are not thread-safe); the test thread
+// posts to it and waits, bounded, on a condition variable.
 
-using ws_client = websocketpp::client<websocketpp::config::asio_client>;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bws = boost::beast::websocket;
+namespace bhttp = boost::beast::http;
 
 struct ws_frame {
     bool text = false;
@@ -301,57 +313,62 @@ struct ws_frame {
 
 class ws_session {
 public:
+    /// Connects to ws://127.0.0.1:PORT/PATH (only loopback URLs of that shape are used here).
     ws_session(const std::string& url, const std::vector<std::string>& subprotocols,
-               const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-        client_.clear_access_channels(websocketpp::log::alevel::all);
-        client_.clear_error_channels(websocketpp::log::elevel::all);
-        client_.init_asio();
-        client_.set_open_handler([this](websocketpp::connection_hdl) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            // websocketpp's client never fills get_subprotocol() from the answer: read the header.
-            subprotocol_ = con_->get_response_header("Sec-WebSocket-Protocol");
-            state_ = state::open;
-            opened_once_ = true;
-            cv_.notify_all();
-        });
-        client_.set_fail_handler([this](websocketpp::connection_hdl) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            http_status_ = static_cast<int>(con_->get_response_code());
-            state_ = state::failed;
-            cv_.notify_all();
-        });
-        client_.set_message_handler([this](websocketpp::connection_hdl, ws_client::message_ptr m) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            inbox_.push_back(
-                {m->get_opcode() == websocketpp::frame::opcode::text, m->get_payload()});
-            cv_.notify_all();
-        });
-        client_.set_close_handler([this](websocketpp::connection_hdl) {
-            std::lock_guard<std::mutex> lock(mutex_);
-            close_code_ = static_cast<int>(con_->get_remote_close_code());
-            state_ = state::closed;
-            cv_.notify_all();
-        });
-        websocketpp::lib::error_code ec;
-        con_ = client_.get_connection(url, ec);
-        if (ec) {
+               const std::vector<std::pair<std::string, std::string>>& headers = {})
+        : ws_(io_) {
+        static const std::regex url_re(R"(^ws://([0-9.]+):(\d+)(/.*)$)");
+        std::smatch m;
+        if (!std::regex_match(url, m, url_re)) {
             state_ = state::failed;
             return;
         }
-        for (const auto& sp : subprotocols) con_->add_subprotocol(sp, ec);
-        for (const auto& [name, value] : headers) con_->append_header(name, value);
-        client_.connect(con_);
-        thread_ = std::thread([this] { client_.run(); });
+        host_ = m[1].str() + ":" + m[2].str();
+        target_ = m[3].str();
+        const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(m[1].str()),
+                                               static_cast<unsigned short>(std::stoi(m[2].str())));
+        bws::stream_base::timeout timeouts{};
+        timeouts.handshake_timeout = recv_timeout;
+        timeouts.idle_timeout = bws::stream_base::none();
+        timeouts.keep_alive_pings = false;
+        ws_.set_option(timeouts);
+        std::string offered;
+        for (const auto& sp : subprotocols) offered += (offered.empty() ? "" : ", ") + sp;
+        ws_.set_option(bws::stream_base::decorator([offered, headers](bws::request_type& req) {
+            if (!offered.empty()) req.set(bhttp::field::sec_websocket_protocol, offered);
+            for (const auto& [name, value] : headers) req.set(name, value);
+        }));
+        response_.result(0u);     // stays 0 unless an HTTP answer arrives
+        ws_.read_message_max(0);  // no client-side limit: the server's frames are what is tested
+        beast::get_lowest_layer(ws_).expires_after(recv_timeout);
+        beast::get_lowest_layer(ws_).async_connect(endpoint, [this](beast::error_code ec) {
+            if (ec) return finish_handshake(ec);
+            beast::get_lowest_layer(ws_).expires_never();  // the stream's own timeouts now
+            ws_.async_handshake(response_, host_, target_,
+                                [this](beast::error_code hec) { finish_handshake(hec); });
+        });
+        thread_ = std::thread([this] { io_.run(); });
     }
 
     ~ws_session() {
         if (wait_open()) {
-            websocketpp::lib::error_code ec;
-            client_.close(con_->get_handle(), websocketpp::close::status::normal, "", ec);
+            asio::post(io_, [this] {
+                if (!ws_.is_open()) return;
+                ws_.async_close(bws::close_code::normal, [](beast::error_code) {});
+            });
             std::unique_lock<std::mutex> lock(mutex_);
             cv_.wait_for(lock, 2s, [this] { return state_ == state::closed; });
         }
-        client_.stop();
+        // Whatever is still pending completes (aborted) before the stream goes away.
+        asio::post(io_, [this] {
+            beast::error_code ignored;
+            beast::get_lowest_layer(ws_).socket().close(ignored);
+        });
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            cv_.wait_for(lock, 2s, [this] { return state_ != state::open; });
+        }
+        io_.stop();
         if (thread_.joinable()) thread_.join();
     }
 
@@ -384,19 +401,66 @@ public:
         return f;
     }
 
+    /// Writes one message on the I/O thread; true once it is written (bounded wait).
     bool send(const std::string& data, bool text) {
-        websocketpp::lib::error_code ec;
-        client_.send(con_->get_handle(), data,
-                     text ? websocketpp::frame::opcode::text : websocketpp::frame::opcode::binary,
-                     ec);
-        return !ec;
+        if (!wait_open()) return false;
+        auto done = std::make_shared<std::optional<bool>>();
+        asio::post(io_, [this, data, text, done] {
+            // The tests wait for each send, so writes never overlap.
+            auto copy = std::make_shared<std::string>(data);
+            ws_.text(text);
+            ws_.async_write(asio::buffer(*copy),
+                            [this, copy, done](beast::error_code ec, std::size_t) {
+                                std::lock_guard<std::mutex> lock(mutex_);
+                                *done = !ec;
+                                cv_.notify_all();
+                            });
+        });
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait_for(lock, recv_timeout, [&] { return done->has_value(); });
+        return done->value_or(false);
     }
 
 private:
     enum class state { connecting, open, failed, closed };
 
-    ws_client client_;
-    ws_client::connection_ptr con_;
+    void finish_handshake(beast::error_code ec) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        http_status_ = static_cast<int>(response_.result_int());
+        if (ec) {
+            state_ = state::failed;
+        } else {
+            subprotocol_ = std::string(response_[bhttp::field::sec_websocket_protocol]);
+            state_ = state::open;
+            opened_once_ = true;
+            asio::post(io_, [this] { read_next(); });
+        }
+        cv_.notify_all();
+    }
+
+    void read_next() {
+        ws_.async_read(buffer_, [this](beast::error_code ec, std::size_t) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (ec) {
+                // The server's close frame, or the connection ended.
+                close_code_ = static_cast<int>(ws_.reason().code);
+                state_ = state::closed;
+                cv_.notify_all();
+                return;
+            }
+            inbox_.push_back({ws_.got_text(), beast::buffers_to_string(buffer_.data())});
+            buffer_.consume(buffer_.size());
+            cv_.notify_all();
+            asio::post(io_, [this] { read_next(); });
+        });
+    }
+
+    asio::io_context io_;
+    bws::stream<beast::tcp_stream> ws_;
+    beast::flat_buffer buffer_;
+    bws::response_type response_;
+    std::string host_;
+    std::string target_;
     std::thread thread_;
     std::mutex mutex_;
     std::condition_variable cv_;
