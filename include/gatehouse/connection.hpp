@@ -52,6 +52,8 @@ enum class close_code : std::uint16_t {
     policy_violation = 1008,  ///< Idle timeout, or a slow consumer closed by policy.
     message_too_big = 1009,   ///< Over `max_message_bytes`.
     internal_error = 1011,
+    token_expired = 4001,  ///< The session's access token expired (PROTOCOL.md 6.3).
+    slow_consumer = 4008,  ///< The connection queued more than its hard bound (PROTOCOL.md 6.6).
 };
 
 /// One client connection as the connection manager sees it: something that can send a

@@ -76,6 +76,10 @@ struct gateway::impl {
         t.http_idle_timeout = o.http_idle_timeout;
         t.http_header_timeout = o.http_header_timeout;
         t.ws_compression = o.ws_compression;
+        // PROTOCOL.md 6.6: past twice the send buffer, anything queued closes with 4008; reads
+        // pause at the send buffer itself.
+        t.read_pause_bytes = o.connections.max_buffered_bytes;
+        t.max_queued_bytes = 2 * o.connections.max_buffered_bytes;
         return t;
     }
 

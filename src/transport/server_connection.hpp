@@ -195,6 +195,7 @@ private:
 
     void arm_read() {
         if (phase_ == phase::closed || reading_) return;
+        if (output_backlogged()) return;  // resumed by bytes_written() once it drains
         reading_ = true;
         if constexpr (Tls) {
             if (!tls_buffer_) tls_buffer_ = std::make_unique<std::array<char, 4096>>();
@@ -245,6 +246,23 @@ private:
             case stream_kind::event_stream: return true;  // a client sends nothing on a stream
         }
         return false;
+    }
+
+    // True (and reading paused) while more than read_pause_bytes wait unwritten. The writer
+    // that drains the queue below the mark resumes reading; the exchange on read_paused_
+    // makes exactly one of the two sides do it when they race.
+    bool output_backlogged() {
+        const auto mark = options().read_pause_bytes;
+        if (mark == 0 || phase_ != phase::open ||
+            buffered_.load(std::memory_order_acquire) < mark) {
+            return false;
+        }
+        read_paused_.store(true, std::memory_order_release);
+        if (buffered_.load(std::memory_order_acquire) < mark &&
+            read_paused_.exchange(false, std::memory_order_acq_rel)) {
+            return false;
+        }
+        return true;
     }
 
     // A read failed or the peer closed its end.
@@ -587,6 +605,10 @@ private:
     // Queues this side's close frame once (code 0: an empty close payload). From any thread.
     void send_close_frame(std::uint16_t code, std::string_view reason) {
         std::lock_guard<std::mutex> lock(out_mutex_);
+        send_close_frame_locked(code, reason);
+    }
+
+    void send_close_frame_locked(std::uint16_t code, std::string_view reason) {
         if (close_sent_.load(std::memory_order_relaxed) || output_closed_) return;
         close_sent_.store(true, std::memory_order_release);
         close_code_sent_.store(code == 0 ? 1005 : code, std::memory_order_relaxed);
@@ -609,9 +631,29 @@ private:
     bool enqueue(out_item item) {
         std::lock_guard<std::mutex> lock(out_mutex_);
         if (output_closed_ || broken_) return false;
+        // HTTP responses are exempt: one is queued at a time, whatever size its route made it.
+        const auto bound = options().max_queued_bytes;
+        if (bound != 0 && mode_flag_.load(std::memory_order_relaxed) != stream_kind::http &&
+            buffered_.load(std::memory_order_relaxed) + item.size() > bound) {
+            overflow_locked();
+            return false;
+        }
         push_locked(std::move(item));
         flush_locked();
         return true;
+    }
+
+    // Past the one bound on everything queued (PROTOCOL.md 6.6): a WebSocket is closed with
+    // 4008, whose frame may go past the bound by its few bytes; anything else ends after what
+    // is queued. Either way the close deadline ends a peer that does not read.
+    void overflow_locked() {
+        if (mode_flag_.load(std::memory_order_acquire) == stream_kind::websocket) {
+            send_close_frame_locked(static_cast<std::uint16_t>(close_code::slow_consumer),
+                                    "slow consumer");
+        } else {
+            output_closed_ = true;
+            close_after_flush_locked();
+        }
     }
 
     void push_locked(out_item item) {
@@ -672,8 +714,19 @@ private:
         queue_drained_locked();
     }
 
+    // n more bytes reached the socket: un-count them, and resume reading if it was paused
+    // for a backlog that has now drained.
+    void bytes_written(std::size_t n) {
+        const auto mark = options().read_pause_bytes;
+        const auto left = buffered_.fetch_sub(n, std::memory_order_acq_rel) - n;
+        if (mark != 0 && left < mark && read_paused_.load(std::memory_order_acquire) &&
+            read_paused_.exchange(false, std::memory_order_acq_rel)) {
+            asio::post(strand_, [self = this->shared_from_this()] { self->arm_read(); });
+        }
+    }
+
     void consume_sent_locked(std::size_t n) {
-        buffered_.fetch_sub(n, std::memory_order_relaxed);
+        bytes_written(n);
         while (n > 0 && head_ < queue_.size()) {
             const std::size_t left = queue_[head_].size() - offset_;
             if (n < left) {
@@ -737,7 +790,7 @@ private:
                               std::lock_guard<std::mutex> lock(self->out_mutex_);
                               self->writing_ = false;
                               self->in_flight_.clear();
-                              self->buffered_.fetch_sub(bytes, std::memory_order_relaxed);
+                              self->bytes_written(bytes);
                               if (ec) {
                                   self->fail_output_locked();
                                   return;
@@ -875,6 +928,7 @@ private:
     std::atomic<bool> close_sent_{false};
     std::atomic<std::uint16_t> close_code_sent_{0};
     std::atomic<std::size_t> buffered_{0};
+    std::atomic<bool> read_paused_{false};
 
     // The output side: guarded by out_mutex_.
     std::mutex out_mutex_;

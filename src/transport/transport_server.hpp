@@ -30,6 +30,13 @@ struct transport_options {
     std::chrono::milliseconds event_stream_keepalive{15000};
     // permessage-deflate for WebSocket clients that offer it.
     bool ws_compression = false;
+    // Every byte a connection queues (updates, replies, pongs, its own responses) counts
+    // against one bound: past `max_queued_bytes` a WebSocket is closed with 4008 (an event
+    // stream or HTTP connection simply ends), and while more than `read_pause_bytes` wait
+    // unwritten nothing more is read from the client, so a client that sends without reading
+    // cannot make the server queue answers without end. 0: no bound.
+    std::size_t max_queued_bytes = 0;
+    std::size_t read_pause_bytes = 0;
 };
 
 class transport_server {
