@@ -23,13 +23,15 @@ namespace {
 
 void usage(const char* argv0) {
     std::fprintf(stderr,
-                 "usage: %s ingress|fanout|broadcast|roundtrip|connect --port P --secret S\n"
+                 "usage: %s ingress|fanout|broadcast|roundtrip|connect|idle --port P --secret S\n"
                  "  [--label NAME] [--redis-port P] [--channel NAME] [--connections N]\n"
                  "  [--window W] [--rate R] [--warmup S] [--duration S] [--drain S]\n"
                  "  [--concurrency N] [--server-pid PID] [--redis-pid PID] [--player-prefix TEXT]\n"
+                 "  [--source-addresses 127.0.0.2-127.0.0.9[,ADDR...]]\n"
                  "defaults: ingress 100 connections x window 8; fanout 1000 connections,\n"
                  "window 1000; broadcast 1000 connections, window 16; roundtrip 50\n"
                  "connections at --rate 5000/s; connect 2000 connections, 128 at a time;\n"
+                 "idle 1000 connections held until SIGTERM or --duration;\n"
                  "--warmup 1 --duration 5 --drain 5 (seconds)\n",
                  argv0);
 }
@@ -74,6 +76,11 @@ int run(int argc, char** argv) {
             o.channel = value;
         } else if (flag == "--player-prefix") {
             o.player_prefix = value;
+        } else if (flag == "--source-addresses") {
+            if (!gatehouse_load::parse_addresses(value, o.source_addresses)) {
+                std::fprintf(stderr, "--source-addresses: want A.B.C.D[-A.B.C.D][,...]\n");
+                return 2;
+            }
         } else if (!numeric) {
             std::fprintf(stderr, "%s: not a number or unknown flag\n", argv[i - 1]);
             return 2;

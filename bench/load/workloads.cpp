@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -236,7 +237,12 @@ public:
         while (welcomed_ + failed_opens_ < n && now_ns() < deadline) {
             while (started < n && started - welcomed_ - failed_opens_ < o_.concurrency) {
                 conns_.push_back(std::make_unique<ws_connection>(loop_, *this, started));
-                if (!conns_.back()->start(addr_, host_, paths[started])) ++failed_opens_;
+                const auto& sources = o_.source_addresses;
+                const in_addr* source =
+                    sources.empty() ? nullptr : &sources[started % sources.size()];
+                if (!conns_.back()->start(addr_, host_, paths[started], source)) {
+                    ++failed_opens_;
+                }
                 ++started;
             }
             loop_.run_once(5);
@@ -737,7 +743,81 @@ private:
     void handle(ws_connection& /*c*/, const gc::envelope& /*env*/) override { ++bad_frames_; }
 };
 
+// ---------------------------------------------------------------------------------------------
+// idle: N connections opened, then held idle (pings answered) until SIGTERM, SIGINT or
+// --duration. Several generators can share one server's connections (bench/idle_connections.py
+// runs them, each under its own --player-prefix, and reads the server's RSS while they hold).
+
+volatile std::sig_atomic_t hold_stop = 0;
+
+extern "C" void on_hold_signal(int /*sig*/) { hold_stop = 1; }
+
+class idle_hold final : public session {
+public:
+    using session::session;
+
+    bool run() {
+        const std::size_t n = o_.connections ? o_.connections : 1000;
+        std::signal(SIGTERM, on_hold_signal);
+        std::signal(SIGINT, on_hold_signal);
+        bool ok = open(n, open_timeout_s);
+        const double open_s = static_cast<double>(last_welcome_ - open_started_) / 1e9;
+        // What the harness waits for before it reads the server's memory.
+        std::fprintf(stderr, "gatehouse_load idle: open welcomed=%zu failed=%zu\n", welcomed_,
+                     failed_opens_);
+        const std::int64_t hold_from = now_ns();
+        if (ok) drain(o_.duration_s, [] { return hold_stop != 0; });
+        const double held_s = static_cast<double>(now_ns() - hold_from) / 1e9;
+        ok = ok && clean();
+        cpu_meter cpu(0, 0);
+        json_line j;
+        j.field("workload", "idle")
+            .field("server", o_.label)
+            .field("connections", static_cast<std::uint64_t>(n))
+            .field("concurrency", static_cast<std::uint64_t>(o_.concurrency))
+            .field("source_addresses", static_cast<std::uint64_t>(o_.source_addresses.size()))
+            .field("open_s", open_s)
+            .field("connections_per_s", open_s > 0 ? static_cast<double>(welcomed_) / open_s : 0.0)
+            .field("held_s", held_s);
+        report_common(j, cpu);
+        j.field("ok", ok).print();
+        close_all();
+        return ok;
+    }
+
+private:
+    void handle(ws_connection& /*c*/, const gc::envelope& /*env*/) override { ++bad_frames_; }
+};
+
 }  // namespace
+
+bool parse_addresses(const std::string& text, std::vector<in_addr>& out) {
+    std::size_t from = 0;
+    while (from <= text.size()) {
+        const auto comma = text.find(',', from);
+        const std::string item =
+            text.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
+        const auto dash = item.find('-');
+        in_addr first{}, last{};
+        if (inet_pton(AF_INET, item.substr(0, dash).c_str(), &first) != 1) return false;
+        last = first;
+        if (dash != std::string::npos &&
+            inet_pton(AF_INET, item.substr(dash + 1).c_str(), &last) != 1) {
+            return false;
+        }
+        const std::uint32_t lo = ntohl(first.s_addr), hi = ntohl(last.s_addr);
+        if (hi < lo || hi - lo >= 65536 || out.size() + (hi - lo) >= 65536) return false;
+        for (std::uint32_t a = lo;; ++a) {
+            in_addr addr{};
+            addr.s_addr = htonl(a);
+            out.push_back(addr);
+            if (a == hi) break;
+        }
+        if (comma == std::string::npos) break;
+        from = comma + 1;
+    }
+    return !out.empty();
+}
 
 bool run_workload(const options& o) {
     if (o.workload == "ingress") return ingress(o).run();
@@ -745,6 +825,7 @@ bool run_workload(const options& o) {
     if (o.workload == "broadcast") return fanout(o, true).run();
     if (o.workload == "roundtrip") return roundtrip(o).run();
     if (o.workload == "connect") return connect_storm(o).run();
+    if (o.workload == "idle") return idle_hold(o).run();
     std::fprintf(stderr, "gatehouse_load: unknown workload '%s'\n", o.workload.c_str());
     return false;
 }

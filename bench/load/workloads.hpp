@@ -1,17 +1,20 @@
 #pragma once
-// The five workloads of the benchmark matrix (bench/README.md). Each runs on the calling
+// The workloads of the benchmark matrix (bench/README.md). Each runs on the calling
 // thread, prints exactly one JSON line on stdout with its parameters and results, and returns
 // whether the run was clean (every connection opened and stayed open, nothing lost, no error
 // frames): the exit status of the generator.
 
+#include <netinet/in.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gatehouse_load {
 
 struct options {
-    std::string workload;          // ingress | fanout | broadcast | roundtrip | connect
+    std::string workload;          // ingress | fanout | broadcast | roundtrip | connect | idle
     std::string label = "server";  // echoed in the JSON line: which server was measured
     std::uint16_t port = 0;        // the server under test, on 127.0.0.1
     std::string secret;            // HS256 key the server verifies tokens with
@@ -27,7 +30,14 @@ struct options {
     int server_pid = 0;             // when set: server CPU (and RSS for connect) are read
     int redis_pid = 0;              // when set: redis-server's CPU is read too
     std::string player_prefix = "bench-p";
+    // Local addresses to connect from, round robin (empty: the kernel's choice, 127.0.0.1).
+    // Each gives one ephemeral port range (about 28k ports) towards the server's one port.
+    std::vector<in_addr> source_addresses;
 };
+
+/// Parses "127.0.0.2-127.0.0.9" (an inclusive range) or "127.0.0.2,127.0.0.5" (a list, whose
+/// items may be ranges) into `out`. Returns false on anything else, or on more than 65536.
+bool parse_addresses(const std::string& text, std::vector<in_addr>& out);
 
 /// Runs `o.workload`. Returns true when the run was clean.
 bool run_workload(const options& o);

@@ -52,11 +52,25 @@ ws_connection::~ws_connection() {
 }
 
 bool ws_connection::start(const sockaddr_in& addr, const std::string& host_header,
-                          const std::string& path) {
+                          const std::string& path, const in_addr* source) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return false;
     const int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (source != nullptr) {
+        // The port is chosen at connect(), for the whole 4-tuple, rather than reserved here
+        // for the address alone.
+        setsockopt(fd_, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        sockaddr_in local{};
+        local.sin_family = AF_INET;
+        local.sin_addr = *source;
+        if (::bind(fd_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
+            ::close(fd_);
+            fd_ = -1;
+            state_ = state::closed;
+            return false;
+        }
+    }
     started_at_ = now_ns();
     state_ = state::connecting;
     const int rc = ::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);

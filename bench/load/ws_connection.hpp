@@ -41,9 +41,12 @@ public:
     ws_connection& operator=(const ws_connection&) = delete;
 
     /// Starts a nonblocking connect to `addr` and queues the upgrade request for `path`.
-    /// Returns false (and reports nothing) when no socket could be made; every later failure
-    /// is reported through `on_closed`.
-    bool start(const sockaddr_in& addr, const std::string& host_header, const std::string& path);
+    /// With `source` (not null), the socket is bound to that local address first (port left to
+    /// the kernel at connect time), so more than one ephemeral port range's worth of
+    /// connections can reach one server port. Returns false (and reports nothing) when no
+    /// socket could be made; every later failure is reported through `on_closed`.
+    bool start(const sockaddr_in& addr, const std::string& host_header, const std::string& path,
+               const in_addr* source = nullptr);
 
     /// Queues one masked text frame; sent at the end of the loop's batch.
     void send_text(std::string_view payload);
