@@ -3,16 +3,19 @@
 
 For every repetition, every workload runs once against gatehouse and once against the Node
 peer (bench/peers/node), alternately, each run on a fresh redis-server and a fresh server
-process. The load generator (build/release/bench/load/gatehouse_load) prints one JSON line per
-run; this script keeps them all (raw.jsonl), prints a table of medians, gatehouse/Node ratios
-and the spread between repetitions, writes summary.json, and plots roundtrip latency against
-offered load (roundtrip.png, with gnuplot).
+process; with `--baseline PATH`, also once against another gatehouse-server binary (an older
+build), placed and run exactly as gatehouse is. The load generator
+(build/release/bench/load/gatehouse_load) prints one JSON line per run; this script keeps them
+all (raw.jsonl), prints a table of medians with the spread between repetitions and the paired
+ratios (gatehouse ÷ each other server within one repetition, then the median of those), writes
+summary.json, and plots roundtrip latency against offered load (roundtrip.png, with gnuplot).
 
 CPU placement (see bench/README.md): the server under test alone on core 1 (`taskset -c 1`);
 the generator, redis-server and the echo service together on core 0. Both servers get the same
 single core, so the comparison is per core; what runs on core 0 is the same for both.
 
     bench/run_matrix.py [--reps 3] [--quick] [--threads 1] [--workloads a,b] [--servers a,b]
+                        [--baseline OTHER/gatehouse-server]
 
 Every wait is bounded and every process this script starts is stopped by its PID.
 """
@@ -67,6 +70,10 @@ HEADLINE = {
     "connect": [("connections_per_s", True), ("rss_per_conn_bytes", False)],
 }
 COMMON = [("gen_cpu", None), ("redis_cpu", None), ("server_cpu", None)]
+# The servers: gatehouse (this build), baseline (--baseline, another gatehouse-server binary,
+# run exactly as gatehouse is) and the Node peer. Ratios are gatehouse ÷ each of the others.
+SERVERS = ("gatehouse", "baseline", "node")
+GATEHOUSE_BUILDS = ("gatehouse", "baseline")
 
 
 def log(msg):
@@ -203,8 +210,9 @@ def one_run(args, server, workload, params, log_dir):
     try:
         redis.start()
         pin(redis.proc.pid, args.client_cpus)
-        if server == "gatehouse":
-            srv, port = start_gatehouse(args.gatehouse, redis.url, secret, args.threads,
+        if server in GATEHOUSE_BUILDS:
+            binary = args.gatehouse if server == "gatehouse" else args.baseline
+            srv, port = start_gatehouse(binary, redis.url, secret, args.threads,
                                         args.server_cpus, log_dir)
         else:
             srv, port = start_node(args.node_dir, redis.url, secret, args.node_cpus, log_dir)
@@ -231,12 +239,45 @@ def spread(values):
     return 100.0 * (max(vals) / min(vals) - 1.0)
 
 
+def run_key(r):
+    """The summary key of one run: the workload, and for roundtrip its offered rate."""
+    return r["workload"] + (f"@{int(r['rate'])}" if r["workload"] == "roundtrip" else "")
+
+
+def paired(results, key, a, b, field):
+    """gatehouse ÷ other within each repetition, for `field` of runs under `key`.
+
+    Both runs of a repetition ran back to back on the same machine, so their ratio cancels
+    most of a slow spell that hits both; the median of these ratios is the figure to read. Only
+    repetitions where both runs were clean and reported the field count."""
+    by_rep = {}
+    for r in results:
+        if run_key(r) == key and r.get("server") in (a, b):
+            by_rep.setdefault(r.get("rep"), {})[r["server"]] = r
+    per_rep = []
+    for rep in sorted(by_rep, key=lambda x: -1 if x is None else x):
+        pair = by_rep[rep]
+        ra, rb = pair.get(a), pair.get(b)
+        if not ra or not rb or not ra.get("ok") or not rb.get("ok"):
+            continue
+        va, vb = ra.get(field), rb.get(field)
+        if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and vb > 0:
+            per_rep.append({"rep": rep, "ratio": va / vb})
+    if not per_rep:
+        return None
+    ratios = [x["ratio"] for x in per_rep]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios),
+            "per_rep": per_rep}
+
+
 def summarise(results, servers):
-    """{key: {server: {field: {median, spread_pct, runs}}, ratio: {...}}}; key = workload[@rate]."""
+    """{key: {server: {field: {median, spread_pct}}, ratio: {...}, paired: {...}}}.
+
+    key = workload[@rate]. `ratio` is {"gatehouse/OTHER": {field: ratio of the medians}};
+    `paired` is {"gatehouse/OTHER": {field: {median, min, max, per_rep}}} (see paired())."""
     summary = {}
     for r in results:
-        key = r["workload"] + (f"@{int(r['rate'])}" if r["workload"] == "roundtrip" else "")
-        summary.setdefault(key, {}).setdefault(r["server"], []).append(r)
+        summary.setdefault(run_key(r), {}).setdefault(r["server"], []).append(r)
     out = {}
     for key, by_server in summary.items():
         workload = key.split("@")[0]
@@ -249,16 +290,30 @@ def summarise(results, servers):
                 if vals:
                     entry[server][field] = {"median": statistics.median(vals),
                                             "spread_pct": spread(vals)}
-        if all(s in entry for s in servers) and len(servers) == 2:
-            a, b = servers
-            entry["ratio"] = {}
+        for a, b in ratio_pairs(servers):
+            if a not in entry or b not in entry:
+                continue
+            name = f"{a}/{b}"
+            entry.setdefault("ratio", {})[name] = {}
+            entry.setdefault("paired", {})[name] = {}
             for field, _ in HEADLINE[workload]:
                 va = entry[a].get(field, {}).get("median")
                 vb = entry[b].get(field, {}).get("median")
                 if va and vb:
-                    entry["ratio"][field] = va / vb
+                    entry["ratio"][name][field] = va / vb
+                p = paired(results, key, a, b, field)
+                if p:
+                    entry["paired"][name][field] = p
         out[key] = entry
     return out
+
+
+def ratio_pairs(servers):
+    """(gatehouse, other) for every other server in the run; with no gatehouse, first ÷ rest."""
+    if not servers:
+        return []
+    first = "gatehouse" if "gatehouse" in servers else servers[0]
+    return [(first, s) for s in servers if s != first]
 
 
 def fmt(v):
@@ -273,10 +328,11 @@ def fmt(v):
 
 def table(summary, servers):
     rows = []
-    a, b = (servers + [None])[:2]
+    pairs = ratio_pairs(servers)
     head = ["workload", "figure"] + [f"{s} (spread)" for s in servers]
-    if b:
-        head.append(f"{a}/{b}")
+    for a, b in pairs:
+        head.append(f"{a}/{b} paired (range)")
+    if pairs:
         head.append("better")
     rows.append(head)
     for key in sorted(summary, key=lambda k: (list(WORKLOADS).index(k.split("@")[0]),
@@ -292,9 +348,10 @@ def table(summary, servers):
                 if fails and field == HEADLINE[workload][0][0]:
                     cell += f" [{fails} failed]"
                 row.append(cell)
-            if b:
-                ratio = entry.get("ratio", {}).get(field)
-                row.append(f"{ratio:.2f}x" if ratio else "")
+            for a, b in pairs:
+                p = entry.get("paired", {}).get(f"{a}/{b}", {}).get(field)
+                row.append(f"{p['median']:.2f}x ({p['min']:.2f}-{p['max']:.2f})" if p else "")
+            if pairs:
                 row.append("" if higher is None else ("higher" if higher else "lower"))
             rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
@@ -356,7 +413,13 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="gatehouse --threads (default 1)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
                     help="comma-separated subset of " + ",".join(WORKLOADS))
-    ap.add_argument("--servers", default="gatehouse,node", help="gatehouse,node or one of them")
+    ap.add_argument("--servers", default=None,
+                    help="comma-separated subset of gatehouse,baseline,node (default "
+                         "gatehouse,node; gatehouse,baseline,node with --baseline)")
+    ap.add_argument("--baseline", default=None, metavar="PATH",
+                    help="another gatehouse-server binary (e.g. an older commit's release "
+                         "build), run as the server `baseline`, placed and run exactly as "
+                         "gatehouse; the table adds gatehouse/baseline paired ratios")
     ap.add_argument("--rates", default=None,
                     help="roundtrip offered loads, commands/s (default 1000,2500,5000,10000,"
                          "20000; --quick 1000,5000)")
@@ -385,13 +448,19 @@ def parse_args(argv=None):
             log(f"--threads {args.threads} on {ncpu} cores: gatehouse shares core 0 with the "
                 "generator and Redis; read the figures as rough scaling only")
     args.workloads = [w for w in args.workloads.split(",") if w]
+    if args.servers is None:
+        args.servers = "gatehouse,baseline,node" if args.baseline else "gatehouse,node"
     args.servers = [s for s in args.servers.split(",") if s]
     for w in args.workloads:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w}")
     for s in args.servers:
-        if s not in ("gatehouse", "node"):
+        if s not in SERVERS:
             ap.error(f"unknown server {s}")
+    if "baseline" in args.servers and not args.baseline:
+        ap.error("server baseline needs --baseline PATH")
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
     if args.reps < 1:
         ap.error("--reps must be >= 1")
     args.rates = ([int(x) for x in args.rates.split(",")] if args.rates
@@ -401,8 +470,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    for path, what in ((args.gatehouse, "gatehouse-server"), (args.load, "gatehouse_load"),
-                       (args.echo, "gatehouse_bench_echo")):
+    needed = [(args.load, "gatehouse_load"), (args.echo, "gatehouse_bench_echo")]
+    if "gatehouse" in args.servers:
+        needed.append((args.gatehouse, "gatehouse-server"))
+    if "baseline" in args.servers and not os.path.exists(args.baseline):
+        sys.exit(f"run_matrix: --baseline {args.baseline} not found")
+    for path, what in needed:
         if not os.path.exists(path):
             sys.exit(f"run_matrix: {what} not found at {path}: cmake --preset release && "
                      "cmake --build build/release --target gatehouse-server gatehouse_load "
@@ -425,6 +498,8 @@ def main(argv=None):
         else:
             plan.append((w, base))
 
+    if "baseline" in args.servers:
+        log(f"baseline: {args.baseline}")
     log(f"results in {out_dir}; gatehouse --threads {args.threads} on cpus {args.server_cpus}, "
         f"node on {args.node_cpus}, generator+redis+echo on {args.client_cpus}; "
         f"{len(plan)} workloads x {len(args.servers)} servers x {args.reps} reps")
@@ -440,7 +515,7 @@ def main(argv=None):
                         r = {"workload": workload, "server": server, "ok": False,
                              "error": str(e)[-600:], **params}
                     r["rep"] = rep
-                    r["threads"] = args.threads if server == "gatehouse" else 1
+                    r["threads"] = args.threads if server in GATEHOUSE_BUILDS else 1
                     results.append(r)
                     raw.write(json.dumps(r) + "\n")
                     raw.flush()
@@ -455,14 +530,15 @@ def main(argv=None):
         json.dump({"started_utc": stamp, "reps": args.reps, "quick": args.quick,
                    "threads": args.threads, "server_cpus": args.server_cpus,
                    "node_cpus": args.node_cpus, "client_cpus": args.client_cpus,
-                   "summary": summary}, f, indent=2)
+                   "servers": args.servers, "gatehouse": args.gatehouse,
+                   "baseline": args.baseline, "summary": summary}, f, indent=2)
     with open(os.path.join(out_dir, "table.txt"), "w") as f:
         f.write(text + "\n")
     png = plot(summary, args.servers, out_dir) if "roundtrip" in args.workloads else None
     print(text)
-    print(f"\nmedians of {args.reps} reps; (spread) = max/min - 1 over the reps; ratio = "
-          f"{'/'.join(args.servers)} of the medians. Raw: {raw_path}"
-          + (f"; plot: {png}" if png else ""))
+    print(f"\nmedians of {args.reps} reps; (spread) = max/min - 1 over the reps; paired = the "
+          "ratio within each repetition (clean runs only), median (min-max) over the reps. "
+          f"Raw: {raw_path}" + (f"; plot: {png}" if png else ""))
     failed = sum(1 for r in results if not r.get("ok"))
     if failed:
         print(f"{failed} of {len(results)} runs were not clean (see raw.jsonl: lost, closed, "
