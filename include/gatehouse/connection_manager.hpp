@@ -50,12 +50,21 @@ struct connection_manager_stats {
     std::uint64_t updates_routed = 0;         ///< Updates that reached at least one connection.
     std::uint64_t updates_unrouted = 0;       ///< Updates for no connection held here.
     std::uint64_t encode_failures = 0;        ///< Update/codec pairs that could not be encoded.
+    /// Updates not sent to some of their connections because their frame for that
+    /// connection's codec was larger than `max_buffered_bytes`.
+    std::uint64_t updates_oversized = 0;
 };
 
 /// The result of `deliver()`.
 struct delivery_result {
     std::size_t queued = 0;   ///< Connections the update was queued on.
     std::size_t dropped = 0;  ///< Connections it was dropped for (slow, closed, unencodable).
+    /// Connections it was not sent to because its frame was larger than `max_buffered_bytes`
+    /// (not counted in `dropped`): a frame no send buffer can hold is refused before any
+    /// connection sees it, rather than closing connections that read promptly.
+    std::size_t oversized = 0;
+    /// The largest such frame, in bytes (0 when `oversized` is 0).
+    std::size_t oversized_frame_bytes = 0;
 };
 
 /// Registry of live connections: player -> connections (several per player), lookup by
@@ -92,6 +101,9 @@ public:
     /// an empty result); every other target gets `u.message` encoded once per codec in use
     /// among its connections, the same bytes shared by all of them. A connection target is
     /// reached only when it belongs to `u.player_id`; a player listed twice gets it once.
+    /// An encoding larger than `max_buffered_bytes` is sent to none of its connections
+    /// (`oversized`, and `updates_oversized` counts the update); the slow-consumer policy is
+    /// for clients that fall behind, not for frames no buffer could hold.
     /// Sends run on the calling thread, outside the manager's locks.
     delivery_result deliver(const update& u);
 

@@ -206,6 +206,7 @@ struct connection_manager::impl {
     std::atomic<std::uint64_t> updates_routed{0};
     std::atomic<std::uint64_t> updates_unrouted{0};
     std::atomic<std::uint64_t> encode_failures{0};
+    std::atomic<std::uint64_t> updates_oversized{0};
 };
 
 connection_manager::connection_manager(connection_manager_options options)
@@ -292,15 +293,20 @@ delivery_result connection_manager::deliver(const update& u) {
             encodings.push_back(impl_->encode(c, u.message));
             enc = std::prev(encodings.end());
         }
-        if (enc->ok && impl_->send_one(*e, enc->frame) == send_status::queued) {
+        if (enc->ok && enc->frame.size() > impl_->options.max_buffered_bytes) {
+            ++result.oversized;
+            result.oversized_frame_bytes =
+                std::max(result.oversized_frame_bytes, enc->frame.size());
+        } else if (enc->ok && impl_->send_one(*e, enc->frame) == send_status::queued) {
             ++result.queued;
         } else {
             ++result.dropped;
         }
     }
+    if (result.oversized > 0) impl_->updates_oversized.fetch_add(1, std::memory_order_relaxed);
     if (result.queued > 0) {
         impl_->updates_routed.fetch_add(1, std::memory_order_relaxed);
-    } else {
+    } else if (result.oversized == 0) {
         impl_->updates_unrouted.fetch_add(1, std::memory_order_relaxed);
     }
     return result;
@@ -392,6 +398,7 @@ connection_manager_stats connection_manager::stats() const noexcept {
     s.updates_routed = load(impl_->updates_routed);
     s.updates_unrouted = load(impl_->updates_unrouted);
     s.encode_failures = load(impl_->encode_failures);
+    s.updates_oversized = load(impl_->updates_oversized);
     return s;
 }
 

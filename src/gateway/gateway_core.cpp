@@ -196,6 +196,10 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
     metrics_.counter_callback("gatehouse_updates_unrouted_total",
                               "Updates for players or rooms with no connection here.",
                               stats(&connection_manager_stats::updates_unrouted));
+    metrics_.counter_callback(
+        "gatehouse_updates_oversized_total",
+        "Updates not sent to some connections: their frame is larger than the send buffer.",
+        stats(&connection_manager_stats::updates_oversized));
     metrics_.counter_callback("gatehouse_frames_sent_total", "Frames queued on connections.",
                               stats(&connection_manager_stats::frames_sent));
     metrics_.counter_callback("gatehouse_send_queue_dropped_total",
@@ -582,7 +586,16 @@ void gateway_core::route_update(std::string_view message) {
                                  std::to_string(message.size()) + " bytes: " + ec.message());
         return;
     }
-    connections_.deliver(parsed);
+    const auto result = connections_.deliver(parsed);
+    if (result.oversized > 0) {
+        // Sizes only: services may put anything in a payload.
+        log(log_level::warn,
+            "dropped an update of " + std::to_string(message.size()) + " bytes for " +
+                std::to_string(result.oversized) + " connection(s): its frame of " +
+                std::to_string(result.oversized_frame_bytes) +
+                " bytes is larger than the send buffer (" +
+                std::to_string(options_.connections.max_buffered_bytes) + " bytes)");
+    }
 }
 
 // ------------------------------------------------------------------------------------------

@@ -448,6 +448,41 @@ TEST_CASE("connection_manager: slow consumers, policy close", "[connection_manag
     CHECK(m.size() == 2);  // the transport's close handler removes it, not the manager
 }
 
+TEST_CASE("connection_manager: an update larger than the send buffer is refused, not a close",
+          "[connection_manager]") {
+    for (const auto policy : {slow_consumer_policy::close, slow_consumer_policy::drop}) {
+        connection_manager_options options;
+        options.max_buffered_bytes = 1000;
+        options.slow_consumer = policy;
+        connection_manager m(options);
+        auto a = add(m, "a", "p1");
+        auto b = add(m, "b", "p1", gatehouse::make_msgpack_codec());
+        const std::string big = "\"" + std::string(2000, 'x') + "\"";
+        const auto r = m.deliver(gatehouse::update_for_player("p1", "t", big));
+        CHECK(r.queued == 0);
+        CHECK(r.dropped == 0);
+        CHECK(r.oversized == 2);
+        CHECK(r.oversized_frame_bytes > 2000);
+        CHECK(a->frame_count() == 0);
+        CHECK(b->frame_count() == 0);
+        CHECK_FALSE(a->closed());
+        CHECK_FALSE(b->closed());
+        auto s = m.stats();
+        CHECK(s.updates_oversized == 1);
+        CHECK(s.updates_unrouted == 0);
+        CHECK(s.slow_consumers_closed == 0);
+        CHECK(s.frames_dropped == 0);
+
+        // Later updates flow as before.
+        CHECK(m.deliver(gatehouse::update_for_player("p1", "t", "1")).queued == 2);
+        CHECK(a->frame_count() == 1);
+        CHECK(b->frame_count() == 1);
+        s = m.stats();
+        CHECK(s.updates_oversized == 1);
+        CHECK(s.slow_consumers_closed == 0);
+    }
+}
+
 TEST_CASE("connection_manager: connections that refuse frames", "[connection_manager]") {
     connection_manager m;
     auto c1 = add(m, "c1", "p1");
