@@ -18,10 +18,10 @@ readonly packages=(
     # libs: the libraries gatehouse and gatehouse-server link or include
     libasio-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
     protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
-    libhiredis-dev libsodium-dev libsqlite3-dev
-    # tests: unit-test framework, the real Redis the integration tests start, their scripts,
-    # and the microbenchmarks the ci preset builds
-    catch2 redis-server python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
+    libhiredis-dev libsodium-dev libsqlite3-dev libpq-dev
+    # tests: unit-test framework, the real Redis and PostgreSQL the integration tests start,
+    # their scripts, and the microbenchmarks the ci preset builds
+    catch2 redis-server postgresql python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
     # tests of the transport: Boost.Beast's HTTP parser (header-only) checks ours differentially,
     # and outside clients (Autobahn's WebSocket client, requests, curl) drive the real server.
     # Debian's Boost 1.74 (libboost-dev): libmsgpack-cxx-dev depends on it, and libboost1.81-dev

@@ -1,9 +1,11 @@
 #pragma once
 /// @file
 /// `user_store`: where accounts, their settings and their refresh tokens live (PROTOCOL.md
-/// section 2). SQLite is built in (`open_user_store("sqlite:PATH")`); the interface is what a
-/// PostgreSQL (or any other) store implements.
+/// section 2). SQLite (`open_user_store("sqlite:PATH")`) and PostgreSQL
+/// (`open_user_store("postgresql://...")`) are built in; any other store implements the same
+/// interface.
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -97,20 +99,40 @@ public:
 
     /// Revokes every refresh token of the player (none, for an unknown player: not an error).
     virtual std::error_code revoke_player_tokens(std::string_view player_id) = 0;
+
+    /// Deletes the refresh tokens of families that can never produce a live token again:
+    /// every token of the family expired at `now_ms`, or every one revoked. A used token of a
+    /// family with a live token is kept, so that replaying it still revokes the family
+    /// (`rotate_refresh_token`); a pruned token is simply unknown (`invalid_refresh_token`).
+    /// At most 10000 families' tokens per call; `removed` says how many tokens went. The
+    /// accounts layer calls it periodically (docs/accounts.md). The default does nothing
+    /// (`removed` = 0), for stores that expire tokens by themselves.
+    virtual std::error_code prune_refresh_tokens(std::int64_t now_ms, std::size_t& removed);
 };
 
-/// Opens the store a `--db` URL names: `sqlite:PATH` (created when missing; PATH is a plain
-/// file name, relative to the working directory unless absolute) or `sqlite::memory:` (one
-/// private in-memory database). The scheme is case-insensitive. Files are used in WAL journal
-/// mode. The schema is created or migrated to the current version at open, one transaction
-/// per version step, and each step recorded in the database (table `schema_migrations`).
-/// Errors: `errc::unsupported_store` for other schemes (`postgresql://...` included, for now)
-/// and for malformed URLs (no scheme, an empty PATH, or `sqlite://...`, whose meaning other
-/// tools disagree on); `errc::store_unavailable` when the database cannot be opened or
+/// Opens the store a `--db` URL names:
+/// - `sqlite:PATH` (created when missing; PATH is a plain file name, relative to the working
+///   directory unless absolute) or `sqlite::memory:` (one private in-memory database). Files
+///   are used in WAL journal mode.
+/// - `postgresql://[user[:password]@][host][:port][/dbname][?param=value&...]` (or
+///   `postgres://`): libpq's URI syntax, every libpq parameter allowed, plus `pool_size=N`
+///   (1-64, default 4 connections). The database must exist; the schema is created in it.
+///   Unless the URL sets `connect_timeout`, connecting gives up after 5 seconds, and every
+///   statement after 5 seconds (on the server and on the client side), so an unreachable
+///   database gives errors, not hangs.
+///
+/// The scheme is case-insensitive. The schema is created or migrated to the current version
+/// at open, one transaction per version step, and each step recorded in the database (table
+/// `schema_migrations`); on PostgreSQL under an advisory lock, so that of several instances
+/// starting at once one migrates and the others wait for it.
+/// Errors: `errc::unsupported_store` for other schemes and for malformed URLs (no scheme, an
+/// empty PATH, `sqlite://...`, whose meaning other tools disagree on, or a URL libpq cannot
+/// parse); `errc::store_unavailable` when the database cannot be opened, reached or
 /// migrated, or was written by a newer gatehouse (a schema version above this build's);
-/// `problem` then says why, without secrets (a URL's credentials are never repeated).
+/// `problem` then says why, without secrets (a URL's password is never repeated).
 /// `out` is set only on success.
-/// Thread safety: reentrant; several stores, in one or several processes, may share a file.
+/// Thread safety: reentrant; several stores, in one or several processes, may share a file or
+/// a database.
 std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
                                 std::string& problem);
 

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -24,6 +25,8 @@ constexpr std::size_t password_min = 8, password_max = 128;
 constexpr std::size_t email_max = 254;
 constexpr std::size_t display_name_max = 32;
 constexpr std::size_t preferences_max_bytes = std::size_t{16} * 1024;
+// How often dead refresh tokens are deleted (docs/accounts.md, "Storage").
+constexpr std::int64_t prune_interval_ms = std::int64_t{10} * 60 * 1000;
 
 std::int64_t unix_ms() noexcept {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -125,8 +128,31 @@ struct accounts::impl {
     std::shared_ptr<worker_pool> workers;
     std::optional<detail::login_forwarder> forwarder;
 
+    // When the next prune of dead refresh tokens is due (unix ms); 0: at the first login.
+    std::atomic<std::int64_t> next_prune_ms{0};
+
     void log(log_level level, const std::string& message) const {
         if (options.log) options.log(level, "accounts: " + message);
+    }
+
+    // Called on a worker after each login and refresh: at most once per prune_interval_ms,
+    // one caller (of this instance) deletes the refresh tokens of dead families, on the
+    // worker that served the request. Every instance on a shared database does so too: one
+    // scan of the token table each per interval. A failure is left for the next interval.
+    void maybe_prune() {
+        const std::int64_t now = unix_ms();
+        std::int64_t due = next_prune_ms.load(std::memory_order_relaxed);
+        if (now < due || !next_prune_ms.compare_exchange_strong(due, now + prune_interval_ms,
+                                                                std::memory_order_relaxed)) {
+            return;
+        }
+        std::size_t removed = 0;
+        if (store->prune_refresh_tokens(now, removed)) {
+            log(log_level::warn, "pruning expired refresh tokens failed; retried later");
+        } else if (removed > 0) {
+            log(log_level::debug,
+                "pruned " + std::to_string(removed) + " expired or revoked refresh tokens");
+        }
     }
 
     // Runs `job` on the pool; 503 `busy` when it is full. `job` returns the response.
@@ -271,6 +297,7 @@ struct accounts::impl {
                 record.player_id = user.player_id;
                 record.expires_at_ms = refresh_expiry();
                 if (store->add_refresh_token(record)) return store_failed();
+                maybe_prune();
                 return http_response::json(200, token_pair(user.player_id, token).dump());
             });
     }
@@ -284,8 +311,9 @@ struct accounts::impl {
             respond(std::move(*refusal));
             return std::nullopt;
         }
+        // Present but empty is a token that is not valid (401 from the store), not a missing one.
         auto presented = string_member(body, "refresh_token");
-        if (!presented || presented->empty()) {
+        if (!presented) {
             respond(invalid("refresh_token is required"));
             return std::nullopt;
         }
@@ -311,6 +339,7 @@ struct accounts::impl {
                                               "the refresh token is not valid; log in again");
             }
             if (ec) return store_failed();
+            maybe_prune();
             return http_response::json(200, token_pair(next.player_id, token).dump());
         });
     }

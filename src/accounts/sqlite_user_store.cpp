@@ -156,6 +156,7 @@ enum class sql : std::size_t {
     token_by_hash,
     mark_used,
     revoke_family,
+    prune,
     history,
     count
 };
@@ -186,6 +187,10 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(sql::count)> sql
     " FROM refresh_tokens WHERE token_hash = ?1",
     "UPDATE refresh_tokens SET used_at_ms = ?2 WHERE token_hash = ?1",
     "UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1 AND revoked = 0",
+    // The PostgreSQL store's rule (see there); min(revoked) = 1 is "all revoked".
+    "DELETE FROM refresh_tokens WHERE family_id IN ("
+    " SELECT family_id FROM refresh_tokens GROUP BY family_id"
+    " HAVING max(expires_at_ms) <= ?1 OR min(revoked) = 1 LIMIT 10000)",
     "SELECT version, applied_at_ms FROM schema_migrations ORDER BY version",
 };
 
@@ -397,6 +402,13 @@ public:
         if (query(use(sql::revoke_player)).bind(1, player_id).step() != SQLITE_DONE) {
             return unavailable();
         }
+        return {};
+    }
+
+    std::error_code prune_refresh_tokens(std::int64_t now_ms, std::size_t& removed) override {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        if (query(use(sql::prune)).bind(1, now_ms).step() != SQLITE_DONE) return unavailable();
+        removed = static_cast<std::size_t>(sqlite3_changes64(db_.get()));
         return {};
     }
 

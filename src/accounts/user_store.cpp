@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <string>
 
+#include "accounts/postgres_user_store.hpp"
 #include "accounts/sqlite_user_store.hpp"
 #include "gatehouse/errc.hpp"
 
@@ -31,7 +32,8 @@ std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store
         problem = std::move(why);
         return make_error_code(errc::unsupported_store);
     };
-    constexpr std::string_view usage = "use sqlite:PATH or sqlite::memory:";
+    constexpr std::string_view usage =
+        "use sqlite:PATH, sqlite::memory: or postgresql://[user[:password]@]host[:port]/dbname";
 
     const std::size_t colon = url.find(':');
     if (colon == std::string_view::npos || colon == 0) {
@@ -60,10 +62,17 @@ std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store
         return detail::open_sqlite_user_store(rest, detail::sqlite_migrations(), out, problem);
     }
     if (scheme == "postgresql" || scheme == "postgres") {
-        return refuse("PostgreSQL user stores are not supported by this build yet; " +
-                      std::string(usage));
+        // libpq takes either scheme, in lower case only.
+        const std::string normalised = "postgresql:" + std::string(rest);
+        return detail::open_postgres_user_store(normalised, detail::postgres_migrations(), {}, out,
+                                                problem);
     }
     return refuse("unsupported store scheme '" + scheme + "'; " + std::string(usage));
+}
+
+std::error_code user_store::prune_refresh_tokens(std::int64_t /*now_ms*/, std::size_t& removed) {
+    removed = 0;
+    return {};
 }
 
 int user_store_schema_version() noexcept {

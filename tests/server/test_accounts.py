@@ -14,6 +14,7 @@ class tests it.
 import concurrent.futures
 import json
 import os
+import socket
 import subprocess
 import time
 import unittest
@@ -368,6 +369,7 @@ class Refresh(ah.AccountsCase):
         for label, token in {"garbage": "not-a-refresh-token",
                              "an access token": first["access_token"],
                              "a long random string": "r" * 200,
+                             "empty": "",
                              "the refresh token altered": altered(first["refresh_token"])
                              }.items():
             with self.subTest(label):
@@ -408,6 +410,8 @@ class Logout(ah.AccountsCase):
     def test_errors(self):
         _, _, _, a = self.session()
         check_problem(self, logout(self.server, "not-a-refresh-token"), 401, "invalid_token")
+        # Present but empty is a token that is not valid, not a missing one.
+        check_problem(self, logout(self.server, ""), 401, "invalid_token")
         check_problem(self, logout(self.server, a["access_token"]), 401, "invalid_token")
         for label, body in {"no refresh_token": {}, "a number": {"refresh_token": 5},
                             "an array": []}.items():
@@ -828,8 +832,8 @@ class HostileJson(ah.AccountsCase):
 
 
 class StoreFlags(unittest.TestCase):
-    """--db: a file store survives a restart (set through its GATEHOUSE_DB twin here); a
-    postgresql:// URL is refused by this build with exit code 2."""
+    """--db: a store survives a restart (set through its GATEHOUSE_DB twin here); a malformed
+    URL exits 2, an unreachable database 1, neither repeating the URL's password."""
 
     def test_users_and_sessions_survive_a_restart(self):
         db = ah.TempDb()
@@ -863,21 +867,40 @@ class StoreFlags(unittest.TestCase):
         finally:
             db.close()
 
-    def test_postgresql_is_refused_with_exit_code_2(self):
-        for how in ("flag", "env"):
-            with self.subTest(how):
-                url = "postgresql://gatehouse@127.0.0.1:1/gatehouse"
-                argv = [h.SERVER_BINARY, "--listen", "127.0.0.1:0", "--jwt-secret", "x" * 32]
-                env = h._clean_env()
-                if how == "flag":
-                    argv += ["--db", url]
-                else:
-                    env["GATEHOUSE_DB"] = url
-                p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                   timeout=15, env=env)
-                self.assertEqual(p.returncode, 2, p.stderr[-1000:])
-                self.assertNotIn(b"gatehouse ready", p.stdout)
-                self.assertIn(b"not supported", p.stderr, p.stderr[-1000:])
+    def run_to_exit(self, how, url):
+        argv = [h.SERVER_BINARY, "--listen", "127.0.0.1:0", "--jwt-secret", "x" * 32]
+        env = h._clean_env()
+        if how == "flag":
+            argv += ["--db", url]
+        else:
+            env["GATEHOUSE_DB"] = url
+        return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
+                              env=env)
+
+    def test_malformed_store_urls_exit_2_without_their_password(self):
+        for url in ("postgresql://gatehouse:s3cret-pw@[::1/gatehouse",
+                    "postgresql://gatehouse:s3cret-pw@127.0.0.1/x?pool_size=0",
+                    "mysql://gatehouse:s3cret-pw@127.0.0.1/x", "sqlite://users.db"):
+            for how in ("flag", "env"):
+                with self.subTest(url=url, how=how):
+                    p = self.run_to_exit(how, url)
+                    self.assertEqual(p.returncode, 2, p.stderr[-1000:])
+                    self.assertNotIn(b"gatehouse ready", p.stdout)
+                    self.assertNotIn(b"s3cret", p.stderr + p.stdout)
+
+    def test_an_unreachable_postgresql_exits_1_without_its_password(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"postgresql://gatehouse:s3cret-pw@127.0.0.1:{port}/gatehouse"
+        started = time.monotonic()
+        p = self.run_to_exit("flag", url)
+        self.assertLess(time.monotonic() - started, 20)
+        self.assertEqual(p.returncode, 1, p.stderr[-1000:])
+        self.assertNotIn(b"gatehouse ready", p.stdout)
+        self.assertIn(b"cannot connect", p.stderr, p.stderr[-1000:])
+        self.assertIn(f"gatehouse@127.0.0.1:{port}/gatehouse".encode(), p.stderr)
+        self.assertNotIn(b"s3cret", p.stderr + p.stdout)
 
 
 if __name__ == "__main__":

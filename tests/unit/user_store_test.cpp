@@ -2,7 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>  // mkdtemp
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstddef>
@@ -18,9 +22,11 @@
 #include <thread>
 #include <vector>
 
+#include "accounts/postgres_user_store.hpp"
 #include "accounts/sqlite_user_store.hpp"
 #include "gatehouse/credentials.hpp"
 #include "gatehouse/errc.hpp"
+#include "unit/postgres_server_fixture.hpp"
 
 namespace {
 
@@ -67,17 +73,59 @@ std::unique_ptr<user_store> open(const std::string& url) {
     return store;
 }
 
-// Opens `path` as a build whose migration list is `migrations` would.
-std::error_code open_with(const std::string& path, const std::vector<std::string_view>& migrations,
-                          std::unique_ptr<user_store>& out, std::string& problem) {
-    return gatehouse::detail::open_sqlite_user_store(path, migrations, out, problem);
-}
+// The stores every generic test runs against (GENERATE: once each).
+#define EACH_STORE GENERATE(as<std::string>{}, "sqlite", "postgresql")
+
+// A fresh, empty database of one kind, shared by every store opened on it: a SQLite file in
+// a temporary directory, or a database of its own on the test PostgreSQL.
+class backing {
+public:
+    explicit backing(std::string kind) : kind_(std::move(kind)) {
+        if (kind_ == "sqlite") {
+            url_ = "sqlite:" + dir_.file("users.db");
+        } else {
+            pg_ = std::make_unique<gatehouse_test::postgres_database>();
+            url_ = pg_->url();
+        }
+    }
+
+    const std::string& kind() const { return kind_; }
+    const std::string& url() const { return url_; }
+    std::unique_ptr<user_store> open() const;
+    const gatehouse_test::postgres_database& pg() const { return *pg_; }
+
+    // The migration list of this build, for this kind.
+    std::vector<std::string_view> migrations() const {
+        return kind_ == "sqlite" ? gatehouse::detail::sqlite_migrations()
+                                 : gatehouse::detail::postgres_migrations();
+    }
+
+    // Opens the database as a build whose migration list is `migrations` would.
+    std::error_code open_with(const std::vector<std::string_view>& migrations,
+                              std::unique_ptr<user_store>& out, std::string& problem) const {
+        if (kind_ == "sqlite") {
+            return gatehouse::detail::open_sqlite_user_store(url_.substr(7), migrations, out,
+                                                             problem);
+        }
+        return gatehouse::detail::open_postgres_user_store(url_, migrations, {}, out, problem);
+    }
+
+private:
+    std::string kind_;
+    temp_dir dir_;
+    std::unique_ptr<gatehouse_test::postgres_database> pg_;
+    std::string url_;
+};
 
 std::vector<sqlite_schema_step> history(user_store& store) {
     std::vector<sqlite_schema_step> steps;
-    REQUIRE_FALSE(gatehouse::detail::sqlite_schema_history(store, steps));
+    if (gatehouse::detail::sqlite_schema_history(store, steps)) {
+        REQUIRE_FALSE(gatehouse::detail::postgres_schema_history(store, steps));
+    }
     return steps;
 }
+
+std::unique_ptr<user_store> backing::open() const { return ::open(url_); }
 
 user_record make_user(std::string username, std::string email) {
     user_record u;
@@ -162,9 +210,10 @@ TEST_CASE("sqlite::memory: stores are private and migrated", "[user_store]") {
     create(*b, "alice", "alice@example.com");  // no clash: another database
 }
 
-TEST_CASE("reopening keeps the data and does not migrate again", "[user_store]") {
-    temp_dir dir;
-    const std::string url = "sqlite:" + dir.file("users.db");
+TEST_CASE("reopening keeps the data and does not migrate again", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    const std::string& url = db.url();
     user_record alice;
     std::string token;
     std::vector<sqlite_schema_step> first;
@@ -191,23 +240,23 @@ TEST_CASE("reopening keeps the data and does not migrate again", "[user_store]")
     CHECK_FALSE(rotate(*store, token));
 }
 
-TEST_CASE("a database from a newer schema is refused", "[user_store]") {
-    temp_dir dir;
-    const std::string path = dir.file("users.db");
+TEST_CASE("a database from a newer schema is refused", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
     std::vector<sqlite_schema_step> v1;
     {
-        auto store = open("sqlite:" + path);
+        auto store = db.open();
         v1 = history(*store);
         create(*store, "alice", "alice@example.com");
     }
 
     // A later build: its v2 is one more step at the end of the list.
-    auto future = gatehouse::detail::sqlite_migrations();
+    auto future = db.migrations();
     future.emplace_back("CREATE TABLE achievements (player_id TEXT NOT NULL, name TEXT NOT NULL)");
     {
         std::unique_ptr<user_store> store;
         std::string problem;
-        REQUIRE_FALSE(open_with(path, future, store, problem));
+        REQUIRE_FALSE(db.open_with(future, store, problem));
         const auto steps = history(*store);
         REQUIRE(steps.size() == 2);
         CHECK(steps[0].version == 1);
@@ -220,40 +269,41 @@ TEST_CASE("a database from a newer schema is refused", "[user_store]") {
     // This build, on the database the later one wrote.
     std::unique_ptr<user_store> store;
     std::string problem;
-    CHECK(open_user_store("sqlite:" + path, store, problem) == errc::store_unavailable);
+    CHECK(open_user_store(db.url(), store, problem) == errc::store_unavailable);
     CHECK(store == nullptr);
     INFO(problem);
     CHECK(problem.find("schema version 2") != std::string::npos);
     CHECK(problem.find("newer") != std::string::npos);
 
     // Refusing changed nothing.
-    REQUIRE_FALSE(open_with(path, future, store, problem));
+    REQUIRE_FALSE(db.open_with(future, store, problem));
     CHECK(history(*store).size() == 2);
 }
 
-TEST_CASE("a failed migration step leaves the database at the previous version", "[user_store]") {
-    temp_dir dir;
-    const std::string path = dir.file("users.db");
-    open("sqlite:" + path).reset();
+TEST_CASE("a failed migration step leaves the database at the previous version",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    db.open().reset();
 
     // The first statement of this v2 succeeds and the second fails: both must be undone.
-    auto broken = gatehouse::detail::sqlite_migrations();
+    auto broken = db.migrations();
     broken.emplace_back("CREATE TABLE v2_table (x INTEGER); CREATE TABLE users (x INTEGER);");
     std::unique_ptr<user_store> store;
     std::string problem;
-    CHECK(open_with(path, broken, store, problem) == errc::store_unavailable);
+    CHECK(db.open_with(broken, store, problem) == errc::store_unavailable);
     CHECK(store == nullptr);
     INFO(problem);
     CHECK(problem.find("migration to schema version 2") != std::string::npos);
 
-    auto store_v1 = open("sqlite:" + path);
+    auto store_v1 = db.open();
     CHECK(history(*store_v1).size() == 1);
     store_v1.reset();
 
     // Had v2_table survived, this would fail.
-    auto fixed = gatehouse::detail::sqlite_migrations();
+    auto fixed = db.migrations();
     fixed.emplace_back("CREATE TABLE v2_table (x INTEGER)");
-    REQUIRE_FALSE(open_with(path, fixed, store, problem));
+    REQUIRE_FALSE(db.open_with(fixed, store, problem));
     CHECK(history(*store).size() == 2);
 }
 
@@ -285,10 +335,8 @@ TEST_CASE("files that cannot be databases are store_unavailable", "[user_store]"
     CHECK(store == nullptr);
 }
 
-TEST_CASE("store URLs other than sqlite are unsupported_store", "[user_store]") {
+TEST_CASE("store URLs other than sqlite and postgresql are unsupported_store", "[user_store]") {
     const std::vector<std::string> urls = {
-        "postgresql://gatehouse:s3cret-pw@db.example.com:5432/gatehouse",
-        "postgres://gatehouse:s3cret-pw@db.example.com/gatehouse",
         "mysql://gatehouse:s3cret-pw@db.example.com/gatehouse",
         "",
         "users.db",           // no scheme
@@ -298,6 +346,12 @@ TEST_CASE("store URLs other than sqlite are unsupported_store", "[user_store]") 
         "sqlite://users.db",  // not the documented spelling
         "sqlite:///var/lib/users.db",
         "s3cret pw:x",  // not a scheme
+        // libpq cannot parse these, and they must not be echoed.
+        "postgresql://gatehouse:s3cret-pw@[::1/gatehouse",
+        "postgresql://gatehouse:s3cret-pw@db.example.com/gatehouse?s3cret-param=1",
+        "postgres://gatehouse:s3cret-pw@db.example.com:5432/gatehouse?pool_size=0",
+        "postgresql://gatehouse:s3cret-pw@db.example.com/gatehouse?pool_size=65",
+        "postgresql://gatehouse:s3cret-pw@db.example.com/gatehouse?pool_size=x",
     };
     for (const auto& url : urls) {
         INFO(url);
@@ -306,17 +360,28 @@ TEST_CASE("store URLs other than sqlite are unsupported_store", "[user_store]") 
         CHECK(open_user_store(url, store, problem) == errc::unsupported_store);
         CHECK(store == nullptr);
         CHECK_FALSE(problem.empty());
+        INFO(problem);
         CHECK(problem.find("s3cret") == std::string::npos);  // never echoes credentials
     }
-    std::unique_ptr<user_store> store;
-    std::string problem;
-    REQUIRE(open_user_store("postgresql://localhost/gatehouse", store, problem) ==
-            errc::unsupported_store);
-    CHECK(problem.find("PostgreSQL") != std::string::npos);
 }
 
-TEST_CASE("create_user fills in the player id and creation time", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("postgresql URLs are shown without their password", "[user_store]") {
+    using gatehouse::detail::redacted_postgres_url;
+    CHECK(redacted_postgres_url("postgresql://gh:s3cret@db.example.com:5433/users") ==
+          "postgresql://gh@db.example.com:5433/users");
+    CHECK(redacted_postgres_url(
+              "postgresql://db.example.com/users?password=s3cret&sslmode=require") ==
+          "postgresql://db.example.com/users");
+    CHECK(redacted_postgres_url("postgresql://gh:s3cret@db.example.com/users?pool_size=3") ==
+          "postgresql://gh@db.example.com/users");
+    CHECK(redacted_postgres_url("postgresql://gh:s3cret@[::1/x") ==
+          "postgresql://(unparsable URL)");
+}
+
+TEST_CASE("create_user fills in the player id and creation time", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
@@ -365,8 +430,11 @@ TEST_CASE("create_user fills in the player id and creation time", "[user_store]"
     CHECK(ids.size() == 50);
 }
 
-TEST_CASE("usernames and emails are unique case-insensitively (ASCII)", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("usernames and emails are unique case-insensitively (ASCII)",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "Alice", "Alice@Example.com");
 
     user_record u = make_user("ALICE", "other@example.com");
@@ -403,8 +471,10 @@ TEST_CASE("usernames and emails are unique case-insensitively (ASCII)", "[user_s
 }
 
 TEST_CASE("find_user_by_login: misses, and a username match before an email match",
-          "[user_store]") {
-    auto store = open("sqlite::memory:");
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     // The store does not validate names, so a username can look like another's email.
     const user_record a = create(*store, "shared@example.com", "a@example.com");
     const user_record b = create(*store, "b", "shared@example.com");
@@ -424,8 +494,11 @@ TEST_CASE("find_user_by_login: misses, and a username match before an email matc
     CHECK(untouched.player_id == "untouched");
 }
 
-TEST_CASE("a real Argon2id hash survives the round trip and logs in by email", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("a real Argon2id hash survives the round trip and logs in by email",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     user_record u = make_user("carol", "Carol@Example.org");
     REQUIRE_FALSE(gatehouse::hash_password("hunter2hunter2", u.password_hash, {1, 8192}));
     REQUIRE_FALSE(store->create_user(u));
@@ -436,8 +509,10 @@ TEST_CASE("a real Argon2id hash survives the round trip and logs in by email", "
     CHECK_FALSE(gatehouse::verify_password(found.password_hash, "hunter3hunter3"));
 }
 
-TEST_CASE("update_settings replaces display name and preferences", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("update_settings replaces display name and preferences", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
 
     REQUIRE_FALSE(store->update_settings(alice.player_id, "Al", R"({"theme":"dark"})"));
@@ -464,8 +539,11 @@ TEST_CASE("update_settings replaces display name and preferences", "[user_store]
     CHECK(store->update_settings("nobody", "x", "{}") == errc::user_not_found);
 }
 
-TEST_CASE("update_password replaces the hash and revokes every refresh token", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("update_password replaces the hash and revokes every refresh token",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
     const user_record bob = create(*store, "bob", "bob@example.com");
     const std::string phone = login(*store, alice.player_id);
@@ -486,8 +564,10 @@ TEST_CASE("update_password replaces the hash and revokes every refresh token", "
     CHECK(store->update_password("nobody", "$argon2id$x") == errc::user_not_found);
 }
 
-TEST_CASE("rotation keeps the family and the player", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("rotation keeps the family and the player", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
 
     refresh_token_record first;
@@ -524,8 +604,10 @@ TEST_CASE("rotation keeps the family and the player", "[user_store]") {
     CHECK(untouched.player_id == "p");
 }
 
-TEST_CASE("presenting a rotated token revokes the whole family", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("presenting a rotated token revokes the whole family", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
     const std::string t1 = login(*store, alice.player_id);
     const std::string other_session = login(*store, alice.player_id);
@@ -553,8 +635,11 @@ TEST_CASE("presenting a rotated token revokes the whole family", "[user_store]")
     CHECK_FALSE(rotate(*store, other_session));
 }
 
-TEST_CASE("a rotated token replayed after its expiry still revokes the family", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("a rotated token replayed after its expiry still revokes the family",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
     const std::string t1 = login(*store, alice.player_id, now + hour);
     std::string t2;
@@ -564,8 +649,10 @@ TEST_CASE("a rotated token replayed after its expiry still revokes the family", 
     CHECK(rotate(*store, t2, now + hour + 6) == errc::invalid_refresh_token);
 }
 
-TEST_CASE("refresh tokens expire", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("refresh tokens expire", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
 
     const std::string a = login(*store, alice.player_id, now + 1000);
@@ -577,8 +664,10 @@ TEST_CASE("refresh tokens expire", "[user_store]") {
     CHECK_FALSE(rotate(*store, b, now + 999));  // just before
 }
 
-TEST_CASE("logout revokes the family of a live token", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("logout revokes the family of a live token", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
     const std::string t1 = login(*store, alice.player_id);
     const std::string elsewhere = login(*store, alice.player_id);
@@ -597,8 +686,10 @@ TEST_CASE("logout revokes the family of a live token", "[user_store]") {
     CHECK_FALSE(rotate(*store, elsewhere));
 }
 
-TEST_CASE("revoke_player_tokens ends every session of one player", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("revoke_player_tokens ends every session of one player", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
     const user_record bob = create(*store, "bob", "bob@example.com");
     const std::string a1 = login(*store, alice.player_id);
@@ -612,8 +703,10 @@ TEST_CASE("revoke_player_tokens ends every session of one player", "[user_store]
     CHECK_FALSE(store->revoke_player_tokens("nobody"));
 }
 
-TEST_CASE("add_refresh_token needs an existing player and a new hash", "[user_store]") {
-    auto store = open("sqlite::memory:");
+TEST_CASE("add_refresh_token needs an existing player and a new hash", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
     const user_record alice = create(*store, "alice", "alice@example.com");
 
     refresh_token_record t;
@@ -639,9 +732,10 @@ TEST_CASE("add_refresh_token needs an existing player and a new hash", "[user_st
     CHECK_FALSE(rotate(*store, other.token_hash));
 }
 
-TEST_CASE("many threads create accounts at once", "[user_store]") {
-    temp_dir dir;
-    const std::string url = "sqlite:" + dir.file("users.db");
+TEST_CASE("many threads create accounts at once", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    const std::string& url = db.url();
     auto store = open(url);
     constexpr int threads = 8;
     constexpr int per_thread = 20;
@@ -680,9 +774,10 @@ TEST_CASE("many threads create accounts at once", "[user_store]") {
     CHECK(found.username == "u7_19");
 }
 
-TEST_CASE("racing registrations of one name: exactly one wins", "[user_store]") {
-    temp_dir dir;
-    const std::string url = "sqlite:" + dir.file("users.db");
+TEST_CASE("racing registrations of one name: exactly one wins", "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    const std::string& url = db.url();
     // Two stores are two connections, as two gateway processes on one file would be.
     auto first = open(url);
     auto second = open(url);
@@ -721,9 +816,11 @@ TEST_CASE("racing registrations of one name: exactly one wins", "[user_store]") 
     }
 }
 
-TEST_CASE("racing rotations of one token: exactly one wins, the family ends", "[user_store]") {
-    temp_dir dir;
-    const std::string url = "sqlite:" + dir.file("users.db");
+TEST_CASE("racing rotations of one token: exactly one wins, the family ends",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    const std::string& url = db.url();
     auto first = open(url);
     auto second = open(url);
     const user_record alice = create(*first, "alice", "alice@example.com");
@@ -767,4 +864,210 @@ TEST_CASE("racing rotations of one token: exactly one wins, the family ends", "[
         // The client raced itself: its session is over, the winner's new token included.
         CHECK(rotate(*first, winner) == errc::invalid_refresh_token);
     }
+}
+
+TEST_CASE("pruning deletes the tokens of families that can never be live again",
+          "[user_store][postgresql]") {
+    const backing db(EACH_STORE);
+    INFO(db.kind());
+    auto store = db.open();
+    const user_record alice = create(*store, "alice", "alice@example.com");
+    const std::string expired = login(*store, alice.player_id, now + 1000);
+    const std::string live = login(*store, alice.player_id, now + hour);
+    const std::string rotated = login(*store, alice.player_id, now + 1000);
+    std::string rotated_next;  // expires at now + 500 + hour: keeps `rotated` (used) alive
+    REQUIRE_FALSE(rotate(*store, rotated, rotated_next, now + 500));
+    const std::string logged_out = login(*store, alice.player_id, now + hour);
+    REQUIRE_FALSE(store->revoke_refresh_family(logged_out, now));
+
+    std::size_t removed = 99;
+    REQUIRE_FALSE(store->prune_refresh_tokens(now + 2000, removed));
+    CHECK(removed == 2);  // `expired` and `logged_out`
+    CHECK(rotate(*store, expired, now + 500) == errc::invalid_refresh_token);  // gone
+
+    // The used token of a live family is still there: replaying it still ends the family.
+    CHECK(rotate(*store, rotated, now + 2000) == errc::refresh_token_reused);
+    CHECK(rotate(*store, rotated_next, now + 2000) == errc::invalid_refresh_token);
+    REQUIRE_FALSE(store->prune_refresh_tokens(now + 2000, removed));
+    CHECK(removed == 2);  // that family, revoked now
+    REQUIRE_FALSE(store->prune_refresh_tokens(now + 2000, removed));
+    CHECK(removed == 0);
+
+    CHECK_FALSE(rotate(*store, live, now + 2000));
+}
+
+TEST_CASE("postgresql: instances starting at once on a new database migrate it once",
+          "[user_store][postgresql]") {
+    const gatehouse_test::postgres_database db;
+    constexpr int instances = 6;
+    std::promise<void> go;
+    const std::shared_future<void> start = go.get_future().share();
+    std::vector<std::unique_ptr<user_store>> stores(instances);
+    std::vector<std::string> problems(instances);
+    std::vector<std::error_code> results(instances);
+    std::vector<std::thread> pool;
+    for (int i = 0; i < instances; ++i) {
+        pool.emplace_back([&, i] {
+            const auto n = static_cast<std::size_t>(i);
+            start.wait();
+            results[n] = open_user_store(db.url(), stores[n], problems[n]);
+        });
+    }
+    go.set_value();
+    for (auto& t : pool) t.join();
+    for (int i = 0; i < instances; ++i) {
+        const auto n = static_cast<std::size_t>(i);
+        INFO(problems[n]);
+        REQUIRE_FALSE(results[n]);
+    }
+    CHECK(history(*stores[0]).size() == 1);
+    CHECK(db.admin("SELECT count(*) FROM schema_migrations") == "1");
+    // They all share it.
+    const user_record alice = create(*stores[1], "alice", "alice@example.com");
+    user_record found;
+    REQUIRE_FALSE(stores[4]->find_user_by_login("ALICE", found));
+    CHECK(found.player_id == alice.player_id);
+    // The uniqueness is the index's, not the locale's: lower() under "C" folds ASCII only.
+    CHECK(db.admin("SELECT indexdef FROM pg_indexes WHERE indexname = 'users_username'")
+              .find("COLLATE \"C\"") != std::string::npos);
+}
+
+TEST_CASE("postgresql: an unreachable database is store_unavailable, soon, without secrets",
+          "[user_store][postgresql]") {
+    const auto& cluster = gatehouse_test::postgres_cluster::shared();
+    const gatehouse_test::postgres_database db;
+
+    // A TCP port nobody listens on, and one whose listener never answers (accepted by the
+    // kernel, never by a program: the startup packet gets no reply).
+    const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(silent >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(silent, 16) == 0);
+    REQUIRE(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    const int silent_port = ntohs(addr.sin_port);
+    int closed_port = 0;
+    {
+        const int s = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t l = sizeof a;
+        REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &l) == 0);
+        closed_port = ntohs(a.sin_port);
+        ::close(s);
+    }
+
+    struct attempt {
+        std::string url;
+        std::string secret;
+        int at_most_s;
+    };
+    const std::vector<attempt> attempts = {
+        {"postgresql://gatehouse:s3cret-pw@127.0.0.1:" + std::to_string(closed_port) + "/x",
+         "s3cret-pw", 2},
+        {"postgresql://gatehouse:s3cret-pw@127.0.0.1:" + std::to_string(silent_port) +
+             "/x?connect_timeout=2",
+         "s3cret-pw", 5},
+        {"postgresql://gatehouse:wrong-s3cret@127.0.0.1:" + std::to_string(cluster.port()) + "/" +
+             db.name(),
+         "wrong-s3cret", 3},
+        {"postgresql://gatehouse@127.0.0.1:" + std::to_string(cluster.port()) + "/" + db.name() +
+             "?password=" + cluster.password() + "x",
+         cluster.password() + "x", 3},
+        {cluster.url("no_such_database"), cluster.password(), 3},
+    };
+    for (const auto& a : attempts) {
+        INFO(a.url);
+        std::unique_ptr<user_store> store;
+        std::string problem;
+        const auto t0 = std::chrono::steady_clock::now();
+        CHECK(open_user_store(a.url, store, problem) == errc::store_unavailable);
+        CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(a.at_most_s));
+        CHECK(store == nullptr);
+        INFO(problem);
+        CHECK(problem.find("cannot connect") != std::string::npos);
+        CHECK(problem.find(a.secret) == std::string::npos);
+    }
+    ::close(silent);
+}
+
+TEST_CASE("postgresql: a server that stops answering gives errors in time, then recovers",
+          "[user_store][postgresql]") {
+    // A cluster of its own: pausing the shared one would stall other tests.
+    const auto cluster = gatehouse_test::postgres_cluster::start_private();
+    const gatehouse_test::postgres_database db(*cluster);
+    gatehouse::detail::postgres_options options;
+    options.query_timeout = std::chrono::milliseconds(1000);
+    options.acquire_timeout = std::chrono::milliseconds(1000);
+    options.connect_timeout_s = 2;
+    std::unique_ptr<user_store> store;
+    std::string problem;
+    REQUIRE_FALSE(gatehouse::detail::open_postgres_user_store(
+        db.url(), gatehouse::detail::postgres_migrations(), options, store, problem));
+    const user_record alice = create(*store, "alice", "alice@example.com");
+
+    cluster->pause();
+    const auto t0 = std::chrono::steady_clock::now();
+    user_record found;
+    CHECK(store->find_user(alice.player_id, found) == errc::store_unavailable);
+    // The dead connection is dropped; a new one cannot be made either (connect_timeout).
+    CHECK(store->find_user(alice.player_id, found) == errc::store_unavailable);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(6));
+    cluster->resume();
+
+    REQUIRE_FALSE(store->find_user(alice.player_id, found));
+    CHECK(found.username == "alice");
+    CHECK_FALSE(rotate(*store, login(*store, alice.player_id)));
+}
+
+TEST_CASE("postgresql: text it cannot hold names nothing and is refused as data",
+          "[user_store][postgresql]") {
+    const backing db("postgresql");
+    auto store = db.open();
+    const user_record alice = create(*store, "alice", "alice@example.com");
+    const std::string nul("ali\0ce", 6);
+    const std::string bad_utf8 =
+        "ali\xff"
+        "ce";
+    user_record found;
+    for (const auto& odd : {nul, bad_utf8}) {
+        CHECK(store->find_user_by_login(odd, found) == errc::user_not_found);
+        CHECK(store->find_user(odd, found) == errc::user_not_found);
+        CHECK(store->update_settings(odd, "x", "{}") == errc::user_not_found);
+        CHECK(store->update_settings(alice.player_id, odd, "{}") == std::errc::invalid_argument);
+        CHECK(rotate(*store, odd) == errc::invalid_refresh_token);
+        CHECK(store->revoke_refresh_family(odd, now) == errc::invalid_refresh_token);
+        CHECK_FALSE(store->revoke_player_tokens(odd));
+        user_record u = make_user(odd, "odd@example.com");
+        CHECK(store->create_user(u) == std::errc::invalid_argument);
+    }
+}
+
+TEST_CASE("postgresql: a pool of one connection serves many threads", "[user_store][postgresql]") {
+    const gatehouse_test::postgres_database db;
+    auto store = open(db.url("?pool_size=1"));
+    constexpr int threads = 6;
+    std::vector<int> failures(threads, 0);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t] {
+            for (int i = 0; i < 10; ++i) {
+                const std::string name = "u" + std::to_string(t) + "_" + std::to_string(i);
+                user_record u = make_user(name, name + "@example.com");
+                user_record found;
+                if (store->create_user(u) || store->find_user(u.player_id, found)) {
+                    ++failures[static_cast<std::size_t>(t)];
+                }
+            }
+        });
+    }
+    for (auto& th : pool) th.join();
+    for (const int f : failures) CHECK(f == 0);
+    CHECK(db.admin("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + db.name() +
+                   "' AND application_name = 'gatehouse'") == "1");
 }
