@@ -33,7 +33,8 @@ std::chrono::milliseconds seconds_to_ms(double seconds) {
 void add_flags(CLI::App& app, config& c) {
     flag(app, "--listen", c.listen, "HTTP + WebSocket listener HOST:PORT (port 0: any free port)");
     flag(app, "--redis", c.redis, "redis://[user:pass@]host:port[/db]; unset: in-process bus");
-    flag(app, "--db", c.db, "user store: sqlite:PATH or sqlite::memory:");
+    flag(app, "--db", c.db,
+         "user store: sqlite:PATH, sqlite::memory: or postgresql://[user[:pw]@]host[:port]/db");
     flag(app, "--jwt-secret", c.jwt_secret, "HS256 key for access tokens (default: random)");
     flag(app, "--access-ttl", c.access_ttl, "access token lifetime, seconds");
     flag(app, "--command-stream", c.command_stream, "Redis stream receiving commands");

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import shutil
 import tempfile
@@ -39,15 +40,36 @@ def password():
     return "pw-" + secrets.token_hex(8)
 
 
+# Which user store the suites run on: `sqlite` (a file per TempDb), or `postgresql` (a database
+# per TempDb on the suite's PostgreSQL, postgres_fixture.shared()). tests/server/CMakeLists.txt
+# registers the accounts suites once for each.
+STORE = os.environ.get("GATEHOUSE_TEST_STORE", "sqlite")
+
+
 class TempDb:
-    """A temp dir holding one SQLite user store; `url` is the --db value."""
+    """One empty user store of the suite's kind (STORE); `url` is the --db value, `password`
+    the secret it holds (None for SQLite)."""
 
     def __init__(self, name="users.db"):
-        self.dir = tempfile.mkdtemp(prefix="gatehouse-accounts-")
-        self.url = "sqlite:" + self.dir + "/" + name
+        self.dir = None
+        self.database = None
+        self.password = None
+        if STORE == "postgresql":
+            import postgres_fixture  # only the PostgreSQL runs need the server binaries
+            self.pg = postgres_fixture.shared()
+            self.database = self.pg.create_database()
+            self.url = self.pg.url(self.database)
+            self.password = self.pg.password
+        else:
+            self.dir = tempfile.mkdtemp(prefix="gatehouse-accounts-")
+            self.url = "sqlite:" + self.dir + "/" + name
 
     def close(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.database is not None:
+            self.pg.drop_database(self.database)
+            self.database = None
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def accounts_args(db_url, *extra):

@@ -35,6 +35,8 @@ class DoneWhen(h.AsyncCase):
                              bot_keys={"rover": self.bot_key}).start()
         # Every secret the run shows the server, by name.
         self.secrets = {"jwt secret": self.server.jwt_secret, "bot key": self.bot_key}
+        if self.db.password:
+            self.secrets["database password"] = self.db.password
 
     async def asyncTearDown(self):
         self.server.kill()
