@@ -5,6 +5,7 @@
     bench/profile.py fanout --perf-seconds 3
     bench/profile.py connect --heaptrack      # the server under heaptrack (allocations)
     bench/profile.py ingress -- --window 16   # generator flags after -- (they win)
+    bench/profile.py broadcast --gatehouse /work/baseline/build/release/server/gatehouse-server
 
 A fresh redis-server and gatehouse-server (--threads 1 on core 1; generator and Redis on
 core 0), the workload's matrix parameters (bench/run_matrix.py, full size), one generator run,
@@ -53,6 +54,12 @@ def main():
                     help="how long perf records, from the generator's start (default 4)")
     ap.add_argument("--out", default=os.path.join(matrix.REPO, "build", "profile"),
                     help="where perf.data / heaptrack files and logs go")
+    ap.add_argument("--gatehouse", default=None, metavar="PATH",
+                    help="the gatehouse-server binary to profile (default: this tree's release "
+                         "build; e.g. a --baseline binary of run_matrix.py)")
+    ap.add_argument("--call-graph", default=None, metavar="MODE",
+                    help="perf record --call-graph MODE (e.g. dwarf; default: -g, frame "
+                         "pointers)")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = ap.parse_args(argv[:split])
@@ -68,9 +75,9 @@ def main():
         redis.start()
         matrix.pin(redis.proc.pid, "0")
         wrap = ["heaptrack", "-o", heap_file] if args.heaptrack else []
-        srv, port = matrix.start_gatehouse(os.path.join(build, "server", "gatehouse-server"),
-                                           redis.url, secret, 1, "1", args.out, wrap=wrap,
-                                           timeout=60)
+        binary = args.gatehouse or os.path.join(build, "server", "gatehouse-server")
+        srv, port = matrix.start_gatehouse(binary, redis.url, secret, 1, "1", args.out,
+                                           wrap=wrap, timeout=60)
         procs.append(srv)
         # Under heaptrack the PID the matrix knows is heaptrack's shell; the server is its child.
         server_pid = srv.pid
@@ -85,7 +92,8 @@ def main():
         perf = None
         perf_file = os.path.join(args.out, "perf.data")
         if not args.heaptrack:
-            perf = subprocess.Popen(["perf", "record", "-g", "-o", perf_file, "-p",
+            graph = ["--call-graph", args.call_graph] if args.call_graph else ["-g"]
+            perf = subprocess.Popen(["perf", "record", *graph, "-o", perf_file, "-p",
                                      str(server_pid), "--", "sleep", str(args.perf_seconds)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         result = matrix.run_load(os.path.join(build, "bench", "load", "gatehouse_load"),
