@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "accounts/display_name.hpp"
 #include "accounts/login_forwarder.hpp"
 #include "codec/json_depth.hpp"
 #include "gatehouse/client/limits.hpp"
@@ -393,6 +394,12 @@ struct accounts::impl {
             (!display->is_string() || code_points(display->get_ref<const std::string&>()) == 0 ||
              code_points(display->get_ref<const std::string&>()) > display_name_max)) {
             return respond(invalid("display_name: 1-32 characters, or null"));
+        }
+        if (display != body.end() && display->is_string() &&
+            detail::has_refused_display_name_character(display->get_ref<const std::string&>())) {
+            return respond(invalid(
+                "display_name: no control, format or line-separator characters (Unicode Cc, Cf, "
+                "Zl, Zp)"));
         }
         const auto prefs = body.find("preferences");
         if (prefs != body.end() && !prefs->is_null() && !prefs->is_object()) {
