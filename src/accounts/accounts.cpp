@@ -75,6 +75,16 @@ http_response invalid(std::string_view detail) {
     return http_response::problem(400, "invalid_request", detail);
 }
 
+// A login name longer than any username or email can be (an email is anything with an `@`).
+bool within_login_name_length(std::string_view name) noexcept {
+    return name.size() <= (name.find('@') == std::string_view::npos ? username_max : email_max);
+}
+
+// One answer for an unknown name and a wrong password (docs/accounts.md, "Login and lockout").
+http_response invalid_credentials() {
+    return http_response::problem(401, "invalid_credentials", "unknown username or wrong password");
+}
+
 http_response store_failed() {
     return http_response::problem(503, "store_unavailable",
                                   "the account store is unavailable; retry later");
@@ -259,13 +269,26 @@ struct accounts::impl {
         if (!username || !password || username->empty()) {
             return respond(invalid("username and password are required strings"));
         }
+        if (!within_login_name_length(*username)) {
+            // No account has such a name, so nothing is checked, counted or kept for it: the
+            // lockout table holds only names that could exist.
+            return respond(invalid_credentials());
+        }
         run(respond,
             [this, address = request.remote_address, login = *username,
              p = *password]() -> http_response {
                 if (auto limited = address_limited(address)) return *limited;
-                // Keyed on the name as typed, case-folded: every spelling of one account (and of
-                // names that do not exist) locks the same way.
-                const std::string key = "login:" + detail::ascii_lower_copy(login);
+                user_record user;
+                const auto found = store->find_user_by_login(login, user);
+                if (found && found != errc::user_not_found) return store_failed();
+                // Keyed on the account the name resolves to, by its username (case-folded), so
+                // that its username and its email share one count; a name with no account is
+                // keyed on itself, case-folded (PROTOCOL.md section 2: the lockout holds for a
+                // login name "existing or not"). The username, not the player id: instances with
+                // stores of their own (one registration each) still share one lockout in Redis.
+                // No unknown name can be another account's key: it would not be unknown.
+                const std::string key =
+                    "login:" + detail::ascii_lower_copy(found ? login : user.username);
                 // Counted before the (slow) password check, atomically with the lockout check, so
                 // attempts in flight together cannot check more than login_max_failures passwords.
                 const auto admitted =
@@ -274,9 +297,6 @@ struct accounts::impl {
                     return too_many("too_many_attempts", admitted.retry_after,
                                     "too many failed logins; retry later");
                 }
-                user_record user;
-                const auto found = store->find_user_by_login(login, user);
-                if (found && found != errc::user_not_found) return store_failed();
                 bool ok = false;
                 if (found) {
                     // The same Argon2id work for an unknown name as for a wrong password.
@@ -285,11 +305,7 @@ struct accounts::impl {
                 } else {
                     ok = verify_password(user.password_hash, p);
                 }
-                if (!ok) {
-                    // Already counted by begin_attempt.
-                    return http_response::problem(401, "invalid_credentials",
-                                                  "unknown username or wrong password");
-                }
+                if (!ok) return invalid_credentials();  // already counted by begin_attempt
                 limiter->clear_failures(key);
                 const auto token = make_refresh_token();
                 refresh_token_record record;
