@@ -84,6 +84,10 @@ void add_flags(CLI::App& app, config& c) {
          "http://HOST[:PORT][/PATH]: forward register, login, refresh and logout there");
     flag(app, "--worker-threads", c.worker_threads,
          "threads for password hashing and the user store (0: hardware concurrency)");
+    flag(app, "--worker-queue", c.worker_queue,
+         "account requests waiting for a worker at most (503 busy past it); 0: 4 per thread");
+    flag(app, "--worker-queue-timeout", c.worker_queue_timeout,
+         "an account request that waited this long for a worker answers 503 busy, seconds");
     flag(app, "--stream-maxlen", c.stream_maxlen,
          "with --redis: trim the command stream to about N entries (MAXLEN ~); 0: never");
     flag(app, "--redis-timeout", c.redis_timeout,
@@ -181,6 +185,12 @@ bool to_accounts_options(const config& c, const gatehouse::gateway_options& gate
     out.password_cost.memory_bytes = c.password_hash_kib * 1024;
     out.password_cost.passes = c.password_hash_passes;
     out.login_service_url = c.login_service;
+    if (!(c.worker_queue_timeout >= 0.001) || c.worker_queue_timeout > 3600) {
+        problem = "--worker-queue-timeout is seconds from 0.001 up to 3600";
+        return false;
+    }
+    out.max_queued_jobs = c.worker_queue;
+    out.queue_timeout = seconds_to_ms(c.worker_queue_timeout);
     // A cost libsodium refuses would fail every registration; refuse it at start instead.
     std::string probe;
     if (gatehouse::hash_password("cost-probe", probe, out.password_cost)) {

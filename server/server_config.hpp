@@ -48,6 +48,8 @@ struct config {
     unsigned password_hash_passes = 2;
     std::string login_service;
     unsigned worker_threads = 0;
+    unsigned worker_queue = 0;
+    double worker_queue_timeout = 2;
     std::size_t stream_maxlen = 0;
     double redis_timeout = 5;
     double redis_reconnect_max = 2;

@@ -48,13 +48,21 @@ struct accounts_options {
     std::string login_service_url;
     /// Longest wait for the login service (connect, send, answer).
     std::chrono::milliseconds login_service_timeout{5000};
+    /// Account requests waiting for a worker at a time (over every account route together);
+    /// one more answers 503 `busy` with `Retry-After: 1` at once. Keeps a flood of logins from
+    /// queueing seconds of Argon2id work ahead of everyone else. 0: four per worker thread.
+    std::size_t max_queued_jobs = 0;
+    /// A request that waited longer than this for a worker is not run (its client has likely
+    /// given up, or will have by the time it is done) and answers 503 `busy`. Positive.
+    std::chrono::milliseconds queue_timeout{2000};
     /// Where it reports store failures and refresh-token reuse (never a secret).
     log_sink log;
 };
 
 /// The account routes. Route handlers parse and validate on the gateway's I/O thread, and do
 /// everything that blocks or burns CPU (the store, the limiter, Argon2id) on the worker pool;
-/// when the pool's queue is full a request gets 503 `busy` rather than wait.
+/// when `max_queued_jobs` are already waiting, or a request waited past `queue_timeout`, it
+/// gets 503 `busy` with `Retry-After` rather than wait.
 ///
 /// Thread safety: `add_routes` before the gateway starts; the routes then run concurrently.
 /// Lifetime: the routes and queued jobs share ownership of what they use, so the object may be
@@ -62,8 +70,8 @@ struct accounts_options {
 class accounts {
 public:
     /// Throws `std::invalid_argument` for a null limiter or pool, a null store without
-    /// `login_service_url`, an empty `jwt_secret`, or a `login_service_url` that is not
-    /// `http://HOST[:PORT][/...]`.
+    /// `login_service_url`, an empty `jwt_secret`, a `queue_timeout` that is not positive, or a
+    /// `login_service_url` that is not `http://HOST[:PORT][/...]`.
     accounts(accounts_options options, std::shared_ptr<user_store> store,
              std::shared_ptr<attempt_limiter> limiter, std::shared_ptr<worker_pool> workers);
     ~accounts();

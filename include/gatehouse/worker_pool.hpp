@@ -37,6 +37,9 @@ public:
     /// Jobs queued and not yet started.
     std::size_t queued() const;
 
+    /// The number of threads (fixed at construction).
+    std::size_t threads() const noexcept;
+
 private:
     struct impl;
     std::unique_ptr<impl> impl_;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <stdexcept>
 #include <utility>
@@ -166,9 +167,29 @@ struct accounts::impl {
         }
     }
 
-    // Runs `job` on the pool; 503 `busy` when it is full. `job` returns the response.
+    // Account jobs posted and not yet started, against `queue_limit`.
+    std::atomic<std::size_t> waiting{0};
+    std::size_t queue_limit = 0;
+
+    static http_response busy() {
+        auto r = http_response::problem(503, "busy", "the server is busy; retry later");
+        r.headers.emplace_back("Retry-After", "1");
+        return r;
+    }
+
+    // Runs `job` on the pool; 503 `busy` when `queue_limit` jobs already wait, or when this
+    // one waited past `queue_timeout`. `job` returns the response. The bound is ours, not the
+    // pool's: a queue of thousands of Argon2id jobs is seconds of work ahead of every later
+    // login, most of it for clients that have given up, and a job cannot see its client go.
     void run(const http_responder& respond, std::function<http_response()> job) {
-        const bool queued = workers->post([respond, job = std::move(job)] {
+        if (waiting.fetch_add(1, std::memory_order_relaxed) >= queue_limit) {
+            waiting.fetch_sub(1, std::memory_order_relaxed);
+            return respond(busy());
+        }
+        const auto deadline = std::chrono::steady_clock::now() + options.queue_timeout;
+        const bool queued = workers->post([this, respond, job = std::move(job), deadline] {
+            waiting.fetch_sub(1, std::memory_order_relaxed);
+            if (std::chrono::steady_clock::now() > deadline) return respond(busy());
             http_response r;
             try {
                 r = job();
@@ -178,9 +199,8 @@ struct accounts::impl {
             respond(std::move(r));
         });
         if (!queued) {
-            auto r = http_response::problem(503, "busy", "the server is busy; retry later");
-            r.headers.emplace_back("Retry-After", "1");
-            respond(std::move(r));
+            waiting.fetch_sub(1, std::memory_order_relaxed);
+            respond(busy());
         }
     }
 
@@ -510,6 +530,9 @@ accounts::accounts(accounts_options options, std::shared_ptr<user_store> store,
         throw std::invalid_argument("accounts: a user store or a login service is needed");
     }
     if (options.jwt_secret.empty()) throw std::invalid_argument("accounts: jwt_secret is empty");
+    if (options.queue_timeout.count() <= 0) {
+        throw std::invalid_argument("accounts: queue_timeout must be positive");
+    }
     if (!options.login_service_url.empty()) {
         impl_->forwarder.emplace(options.login_service_url, options.login_service_timeout);
         if (!impl_->forwarder->valid()) {
@@ -521,6 +544,8 @@ accounts::accounts(accounts_options options, std::shared_ptr<user_store> store,
     impl_->store = std::move(store);
     impl_->limiter = std::move(limiter);
     impl_->workers = std::move(workers);
+    impl_->queue_limit = impl_->options.max_queued_jobs != 0 ? impl_->options.max_queued_jobs
+                                                             : 4 * impl_->workers->threads();
 }
 
 accounts::~accounts() = default;

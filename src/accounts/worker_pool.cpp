@@ -113,6 +113,8 @@ bool worker_pool::post(std::function<void()> job) {
     return false;
 }
 
+std::size_t worker_pool::threads() const noexcept { return impl_->threads.size(); }
+
 std::size_t worker_pool::queued() const {
     auto& s = *impl_->state;
     std::lock_guard<std::mutex> lock(s.mutex);

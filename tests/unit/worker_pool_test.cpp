@@ -69,6 +69,8 @@ TEST_CASE("worker_pool: threads run jobs concurrently", "[worker_pool]") {
 
 TEST_CASE("worker_pool: zero threads still means one", "[worker_pool]") {
     worker_pool pool(0);
+    CHECK(pool.threads() == 1);
+    CHECK(worker_pool(3).threads() == 3);
     std::atomic<bool> ran{false};
     REQUIRE(pool.post([&] { ran = true; }));
     CHECK(eventually([&] { return ran.load(); }));
