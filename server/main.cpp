@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "fleet_health.hpp"
 #include "gatehouse/accounts.hpp"
 #include "gatehouse/builtin_codecs.hpp"
 #include "gatehouse/errc.hpp"
@@ -155,6 +156,7 @@ std::unique_ptr<gatehouse_demo::game::in_process_game> start_demo(
 // and `exit_code` then says why.
 struct account_services {
     std::shared_ptr<gatehouse::worker_pool> workers;
+    std::shared_ptr<gatehouse::user_store> store;
     int exit_code = exit_usage_error;
 };
 
@@ -194,9 +196,10 @@ account_services make_account_services(gatehouse_server::config& config,
                                  : std::max(1U, std::thread::hardware_concurrency());
     account_services out;
     out.workers = std::make_shared<gatehouse::worker_pool>(threads);
+    out.store = std::move(store);
     try {
-        gatehouse::accounts routes(std::move(accounts_options), std::move(store),
-                                   std::move(limiter), out.workers);
+        gatehouse::accounts routes(std::move(accounts_options), out.store, std::move(limiter),
+                                   out.workers);
         routes.add_routes(gw);
     } catch (const std::invalid_argument& e) {
         logger.error("{}", e.what());
@@ -229,6 +232,12 @@ int run(int argc, char** argv) {
             "will not survive a restart nor verify on another instance");
     }
     options.log = sink_for(logger);
+    // Which bus and store, and whether each answers: on /ready (503 while the store does not)
+    // and /metrics.
+    auto health = std::make_shared<gatehouse_server::fleet_health>();
+    health->bus = config.redis.empty() ? "in-process" : "redis";
+    health->store = gatehouse_server::store_kind(config.db);
+    gatehouse_server::add_ready_checks(options, health);
 
     // Block the stop signals in every thread (the I/O threads inherit this mask), and take
     // them synchronously below: no async-signal-safety puzzles.
@@ -271,6 +280,10 @@ int run(int argc, char** argv) {
     const auto account_services = make_account_services(config, options, *gw, *logger);
     if (!account_services.workers) return account_services.exit_code;
     if (redis) add_redis_metrics(*gw, redis);
+    health->bus_connected = [local_bus, redis] { return local_bus || redis->connected(); };
+    gatehouse_server::add_fleet_metrics(*gw, health);
+    gatehouse_server::store_probe probe(account_services.store, health,
+                                        std::chrono::milliseconds(2000), options.log);
     // Declared after gw, so that on an early return it goes first, while the bus still exists.
     std::unique_ptr<gatehouse_demo::game::in_process_game> game;
     if (config.demo) game = start_demo(config, options, *gw, local_bus, redis, *logger);

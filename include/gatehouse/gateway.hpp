@@ -92,6 +92,17 @@ struct gateway_options {
     /// This instance's name on the command stream (`gateway_id`); empty: generated from the
     /// host name, the process id and a random suffix.
     std::string gateway_id;
+    /// More that `/ready` requires besides the bus and the update listener, e.g. a reachable
+    /// user store: while it returns false, `ready()` is false and `/ready` answers 503
+    /// `not_ready` with `extra_ready_reason` as its detail. Called on an I/O thread at every
+    /// `GET /ready`, so it must be quick and must not throw: read a flag a probe keeps.
+    std::function<bool()> extra_ready;
+    /// The detail of `/ready`'s 503 while `extra_ready` returns false.
+    std::string extra_ready_reason = "a dependency is not reachable";
+    /// Members added to `/ready`'s JSON object, on the 200 and on the 503 alike: JSON object
+    /// members without the braces (`"bus":"redis","store_up":true`), or empty. Called as
+    /// `extra_ready` is.
+    std::function<std::string()> ready_fields;
     /// Where log messages go; empty: nowhere.
     log_sink log;
 };
@@ -105,7 +116,8 @@ std::string make_gateway_id();
 /// connections, codecs, the bus and the update listener.
 ///
 /// Built-in routes: `GET /health`, `GET /ready` (200 while the bus and listener are
-/// connected and the gateway is not shutting down, 503 problem+json otherwise),
+/// connected, `gateway_options::extra_ready` holds and the gateway is not shutting down, 503
+/// problem+json otherwise),
 /// `GET /metrics`, `POST /commands` and `GET /sse/player` (see the options); WebSocket upgrades at
 /// `/ws/player/{token}`, `/ws/player` (Bearer) and
 /// `/ws/bot/{key}`. Other paths go to routes added with `add_route`.

@@ -108,6 +108,13 @@ public:
     /// accounts layer calls it periodically (docs/accounts.md). The default does nothing
     /// (`removed` = 0), for stores that expire tokens by themselves.
     virtual std::error_code prune_refresh_tokens(std::int64_t now_ms, std::size_t& removed);
+
+    /// Whether the store answers now, for health checks (`gatehouse-server`'s `/ready`): one
+    /// cheap round trip, within the store's own deadlines (PostgreSQL: `SELECT 1` on a pooled
+    /// connection); `errc::store_unavailable` when it does not answer. It may block that long,
+    /// so call it from a thread of its own, never an I/O thread. The default succeeds, for
+    /// stores with nothing to reach (SQLite: a local file).
+    virtual std::error_code ping();
 };
 
 /// Opens the store a `--db` URL names:

@@ -788,6 +788,12 @@ public:
         return {};
     }
 
+    std::error_code ping() override {
+        lease l = pool_.acquire();
+        if (!l) return unavailable();
+        return l.run("SELECT 1").ok() ? std::error_code{} : unavailable();
+    }
+
     std::error_code schema_history(std::vector<sqlite_schema_step>& out) {
         lease l = pool_.acquire();
         if (!l) return unavailable();

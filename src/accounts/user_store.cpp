@@ -75,6 +75,8 @@ std::error_code user_store::prune_refresh_tokens(std::int64_t /*now_ms*/, std::s
     return {};
 }
 
+std::error_code user_store::ping() { return {}; }
+
 int user_store_schema_version() noexcept {
     return static_cast<int>(detail::sqlite_migrations().size());
 }

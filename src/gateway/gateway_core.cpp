@@ -611,10 +611,16 @@ void gateway_core::handle_http(const http_request& request, http_responder respo
         return;
     }
     if (request.path == "/ready" && request.method == "GET") {
-        respond(ready() ? http_response::json(200, "{\"status\":\"ready\"}")
-                        : http_response::problem(503, "not_ready",
-                                                 shutting_down_ ? "the gateway is shutting down"
-                                                                : "the bus is not connected"));
+        const bool bus_up = bus_->connected() && listener_->connected();
+        auto r = ready() ? http_response::json(200, "{\"status\":\"ready\"}")
+                         : http_response::problem(503, "not_ready",
+                                                  shutting_down_ ? "the gateway is shutting down"
+                                                  : !bus_up      ? "the bus is not connected"
+                                                                 : options_.extra_ready_reason);
+        // The embedder's members (which store and bus, whether each is up) before the `}`.
+        const std::string fields = options_.ready_fields ? options_.ready_fields() : "";
+        if (!fields.empty()) r.body.insert(r.body.size() - 1, "," + fields);
+        respond(std::move(r));
         return;
     }
     if (request.path == "/metrics" && request.method == "GET") {
@@ -805,7 +811,8 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
 // Shutdown
 
 bool gateway_core::ready() const noexcept {
-    return !shutting_down_ && bus_->connected() && listener_->connected();
+    return !shutting_down_ && bus_->connected() && listener_->connected() &&
+           (!options_.extra_ready || options_.extra_ready());
 }
 
 void gateway_core::begin_shutdown() {
