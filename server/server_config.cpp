@@ -64,6 +64,9 @@ void add_flags(CLI::App& app, config& c) {
          "close an idle persistent HTTP connection after this long, seconds");
     flag(app, "--http-header-timeout", c.http_header_timeout,
          "answer 408 and close when a request's headers take longer, seconds");
+    flag(app, "--trusted-proxies", c.trusted_proxies,
+         "CIDR,...: peers whose X-Forwarded-For names the client address (default: none)")
+        ->delimiter(',');
     flag(app, "--max-connections", c.max_connections,
          "open WebSocket and SSE connections at most (503 over_capacity past it); 0: no cap");
     app.add_flag("--ws-compression", c.ws_compression,
@@ -157,6 +160,8 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
     out.http_idle_timeout = seconds_to_ms(c.http_idle_timeout);
     out.http_header_timeout = seconds_to_ms(c.http_header_timeout);
     out.max_connections = c.max_connections;
+    // Checked by the gateway's constructor (exit 2 with the entry named).
+    out.trusted_proxies = c.trusted_proxies;
     out.ws_compression = c.ws_compression;
     out.connections.max_buffered_bytes = c.send_buffer_bytes;
     out.connections.slow_consumer = c.slow_consumer == "drop"

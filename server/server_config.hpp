@@ -38,12 +38,13 @@ struct config {
     double http_idle_timeout = 30;
     double http_header_timeout = 10;
     std::size_t max_connections = 0;
+    std::vector<std::string> trusted_proxies;  // CIDR
     bool ws_compression = false;
     std::string gateway_id;
     std::string log_level = "info";
     std::string publish_key;
     unsigned refresh_ttl = 2592000;
-    unsigned auth_rate_limit = 60;
+    unsigned auth_rate_limit = 0;
     std::size_t password_hash_kib = 65536;
     unsigned password_hash_passes = 2;
     std::string login_service;

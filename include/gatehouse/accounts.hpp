@@ -36,7 +36,7 @@ struct accounts_options {
     std::chrono::seconds login_lockout{900};
     /// Requests per minute per client address over `POST /register`, `/login`,
     /// `/token/refresh` and `/logout`; over it: 429 `rate_limited`. 0: no limit.
-    unsigned auth_rate_limit = 60;
+    unsigned auth_rate_limit = 0;
     /// Argon2id cost of new password hashes.
     password_hash_cost password_cost;
     /// When set (`http://host[:port][/prefix]`), the credential routes (`POST /register`,

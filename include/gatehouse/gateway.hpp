@@ -70,6 +70,12 @@ struct gateway_options {
     /// A request whose headers are not complete this long after its first byte is answered
     /// 408 and its connection closed (slow-header clients hold no slot for long).
     std::chrono::milliseconds http_header_timeout{10000};
+    /// Proxies whose `X-Forwarded-For` is believed (PROTOCOL.md section 6.2): `ADDRESS/PREFIX`
+    /// or a bare address, IPv4 or IPv6. When the peer is one of them, the client address of a
+    /// request (`http_request::remote_address`, the logs, every per-address limit) is the
+    /// rightmost `X-Forwarded-For` entry that is not itself trusted (the leftmost when all
+    /// are). Empty: the peer address, and `X-Forwarded-For` is ignored.
+    std::vector<std::string> trusted_proxies;
     /// Open WebSocket and event-stream connections at most; over it an upgrade or
     /// `GET /sse/player` is answered 503 `over_capacity`. 0: no cap.
     std::size_t max_connections = 0;

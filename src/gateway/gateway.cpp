@@ -80,6 +80,9 @@ struct gateway::impl {
         // pause at the send buffer itself.
         t.read_pause_bytes = o.connections.max_buffered_bytes;
         t.max_queued_bytes = 2 * o.connections.max_buffered_bytes;
+        std::string bad;
+        // Checked when the gateway was built; cannot fail here.
+        static_cast<void>(t.proxies.parse(o.trusted_proxies, bad));
         return t;
     }
 

@@ -19,6 +19,7 @@
 #include "gateway/event_stream_codec.hpp"
 #include "gateway/json_text.hpp"
 #include "http/text.hpp"
+#include "transport/client_address.hpp"
 
 namespace gatehouse::detail {
 namespace {
@@ -166,6 +167,14 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
     if (options_.gateway_id.size() > 64 ||
         !std::all_of(options_.gateway_id.begin(), options_.gateway_id.end(), is_gateway_id_char)) {
         throw std::invalid_argument("gateway: gateway_id must be 1-64 of [A-Za-z0-9_.:-]");
+    }
+    {
+        trusted_proxies proxies;
+        std::string bad;
+        if (proxies.parse(options_.trusted_proxies, bad)) {
+            throw std::invalid_argument("gateway: trusted_proxies entry \"" + bad +
+                                        "\" is not ADDRESS or ADDRESS/PREFIX");
+        }
     }
     for (const auto& [name, key] : options_.bot_keys) {
         if (name.empty() || key.empty()) {

@@ -359,13 +359,13 @@ private:
             return;
         }
         http_request request;
+        request.remote_address = remote_address(parsed);
         request.method = std::move(parsed.method);
         const auto [path, query] = split_target(parsed.target);
         request.path = path;
         request.query = query;
         request.headers = std::move(parsed.headers);
         request.body = std::move(parsed.body);
-        request.remote_address = remote_address();
         events().log(log_level::debug, request.method + " " + redact_target(parsed.target) +
                                            " from " + request.remote_address);
         if (events().is_event_stream_request(request)) {
@@ -435,7 +435,18 @@ private:
                          : 0);
     }
 
-    std::string remote_address() const { return remote_.to_string(); }
+    // The client address of the request being handled: the peer, or whom a trusted proxy
+    // says it forwards for.
+    std::string remote_address(const parsed_request& request) const {
+        std::string peer = remote_.to_string();
+        const auto& proxies = options().proxies;
+        if (proxies.empty()) return peer;
+        std::vector<std::string_view> forwarded;
+        for (const auto& [name, value] : request.headers) {
+            if (equals_ignore_case(name, "X-Forwarded-For")) forwarded.push_back(value);
+        }
+        return proxies.client_address(peer, forwarded);
+    }
 
     // ----------------------------------------------------------------------------------------
     // WebSocket upgrade (RFC 6455 section 4.2)
@@ -470,7 +481,7 @@ private:
                 extension_offers.push_back(value);
             }
         }
-        const std::string remote = remote_address();
+        const std::string remote = remote_address(parsed);
         request.remote_address = remote;
         auto decision = events().authorize_upgrade(request);
         if (!decision.accepted) {

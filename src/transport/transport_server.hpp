@@ -12,6 +12,7 @@
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 
+#include "transport/client_address.hpp"
 #include "transport/transport_events.hpp"
 
 namespace gatehouse::detail {
@@ -37,6 +38,8 @@ struct transport_options {
     // cannot make the server queue answers without end. 0: no bound.
     std::size_t max_queued_bytes = 0;
     std::size_t read_pause_bytes = 0;
+    // Whose X-Forwarded-For names the client (PROTOCOL.md 6.2).
+    trusted_proxies proxies;
 };
 
 class transport_server {
