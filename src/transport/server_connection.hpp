@@ -4,13 +4,15 @@
 // sockets.
 //
 // Threads. Everything that reads the socket or changes the connection's mode runs on the
-// connection's strand. Writes come from any thread: a sender takes `out_mutex_`, appends to the
-// queue and, on a plain socket with nothing in flight, writes at once with a non-blocking
-// gathered send from its own thread, so a fan-out from the listener thread costs no strand hop
-// (uWebSockets' corking, and no per-send post). Only what the kernel would not take waits for
-// writability. The socket is closed only on the strand and under `out_mutex_`, so no sender
-// ever writes to a closed or reused descriptor. A TLS stream is not safe for a read and a write
-// at once, so there every write goes through the strand.
+// connection's strand. Writes come from any thread: a sender takes `out_mutex_` and appends to
+// the queue. Frames are never written one syscall each: on the strand, what a read batch
+// provokes (acks, errors, pongs) leaves in one gathered write when the batch ends (a cork, as
+// in uWebSockets); from another thread (fan-out, bus callbacks), the first frame of a batch
+// posts one write to the strand and the frames queued behind it ride along, so a hand-off is
+// paid per batch, not per frame, and fan-out is written by the I/O threads. Only what the
+// kernel would not take waits for writability. The socket is closed only on the strand and
+// under `out_mutex_`. A TLS stream is not safe for a read and a write at once, so its writes
+// always go through the strand.
 //
 // Memory. A plain connection reads into one buffer per I/O thread after the socket is
 // readable; an idle connection holds no read buffer, and the parsers hold bytes only while a
@@ -220,6 +222,11 @@ private:
     void on_readable(std::error_code ec) {
         if (ec) return peer_gone();
         const auto buffer = thread_read_buffer();
+        corked_ = true;
+        struct uncork_at_exit {
+            server_connection& c;
+            ~uncork_at_exit() { c.uncork(); }
+        } cork{*this};
         // A few reads per wake-up, then back to the event loop, so one busy client cannot
         // starve the others on this thread.
         for (int round = 0; round < 4; ++round) {
@@ -679,8 +686,40 @@ private:
             asio::post(strand_, [self = this->shared_from_this()] { self->tls_write(); });
         } else {
             if (write_armed_ || broken_) return;
-            write_plain_locked();
+            if (strand_.running_in_this_thread()) {
+                // On the connection's own strand: inside a read batch, what its messages
+                // provoke (acks, errors, pongs) leaves in one write at the batch's end (a cork,
+                // as uWebSockets does); otherwise it goes now.
+                if (corked_) {
+                    cork_pending_ = true;
+                    return;
+                }
+                write_plain_locked();
+                return;
+            }
+            // From another thread (the update listener's fan-out, a bus callback): one hand-off
+            // per batch, not per frame. Everything queued until the strand runs leaves in one
+            // gathered write, on the connection's own I/O thread, so a fan-out is spread over
+            // the I/O threads instead of being written by the thread that routes it.
+            if (flush_posted_) return;
+            flush_posted_ = true;
+            asio::post(strand_, [self = this->shared_from_this()] { self->posted_flush(); });
         }
+    }
+
+    void posted_flush() {
+        std::lock_guard<std::mutex> lock(out_mutex_);
+        flush_posted_ = false;
+        if (!write_armed_ && !broken_) write_plain_locked();
+    }
+
+    // The end of a read batch: write what its messages queued.
+    void uncork() {
+        corked_ = false;
+        if (!cork_pending_) return;
+        cork_pending_ = false;
+        std::lock_guard<std::mutex> lock(out_mutex_);
+        if (!write_armed_ && !broken_) write_plain_locked();
     }
 
     // Plain sockets: non-blocking gathered sends until the queue is empty or the kernel's
@@ -927,6 +966,8 @@ private:
     bool http_1_0_ = false;
     bool head_request_ = false;
     bool continue_sent_ = false;
+    bool corked_ = false;        // inside on_readable: sends from the strand wait for its end
+    bool cork_pending_ = false;  // and some did
     std::uint64_t request_sequence_ = 0;
     std::unique_ptr<http_request_parser> parser_;
     std::unique_ptr<ws_reader> reader_;
@@ -950,10 +991,10 @@ private:
     bool output_closed_ = false;
     bool close_after_flush_ = false;
     bool broken_ = false;
+    bool flush_posted_ = false;  // a write is posted to the strand
     // TLS only.
     std::vector<out_item> in_flight_;
     bool writing_ = false;
-    bool flush_posted_ = false;
 };
 
 }  // namespace gatehouse::detail

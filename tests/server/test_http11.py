@@ -754,6 +754,15 @@ class FdExhaustion(h.AsyncCase):
         prlimit = shutil.which("prlimit")
         if prlimit is None:
             self.skipTest("prlimit (util-linux) not installed")
+        # UBSan's vptr check probes the object's memory through a pipe it opens on the spot;
+        # at the descriptor limit no pipe can be had, so it reports the next virtual call as
+        # one on an invalid object and aborts (it cannot even be suppressed: the suppression
+        # matches a dynamic type it could not read). The probe runs in every other build:
+        # ThreadSanitizer's (CI step 4) and plain ones.
+        ldd = subprocess.run(["ldd", h.SERVER_BINARY], capture_output=True, text=True)
+        if "libubsan" in ldd.stdout:
+            self.skipTest("UBSan cannot check virtual calls at the descriptor limit; this "
+                          "probe runs in the TSan and plain builds")
         secret = "fd-" + os.urandom(8).hex()
         server = Server("--nofile=64:64", h.SERVER_BINARY, "--listen", "127.0.0.1:0",
                         "--jwt-secret", secret, "--shutdown-timeout", "3",
