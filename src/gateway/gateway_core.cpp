@@ -496,7 +496,10 @@ void gateway_core::on_message(const std::shared_ptr<session>& s, bool text,
     if (s->draining()) return;
     const auto& setup = s->setup();
     const codec& reader = text ? *setup.text_codec : *setup.binary_codec;
-    envelope& command = s->scratch();
+    // One envelope per I/O thread, reused (its strings keep their capacity), rather than one
+    // per session: an idle connection holds none. The bus copies what it keeps.
+    thread_local envelope scratch;
+    envelope& command = scratch;
     const auto decoded = reader.decode(bytes, command);
     // Every message takes a token, valid or not, so a flood of garbage is limited too.
     const bool within_rate = s->bucket().try_take();

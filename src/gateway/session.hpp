@@ -72,7 +72,6 @@ public:
 
     // --- state touched only on the session's own strand (message handler) ---
     token_bucket& bucket() noexcept { return bucket_; }
-    envelope& scratch() noexcept { return scratch_; }
     std::uint64_t next_sequence() noexcept { return ++sequence_; }
 
     // --- shutdown accounting: commands handed to the bus and not yet answered ---
@@ -123,7 +122,6 @@ private:
     std::weak_ptr<stream_link> link_;
     session_setup setup_;
     token_bucket bucket_;
-    envelope scratch_;
     std::uint64_t sequence_ = 0;
 
     std::mutex drain_mutex_;
