@@ -74,7 +74,7 @@ public:
 
 private:
     void accept() {
-        acceptor_.async_accept(io_, [this](std::error_code ec, asio::ip::tcp::socket socket) {
+        acceptor_.async_accept(io_, [this](std::error_code ec, transport_socket socket) {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
             if (ec) return accept_failed(ec);
             backoff_ = std::chrono::milliseconds{0};
@@ -101,7 +101,7 @@ private:
         });
     }
 
-    void start(asio::ip::tcp::socket socket) {
+    void start(transport_socket socket) {
         if (tls_) {
             auto c =
                 std::make_shared<server_connection<true>>(state_, std::move(socket), tls_.get());

@@ -65,6 +65,11 @@ inline std::int64_t transport_now_ms() noexcept {
         .count();
 }
 
+// A TCP socket on the io_context's own executor rather than Asio's default type-erased
+// any_io_executor, which every socket and every pending operation would carry (tens of bytes
+// per idle connection).
+using transport_socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+
 // The read buffer of the calling I/O thread (plain sockets).
 inline asio::mutable_buffer thread_read_buffer() {
     constexpr std::size_t size = std::size_t{64} * 1024;
@@ -77,15 +82,15 @@ class server_connection final : public stream_link,
                                 public swept_connection,
                                 public std::enable_shared_from_this<server_connection<Tls>> {
     using tcp = asio::ip::tcp;
-    using socket_type = std::conditional_t<Tls, asio::ssl::stream<tcp::socket>, tcp::socket>;
+    using socket_type =
+        std::conditional_t<Tls, asio::ssl::stream<transport_socket>, transport_socket>;
     using strand_type = asio::strand<asio::io_context::executor_type>;
 
 public:
-    server_connection(std::shared_ptr<listener_state> state, tcp::socket socket,
+    server_connection(std::shared_ptr<listener_state> state, transport_socket socket,
                       asio::ssl::context* tls)
         : state_(std::move(state)),
-          strand_(asio::make_strand(static_cast<asio::io_context&>(
-              asio::query(socket.get_executor(), asio::execution::context)))),
+          strand_(asio::make_strand(socket.get_executor())),
           socket_(make_socket(std::move(socket), tls)) {}
 
     // Starts the TLS handshake or the first read.
@@ -172,7 +177,7 @@ private:
         std::size_t size() const noexcept { return header_len + bytes->size(); }
     };
 
-    static socket_type make_socket(tcp::socket socket, asio::ssl::context* tls) {
+    static socket_type make_socket(transport_socket socket, asio::ssl::context* tls) {
         if constexpr (Tls) {
             return socket_type(std::move(socket), *tls);
         } else {
@@ -181,7 +186,7 @@ private:
         }
     }
 
-    tcp::socket& lowest_layer() noexcept {
+    transport_socket& lowest_layer() noexcept {
         if constexpr (Tls) {
             return socket_.next_layer();
         } else {
@@ -211,7 +216,7 @@ private:
                     }));
         } else {
             socket_.async_wait(
-                tcp::socket::wait_read,
+                transport_socket::wait_read,
                 asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
                     self->reading_ = false;
                     self->on_readable(ec);
@@ -811,7 +816,7 @@ private:
     void arm_write_locked() {
         write_armed_ = true;
         lowest_layer().async_wait(
-            tcp::socket::wait_write,
+            transport_socket::wait_write,
             asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
                 std::lock_guard<std::mutex> lock(self->out_mutex_);
                 self->write_armed_ = false;
@@ -897,7 +902,7 @@ private:
         phase_ = phase::lingering;
         notify_closed();
         std::error_code ec;
-        lowest_layer().shutdown(tcp::socket::shutdown_send, ec);
+        lowest_layer().shutdown(transport_socket::shutdown_send, ec);
         if (ec) return finish();
         set_deadline(transport_now_ms() + options().close_timeout.count());
         arm_read();
@@ -933,7 +938,7 @@ private:
             head_ = 0;
             offset_ = 0;
             std::error_code ec;
-            lowest_layer().shutdown(tcp::socket::shutdown_both, ec);
+            lowest_layer().shutdown(transport_socket::shutdown_both, ec);
             lowest_layer().close(ec);
         }
         parser_.reset();

@@ -122,7 +122,7 @@ class Startup(unittest.TestCase):
             "--redis with --publish-key": ["--redis", "redis://127.0.0.1:6379",
                                            "--publish-key", "k"],
             "--redis-timeout zero": ["--redis", "redis://127.0.0.1:6379", "--redis-timeout", "0"],
-            "--db postgresql (not in this build)": ["--db", "postgresql://db/gatehouse"],
+            "--db of a kind there is no store for": ["--db", "mysql://db/gatehouse"],
             "--login-max-failures zero": ["--login-max-failures", "0"],
             "--password-hash-kib below Argon2id's minimum": ["--password-hash-kib", "1"],
             "an unknown flag": ["--frobnicate", "1"],
