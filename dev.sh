@@ -27,6 +27,9 @@ readonly packages=(
     # Debian's Boost 1.74 (libboost-dev): libmsgpack-cxx-dev depends on it, and libboost1.81-dev
     # conflicts with it, so installing 1.81 would remove msgpack-c.
     libboost-dev python3-autobahn python3-requests curl
+    # tests of deploy/: the load balancer the fleet test runs and `haproxy -c` validates, and
+    # the YAML parser that reads the compose file
+    haproxy python3-yaml
     # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
     # playwright-core from the npm registry with the machine's Node.js)
     pybind11-dev python3-dev chromium
