@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "transport/transport_events.hpp"
@@ -39,7 +40,7 @@ private:
 };
 
 struct listener_state {
-    listener_state(transport_events& e, transport_options o) : events(e), options(o) {}
+    listener_state(transport_events& e, transport_options o) : events(e), options(std::move(o)) {}
 
     transport_events& events;
     const transport_options options;

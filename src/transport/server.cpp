@@ -36,7 +36,7 @@ public:
     server(transport_events& events, asio::io_context& io, transport_options options,
            std::shared_ptr<asio::ssl::context> tls)
         : io_(io),
-          state_(std::make_shared<listener_state>(events, options)),
+          state_(std::make_shared<listener_state>(events, std::move(options))),
           tls_(std::move(tls)),
           acceptor_(io),
           backoff_timer_(io),
@@ -143,7 +143,7 @@ std::unique_ptr<transport_server> make_transport_server(transport_events& events
                                                         asio::io_context& io,
                                                         transport_options options,
                                                         std::shared_ptr<asio::ssl::context> tls) {
-    return std::make_unique<server>(events, io, options, std::move(tls));
+    return std::make_unique<server>(events, io, std::move(options), std::move(tls));
 }
 
 }  // namespace gatehouse::detail
