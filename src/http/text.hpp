@@ -29,6 +29,30 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
 
 inline bool is_space(char c) noexcept { return c == ' ' || c == '\t'; }
 
+// tchar (RFC 9110 section 5.6.2): the characters of a token (methods, field names, list
+// items, extension names and parameters).
+constexpr bool is_tchar(char c) noexcept {
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+    switch (c) {
+        case '!':
+        case '#':
+        case '$':
+        case '%':
+        case '&':
+        case '\'':
+        case '*':
+        case '+':
+        case '-':
+        case '.':
+        case '^':
+        case '_':
+        case '`':
+        case '|':
+        case '~': return true;
+        default: return false;
+    }
+}
+
 inline std::string_view trim(std::string_view s) noexcept {
     while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
     while (!s.empty() && is_space(s.back())) s.remove_suffix(1);

@@ -5,14 +5,10 @@
 #include <charconv>
 #include <system_error>
 
+#include "http/text.hpp"
+
 namespace gatehouse::detail {
 namespace {
-
-std::string_view trim(std::string_view s) noexcept {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
 
 // An X-Forwarded-For entry may be written `[v6]` (some proxies add the brackets).
 std::string_view unbracket(std::string_view s) noexcept {

@@ -3,58 +3,13 @@
 #include <algorithm>
 #include <limits>
 
+#include "http/text.hpp"
+
 namespace gatehouse::detail {
 namespace {
 
-// tchar (RFC 9110 5.6.2): the characters of a token (methods, field names, extension names).
-constexpr bool is_tchar(unsigned char c) noexcept {
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-    switch (c) {
-        case '!':
-        case '#':
-        case '$':
-        case '%':
-        case '&':
-        case '\'':
-        case '*':
-        case '+':
-        case '-':
-        case '.':
-        case '^':
-        case '_':
-        case '`':
-        case '|':
-        case '~': return true;
-        default: return false;
-    }
-}
-
 bool is_token(std::string_view s) noexcept {
-    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-        return is_tchar(static_cast<unsigned char>(c));
-    });
-}
-
-constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
-
-constexpr unsigned char lower(unsigned char c) noexcept {
-    return (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + ('a' - 'A')) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (lower(static_cast<unsigned char>(a[i])) != lower(static_cast<unsigned char>(b[i]))) {
-            return false;
-        }
-    }
-    return true;
-}
-
-std::string_view trim_ows(std::string_view s) noexcept {
-    while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-    return s;
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return is_tchar(c); });
 }
 
 // field-value (RFC 9110 5.5): VCHAR, obs-text, SP and HTAB. CR, LF and NUL are named there as
@@ -99,23 +54,16 @@ bool is_host_value(std::string_view s) noexcept {
     });
 }
 
-int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ) (RFC 9112 7.1.1),
 // chunk-ext-val = token / quoted-string (RFC 9110 5.6.4).
 bool is_chunk_ext(std::string_view s) noexcept {
     std::size_t i = 0;
     const auto skip_bws = [&] {
-        while (i < s.size() && is_ows(s[i])) ++i;
+        while (i < s.size() && is_space(s[i])) ++i;
     };
     const auto take_token = [&] {
         const std::size_t start = i;
-        while (i < s.size() && is_tchar(static_cast<unsigned char>(s[i]))) ++i;
+        while (i < s.size() && is_tchar(s[i])) ++i;
         return i > start;
     };
     while (true) {
@@ -190,7 +138,7 @@ bool parsed_request::has_token(std::string_view header_name,
         std::string_view rest = v;
         while (!rest.empty()) {
             const std::size_t comma = rest.find(',');
-            const std::string_view element = trim_ows(rest.substr(0, comma));
+            const std::string_view element = trim(rest.substr(0, comma));
             if (iequals(element, token)) return true;
             if (comma == std::string_view::npos) break;
             rest.remove_prefix(comma + 1);
@@ -447,14 +395,15 @@ void http_request_parser::on_request_line(std::string_view line) {
 void http_request_parser::on_field_line(std::string_view line, bool trailer) {
     // RFC 9112 5.2: obs-fold may be rejected with 400; RFC 9112 2.2: so may whitespace between
     // the request line and the first field.
-    if (is_ows(line.front())) return fail(400, "obsolete line folding");
+    if (is_space(line.front())) return fail(400, "obsolete line folding");
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos) return fail(400, "header line without a colon");
     const std::string_view name = line.substr(0, colon);
     // RFC 9112 5.1: whitespace between the name and the colon MUST be rejected with 400.
-    if (!name.empty() && is_ows(name.back())) return fail(400, "whitespace before a header colon");
+    if (!name.empty() && is_space(name.back()))
+        return fail(400, "whitespace before a header colon");
     if (!is_token(name)) return fail(400, "invalid header name");
-    const std::string_view value = trim_ows(line.substr(colon + 1));
+    const std::string_view value = trim(line.substr(colon + 1));
     if (!is_field_value(value)) return fail(400, "invalid character in a header value");
     if (++field_count_ > limits_.max_header_count) return fail(431, "too many header fields");
     if (trailer) {

@@ -50,6 +50,7 @@
 #include "gatehouse/connection.hpp"
 #include "gatehouse/http.hpp"
 #include "gatehouse/log.hpp"
+#include "http/text.hpp"
 #include "transport/http_parser.hpp"
 #include "transport/listener_state.hpp"
 #include "transport/response_text.hpp"
@@ -341,7 +342,7 @@ private:
     void continue_if_expected() {
         if (continue_sent_) return;
         const auto expect = parser_->request().header("Expect");
-        if (expect.size() != 12 || !equals_ignore_case(expect, "100-continue")) return;
+        if (!iequals(expect, "100-continue")) return;
         continue_sent_ = true;
         static const auto interim =
             std::make_shared<const std::string>("HTTP/1.1 100 Continue\r\n\r\n");
@@ -455,7 +456,7 @@ private:
         if (proxies.empty()) return peer;
         std::vector<std::string_view> forwarded;
         for (const auto& [name, value] : request.headers) {
-            if (equals_ignore_case(name, "X-Forwarded-For")) forwarded.push_back(value);
+            if (iequals(name, "X-Forwarded-For")) forwarded.push_back(value);
         }
         return proxies.client_address(peer, forwarded);
     }
@@ -487,9 +488,9 @@ private:
         request.authorization = parsed.header("Authorization");
         std::vector<std::string_view> extension_offers;
         for (const auto& [name, value] : parsed.headers) {
-            if (equals_ignore_case(name, "Sec-WebSocket-Protocol")) {
+            if (iequals(name, "Sec-WebSocket-Protocol")) {
                 split_header_tokens(value, request.offered_subprotocols);
-            } else if (equals_ignore_case(name, "Sec-WebSocket-Extensions")) {
+            } else if (iequals(name, "Sec-WebSocket-Extensions")) {
                 extension_offers.push_back(value);
             }
         }
@@ -527,17 +528,6 @@ private:
 
         deflate_ = deflate.accepted;
         become(stream_kind::websocket, std::move(decision.handler));
-    }
-
-    static bool equals_ignore_case(std::string_view a, std::string_view b) noexcept {
-        if (a.size() != b.size()) return false;
-        for (std::size_t i = 0; i < a.size(); ++i) {
-            const auto lower = [](char c) {
-                return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-            };
-            if (lower(a[i]) != lower(b[i])) return false;
-        }
-        return true;
     }
 
     // ----------------------------------------------------------------------------------------

@@ -8,42 +8,13 @@
 #include <optional>
 #include <utility>
 
+#include "http/text.hpp"
+
 namespace gatehouse::detail {
 
 namespace {
 
 // --- Sec-WebSocket-Extensions (RFC 6455 9.1, with the list and token rules of RFC 9110 5.6) ---
-
-bool is_tchar(char c) noexcept {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    switch (c) {
-        case '!':
-        case '#':
-        case '$':
-        case '%':
-        case '&':
-        case '\'':
-        case '*':
-        case '+':
-        case '-':
-        case '.':
-        case '^':
-        case '_':
-        case '`':
-        case '|':
-        case '~': return true;
-        default: return false;
-    }
-}
-
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               const auto lower = [](char c) {
-                   return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-               };
-               return lower(x) == lower(y);
-           });
-}
 
 struct extension_param {
     std::string name;
