@@ -434,6 +434,13 @@ private:
         }
     }
 
+    // The gateway refused an upgrade or event stream: the refusal answers this request, and the
+    // connection stays usable as HTTP.
+    void answer_refusal(const http_response& refusal) {
+        head_request_ = false;
+        write_response(refusal, !keep_alive_);
+    }
+
     // A response after which the connection ends (a refused request, a parser error, 408).
     void answer_and_close(const http_response& response) {
         head_request_ = false;
@@ -497,12 +504,7 @@ private:
         const std::string remote = remote_address(parsed);
         request.remote_address = remote;
         auto decision = events().authorize_upgrade(request);
-        if (!decision.accepted) {
-            // The refusal answers this request; the connection stays usable as HTTP.
-            head_request_ = false;
-            write_response(decision.refusal, !keep_alive_);
-            return;
-        }
+        if (!decision.accepted) return answer_refusal(decision.refusal);
         deflate_offer_result deflate;
         if (options().ws_compression) deflate = negotiate_deflate(extension_offers);
 
@@ -536,11 +538,7 @@ private:
 
     void start_event_stream(const http_request& request) {
         auto decision = events().authorize_event_stream(request);
-        if (!decision.accepted) {
-            head_request_ = false;
-            write_response(decision.refusal, !keep_alive_);
-            return;
-        }
+        if (!decision.accepted) return answer_refusal(decision.refusal);
         out_item item;
         item.bytes = std::make_shared<const std::string>(
             "HTTP/1.1 200 OK\r\nServer: gatehouse\r\nContent-Type: text/event-stream\r\n"
