@@ -853,8 +853,8 @@ private:
                           }));
     }
 
-    // A write failed: nothing more will be written; the strand closes the connection.
-    void fail_output_locked() {
+    // Nothing more will be written: what is queued is dropped and un-counted.
+    void drop_output_locked() {
         broken_ = true;
         output_closed_ = true;
         std::size_t unsent = 0;
@@ -863,6 +863,11 @@ private:
         queue_.clear();
         head_ = 0;
         offset_ = 0;
+    }
+
+    // A write failed: the strand closes the connection.
+    void fail_output_locked() {
+        drop_output_locked();
         asio::post(strand_, [self = this->shared_from_this()] { self->finish(); });
     }
 
@@ -917,14 +922,7 @@ private:
         set_deadline(0);
         {
             std::lock_guard<std::mutex> lock(out_mutex_);
-            broken_ = true;
-            output_closed_ = true;
-            std::size_t unsent = 0;
-            for (std::size_t i = head_; i < queue_.size(); ++i) unsent += queue_[i].size();
-            buffered_.fetch_sub(unsent - std::min(unsent, offset_), std::memory_order_relaxed);
-            queue_.clear();
-            head_ = 0;
-            offset_ = 0;
+            drop_output_locked();
             std::error_code ec;
             lowest_layer().shutdown(transport_socket::shutdown_both, ec);
             lowest_layer().close(ec);

@@ -20,36 +20,12 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
 import gatehouse_harness as h  # noqa: E402
 import redis_helpers as rh  # noqa: E402
-from redis_fixture import RedisServer  # noqa: E402
 
 ROUNDS = 100
 
 
-class MalformedFlood(h.AsyncCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.redis = RedisServer().start()
-        cls.channel = rh.unique("gh:updates")
-        try:
-            cls.server = rh.redis_gateway(cls.redis.url, rh.unique("gh:commands"), cls.channel,
-                                          rh.unique("gw")).start()
-        except BaseException:
-            cls.redis.close()
-            raise
-        cls.r = cls.redis.client()
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            code = cls.server.stop()
-            report = cls.server.sanitizer_report()
-            if report:
-                raise AssertionError(f"sanitizer report in the server's stderr:\n{report}")
-            if code != 0:
-                raise AssertionError(f"server exit code {code}; stderr tail: "
-                                     f"{cls.server.stderr_text()[-1500:]}")
-        finally:
-            cls.redis.close()
+class MalformedFlood(rh.OneRedisGateway):
+    """The server on a Redis of the test's own (tests/server/redis_helpers.py)."""
 
     async def test_flood_is_counted_never_logged_and_delivery_goes_on(self):
         marker = "leak" + secrets.token_hex(6)
