@@ -60,8 +60,9 @@ public:
         const auto link = link_.lock();
         return link && link->ping();
     }
-    // Sends without the slow-consumer policy: replies (welcome, ack, error) are bounded by the
-    // rate limit and answer commands that are already on the bus, so they are never dropped.
+    // Sends without the slow-consumer policy: replies (welcome, ack, error) answer commands that
+    // are already on the bus, so they are never dropped; the transport's one bound on all that a
+    // connection queues still holds them (it stops reading, then closes with 4008).
     send_status send_reply(const shared_frame& frame) { return send(frame); }
 
     // --- stream_handler: the transport's calls, handed to the core (gateway_core.cpp) ---
