@@ -3,7 +3,6 @@
 // Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM. With --demo it
 // also serves the Click & Cook demo (docs/examples/demo-game.md).
 
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -71,10 +70,7 @@ void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, s
         [&bus, &malformed, key = std::move(key)](const gatehouse::http_request& request,
                                                  const gatehouse::http_responder& respond) {
             using gatehouse::http_response;
-            const auto presented = request.bearer_token();
-            // Constant-time: the key must not leak through response timing.
-            if (presented.size() != key.size() ||
-                CRYPTO_memcmp(presented.data(), key.data(), key.size()) != 0) {
+            if (!request.bearer_token_matches(key)) {
                 respond(http_response::problem(401, "unauthorized",
                                                "POST /updates needs the publish key"));
                 return;

@@ -32,6 +32,10 @@ struct http_request {
     /// case-insensitive, surrounding spaces and tabs trimmed), or empty when there is none,
     /// the scheme differs, or the token contains whitespace.
     std::string_view bearer_token() const noexcept;
+    /// True when the request carries `Authorization: Bearer <key>` with exactly `key`
+    /// (compared in constant time, so response timing does not reveal how much of a guess
+    /// matched). An empty `key` matches nothing.
+    bool bearer_token_matches(std::string_view key) const noexcept;
     /// True when `Content-Type` names `media_type` (given in lower case, e.g.
     /// `application/json`): compared case-insensitively, parameters such as `; charset=utf-8`
     /// and surrounding spaces ignored.

@@ -1,6 +1,5 @@
 #include "gatehouse/jwt.hpp"
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -15,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/clock.hpp"
+#include "common/constant_time.hpp"
 #include "gatehouse/errc.hpp"
 
 namespace gatehouse {
@@ -235,8 +236,9 @@ std::error_code verify_jwt(std::string_view token, std::string_view secret, std:
         if (!hmac_sha256(secret, signing_input, expected)) return errc::token_bad_signature;
         // The length is public (it is fixed by the algorithm); the bytes are compared in
         // constant time so that timing reveals nothing about how much of a forgery matched.
-        if (signature->size() != expected.size() ||
-            CRYPTO_memcmp(signature->data(), expected.data(), expected.size()) != 0) {
+        if (!detail::constant_time_equal(
+                *signature, std::string_view(reinterpret_cast<const char*>(expected.data()),
+                                             expected.size()))) {
             return errc::token_bad_signature;
         }
 
@@ -275,10 +277,6 @@ std::string sign_jwt(const jwt_claims& claims, std::string_view secret) {
     return token;
 }
 
-std::int64_t unix_now_seconds() noexcept {
-    return std::chrono::duration_cast<std::chrono::seconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
+std::int64_t unix_now_seconds() noexcept { return detail::unix_now_seconds(); }
 
 }  // namespace gatehouse

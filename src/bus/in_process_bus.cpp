@@ -10,6 +10,8 @@
 #include <thread>
 #include <utility>
 
+#include "common/clock.hpp"
+
 namespace gatehouse {
 namespace {
 
@@ -42,8 +44,7 @@ bool parse_stream_id(std::string_view s, stream_id& out) noexcept {
 }
 
 std::uint64_t unix_ms_now() noexcept {
-    const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count();
+    const std::int64_t ms = detail::unix_now_ms();
     return ms > 0 ? static_cast<std::uint64_t>(ms) : 0;
 }
 

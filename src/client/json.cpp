@@ -72,7 +72,6 @@ status read_correlation_id(json_reader& r, envelope& out, status& envelope_error
 }
 
 void put_json_string(output_writer& w, std::string_view s) noexcept {
-    static constexpr char hex[] = "0123456789abcdef";
     w.put('"');
     std::size_t run = 0;  // start of the pending run of bytes that need no escaping
     for (std::size_t i = 0; i < s.size(); ++i) {
@@ -91,8 +90,8 @@ void put_json_string(output_writer& w, std::string_view s) noexcept {
             case '\t': w.put('t'); break;
             default:
                 w.put("u00");
-                w.put(hex[c >> 4]);
-                w.put(hex[c & 0xF]);
+                w.put(gatehouse::detail::hex_digits_lower[c >> 4]);
+                w.put(gatehouse::detail::hex_digits_lower[c & 0xF]);
         }
     }
     w.put(s.substr(run));

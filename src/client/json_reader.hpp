@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "common/hex.hpp"
 #include "gatehouse/client/limits.hpp"
 #include "gatehouse/client/status.hpp"
 #include "internal.hpp"
@@ -40,13 +41,6 @@ struct string_sink {
     }
     std::string_view view() const noexcept { return {buf, n}; }
 };
-
-inline int hex_value(unsigned char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 class json_reader {
 public:
@@ -231,13 +225,14 @@ private:
     status read_hex4(unsigned& out) noexcept {
         if (end_ - p_ < 4) {
             for (auto q = p_; q != end_; ++q) {
-                if (hex_value(*q) < 0) return status::syntax_error;
+                if (gatehouse::detail::hex_value(static_cast<char>(*q)) < 0)
+                    return status::syntax_error;
             }
             return status::truncated;
         }
         out = 0;
         for (int i = 0; i < 4; ++i) {
-            const int h = hex_value(p_[i]);
+            const int h = gatehouse::detail::hex_value(static_cast<char>(p_[i]));
             if (h < 0) return status::syntax_error;
             out = out * 16 + static_cast<unsigned>(h);
         }

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/constant_time.hpp"
 #include "http/text.hpp"
 
 namespace gatehouse {
@@ -35,6 +36,10 @@ std::string http_request::query_param(std::string_view name) const {
 
 std::string_view http_request::bearer_token() const noexcept {
     return detail::bearer_token_of(header("Authorization"));
+}
+
+bool http_request::bearer_token_matches(std::string_view key) const noexcept {
+    return !key.empty() && detail::constant_time_equal(bearer_token(), key);
 }
 
 bool http_request::content_type_is(std::string_view media_type) const noexcept {

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/hex.hpp"
+
 namespace gatehouse::detail {
 
 inline char ascii_lower(char c) noexcept {
@@ -80,13 +82,6 @@ inline std::string_view bearer_token_of(std::string_view header) noexcept {
 // (`; charset=utf-8`) and surrounding spaces allowed.
 inline bool is_media_type(std::string_view header, std::string_view media_type) noexcept {
     return iequals(trim(header.substr(0, header.find(';'))), media_type);
-}
-
-inline int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
 }
 
 // application/x-www-form-urlencoded decoding. A `%` not followed by two hex digits is kept

@@ -94,6 +94,19 @@ TEST_CASE("http: bearer token", "[http]") {
     CHECK(with_headers({{"X-Authorization", "Bearer abc"}}).bearer_token().empty());
 }
 
+TEST_CASE("http: bearer token matching a key", "[http]") {
+    CHECK(with_authorization("Bearer s3cret").bearer_token_matches("s3cret"));
+    CHECK(with_authorization("bearer  s3cret ").bearer_token_matches("s3cret"));
+    CHECK_FALSE(with_authorization("Bearer s3cre").bearer_token_matches("s3cret"));
+    CHECK_FALSE(with_authorization("Bearer s3cretX").bearer_token_matches("s3cret"));
+    CHECK_FALSE(with_authorization("Bearer S3CRET").bearer_token_matches("s3cret"));
+    CHECK_FALSE(with_authorization("Basic s3cret").bearer_token_matches("s3cret"));
+    CHECK_FALSE(with_headers({}).bearer_token_matches("s3cret"));
+    // An empty key is no key: neither a missing header nor "Bearer " matches it.
+    CHECK_FALSE(with_headers({}).bearer_token_matches(""));
+    CHECK_FALSE(with_authorization("Bearer ").bearer_token_matches(""));
+}
+
 TEST_CASE("http: content type", "[http]") {
     const auto typed = [](std::string value) {
         return with_headers({{"Content-Type", std::move(value)}});
