@@ -29,6 +29,7 @@
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/redis_bus.hpp"
 #include "gatehouse/update.hpp"
+#include "gatehouse/version.hpp"
 #include "in_process_game.hpp"
 #include "memory_session_store.hpp"
 #include "server_config.hpp"
@@ -323,6 +324,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse-server")) return 0;
     try {
         return run(argc, argv);
     } catch (const std::exception& e) {

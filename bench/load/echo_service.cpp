@@ -26,6 +26,8 @@
 #include <string_view>
 #include <vector>
 
+#include "gatehouse/version.hpp"
+
 namespace {
 
 volatile std::sig_atomic_t stop_requested = 0;
@@ -162,4 +164,7 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return run(argc, argv); }
+int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse_bench_echo")) return 0;
+    return run(argc, argv);
+}

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "gatehouse/version.hpp"
 #include "workloads.hpp"
 
 namespace {
@@ -128,6 +129,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse_load")) return 0;
     try {
         return run(argc, argv);
     } catch (const std::exception& e) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "gatehouse/version.hpp"
 #include "redis/url.hpp"
 #include "stream_service.hpp"
 
@@ -108,6 +109,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse-demo-game")) return 0;
     try {
         return run(argc, argv);
     } catch (const std::exception& e) {

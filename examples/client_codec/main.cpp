@@ -3,10 +3,12 @@
 #include <cstdio>
 
 #include "gatehouse/client/codec.hpp"
+#include "gatehouse/version.hpp"
 
 namespace gc = gatehouse::client;
 
-int main() {
+int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "example_client_codec")) return 0;
     // Sending: build the command, encode it into a buffer the game owns.
     gc::envelope command;
     if (command.set_type("player_action") != gc::status::ok) return 1;

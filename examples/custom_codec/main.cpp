@@ -12,6 +12,7 @@
 #include "gatehouse/codec_error.hpp"
 #include "gatehouse/codec_registry.hpp"
 #include "gatehouse/envelope.hpp"
+#include "gatehouse/version.hpp"
 
 namespace {
 
@@ -68,7 +69,8 @@ private:
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "example_custom_codec")) return 0;
     auto codecs = gatehouse::codec_registry::with_builtin_codecs();
     if (const auto ec = codecs.add(std::make_shared<lenprefix_codec>())) {
         std::fprintf(stderr, "register: %s\n", ec.message().c_str());

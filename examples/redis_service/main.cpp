@@ -38,6 +38,8 @@
 #include <thread>
 #include <vector>
 
+#include "gatehouse/version.hpp"
+
 namespace {
 
 using json = nlohmann::json;
@@ -679,6 +681,7 @@ private:
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse-example-redis-service")) return 0;
     options opt;
     bool help = false;
     if (!parse_flags(argc, argv, opt, help)) return exit_bad_flags;

@@ -23,6 +23,7 @@
 #include <thread>
 #include <utility>
 
+#include "gatehouse/version.hpp"
 #include "gatehouse_session.hpp"
 #include "http_post.hpp"
 #include "json_fields.hpp"
@@ -262,6 +263,7 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse-example-unreal-client")) return 0;
     options o;
     if (!parse_options(argc, argv, o)) {
         std::fprintf(stderr,

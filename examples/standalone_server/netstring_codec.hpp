@@ -19,7 +19,7 @@
 #include "gatehouse/envelope.hpp"
 #include "gatehouse/errc.hpp"
 
-namespace embed {
+namespace standalone {
 
 class netstring_codec final : public gatehouse::codec {
 public:
@@ -96,4 +96,4 @@ private:
     }
 };
 
-}  // namespace embed
+}  // namespace standalone

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""examples/embed end to end: the team server built on the library, on real loopback sockets.
+"""examples/standalone_server end to end: the team server built on the library, on real loopback
+sockets.
 
-Usage: test_embed.py PATH/TO/gatehouse-example-embed
+Usage: test_standalone_server.py PATH/TO/gatehouse-example-standalone-server
 
 Checks, as a client and an operator see them: the team's own route (GET /kitchen), its own
 codec chosen by subprotocol (gatehouse.netstring; the welcome, acks, errors and updates all
@@ -32,7 +33,7 @@ from gatehouse_harness import mint_jwt, player_claims  # noqa: E402
 BINARY = ""
 READY_TIMEOUT_S = 10.0
 RECV_TIMEOUT_S = 5.0
-SECRET = "embed-test-secret"
+SECRET = "standalone-server-test-secret"
 
 
 def netstrings(*fields):
@@ -80,7 +81,7 @@ class EmbedServer:
             self.out.seek(0)
             line = self.out.read().decode()
             if line.endswith("\n"):
-                prefix = "embed ready listen="
+                prefix = "standalone_server ready listen="
                 if not line.startswith(prefix):
                     raise AssertionError(f"unexpected ready line {line!r}")
                 self.address = line[len(prefix):].strip()
@@ -226,6 +227,6 @@ class EmbedTest(unittest.IsolatedAsyncioTestCase):
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
-        sys.exit("usage: test_embed.py PATH/TO/gatehouse-example-embed")
+        sys.exit("usage: test_standalone_server.py PATH/TO/gatehouse-example-standalone-server")
     BINARY = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

@@ -1,13 +1,17 @@
-// embed: a team's own game server built on the gatehouse library, with
+// standalone_server: a team's own game server built on the gatehouse library, with
 //   - its own wire format, registered by name (netstring_codec.hpp; subprotocol
 //     `gatehouse.netstring`), beside the built-in json, msgpack and protobuf;
 //   - its own command bus and update source (journal_bus.hpp): commands go to an append-only
 //     journal file, and a worker answers them through a service of ours;
 //   - its own service, a kitchen that takes `order` commands, and its own route, GET /kitchen.
+// This directory is a project of its own (CMakeLists.txt): copy it out of the gatehouse tree
+// and build it against an installed gatehouse with find_package(gatehouse).
 //
-// Usage: embed-server --jwt-secret SECRET [--listen 127.0.0.1:8090] [--journal orders.jsonl]
-// Prints `embed ready listen=HOST:PORT` once it accepts connections; SIGINT/SIGTERM stop it
-// gracefully. docs/examples/embed.md walks through it; test_embed.py runs it as a test.
+// Usage: gatehouse-example-standalone-server --jwt-secret SECRET [--listen 127.0.0.1:8090]
+//        [--journal orders.jsonl] [--version]
+// Prints `standalone_server ready listen=HOST:PORT` once it accepts connections; SIGINT/SIGTERM
+// stop it gracefully. docs/examples/standalone-server.md walks through it;
+// test_standalone_server.py runs it as a test.
 
 #include <pthread.h>
 
@@ -24,6 +28,7 @@
 #include "gatehouse/codec_registry.hpp"
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/update.hpp"
+#include "gatehouse/version.hpp"
 #include "journal_bus.hpp"
 #include "netstring_codec.hpp"
 
@@ -84,6 +89,8 @@ std::vector<std::string> kitchen(std::uint64_t entry_number, const gatehouse::en
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse-example-standalone-server"))
+        return 0;
     settings s;
     if (!parse_args(argc, argv, s)) {
         std::fprintf(stderr,
@@ -101,7 +108,7 @@ int main(int argc, char** argv) {
 
     // Our codec beside the built-in ones (the registry must keep `json`: text frames are JSON).
     auto codecs = gatehouse::codec_registry::with_builtin_codecs();
-    if (codecs.add(std::make_shared<embed::netstring_codec>())) return 1;
+    if (codecs.add(std::make_shared<standalone::netstring_codec>())) return 1;
 
     gatehouse::gateway_options options;
     options.listen = s.listen;
@@ -109,14 +116,15 @@ int main(int argc, char** argv) {
     options.gateway_id = gatehouse::make_gateway_id();
     options.log = [](gatehouse::log_level level, std::string_view message) {
         if (level >= gatehouse::log_level::warn) {
-            std::fprintf(stderr, "embed: %.*s\n", static_cast<int>(message.size()), message.data());
+            std::fprintf(stderr, "standalone_server: %.*s\n", static_cast<int>(message.size()),
+                         message.data());
         }
     };
 
     // Declared before the bus, whose worker counts into it until the bus is destroyed.
     std::atomic<std::uint64_t> orders_placed{0};
     // Our bus: the gateway appends to it and listens to it, as it would to Redis.
-    auto bus = std::make_shared<embed::journal_bus>(s.journal, 1024, options.gateway_id);
+    auto bus = std::make_shared<standalone::journal_bus>(s.journal, 1024, options.gateway_id);
     bus->serve([&orders_placed](std::uint64_t number, const gatehouse::envelope& command) {
         return kitchen(number, command, orders_placed);
     });
@@ -132,11 +140,11 @@ int main(int argc, char** argv) {
                  });
 
     if (const auto ec = gw.start()) {
-        std::fprintf(stderr, "embed: cannot start on %s: %s\n", s.listen.c_str(),
+        std::fprintf(stderr, "standalone_server: cannot start on %s: %s\n", s.listen.c_str(),
                      ec.message().c_str());
         return 1;
     }
-    std::printf("embed ready listen=%s\n", gw.local_address().c_str());
+    std::printf("standalone_server ready listen=%s\n", gw.local_address().c_str());
     std::fflush(stdout);
 
     int signal_number = 0;

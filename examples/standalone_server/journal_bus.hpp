@@ -20,7 +20,7 @@
 #include "gatehouse/envelope.hpp"
 #include "gatehouse/pubsub_listener.hpp"
 
-namespace embed {
+namespace standalone {
 
 /// Answers one journaled command with update messages (PROTOCOL.md section 5 JSON).
 /// Runs on the bus's worker thread, after the command's ack.
@@ -83,4 +83,4 @@ private:
     std::thread worker_;  // last: starts once everything above exists
 };
 
-}  // namespace embed
+}  // namespace standalone

@@ -6,7 +6,7 @@
 
 #include "gatehouse/errc.hpp"
 
-namespace embed {
+namespace standalone {
 
 namespace {
 
@@ -126,4 +126,4 @@ bool journal_bus::write_line(std::uint64_t number, const gatehouse::envelope& co
     return journal_.good();
 }
 
-}  // namespace embed
+}  // namespace standalone

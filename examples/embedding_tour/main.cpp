@@ -1,4 +1,7 @@
-// embedded_gateway: a team's own game server with the gatehouse gateway inside it.
+// embedding_tour: the walkthrough of docs/embedding.md, built in the gatehouse tree: a team's
+// own game server with the gatehouse gateway inside it, using each public abstraction once.
+// (examples/standalone_server is the other embedding example: a project of its own, with its
+// own codec and bus, that a team copies out of the tree and builds with find_package.)
 //
 // The first half of run() is what an embedding team writes: an in-process bus (no Redis), a
 // gateway on it listening on 127.0.0.1:0, an HTTP route of its own (`GET /version`), two
@@ -8,7 +11,7 @@
 // The rest (the second half of run(), http_get and game_client) is a game client on real
 // sockets (the small RFC 6455 client of examples/unreal_client on POSIX sockets, which needs
 // only OpenSSL's libcrypto) that exercises all of that, so this example runs as a test
-// (`ctest -R example.embedded_gateway`) and cannot rot: it exits 0 when every check holds, and
+// (`ctest -R example.embedding_tour`) and cannot rot: it exits 0 when every check holds, and
 // 1 with a message at the first one that does not. Every wait is bounded.
 // docs/embedding.md walks through it.
 
@@ -33,6 +36,7 @@
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/jwt.hpp"
 #include "gatehouse/update.hpp"
+#include "gatehouse/version.hpp"
 #include "posix_transport.hpp"   // examples/unreal_client: the client half's socket
 #include "websocket_client.hpp"  // examples/unreal_client: the client half's WebSocket
 
@@ -217,11 +221,11 @@ int run() {
     });
 
     if (const auto ec = gw.start()) {
-        std::fprintf(stderr, "embedded_gateway: cannot start: %s\n", ec.message().c_str());
+        std::fprintf(stderr, "embedding_tour: cannot start: %s\n", ec.message().c_str());
         return 1;
     }
     const std::string address = gw.local_address();
-    std::printf("embedded_gateway: listening on %s as %s\n", address.c_str(),
+    std::printf("embedding_tour: listening on %s as %s\n", address.c_str(),
                 gw.gateway_id().c_str());
     std::fflush(stdout);
 
@@ -303,17 +307,18 @@ int run() {
     require(!gw.ready(), "ready after shutdown");
     require(close_code == 1001, "close code " + std::to_string(close_code) + ", expected 1001");
     bus->on_command({});  // the handler refers to the gateway's metrics
-    std::printf("embedded_gateway: all checks passed\n");
+    std::printf("embedding_tour: all checks passed\n");
     return 0;
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+    if (gatehouse::print_version_if_asked(argc, argv, "gatehouse-example-embedding-tour")) return 0;
     try {
         return run();
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "embedded_gateway: FAILED: %s\n", e.what());
+        std::fprintf(stderr, "embedding_tour: FAILED: %s\n", e.what());
         return 1;
     }
 }
