@@ -20,6 +20,15 @@ step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 step(${WORK_DIR}/build/consumer_app)
 step(${WORK_DIR}/build/consumer_client_only)
 
+# The optional components, found on request with their own dependencies.
+step(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE_DIR}/../components_project -B ${WORK_DIR}/components
+     -DCMAKE_PREFIX_PATH=${prefix} -G ${GENERATOR} -DCMAKE_MAKE_PROGRAM=${MAKE_PROGRAM}
+     -DCMAKE_CXX_COMPILER=${CXX_COMPILER}
+     "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}" -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
+     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_DISABLE_FIND_PACKAGE_nlohmann_json=ON)
+step(${CMAKE_COMMAND} --build ${WORK_DIR}/components)
+step(${WORK_DIR}/components/components_app)
+
 # The same client program, vendoring the source tree with add_subdirectory() and building the
 # client codec alone. CMAKE_DISABLE_FIND_PACKAGE_* makes any attempt to find a third-party
 # package fail the configure, proving the client codec needs none.
