@@ -65,13 +65,18 @@ struct accounts_options {
 /// gets 503 `busy` with `Retry-After` rather than wait.
 ///
 /// Thread safety: `add_routes` before the gateway starts; the routes then run concurrently.
-/// Lifetime: the routes and queued jobs share ownership of what they use, so the object may be
-/// destroyed once the routes are added; the gateway must stop before the worker pool does.
+/// Lifetime: the routes and every queued or running job share ownership of what they use (the
+/// settings, the store, the limiter; the routes the pool too), so this object, the gateway,
+/// the worker pool and the store may be destroyed in any order, also with requests in flight.
+/// A job still queued when the last owner of the pool lets it go runs as the pool drains; one
+/// that finishes after its gateway is gone has no one to answer, and its answer is dropped.
 class accounts {
 public:
     /// Throws `std::invalid_argument` for a null limiter or pool, a null store without
-    /// `login_service_url`, an empty `jwt_secret`, a `queue_timeout` that is not positive, or a
-    /// `login_service_url` that is not `http://HOST[:PORT][/...]`.
+    /// `login_service_url`, an empty `jwt_secret`, a `queue_timeout` that is not positive, a
+    /// `login_service_url` that is not `http://HOST[:PORT][/...]`, or a `password_cost` that
+    /// cannot hash (the constructor makes the decoy hash of the login route with it, one
+    /// Argon2id hash, when it has a store and no login service).
     accounts(accounts_options options, std::shared_ptr<user_store> store,
              std::shared_ptr<attempt_limiter> limiter, std::shared_ptr<worker_pool> workers);
     ~accounts();

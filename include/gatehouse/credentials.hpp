@@ -34,17 +34,12 @@ std::error_code hash_password(std::string_view password, std::string& out,
 /// Thread safety: may run on several threads at once.
 bool verify_password(std::string_view encoded, std::string_view password) noexcept;
 
-/// A hash of a password nobody knows, made once per process with `cost`: verifying a login
-/// for an unknown user against it costs what a wrong password costs, so timing does not tell
-/// whether a username exists.
-///
-/// Process-wide state: one hash per distinct `cost`, made on first use (the first caller pays
-/// for one hash, concurrent first callers wait for it) and kept until exit, so the returned
-/// reference stays valid. An empty string when `cost` is outside the limits of
-/// `hash_password`, or when hashing failed (then nothing is kept and the next call tries
-/// again).
+/// A hash of a password nobody knows (32 random bytes, forgotten at once) made with `cost`:
+/// verifying a login for an unknown user against it costs what a wrong password costs, so
+/// timing does not tell whether a username exists. `accounts` makes one at construction.
+/// Errors: as `hash_password`; `out` is then unchanged.
 /// Thread safety: may run on several threads at once.
-const std::string& decoy_password_hash(const password_hash_cost& cost = {});
+std::error_code make_decoy_password_hash(std::string& out, const password_hash_cost& cost = {});
 
 /// A new refresh token: 32 random bytes from libsodium's CSPRNG as 43 characters of base64url
 /// (no padding). Like libsodium itself, aborts the process if no randomness can be had.

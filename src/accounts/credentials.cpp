@@ -5,10 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <utility>
 
 namespace gatehouse {
 namespace {
@@ -73,46 +69,14 @@ bool verify_password(std::string_view encoded, std::string_view password) noexce
     return crypto_pwhash_str_verify(buffer.data(), bytes_of(password), password.size()) == 0;
 }
 
-const std::string& decoy_password_hash(const password_hash_cost& cost) {
-    // The documented process-wide state: one hash per distinct cost, made on first use. Each
-    // entry has its own mutex so that concurrent first logins wait for one hash instead of
-    // each burning 64 MiB, and so that a slow hash for one cost does not hold up another.
-    // Entries are never removed, so the returned references stay valid for the process.
-    struct entry {
-        std::mutex mutex;
-        bool ready = false;
-        std::string hash;
-    };
-    static std::mutex table_mutex;
-    static std::map<std::pair<std::uint64_t, std::size_t>, std::unique_ptr<entry>> table;
-    static const std::string none;
-
-    // Out-of-range costs never get an entry: a caller cannot grow the table with them.
-    if (!cost_in_limits(cost)) return none;
-    entry* e = nullptr;
-    {
-        const std::lock_guard<std::mutex> lock(table_mutex);
-        auto& slot = table[{cost.passes, cost.memory_bytes}];
-        if (!slot) slot = std::make_unique<entry>();
-        e = slot.get();
-    }
-    const std::lock_guard<std::mutex> lock(e->mutex);
-    if (!e->ready) {
-        ensure_sodium();
-        // A random password, wiped at once: nobody, this process included, knows it.
-        std::array<char, 32> secret{};
-        randombytes_buf(secret.data(), secret.size());
-        std::string hash;
-        const auto ec = hash_password(std::string_view(secret.data(), secret.size()), hash, cost);
-        sodium_memzero(secret.data(), secret.size());
-        // On failure (out of memory) nothing is cached, so the next call tries again.
-        if (!ec) {
-            e->hash = std::move(hash);
-            e->ready = true;
-        }
-    }
-    // Once ready, the string is never written again: reading it without the lock is safe.
-    return e->ready ? e->hash : none;
+std::error_code make_decoy_password_hash(std::string& out, const password_hash_cost& cost) {
+    ensure_sodium();
+    // A random password, wiped at once: nobody, this process included, knows it.
+    std::array<char, 32> secret{};
+    randombytes_buf(secret.data(), secret.size());
+    const auto ec = hash_password(std::string_view(secret.data(), secret.size()), out, cost);
+    sodium_memzero(secret.data(), secret.size());
+    return ec;
 }
 
 std::string make_refresh_token() {

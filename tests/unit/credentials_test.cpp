@@ -13,9 +13,9 @@
 
 namespace {
 
-using gatehouse::decoy_password_hash;
 using gatehouse::hash_password;
 using gatehouse::hash_refresh_token;
+using gatehouse::make_decoy_password_hash;
 using gatehouse::make_refresh_token;
 using gatehouse::password_hash_cost;
 using gatehouse::verify_password;
@@ -83,8 +83,10 @@ TEST_CASE("hash_password refuses costs outside libsodium's limits", "[credential
         std::string out = "untouched";
         CHECK(hash_password("password", out, cost) == std::errc::invalid_argument);
         CHECK(out == "untouched");
-        // And no decoy either: an empty string, never cached.
-        CHECK(decoy_password_hash(cost).empty());
+        // And no decoy either.
+        std::string decoy = "untouched";
+        CHECK(make_decoy_password_hash(decoy, cost) == std::errc::invalid_argument);
+        CHECK(decoy == "untouched");
     }
 }
 
@@ -116,38 +118,19 @@ TEST_CASE("verify_password is false for anything malformed", "[credentials]") {
     CHECK_FALSE(verify_password(renamed, "pw"));
 }
 
-TEST_CASE("decoy_password_hash is made once per cost and matches no password", "[credentials]") {
-    const std::string& a = decoy_password_hash(cheap);
-    const std::string& b = decoy_password_hash(cheap);
-    CHECK(&a == &b);
+TEST_CASE("make_decoy_password_hash is a fresh hash at the cost that matches no password",
+          "[credentials]") {
+    std::string a, b;
+    REQUIRE_FALSE(make_decoy_password_hash(a, cheap));
+    REQUIRE_FALSE(make_decoy_password_hash(b, cheap));
+    CHECK(a != b);  // a fresh random password (and salt) each time: no state kept
     CHECK(a.rfind("$argon2id$v=19$m=8,t=1,p=1$", 0) == 0);
     CHECK_FALSE(verify_password(a, ""));
     CHECK_FALSE(verify_password(a, "password"));
 
-    const password_hash_cost other{2, 16384};
-    const std::string& c = decoy_password_hash(other);
-    CHECK(&c != &a);
+    std::string c;
+    REQUIRE_FALSE(make_decoy_password_hash(c, password_hash_cost{2, 16384}));
     CHECK(c.rfind("$argon2id$v=19$m=16,t=2,p=1$", 0) == 0);
-    CHECK(&decoy_password_hash(other) == &c);
-}
-
-TEST_CASE("decoy_password_hash is one hash when first asked from many threads", "[credentials]") {
-    // A cost no other test uses, so that the threads race to the first hash.
-    const password_hash_cost cost{3, 8192};
-    constexpr int threads = 8;
-    std::vector<const std::string*> seen(threads, nullptr);
-    {
-        std::vector<std::thread> pool;
-        for (int i = 0; i < threads; ++i) {
-            pool.emplace_back([&seen, &cost, i] {
-                seen[static_cast<std::size_t>(i)] = &decoy_password_hash(cost);
-            });
-        }
-        for (auto& t : pool) t.join();
-    }
-    for (const auto* p : seen) CHECK(p == seen.front());
-    REQUIRE(seen.front() != nullptr);
-    CHECK(seen.front()->rfind("$argon2id$v=19$m=8,t=3,p=1$", 0) == 0);
 }
 
 TEST_CASE("make_refresh_token is 43 characters of base64url from 32 random bytes",
