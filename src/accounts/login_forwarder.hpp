@@ -1,6 +1,7 @@
 #pragma once
 // Forwards an account request to an external login service over plain HTTP/1.1 and returns its
-// answer: a blocking client for worker threads (accounts_options::login_service_url).
+// answer (accounts_options::login_service_url): an Asio client on a private io_context, run by
+// the calling worker thread until the answer is in or the deadline passes.
 
 #include <chrono>
 #include <cstdint>
