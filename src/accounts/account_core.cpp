@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "accounts/account_requests.hpp"
+#include "common/clock.hpp"
 #include "gatehouse/credentials.hpp"
 #include "gatehouse/jwt.hpp"
 
@@ -13,12 +14,6 @@ namespace {
 
 // How often dead refresh tokens are deleted (docs/accounts.md, "Storage").
 constexpr std::int64_t prune_interval_ms = std::int64_t{10} * 60 * 1000;
-
-std::int64_t unix_ms() noexcept {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 }  // namespace
 
@@ -74,14 +69,14 @@ nlohmann::json account_core::token_pair(const std::string& player_id,
 }
 
 std::int64_t account_core::refresh_expiry() const {
-    return unix_ms() +
+    return unix_now_ms() +
            std::chrono::duration_cast<std::chrono::milliseconds>(options_.refresh_ttl).count();
 }
 
 // Every instance on a shared database prunes too: one scan of the token table each per
 // interval. A failure is left for the next interval.
 void account_core::maybe_prune() {
-    const std::int64_t now = unix_ms();
+    const std::int64_t now = unix_now_ms();
     std::int64_t due = next_prune_ms_.load(std::memory_order_relaxed);
     if (now < due || !next_prune_ms_.compare_exchange_strong(due, now + prune_interval_ms,
                                                              std::memory_order_relaxed)) {

@@ -1,8 +1,7 @@
 #include "accounts/account_requests.hpp"
 
-#include <algorithm>
-
 #include "codec/json_depth.hpp"
+#include "common/retry_after.hpp"
 #include "gatehouse/client/limits.hpp"
 
 namespace gatehouse::detail {
@@ -87,8 +86,7 @@ http_response store_failed() {
 http_response too_many(std::string_view code, std::chrono::seconds retry_after,
                        std::string_view detail) {
     auto r = http_response::problem(429, code, detail);
-    r.headers.emplace_back("Retry-After",
-                           std::to_string(std::max<long long>(1, retry_after.count())));
+    r.headers.emplace_back("Retry-After", retry_after_value(retry_after));
     return r;
 }
 

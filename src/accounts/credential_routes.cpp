@@ -5,6 +5,7 @@
 
 #include "accounts/account_requests.hpp"
 #include "accounts/account_routes.hpp"
+#include "common/clock.hpp"
 #include "gatehouse/credentials.hpp"
 #include "gatehouse/errc.hpp"
 #include "http/text.hpp"
@@ -13,12 +14,6 @@ namespace gatehouse::detail {
 namespace {
 
 using json = nlohmann::json;
-
-std::int64_t unix_ms() noexcept {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
 
 // The `refresh_token` of a refresh or logout body, or nullopt once `respond` has had the
 // error.
@@ -148,7 +143,8 @@ void refresh(const account_core_ptr& core, const account_jobs& jobs, const http_
         refresh_token_record next;
         next.token_hash = hash_refresh_token(token);
         next.expires_at_ms = core->refresh_expiry();
-        const auto ec = core->store()->rotate_refresh_token(hash_refresh_token(t), unix_ms(), next);
+        const auto ec =
+            core->store()->rotate_refresh_token(hash_refresh_token(t), unix_now_ms(), next);
         if (ec == errc::refresh_token_reused) {
             core->log(log_level::warn, "a rotated refresh token was presented again for player " +
                                            next.player_id + ": its whole family is revoked");
@@ -169,7 +165,7 @@ void logout(const account_core_ptr& core, const account_jobs& jobs, const http_r
     if (!presented) return;
     jobs.run(respond, [core, address = request.remote_address, t = *presented]() -> http_response {
         if (auto limited = core->address_limited(address)) return *limited;
-        const auto ec = core->store()->revoke_refresh_family(hash_refresh_token(t), unix_ms());
+        const auto ec = core->store()->revoke_refresh_family(hash_refresh_token(t), unix_now_ms());
         if (ec == errc::invalid_refresh_token) {
             return http_response::problem(401, "invalid_token", "the refresh token is not valid");
         }

@@ -6,6 +6,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/retry_after.hpp"
+
 namespace gatehouse {
 namespace {
 
@@ -22,10 +24,7 @@ std::chrono::milliseconds clamp_span(std::chrono::seconds s) {
 }
 
 limit_decision refused(clock::duration remaining) {
-    // Whole seconds rounded up, and at least 1: a Retry-After of 0 invites an immediate
-    // retry that would be refused again.
-    auto secs = std::chrono::ceil<std::chrono::seconds>(remaining);
-    return limit_decision{false, std::max(secs, std::chrono::seconds(1))};
+    return limit_decision{false, detail::retry_after_seconds(remaining)};
 }
 
 // Every sweep walks all entries, so it runs once per max(this, entry count) calls: amortised
