@@ -4,8 +4,6 @@
 #include <sqlite3.h>
 
 #include <array>
-#include <chrono>
-#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -15,130 +13,25 @@
 #include <utility>
 #include <vector>
 
+#include "accounts/sqlite_migrations.hpp"
+#include "accounts/sqlite_statement.hpp"
+#include "accounts/store_rows.hpp"
+#include "common/clock.hpp"
 #include "gatehouse/errc.hpp"
 
 namespace gatehouse::detail {
 namespace {
 
+using sqlite::db_handle;
+using sqlite::errmsg;
+using sqlite::exec;
+using sqlite::is_constraint;
+using sqlite::query;
+using sqlite::stmt_handle;
+
 // Long enough to ride out another process's write transaction (ours last milliseconds), short
 // enough that a wedged database surfaces as store_unavailable instead of a hung worker.
 constexpr int busy_timeout_ms = 5000;
-
-// Bootstrapped before any migration, outside the numbered steps, because the steps are
-// counted in it.
-//
-// The version lives in this table rather than in PRAGMA user_version: a table records when
-// each step ran (what an operator wants to know after an upgrade), cannot be overwritten by
-// another tool that also uses user_version, and is what a PostgreSQL store will do too (it has
-// no user_version), so both stores share one mechanism and one way to inspect it.
-constexpr std::string_view create_migrations_table =
-    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-    " version INTEGER PRIMARY KEY NOT NULL,"
-    " applied_at_ms INTEGER NOT NULL)";
-
-// Version 1. NOCASE folds ASCII letters only, which is exactly PROTOCOL.md's case-insensitive
-// comparison of usernames and emails. It is declared on the columns, so plain `username = ?`
-// compares (and uses the unique index) case-insensitively, and on the indexes, so the
-// uniqueness does not depend on the column declaration alone. Refresh tokens hang off their
-// player (a deleted account takes its tokens along) and are found by hash, by family (reuse
-// detection and logout revoke a family) and by player (password change revokes them all).
-constexpr std::string_view schema_v1 = R"sql(
-CREATE TABLE users (
-    player_id     TEXT PRIMARY KEY NOT NULL,
-    username      TEXT NOT NULL COLLATE NOCASE,
-    email         TEXT NOT NULL COLLATE NOCASE,
-    password_hash TEXT NOT NULL,
-    display_name  TEXT NOT NULL DEFAULT '',
-    preferences   TEXT NOT NULL DEFAULT '{}',
-    created_at_ms INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX users_username ON users (username COLLATE NOCASE);
-CREATE UNIQUE INDEX users_email ON users (email COLLATE NOCASE);
-CREATE TABLE refresh_tokens (
-    token_hash    TEXT PRIMARY KEY NOT NULL,
-    family_id     TEXT NOT NULL,
-    player_id     TEXT NOT NULL REFERENCES users (player_id) ON DELETE CASCADE,
-    expires_at_ms INTEGER NOT NULL,
-    used_at_ms    INTEGER,
-    revoked       INTEGER NOT NULL DEFAULT 0,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
-CREATE INDEX refresh_tokens_player ON refresh_tokens (player_id);
-)sql";
-
-// SQLITE_TRANSIENT without its C-style cast (-Wold-style-cast): SQLite copies bound text, so
-// a binding can never outlive the caller's string_view. The copies are small (preferences,
-// the largest value, are capped at 16 KiB by the HTTP layer).
-const sqlite3_destructor_type copy_text =
-    // NOLINTNEXTLINE(performance-no-int-to-ptr): SQLite's sentinel is this very cast.
-    reinterpret_cast<sqlite3_destructor_type>(static_cast<std::intptr_t>(-1));
-
-std::int64_t unix_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::system_clock::now().time_since_epoch())
-        .count();
-}
-
-struct db_closer {
-    void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
-};
-using db_handle = std::unique_ptr<sqlite3, db_closer>;
-
-struct stmt_finalizer {
-    void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
-};
-using stmt_handle = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
-
-// One use of a prepared statement: binds, steps, reads columns, and leaves the statement reset
-// and unbound for the next user whatever happened. Every value reaches SQL through a bound
-// parameter; no SQL text is ever built from data.
-class query {
-public:
-    explicit query(sqlite3_stmt* s) noexcept : s_(s) {}
-    ~query() {
-        sqlite3_reset(s_);
-        sqlite3_clear_bindings(s_);
-    }
-    query(const query&) = delete;
-    query& operator=(const query&) = delete;
-
-    query& bind(int index, std::string_view v) noexcept {
-        if (rc_ != SQLITE_OK) return *this;
-        if (v.size() > static_cast<std::size_t>(INT_MAX)) {
-            rc_ = SQLITE_TOOBIG;
-            return *this;
-        }
-        // An empty view may have a null data(), which sqlite3_bind_text would bind as NULL,
-        // not as ''.
-        rc_ = sqlite3_bind_text(s_, index, v.empty() ? "" : v.data(), static_cast<int>(v.size()),
-                                copy_text);
-        return *this;
-    }
-    query& bind(int index, std::int64_t v) noexcept {
-        if (rc_ == SQLITE_OK) rc_ = sqlite3_bind_int64(s_, index, v);
-        return *this;
-    }
-
-    /// SQLITE_ROW, SQLITE_DONE, or an error code (a failed bind included).
-    int step() noexcept { return rc_ == SQLITE_OK ? sqlite3_step(s_) : rc_; }
-
-    std::string text(int column) const {
-        const auto* p = sqlite3_column_text(s_, column);
-        if (p == nullptr) return {};
-        const int n = sqlite3_column_bytes(s_, column);
-        return std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
-    }
-    std::int64_t int64(int column) const noexcept { return sqlite3_column_int64(s_, column); }
-
-private:
-    sqlite3_stmt* s_;
-    int rc_ = SQLITE_OK;
-};
-
-bool is_constraint(int rc) noexcept { return (rc & 0xFF) == SQLITE_CONSTRAINT; }
-
-std::error_code unavailable() { return make_error_code(errc::store_unavailable); }
 
 // The statements the store runs, prepared once at open.
 enum class sql : std::size_t {
@@ -194,26 +87,6 @@ constexpr std::array<std::string_view, static_cast<std::size_t>(sql::count)> sql
     "SELECT version, applied_at_ms FROM schema_migrations ORDER BY version",
 };
 
-// A token as rotation and logout see it.
-struct token_state {
-    std::string family_id;
-    std::string player_id;
-    std::int64_t expires_at_ms = 0;
-    bool used = false;
-    bool revoked = false;
-};
-
-// 96 random bits: unguessable and, at any realistic number of accounts, collision-free (a
-// collision is still detected and retried). The prefix makes ids recognisable in logs.
-std::string new_player_id() {
-    constexpr std::size_t id_bytes = 12;
-    std::array<unsigned char, id_bytes> raw{};
-    std::array<char, 2 * id_bytes + 1> hex{};
-    randombytes_buf(raw.data(), raw.size());
-    sodium_bin2hex(hex.data(), hex.size(), raw.data(), raw.size());
-    return "p_" + std::string(hex.data(), 2 * id_bytes);
-}
-
 // One connection behind one mutex. Each call is a few indexed statements (microseconds; the
 // slow part of a login, Argon2id, runs outside the store), and SQLite admits one writer at a
 // time anyway, so a connection pool would buy little. One connection keeps the prepared
@@ -240,7 +113,7 @@ public:
     std::error_code create_user(user_record& user) override {
         const std::lock_guard<std::mutex> lock(mutex_);
         transaction tx(*this);
-        if (!tx.begin()) return unavailable();
+        if (!tx.begin()) return store_unavailable();
         if (auto ec = taken(user.username, user.email)) return ec;
 
         std::string id = user.player_id;
@@ -249,9 +122,9 @@ public:
             if (generated) id = new_player_id();
             const int rc = query(use(sql::user_by_id)).bind(1, id).step();
             if (rc == SQLITE_DONE) break;
-            if (rc != SQLITE_ROW) return unavailable();
+            if (rc != SQLITE_ROW) return store_unavailable();
             if (!generated) return std::make_error_code(std::errc::invalid_argument);
-            if (attempt == 3) return unavailable();
+            if (attempt == 3) return store_unavailable();
         }
         const std::int64_t created = user.created_at_ms != 0 ? user.created_at_ms : unix_now_ms();
 
@@ -272,9 +145,9 @@ public:
             // by looking again rather than by parsing SQLite's message. The failed INSERT left
             // the transaction open, so this sees the same state the INSERT did.
             if (auto ec = taken(user.username, user.email)) return ec;
-            return unavailable();
+            return store_unavailable();
         }
-        if (rc != SQLITE_DONE || !tx.commit()) return unavailable();
+        if (rc != SQLITE_DONE || !tx.commit()) return store_unavailable();
         user.player_id = std::move(id);
         user.created_at_ms = created;
         return {};
@@ -304,7 +177,7 @@ public:
                            .bind(2, display_name)
                            .bind(3, preferences)
                            .step();
-        if (rc != SQLITE_DONE) return unavailable();
+        if (rc != SQLITE_DONE) return store_unavailable();
         // sqlite3_changes counts matched rows even when the values did not change.
         if (sqlite3_changes(db_.get()) == 0) return make_error_code(errc::user_not_found);
         return {};
@@ -314,15 +187,15 @@ public:
                                     std::string_view password_hash) override {
         const std::lock_guard<std::mutex> lock(mutex_);
         transaction tx(*this);
-        if (!tx.begin()) return unavailable();
+        if (!tx.begin()) return store_unavailable();
         const int rc =
             query(use(sql::update_password)).bind(1, player_id).bind(2, password_hash).step();
-        if (rc != SQLITE_DONE) return unavailable();
+        if (rc != SQLITE_DONE) return store_unavailable();
         if (sqlite3_changes(db_.get()) == 0) return make_error_code(errc::user_not_found);
         if (query(use(sql::revoke_player)).bind(1, player_id).step() != SQLITE_DONE) {
-            return unavailable();
+            return store_unavailable();
         }
-        if (!tx.commit()) return unavailable();
+        if (!tx.commit()) return store_unavailable();
         return {};
     }
 
@@ -342,7 +215,7 @@ public:
                                          refresh_token_record& next) override {
         const std::lock_guard<std::mutex> lock(mutex_);
         transaction tx(*this);
-        if (!tx.begin()) return unavailable();
+        if (!tx.begin()) return store_unavailable();
         token_state old;
         if (auto ec = find_token(presented_hash, old)) return ec;
         // Revoked first: once a family is revoked (logout, password change, or an earlier
@@ -353,7 +226,7 @@ public:
             // and the family's newer tokens may well be live.
             if (query(use(sql::revoke_family)).bind(1, old.family_id).step() != SQLITE_DONE ||
                 !tx.commit()) {
-                return unavailable();
+                return store_unavailable();
             }
             // Named for the caller's security log: which player's session was ended.
             next.family_id = std::move(old.family_id);
@@ -364,7 +237,7 @@ public:
 
         if (query(use(sql::mark_used)).bind(1, presented_hash).bind(2, now_ms).step() !=
             SQLITE_DONE) {
-            return unavailable();
+            return store_unavailable();
         }
         const int rc = query(use(sql::insert_token))
                            .bind(1, next.token_hash)
@@ -374,7 +247,7 @@ public:
                            .bind(5, now_ms)
                            .step();
         if (auto ec = insert_token_result(rc)) return ec;
-        if (!tx.commit()) return unavailable();
+        if (!tx.commit()) return store_unavailable();
         next.family_id = std::move(old.family_id);
         next.player_id = std::move(old.player_id);
         return {};
@@ -384,7 +257,7 @@ public:
                                           std::int64_t now_ms) override {
         const std::lock_guard<std::mutex> lock(mutex_);
         transaction tx(*this);
-        if (!tx.begin()) return unavailable();
+        if (!tx.begin()) return store_unavailable();
         token_state t;
         if (auto ec = find_token(presented_hash, t)) return ec;
         if (t.revoked || t.used || now_ms >= t.expires_at_ms) {
@@ -392,7 +265,7 @@ public:
         }
         if (query(use(sql::revoke_family)).bind(1, t.family_id).step() != SQLITE_DONE ||
             !tx.commit()) {
-            return unavailable();
+            return store_unavailable();
         }
         return {};
     }
@@ -400,14 +273,15 @@ public:
     std::error_code revoke_player_tokens(std::string_view player_id) override {
         const std::lock_guard<std::mutex> lock(mutex_);
         if (query(use(sql::revoke_player)).bind(1, player_id).step() != SQLITE_DONE) {
-            return unavailable();
+            return store_unavailable();
         }
         return {};
     }
 
     std::error_code prune_refresh_tokens(std::int64_t now_ms, std::size_t& removed) override {
         const std::lock_guard<std::mutex> lock(mutex_);
-        if (query(use(sql::prune)).bind(1, now_ms).step() != SQLITE_DONE) return unavailable();
+        if (query(use(sql::prune)).bind(1, now_ms).step() != SQLITE_DONE)
+            return store_unavailable();
         removed = static_cast<std::size_t>(sqlite3_changes64(db_.get()));
         return {};
     }
@@ -420,7 +294,7 @@ public:
         for (;;) {
             const int rc = q.step();
             if (rc == SQLITE_DONE) break;
-            if (rc != SQLITE_ROW) return unavailable();
+            if (rc != SQLITE_ROW) return store_unavailable();
             steps.push_back({static_cast<int>(q.int64(0)), q.int64(1)});
         }
         out = std::move(steps);
@@ -463,7 +337,7 @@ private:
         query q(use(which));
         const int rc = q.bind(1, key).step();
         if (rc == SQLITE_DONE) return make_error_code(errc::user_not_found);
-        if (rc != SQLITE_ROW) return unavailable();
+        if (rc != SQLITE_ROW) return store_unavailable();
         // Read into a local first: on any failure `out` stays as it was.
         user_record u;
         u.player_id = q.text(0);
@@ -481,10 +355,10 @@ private:
     std::error_code taken(std::string_view username, std::string_view email) {
         int rc = query(use(sql::user_by_username)).bind(1, username).step();
         if (rc == SQLITE_ROW) return make_error_code(errc::username_taken);
-        if (rc != SQLITE_DONE) return unavailable();
+        if (rc != SQLITE_DONE) return store_unavailable();
         rc = query(use(sql::user_by_email)).bind(1, email).step();
         if (rc == SQLITE_ROW) return make_error_code(errc::email_taken);
-        if (rc != SQLITE_DONE) return unavailable();
+        if (rc != SQLITE_DONE) return store_unavailable();
         return {};
     }
 
@@ -492,7 +366,7 @@ private:
         query q(use(sql::token_by_hash));
         const int rc = q.bind(1, hash).step();
         if (rc == SQLITE_DONE) return make_error_code(errc::invalid_refresh_token);
-        if (rc != SQLITE_ROW) return unavailable();
+        if (rc != SQLITE_ROW) return store_unavailable();
         out.family_id = q.text(0);
         out.player_id = q.text(1);
         out.expires_at_ms = q.int64(2);
@@ -507,7 +381,7 @@ private:
         // has 256 random bits), reported the same way as other bad arguments.
         if (rc == SQLITE_CONSTRAINT_FOREIGNKEY) return make_error_code(errc::user_not_found);
         if (is_constraint(rc)) return std::make_error_code(std::errc::invalid_argument);
-        return unavailable();
+        return store_unavailable();
     }
 
     std::mutex mutex_;
@@ -516,88 +390,7 @@ private:
     std::array<stmt_handle, static_cast<std::size_t>(sql::count)> statements_;
 };
 
-// Runs constant SQL (pragmas, migration steps), which may hold several statements.
-int exec(sqlite3* db, std::string_view text) {
-    const std::string copy(text);  // sqlite3_exec wants NUL-terminated text
-    return sqlite3_exec(db, copy.c_str(), nullptr, nullptr, nullptr);
-}
-
-std::string errmsg(sqlite3* db) { return sqlite3_errmsg(db); }
-
-// Migrates `db` to `migrations.size()`, one step per transaction. Empty on success.
-std::string migrate(sqlite3* db, const std::vector<std::string_view>& migrations) {
-    const auto known = static_cast<std::int64_t>(migrations.size());
-    // Each round either returns or records one more version, so size() + 1 rounds suffice.
-    for (std::size_t round = 0; round <= migrations.size(); ++round) {
-        // IMMEDIATE, and the version read inside the transaction: when two processes open a
-        // new database at once, the second waits and then sees the first one's work.
-        if (exec(db, "BEGIN IMMEDIATE") != SQLITE_OK) {
-            return "cannot lock the database: " + errmsg(db);
-        }
-        std::string why;
-        std::int64_t current = 0;
-        if (exec(db, create_migrations_table) != SQLITE_OK) {
-            why = "cannot create schema_migrations: " + errmsg(db);
-        } else {
-            sqlite3_stmt* raw = nullptr;
-            sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
-                               &raw, nullptr);
-            const stmt_handle s(raw);
-            if (s == nullptr || sqlite3_step(s.get()) != SQLITE_ROW) {
-                why = "cannot read the schema version: " + errmsg(db);
-            } else {
-                current = sqlite3_column_int64(s.get(), 0);
-            }
-        }
-        if (why.empty() && current > known) {
-            why = "the database has schema version " + std::to_string(current) +
-                  ", newer than this build's " + std::to_string(known) +
-                  ": it was written by a newer gatehouse; run that version, or another database";
-        }
-        if (!why.empty()) {
-            exec(db, "ROLLBACK");
-            return why;
-        }
-        if (current == known) {
-            // Keeps schema_migrations when it was just created (an empty migration list).
-            if (exec(db, "COMMIT") != SQLITE_OK) return "cannot commit: " + errmsg(db);
-            return {};
-        }
-
-        const std::int64_t target = current + 1;
-        if (exec(db, migrations[static_cast<std::size_t>(current)]) != SQLITE_OK) {
-            why =
-                "migration to schema version " + std::to_string(target) + " failed: " + errmsg(db);
-        } else {
-            sqlite3_stmt* raw = nullptr;
-            sqlite3_prepare_v2(db,
-                               "INSERT INTO schema_migrations (version, applied_at_ms)"
-                               " VALUES (?1, ?2)",
-                               -1, &raw, nullptr);
-            const stmt_handle s(raw);
-            if (s == nullptr || sqlite3_bind_int64(s.get(), 1, target) != SQLITE_OK ||
-                sqlite3_bind_int64(s.get(), 2, unix_now_ms()) != SQLITE_OK ||
-                sqlite3_step(s.get()) != SQLITE_DONE) {
-                why = "cannot record schema version " + std::to_string(target) + ": " + errmsg(db);
-            }
-        }
-        if (why.empty() && exec(db, "COMMIT") != SQLITE_OK) {
-            why = "cannot commit schema version " + std::to_string(target) + ": " + errmsg(db);
-        }
-        if (!why.empty()) {
-            exec(db, "ROLLBACK");
-            return why;
-        }
-    }
-    return "the schema version did not settle";
-}
-
 }  // namespace
-
-const std::vector<std::string_view>& sqlite_migrations() {
-    static const std::vector<std::string_view> steps = {schema_v1};
-    return steps;
-}
 
 std::error_code open_sqlite_user_store(std::string_view path,
                                        const std::vector<std::string_view>& migrations,
@@ -646,7 +439,8 @@ std::error_code open_sqlite_user_store(std::string_view path,
                         (mode != nullptr ? mode : "") + "')");
         }
     }
-    if (auto why = migrate(raw, migrations); !why.empty()) return fail("'" + file + "': " + why);
+    if (auto why = sqlite::migrate(raw, migrations); !why.empty())
+        return fail("'" + file + "': " + why);
 
     auto store = std::make_unique<sqlite_user_store>(std::move(db));
     if (auto why = store->prepare(); !why.empty()) return fail(why);
