@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -168,12 +170,20 @@ account_services make_account_services(gatehouse_server::config& config,
     }
     accounts_options.log = options.log;
     std::unique_ptr<gatehouse::user_store> store;
-    if (const auto ec = gatehouse::open_user_store(config.db, store, problem)) {
-        logger.error("--db: {}", problem);
-        account_services failed;
-        // An unsupported URL is a usage error; a database that cannot be opened is not.
-        failed.exit_code =
-            ec == gatehouse::errc::unsupported_store ? exit_usage_error : exit_runtime_error;
+    account_services failed;
+    try {
+        const auto db_log = [&logger](gatehouse::log_level, std::string_view why) {
+            logger.error("--db: {}", why);
+        };
+        // A database that cannot be opened is a runtime error (logged by db_log)...
+        if (gatehouse::open_user_store(config.db, store, db_log)) {
+            failed.exit_code = exit_runtime_error;
+            return failed;
+        }
+    } catch (const std::invalid_argument& e) {
+        // ...an unsupported or malformed URL a usage error.
+        logger.error("--db: {}", e.what());
+        failed.exit_code = exit_usage_error;
         return failed;
     }
     std::unique_ptr<gatehouse::attempt_limiter> limiter;

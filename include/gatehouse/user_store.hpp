@@ -12,6 +12,8 @@
 #include <string_view>
 #include <system_error>
 
+#include "gatehouse/log.hpp"
+
 namespace gatehouse {
 
 /// One account.
@@ -132,16 +134,17 @@ public:
 /// at open, one transaction per version step, and each step recorded in the database (table
 /// `schema_migrations`); on PostgreSQL under an advisory lock, so that of several instances
 /// starting at once one migrates and the others wait for it.
-/// Errors: `errc::unsupported_store` for other schemes and for malformed URLs (no scheme, an
-/// empty PATH, `sqlite://...`, whose meaning other tools disagree on, or a URL libpq cannot
-/// parse); `errc::store_unavailable` when the database cannot be opened, reached or
-/// migrated, or was written by a newer gatehouse (a schema version above this build's);
-/// `problem` then says why, without secrets (a URL's password is never repeated).
-/// `out` is set only on success.
+/// Throws `std::invalid_argument` for a URL that is bad configuration: another scheme, or a
+/// malformed URL (no scheme, an empty PATH, `sqlite://...`, whose meaning other tools disagree
+/// on, a URL libpq cannot parse, a `pool_size` outside 1-64); its message says why and never
+/// repeats a password.
+/// Errors: `errc::store_unavailable` when the database cannot be opened, reached or
+/// migrated, or was written by a newer gatehouse (a schema version above this build's); why
+/// goes to `log` at error level, without secrets. `out` is set only on success.
 /// Thread safety: reentrant; several stores, in one or several processes, may share a file or
 /// a database.
 std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
-                                std::string& problem);
+                                const log_sink& log = {});
 
 /// The schema version this build creates and migrates to.
 int user_store_schema_version() noexcept;

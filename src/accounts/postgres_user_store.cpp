@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -367,15 +368,14 @@ private:
 std::error_code open_postgres_user_store(std::string_view url,
                                          const std::vector<std::string_view>& migrations,
                                          const postgres_options& options,
-                                         std::unique_ptr<user_store>& out, std::string& problem) {
+                                         std::unique_ptr<user_store>& out, const log_sink& log) {
     postgres_options effective = options;
     conninfo info;
     if (auto why = postgres::parse_url(url, effective, info); !why.empty()) {
-        problem = "postgresql: " + why;
-        return make_error_code(errc::unsupported_store);
+        throw std::invalid_argument("postgresql: " + why);
     }
-    const auto fail = [&problem](std::string why) {
-        problem = "postgresql: " + std::move(why);
+    const auto fail = [&log](const std::string& why) {
+        if (log) log(log_level::error, "postgresql: " + why);
         return make_error_code(errc::store_unavailable);
     };
     if (sodium_init() < 0) return fail("libsodium could not be initialised");

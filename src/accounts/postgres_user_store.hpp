@@ -46,19 +46,20 @@ struct postgres_options {
 /// libpq parameter may be given as a query parameter, plus gatehouse's `pool_size`), migrates
 /// it with `migrations` under an advisory lock (one instance migrates, the others wait and
 /// then see its work) and keeps one connection of the pool.
-/// @param url the URL; never repeated in `problem` with its password.
+/// @param url the URL; never repeated with its password.
 /// @param migrations the steps, as for `postgres_migrations()`.
 /// @param options timeouts and pool size (the URL's `pool_size` wins).
 /// @param out receives the store; unchanged on error.
-/// @param problem on error, why (for an operator; without secrets).
-/// @return empty; `errc::unsupported_store` for a URL libpq cannot parse or a bad `pool_size`;
-///         `errc::store_unavailable` when the database cannot be reached, migrated, or
-///         records a schema version above `migrations.size()`.
+/// @param log receives why the database cannot be used (for an operator; without secrets).
+/// @return empty, or `errc::store_unavailable` when the database cannot be reached,
+///         migrated, or records a schema version above `migrations.size()`.
+/// Throws `std::invalid_argument` for a URL libpq cannot parse or a bad `pool_size` (bad
+/// configuration; the message never repeats the password).
 /// Thread safety: reentrant; any number of stores (and processes) may share one database.
 std::error_code open_postgres_user_store(std::string_view url,
                                          const std::vector<std::string_view>& migrations,
                                          const postgres_options& options,
-                                         std::unique_ptr<user_store>& out, std::string& problem);
+                                         std::unique_ptr<user_store>& out, const log_sink& log);
 
 /// The migrations recorded in the database of `store`, by ascending version.
 /// @return empty, `std::errc::invalid_argument` when `store` is not a PostgreSQL store, or

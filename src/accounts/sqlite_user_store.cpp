@@ -394,9 +394,9 @@ private:
 
 std::error_code open_sqlite_user_store(std::string_view path,
                                        const std::vector<std::string_view>& migrations,
-                                       std::unique_ptr<user_store>& out, std::string& problem) {
-    const auto fail = [&problem](std::string why) {
-        problem = "sqlite: " + std::move(why);
+                                       std::unique_ptr<user_store>& out, const log_sink& log) {
+    const auto fail = [&log](const std::string& why) {
+        if (log) log(log_level::error, "sqlite: " + why);
         return make_error_code(errc::store_unavailable);
     };
     // An empty name would make SQLite open a private temporary file: not what anyone meant.

@@ -27,13 +27,13 @@ const std::vector<std::string_view>& sqlite_migrations();
 /// @param path a file name, taken literally (no URI interpretation); must not be empty.
 /// @param migrations the steps, as for `sqlite_migrations()`.
 /// @param out receives the store; unchanged on error.
-/// @param problem on error, why (for an operator; without secrets).
+/// @param log receives why, on error (for an operator; without secrets).
 /// @return empty, or `errc::store_unavailable` when the database cannot be opened, is not a
 ///         database, cannot be migrated, or records a version above `migrations.size()`.
 /// Thread safety: reentrant; several stores (and processes) may open one file at once.
 std::error_code open_sqlite_user_store(std::string_view path,
                                        const std::vector<std::string_view>& migrations,
-                                       std::unique_ptr<user_store>& out, std::string& problem);
+                                       std::unique_ptr<user_store>& out, const log_sink& log);
 
 /// One row of the `schema_migrations` table.
 struct sqlite_schema_step {

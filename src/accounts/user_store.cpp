@@ -1,6 +1,7 @@
 #include "gatehouse/user_store.hpp"
 
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 
 #include "accounts/postgres_user_store.hpp"
@@ -11,7 +12,7 @@ namespace gatehouse {
 namespace {
 
 // RFC 3986 scheme syntax, compared case-insensitively. Only a name that passes is echoed in a
-// problem: whatever else the operator typed may hold a password.
+// message: whatever else the operator typed may hold a password.
 bool scheme_char(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
 }
@@ -27,10 +28,9 @@ std::string lowercase_ascii(std::string_view s) {
 }  // namespace
 
 std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
-                                std::string& problem) {
-    const auto refuse = [&problem](std::string why) {
-        problem = std::move(why);
-        return make_error_code(errc::unsupported_store);
+                                const log_sink& log) {
+    const auto refuse = [](const std::string& why) -> std::error_code {
+        throw std::invalid_argument(why);
     };
     constexpr std::string_view usage =
         "use sqlite:PATH, sqlite::memory: or postgresql://[user[:password]@]host[:port]/dbname";
@@ -59,13 +59,13 @@ std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store
                 "not sqlite://...");
         }
         // `sqlite::memory:` leaves ":memory:", SQLite's own name for a private in-memory database.
-        return detail::open_sqlite_user_store(rest, detail::sqlite_migrations(), out, problem);
+        return detail::open_sqlite_user_store(rest, detail::sqlite_migrations(), out, log);
     }
     if (scheme == "postgresql" || scheme == "postgres") {
         // libpq takes either scheme, in lower case only.
         const std::string normalised = "postgresql:" + std::string(rest);
         return detail::open_postgres_user_store(normalised, detail::postgres_migrations(), {}, out,
-                                                problem);
+                                                log);
     }
     return refuse("unsupported store scheme '" + scheme + "'; " + std::string(usage));
 }

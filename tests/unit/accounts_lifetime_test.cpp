@@ -168,8 +168,7 @@ constexpr int clients = 3;
 void destroy_in_order(const std::array<part, 4>& order, std::size_t release) {
     auto g = std::make_shared<gate>();
     std::unique_ptr<gatehouse::user_store> sqlite;
-    std::string problem;
-    REQUIRE_FALSE(gatehouse::open_user_store("sqlite::memory:", sqlite, problem));
+    REQUIRE_FALSE(gatehouse::open_user_store("sqlite::memory:", sqlite));
     std::shared_ptr<gatehouse::user_store> store =
         std::make_shared<gated_store>(std::move(sqlite), g);
     auto pool = std::make_shared<gatehouse::worker_pool>(1);

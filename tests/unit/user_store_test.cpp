@@ -16,6 +16,7 @@
 #include <future>
 #include <memory>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -40,6 +41,11 @@ using gatehouse::detail::sqlite_schema_step;
 
 constexpr std::int64_t now = 1'700'000'000'000;
 constexpr std::int64_t hour = 3'600'000;
+
+// A log sink that appends what the store says to `text` (why it could not open a database).
+gatehouse::log_sink into(std::string& text) {
+    return [&text](gatehouse::log_level, std::string_view message) { text.append(message); };
+}
 
 // A fresh directory per test, removed with everything in it.
 class temp_dir {
@@ -66,7 +72,7 @@ private:
 std::unique_ptr<user_store> open(const std::string& url) {
     std::unique_ptr<user_store> store;
     std::string problem;
-    const auto ec = open_user_store(url, store, problem);
+    const auto ec = open_user_store(url, store, into(problem));
     INFO(url << ": " << problem);
     REQUIRE_FALSE(ec);
     REQUIRE(store != nullptr);
@@ -105,9 +111,10 @@ public:
                               std::unique_ptr<user_store>& out, std::string& problem) const {
         if (kind_ == "sqlite") {
             return gatehouse::detail::open_sqlite_user_store(url_.substr(7), migrations, out,
-                                                             problem);
+                                                             into(problem));
         }
-        return gatehouse::detail::open_postgres_user_store(url_, migrations, {}, out, problem);
+        return gatehouse::detail::open_postgres_user_store(url_, migrations, {}, out,
+                                                           into(problem));
     }
 
 private:
@@ -269,7 +276,7 @@ TEST_CASE("a database from a newer schema is refused", "[user_store][postgresql]
     // This build, on the database the later one wrote.
     std::unique_ptr<user_store> store;
     std::string problem;
-    CHECK(open_user_store(db.url(), store, problem) == errc::store_unavailable);
+    CHECK(open_user_store(db.url(), store, into(problem)) == errc::store_unavailable);
     CHECK(store == nullptr);
     INFO(problem);
     CHECK(problem.find("schema version 2") != std::string::npos);
@@ -318,24 +325,25 @@ TEST_CASE("files that cannot be databases are store_unavailable", "[user_store]"
             for (int i = 0; i < 64; ++i) f << "this is not an SQLite database, just text. ";
         }
         std::string problem;
-        CHECK(open_user_store("sqlite:" + path, store, problem) == errc::store_unavailable);
+        CHECK(open_user_store("sqlite:" + path, store, into(problem)) == errc::store_unavailable);
         CHECK_FALSE(problem.empty());
     }
     SECTION("in a directory that does not exist") {
         std::string problem;
-        CHECK(open_user_store("sqlite:" + dir.file("missing/users.db"), store, problem) ==
+        CHECK(open_user_store("sqlite:" + dir.file("missing/users.db"), store, into(problem)) ==
               errc::store_unavailable);
         CHECK(problem.find("cannot open") != std::string::npos);
     }
     SECTION("a directory") {
         std::string problem;
-        CHECK(open_user_store("sqlite:" + dir.file(""), store, problem) == errc::store_unavailable);
+        CHECK(open_user_store("sqlite:" + dir.file(""), store, into(problem)) ==
+              errc::store_unavailable);
         CHECK_FALSE(problem.empty());
     }
     CHECK(store == nullptr);
 }
 
-TEST_CASE("store URLs other than sqlite and postgresql are unsupported_store", "[user_store]") {
+TEST_CASE("store URLs other than sqlite and postgresql are bad configuration", "[user_store]") {
     const std::vector<std::string> urls = {
         "mysql://gatehouse:s3cret-pw@db.example.com/gatehouse",
         "",
@@ -357,7 +365,12 @@ TEST_CASE("store URLs other than sqlite and postgresql are unsupported_store", "
         INFO(url);
         std::unique_ptr<user_store> store;
         std::string problem;
-        CHECK(open_user_store(url, store, problem) == errc::unsupported_store);
+        try {
+            static_cast<void>(open_user_store(url, store, into(problem)));
+            FAIL("no exception");
+        } catch (const std::invalid_argument& e) {
+            problem = e.what();
+        }
         CHECK(store == nullptr);
         CHECK_FALSE(problem.empty());
         INFO(problem);
@@ -910,7 +923,7 @@ TEST_CASE("postgresql: instances starting at once on a new database migrate it o
         pool.emplace_back([&, i] {
             const auto n = static_cast<std::size_t>(i);
             start.wait();
-            results[n] = open_user_store(db.url(), stores[n], problems[n]);
+            results[n] = open_user_store(db.url(), stores[n], into(problems[n]));
         });
     }
     go.set_value();
@@ -986,7 +999,7 @@ TEST_CASE("postgresql: an unreachable database is store_unavailable, soon, witho
         std::unique_ptr<user_store> store;
         std::string problem;
         const auto t0 = std::chrono::steady_clock::now();
-        CHECK(open_user_store(a.url, store, problem) == errc::store_unavailable);
+        CHECK(open_user_store(a.url, store, into(problem)) == errc::store_unavailable);
         CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(a.at_most_s));
         CHECK(store == nullptr);
         INFO(problem);
@@ -1008,7 +1021,7 @@ TEST_CASE("postgresql: a server that stops answering gives errors in time, then 
     std::unique_ptr<user_store> store;
     std::string problem;
     REQUIRE_FALSE(gatehouse::detail::open_postgres_user_store(
-        db.url(), gatehouse::detail::postgres_migrations(), options, store, problem));
+        db.url(), gatehouse::detail::postgres_migrations(), options, store, into(problem)));
     const user_record alice = create(*store, "alice", "alice@example.com");
 
     cluster->pause();
