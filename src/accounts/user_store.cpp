@@ -7,6 +7,7 @@
 #include "accounts/postgres_user_store.hpp"
 #include "accounts/sqlite_user_store.hpp"
 #include "gatehouse/errc.hpp"
+#include "http/text.hpp"
 
 namespace gatehouse {
 namespace {
@@ -15,14 +16,6 @@ namespace {
 // message: whatever else the operator typed may hold a password.
 bool scheme_char(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
-}
-
-std::string lowercase_ascii(std::string_view s) {
-    std::string out(s);
-    for (char& c : out) {
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    }
-    return out;
 }
 
 }  // namespace
@@ -39,7 +32,7 @@ std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store
     if (colon == std::string_view::npos || colon == 0) {
         return refuse(std::string("not a store URL; ") + std::string(usage));
     }
-    const std::string scheme = lowercase_ascii(url.substr(0, colon));
+    const std::string scheme = detail::ascii_lower_copy(url.substr(0, colon));
     const std::string_view rest = url.substr(colon + 1);
     for (const char c : scheme) {
         if (!scheme_char(c)) return refuse(std::string("not a store URL; ") + std::string(usage));
