@@ -158,6 +158,22 @@ TEST_CASE("login_forwarder: an answer without Content-Length ends with the conne
           std::string::npos);
 }
 
+TEST_CASE("login_forwarder: a slow answer within the deadline is relayed", "[accounts]") {
+    test_server server([](int fd, const std::string&) {
+        // The head, a pause, then the body in two pieces: reads are reassembled.
+        send_all(fd, "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n");
+        std::this_thread::sleep_for(150ms);
+        send_all(fd, "Content-Length: 17\r\n\r\n{\"player_id\":");
+        std::this_thread::sleep_for(150ms);
+        send_all(fd, "\"p\"}");
+        wait_for_close(fd);
+    });
+    login_forwarder forwarder(server.url(), 3000ms);
+    const auto r = forwarder.forward("/register", "application/json", "{}");
+    CHECK(r.status == 201);
+    CHECK(r.body == R"({"player_id":"p"})");
+}
+
 TEST_CASE("login_forwarder: a service that never answers is 502 at the deadline", "[accounts]") {
     test_server server([](int fd, const std::string&) { wait_for_close(fd); });
     login_forwarder forwarder(server.url(), 300ms);
