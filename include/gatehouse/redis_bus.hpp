@@ -1,8 +1,9 @@
 #pragma once
 /// @file
 /// `redis_bus`: the command bus and update listener of a gateway on Redis (PROTOCOL.md
-/// sections 4 and 5): commands are `XADD`ed to a stream, updates are heard on a Pub/Sub
-/// channel, and both heal by themselves when Redis goes away and comes back.
+/// sections 4 and 5), one object made of a `redis_command_producer` (commands `XADD`ed to a
+/// stream) and a `redis_update_subscriber` (updates heard on a Pub/Sub channel); both heal by
+/// themselves when Redis goes away and comes back.
 
 #include <chrono>
 #include <cstddef>
@@ -13,6 +14,8 @@
 #include "gatehouse/command_bus.hpp"
 #include "gatehouse/log.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/redis_command_producer.hpp"
+#include "gatehouse/redis_update_subscriber.hpp"
 
 namespace gatehouse {
 
@@ -21,9 +24,9 @@ struct redis_bus_options {
     /// `redis://[user:password@]host[:port][/db]` (AUTH with an ACL user when a user is given;
     /// SELECT when db is not 0). IPv6 hosts in brackets.
     std::string url = "redis://127.0.0.1:6379";
-    /// The stream each accepted command is appended to (`--command-stream`).
+    /// The stream each accepted command is appended to.
     std::string command_stream = "gateway:commands";
-    /// The channel updates are published on (`--updates-channel`).
+    /// The channel updates are published on.
     std::string updates_channel = "ws_updates_channel";
     /// Written into each entry's `gateway_id`: give the gateway's own id.
     std::string gateway_id = "local";
@@ -39,14 +42,10 @@ struct redis_bus_options {
     /// `reconnect_max` while Redis stays away.
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{2000};
-    /// Linux: the bus's I/O thread runs under `SCHED_BATCH` (unprivileged), so that waking it
-    /// (a gateway thread handing over commands, Redis answering) does not preempt whatever
-    /// runs on that core: the hand-off happens when the running thread waits, with a whole
-    /// batch. With a gateway thread and the bus sharing one core this cut context switches
-    /// 6x and raised command throughput 1.3x (docs/benchmarks.md). On an idle core the bus
-    /// thread still runs at once; where other busy processes share its cores, it may wait for
-    /// their time slice instead of cutting in. `false` keeps the default policy.
-    bool batch_scheduling = true;
+    /// Linux, opt-in: both I/O threads run under `SCHED_BATCH`; see
+    /// `redis_command_producer_options::batch_scheduling` for what it gains and costs. Off by
+    /// default: a scheduling policy is the host process's decision.
+    bool batch_scheduling = false;
     /// Where connection losses, recoveries and malformed Pub/Sub traffic are reported.
     /// Never given passwords: the URL is logged without its credentials.
     log_sink log;
@@ -61,34 +60,28 @@ struct redis_bus_stats {
     std::uint64_t listener_reconnects = 0;  ///< Times the subscription was re-established.
 };
 
-/// A `command_bus` and `pubsub_listener` on one Redis server.
+/// A `command_bus` and `pubsub_listener` on one Redis server: a `redis_command_producer`
+/// and a `redis_update_subscriber` built from one set of options, for a gateway that wants
+/// both from one Redis (use the two parts on their own to split them).
 ///
-/// Two connections: one carries every `XADD`, pipelined (many commands in flight, replies
-/// matched in order, everything queued leaving in one write); the other is SUBSCRIBEd to the
-/// updates channel. Both run on the bus's own I/O thread (one `asio::io_context`), so the
-/// gateway's threads only format a command and hand it over.
+/// Two connections, each with its own I/O thread: one carries every `XADD`, pipelined (many
+/// commands in flight, replies matched in order, everything queued leaving in one write); the
+/// other is SUBSCRIBEd to the updates channel. The gateway's threads only format a command and
+/// hand it over.
 ///
-/// Commands: `append` sends `XADD <stream> [MAXLEN ~ N] * type .. payload .. codec ..
-/// correlation_id .. player_id .. connection_id .. gateway_id .. client .. ts_ms ..`
-/// (plus `payload_codec` when the envelope names one) and reports the entry id Redis
-/// answered. While the command connection is down it fails at once with
-/// `errc::bus_unavailable`; commands in flight when the link breaks fail with it too (Redis
-/// may or may not have appended them: an error never means "certainly not on the stream",
-/// only an ack means "certainly on it").
+/// Commands: see `redis_command_producer` (the entry's fields, `errc::bus_unavailable` while
+/// the link is down or when it breaks with commands in flight). Updates: see
+/// `redis_update_subscriber` (in Redis's order, on its I/O thread, at-most-once).
 ///
-/// Updates: every message on the channel goes to the handler, on the bus's I/O thread, in the
-/// order Redis delivered it. Pub/Sub is at-most-once: messages published while the
-/// subscription is down are not delivered, ever.
-///
-/// Faults: a broken connection is reconnected with backoff (and resubscribed) until the bus
-/// is destroyed; nothing needs restarting when Redis returns on the same address.
-///
-/// Thread safety: every member may be called from any thread.
-/// Lifetime: `close()` (or the destructor) stops the listener, fails every command still in
-/// flight with `errc::bus_unavailable` (each `done` runs exactly once) and joins the I/O thread.
+/// Thread safety: every member may be called from any thread, `close()` and the destructor
+/// from a bus callback too.
+/// Lifetime: safe to destroy at any time, in any order with the gateway that uses it: the
+/// destructor closes, closing answers every command still in flight with
+/// `errc::bus_unavailable` (each `done` exactly once), and once it returns no callback of the
+/// bus runs any more.
 class redis_bus final : public command_bus, public pubsub_listener {
 public:
-    /// Starts the I/O thread and begins connecting; returns without waiting for Redis (see
+    /// Starts both I/O threads and begins connecting; returns without waiting for Redis (see
     /// `wait_connected`). Throws `std::invalid_argument` when `options.url` is not a valid
     /// `redis://` URL, the stream or channel name is empty, or a duration is not positive.
     explicit redis_bus(redis_bus_options options);
@@ -96,8 +89,8 @@ public:
     redis_bus(const redis_bus&) = delete;
     redis_bus& operator=(const redis_bus&) = delete;
 
-    /// command_bus: formats the XADD on the calling thread and pipelines it; `done` runs on
-    /// the bus's I/O thread with the entry id, or with `errc::bus_unavailable`.
+    /// command_bus: formats the XADD on the calling thread and pipelines it; `done` runs with
+    /// the entry id, or with `errc::bus_unavailable` (see `redis_command_producer::append`).
     void append(const envelope& command, append_handler done) override;
 
     /// True while the command connection is up and, once `start()` was called, the
@@ -111,13 +104,10 @@ public:
     /// not running and will not be called again. Idempotent.
     void stop() override;
 
-    /// Fails every command still in flight with `errc::bus_unavailable` (each `done` runs now,
-    /// on the bus's thread), stops the listener, closes both connections and joins the I/O
-    /// thread; from then on `append` fails at once. Idempotent; the destructor calls it. Call
-    /// it after `gateway::shutdown()` and before the gateway is destroyed: the gateway shares
-    /// ownership of the bus, and a command still waiting for a hung Redis when the drain timed
-    /// out must be answered while the gateway that handles the answer still exists. Not from a
-    /// bus callback.
+    /// Closes both parts: answers every command still in flight with
+    /// `errc::bus_unavailable` (each `done` runs before `close()` returns), stops the listener,
+    /// closes both connections and ends both I/O threads; from then on `append` fails at once.
+    /// Idempotent; the destructor calls it.
     void close();
 
     /// Blocks until `connected()` or until `limit` passed; returns `connected()`.
@@ -129,9 +119,14 @@ public:
     /// The URL without its password (`redis://user:***@host:port/db`), for logs.
     const std::string& redacted_url() const noexcept;
 
+    /// The command side (for its own counters and `wait_connected`).
+    redis_command_producer& producer() noexcept;
+    /// The update side.
+    redis_update_subscriber& subscriber() noexcept;
+
 private:
     struct impl;
-    std::shared_ptr<impl> impl_;
+    std::unique_ptr<impl> impl_;
 };
 
 }  // namespace gatehouse

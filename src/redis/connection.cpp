@@ -408,6 +408,11 @@ void connection::on_failure(failure_handler handler) {
     });
 }
 
+void connection::close_now() {
+    fail(asio::error::operation_aborted, state::closed);
+    drain_inbox();  // the state is closed: each waiting command is answered not_connected
+}
+
 void connection::close() {
     asio::post(strand_, [self = shared_from_this()] {
         self->fail(asio::error::operation_aborted, state::closed);

@@ -110,6 +110,14 @@ public:
     /// Closes the socket; pending callbacks get `asio::error::operation_aborted`. Idempotent.
     void close();
 
+    /// Closes as `close()` does, but before it returns: every pending callback runs now with
+    /// `asio::error::operation_aborted`, and every command handed over by `send_with()` or
+    /// `send_formatted()` and still waiting for the strand runs now with
+    /// `asio::error::not_connected`. Call it only on the one thread that runs the
+    /// `io_context` (from one of its handlers), so that nothing of the strand runs meanwhile:
+    /// an owner closing on its own I/O thread must answer its callers before it returns.
+    void close_now();
+
     /// True between a successful `connect()` and the first failure or `close()`.
     bool connected() const noexcept { return connected_.load(std::memory_order_acquire); }
 

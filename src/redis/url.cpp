@@ -1,9 +1,9 @@
-#include "redis/url.hpp"
+#include "gatehouse/redis_url.hpp"
 
 #include <cctype>
 #include <utility>
 
-namespace gatehouse::detail::redis {
+namespace gatehouse {
 namespace {
 
 std::error_code invalid() { return std::make_error_code(std::errc::invalid_argument); }
@@ -71,12 +71,12 @@ bool valid_ipv6(std::string_view host) {
 
 }  // namespace
 
-std::error_code parse_url(std::string_view text, url& out) {
+std::error_code parse_redis_url(std::string_view text, redis_url& out) {
     constexpr std::string_view scheme = "redis://";
     if (text.substr(0, scheme.size()) != scheme) return invalid();
     std::string_view rest = text.substr(scheme.size());
 
-    url result;
+    redis_url result;
     // The userinfo ends at the last '@', so a password holding an unencoded '@' still parses;
     // the path then begins at the first '/' after it.
     std::size_t at = rest.rfind('@');
@@ -133,7 +133,7 @@ std::error_code parse_url(std::string_view text, url& out) {
     return {};
 }
 
-std::string redacted(const url& u) {
+std::string redacted(const redis_url& u) {
     std::string out = "redis://";
     if (!u.user.empty() || !u.password.empty()) out += u.user + ":***@";
     const bool v6 = u.host.find(':') != std::string::npos;
@@ -143,4 +143,4 @@ std::string redacted(const url& u) {
     return out;
 }
 
-}  // namespace gatehouse::detail::redis
+}  // namespace gatehouse

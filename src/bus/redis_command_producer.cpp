@@ -1,0 +1,291 @@
+#include "gatehouse/redis_command_producer.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <shared_mutex>
+#include <stdexcept>
+#include <utility>
+
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "bus/redis_reconnect.hpp"
+#include "gatehouse/errc.hpp"
+#include "redis/connection.hpp"
+#include "redis/io_thread.hpp"
+#include "redis/url.hpp"
+
+namespace gatehouse {
+namespace r = detail::redis;
+
+// Everything not atomic and not guarded by a named mutex is touched only on the I/O thread,
+// which runs every handler, so they need no strand. Callbacks hold a weak_ptr to this state:
+// the I/O thread itself holds it until its last handler ran, so a handler that finds it gone
+// has nothing left to do but answer its caller.
+struct redis_command_producer::state : std::enable_shared_from_this<state> {
+    state(redis_command_producer_options o, r::url u)
+        : options(std::move(o)),
+          where(std::move(u)),
+          redacted(r::redacted(where)),
+          retry(io.context()),
+          reconnect_backoff(options.reconnect_min, options.reconnect_max) {
+        // The constant head of every XADD: `XADD <stream> [MAXLEN ~ N] *`, and the constant
+        // gateway_id field, formatted once.
+        head_args = 3;
+        r::format_bulk(xadd_head, "XADD");
+        r::format_bulk(xadd_head, options.command_stream);
+        if (options.stream_maxlen != 0) {
+            r::format_bulk(xadd_head, "MAXLEN");
+            r::format_bulk(xadd_head, "~");
+            r::format_bulk(xadd_head, std::to_string(options.stream_maxlen));
+            head_args += 3;
+        }
+        r::format_bulk(xadd_head, "*");
+        r::format_bulk(gateway_field, "gateway_id");
+        r::format_bulk(gateway_field, options.gateway_id);
+    }
+
+    // First member: destroyed last, after everything that holds its io_context's objects.
+    r::io_thread io;
+    const redis_command_producer_options options;
+    const r::url where;
+    const std::string redacted;
+    std::string xadd_head;
+    std::size_t head_args = 0;
+    std::string gateway_field;
+
+    // Guards `command` and `closed`. Appending threads hold it shared while they hand a
+    // command to the connection, so close() (exclusive) knows that every command handed over
+    // before it is in the connection, where closing it answers them, and every later one
+    // sees `closed` and is answered at once.
+    mutable std::shared_mutex command_mutex;
+    std::shared_ptr<r::connection> command;
+    bool closed = false;
+
+    std::atomic<bool> up{false};
+    asio::steady_timer retry;
+    r::backoff reconnect_backoff;
+    bool ever_up = false;
+
+    // wait_connected().
+    mutable std::mutex state_mutex;
+    mutable std::condition_variable state_changed;
+
+    std::atomic<std::uint64_t> appended{0}, append_failures{0}, reconnects{0}, reply_errors{0};
+
+    void log(log_level level, const std::string& message) const {
+        if (options.log) options.log(level, "redis " + redacted + ": " + message);
+    }
+
+    void notify_state() {
+        { std::lock_guard<std::mutex> lock(state_mutex); }
+        state_changed.notify_all();
+    }
+
+    void connect() {
+        auto c = std::make_shared<r::connection>(io.context(), where);
+        c->set_timeout(options.timeout);
+        {
+            std::unique_lock<std::shared_mutex> lock(command_mutex);
+            if (closed) return;
+            command = c;
+        }
+        std::weak_ptr<state> weak = shared_from_this();
+        std::weak_ptr<r::connection> weak_c = c;
+        c->on_failure([weak, weak_c](std::error_code ec) {
+            auto self = weak.lock();
+            auto failed = weak_c.lock();
+            if (self && failed) self->on_failure(*failed, ec);
+        });
+        c->connect([weak](std::error_code ec) {
+            if (auto self = weak.lock(); self && !ec) self->on_connected();
+            // On an error on_failure runs too, and retries.
+        });
+    }
+
+    void on_connected() {
+        reconnect_backoff.reset();
+        if (ever_up) reconnects.fetch_add(1, std::memory_order_relaxed);
+        log(log_level::info,
+            ever_up ? "command connection re-established" : "command connection up");
+        ever_up = true;
+        up.store(true, std::memory_order_release);
+        notify_state();
+    }
+
+    void on_failure(const r::connection& c, std::error_code ec) {
+        const int failed_attempts = reconnect_backoff.attempts();
+        if (up.exchange(false)) {
+            log(log_level::warn, "command connection lost (" + r::describe(c, ec) +
+                                     "); commands get bus_unavailable until it is back");
+            notify_state();
+        } else if (failed_attempts == 0 || failed_attempts % 50 == 0) {
+            // The first failure of an outage, then a reminder now and then: a Redis down for
+            // an hour must not write a line per retry.
+            log(log_level::warn, "cannot connect (" + r::describe(c, ec) + "); retrying, " +
+                                     std::to_string(failed_attempts + 1) + " attempt(s)");
+        }
+        {
+            std::shared_lock<std::shared_mutex> lock(command_mutex);
+            if (closed) return;
+        }
+        retry.expires_after(reconnect_backoff.next());
+        std::weak_ptr<state> weak = shared_from_this();
+        retry.async_wait([weak](std::error_code wait_ec) {
+            if (auto self = weak.lock(); self && !wait_ec) self->connect();
+        });
+    }
+
+    // On the I/O thread: answers everything in flight, then lets the thread end.
+    void shut_down() {
+        retry.cancel();
+        std::shared_ptr<r::connection> c;
+        {
+            std::unique_lock<std::shared_mutex> lock(command_mutex);
+            c = std::move(command);
+        }
+        up.store(false, std::memory_order_release);
+        notify_state();
+        if (c) c->close_now();  // each pending done() runs now, once
+    }
+};
+
+redis_command_producer::redis_command_producer(redis_command_producer_options options) {
+    r::url where;
+    if (r::parse_url(options.url, where)) {
+        throw std::invalid_argument(
+            "redis_command_producer: url is not redis://[user:password@]host[:port][/db]");
+    }
+    if (options.command_stream.empty()) {
+        throw std::invalid_argument("redis_command_producer: command_stream must not be empty");
+    }
+    if (options.timeout.count() <= 0 || options.reconnect_min.count() <= 0 ||
+        options.reconnect_max < options.reconnect_min) {
+        throw std::invalid_argument(
+            "redis_command_producer: timeout and reconnect_min must be positive, "
+            "reconnect_max >= reconnect_min");
+    }
+    state_ = std::make_shared<state>(std::move(options), std::move(where));
+    state_->io.start(state_, state_->options.batch_scheduling);
+    std::weak_ptr<state> weak = state_;
+    asio::post(state_->io.context(), [weak] {
+        if (auto self = weak.lock()) self->connect();
+    });
+}
+
+redis_command_producer::~redis_command_producer() { close(); }
+
+void redis_command_producer::close() {
+    auto& s = *state_;
+    {
+        std::unique_lock<std::shared_mutex> lock(s.command_mutex);
+        if (s.closed) return;
+        s.closed = true;
+    }
+    if (s.io.on_this_thread()) {
+        s.shut_down();
+    } else {
+        asio::post(s.io.context(), [self = state_] { self->shut_down(); });
+    }
+    s.io.finish();
+}
+
+void redis_command_producer::append(const envelope& command, append_handler done) {
+    auto& s = *state_;
+    const auto refuse = [&s](append_handler& refused) {
+        s.append_failures.fetch_add(1, std::memory_order_relaxed);
+        refused(make_error_code(errc::bus_unavailable), {});
+    };
+    if (!s.up.load(std::memory_order_acquire)) return refuse(done);
+    // Formatted here, on the caller's thread, straight into the connection's batch: the I/O
+    // thread takes a whole batch per wake-up and only appends it to its output. Nine fields,
+    // plus payload_codec when the envelope names one.
+    const auto& o = command.origin;
+    const bool named = !command.payload_codec.empty();
+    const std::string ts = std::to_string(o.accepted_at_ms);
+    const auto format = [&](std::string& out) {
+        r::format_array_header(out, s.head_args + 18 + (named ? 2 : 0));
+        out += s.xadd_head;
+        r::format_bulk(out, "type");
+        r::format_bulk(out, command.type);
+        r::format_bulk(out, "payload");
+        r::format_bulk(out, command.payload);
+        r::format_bulk(out, "codec");
+        r::format_bulk(out, bus_codec_name(command.format));
+        r::format_bulk(out, "correlation_id");
+        r::format_bulk(out, command.correlation_id);
+        r::format_bulk(out, "player_id");
+        r::format_bulk(out, o.player_id);
+        r::format_bulk(out, "connection_id");
+        r::format_bulk(out, o.connection_id);
+        out += s.gateway_field;
+        r::format_bulk(out, "client");
+        r::format_bulk(out, o.client == client_kind::bot ? "bot" : "player");
+        r::format_bulk(out, "ts_ms");
+        r::format_bulk(out, ts);
+        if (named) {
+            r::format_bulk(out, "payload_codec");
+            r::format_bulk(out, command.payload_codec);
+        }
+    };
+    std::weak_ptr<state> weak = state_;
+    auto answer = [weak, done = std::move(done)](std::error_code ec,
+                                                 const r::reply& reply) mutable {
+        auto self = weak.lock();
+        if (!ec && reply.kind == r::reply_kind::string) {
+            if (self) self->appended.fetch_add(1, std::memory_order_relaxed);
+            done({}, reply.str);
+            return;
+        }
+        if (self) {
+            self->append_failures.fetch_add(1, std::memory_order_relaxed);
+            if (!ec) {
+                // Redis refused the XADD itself (the key holds another type, OOM, ...): the
+                // command is not on the stream. Logged sparingly: a misconfiguration would
+                // otherwise log once per command.
+                const auto n = self->reply_errors.fetch_add(1, std::memory_order_relaxed);
+                if (n % 1000 == 0) {
+                    self->log(log_level::error, "XADD refused: " + reply.str + " (" +
+                                                    std::to_string(n + 1) + " so far)");
+                }
+            }
+        }
+        done(make_error_code(errc::bus_unavailable), {});
+    };
+    {
+        std::shared_lock<std::shared_mutex> lock(s.command_mutex);
+        if (!s.closed && s.command) {
+            s.command->send_with(format, std::move(answer));
+            return;
+        }
+    }
+    // Closed meanwhile: `answer` was not handed over.
+    answer(asio::error::not_connected, r::reply{});
+}
+
+bool redis_command_producer::connected() const noexcept {
+    return state_->up.load(std::memory_order_acquire);
+}
+
+bool redis_command_producer::wait_connected(std::chrono::milliseconds limit) const {
+    auto& s = *state_;
+    std::unique_lock<std::mutex> lock(s.state_mutex);
+    return s.state_changed.wait_for(lock, limit,
+                                    [&s] { return s.up.load(std::memory_order_acquire); });
+}
+
+redis_command_producer_stats redis_command_producer::stats() const noexcept {
+    const auto& s = *state_;
+    redis_command_producer_stats out;
+    out.appended = s.appended.load(std::memory_order_relaxed);
+    out.append_failures = s.append_failures.load(std::memory_order_relaxed);
+    out.reconnects = s.reconnects.load(std::memory_order_relaxed);
+    return out;
+}
+
+const std::string& redis_command_producer::redacted_url() const noexcept {
+    return state_->redacted;
+}
+
+}  // namespace gatehouse
