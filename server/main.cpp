@@ -30,6 +30,7 @@
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/redis_bus.hpp"
+#include "gatehouse/redis_limiter.hpp"
 #include "gatehouse/update.hpp"
 #include "gatehouse/version.hpp"
 #include "in_process_game.hpp"
@@ -193,8 +194,10 @@ account_services make_account_services(gatehouse_server::config& config,
         gatehouse::redis_limiter_options limiter_options;
         limiter_options.url = config.redis;
         limiter_options.log = options.log;
-        if (gatehouse::make_redis_limiter(limiter_options, limiter, problem)) {
-            logger.error("--redis: {}", problem);
+        try {
+            limiter = gatehouse::make_redis_limiter(limiter_options);
+        } catch (const std::invalid_argument& e) {
+            logger.error("--redis: {}", e.what());
             return {};
         }
     }

@@ -2,15 +2,12 @@
 /// @file
 /// `attempt_limiter`: counts attempts per key (a login name, a client address) for the login
 /// lockout and the per-address request limits of PROTOCOL.md section 2. In memory for one
-/// instance, or in Redis so that every instance behind a load balancer shares the counts.
+/// instance here; in Redis, so that every instance behind a load balancer shares the counts,
+/// with `make_redis_limiter` (gatehouse/redis_limiter.hpp, the Redis component).
 
 #include <chrono>
 #include <memory>
-#include <string>
 #include <string_view>
-#include <system_error>
-
-#include "gatehouse/log.hpp"
 
 namespace gatehouse {
 
@@ -72,32 +69,5 @@ public:
 /// A limiter in this process's memory. Entries expire with their windows; memory is bounded
 /// by the number of keys active within the longest window in use.
 std::unique_ptr<attempt_limiter> make_memory_limiter();
-
-/// Settings of the Redis limiter.
-struct redis_limiter_options {
-    /// `redis://[user:password@]host[:port][/db]`.
-    std::string url;
-    /// Prefix of every key it writes (`<prefix>hit:<key>`, `<prefix>fail:<key>`,
-    /// `<prefix>lock:<key>`).
-    std::string key_prefix = "gatehouse:limit:";
-    /// Deadline of each step of a call: waiting for the connection (one, shared by the
-    /// limiter's callers), connecting, each reply. Positive.
-    std::chrono::milliseconds timeout{1000};
-    /// Connection problems are reported here (never the password).
-    log_sink log;
-};
-
-/// A limiter whose counters live in Redis, updated by Lua scripts (one round trip, atomic),
-/// so that the limits hold across every instance sharing that Redis. While Redis cannot be
-/// reached it falls back to an in-memory limiter (limits then hold per instance) and logs
-/// the switch each way; it reconnects on a later call, at most one attempt a second, and
-/// while Redis is known to be down calls go to memory at once rather than wait for it. A
-/// lockout decided in memory during an outage is still honoured by `check_lockout` after it,
-/// and `clear_failures` clears both.
-/// Errors: `std::errc::invalid_argument` for a malformed URL or a timeout that is not positive
-/// (`problem` says why, without the URL); `out` is then unchanged. Does not connect until
-/// first used.
-std::error_code make_redis_limiter(redis_limiter_options options,
-                                   std::unique_ptr<attempt_limiter>& out, std::string& problem);
 
 }  // namespace gatehouse
