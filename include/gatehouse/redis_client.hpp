@@ -36,9 +36,10 @@ struct redis_client_options {
 /// Commands: binary-safe arguments, `argv[0]` the command name. Calls from several threads are
 /// pipelined on the one connection and answered in order. A reply overdue past its deadline
 /// answers `std::errc::timed_out` and drops the connection (a hung server is not waited on
-/// twice); a command that blocks in Redis (`XREADGROUP ... BLOCK`, `BLPOP`) needs a deadline
-/// longer than its own block time. Pub/Sub (SUBSCRIBE) is not for this client: use
-/// `redis_update_subscriber`.
+/// twice). The link itself treats any reply overdue past `options.timeout` as a hung server,
+/// so a per-call deadline can only be shorter, and a command that blocks in Redis
+/// (`XREADGROUP ... BLOCK`, `BLPOP`) needs an `options.timeout` longer than its block time.
+/// Pub/Sub (SUBSCRIBE) is not for this client: use `redis_update_subscriber`.
 ///
 /// Errors (`std::error_code`, never thrown): a socket or resolver error (e.g.
 /// `std::errc::connection_refused`); `std::errc::timed_out`; `std::errc::permission_denied`
@@ -71,7 +72,8 @@ public:
     /// @return empty when a reply came; otherwise the error (see the class comment).
     std::error_code command(const std::vector<std::string>& argv, redis_reply& out);
 
-    /// As above, with a deadline of its own for this command (connecting included).
+    /// As above, with a deadline of its own for this command (connecting included); longer
+    /// than `options.timeout` does not help (see the class comment).
     std::error_code command(const std::vector<std::string>& argv, redis_reply& out,
                             std::chrono::milliseconds deadline);
 
