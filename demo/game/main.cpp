@@ -12,8 +12,8 @@
 #include <string>
 #include <utility>
 
+#include "gatehouse/redis_url.hpp"
 #include "gatehouse/version.hpp"
-#include "redis/url.hpp"
 #include "stream_service.hpp"
 
 namespace {
@@ -23,8 +23,8 @@ constexpr int exit_ok = 0;
 constexpr int exit_runtime_error = 1;  // Redis refused our credentials, or the stream's key
 constexpr int exit_usage_error = 2;
 
-// Set by SIGINT/SIGTERM. hiredis retries a read that EINTR interrupted, so the flag is what
-// ends the loop: every blocking step is short and looks at it.
+// Set by SIGINT/SIGTERM. The flag is what ends the loop: every blocking step is short (a
+// bounded wait on the Redis client) and looks at it.
 volatile std::sig_atomic_t stop_requested = 0;
 
 extern "C" void on_stop_signal(int /*signal*/) { stop_requested = 1; }
@@ -43,11 +43,10 @@ std::string default_consumer() {
 }
 
 int run(int argc, char** argv) {
-    std::string redis_text;
     gatehouse_demo::game::stream_service_options options;
     CLI::App app{"gatehouse-demo-game: the Click & Cook game on a Redis-backed gatehouse"};
     // Environment twins as gatehouse-server's, so one environment configures both.
-    app.add_option("--redis", redis_text, "redis://[user:pass@]host[:port][/db]")
+    app.add_option("--redis", options.redis_url, "redis://[user:pass@]host[:port][/db]")
         ->envname("GATEHOUSE_REDIS")
         ->required();
     app.add_option("--command-stream", options.command_stream,
@@ -68,7 +67,8 @@ int run(int argc, char** argv) {
         return app.exit(e) == 0 ? exit_ok : exit_usage_error;
     }
     // The URL is not echoed: it may hold a password.
-    if (gatehouse::detail::redis::parse_url(redis_text, options.redis)) {
+    gatehouse::redis_url where;
+    if (gatehouse::parse_redis_url(options.redis_url, where)) {
         log_line("bad --redis URL: expected redis://[user:pass@]host[:port][/db]");
         return exit_usage_error;
     }
@@ -84,14 +84,11 @@ int run(int argc, char** argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    // hiredis writes with write(): a connection Redis closed must be an error, not a SIGPIPE.
-    std::signal(SIGPIPE, SIG_IGN);
 
-    const std::string ready = std::string(program_name) +
-                              " ready redis=" + gatehouse::detail::redis::redacted(options.redis) +
-                              " stream=" + options.command_stream +
-                              " channel=" + options.updates_channel + " group=" + options.group +
-                              " consumer=" + options.consumer;
+    const std::string ready =
+        std::string(program_name) + " ready redis=" + gatehouse::redacted(where) +
+        " stream=" + options.command_stream + " channel=" + options.updates_channel +
+        " group=" + options.group + " consumer=" + options.consumer;
     gatehouse_demo::game::stream_service service(std::move(options), log_line);
     try {
         service.run(stop_requested, [&ready] {

@@ -1,30 +1,16 @@
 #pragma once
-// One synchronous hiredis connection to the Redis a `redis://` URL names: connect (AUTH,
-// SELECT), run a command, drop the connection when it breaks. The game process and its Redis
-// session store share one, from one thread.
-
-#include <hiredis/hiredis.h>
+// The game process's Redis connection: the library's blocking `gatehouse::redis_client`, plus
+// the one decision the game makes about a failed connect (try again later, or give up because
+// Redis refused our credentials). The game loop and its Redis session store share one.
 
 #include <chrono>
-#include <memory>
+#include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
-#include "redis/url.hpp"
+#include "gatehouse/redis_client.hpp"
 
 namespace gatehouse_demo::game {
-
-struct reply_deleter {
-    void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-/// A hiredis reply, freed when it goes.
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-/// The text of a string, status or error reply; empty for other replies and null.
-std::string reply_text(const redisReply* r);
-/// True for an error reply starting with `prefix` (any error for an empty prefix).
-bool is_error_reply(const redisReply* r, std::string_view prefix = {});
 
 /// What `redis_link::connect` came to.
 enum class connect_result : unsigned char {
@@ -33,38 +19,34 @@ enum class connect_result : unsigned char {
     refused,    ///< Redis refused AUTH or SELECT: retrying will not help.
 };
 
-/// A synchronous connection, re-made on demand.
+/// A connection, re-made on demand.
 ///
-/// Thread safety: none; one thread uses it. Lifetime: the connection closes with the object.
+/// Thread safety: as `gatehouse::redis_client` (any thread); the game uses it from one.
+/// Lifetime: the connection closes with the object.
 class redis_link {
 public:
-    explicit redis_link(gatehouse::detail::redis::url url,
+    /// `url` must be a valid `redis://` URL (`gatehouse::parse_redis_url` accepts it);
+    /// otherwise throws `std::invalid_argument`.
+    explicit redis_link(const std::string& url,
                         std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
     /// Connects (with AUTH and SELECT as the URL says) unless connected. On anything but
     /// `connected`, `problem` says why (never quoting the password).
     connect_result connect(std::string& problem);
-    bool connected() const { return ctx_ != nullptr; }
+    bool connected() const { return client_.connected(); }
     /// Drops the connection; the next `connect` makes a new one.
-    void reset() { ctx_.reset(); }
+    void reset() { client_.disconnect(); }
 
-    /// Runs one command, binary safe. Null when not connected or when the connection broke
+    /// Runs one command, binary safe. Empty when not connected or when the connection broke
     /// (it is then dropped, and `last_error()` says why); Redis's own errors are error replies.
-    reply_ptr command(const std::vector<std::string>& args);
-    const std::string& last_error() const { return last_error_; }
+    std::optional<gatehouse::redis_reply> command(const std::vector<std::string>& args);
+    std::string last_error() const { return client_.last_error(); }
 
     /// The URL for logs: the password never shown.
-    std::string redacted_url() const { return gatehouse::detail::redis::redacted(url_); }
+    const std::string& redacted_url() const { return client_.redacted_url(); }
 
 private:
-    struct context_deleter {
-        void operator()(redisContext* c) const { redisFree(c); }
-    };
-
-    gatehouse::detail::redis::url url_;
-    std::chrono::milliseconds timeout_;
-    std::unique_ptr<redisContext, context_deleter> ctx_;
-    std::string last_error_;
+    gatehouse::redis_client client_;
 };
 
 }  // namespace gatehouse_demo::game

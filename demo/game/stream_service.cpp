@@ -29,7 +29,10 @@ void sleep_unless_stopped(const volatile std::sig_atomic_t& stop, std::chrono::m
 
 stream_service::stream_service(stream_service_options options,
                                std::function<void(const std::string&)> log)
-    : options_(std::move(options)), log_(std::move(log)), link_(options_.redis), store_(link_) {}
+    : options_(std::move(options)),
+      log_(std::move(log)),
+      link_(options_.redis_url),
+      store_(link_) {}
 
 void stream_service::run(const volatile std::sig_atomic_t& stop_requested,
                          const std::function<void()>& on_ready) {
@@ -87,13 +90,13 @@ bool stream_service::create_group() {
     const auto r = link_.command(
         {"XGROUP", "CREATE", options_.command_stream, options_.group, "$", "MKSTREAM"});
     if (!r) return lost("XGROUP CREATE");
-    if (is_error_reply(r.get(), "BUSYGROUP")) return true;
-    if (is_error_reply(r.get(), "WRONGTYPE")) {
+    if (r->is_error("BUSYGROUP")) return true;
+    if (r->is_error("WRONGTYPE")) {
         throw fatal_error("cannot create group " + options_.group + " on " +
-                          options_.command_stream + ": " + reply_text(r.get()));
+                          options_.command_stream + ": " + r->str);
     }
-    if (is_error_reply(r.get())) {
-        log_("XGROUP CREATE: " + reply_text(r.get()) + "; retrying");
+    if (r->is_error()) {
+        log_("XGROUP CREATE: " + r->str + "; retrying");
         return false;
     }
     log_("created group " + options_.group + " on " + options_.command_stream);
@@ -118,46 +121,45 @@ bool stream_service::read_and_answer() {
     args.push_back(pending ? pending_from_ : ">");
     const auto r = link_.command(args);
     if (!r) return lost("XREADGROUP");
-    if (is_error_reply(r.get(), "NOGROUP")) {
+    if (r->is_error("NOGROUP")) {
         log_("group " + options_.group + " is gone; creating it again");
         return create_group();
     }
-    if (is_error_reply(r.get())) {
-        log_("XREADGROUP failed: " + reply_text(r.get()));
+    if (r->is_error()) {
+        log_("XREADGROUP failed: " + r->str);
         return false;
     }
-    if (r->type == REDIS_REPLY_NIL) return true;  // BLOCK expired with nothing new
+    using kind = gatehouse::redis_reply_kind;
+    if (r->kind == kind::nil) return true;  // BLOCK expired with nothing new
     // [[stream, [[id, [field, value, ...]], ...]]]
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
-        r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2 ||
-        r->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
+    if (r->kind != kind::array || r->elements.size() != 1 || r->elements[0].kind != kind::array ||
+        r->elements[0].elements.size() != 2 || r->elements[0].elements[1].kind != kind::array) {
         log_("unexpected XREADGROUP reply shape");
         return false;
     }
-    const redisReply* entries = r->element[0]->element[1];
-    if (pending && entries->elements == 0) {
+    const auto& entries = r->elements[0].elements[1].elements;
+    if (pending && entries.empty()) {
         pending_from_.clear();  // the pending list is done: on to new entries
         return true;
     }
-    for (std::size_t i = 0; i < entries->elements; ++i) {
-        const redisReply* entry = entries->element[i];
-        if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) {
+    for (const auto& entry : entries) {
+        if (entry.kind != kind::array || entry.elements.size() != 2) {
             log_("unexpected stream entry shape");
             return false;
         }
-        const std::string id = reply_text(entry->element[0]);
-        if (!answer(id, entry->element[1])) return false;
+        const std::string& id = entry.elements[0].str;
+        if (!answer(id, entry.elements[1])) return false;
         if (pending) pending_from_ = id;
     }
     return true;
 }
 
-bool stream_service::answer(const std::string& id, const redisReply* fields) {
+bool stream_service::answer(const std::string& id, const gatehouse::redis_reply& fields) {
     // A pending entry trimmed away (MAXLEN) comes back with nil fields: nothing to play.
-    if (fields->type != REDIS_REPLY_ARRAY) return ack(id);
+    if (fields.kind != gatehouse::redis_reply_kind::array) return ack(id);
     std::map<std::string, std::string> f;
-    for (std::size_t k = 0; k + 1 < fields->elements; k += 2) {
-        f[reply_text(fields->element[k])] = reply_text(fields->element[k + 1]);
+    for (std::size_t k = 0; k + 1 < fields.elements.size(); k += 2) {
+        f[fields.elements[k].str] = fields.elements[k + 1].str;
     }
     command c;
     c.type = f["type"];
@@ -180,8 +182,8 @@ bool stream_service::answer(const std::string& id, const redisReply* fields) {
     if (result.what == handled::answered) {
         const auto r = link_.command({"PUBLISH", options_.updates_channel, result.update});
         if (!r) return lost("PUBLISH");
-        if (is_error_reply(r.get())) {
-            log_("PUBLISH failed: " + reply_text(r.get()));
+        if (r->is_error()) {
+            log_("PUBLISH failed: " + r->str);
             return false;
         }
         ++answered_;
@@ -192,8 +194,8 @@ bool stream_service::answer(const std::string& id, const redisReply* fields) {
 bool stream_service::ack(const std::string& id) {
     const auto r = link_.command({"XACK", options_.command_stream, options_.group, id});
     if (!r) return lost("XACK");
-    if (is_error_reply(r.get())) {
-        log_("XACK failed: " + reply_text(r.get()));
+    if (r->is_error()) {
+        log_("XACK failed: " + r->str);
         return false;
     }
     return true;

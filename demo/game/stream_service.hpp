@@ -7,7 +7,6 @@
 #include <stdexcept>
 #include <string>
 
-#include "redis/url.hpp"
 #include "redis_link.hpp"
 #include "redis_session_store.hpp"
 
@@ -15,7 +14,7 @@ namespace gatehouse_demo::game {
 
 /// Settings of a `stream_service` (gatehouse-demo-game's flags).
 struct stream_service_options {
-    gatehouse::detail::redis::url redis;
+    std::string redis_url;  ///< `redis://...`, valid (`gatehouse::parse_redis_url`).
     std::string command_stream = "gateway:commands";
     std::string updates_channel = "ws_updates_channel";
     std::string group = "demo-game";
@@ -51,7 +50,7 @@ private:
     bool connect();
     bool create_group();
     bool read_and_answer();
-    bool answer(const std::string& id, const redisReply* fields);
+    bool answer(const std::string& id, const gatehouse::redis_reply& fields);
     bool ack(const std::string& id);
     bool lost(const char* what);
 
