@@ -2,10 +2,12 @@
 //
 // It reads the gateway's command stream with a consumer group (PROTOCOL.md section 4) and
 // answers every command with one "echo" update for the connection that sent it, published on
-// the updates channel (section 5). It needs a Redis client and a JSON library, nothing of
-// gatehouse: any language with those two can do the same (echo_service.py is this loop in
-// Python). docs/services.md walks through it; test_redis_service.py runs it end to end against
-// a real gatehouse-server and redis-server (`ctest -R example_redis_service`).
+// the updates channel (section 5). All it needs is a Redis client and a JSON library: this one
+// uses gatehouse's own blocking client (gatehouse::redis_client, gatehouse/redis_client.hpp,
+// from the Redis component) and nlohmann-json, and nothing of the gateway; any language with a
+// Redis client can do the same (echo_service.py is this loop in Python). docs/services.md walks
+// through it; test_redis_service.py runs it end to end against a real gatehouse-server and
+// redis-server (`ctest -R example_redis_service`).
 //
 // Delivery, on the service's side: an entry is XACKed only after the PUBLISH of its reply
 // succeeded. A crash (or a lost connection) between the two leaves the entry pending for this
@@ -14,13 +16,11 @@
 // at-most-once (a gateway that is not subscribed at that moment never sees the update), so a
 // reply that matters beyond the live session belongs in a store, not only on the channel.
 //
-// Synchronous hiredis is enough here: one thread, one connection, one command at a time. Every
-// wait is bounded (connect and reply timeouts, XREADGROUP BLOCK 500 ms, backoff sleeps in
-// short slices), so SIGINT/SIGTERM stop it within about half a second.
+// One thread, one connection, one command at a time is enough here. Every wait is bounded
+// (the client's connect and reply deadline, XREADGROUP BLOCK 500 ms, backoff sleeps in short
+// slices), so SIGINT/SIGTERM stop it within about half a second.
 
-#include <hiredis/hiredis.h>
 #include <signal.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,14 +30,17 @@
 #include <cstdio>
 #include <exception>
 #include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <thread>
 #include <vector>
 
+#include "gatehouse/redis_client.hpp"
+#include "gatehouse/redis_url.hpp"
 #include "gatehouse/version.hpp"
 
 namespace {
@@ -53,15 +56,14 @@ constexpr int exit_bad_flags = 2;
 // checked again. Short enough that a signal ends the process promptly.
 constexpr int block_ms = 500;
 constexpr long long batch_size = 100;  // entries per XREADGROUP
-constexpr auto connect_timeout = std::chrono::seconds(2);
-// Longer than block_ms: a reply overdue past this means Redis is hung, and the connection is
-// dropped and made again rather than waited on forever.
-constexpr auto reply_timeout = std::chrono::seconds(5);
+// The client's deadline for connecting and for each reply. Longer than block_ms: a reply
+// overdue past this means Redis is hung, and the connection is dropped and made again rather
+// than waited on forever.
+constexpr auto redis_timeout = std::chrono::seconds(5);
 constexpr auto backoff_min = std::chrono::milliseconds(50);
 constexpr auto backoff_max = std::chrono::milliseconds(2000);
 
-// Set by SIGINT/SIGTERM. Installed without SA_RESTART, but hiredis retries a read that EINTR
-// interrupted, so the flag is what ends the loop: every blocking step is short and checks it.
+// Set by SIGINT/SIGTERM; every blocking step is short and checks it.
 volatile std::sig_atomic_t stop_requested = 0;
 
 extern "C" void on_stop_signal(int /*signal*/) { stop_requested = 1; }
@@ -73,46 +75,6 @@ void log_line(const std::string& text) {
 
 // ---------------------------------------------------------------------------------------------
 // Flags.
-
-// redis://[user:password@]host[:port][/db], the form gatehouse-server's --redis takes, with the
-// same rules: the userinfo is percent-decoded (passwords hold '@', ':', '/'), a user needs a
-// password (a password alone is `:password@`), IPv6 hosts are bracketed, db is 0-15.
-struct redis_url {
-    std::string host;
-    int port = 6379;
-    std::string user;
-    std::string password;
-    int db = 0;
-
-    // For logs: never the password.
-    std::string redacted() const {
-        std::string out = "redis://";
-        if (!password.empty()) out += user + ":***@";
-        out += host.find(':') != std::string::npos ? "[" + host + "]" : host;
-        out += ":" + std::to_string(port) + "/" + std::to_string(db);
-        return out;
-    }
-};
-
-bool percent_decode(std::string_view in, std::string& out) {
-    auto hex = [](char c) {
-        if (c >= '0' && c <= '9') return c - '0';
-        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-        return -1;
-    };
-    out.clear();
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        if (in[i] != '%') {
-            out.push_back(in[i]);
-            continue;
-        }
-        if (i + 2 >= in.size() || hex(in[i + 1]) < 0 || hex(in[i + 2]) < 0) return false;
-        out.push_back(static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2])));
-        i += 2;
-    }
-    return true;
-}
 
 // A decimal number in [min, max], digits only.
 bool parse_number(std::string_view text, long long min, long long max, long long& out) {
@@ -127,65 +89,9 @@ bool parse_number(std::string_view text, long long min, long long max, long long
     return true;
 }
 
-// Empty on success, else why the URL is refused.
-std::string parse_redis_url(std::string_view text, redis_url& out) {
-    constexpr std::string_view scheme = "redis://";
-    if (text.substr(0, scheme.size()) != scheme) return "it must start with redis://";
-    std::string_view rest = text.substr(scheme.size());
-    redis_url url;
-
-    // The userinfo ends at the last '@', so an unencoded '@' in a password still parses.
-    if (auto at = rest.rfind('@'); at != std::string_view::npos) {
-        std::string_view userinfo = rest.substr(0, at);
-        rest = rest.substr(at + 1);
-        auto colon = userinfo.find(':');
-        if (colon == std::string_view::npos)
-            return "a user needs a password (user:password@; a password alone is :password@)";
-        if (!percent_decode(userinfo.substr(0, colon), url.user) ||
-            !percent_decode(userinfo.substr(colon + 1), url.password))
-            return "bad percent-escape in the user or password";
-        if (url.password.empty()) return "empty password";
-    }
-
-    auto slash = rest.find('/');
-    std::string_view authority = rest.substr(0, slash);
-    std::string_view path = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
-    std::string_view port_text;
-    bool has_port = false;
-    if (!authority.empty() && authority.front() == '[') {
-        auto close = authority.find(']');
-        if (close == std::string_view::npos) return "unclosed '[' in the host";
-        url.host = std::string(authority.substr(1, close - 1));
-        std::string_view tail = authority.substr(close + 1);
-        if (!tail.empty()) {
-            if (tail.front() != ':') return "junk after the bracketed host";
-            port_text = tail.substr(1);
-            has_port = true;
-        }
-    } else {
-        auto colon = authority.find(':');
-        url.host = std::string(authority.substr(0, colon));
-        if (colon != std::string_view::npos) {
-            port_text = authority.substr(colon + 1);
-            has_port = true;
-        }
-    }
-    if (url.host.empty()) return "no host";
-    long long number = 0;
-    if (has_port) {
-        if (!parse_number(port_text, 1, 65535, number)) return "port must be 1-65535";
-        url.port = static_cast<int>(number);
-    }
-    if (!path.empty()) {
-        if (!parse_number(path, 0, 15, number)) return "db must be 0-15";
-        url.db = static_cast<int>(number);
-    }
-    out = std::move(url);
-    return {};
-}
-
 struct options {
-    redis_url redis;
+    std::string redis_url;       // valid: parse_flags checked it
+    std::string redis_for_logs;  // the URL without its password
     std::string command_stream = "gateway:commands";
     std::string updates_channel = "ws_updates_channel";
     std::string group = "example-service";
@@ -268,62 +174,27 @@ bool parse_flags(int argc, char** argv, options& out, bool& help) {
             return false;
         }
     }
-    // The password is not echoed: the message names the rule that failed.
-    if (std::string why = parse_redis_url(redis_text, out.redis); !why.empty()) {
-        log_line("bad --redis URL: " + why);
+    // The URL is not echoed: it may hold a password.
+    gatehouse::redis_url where;
+    if (gatehouse::parse_redis_url(redis_text, where)) {
+        log_line(
+            "bad --redis URL: expected redis://[user:password@]host[:port][/db], the "
+            "password percent-encoded, db 0-15");
         return false;
     }
+    out.redis_url = redis_text;
+    out.redis_for_logs = gatehouse::redacted(where);
     if (out.consumer.empty()) out.consumer = default_consumer();
     return true;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small helpers around hiredis.
-
-struct reply_deleter {
-    void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-struct context_deleter {
-    void operator()(redisContext* c) const { redisFree(c); }
-};
-using context_ptr = std::unique_ptr<redisContext, context_deleter>;
-
-timeval to_timeval(std::chrono::milliseconds d) {
-    timeval tv{};
-    tv.tv_sec = static_cast<decltype(tv.tv_sec)>(d.count() / 1000);
-    tv.tv_usec = static_cast<decltype(tv.tv_usec)>((d.count() % 1000) * 1000);
-    return tv;
-}
-
-// One command, binary safe (each argument passed with its length: payloads may hold any
-// byte). Null when the connection failed; the context is then unusable (`c->err`).
-reply_ptr run_command(redisContext* c, const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lengths;
-    argv.reserve(args.size());
-    lengths.reserve(args.size());
-    for (const auto& a : args) {
-        argv.push_back(a.data());
-        lengths.push_back(a.size());
-    }
-    return reply_ptr(static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(args.size()), argv.data(), lengths.data())));
-}
-
-std::string reply_text(const redisReply* r) {
-    return r != nullptr && r->str != nullptr ? std::string(r->str, r->len) : std::string();
-}
-
-bool is_error(const redisReply* r, std::string_view prefix = {}) {
-    return r->type == REDIS_REPLY_ERROR && reply_text(r).rfind(prefix, 0) == 0;
-}
+// Small helpers.
 
 // Errors a Redis gives while it starts or fails over: worth a retry, unlike a wrong password.
-bool is_transient(const redisReply* r) {
+bool is_transient(const gatehouse::redis_reply& r) {
     for (std::string_view prefix : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"})
-        if (is_error(r, prefix)) return true;
+        if (r.is_error(prefix)) return true;
     return false;
 }
 
@@ -357,23 +228,22 @@ std::string base64(std::string_view bytes) {
 struct fatal_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
-
 // ---------------------------------------------------------------------------------------------
 // The service.
 
 class echo_service {
 public:
-    explicit echo_service(options opt) : opt_(std::move(opt)) {}
+    explicit echo_service(options opt) : opt_(std::move(opt)), redis_(client_options(opt_)) {}
 
     // Until a stop signal or --max-commands; throws fatal_error.
     void run() {
         auto backoff = backoff_min;
         while (!stop_requested && !done()) {
-            if (ctx_ && claim_due() && !claim_stale()) {
-                ctx_.reset();
+            if (redis_.connected() && claim_due() && !claim_stale()) {
+                redis_.disconnect();
                 continue;
             }
-            if (!ctx_ && !connect()) {
+            if (!redis_.connected() && !connect()) {
                 sleep_interruptibly(backoff);
                 backoff = std::min(backoff * 2, backoff_max);
                 continue;
@@ -383,7 +253,7 @@ public:
             } else {
                 // The connection broke (or Redis answered an error we cannot act on): start
                 // over on a new one after a pause, re-reading our pending entries first.
-                ctx_.reset();
+                redis_.disconnect();
                 sleep_interruptibly(backoff);
                 backoff = std::min(backoff * 2, backoff_max);
             }
@@ -401,42 +271,30 @@ private:
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
 
-    // Connects, authenticates, selects the db and makes sure the group exists. False (with a
-    // log line) when Redis cannot be reached; throws fatal_error when it refuses us.
+    static gatehouse::redis_client_options client_options(const options& opt) {
+        gatehouse::redis_client_options o;
+        o.url = opt.redis_url;
+        o.timeout = redis_timeout;
+        return o;
+    }
+
+    // Connects (AUTH and SELECT as the URL says, then PING) and makes sure the group exists.
+    // False (with a log line) when Redis cannot be reached; throws fatal_error when it
+    // refuses us.
     bool connect() {
-        const auto& url = opt_.redis;
-        context_ptr c(
-            redisConnectWithTimeout(url.host.c_str(), url.port, to_timeval(connect_timeout)));
-        if (!c || c->err != 0) {
+        if (const auto ec = redis_.connect()) {
+            // A refused AUTH or SELECT is for an operator to fix, not for a retry loop.
+            if (ec == std::errc::permission_denied || ec == std::errc::invalid_argument)
+                throw fatal_error("Redis refused us: " + redis_.last_error());
             // The first failure of an outage and every 30th after it: enough to see it last
             // without a line every two seconds.
             if (failed_connects_++ % 30 == 0)
-                log_line("cannot connect to " + url.redacted() + ": " +
-                         (c ? std::string(c->errstr) : std::string("out of memory")) +
-                         "; retrying");
+                log_line(redis_.last_error() + " (" + opt_.redis_for_logs + "); retrying");
             return false;
         }
         failed_connects_ = 0;
-        if (redisSetTimeout(c.get(), to_timeval(reply_timeout)) != REDIS_OK) return false;
-        if (!url.password.empty()) {
-            std::vector<std::string> auth{"AUTH"};
-            if (!url.user.empty()) auth.push_back(url.user);
-            auth.push_back(url.password);
-            auto r = run_command(c.get(), auth);
-            if (!r) return lost("AUTH", c.get());
-            if (is_transient(r.get())) return retry_later("AUTH", r.get());
-            if (is_error(r.get())) throw fatal_error("Redis refused AUTH: " + reply_text(r.get()));
-        }
-        if (url.db != 0) {
-            auto r = run_command(c.get(), {"SELECT", std::to_string(url.db)});
-            if (!r) return lost("SELECT", c.get());
-            if (is_transient(r.get())) return retry_later("SELECT", r.get());
-            if (is_error(r.get()))
-                throw fatal_error("Redis refused SELECT: " + reply_text(r.get()));
-        }
-        ctx_ = std::move(c);
         if (!create_group() || !claim_stale()) {
-            ctx_.reset();
+            redis_.disconnect();
             return false;
         }
         // Whatever this consumer was given but did not acknowledge (a crash, a connection that
@@ -447,23 +305,29 @@ private:
             // One line on stdout once the group exists: from here on, every command appended
             // to the stream reaches this service (scripts and tests wait for it).
             std::printf("%s ready redis=%s stream=%s group=%s consumer=%s\n", program_name,
-                        url.redacted().c_str(), opt_.command_stream.c_str(), opt_.group.c_str(),
-                        opt_.consumer.c_str());
+                        opt_.redis_for_logs.c_str(), opt_.command_stream.c_str(),
+                        opt_.group.c_str(), opt_.consumer.c_str());
             std::fflush(stdout);
             announced_ = true;
         } else {
-            log_line("reconnected to " + url.redacted());
+            log_line("reconnected to " + opt_.redis_for_logs);
         }
         return true;
     }
 
-    static bool lost(const char* what, const redisContext* c) {
-        log_line(std::string("connection lost during ") + what + ": " + c->errstr);
-        return false;
+    // One command. Empty when the connection broke (the client has dropped it); Redis's own
+    // errors are replies of kind error.
+    std::optional<gatehouse::redis_reply> run_command(const std::vector<std::string>& args) {
+        gatehouse::redis_reply r;
+        if (redis_.command(args, r)) {
+            log_line("connection lost during " + args.front() + ": " + redis_.last_error());
+            return std::nullopt;
+        }
+        return r;
     }
 
-    static bool retry_later(const char* what, const redisReply* r) {
-        log_line(std::string(what) + ": " + reply_text(r) + "; retrying");
+    static bool retry_later(const char* what, const gatehouse::redis_reply& r) {
+        log_line(std::string(what) + ": " + r.str + "; retrying");
         return false;
     }
 
@@ -471,14 +335,14 @@ private:
     // the commands appended after it was first created, not the history. Run at every
     // connect, so a Redis that restarted empty gets the group back.
     bool create_group() {
-        auto r = run_command(
-            ctx_.get(), {"XGROUP", "CREATE", opt_.command_stream, opt_.group, "$", "MKSTREAM"});
-        if (!r) return lost("XGROUP CREATE", ctx_.get());
-        if (is_error(r.get(), "BUSYGROUP")) return true;  // it exists: the usual case
-        if (is_transient(r.get())) return retry_later("XGROUP CREATE", r.get());
-        if (is_error(r.get()))
+        auto r =
+            run_command({"XGROUP", "CREATE", opt_.command_stream, opt_.group, "$", "MKSTREAM"});
+        if (!r) return false;
+        if (r->is_error("BUSYGROUP")) return true;  // it exists: the usual case
+        if (is_transient(*r)) return retry_later("XGROUP CREATE", *r);
+        if (r->is_error())
             throw fatal_error("cannot create group " + opt_.group + " on " + opt_.command_stream +
-                              ": " + reply_text(r.get()));
+                              ": " + r->str);
         log_line("created group " + opt_.group + " on " + opt_.command_stream);
         return true;
     }
@@ -501,12 +365,12 @@ private:
         std::size_t claimed = 0;
         // Bounded: 100 pages of 100 entries per pass; the rest waits for the next pass.
         for (int page = 0; page < 100; ++page) {
-            auto r = run_command(
-                ctx_.get(), {"XAUTOCLAIM", opt_.command_stream, opt_.group, opt_.consumer,
+            auto r =
+                run_command({"XAUTOCLAIM", opt_.command_stream, opt_.group, opt_.consumer,
                              std::to_string(opt_.claim_idle_ms), cursor, "COUNT", "100", "JUSTID"});
-            if (!r) return lost("XAUTOCLAIM", ctx_.get());
-            if (is_error(r.get(), "NOGROUP")) return create_group();  // the key was deleted
-            if (is_error(r.get(), "ERR unknown command")) {
+            if (!r) return false;
+            if (r->is_error("NOGROUP")) return create_group();  // the key was deleted
+            if (r->is_error("ERR unknown command")) {
                 // Redis before 6.2 has no XAUTOCLAIM: say so once and go on without it.
                 log_line(
                     "this Redis has no XAUTOCLAIM; stale entries of other consumers will "
@@ -514,15 +378,15 @@ private:
                 opt_.claim_idle_ms = 0;
                 return true;
             }
-            if (is_error(r.get())) return retry_later("XAUTOCLAIM", r.get());
+            if (r->is_error()) return retry_later("XAUTOCLAIM", *r);
             // [next cursor, [ids claimed], [ids deleted meanwhile] (Redis 7)]
-            if (r->type != REDIS_REPLY_ARRAY || r->elements < 2 ||
-                r->element[1]->type != REDIS_REPLY_ARRAY) {
+            if (r->kind != gatehouse::redis_reply_kind::array || r->elements.size() < 2 ||
+                r->elements[1].kind != gatehouse::redis_reply_kind::array) {
                 log_line("unexpected XAUTOCLAIM reply shape");
                 return false;
             }
-            claimed += r->element[1]->elements;
-            cursor = reply_text(r->element[0]);
+            claimed += r->elements[1].elements.size();
+            cursor = r->elements[0].str;
             if (cursor == "0-0") break;
         }
         if (claimed > 0) {
@@ -552,39 +416,40 @@ private:
         args.emplace_back("STREAMS");
         args.push_back(opt_.command_stream);
         args.push_back(pending ? pending_from_ : ">");
-        auto r = run_command(ctx_.get(), args);
-        if (!r) return lost("XREADGROUP", ctx_.get());
-        if (is_error(r.get(), "NOGROUP")) {
+        auto r = run_command(args);
+        if (!r) return false;
+        if (r->is_error("NOGROUP")) {
             // The stream or the group is gone (Redis restarted empty, or someone deleted the
             // key): create it again and carry on.
             log_line("group " + opt_.group + " is gone; creating it again");
             return create_group();
         }
-        if (is_error(r.get())) {
-            log_line("XREADGROUP failed: " + reply_text(r.get()));
+        if (r->is_error()) {
+            log_line("XREADGROUP failed: " + r->str);
             return false;
         }
-        if (r->type == REDIS_REPLY_NIL) return true;  // BLOCK expired with nothing new
+        using kind = gatehouse::redis_reply_kind;
+        if (r->kind == kind::nil) return true;  // BLOCK expired with nothing new
         // [[stream, [[id, [field, value, ...]], ...]]]
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
-            r->element[0]->type != REDIS_REPLY_ARRAY || r->element[0]->elements != 2 ||
-            r->element[0]->element[1]->type != REDIS_REPLY_ARRAY) {
+        if (r->kind != kind::array || r->elements.size() != 1 ||
+            r->elements[0].kind != kind::array || r->elements[0].elements.size() != 2 ||
+            r->elements[0].elements[1].kind != kind::array) {
             log_line("unexpected XREADGROUP reply shape");
             return false;
         }
-        const redisReply* entries = r->element[0]->element[1];
-        if (pending && entries->elements == 0) {
+        const auto& entries = r->elements[0].elements[1].elements;
+        if (pending && entries.empty()) {
             pending_from_.clear();  // the pending list is done: on to new entries
             return true;
         }
-        for (std::size_t i = 0; i < entries->elements && !done(); ++i) {
-            const redisReply* entry = entries->element[i];
-            if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) {
+        for (std::size_t i = 0; i < entries.size() && !done(); ++i) {
+            const auto& entry = entries[i];
+            if (entry.kind != kind::array || entry.elements.size() != 2) {
                 log_line("unexpected stream entry shape");
                 return false;
             }
-            std::string id = reply_text(entry->element[0]);
-            if (!answer(id, entry->element[1])) return false;
+            const std::string& id = entry.elements[0].str;
+            if (!answer(id, entry.elements[1])) return false;
             if (pending) pending_from_ = id;  // the next page starts after it
         }
         return true;
@@ -592,16 +457,16 @@ private:
 
     // Publishes the echo of one entry, then acknowledges it. False when the connection broke
     // (the entry then stays pending and is answered again after the reconnect).
-    bool answer(const std::string& id, const redisReply* fields) {
+    bool answer(const std::string& id, const gatehouse::redis_reply& fields) {
         // A pending entry whose data was trimmed away (MAXLEN) comes back with nil fields:
         // nothing to answer, but it must leave the pending list.
-        if (fields->type != REDIS_REPLY_ARRAY) {
+        if (fields.kind != gatehouse::redis_reply_kind::array) {
             log_line("entry " + id + " was trimmed before it was answered; acknowledging it");
             return ack(id);
         }
         std::map<std::string, std::string> f;
-        for (std::size_t k = 0; k + 1 < fields->elements; k += 2)
-            f[reply_text(fields->element[k])] = reply_text(fields->element[k + 1]);
+        for (std::size_t k = 0; k + 1 < fields.elements.size(); k += 2)
+            f[fields.elements[k].str] = fields.elements[k + 1].str;
 
         std::string player_id = f["player_id"];
         std::string connection_id = f["connection_id"];
@@ -645,10 +510,10 @@ private:
         // Replace, not throw, should a field hold invalid UTF-8: the gateway validates what it
         // writes, but a service must not die on one odd entry.
         std::string text = update.dump(-1, ' ', false, json::error_handler_t::replace);
-        auto r = run_command(ctx_.get(), {"PUBLISH", opt_.updates_channel, text});
-        if (!r) return lost("PUBLISH", ctx_.get());
-        if (is_error(r.get())) {
-            log_line("PUBLISH failed: " + reply_text(r.get()));
+        auto r = run_command({"PUBLISH", opt_.updates_channel, text});
+        if (!r) return false;
+        if (r->is_error()) {
+            log_line("PUBLISH failed: " + r->str);
             return false;  // not acknowledged: answered again after the reconnect
         }
         // The reply counts the subscribers that got it; 0 means no gateway is listening right
@@ -660,17 +525,17 @@ private:
     }
 
     bool ack(const std::string& id) {
-        auto r = run_command(ctx_.get(), {"XACK", opt_.command_stream, opt_.group, id});
-        if (!r) return lost("XACK", ctx_.get());
-        if (is_error(r.get())) {
-            log_line("XACK failed: " + reply_text(r.get()));
+        auto r = run_command({"XACK", opt_.command_stream, opt_.group, id});
+        if (!r) return false;
+        if (r->is_error()) {
+            log_line("XACK failed: " + r->str);
             return false;
         }
         return true;
     }
 
     options opt_;
-    context_ptr ctx_;
+    gatehouse::redis_client redis_;
     std::string pending_from_;  // non-empty while the pending list is being read
     long long answered_ = 0;
     bool announced_ = false;
@@ -695,9 +560,6 @@ int main(int argc, char** argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
-    // hiredis writes with write(): a connection Redis closed must be an error, not a SIGPIPE.
-    std::signal(SIGPIPE, SIG_IGN);
-
     echo_service service(std::move(opt));
     try {
         service.run();
