@@ -43,9 +43,10 @@ struct redis_client_options {
 ///
 /// Errors (`std::error_code`, never thrown): a socket or resolver error (e.g.
 /// `std::errc::connection_refused`); `std::errc::timed_out`; `std::errc::permission_denied`
-/// when AUTH was refused, `std::errc::invalid_argument` when SELECT was refused,
-/// `std::errc::connection_refused` when PING got an error (`LOADING`, `NOAUTH`); or the error
-/// that broke the link under a command. `last_error()` then says why in words, without the
+/// when AUTH was refused or Redis wants a password the URL lacks (`NOAUTH`),
+/// `std::errc::invalid_argument` when SELECT was refused, `std::errc::connection_refused` when
+/// PING got another error (`LOADING` while Redis starts); `std::errc::connection_reset` when
+/// the server closed the link; or the error that broke the link under a command. `last_error()` then says why in words, without the
 /// password. A Redis error reply (`-ERR`, `-NOGROUP`, ...) is not an error here: it is a reply
 /// of kind `error`.
 ///

@@ -40,8 +40,8 @@ struct redis_command_producer_options {
     /// gateway thread handing over commands, Redis answering) then no longer preempts what
     /// runs on that core; the hand-off waits until that thread blocks and carries a whole
     /// batch. With a gateway thread and the I/O thread on one core this cut context switches
-    /// 6x and raised command throughput 1.3x, but it lengthens the round trip's tail (p99 at
-    /// 5000 commands/s 1.6-2.3 ms against 0.70-0.86 ms without, docs/benchmarks.md), and a
+    /// 6x and raised command throughput 1.3x (docs/benchmarks.md), but it lengthened the round
+    /// trip's tail (p99 at 5000 commands/s 1.6-2.3 ms against 0.70-0.86 ms without), and a
     /// scheduling policy is the host process's decision: off by default.
     bool batch_scheduling = false;
     /// Where connection losses and recoveries are reported. Never given passwords: the URL is

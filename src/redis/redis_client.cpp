@@ -96,7 +96,12 @@ struct redis_client::state : std::enable_shared_from_this<state> {
                     self->up.store(true, std::memory_order_release);
                     self->last_connect = {};
                 } else if (ec) {
-                    self->last_connect = normalised(ec);
+                    // Redis wants credentials the URL lacks: a refusal, like a wrong password.
+                    const bool no_auth = ec == std::errc::connection_refused &&
+                                         ready->last_error().rfind("NOAUTH", 0) == 0;
+                    self->last_connect = no_auth
+                                             ? std::make_error_code(std::errc::permission_denied)
+                                             : normalised(ec);
                     self->last_error = connect_failure(*ready, ec);
                     if (self->link == ready) self->link.reset();
                 } else {

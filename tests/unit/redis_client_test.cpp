@@ -111,6 +111,9 @@ TEST_CASE("redis_client: AUTH and SELECT from the URL; a refused AUTH is permiss
     REQUIRE_FALSE(c.command({"CLIENT", "INFO"}, r));
     CHECK(r.str.find("db=3") != std::string::npos);
 
+    redis_client none(options_for(server.url()));  // the default user is off: NOAUTH
+    CHECK(none.command({"PING"}, r) == std::errc::permission_denied);
+
     redis_client wrong(options_for(server.url("alice:hunter2-wrong@")));
     CHECK(wrong.command({"PING"}, r) == std::errc::permission_denied);
     CHECK_FALSE(wrong.connected());
