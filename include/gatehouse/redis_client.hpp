@@ -46,9 +46,9 @@ struct redis_client_options {
 /// when AUTH was refused or Redis wants a password the URL lacks (`NOAUTH`),
 /// `std::errc::invalid_argument` when SELECT was refused, `std::errc::connection_refused` when
 /// PING got another error (`LOADING` while Redis starts); `std::errc::connection_reset` when
-/// the server closed the link; or the error that broke the link under a command. `last_error()` then says why in words, without the
-/// password. A Redis error reply (`-ERR`, `-NOGROUP`, ...) is not an error here: it is a reply
-/// of kind `error`.
+/// the server closed the link; or the error that broke the link under a command. `last_error()`
+/// then says why in words, without the password. A Redis error reply (`-ERR`, `-NOGROUP`, ...) is
+/// not an error here: it is a reply of kind `error`.
 ///
 /// Thread safety: every member may be called from any thread.
 /// Lifetime: the destructor closes the connection and ends the client's I/O thread; no call
