@@ -23,15 +23,15 @@ redis_command_producer_options producer_options(const redis_bus_options& o) {
     return p;
 }
 
-redis_update_subscriber_options subscriber_options(const redis_bus_options& o) {
+redis_update_subscriber_options subscriber_options(redis_bus_options o) {
     redis_update_subscriber_options s;
-    s.url = o.url;
-    s.updates_channel = o.updates_channel;
+    s.url = std::move(o.url);
+    s.updates_channel = std::move(o.updates_channel);
     s.timeout = o.timeout;
     s.reconnect_min = o.reconnect_min;
     s.reconnect_max = o.reconnect_max;
     s.batch_scheduling = o.batch_scheduling;
-    s.log = o.log;
+    s.log = std::move(o.log);
     return s;
 }
 
@@ -40,8 +40,8 @@ redis_update_subscriber_options subscriber_options(const redis_bus_options& o) {
 // The two parts hold their own shared state and answer for their own lifetimes; the bus only
 // remembers whether the listener was started, for connected().
 struct redis_bus::impl {
-    explicit impl(const redis_bus_options& o)
-        : producer(producer_options(o)), subscriber(subscriber_options(o)) {}
+    explicit impl(redis_bus_options o)
+        : producer(producer_options(o)), subscriber(subscriber_options(std::move(o))) {}
 
     redis_command_producer producer;
     redis_update_subscriber subscriber;
@@ -54,7 +54,7 @@ redis_bus::redis_bus(redis_bus_options options) {
         // Checked before either part starts a thread (the producer checks the rest).
         throw std::invalid_argument("redis_bus: updates_channel must not be empty");
     }
-    impl_ = std::make_unique<impl>(options);
+    impl_ = std::make_unique<impl>(std::move(options));
 }
 
 redis_bus::~redis_bus() { close(); }

@@ -174,7 +174,14 @@ redis_command_producer::redis_command_producer(redis_command_producer_options op
     });
 }
 
-redis_command_producer::~redis_command_producer() { close(); }
+redis_command_producer::~redis_command_producer() {
+    try {
+        close();
+    } catch (...) {
+        // close() throws only when the system cannot lock a mutex or join a thread; a
+        // destructor has nobody to tell.
+    }
+}
 
 void redis_command_producer::close() {
     auto& s = *state_;

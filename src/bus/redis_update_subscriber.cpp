@@ -178,7 +178,14 @@ redis_update_subscriber::redis_update_subscriber(redis_update_subscriber_options
     state_->io.start(state_, state_->options.batch_scheduling);
 }
 
-redis_update_subscriber::~redis_update_subscriber() { close(); }
+redis_update_subscriber::~redis_update_subscriber() {
+    try {
+        close();
+    } catch (...) {
+        // close() throws only when the system cannot lock a mutex or join a thread; a
+        // destructor has nobody to tell.
+    }
+}
 
 void redis_update_subscriber::start(update_handler on_message) {
     auto& s = *state_;

@@ -59,11 +59,12 @@ struct redis_client::state : std::enable_shared_from_this<state> {
     std::string last_error;
     std::atomic<bool> up{false};
 
-    // Under `mutex`: drops `c` if it is still the current link.
-    void drop_locked(std::shared_ptr<r::connection> c, const std::string& why) {
+    // Under `mutex`: drops `which` if it is still the current link.
+    void drop_locked(const r::connection* which, const std::string& why) {
         if (!why.empty()) last_error = why;
-        if (!c || link != c) return;
-        link.reset();
+        if (which == nullptr || link.get() != which) return;
+        const auto c = std::move(link);
+        link = nullptr;
         up.store(false, std::memory_order_release);
         c->close();
     }
@@ -83,7 +84,7 @@ struct redis_client::state : std::enable_shared_from_this<state> {
                 "connection lost: " + normalised(ec).message() +
                 (failed->last_error().empty() ? "" : ": " + failed->last_error());
             std::lock_guard<std::mutex> lock(self->mutex);
-            if (self->link == failed) self->drop_locked(failed, why);
+            if (self->link == failed) self->drop_locked(failed.get(), why);
         });
         c->connect([weak, weak_c, attempt](std::error_code ec) {
             auto self = weak.lock();
@@ -161,14 +162,14 @@ struct redis_client::state : std::enable_shared_from_this<state> {
             wait.unlock();
             std::lock_guard<std::mutex> lock(mutex);
             // A hung server is not waited on twice: the next call connects anew.
-            drop_locked(c, "reply timed out");
+            drop_locked(c.get(), "reply timed out");
             return std::make_error_code(std::errc::timed_out);
         }
         if (w->ec) {
             const auto ec = w->ec;
             wait.unlock();
             std::lock_guard<std::mutex> lock(mutex);
-            if (link == c) drop_locked(c, "connection lost: " + ec.message());
+            drop_locked(c.get(), "connection lost: " + ec.message());
             return ec;
         }
         out = std::move(w->reply);
@@ -192,7 +193,7 @@ redis_client::redis_client(redis_client_options options) {
 redis_client::~redis_client() {
     {
         std::lock_guard<std::mutex> lock(state_->mutex);
-        state_->drop_locked(state_->link, {});
+        state_->drop_locked(state_->link.get(), {});
     }
     state_->io.finish();
 }
@@ -214,7 +215,7 @@ bool redis_client::connected() const noexcept { return state_->up.load(std::memo
 
 void redis_client::disconnect() {
     std::lock_guard<std::mutex> lock(state_->mutex);
-    state_->drop_locked(state_->link, {});
+    state_->drop_locked(state_->link.get(), {});
 }
 
 std::string redis_client::last_error() const {
