@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/retry_after.hpp"
 #include "gatehouse/redis_client.hpp"
 
 namespace gatehouse {
@@ -28,8 +29,7 @@ std::chrono::milliseconds clamp_span(std::chrono::seconds s) {
 }
 
 limit_decision refused_for(std::chrono::milliseconds remaining) {
-    auto secs = std::chrono::ceil<std::chrono::seconds>(remaining);
-    return limit_decision{false, std::max(secs, std::chrono::seconds(1))};
+    return limit_decision{false, detail::retry_after_seconds(remaining)};
 }
 
 // The answer of PTTL on a lock key. -2 (no key) is "not locked". -1 (a key without expiry)

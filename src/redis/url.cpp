@@ -3,17 +3,12 @@
 #include <cctype>
 #include <utility>
 
+#include "common/hex.hpp"
+
 namespace gatehouse {
 namespace {
 
 std::error_code invalid() { return std::make_error_code(std::errc::invalid_argument); }
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 // Passwords routinely hold characters that are special in URLs (`@`, `:`, `/`), so the
 // userinfo part is percent-decoded as RFC 3986 says; a malformed escape is an error rather
@@ -26,8 +21,8 @@ bool percent_decode(std::string_view in, std::string& out) {
             continue;
         }
         if (i + 2 >= in.size()) return false;
-        int hi = hex_value(in[i + 1]);
-        int lo = hex_value(in[i + 2]);
+        int hi = detail::hex_value(in[i + 1]);
+        int lo = detail::hex_value(in[i + 2]);
         if (hi < 0 || lo < 0) return false;
         out.push_back(static_cast<char>(hi * 16 + lo));
         i += 2;
