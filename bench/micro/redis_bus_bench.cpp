@@ -1,10 +1,14 @@
 // The ingress hot path on Redis (DESIGN.md): command -> XADD pipelined on one connection ->
-// ack when the reply arrives. Measures `redis_bus::append` against a redis-server this program
+// ack when the reply arrives. Measures `redis_bus::append` (its command producer,
+// `redis_command_producer::append`) against a redis-server this program
 // starts on a free loopback port (and stops by PID), with W commands kept outstanding, and a
 // baseline in the same run: synchronous hiredis, one XADD round trip at a time, which is what a
 // gateway without pipelining gets. Prints one JSON line per workload.
 //
-//   gatehouse_redis_bus_bench [commands per workload, default 200000]
+//   gatehouse_redis_bus_bench [commands per workload, default 200000] [--batch-scheduling]
+//
+// --batch-scheduling runs the producer's I/O thread under SCHED_BATCH (the library's opt-in,
+// `batch_scheduling`); without it the thread keeps the default policy, as the library does.
 //
 // Speed is read from these figures (docs/benchmarks.md), never asserted: the CTest smoke run
 // only checks that every command was acked and is on the stream.
@@ -23,7 +27,7 @@
 #include <vector>
 
 #include "gatehouse/errc.hpp"
-#include "gatehouse/redis_bus.hpp"
+#include "gatehouse/redis_command_producer.hpp"
 #include "redis_server_fixture.hpp"
 
 namespace {
@@ -60,7 +64,8 @@ percentiles of(std::vector<double>& us) {
 }
 
 // `count` appends with at most `window` outstanding; returns false when any failed.
-bool run_bus(gatehouse::redis_bus& bus, std::size_t count, std::size_t window, const char* label) {
+bool run_bus(gatehouse::command_bus& bus, std::size_t count, std::size_t window,
+             const char* label) {
     std::mutex m;
     std::condition_variable cv;
     std::size_t outstanding = 0, done = 0, failed = 0;
@@ -162,19 +167,22 @@ bool run_sync_hiredis(std::uint16_t port, std::size_t count) {
 
 int run(int argc, char** argv) {
     const std::size_t count = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 200000;
-    if (count == 0) {
-        std::fprintf(stderr, "usage: %s [commands per workload > 0]\n", argv[0]);
+    const bool batch = argc > 2 && std::string(argv[2]) == "--batch-scheduling";
+    if (count == 0 || (argc > 2 && !batch) || argc > 3) {
+        std::fprintf(stderr, "usage: %s [commands per workload > 0] [--batch-scheduling]\n",
+                     argv[0]);
         return 2;
     }
     gatehouse_test::redis_server server;
-    gatehouse::redis_bus_options options;
+    gatehouse::redis_command_producer_options options;
     options.url = server.url();
     options.command_stream = "bench:commands";
     options.gateway_id = "bench";
     options.stream_maxlen = 100000;  // keeps redis-server's memory flat across workloads
-    gatehouse::redis_bus bus(options);
+    options.batch_scheduling = batch;
+    gatehouse::redis_command_producer bus(options);
     if (!bus.wait_connected(std::chrono::seconds(5))) {
-        std::fprintf(stderr, "redis_bus did not connect\n");
+        std::fprintf(stderr, "the command producer did not connect\n");
         return 1;
     }
     bool ok = run_sync_hiredis(server.port(), std::min<std::size_t>(count, 50000));

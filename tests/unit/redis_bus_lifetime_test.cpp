@@ -289,3 +289,36 @@ TEST_CASE("redis lifetime: redis_bus destroyed with appends in flight and Redis 
     CHECK(a.each_once());
     CHECK(a.late.load() == 0);
 }
+
+TEST_CASE("redis lifetime: redis_bus destroyed from its update handler and from an ack",
+          "[redis_lifetime]") {
+    redis_server server;
+    gatehouse::redis_bus_options o;
+    o.url = server.url();
+    o.command_stream = "test:commands";
+    o.updates_channel = "test:updates";
+    o.timeout = 1000ms;
+    SECTION("from the update handler") {
+        auto bus = std::make_shared<gatehouse::redis_bus>(o);
+        std::weak_ptr<gatehouse::redis_bus> watch = bus;
+        auto owner = std::make_shared<std::shared_ptr<gatehouse::redis_bus>>(bus);
+        bus->start([owner](std::string_view) { owner->reset(); });
+        REQUIRE(bus->wait_connected(5000ms));
+        bus.reset();
+        publish(server, "bye");
+        CHECK(eventually([&] { return watch.expired(); }));
+    }
+    SECTION("from an append's callback") {
+        auto bus = std::make_shared<gatehouse::redis_bus>(o);
+        REQUIRE(bus->wait_connected(5000ms));
+        std::weak_ptr<gatehouse::redis_bus> watch = bus;
+        std::atomic<bool> released{false};
+        bus->append(sample_command(), [&, owner = bus](std::error_code, std::string_view) mutable {
+            (void)eventually([&] { return released.load(); });
+            owner.reset();
+        });
+        bus.reset();
+        released = true;
+        CHECK(eventually([&] { return watch.expired(); }));
+    }
+}
