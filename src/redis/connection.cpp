@@ -354,7 +354,11 @@ void connection::on_data(std::size_t n) {
 
 void connection::dispatch_reply(reply r) {
     if ((subscribed_ && is_pubsub_message(r)) || pending_.empty()) {
-        if (push_) push_(r);
+        if (!push_) return;
+        // Called through a copy: the handler may close this connection (its owner closing from
+        // inside a delivery), which drops push_ while it runs.
+        const auto push = push_;
+        push(r);
         return;
     }
     auto& front = pending_.front();
