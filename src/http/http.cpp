@@ -8,7 +8,6 @@
 namespace gatehouse {
 namespace {
 
-using detail::form_decode;
 using detail::iequals;
 
 }  // namespace
@@ -21,17 +20,7 @@ std::string_view http_request::header(std::string_view name) const noexcept {
 }
 
 std::string http_request::query_param(std::string_view name) const {
-    std::string_view rest = query;
-    while (!rest.empty()) {
-        const auto amp = rest.find('&');
-        const std::string_view pair = rest.substr(0, amp);
-        rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
-        const auto eq = pair.find('=');
-        const std::string_view key = pair.substr(0, eq);
-        if (form_decode(key) != name) continue;
-        return eq == std::string_view::npos ? std::string{} : form_decode(pair.substr(eq + 1));
-    }
-    return {};
+    return detail::find_query_param(query, name).value_or(std::string{});
 }
 
 std::string_view http_request::bearer_token() const noexcept {

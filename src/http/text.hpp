@@ -4,6 +4,7 @@
 // the accessors do so that no spelling of `token=` slips past the redaction.
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -102,6 +103,22 @@ inline std::string form_decode(std::string_view s) {
         }
     }
     return out;
+}
+
+// The value of the first parameter named `name` in a raw query string (names compared after
+// decoding, case-sensitively), form-decoded; nullopt when absent, so that `?codec=` (present,
+// empty) is told from no `codec` at all. `http_request::query_param` and the WebSocket upgrade
+// (which has no `http_request`) both read queries through it.
+inline std::optional<std::string> find_query_param(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        const auto eq = pair.find('=');
+        if (form_decode(pair.substr(0, eq)) != name) continue;
+        return eq == std::string_view::npos ? std::string{} : form_decode(pair.substr(eq + 1));
+    }
+    return std::nullopt;
 }
 
 }  // namespace gatehouse::detail
