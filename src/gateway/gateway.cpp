@@ -54,23 +54,37 @@ std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
 
 }  // namespace
 
-struct gateway::impl {
-    impl(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
-         std::shared_ptr<pubsub_listener> listener)
-        : core(std::move(options), std::move(codecs), std::move(bus), std::move(listener)),
-          sweep_timer(io) {}
+// Runs the core's keepalive sweep every sweep_interval on the gateway's I/O context. Its timer
+// handler holds it weakly: the gateway drops it after the I/O threads stopped, and a handler
+// still queued then finds nothing to do.
+class sweeper : public std::enable_shared_from_this<sweeper> {
+public:
+    sweeper(asio::io_context& io, std::weak_ptr<detail::gateway_core> core)
+        : timer_(io), core_(std::move(core)) {}
 
-    void schedule_sweep() {
-        sweep_timer.expires_after(core.sweep_interval());
-        sweep_timer.async_wait([this](std::error_code ec) {
-            if (ec) return;
-            core.sweep();
-            schedule_sweep();
+    void arm(std::chrono::milliseconds interval) {
+        timer_.expires_after(interval);
+        timer_.async_wait([weak = weak_from_this(), interval](std::error_code ec) {
+            const auto self = weak.lock();
+            if (ec || !self) return;
+            if (const auto core = self->core_.lock()) core->sweep();
+            self->arm(interval);
         });
     }
 
+private:
+    asio::steady_timer timer_;
+    std::weak_ptr<detail::gateway_core> core_;
+};
+
+struct gateway::impl {
+    impl(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
+         std::shared_ptr<pubsub_listener> listener)
+        : core(std::make_shared<detail::gateway_core>(std::move(options), std::move(codecs),
+                                                      std::move(bus), std::move(listener))) {}
+
     detail::transport_options transport_options() const {
-        const auto& o = core.options();
+        const auto& o = core->options();
         detail::transport_options t;
         t.max_message_bytes = o.max_message_bytes;
         t.http_idle_timeout = o.http_idle_timeout;
@@ -86,31 +100,40 @@ struct gateway::impl {
         return t;
     }
 
+    void run_io_thread() {
+        // This thread's decode buffer for commands, owned here for the thread's life.
+        envelope scratch;
+        const detail::command_ingress::scratch_binding bound(scratch);
+        io.run();
+    }
+
     void shutdown() {
         std::lock_guard<std::mutex> lock(lifecycle);
         if (!started || stopped) return;
         stopped = true;
-        const auto deadline = std::chrono::steady_clock::now() + core.options().shutdown_timeout;
+        const auto deadline = std::chrono::steady_clock::now() + core->options().shutdown_timeout;
         // From here every upgrade is refused with 503 and no more commands are read; the
-        // sessions close (1001) as their pending commands are answered. The listening socket
-        // closes after the I/O threads stop: Asio's acceptor cannot be closed safely while
-        // another thread may be re-arming its accept.
-        core.begin_shutdown();
-        if (!core.wait_for_sessions(deadline)) {
-            core.log(log_level::warn, "shutdown timeout: closing the remaining connections");
+        // sessions close (1001) as their pending commands are answered, and what the bus has
+        // not answered by the deadline is cancelled. The listening socket closes after the I/O
+        // threads stop: Asio's acceptor cannot be closed safely while another thread may be
+        // re-arming its accept.
+        if (!core->shutdown(deadline)) {
+            core->log(log_level::warn,
+                      "shutdown timeout: closing the remaining connections and dropping the "
+                      "answers the bus still owes");
         }
-        core.stop_listener();
         // io.stop() also ends the sweep timer's loop; cancelling the timer from this thread
         // would race its re-arming on an I/O thread.
         io.stop();
         for (auto& t : threads) t.join();
         threads.clear();
+        sweep.reset();
         server->stop_listening();
     }
 
-    detail::gateway_core core;
+    std::shared_ptr<detail::gateway_core> core;
     asio::io_context io;
-    asio::steady_timer sweep_timer;
+    std::shared_ptr<sweeper> sweep;
     std::unique_ptr<detail::transport_server> server;
     std::vector<std::thread> threads;
     std::string local_address;
@@ -128,17 +151,18 @@ gateway::~gateway() {
     impl_->shutdown();
     // The listener before the I/O context it accepts on.
     impl_->server.reset();
+    impl_->sweep.reset();
 }
 
 void gateway::add_route(std::string method, std::string path, http_handler handler) {
-    impl_->core.add_route(std::move(method), std::move(path), std::move(handler));
+    impl_->core->add_route(std::move(method), std::move(path), std::move(handler));
 }
 
 std::error_code gateway::start() {
     auto& d = *impl_;
     std::lock_guard<std::mutex> lock(d.lifecycle);
     if (d.started) return {};
-    const auto& options = d.core.options();
+    const auto& options = d.core->options();
     asio::ip::tcp::endpoint endpoint;
     if (auto ec = parse_listen(options.listen, endpoint)) return ec;
 
@@ -152,29 +176,30 @@ std::error_code gateway::start() {
         if (!ec) tls->use_certificate_chain_file(options.tls_cert_file, ec);
         if (!ec) tls->use_private_key_file(options.tls_key_file, asio::ssl::context::pem, ec);
         if (ec) {
-            d.core.log(log_level::error, "TLS setup failed: " + ec.message());
+            d.core->log(log_level::error, "TLS setup failed: " + ec.message());
             return errc::tls_setup_failed;
         }
         d.server =
-            detail::make_transport_server(d.core, d.io, d.transport_options(), std::move(tls));
+            detail::make_transport_server(*d.core, d.io, d.transport_options(), std::move(tls));
     } else {
-        d.server = detail::make_transport_server(d.core, d.io, d.transport_options(), nullptr);
+        d.server = detail::make_transport_server(*d.core, d.io, d.transport_options(), nullptr);
     }
     if (auto ec = d.server->listen(endpoint)) {
         d.server.reset();
         return ec;
     }
     d.local_address = format_endpoint(d.server->local_endpoint());
-    d.core.start_listener();
-    d.schedule_sweep();
+    d.core->start_listener();
+    d.sweep = std::make_shared<sweeper>(d.io, d.core);
+    d.sweep->arm(d.core->sweep_interval());
 
     unsigned threads = options.threads;
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < threads; ++i) d.threads.emplace_back([&d] { d.io.run(); });
+    for (unsigned i = 0; i < threads; ++i) d.threads.emplace_back([&d] { d.run_io_thread(); });
     d.started = true;
-    d.core.log(log_level::info, "listening on " + d.local_address + " with " +
-                                    std::to_string(threads) + " I/O thread(s), gateway_id " +
-                                    d.core.gateway_id());
+    d.core->log(log_level::info, "listening on " + d.local_address + " with " +
+                                     std::to_string(threads) + " I/O thread(s), gateway_id " +
+                                     d.core->gateway_id());
     return {};
 }
 
@@ -182,16 +207,16 @@ std::string gateway::local_address() const { return impl_->local_address; }
 
 void gateway::shutdown() { impl_->shutdown(); }
 
-bool gateway::ready() const noexcept { return impl_->core.ready(); }
+bool gateway::ready() const noexcept { return impl_->core->ready(); }
 
-const std::string& gateway::gateway_id() const noexcept { return impl_->core.gateway_id(); }
+const std::string& gateway::gateway_id() const noexcept { return impl_->core->gateway_id(); }
 
-connection_manager& gateway::connections() noexcept { return impl_->core.connections(); }
+connection_manager& gateway::connections() noexcept { return impl_->core->connections(); }
 
-metrics_registry& gateway::metrics() noexcept { return impl_->core.metrics(); }
+metrics_registry& gateway::metrics() noexcept { return impl_->core->metrics(); }
 
 std::error_code gateway::authenticate(std::string_view token, identity& who) const {
-    return impl_->core.authenticate(token, who);
+    return impl_->core->authenticate(token, who);
 }
 
 }  // namespace gatehouse

@@ -2,6 +2,11 @@
 // One WebSocket or event-stream session as the gateway core sees it: the transport-independent
 // state of an authenticated connection. It is the `stream_handler` the transport calls and the
 // `connection` the connection manager sends through, forwarding sends to the transport's link.
+//
+// Lifetime: a session holds the two parts of the core it calls (the registry for its open and
+// close, the ingress for its messages) by `shared_ptr`, so a transport or a bus callback that
+// keeps a session keeps what it calls alive; the registry's references back to open sessions
+// are dropped when they close or when the gateway abandons them (session_registry).
 
 #include <atomic>
 #include <cstddef>
@@ -14,6 +19,7 @@
 #include "gatehouse/connection.hpp"
 #include "gatehouse/envelope.hpp"
 #include "gatehouse/gateway.hpp"
+#include "gatehouse/log.hpp"
 #include "gatehouse/token_bucket.hpp"
 #include "transport/transport_events.hpp"
 
@@ -29,14 +35,19 @@ struct session_setup {
     bool event_stream = false;                  // GET /sse/player: sends only, no welcome
 };
 
-class gateway_core;
+class session_registry;
+class command_ingress;
 
 class session final : public connection,
                       public stream_handler,
                       public std::enable_shared_from_this<session> {
 public:
-    session(gateway_core& core, session_setup setup, double rate, double burst)
-        : core_(core), setup_(std::move(setup)), bucket_(rate, burst) {}
+    session(std::shared_ptr<session_registry> registry, std::shared_ptr<command_ingress> ingress,
+            session_setup setup, double rate, double burst)
+        : registry_(std::move(registry)),
+          ingress_(std::move(ingress)),
+          setup_(std::move(setup)),
+          bucket_(rate, burst) {}
 
     const connection_id& id() const noexcept override { return setup_.id; }
     const session_setup& setup() const noexcept { return setup_; }
@@ -64,8 +75,17 @@ public:
     // are already on the bus, so they are never dropped; the transport's one bound on all that a
     // connection queues still holds them (it stops reading, then closes with 4008).
     send_status send_reply(const shared_frame& frame) { return send(frame); }
+    // Encodes a reply envelope (`type`, a JSON payload, `correlation_id`) in the session's
+    // codec and sends it with send_reply; a codec that cannot carry it is logged to `log`.
+    void reply(std::string_view type, std::string payload_json, std::string_view correlation_id,
+               const log_sink& log);
+    // An `error` reply (PROTOCOL.md section 3): `{"code":..,"message":..}`.
+    void reply_error(std::string_view code, std::string_view message,
+                     std::string_view correlation_id, const log_sink& log);
+    // Closes with 1001 once shutdown began and nothing is pending.
+    void close_for_shutdown() { close(close_code::going_away, "server shutting down"); }
 
-    // --- stream_handler: the transport's calls, handed to the core (gateway_core.cpp) ---
+    // --- stream_handler: the transport's calls, handed to the registry and the ingress ---
     void on_open(const std::shared_ptr<stream_link>& link) override;
     void on_message(bool text, std::string_view bytes) override;
     void on_activity() override;
@@ -119,7 +139,8 @@ public:
     }
 
 private:
-    gateway_core& core_;
+    const std::shared_ptr<session_registry> registry_;
+    const std::shared_ptr<command_ingress> ingress_;
     std::weak_ptr<stream_link> link_;
     session_setup setup_;
     token_bucket bucket_;

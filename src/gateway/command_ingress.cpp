@@ -1,0 +1,243 @@
+#include "gateway/command_ingress.hpp"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "gatehouse/codec_error.hpp"
+#include "gateway/json_text.hpp"
+#include "gateway/session.hpp"
+#include "gateway/steady_clock_ms.hpp"
+
+namespace gatehouse::detail {
+namespace {
+
+// The envelope the calling thread decodes into, when the gateway bound one (scratch_binding).
+thread_local envelope* bound_scratch = nullptr;
+
+// Where a WebSocket command's answer goes once the bus replied: its session, held weakly (a
+// session that closed meanwhile has no one to tell, and a bus that keeps a callback must not
+// keep a session).
+struct session_reply {
+    std::weak_ptr<session> target;
+
+    static metric_counter& accepted_counter(gateway_metrics& m) { return m.commands_accepted; }
+    void accepted(std::string_view entry_id, std::string_view correlation_id,
+                  const log_sink& log) const {
+        const auto s = target.lock();
+        if (!s) return;
+        std::string payload = "{\"stream_id\":";
+        append_json_string(payload, entry_id);
+        payload += '}';
+        s->reply("ack", std::move(payload), correlation_id, log);
+        finish(*s);
+    }
+    void unavailable(std::string_view correlation_id, const log_sink& log) const {
+        const auto s = target.lock();
+        if (!s) return;
+        s->reply_error("bus_unavailable", "the command bus did not accept it; retry later",
+                       correlation_id, log);
+        finish(*s);
+    }
+    static void finish(session& s) {
+        // The last answer of a draining session lets it close (PROTOCOL.md section 1).
+        if (s.end_command()) s.close_for_shutdown();
+    }
+};
+
+// Where a `POST /commands` answer goes: its HTTP exchange (the responder holds it weakly).
+struct http_reply {
+    http_responder respond;
+
+    static metric_counter& accepted_counter(gateway_metrics& m) { return m.http_commands_accepted; }
+    void accepted(std::string_view entry_id, std::string_view correlation_id,
+                  const log_sink&) const {
+        std::string body = "{\"correlation_id\":";
+        append_json_string(body, correlation_id);
+        body += ",\"stream_id\":";
+        append_json_string(body, entry_id);
+        body += '}';
+        respond(http_response::json(202, std::move(body)));
+    }
+    void unavailable(std::string_view, const log_sink&) const {
+        respond(http_response::problem(503, "bus_unavailable",
+                                       "the command bus did not accept it; retry later"));
+    }
+};
+
+// The WebSocket side of a command before it reaches the bus: refusals are error frames.
+struct session_answer {
+    const std::shared_ptr<session>& s;
+    const log_sink& log;
+
+    void invalid(std::string_view code, std::string_view message,
+                 std::string_view correlation_id) const {
+        s->reply_error(code, message, correlation_id, log);
+    }
+    void rate_limited(std::chrono::milliseconds, std::string_view correlation_id) const {
+        s->reply_error("rate_limited", "over the connection's command rate; not accepted",
+                       correlation_id, log);
+    }
+    void fill_origin(envelope& command) const {
+        const auto& setup = s->setup();
+        if (command.correlation_id.empty()) {
+            command.correlation_id = setup.id + "." + std::to_string(s->next_sequence());
+        }
+        command.origin.player_id = setup.who.player_id;
+        command.origin.connection_id = setup.id;
+        command.origin.client = setup.who.client;
+    }
+    // False once shutdown began: the command is neither accepted nor answered.
+    bool begin() const { return s->begin_command(); }
+    session_reply detach() const { return session_reply{s}; }
+};
+
+// The HTTP side: refusals are problem+json answers.
+struct http_answer {
+    const http_responder& respond;
+    const identity& who;
+    const std::string& request_id;
+
+    void invalid(std::string_view code, std::string_view message, std::string_view) const {
+        // The JSON codec reports text that is not JSON at all as a frame error; anything that
+        // parsed but breaks the envelope rules of section 3 is an envelope error.
+        respond(http_response::problem(
+            400, code == "invalid_frame" ? "invalid_json" : "invalid_envelope", message));
+    }
+    void rate_limited(std::chrono::milliseconds wait, std::string_view) const {
+        auto r = http_response::problem(429, "rate_limited",
+                                        "over the player's command rate; not accepted");
+        // Whole seconds, rounded up, at least 1 (Retry-After cannot say less).
+        r.headers.emplace_back("Retry-After",
+                               std::to_string(std::max<long long>(1, (wait.count() + 999) / 1000)));
+        respond(std::move(r));
+    }
+    void fill_origin(envelope& command) const {
+        if (command.correlation_id.empty()) command.correlation_id = "http:" + request_id;
+        command.origin.player_id = who.player_id;
+        command.origin.connection_id = "http:" + request_id;
+        command.origin.client = who.client;
+    }
+    bool begin() const { return true; }
+    http_reply detach() const { return http_reply{respond}; }
+};
+
+}  // namespace
+
+command_ingress::command_ingress(std::shared_ptr<const gateway_options> options,
+                                 std::shared_ptr<command_bus> bus,
+                                 std::shared_ptr<const codec> json,
+                                 std::shared_ptr<gateway_metrics> metrics)
+    : options_(std::move(options)),
+      bus_(std::move(bus)),
+      json_(std::move(json)),
+      metrics_(std::move(metrics)),
+      answers_(std::make_shared<answer_context>()) {
+    answers_->options = options_;
+    answers_->metrics = metrics_;
+}
+
+command_ingress::scratch_binding::scratch_binding(envelope& scratch) noexcept
+    : previous_(bound_scratch) {
+    bound_scratch = &scratch;
+}
+
+command_ingress::scratch_binding::~scratch_binding() { bound_scratch = previous_; }
+
+void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
+                                 std::string_view bytes) {
+    s->touch(steady_ms());
+    // After shutdown began nothing more is read: no ack, no error (PROTOCOL.md section 1).
+    if (s->draining()) return;
+    const auto& setup = s->setup();
+    const codec& reader = text ? *setup.text_codec : *setup.binary_codec;
+    std::optional<envelope> local;
+    envelope& command = bound_scratch != nullptr ? *bound_scratch : local.emplace();
+    const auto decoded = reader.decode(bytes, command);
+    // Every message takes a token, valid or not, so a flood of garbage is limited too.
+    const bool within_rate = s->bucket().try_take();
+    accept(decoded, within_rate, {}, command, session_answer{s, options_->log});
+}
+
+void command_ingress::on_http_command(const http_request& request, const identity& who,
+                                      const http_responder& respond) {
+    if (!request.content_type_is("application/json")) {
+        respond(http_response::problem(415, "unsupported_media_type",
+                                       "the body must be application/json"));
+        return;
+    }
+    envelope command;
+    const auto decoded = json_->decode(request.body, command);
+    bool within_rate = true;
+    std::chrono::milliseconds wait{};
+    if (!decoded) {
+        // Only a well-formed command takes a token: a client fixing its body is not punished.
+        const auto now = steady_ms();
+        std::lock_guard<std::mutex> lock(http_buckets_mutex_);
+        const double rate = options_->ws_rate_limit;
+        auto& entry = http_buckets_.try_emplace(who.player_id, http_bucket{{rate, 2 * rate}, now})
+                          .first->second;
+        entry.last_used_ms = now;
+        within_rate = entry.bucket.try_take();
+        if (!within_rate) {
+            wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+                entry.bucket.time_until_available());
+        }
+    }
+    const auto request_id =
+        options_->gateway_id + "-r" +
+        std::to_string(http_request_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+    accept(decoded, within_rate, wait, command, http_answer{respond, who, request_id});
+}
+
+// The one acceptance path. `Answer` is how the sender is told (session_answer, http_answer):
+// the steps, their order and their metrics are the same for both.
+template <class Answer>
+void command_ingress::accept(std::error_code decoded, bool within_rate,
+                             std::chrono::milliseconds retry_after, envelope& command,
+                             Answer answer) {
+    if (decoded) {
+        const auto code = protocol_error_code(decoded);
+        (code == "invalid_envelope" ? metrics_->refused_invalid_envelope
+                                    : metrics_->refused_invalid_frame)
+            .add();
+        answer.invalid(code, decoded.message(), command.correlation_id);
+        return;
+    }
+    if (!within_rate) {
+        metrics_->refused_rate_limited.add();
+        answer.rate_limited(retry_after, command.correlation_id);
+        return;
+    }
+    answer.fill_origin(command);
+    command.origin.accepted_at_ms = unix_ms();
+    if (!answer.begin()) return;
+    answers_->tracker.appended();
+    bus_->append(command, [answers = answers_, reply = answer.detach(),
+                           correlation_id = command.correlation_id](std::error_code error,
+                                                                    std::string_view entry_id) {
+        if (answers->tracker.handling()) {
+            const auto& log = answers->options->log;
+            if (error) {
+                answers->metrics->refused_bus_unavailable.add();
+                reply.unavailable(correlation_id, log);
+            } else {
+                reply.accepted_counter(*answers->metrics).add();
+                reply.accepted(entry_id, correlation_id, log);
+            }
+        }
+        answers->tracker.answered();
+    });
+}
+
+void command_ingress::forget_idle_buckets(std::int64_t now_ms) {
+    // A bucket unused for a minute is full again (the burst refills in two seconds at any
+    // rate): forgetting it changes nothing for that player and bounds the map.
+    const auto forget_before = now_ms - 60000;
+    std::lock_guard<std::mutex> lock(http_buckets_mutex_);
+    for (auto it = http_buckets_.begin(); it != http_buckets_.end();) {
+        it = it->second.last_used_ms < forget_before ? http_buckets_.erase(it) : std::next(it);
+    }
+}
+
+}  // namespace gatehouse::detail

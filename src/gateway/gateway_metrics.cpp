@@ -1,0 +1,115 @@
+#include "gateway/gateway_metrics.hpp"
+
+#include <string>
+#include <string_view>
+
+#include "gateway/session.hpp"
+
+namespace gatehouse::detail {
+namespace {
+
+constexpr std::string_view closed_help =
+    "WebSocket connections closed, by close code (1006: without a closing handshake).";
+
+metric_counter& upgrade_refusals(metrics_registry& m, std::string_view reason) {
+    return m.counter("gatehouse_upgrades_refused_total", "WebSocket upgrades refused, by reason.",
+                     "reason=\"" + std::string(reason) + "\"");
+}
+
+metric_counter& command_refusals(metrics_registry& m, std::string_view reason) {
+    return m.counter("gatehouse_commands_refused_total",
+                     "Commands answered with an error, by code.",
+                     "reason=\"" + std::string(reason) + "\"");
+}
+
+metric_counter& closed_counter(metrics_registry& m, std::uint16_t code) {
+    return m.counter("gatehouse_connections_closed_total", closed_help,
+                     "code=\"" + std::to_string(code) + "\"");
+}
+
+}  // namespace
+
+gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>& connections,
+                                 const std::shared_ptr<const command_bus>& bus)
+    : registry_(std::make_unique<metrics_registry>()),
+      player_connections(registry_->gauge("gatehouse_connections", "Open WebSocket connections.",
+                                          "client=\"player\"")),
+      bot_connections(registry_->gauge("gatehouse_connections", "Open WebSocket connections.",
+                                       "client=\"bot\"")),
+      event_streams(registry_->gauge("gatehouse_event_streams", "Open GET /sse/player streams.")),
+      connections_opened(registry_->counter("gatehouse_connections_opened_total",
+                                            "WebSocket connections opened.")),
+      upgrades_unauthorized(upgrade_refusals(*registry_, "unauthorized")),
+      upgrades_bad_codec(upgrade_refusals(*registry_, "bad_codec")),
+      upgrades_shutting_down(upgrade_refusals(*registry_, "shutting_down")),
+      upgrades_not_found(upgrade_refusals(*registry_, "not_found")),
+      upgrades_over_capacity(upgrade_refusals(*registry_, "over_capacity")),
+      commands_accepted(registry_->counter("gatehouse_commands_accepted_total",
+                                           "Commands the bus accepted (and that were acked).")),
+      http_commands_accepted(registry_->counter("gatehouse_http_commands_accepted_total",
+                                                "POST /commands the bus accepted (202).")),
+      refused_invalid_frame(command_refusals(*registry_, "invalid_frame")),
+      refused_invalid_envelope(command_refusals(*registry_, "invalid_envelope")),
+      refused_rate_limited(command_refusals(*registry_, "rate_limited")),
+      refused_bus_unavailable(command_refusals(*registry_, "bus_unavailable")),
+      updates_received(registry_->counter("gatehouse_updates_received_total",
+                                          "Update messages received from the bus.")),
+      updates_malformed(registry_->counter("gatehouse_updates_malformed_total",
+                                           "Update messages dropped as malformed.")),
+      idle_closed(registry_->counter("gatehouse_idle_closed_total",
+                                     "Connections closed by the idle timeout.")) {
+    // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
+    // start so that dashboards see the family before the first close.
+    for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {
+        closed_counter(*registry_, static_cast<std::uint16_t>(code));
+    }
+    // Read at render time; weakly held, so a render racing the gateway's teardown reads 0.
+    const std::weak_ptr<const connection_manager> weak_connections = connections;
+    const auto stat = [weak_connections](auto member) {
+        return [weak_connections, member] {
+            const auto c = weak_connections.lock();
+            return c ? static_cast<double>(c->stats().*member) : 0.0;
+        };
+    };
+    auto& r = *registry_;
+    r.counter_callback("gatehouse_updates_routed_total",
+                       "Updates delivered to at least one connection here.",
+                       stat(&connection_manager_stats::updates_routed));
+    r.counter_callback("gatehouse_updates_unrouted_total",
+                       "Updates for players or rooms with no connection here.",
+                       stat(&connection_manager_stats::updates_unrouted));
+    r.counter_callback(
+        "gatehouse_updates_oversized_total",
+        "Updates not sent to some connections: their frame is larger than the send buffer.",
+        stat(&connection_manager_stats::updates_oversized));
+    r.counter_callback("gatehouse_frames_sent_total", "Frames queued on connections.",
+                       stat(&connection_manager_stats::frames_sent));
+    r.counter_callback("gatehouse_send_queue_dropped_total",
+                       "Frames dropped for a full send buffer (policy drop).",
+                       stat(&connection_manager_stats::frames_dropped));
+    r.counter_callback("gatehouse_slow_consumers_closed_total",
+                       "Connections closed for a full send buffer (policy close).",
+                       stat(&connection_manager_stats::slow_consumers_closed));
+    r.counter_callback("gatehouse_update_encode_failures_total",
+                       "Update/codec pairs that could not be encoded.",
+                       stat(&connection_manager_stats::encode_failures));
+    const std::weak_ptr<const command_bus> weak_bus = bus;
+    r.gauge_callback("gatehouse_bus_connected", "1 while the command bus is connected.",
+                     [weak_bus] {
+                         const auto b = weak_bus.lock();
+                         return b && b->connected() ? 1.0 : 0.0;
+                     });
+}
+
+metric_gauge& gateway_metrics::open_gauge(const session_setup& setup) noexcept {
+    if (setup.event_stream) return event_streams;
+    return setup.who.client == client_kind::bot ? bot_connections : player_connections;
+}
+
+void gateway_metrics::count_close(std::uint16_t code) {
+    // Registration takes the registry's lock: fine once per connection, and the set of codes
+    // seen in practice is small.
+    closed_counter(*registry_, code).add();
+}
+
+}  // namespace gatehouse::detail

@@ -1,0 +1,65 @@
+#include "gateway/http_router.hpp"
+
+#include <utility>
+
+#include "gatehouse/log.hpp"
+
+namespace gatehouse::detail {
+
+void http_router::add(std::string method, std::string path, http_handler handler) {
+    auto& slot = routes_[std::move(path)][std::move(method)];
+    if (slot.builtin) return;
+    slot.handler = std::move(handler);
+}
+
+void http_router::add_builtin(std::string method, std::string path, http_handler handler) {
+    routes_[std::move(path)][std::move(method)] = route{std::move(handler), true};
+}
+
+void http_router::add_prefix(std::string prefix, http_handler handler) {
+    prefixes_.emplace_back(std::move(prefix), std::move(handler));
+}
+
+void http_router::handle(const http_request& request, const http_responder& respond) const {
+    for (const auto& [prefix, handler] : prefixes_) {
+        if (request.path.compare(0, prefix.size(), prefix) == 0) {
+            call(handler, request, respond);
+            return;
+        }
+    }
+    const auto path = routes_.find(request.path);
+    if (path == routes_.end()) {
+        respond(http_response::problem(404, "not_found"));
+        return;
+    }
+    const auto method = path->second.find(request.method);
+    if (method == path->second.end()) {
+        std::string allow;
+        for (const auto& entry : path->second) {
+            if (!allow.empty()) allow += ", ";
+            allow += entry.first;
+        }
+        auto r = http_response::problem(405, "method_not_allowed");
+        r.headers.emplace_back("Allow", std::move(allow));
+        respond(std::move(r));
+        return;
+    }
+    call(method->second.handler, request, respond);
+}
+
+void http_router::call(const http_handler& handler, const http_request& request,
+                       const http_responder& respond) const {
+    // A route is often an embedding team's code. The handler gets a copy of `respond`; both
+    // complete the same exchange.
+    try {
+        handler(request, respond);
+    } catch (...) {
+        if (log_) {
+            log_(log_level::error, "route " + request.method + " " + redact_target(request.path) +
+                                       " threw an exception");
+        }
+        respond(http_response::problem(500, "internal_error"));
+    }
+}
+
+}  // namespace gatehouse::detail

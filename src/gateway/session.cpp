@@ -1,0 +1,56 @@
+#include "gateway/session.hpp"
+
+#include <utility>
+
+#include "gateway/command_ingress.hpp"
+#include "gateway/json_text.hpp"
+#include "gateway/session_registry.hpp"
+#include "gateway/steady_clock_ms.hpp"
+
+namespace gatehouse::detail {
+
+void session::on_open(const std::shared_ptr<stream_link>& link) {
+    link_ = link;
+    registry_->open(shared_from_this());
+}
+
+void session::on_message(bool text, std::string_view bytes) {
+    ingress_->on_message(shared_from_this(), text, bytes);
+}
+
+void session::on_activity() { touch(steady_ms()); }
+
+void session::on_close(std::uint16_t code) { registry_->close(shared_from_this(), code); }
+
+void session::reply(std::string_view type, std::string payload_json,
+                    std::string_view correlation_id, const log_sink& log) {
+    envelope out;
+    out.type = type;
+    out.payload = std::move(payload_json);
+    out.format = payload_format::json;
+    out.correlation_id = correlation_id;
+    std::string bytes;
+    const auto& wire = *setup_.wire_codec;
+    if (auto ec = wire.encode(out, bytes)) {
+        // Our own JSON payloads are representable in every built-in codec; a custom codec
+        // that cannot carry them leaves the client without this reply, which is logged.
+        if (log) {
+            log(log_level::error, "cannot encode a " + std::string(type) + " reply with codec " +
+                                      std::string(wire.name()) + ": " + ec.message());
+        }
+        return;
+    }
+    send_reply(make_frame(std::move(bytes), wire.frame()));
+}
+
+void session::reply_error(std::string_view code, std::string_view message,
+                          std::string_view correlation_id, const log_sink& log) {
+    std::string payload = "{\"code\":";
+    append_json_string(payload, code);
+    payload += ",\"message\":";
+    append_json_string(payload, message);
+    payload += '}';
+    reply("error", std::move(payload), correlation_id, log);
+}
+
+}  // namespace gatehouse::detail

@@ -1,0 +1,155 @@
+#include "gateway/session_registry.hpp"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gateway/json_text.hpp"
+#include "gateway/steady_clock_ms.hpp"
+
+namespace gatehouse::detail {
+
+session_registry::session_registry(std::shared_ptr<const gateway_options> options,
+                                   std::shared_ptr<connection_manager> connections,
+                                   std::shared_ptr<gateway_metrics> metrics)
+    : options_(std::move(options)),
+      connections_(std::move(connections)),
+      metrics_(std::move(metrics)) {}
+
+bool session_registry::reserve_slot() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto cap = options_->max_connections;
+    if (cap > 0 && sessions_.size() + opening_ >= cap) return false;
+    // Counted from here, not from open(): a connection whose handshake is still being written
+    // when shutdown begins must be waited for and closed with 1001 too.
+    ++opening_;
+    return true;
+}
+
+connection_id session_registry::next_connection_id() {
+    return options_->gateway_id + "-" +
+           std::to_string(connection_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
+}
+
+void session_registry::open(const std::shared_ptr<session>& s) {
+    s->touch(steady_ms());
+    const auto& setup = s->setup();
+    if (!setup.event_stream) {
+        // The welcome goes out before the connection is registered for routing, so no update
+        // can overtake it (PROTOCOL.md section 3: the welcome comes first).
+        std::string payload = "{\"connection_id\":";
+        append_json_string(payload, setup.id);
+        payload += ",\"player_id\":";
+        append_json_string(payload, setup.who.player_id);
+        payload += ",\"codec\":";
+        append_json_string(payload, setup.wire_codec->name());
+        payload += '}';
+        s->reply("welcome", std::move(payload), {}, options_->log);
+    }
+    add(s);
+}
+
+void session_registry::add(const std::shared_ptr<session>& s) {
+    const auto& setup = s->setup();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        --opening_;
+        sessions_.emplace(s.get(), s);
+    }
+    connections_->add(s, connection_info{setup.who.player_id, setup.who.client, setup.wire_codec});
+    if (!setup.event_stream) metrics_->connections_opened.add();
+    metrics_->open_gauge(setup).add(1);
+    // A connection that opened while shutdown began is closed like the others.
+    if (shutting_down_ && s->start_draining()) s->close_for_shutdown();
+}
+
+void session_registry::close(const std::shared_ptr<session>& s, std::uint16_t code) {
+    connections_->remove(s->id());
+    bool was_open = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        was_open = sessions_.erase(s.get()) > 0;
+        if (!was_open && opening_ > 0) --opening_;  // its handshake failed after acceptance
+        if (sessions_.empty() && opening_ == 0) all_closed_.notify_all();
+    }
+    if (!was_open) return;
+    metrics_->open_gauge(s->setup()).add(-1);
+    // An event stream has no close code: it is not a WebSocket.
+    if (!s->setup().event_stream) metrics_->count_close(code);
+}
+
+std::chrono::milliseconds session_registry::sweep_interval() const noexcept {
+    using std::chrono::milliseconds;
+    milliseconds shortest{1000};
+    for (auto d : {options_->ping_interval, options_->idle_timeout}) {
+        if (d.count() > 0) shortest = std::min(shortest, d / 4);
+    }
+    return std::max(shortest, milliseconds{10});
+}
+
+void session_registry::sweep(std::int64_t now) {
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live.reserve(sessions_.size());
+        for (const auto& entry : sessions_) live.push_back(entry.second);
+    }
+    const auto ping_after = options_->ping_interval.count();
+    const auto idle_after = options_->idle_timeout.count();
+    for (const auto& s : live) {
+        const auto quiet = now - s->last_seen_ms();
+        if (s->setup().event_stream) {
+            // A client never writes on an event stream, so it is never idle: the keep-alive
+            // comment (every ping interval, or 15 s when pings are off) shows whether it is
+            // still there, and a write that fails ends the stream.
+            const std::int64_t keepalive = ping_after > 0 ? ping_after : 15000;
+            if (quiet >= keepalive && s->ping()) s->touch(now);
+            continue;
+        }
+        if (idle_after > 0 && quiet >= idle_after) {
+            if (s->mark_idle_closed()) {
+                metrics_->idle_closed.add();
+                s->close(close_code::policy_violation, "idle timeout");
+            }
+        } else if (ping_after > 0 && quiet >= ping_after && s->mark_pinged()) {
+            s->ping();
+        }
+    }
+}
+
+void session_registry::begin_shutdown() {
+    if (shutting_down_.exchange(true)) return;
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const auto& entry : sessions_) live.push_back(entry.second);
+    }
+    for (const auto& s : live) {
+        if (s->start_draining()) s->close_for_shutdown();
+    }
+}
+
+bool session_registry::wait_for_sessions(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return all_closed_.wait_until(lock, deadline,
+                                  [this] { return sessions_.empty() && opening_ == 0; });
+}
+
+void session_registry::abandon_all() {
+    std::unordered_map<const session*, std::shared_ptr<session>> abandoned;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        abandoned.swap(sessions_);
+    }
+    for (const auto& entry : abandoned) connections_->remove(entry.second->id());
+    // `abandoned` is released here, outside the lock: a session's last reference may go with
+    // it, and its destructor releases this registry's other users.
+}
+
+std::size_t session_registry::size() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return sessions_.size();
+}
+
+}  // namespace gatehouse::detail

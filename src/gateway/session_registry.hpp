@@ -1,0 +1,83 @@
+#pragma once
+// The open sessions of a gateway: admission (the connection cap, connection ids), each
+// session's open (welcome, then routing) and close, the keepalive sweep, and the drain on
+// shutdown that closes each session once its pending commands are answered.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "gatehouse/connection_manager.hpp"
+#include "gatehouse/gateway.hpp"
+#include "gateway/gateway_metrics.hpp"
+#include "gateway/session.hpp"
+
+namespace gatehouse::detail {
+
+// Thread safety: every member may be called from any thread.
+// Lifetime: it holds each open session (for sweeps and the drain) and each session holds it;
+// `close` or `abandon_all` ends that pairing, so nothing outlives the gateway through it.
+class session_registry {
+public:
+    session_registry(std::shared_ptr<const gateway_options> options,
+                     std::shared_ptr<connection_manager> connections,
+                     std::shared_ptr<gateway_metrics> metrics);
+    session_registry(const session_registry&) = delete;
+    session_registry& operator=(const session_registry&) = delete;
+
+    // --- admission ---
+    bool shutting_down() const noexcept { return shutting_down_.load(); }
+    // Counts an accepted upgrade until it opens or fails; false when over max_connections.
+    bool reserve_slot();
+    // `<gateway_id>-<n>`, unique for this gateway's life.
+    connection_id next_connection_id();
+
+    // --- a session's life (its stream_handler calls) ---
+    // A WebSocket gets its welcome, then is registered for routing (so no update overtakes the
+    // welcome); an event stream is registered at once.
+    void open(const std::shared_ptr<session>& s);
+    // Unregisters it (or gives back the slot of one that never opened) and counts the close.
+    void close(const std::shared_ptr<session>& s, std::uint16_t code);
+
+    // --- keepalive ---
+    // Pings quiet WebSockets, closes idle ones (1008), sends event streams their keep-alive.
+    void sweep(std::int64_t now_ms);
+    // How often sweep() should run for the configured ping and idle intervals.
+    std::chrono::milliseconds sweep_interval() const noexcept;
+
+    // --- drain ---
+    // From now on upgrades are refused and sessions read nothing; each closes (1001) once its
+    // pending commands are answered, at once when none are.
+    void begin_shutdown();
+    // Waits until every session has closed or `deadline` passed; true when all closed.
+    bool wait_for_sessions(std::chrono::steady_clock::time_point deadline);
+    // Forgets every session still registered, as the gateway goes away after a drain that
+    // timed out: their sockets close with the transport.
+    void abandon_all();
+
+    std::size_t size() const;
+
+private:
+    void add(const std::shared_ptr<session>& s);
+
+    const std::shared_ptr<const gateway_options> options_;
+    const std::shared_ptr<connection_manager> connections_;
+    const std::shared_ptr<gateway_metrics> metrics_;
+
+    std::atomic<bool> shutting_down_{false};
+    std::atomic<std::uint64_t> connection_counter_{0};
+
+    // Not on the send path: only opens, closes, sweeps and the drain take it.
+    mutable std::mutex mutex_;
+    std::condition_variable all_closed_;
+    std::unordered_map<const session*, std::shared_ptr<session>> sessions_;
+    // Upgrades accepted whose open has not run yet.
+    std::size_t opening_ = 0;
+};
+
+}  // namespace gatehouse::detail
