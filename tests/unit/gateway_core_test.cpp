@@ -4,115 +4,21 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "gatehouse/builtin_codecs.hpp"
-#include "gatehouse/in_process_bus.hpp"
-#include "gatehouse/jwt.hpp"
-#include "transport/transport_events.hpp"
+#include "memory_transport.hpp"
 
-// The gateway core on an in-memory transport: the same `transport_events` / `stream_link`
-// seam the socket transport uses, with a link that can fail its Nth send (Beast's
-// test::fail_count), so every error path of the core runs without a socket.
+// The gateway core as a whole on the in-memory transport (memory_transport.hpp): the same
+// `transport_events` / `stream_link` seam the socket transport uses, with a link that can fail
+// its Nth send, so every error path of the core runs without a socket. Each part has its own
+// tests beside this file.
 
 namespace {
 
-using namespace gatehouse;
-using namespace gatehouse::detail;
-
-// A stream_link that keeps what it was sent and fails the Nth send (1-based; 0: never).
-class memory_link final : public stream_link {
-public:
-    explicit memory_link(std::size_t fail_at = 0) : fail_at_(fail_at) {}
-
-    send_status send(const shared_frame& frame) override {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++sends_;
-        if (closed_ || (fail_at_ != 0 && sends_ >= fail_at_)) {
-            // A failed write ends the stream, as it does on a socket.
-            closed_ = true;
-            return send_status::closed;
-        }
-        frames_.push_back(*frame.bytes);
-        return send_status::queued;
-    }
-    std::size_t buffered_bytes() const noexcept override { return 0; }
-    void close(close_code code, std::string_view) override {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (!closed_) close_code_ = static_cast<std::uint16_t>(code);
-        closed_ = true;
-    }
-    bool ping() override {
-        std::lock_guard<std::mutex> lock(mutex_);
-        ++pings_;
-        return !closed_;
-    }
-
-    std::vector<std::string> frames() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return frames_;
-    }
-    std::uint16_t close_code() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return close_code_;
-    }
-    std::size_t pings() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return pings_;
-    }
-
-private:
-    mutable std::mutex mutex_;
-    std::size_t fail_at_;
-    std::size_t sends_ = 0;
-    std::size_t pings_ = 0;
-    bool closed_ = false;
-    std::uint16_t close_code_ = 0;
-    std::vector<std::string> frames_;
-};
-
-struct core_fixture {
-    std::shared_ptr<in_process_bus> bus = std::make_shared<in_process_bus>();
-    std::unique_ptr<gateway_core> core;
-
-    explicit core_fixture(gateway_options options = base_options()) {
-        core = std::make_unique<gateway_core>(std::move(options),
-                                              codec_registry::with_builtin_codecs(), bus, bus);
-    }
-
-    static gateway_options base_options() {
-        gateway_options o;
-        o.jwt_secret = "core-test-secret";
-        o.gateway_id = "core-test";
-        return o;
-    }
-
-    static std::string token(const std::string& player) {
-        jwt_claims claims;
-        claims.sub = player;
-        claims.iat = unix_now_seconds();
-        claims.exp = claims.iat + 600;
-        return sign_jwt(claims, "core-test-secret");
-    }
-
-    upgrade_decision upgrade(const std::string& player) {
-        const std::string path = "/ws/player/" + token(player);
-        upgrade_request request;
-        request.path = path;
-        request.remote_address = "127.0.0.1";
-        return core->authorize_upgrade(request);
-    }
-};
-
-bool contains(const std::vector<std::string>& frames, std::string_view needle) {
-    for (const auto& f : frames) {
-        if (f.find(needle) != std::string::npos) return true;
-    }
-    return false;
-}
+using namespace gatehouse_test;
+using core_fixture = core_on<>;
 
 }  // namespace
 
@@ -159,7 +65,7 @@ TEST_CASE("gateway core: refusals carry problem+json", "[gateway_core]") {
     elsewhere.path = "/ws/other";
     CHECK(f.core->authorize_upgrade(elsewhere).refusal.status == 404);
 
-    const std::string path = "/ws/player/" + core_fixture::token("bob");
+    const std::string path = "/ws/player/" + test_token("bob");
     upgrade_request bad_codec;
     bad_codec.path = path;
     bad_codec.query = "codec=nope";
@@ -168,7 +74,7 @@ TEST_CASE("gateway core: refusals carry problem+json", "[gateway_core]") {
 
 TEST_CASE("gateway core: max_connections answers 503 over_capacity until one closes",
           "[gateway_core]") {
-    auto options = core_fixture::base_options();
+    auto options = test_options();
     options.max_connections = 2;
     core_fixture f(options);
     auto first = f.upgrade("p1");
@@ -219,14 +125,14 @@ TEST_CASE("gateway core: every failing send leaves the core consistent (fail the
 
 TEST_CASE("gateway core: event streams get keep-alives and are never idle-closed",
           "[gateway_core]") {
-    auto options = core_fixture::base_options();
+    auto options = test_options();
     options.ping_interval = std::chrono::milliseconds{0};
     options.idle_timeout = std::chrono::milliseconds{20};
     core_fixture f(options);
     http_request request;
     request.method = "GET";
     request.path = "/sse/player";
-    request.headers.emplace_back("Authorization", "Bearer " + core_fixture::token("dana"));
+    request.headers.emplace_back("Authorization", "Bearer " + test_token("dana"));
     REQUIRE(f.core->is_event_stream_request(request));
     auto decision = f.core->authorize_event_stream(request);
     REQUIRE(decision.accepted);

@@ -1,0 +1,80 @@
+#include "gateway/gateway_metrics.hpp"
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <string>
+
+#include "gateway/gateway_id.hpp"
+#include "gateway/session.hpp"
+#include "gateway/update_router.hpp"
+#include "memory_transport.hpp"
+
+// The gateway's metric families (resolved once, callbacks holding their sources weakly), the
+// gateway id rule, and the update router that counts what the listener hears.
+
+namespace {
+
+using namespace gatehouse_test;
+
+bool has(const std::string& text, const std::string& line) {
+    return text.find(line) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("gateway metrics: families listed from the start, gauges by kind", "[gateway_metrics]") {
+    auto connections = std::make_shared<connection_manager>();
+    auto bus = std::make_shared<manual_bus>();
+    gateway_metrics m(connections, bus);
+    auto text = m.registry().render();
+    CHECK(has(text, "gatehouse_connections_closed_total{code=\"1001\"} 0"));
+    CHECK(has(text, "gatehouse_commands_refused_total{reason=\"rate_limited\"} 0"));
+    CHECK(has(text, "gatehouse_bus_connected 1"));
+    CHECK(has(text, "gatehouse_frames_sent_total 0"));
+
+    session_setup setup;
+    setup.who.client = client_kind::bot;
+    CHECK(&m.open_gauge(setup) == &m.bot_connections);
+    setup.event_stream = true;
+    CHECK(&m.open_gauge(setup) == &m.event_streams);
+    m.count_close(4000);
+    CHECK(has(m.registry().render(), "gatehouse_connections_closed_total{code=\"4000\"} 1"));
+
+    // The callbacks hold their sources weakly: gone, they read 0.
+    bus.reset();
+    connections.reset();
+    text = m.registry().render();
+    CHECK(has(text, "gatehouse_bus_connected 0"));
+    CHECK(has(text, "gatehouse_frames_sent_total 0"));
+}
+
+TEST_CASE("gateway id: the rule and the generated default", "[gateway_metrics]") {
+    CHECK(is_valid_gateway_id("a"));
+    CHECK(is_valid_gateway_id("host-1.eu:7_x"));
+    CHECK_FALSE(is_valid_gateway_id(""));
+    CHECK_FALSE(is_valid_gateway_id("has space"));
+    CHECK_FALSE(is_valid_gateway_id(std::string(65, 'a')));
+    const auto id = make_gateway_id();
+    CHECK(is_valid_gateway_id(id));
+    CHECK(id != make_gateway_id());
+}
+
+TEST_CASE("update router: counts, drops malformed updates, delivers the rest",
+          "[gateway_metrics]") {
+    std::vector<std::string> logged;
+    auto options = test_options();
+    options.log = [&logged](log_level, std::string_view m) { logged.emplace_back(m); };
+    core_on<manual_bus> f(options);
+    f.core->start_listener();
+    auto s = f.open("rosa");
+    REQUIRE(f.bus->deliver("{not json"));
+    REQUIRE(f.bus->deliver(to_json(update_for_player("rosa", "news", R"({"secret":1})"))));
+    const auto text = f.core->metrics().render();
+    CHECK(has(text, "gatehouse_updates_received_total 2"));
+    CHECK(has(text, "gatehouse_updates_malformed_total 1"));
+    CHECK(contains(s.link->frames(), "\"type\":\"news\""));
+    for (const auto& line : logged) CHECK(line.find("secret") == std::string::npos);
+    f.core->stop_listener();
+    CHECK_FALSE(f.bus->deliver("{}"));  // stopped: the listener no longer holds a handler
+    s.handler->on_close(1000);
+}

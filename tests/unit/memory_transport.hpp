@@ -1,0 +1,224 @@
+#pragma once
+
+// The gateway core's test harness: an in-memory transport link that fails its Nth send
+// (Beast's test::fail_count), a bus whose appends wait until the test answers them (or fail
+// at once), and a core built on either bus. The core's parts are tested on the same
+// `stream_link` seam the socket transport uses, without a socket.
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gatehouse/builtin_codecs.hpp"
+#include "gatehouse/command_bus.hpp"
+#include "gatehouse/errc.hpp"
+#include "gatehouse/in_process_bus.hpp"
+#include "gatehouse/jwt.hpp"
+#include "gatehouse/pubsub_listener.hpp"
+#include "gateway/gateway_core.hpp"
+#include "transport/transport_events.hpp"
+
+namespace gatehouse_test {
+
+using namespace gatehouse;
+using namespace gatehouse::detail;
+
+// A stream_link that keeps what it was sent and fails the Nth send (1-based; 0: never).
+class memory_link final : public stream_link {
+public:
+    explicit memory_link(std::size_t fail_at = 0) : fail_at_(fail_at) {}
+
+    send_status send(const shared_frame& frame) override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++sends_;
+        if (closed_ || (fail_at_ != 0 && sends_ >= fail_at_)) {
+            // A failed write ends the stream, as it does on a socket.
+            closed_ = true;
+            return send_status::closed;
+        }
+        frames_.push_back(*frame.bytes);
+        return send_status::queued;
+    }
+    std::size_t buffered_bytes() const noexcept override { return 0; }
+    void close(close_code code, std::string_view) override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!closed_) close_code_ = static_cast<std::uint16_t>(code);
+        closed_ = true;
+    }
+    bool ping() override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++pings_;
+        return !closed_;
+    }
+
+    std::vector<std::string> frames() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return frames_;
+    }
+    std::uint16_t close_code() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return close_code_;
+    }
+    std::size_t pings() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return pings_;
+    }
+
+private:
+    mutable std::mutex mutex_;
+    std::size_t fail_at_;
+    std::size_t sends_ = 0;
+    std::size_t pings_ = 0;
+    bool closed_ = false;
+    std::uint16_t close_code_ = 0;
+    std::vector<std::string> frames_;
+};
+
+// A bus the test drives: appends wait until `answer_next` / `fail_next` (a bus that never
+// answers is one the test never drives), or fail at once while `refusing`. Answers run on the
+// calling (test) thread. Its updates are delivered only by `deliver`.
+class manual_bus final : public command_bus, public pubsub_listener {
+public:
+    ~manual_bus() override {
+        // Like every bus: whatever is still waiting is answered, with an error.
+        while (fail_next()) {
+        }
+    }
+
+    void append(const envelope& command, append_handler done) override {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (refusing) {
+            lock.unlock();
+            done(errc::bus_unavailable, {});
+            return;
+        }
+        appended_.push_back(command.correlation_id);
+        waiting_.push_back(std::move(done));
+    }
+    bool connected() const noexcept override { return up; }
+    void start(update_handler on_message) override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        handler_ = std::move(on_message);
+    }
+    void stop() override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        handler_ = nullptr;
+    }
+    // Delivers one update as a listener would; false when not started.
+    bool deliver(std::string_view message) {
+        update_handler h;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            h = handler_;
+        }
+        if (!h) return false;
+        h(message);
+        return true;
+    }
+
+    // Answers the oldest waiting append with an entry id; false when none waits.
+    bool answer_next() { return finish({}, "1-" + std::to_string(++ids_)); }
+    bool fail_next() { return finish(errc::bus_unavailable, {}); }
+    std::size_t waiting() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return waiting_.size();
+    }
+    std::vector<std::string> appended() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return appended_;
+    }
+
+    bool refusing = false;
+    bool up = true;
+
+private:
+    bool finish(std::error_code error, const std::string& id) {
+        append_handler done;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (waiting_.empty()) return false;
+            done = std::move(waiting_.front());
+            waiting_.pop_front();
+        }
+        done(error, id);
+        return true;
+    }
+
+    mutable std::mutex mutex_;
+    std::deque<append_handler> waiting_;
+    std::vector<std::string> appended_;
+    update_handler handler_;
+    int ids_ = 0;
+};
+
+inline gateway_options test_options() {
+    gateway_options o;
+    o.jwt_secret = "core-test-secret";
+    o.gateway_id = "core-test";
+    return o;
+}
+
+inline std::string test_token(const std::string& player) {
+    jwt_claims claims;
+    claims.sub = player;
+    claims.iat = unix_now_seconds();
+    claims.exp = claims.iat + 600;
+    return sign_jwt(claims, "core-test-secret");
+}
+
+// A gateway core on a bus of the test's choice (in-process by default).
+template <class Bus = in_process_bus>
+struct core_on {
+    std::shared_ptr<Bus> bus = std::make_shared<Bus>();
+    std::unique_ptr<gateway_core> core;
+
+    explicit core_on(gateway_options options = test_options()) {
+        core = std::make_unique<gateway_core>(std::move(options),
+                                              codec_registry::with_builtin_codecs(), bus, bus);
+    }
+
+    upgrade_decision upgrade(const std::string& player) {
+        const std::string path = "/ws/player/" + test_token(player);
+        upgrade_request request;
+        request.path = path;
+        request.remote_address = "127.0.0.1";
+        return core->authorize_upgrade(request);
+    }
+
+    // An open WebSocket session for `player` on a fresh memory link.
+    struct open_session {
+        std::shared_ptr<stream_handler> handler;
+        std::shared_ptr<memory_link> link;
+    };
+    open_session open(const std::string& player, std::size_t fail_at = 0) {
+        auto decision = upgrade(player);
+        REQUIRE(decision.accepted);
+        open_session s{decision.handler, std::make_shared<memory_link>(fail_at)};
+        s.handler->on_open(s.link);
+        return s;
+    }
+};
+
+inline bool contains(const std::vector<std::string>& frames, std::string_view needle) {
+    for (const auto& f : frames) {
+        if (f.find(needle) != std::string::npos) return true;
+    }
+    return false;
+}
+
+inline std::size_t count(const std::vector<std::string>& frames, std::string_view needle) {
+    std::size_t n = 0;
+    for (const auto& f : frames) {
+        if (f.find(needle) != std::string::npos) ++n;
+    }
+    return n;
+}
+
+}  // namespace gatehouse_test
