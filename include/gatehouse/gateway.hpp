@@ -132,7 +132,9 @@ std::string make_gateway_id();
 /// accessors may then be called from any thread. Route handlers, bus callbacks and listener
 /// callbacks run on the gateway's I/O threads or the bus's threads, as documented there.
 /// Lifetime: the destructor shuts down (gracefully, bounded by `shutdown_timeout`) and joins
-/// every thread; the bus and listener must outlive the gateway (they are shared here).
+/// every thread. The gateway shares ownership of the bus and the listener, and the callbacks it
+/// hands them hold only shared or weak state: the gateway, the bus and the listener may be
+/// destroyed in any order, and a bus answer that comes after the gateway is gone is ignored.
 class gateway {
 public:
     /// Builds a gateway. Throws `std::invalid_argument` for unusable options: a TLS
@@ -160,7 +162,8 @@ public:
     /// Graceful shutdown (PROTOCOL.md section 1): stops accepting and reading commands,
     /// answers every command already read (ack or error), closes each WebSocket with 1001,
     /// stops the listener and joins the I/O threads. Idempotent; blocks until done or
-    /// `shutdown_timeout` passed.
+    /// `shutdown_timeout` passed; what the bus has not answered by then is cancelled (a later
+    /// answer is ignored).
     void shutdown();
 
     /// True when `/ready` would answer 200.
