@@ -179,7 +179,7 @@ TEST_CASE("command ingress: POST /commands answers", "[command_ingress]") {
     options.ws_rate_limit = 1;
     core_on<manual_bus> f(options);
     responses http;
-    const auto post = [&](http_request r) {
+    const auto post = [&](const http_request& r) {
         f.core->handle_http(r, http.responder());
         return http.last();
     };
