@@ -4,10 +4,11 @@
 #include <optional>
 #include <utility>
 
+#include "common/clock.hpp"
+#include "common/retry_after.hpp"
 #include "gatehouse/codec_error.hpp"
 #include "gateway/json_text.hpp"
 #include "gateway/session.hpp"
-#include "gateway/steady_clock_ms.hpp"
 
 namespace gatehouse::detail {
 namespace {
@@ -107,9 +108,7 @@ struct http_answer {
     void rate_limited(std::chrono::milliseconds wait, std::string_view) const {
         auto r = http_response::problem(429, "rate_limited",
                                         "over the player's command rate; not accepted");
-        // Whole seconds, rounded up, at least 1 (Retry-After cannot say less).
-        r.headers.emplace_back("Retry-After",
-                               std::to_string(std::max<long long>(1, (wait.count() + 999) / 1000)));
+        r.headers.emplace_back("Retry-After", retry_after_value(wait));
         respond(std::move(r));
     }
     void fill_origin(envelope& command) const {
@@ -146,7 +145,7 @@ command_ingress::scratch_binding::~scratch_binding() { bound_scratch = previous_
 
 void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
                                  std::string_view bytes) {
-    s->touch(steady_ms());
+    s->touch(steady_now_ms());
     // After shutdown began nothing more is read: no ack, no error (PROTOCOL.md section 1).
     if (s->draining()) return;
     const auto& setup = s->setup();
@@ -172,7 +171,7 @@ void command_ingress::on_http_command(const http_request& request, const identit
     std::chrono::milliseconds wait{};
     if (!decoded) {
         // Only a well-formed command takes a token: a client fixing its body is not punished.
-        const auto now = steady_ms();
+        const auto now = steady_now_ms();
         std::lock_guard<std::mutex> lock(http_buckets_mutex_);
         const double rate = options_->ws_rate_limit;
         auto& entry = http_buckets_.try_emplace(who.player_id, http_bucket{{rate, 2 * rate}, now})
@@ -210,7 +209,7 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
         return;
     }
     answer.fill_origin(command);
-    command.origin.accepted_at_ms = unix_ms();
+    command.origin.accepted_at_ms = unix_now_ms();
     if (!answer.begin()) return;
     answers_->tracker.appended();
     bus_->append(command, [answers = answers_, reply = answer.detach(),

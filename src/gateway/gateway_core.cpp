@@ -3,8 +3,8 @@
 #include <stdexcept>
 #include <utility>
 
+#include "common/clock.hpp"
 #include "gateway/gateway_id.hpp"
-#include "gateway/steady_clock_ms.hpp"
 #include "gateway/update_router.hpp"
 #include "gateway/upgrade_authorizer.hpp"
 #include "transport/client_address.hpp"
@@ -219,7 +219,7 @@ void gateway_core::add_builtin_routes() {
 // Keepalive
 
 void gateway_core::sweep() {
-    const auto now = steady_ms();
+    const auto now = steady_now_ms();
     ingress_->forget_idle_buckets(now);
     sessions_->sweep(now);
 }

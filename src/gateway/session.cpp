@@ -2,10 +2,10 @@
 
 #include <utility>
 
+#include "common/clock.hpp"
 #include "gateway/command_ingress.hpp"
 #include "gateway/json_text.hpp"
 #include "gateway/session_registry.hpp"
-#include "gateway/steady_clock_ms.hpp"
 
 namespace gatehouse::detail {
 
@@ -18,7 +18,7 @@ void session::on_message(bool text, std::string_view bytes) {
     ingress_->on_message(shared_from_this(), text, bytes);
 }
 
-void session::on_activity() { touch(steady_ms()); }
+void session::on_activity() { touch(steady_now_ms()); }
 
 void session::on_close(std::uint16_t code) { registry_->close(shared_from_this(), code); }
 

@@ -5,8 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "gateway/json_text.hpp"
-#include "gateway/steady_clock_ms.hpp"
 
 namespace gatehouse::detail {
 
@@ -33,7 +33,7 @@ connection_id session_registry::next_connection_id() {
 }
 
 void session_registry::open(const std::shared_ptr<session>& s) {
-    s->touch(steady_ms());
+    s->touch(steady_now_ms());
     const auto& setup = s->setup();
     if (!setup.event_stream) {
         // The welcome goes out before the connection is registered for routing, so no update

@@ -1,10 +1,9 @@
 #include "gateway/upgrade_authorizer.hpp"
 
-#include <openssl/crypto.h>
-
 #include <stdexcept>
 #include <utility>
 
+#include "common/constant_time.hpp"
 #include "gatehouse/errc.hpp"
 #include "gatehouse/jwt.hpp"
 #include "gateway/event_stream_codec.hpp"
@@ -15,12 +14,6 @@ namespace {
 
 bool starts_with(std::string_view s, std::string_view prefix) noexcept {
     return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
-bool constant_time_equal(std::string_view a, std::string_view b) noexcept {
-    // Lengths are not secret enough to hide (keys are configured, not guessed byte by byte);
-    // the content comparison is what must not leak through timing.
-    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 }  // namespace

@@ -38,7 +38,7 @@ constexpr const char* secret = "lifetime-secret";
 std::string token_for(const std::string& player) {
     jwt_claims claims;
     claims.sub = player;
-    claims.iat = unix_now_seconds();
+    claims.iat = gatehouse::unix_now_seconds();
     claims.exp = claims.iat + 600;
     return sign_jwt(claims, secret);
 }

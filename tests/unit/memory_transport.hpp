@@ -168,7 +168,7 @@ inline gateway_options test_options() {
 inline std::string test_token(const std::string& player) {
     jwt_claims claims;
     claims.sub = player;
-    claims.iat = unix_now_seconds();
+    claims.iat = gatehouse::unix_now_seconds();
     claims.exp = claims.iat + 600;
     return sign_jwt(claims, "core-test-secret");
 }

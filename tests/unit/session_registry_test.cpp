@@ -6,7 +6,7 @@
 #include <string>
 #include <thread>
 
-#include "gateway/steady_clock_ms.hpp"
+#include "common/clock.hpp"
 #include "memory_transport.hpp"
 
 // Open sessions: admission under max_connections, welcome-then-register, keepalive pings and
@@ -63,7 +63,7 @@ TEST_CASE("session registry: quiet sessions are pinged once, idle ones closed on
     CHECK(f.core->sweep_interval() == 10ms);
     auto s = f.open("jack");
     auto& registry = f.core->sessions();
-    const auto now = [] { return steady_ms(); };
+    const auto now = [] { return steady_now_ms(); };
     registry.sweep(now());
     CHECK(s.link->pings() == 0);
     registry.sweep(now() + 30);
