@@ -13,6 +13,7 @@
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "common/clock.hpp"
 #include "transport/listener_state.hpp"
 #include "transport/server_connection.hpp"
 #include "transport/transport_server.hpp"
@@ -123,7 +124,7 @@ private:
         sweep_timer_.expires_after(period);
         sweep_timer_.async_wait([this](std::error_code ec) {
             if (ec) return;
-            state_->sweep(transport_now_ms());
+            state_->sweep(steady_now_ms());
             schedule_sweep();
         });
     }

@@ -1,0 +1,120 @@
+#pragma once
+// The bytes queued for one connection's socket, and their count. An item is a frame header
+// (2-14 bytes, WebSocket only) beside shared, already encoded bytes, so the payload of one
+// broadcast is queued for every recipient without a copy. No I/O and no locking: the
+// connection's writer (connection_writer.hpp) holds its output mutex around every call except
+// buffered(), and gathers the queue into one sendmsg.
+
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/uio.h>
+
+namespace gatehouse::detail {
+
+struct out_item {
+    std::shared_ptr<const std::string> bytes;
+    unsigned char header[14] = {};
+    std::uint8_t header_len = 0;
+    std::size_t size() const noexcept { return header_len + bytes->size(); }
+};
+
+class output_queue {
+public:
+    // Every byte queued and not yet written (frame headers included); from any thread.
+    std::size_t buffered() const noexcept { return buffered_.load(std::memory_order_relaxed); }
+    std::size_t buffered_acquire() const noexcept {
+        return buffered_.load(std::memory_order_acquire);
+    }
+
+    bool empty() const noexcept { return items_.empty(); }
+    bool all_written() const noexcept { return head_ == items_.size(); }
+
+    void push(out_item item) {
+        buffered_.fetch_add(item.size(), std::memory_order_relaxed);
+        items_.push_back(std::move(item));
+    }
+
+    // Fills `out` with up to `max` buffers of the bytes not yet written, in order; returns how
+    // many. `max` is at least 2 (an item may need two: its header and its bytes).
+    std::size_t gather(iovec* out, std::size_t max) {
+        std::size_t count = 0;
+        std::size_t skip = offset_;
+        for (std::size_t i = head_; i < items_.size() && count + 1 < max; ++i) {
+            auto& item = items_[i];
+            if (skip < item.header_len) {
+                out[count++] = {item.header + skip, item.header_len - skip};
+                skip = 0;
+            } else {
+                skip -= item.header_len;
+            }
+            if (skip < item.bytes->size()) {
+                // sendmsg only reads through iov_base; the iovec type is not const.
+                out[count++] = {const_cast<char*>(item.bytes->data()) + skip,
+                                item.bytes->size() - skip};
+            }
+            skip = 0;
+        }
+        return count;
+    }
+
+    // `n` bytes of what gather() offered reached the socket: the items they complete are
+    // released. Returns the bytes still counted (see uncount()).
+    std::size_t written(std::size_t n) {
+        const std::size_t left = uncount(n);
+        while (n > 0 && head_ < items_.size()) {
+            const std::size_t rest = items_[head_].size() - offset_;
+            if (n < rest) {
+                offset_ += n;
+                return left;
+            }
+            n -= rest;
+            items_[head_].bytes.reset();
+            ++head_;
+            offset_ = 0;
+        }
+        return left;
+    }
+
+    // `n` bytes handed over by take() reached the socket. Returns the bytes still counted.
+    std::size_t uncount(std::size_t n) noexcept {
+        return buffered_.fetch_sub(n, std::memory_order_acq_rel) - n;
+    }
+
+    // Hands every item to `into` (empty) for one asynchronous write; they stay counted until
+    // uncount().
+    void take(std::vector<out_item>& into) { into.swap(items_); }
+
+    // Everything was written: forget the items.
+    void clear_written() {
+        items_.clear();
+        head_ = 0;
+        offset_ = 0;
+        // A burst can leave a large queue behind; an idle connection keeps none of it.
+        if (items_.capacity() > 16) items_ = std::vector<out_item>();
+    }
+
+    // Nothing more will be written: what is queued is dropped and un-counted.
+    void drop() {
+        std::size_t unsent = 0;
+        for (std::size_t i = head_; i < items_.size(); ++i) unsent += items_[i].size();
+        buffered_.fetch_sub(unsent - std::min(unsent, offset_), std::memory_order_relaxed);
+        items_.clear();
+        head_ = 0;
+        offset_ = 0;
+    }
+
+private:
+    std::vector<out_item> items_;
+    std::size_t head_ = 0;    // first item not completely written
+    std::size_t offset_ = 0;  // bytes of it already written
+    std::atomic<std::size_t> buffered_{0};
+};
+
+}  // namespace gatehouse::detail
