@@ -79,8 +79,11 @@ private:
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
             if (ec) return accept_failed(ec);
             backoff_ = std::chrono::milliseconds{0};
-            start(std::move(socket));
+            // The next accept first, so that it, not the new connection's first read, reuses
+            // the memory Asio recycles from the accept that just completed: the read would
+            // keep that larger block for as long as the connection idles (about 100 bytes).
             accept();
+            start(std::move(socket));
         });
     }
 
