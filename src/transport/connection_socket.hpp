@@ -1,6 +1,7 @@
 #pragma once
 // The socket a connection owns, plain or TLS, and the buffer a plain one reads into.
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <type_traits>
@@ -43,6 +44,16 @@ transport_socket& tcp_layer(Stream& stream) noexcept {
         return stream.next_layer();
     }
 }
+
+// A TLS connection reads through its stream into a buffer of its own (made at its first read);
+// a plain one has none (EBO: a base of the connection, empty for plain sockets).
+template <bool Tls>
+struct tls_read_buffer {};
+
+template <>
+struct tls_read_buffer<true> {
+    std::unique_ptr<std::array<char, 4096>> tls_buffer_;
+};
 
 // The read buffer of the calling I/O thread (plain sockets): an idle connection holds none.
 inline asio::mutable_buffer thread_read_buffer() {

@@ -164,7 +164,14 @@ protected:
         }
     }
 
+    // The handshake's burst is being queued: the queue's memory goes once it is written.
+    void release_queue_when_written() {
+        std::lock_guard<std::mutex> lock(out_mutex_);
+        queue_.release_when_written();
+    }
+
     std::mutex out_mutex_;
+    output_queue queue_;
     // Nothing more may be queued (a close frame, or a response that ends the connection, is).
     bool output_closed_ = false;
 
@@ -288,7 +295,6 @@ private:
         asio::post(self().strand_, [c = self().shared_from_this()] { c->finish(); });
     }
 
-    output_queue queue_;
     bool write_armed_ = false;
     bool close_after_flush_ = false;
     bool broken_ = false;

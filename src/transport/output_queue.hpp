@@ -97,8 +97,16 @@ public:
         head_ = 0;
         offset_ = 0;
         // A burst can leave a large queue behind; an idle connection keeps none of it.
-        if (items_.capacity() > 16) items_ = std::vector<out_item>();
+        if (items_.capacity() > 16 || release_when_written_) {
+            items_ = std::vector<out_item>();
+            release_when_written_ = false;
+        }
     }
+
+    // The next time everything is written, the queue lets go of its memory whatever its size:
+    // the burst that fills it now (a handshake's answer and the stream's first message) says
+    // nothing of the traffic to come, and most streams idle after it (64 bytes each).
+    void release_when_written() noexcept { release_when_written_ = true; }
 
     // Nothing more will be written: what is queued is dropped and un-counted.
     void drop() {
@@ -112,9 +120,10 @@ public:
 
 private:
     std::vector<out_item> items_;
-    std::size_t head_ = 0;    // first item not completely written
-    std::size_t offset_ = 0;  // bytes of it already written
     std::atomic<std::size_t> buffered_{0};
+    std::size_t offset_ = 0;  // bytes of the first item not completely written already written
+    std::uint32_t head_ = 0;  // that item
+    bool release_when_written_ = false;
 };
 
 }  // namespace gatehouse::detail

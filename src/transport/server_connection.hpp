@@ -53,7 +53,8 @@ class server_connection final : public stream_link,
                                 public std::enable_shared_from_this<server_connection<Tls>>,
                                 public connection_writer<server_connection<Tls>, Tls>,
                                 public websocket_stream<server_connection<Tls>>,
-                                private http_exchange_host {
+                                private http_exchange_host,
+                                private tls_read_buffer<Tls> {
     using tcp = asio::ip::tcp;
     using strand_type = asio::io_context::strand;
     using writer = connection_writer<server_connection, Tls>;
@@ -198,9 +199,9 @@ private:
         if (phase_ == phase::open && this->output_backlogged()) return;
         reading_ = true;
         if constexpr (Tls) {
-            if (!tls_buffer_) tls_buffer_ = std::make_unique<std::array<char, 4096>>();
+            if (!this->tls_buffer_) this->tls_buffer_ = std::make_unique<std::array<char, 4096>>();
             socket_.async_read_some(
-                asio::buffer(*tls_buffer_),
+                asio::buffer(*this->tls_buffer_),
                 asio::bind_executor(
                     strand_, [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
                         self->reading_ = false;
@@ -208,12 +209,17 @@ private:
                         if (self->consume({self->tls_buffer_->data(), n})) self->arm_read();
                     }));
         } else {
-            socket_.async_wait(
-                transport_socket::wait_read,
-                asio::bind_executor(strand_, [self = this->shared_from_this()](std::error_code ec) {
-                    self->reading_ = false;
-                    self->on_readable(ec);
-                }));
+            // Not bound to the strand but dispatched to it, which is the same path (a bound
+            // handler's completion dispatches through the strand too): the operation an idle
+            // connection keeps pending is then 32 bytes smaller, without a copy of the strand.
+            socket_.async_wait(transport_socket::wait_read,
+                               [self = this->shared_from_this()](std::error_code ec) mutable {
+                                   auto& strand = self->strand_;
+                                   asio::dispatch(strand, [self = std::move(self), ec] {
+                                       self->reading_ = false;
+                                       self->on_readable(ec);
+                                   });
+                               });
         }
     }
 
@@ -269,6 +275,7 @@ private:
     // exchange (its parser, the peer's address) is let go.
     void become(stream_switch to) {
         http_.reset();
+        this->release_queue_when_written();
         set_deadline(0);
         mode_ = to.kind;
         mode_flag_.store(to.kind, std::memory_order_release);
@@ -333,9 +340,8 @@ private:
     std::shared_ptr<listener_state> state_;
     strand_type strand_;
     connection_stream<Tls> socket_;
-    std::unique_ptr<http_exchange> http_;                 // while the connection speaks HTTP
-    std::shared_ptr<stream_handler> handler_;             // once it is a stream
-    std::unique_ptr<std::array<char, 4096>> tls_buffer_;  // TLS only
+    std::unique_ptr<http_exchange> http_;      // while the connection speaks HTTP
+    std::shared_ptr<stream_handler> handler_;  // once it is a stream
 
     // On the strand.
     stream_kind mode_ = stream_kind::http;
