@@ -34,6 +34,8 @@ public:
     }
 
     bool empty() const noexcept { return items_.empty(); }
+    // Heap bytes the queue holds for its items (not the bytes they share).
+    std::size_t memory_bytes() const noexcept { return items_.capacity() * sizeof(out_item); }
     bool all_written() const noexcept { return head_ == items_.size(); }
 
     void push(out_item item) {
