@@ -128,7 +128,7 @@ void http_exchange::handle_request(parsed_request& parsed) {
 }
 
 http_exchange::after_response http_exchange::on_response(std::uint64_t sequence,
-                                                         http_response response,
+                                                         const http_response& response,
                                                          std::string& input) {
     if (sequence != request_sequence_ || !response_pending_) return after_response::nothing;
     response_pending_ = false;

@@ -78,7 +78,8 @@ public:
     };
 
     // The gateway's answer to request `sequence`; the first answer to the current request wins.
-    after_response on_response(std::uint64_t sequence, http_response response, std::string& input);
+    after_response on_response(std::uint64_t sequence, const http_response& response,
+                               std::string& input);
 
     // The deadline passed: true when it was the header deadline of a request in progress, now
     // answered 408 (the connection ends after it); false when the connection should just close.

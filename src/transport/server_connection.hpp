@@ -173,16 +173,16 @@ private:
 
     // From any thread; the first answer to the current request wins.
     void respond(std::uint64_t sequence, http_response response) {
-        asio::dispatch(strand_, [self = this->shared_from_this(), sequence,
-                                 response = std::move(response)]() mutable {
-            self->on_response(sequence, std::move(response));
-        });
+        asio::dispatch(strand_,
+                       [self = this->shared_from_this(), sequence, response = std::move(response)] {
+                           self->on_response(sequence, response);
+                       });
     }
 
-    void on_response(std::uint64_t sequence, http_response response) {
+    void on_response(std::uint64_t sequence, const http_response& response) {
         if (!http_ || phase_ != phase::open) return;
         std::string input;
-        if (http_->on_response(sequence, std::move(response), input) !=
+        if (http_->on_response(sequence, response, input) !=
             http_exchange::after_response::resume) {
             return;
         }

@@ -67,7 +67,7 @@ public:
     http_responder responder(std::uint64_t sequence) override {
         return [this, sequence](http_response response) {
             std::string input;
-            if (exchange->on_response(sequence, std::move(response), input) ==
+            if (exchange->on_response(sequence, response, input) ==
                 http_exchange::after_response::resume) {
                 resumed.push_back(input);
             }

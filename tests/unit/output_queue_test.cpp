@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <sys/uio.h>
@@ -14,7 +15,7 @@ namespace {
 using gatehouse::detail::out_item;
 using gatehouse::detail::output_queue;
 
-out_item item(std::string bytes, std::string header = {}) {
+out_item item(std::string bytes, std::string_view header = {}) {
     out_item i;
     i.bytes = std::make_shared<const std::string>(std::move(bytes));
     for (char c : header) i.header[i.header_len++] = static_cast<unsigned char>(c);
