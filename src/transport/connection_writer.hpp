@@ -10,7 +10,7 @@
 // writes always go through the strand.
 //
 // A base of server_connection (CRTP): `Connection` gives it the socket, the strand, the
-// options, the stream's kind, what to do past the bound, and the connection's ending (linger,
+// options, whether the bound applies and what to do past it, and the connection's ending (linger,
 // finish) and reading (arm_read).
 
 #include <array>
@@ -31,7 +31,6 @@
 
 #include "common/clock.hpp"
 #include "transport/connection_socket.hpp"
-#include "transport/http_exchange.hpp"
 #include "transport/output_queue.hpp"
 
 namespace gatehouse::detail {
@@ -59,10 +58,8 @@ protected:
     bool enqueue(out_item item) {
         std::lock_guard<std::mutex> lock(out_mutex_);
         if (output_closed_ || broken_) return false;
-        // HTTP responses are exempt: one is queued at a time, whatever size its route made it.
         const auto bound = self().options().max_queued_bytes;
-        if (bound != 0 && self().stream_mode() != stream_kind::http &&
-            queue_.buffered() + item.size() > bound) {
+        if (bound != 0 && self().output_bounded() && queue_.buffered() + item.size() > bound) {
             // Past the one bound on everything queued (PROTOCOL.md 6.6).
             self().output_overflow_locked();
             return false;

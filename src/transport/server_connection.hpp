@@ -142,6 +142,10 @@ private:
     stream_kind stream_mode() const noexcept { return mode_flag_.load(std::memory_order_acquire); }
     bool is_closed() const noexcept { return phase_ == phase::closed; }
 
+    // The bound applies to streams; HTTP responses are exempt: one is queued at a time,
+    // whatever size its route made it.
+    bool output_bounded() const noexcept { return stream_mode() != stream_kind::http; }
+
     // Past the one bound on everything queued (PROTOCOL.md 6.6): a WebSocket is closed with
     // 4008, whose frame may go past the bound by its few bytes; anything else ends after what
     // is queued. Either way the close deadline ends a peer that does not read.
