@@ -12,8 +12,10 @@
 // by hashing) rather than one allocation per connection as asio::strand<> makes (about 110
 // bytes of an idle connection). Connections that share an entry never run their handlers at
 // once; with one I/O thread nothing runs at once anyway, and with a few the pool is far larger
-// than the number of threads. A connection dispatches to its strand only for its own deadline
-// (from the sweep's timer) and the answer to its own request.
+// than the number of threads. Handlers reach a connection's strand from its own socket
+// operations, the sweep's timer and the answer to its own HTTP request, so a shared entry only
+// serialises two connections: it would run one inside the other's handler only if a route
+// answered another connection's request inline, which none does.
 //
 // Memory. A plain connection reads into one buffer per I/O thread after the socket is
 // readable; an idle connection holds no read buffer, and the parsers hold bytes only while a
