@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,6 +30,11 @@ public:
     }
     // The deadline passed: the connection closes (or answers 408) on its own strand.
     virtual void expire() = 0;
+    // The listener is being destroyed and the io_context will follow: the socket closes now,
+    // without a word to the handler, and nothing reaches the io_context from this connection
+    // again (a send answers `closed`, an HTTP answer is dropped). Called with no I/O thread
+    // running.
+    virtual void sever() = 0;
 
 protected:
     void set_deadline(std::int64_t at_ms) noexcept {
@@ -52,6 +58,28 @@ struct listener_state {
     void add(const std::shared_ptr<swept_connection>& c) {
         std::lock_guard<std::mutex> lock(registry_mutex);
         registry.push_back(c);
+    }
+
+    // While an HTTP answer is being handed to a connection's strand from another thread; the
+    // listener's destruction waits for none to be in flight once `severed` is set, so an answer
+    // that arrives as the gateway goes never reaches a destroyed io_context.
+    std::atomic<int> answers_in_flight{0};
+    std::atomic<bool> severed{false};
+
+    // Every connection lets go of the io_context (see swept_connection::sever). No I/O thread
+    // may run.
+    void sever_all() {
+        severed.store(true);
+        while (answers_in_flight.load() != 0) std::this_thread::yield();
+        std::vector<std::shared_ptr<swept_connection>> live;
+        {
+            std::lock_guard<std::mutex> lock(registry_mutex);
+            for (const auto& weak : registry) {
+                if (auto c = weak.lock()) live.push_back(std::move(c));
+            }
+            registry.clear();
+        }
+        for (const auto& c : live) c->sever();
     }
 
     // Expires every connection whose deadline passed and forgets the dead ones.

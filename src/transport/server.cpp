@@ -44,8 +44,10 @@ public:
           sweep_timer_(io) {}
 
     // Connections keep state_ alive; they never call back into this object. The timers and
-    // the acceptor cancel what they have pending as they are destroyed.
-    ~server() override = default;
+    // the acceptor cancel what they have pending as they are destroyed. A connection may
+    // outlive this listener and the io_context (a worker still holding an HTTP answer, a bus
+    // callback holding a stream), so each is severed from the io_context first.
+    ~server() override { state_->sever_all(); }
 
     std::error_code listen(const asio::ip::tcp::endpoint& endpoint) override {
         std::error_code ec;

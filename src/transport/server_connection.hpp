@@ -135,6 +135,14 @@ public:
         asio::dispatch(strand_, [self = this->shared_from_this()] { self->on_deadline(); });
     }
 
+    void sever() override {
+        std::lock_guard<std::mutex> lock(this->out_mutex_);
+        // Under the writer's mutex: no sender posts to the strand after this.
+        this->drop_output_locked();
+        std::error_code ec;
+        lowest_layer().close(ec);
+    }
+
 private:
     enum class phase : std::uint8_t { open, lingering, closed };
 
@@ -177,12 +185,18 @@ private:
         };
     }
 
-    // From any thread; the first answer to the current request wins.
+    // From any thread; the first answer to the current request wins. Counted in flight so
+    // that the listener's destruction (listener_state::sever_all) waits for the hand-off.
     void respond(std::uint64_t sequence, http_response response) {
-        asio::dispatch(strand_,
-                       [self = this->shared_from_this(), sequence, response = std::move(response)] {
-                           self->on_response(sequence, response);
-                       });
+        auto& state = *state_;
+        state.answers_in_flight.fetch_add(1);
+        if (!state.severed.load()) {
+            asio::dispatch(strand_, [self = this->shared_from_this(), sequence,
+                                     response = std::move(response)] {
+                self->on_response(sequence, response);
+            });
+        }
+        state.answers_in_flight.fetch_sub(1);
     }
 
     void on_response(std::uint64_t sequence, const http_response& response) {

@@ -44,6 +44,9 @@ struct transport_options {
 
 class transport_server {
 public:
+    // Destroy it when no I/O thread runs and before the io_context: its connections then let
+    // go of the io_context (answers and sends that come later are dropped), so they may
+    // outlive both.
     virtual ~transport_server() = default;
     // Binds and starts accepting. Call before the I/O threads run.
     virtual std::error_code listen(const asio::ip::tcp::endpoint& endpoint) = 0;
