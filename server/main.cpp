@@ -257,8 +257,8 @@ int run(int argc, char** argv) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-    // The bus outlives the gateway (declared first, destroyed last): the gateway's shutdown
-    // still answers commands through it.
+    // Destruction order does not matter (each part holds what it needs); the order of the
+    // stop calls at the end is only what makes shutdown graceful.
     std::shared_ptr<gatehouse::in_process_bus> local_bus;
     std::shared_ptr<gatehouse::redis_bus> redis;
     std::unique_ptr<gatehouse::gateway> gw;
@@ -323,12 +323,13 @@ int run(int argc, char** argv) {
     sigwait(&stop_signals, &signal_number);
     logger->info("signal {}: shutting down", signal_number);
     gw->shutdown();
-    // After the gateway, and while it still exists: requests it already read are answered by
-    // jobs still queued, and commands still waiting on a hung Redis get bus_unavailable.
+    // Graceful, not required for safety: account requests the gateway already read are
+    // answered by the jobs still queued before their workers stop.
     account_services.workers->stop();
     // No command arrives any more; the game answers what it still holds, onto a bus that
     // exists until run() returns.
     if (game) game->stop();
+    // Answers anything still waiting on a hung Redis now rather than at destruction.
     if (redis) redis->close();
     logger->info("stopped");
     return 0;

@@ -41,7 +41,7 @@ enum class errc {
     invalid_refresh_token = 20,  ///< Unknown, expired, revoked or already-rotated refresh token.
     refresh_token_reused = 21,   ///< An already-rotated token was presented: family revoked.
     store_unavailable = 22,      ///< The user store failed (I/O, corruption, busy).
-    unsupported_store = 23,      ///< A `--db` URL this build cannot open (e.g. postgresql).
+    unsupported_store = 23,      ///< No longer returned: open_user_store throws for such URLs.
 };
 
 /// The category of `errc` values; its name is `"gatehouse"`.

@@ -1,6 +1,9 @@
 #pragma once
 /// @file
-/// Convenience header: the whole public API of the library.
+/// Convenience header: the whole public API of gatehouse::gatehouse (the core component).
+/// The optional components have headers of their own: gatehouse::redis (redis_bus.hpp,
+/// redis_client.hpp, redis_limiter.hpp, ...) and gatehouse::accounts (accounts.hpp,
+/// user_store.hpp, ...); see docs/embedding.md.
 
 #include "gatehouse/builtin_codecs.hpp"
 #include "gatehouse/client/codec.hpp"
@@ -19,6 +22,5 @@
 #include "gatehouse/log.hpp"
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
-#include "gatehouse/redis_bus.hpp"
 #include "gatehouse/token_bucket.hpp"
 #include "gatehouse/update.hpp"
