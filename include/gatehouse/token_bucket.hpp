@@ -1,6 +1,7 @@
 #pragma once
 /// @file
-/// `token_bucket`: the rate limit of `--ws-rate-limit` (N per second, burst 2N).
+/// `token_bucket`: the per-player command rate limit (`gateway_options::ws_rate_limit`: N per
+/// second, burst 2N).
 
 #include <chrono>
 

@@ -119,7 +119,7 @@ public:
     virtual std::error_code ping();
 };
 
-/// Opens the store a `--db` URL names:
+/// Opens the store a URL names (the reference server's `--db`):
 /// - `sqlite:PATH` (created when missing; PATH is a plain file name, relative to the working
 ///   directory unless absolute) or `sqlite::memory:` (one private in-memory database). Files
 ///   are used in WAL journal mode.
