@@ -70,7 +70,9 @@ public:
     /// each message to `on_message`. Once; later calls, and calls after `stop()`, are ignored.
     void start(update_handler on_message) override;
     /// pubsub_listener: stops delivering and unsubscribes; when it returns, `on_message` is
-    /// not running (unless called from it) and will not be called again. Idempotent.
+    /// not running (unless called from it) and will not be called again. Idempotent. It waits
+    /// for a delivery in progress, so `on_message` must not wait on a thread that is calling
+    /// `stop()`, `close()` or the destructor (the gateway's handler never does).
     void stop() override;
     /// True while the subscription is confirmed.
     bool connected() const noexcept override;

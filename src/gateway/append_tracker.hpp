@@ -23,6 +23,8 @@ public:
     // call is paired with `answered()`, whatever it returned.
     bool handling() noexcept { return (state_.fetch_add(one_running) & cancelled_bit) == 0; }
     void answered() noexcept;
+    // An append counted by `appended()` that was not handed to the bus after all.
+    void withdrawn() noexcept;
 
     std::size_t pending() const noexcept {
         return static_cast<std::size_t>(state_.load() & pending_mask);
@@ -54,6 +56,14 @@ inline void append_tracker::answered() noexcept {
     const auto before = state_.fetch_sub(one_running + one_pending);
     if ((before & waiting_bit) != 0) {
         // Taken only while someone waits, so that the wake-up cannot be lost.
+        std::lock_guard<std::mutex> lock(mutex_);
+        changed_.notify_all();
+    }
+}
+
+inline void append_tracker::withdrawn() noexcept {
+    const auto before = state_.fetch_sub(one_pending);
+    if ((before & waiting_bit) != 0) {
         std::lock_guard<std::mutex> lock(mutex_);
         changed_.notify_all();
     }

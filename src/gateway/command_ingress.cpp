@@ -88,8 +88,9 @@ struct session_answer {
         command.origin.connection_id = setup.id;
         command.origin.client = setup.who.client;
     }
-    // False once shutdown began: the command is neither accepted nor answered.
-    bool begin() const { return s->begin_command(); }
+    // False once shutdown began: the command is neither accepted nor answered (the session's
+    // own drain, not `accepting`, decides: its pending commands keep it open).
+    bool begin(const std::atomic<bool>&) const { return s->begin_command(); }
     session_reply detach() const { return session_reply{s}; }
 };
 
@@ -117,7 +118,12 @@ struct http_answer {
         command.origin.connection_id = "http:" + request_id;
         command.origin.client = who.client;
     }
-    bool begin() const { return true; }
+    // False, answered 503, once shutdown began.
+    bool begin(const std::atomic<bool>& accepting) const {
+        if (accepting.load()) return true;
+        respond(http_response::problem(503, "shutting_down", "the gateway is shutting down"));
+        return false;
+    }
     http_reply detach() const { return http_reply{respond}; }
 };
 
@@ -210,8 +216,12 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
     }
     answer.fill_origin(command);
     command.origin.accepted_at_ms = unix_now_ms();
-    if (!answer.begin()) return;
+    // Counted before `begin` checks for shutdown, so that the drain sees it (stop_accepting).
     answers_->tracker.appended();
+    if (!answer.begin(accepting_)) {
+        answers_->tracker.withdrawn();
+        return;
+    }
     bus_->append(command, [answers = answers_, reply = answer.detach(),
                            correlation_id = command.correlation_id](std::error_code error,
                                                                     std::string_view entry_id) {

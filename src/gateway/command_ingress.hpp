@@ -63,6 +63,11 @@ public:
     // From now on a bus answer is dropped: nobody is acked or answered any more. Returns once
     // no answer is being handled, so the transport can go away safely after it. Idempotent.
     void cancel_appends() { answers_->tracker.cancel(); }
+    // From now on `POST /commands` is answered 503 `shutting_down` instead of appended. Called
+    // before shutdown reads `pending_appends()`: a request either counts as pending there or
+    // sees this (both are sequentially consistent), so none slips between the drain and the
+    // cancel unanswered.
+    void stop_accepting() noexcept { accepting_.store(false); }
 
     // Decoding reuses one envelope (its strings keep their capacity, so steady-state decoding
     // does not allocate) owned by each of the gateway's I/O threads: the gateway binds one
@@ -97,6 +102,7 @@ private:
     const std::shared_ptr<const codec> json_;
     const std::shared_ptr<gateway_metrics> metrics_;
     const std::shared_ptr<answer_context> answers_;
+    std::atomic<bool> accepting_{true};
 
     // POST /commands: a token bucket per player (PROTOCOL.md section 2), with when it was last
     // used so that forget_idle_buckets() can drop players who went quiet.

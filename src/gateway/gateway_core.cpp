@@ -243,7 +243,10 @@ void gateway_core::stop_listener() {
     if (listener_started_.exchange(false)) listener_->stop();
 }
 
-void gateway_core::begin_shutdown() { sessions_->begin_shutdown(); }
+void gateway_core::begin_shutdown() {
+    ingress_->stop_accepting();
+    sessions_->begin_shutdown();
+}
 
 bool gateway_core::shutting_down() const noexcept { return sessions_->shutting_down(); }
 

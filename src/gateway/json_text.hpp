@@ -5,12 +5,13 @@
 #include <string>
 #include <string_view>
 
+#include "common/hex.hpp"
+
 namespace gatehouse::detail {
 
 // Appends `value` as a quoted JSON string. Bytes >= 0x80 pass through: every value written
 // here is UTF-8 already (ids, codes, messages) or was validated as such by a codec.
 inline void append_json_string(std::string& out, std::string_view value) {
-    static constexpr char hex[] = "0123456789abcdef";
     out += '"';
     for (const char ch : value) {
         const auto c = static_cast<unsigned char>(ch);
@@ -23,8 +24,8 @@ inline void append_json_string(std::string& out, std::string_view value) {
             default:
                 if (c < 0x20) {
                     out += "\\u00";
-                    out += hex[c >> 4];
-                    out += hex[c & 0xF];
+                    out += hex_digits_lower[c >> 4];
+                    out += hex_digits_lower[c & 0xF];
                 } else {
                     out += ch;
                 }

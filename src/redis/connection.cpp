@@ -226,7 +226,11 @@ void connection::drain_inbox() {
         inbox_scheduled_ = false;
     }
     if (state_ != state::connecting && state_ != state::ready) {
-        for (auto& done : drained_handlers_) done(asio::error::not_connected, reply{});
+        // Out of the member first: a handler may close its owner, which drains again
+        // (close_now) and would clear the vector this loop walks.
+        std::vector<reply_handler> refused;
+        refused.swap(drained_handlers_);
+        for (auto& done : refused) done(asio::error::not_connected, reply{});
         return;
     }
     out_ += drained_bytes_;

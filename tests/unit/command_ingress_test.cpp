@@ -174,6 +174,26 @@ TEST_CASE("command ingress: a POST /commands still waiting when shutdown begins 
     CHECK(problem_code(http.last()) == "shutting_down");
 }
 
+TEST_CASE("command ingress: a POST /commands past the route's check as shutdown begins is refused",
+          "[command_ingress]") {
+    // The route checked for shutdown before shutdown began; the command reaches the ingress
+    // after it did. It must be answered (503), not counted too late for the drain and then
+    // dropped by the cancel.
+    core_on<manual_bus> f;
+    responses http;
+    f.core->begin_shutdown();
+    gatehouse::identity who;
+    who.player_id = "erin";
+    f.core->ingress().on_http_command(command_request("erin", R"({"type":"move"})"), who,
+                                      http.responder());
+    REQUIRE(http.size() == 1);
+    CHECK(http.last().status == 503);
+    CHECK(problem_code(http.last()) == "shutting_down");
+    CHECK(f.bus->waiting() == 0);
+    CHECK(f.core->ingress().pending_appends() == 0);
+    CHECK(f.core->shutdown(std::chrono::steady_clock::now() + 5s));
+}
+
 TEST_CASE("command ingress: POST /commands answers", "[command_ingress]") {
     auto options = test_options();
     options.ws_rate_limit = 1;

@@ -541,3 +541,38 @@ TEST_CASE("redis connection: close() aborts pending commands once", "[redis]") {
     CHECK(code == asio::error::operation_aborted);
     CHECK_FALSE(c->connected());
 }
+
+TEST_CASE("redis connection: a refused command's handler may close the connection", "[redis]") {
+    // Commands handed over by send_formatted() to a failed link are refused together; the
+    // first refusal closing the connection (as an owner closing from a bus callback does)
+    // drains again, and every handler must still run exactly once.
+    std::uint16_t port = 0;
+    {
+        redis_server server;
+        port = server.port();
+    }
+    asio::io_context io;
+    auto c = std::make_shared<r::connection>(
+        io, must_parse("redis://127.0.0.1:" + std::to_string(port)));
+    bool connect_answered = false;
+    c->connect([&](std::error_code) { connect_answered = true; });
+    REQUIRE(run_until(io, [&] { return connect_answered; }));
+
+    constexpr int count = 3;
+    std::vector<int> calls(count, 0);
+    std::vector<std::error_code> codes(count);
+    for (int i = 0; i < count; ++i) {
+        c->send_formatted("*1\r\n$4\r\nPING\r\n", [&, i](std::error_code ec, r::reply) {
+            ++calls[static_cast<std::size_t>(i)];
+            codes[static_cast<std::size_t>(i)] = ec;
+            if (i == 0) c->close_now();
+        });
+    }
+    REQUIRE(run_until(io, [&] { return calls[count - 1] > 0; }));
+    run_until(
+        io, [] { return false; }, 100ms);
+    for (int i = 0; i < count; ++i) {
+        CHECK(calls[static_cast<std::size_t>(i)] == 1);
+        CHECK(codes[static_cast<std::size_t>(i)] == asio::error::not_connected);
+    }
+}
