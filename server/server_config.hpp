@@ -54,6 +54,7 @@ struct config {
     std::size_t stream_maxlen = 0;
     double redis_timeout = 5;
     double redis_reconnect_max = 2;
+    bool redis_batch_scheduling = false;
     // The Click & Cook demo (docs/examples/demo-game.md).
     bool demo = false;
 };

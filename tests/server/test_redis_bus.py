@@ -11,6 +11,7 @@ gatehouse-server with a random stream, channel and gateway id.
 
 import asyncio
 import json
+import os
 import secrets
 import time
 
@@ -495,6 +496,52 @@ class SelectAndEnvironment(OneGateway):
             await c.close()
         length = self.r.xlen(self.stream)
         self.assertLessEqual(length, 250, f"XLEN {length} with GATEHOUSE_STREAM_MAXLEN=50")
+
+
+def thread_policies(pid):
+    """The scheduling policy of each of a process's threads (os.SCHED_*)."""
+    policies = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            policies.append(os.sched_getscheduler(int(tid)))
+        except ProcessLookupError:
+            pass  # a thread that ended meanwhile
+    return policies
+
+
+class DefaultScheduling(OneGateway):
+    """Without --redis-batch-scheduling no thread of the server leaves the default policy."""
+
+    async def test_no_thread_runs_under_sched_batch(self):
+        c = await Client.player(self.server, "sched-default", "json")
+        try:
+            await c.send("t", 1, "s-1")
+            check_ack(self, await c.recv())
+        finally:
+            await c.close()
+        policies = thread_policies(self.server.proc.pid)
+        self.assertGreaterEqual(len(policies), 3, policies)
+        self.assertNotIn(os.SCHED_BATCH, policies)
+
+
+class BatchScheduling(OneGateway):
+    """--redis-batch-scheduling: the bus's I/O threads (producer and subscriber) run under
+    SCHED_BATCH, the gateway's own threads do not, and commands still flow."""
+
+    @classmethod
+    def extra_args(cls):
+        return ["--redis-batch-scheduling"]
+
+    async def test_bus_threads_run_under_sched_batch(self):
+        c = await Client.player(self.server, "sched-batch", "json")
+        try:
+            await c.send("t", 1, "s-1")
+            check_ack(self, await c.recv())
+        finally:
+            await c.close()
+        policies = thread_policies(self.server.proc.pid)
+        self.assertEqual(policies.count(os.SCHED_BATCH), 2, policies)
+        self.assertIn(os.SCHED_OTHER, policies)
 
 
 if __name__ == "__main__":
