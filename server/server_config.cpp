@@ -31,7 +31,9 @@ std::chrono::milliseconds seconds_to_ms(double seconds) {
 }  // namespace
 
 void add_flags(CLI::App& app, config& c) {
-    flag(app, "--listen", c.listen, "HTTP + WebSocket listener HOST:PORT (port 0: any free port)");
+    flag(app, "--listen", c.listen,
+         "HTTP + WebSocket listener HOST:PORT (a host name is resolved once; port 0: any free "
+         "port)");
     flag(app, "--redis", c.redis, "redis://[user:pass@]host:port[/db]; unset: in-process bus");
     flag(app, "--db", c.db,
          "user store: sqlite:PATH, sqlite::memory: or postgresql://[user[:pw]@]host[:port]/db");

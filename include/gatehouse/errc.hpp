@@ -31,7 +31,7 @@ enum class errc {
     shutting_down = 14,    ///< The gateway is stopping and takes no new work.
 
     // Configuration and start-up.
-    invalid_listen_address = 15,  ///< Not `HOST:PORT` with a numeric host or `[v6]`.
+    invalid_listen_address = 15,  ///< Not `HOST:PORT` (IPv4, `[v6]` or a name that resolves).
     tls_setup_failed = 16,        ///< The certificate or key could not be loaded.
 
     // Accounts (PROTOCOL.md section 2).

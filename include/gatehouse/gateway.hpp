@@ -38,7 +38,9 @@ using token_verifier = std::function<std::error_code(std::string_view token, ide
 
 /// Settings of a `gateway`; the reference server fills them from its flags.
 struct gateway_options {
-    /// `HOST:PORT`, numeric IPv4 or `[IPv6]`; port 0 picks a free port.
+    /// `HOST:PORT`: numeric IPv4, `[IPv6]`, or a host name resolved once by `start()` (its
+    /// first IPv4 address, else its first IPv6 one: `localhost` is 127.0.0.1); port 0 picks a
+    /// free port.
     std::string listen = "0.0.0.0:8080";
     /// I/O threads; 0 means the hardware concurrency.
     unsigned threads = 0;

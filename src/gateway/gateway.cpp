@@ -9,6 +9,7 @@
 
 #include <asio/io_context.hpp>
 #include <asio/ip/address.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 
@@ -19,13 +20,40 @@
 namespace gatehouse {
 namespace {
 
-// `HOST:PORT` with a numeric IPv4 host or a bracketed IPv6 one.
-std::error_code parse_listen(std::string_view text, asio::ip::tcp::endpoint& out) {
+// True for a host of digits and dots only: an IPv4 address, or a mistyped one (`300.0.0.1`)
+// that must be refused as it is rather than sent to DNS as a name.
+bool looks_numeric(std::string_view host) noexcept {
+    return std::all_of(host.begin(), host.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+}
+
+// A host name's address to listen on: the first IPv4 address it resolves to, else the first
+// IPv6 one (`localhost` then means 127.0.0.1, where IPv4-only clients look for it).
+std::error_code resolve_listen_host(asio::io_context& io, const std::string& host,
+                                    asio::ip::address& out) {
+    asio::ip::tcp::resolver resolver(io);
+    std::error_code ec;
+    const auto results = resolver.resolve(host, "0", asio::ip::resolver_base::passive, ec);
+    if (ec || results.empty()) return errc::invalid_listen_address;
+    out = results.begin()->endpoint().address();
+    for (const auto& entry : results) {
+        if (entry.endpoint().address().is_v4()) {
+            out = entry.endpoint().address();
+            break;
+        }
+    }
+    return {};
+}
+
+// `HOST:PORT`: a numeric IPv4 host, a bracketed IPv6 one, or a host name resolved once, now.
+std::error_code parse_listen(asio::io_context& io, std::string_view text,
+                             asio::ip::tcp::endpoint& out) {
     const auto colon = text.rfind(':');
     if (colon == std::string_view::npos || colon == 0) return errc::invalid_listen_address;
     std::string_view host = text.substr(0, colon);
     const std::string_view port_text = text.substr(colon + 1);
-    if (host.front() == '[') {
+    const bool bracketed = host.front() == '[';
+    if (bracketed) {
         if (host.size() < 3 || host.back() != ']') return errc::invalid_listen_address;
         host = host.substr(1, host.size() - 2);
     } else if (host.find(':') != std::string_view::npos) {
@@ -38,9 +66,13 @@ std::error_code parse_listen(std::string_view text, asio::ip::tcp::endpoint& out
         port_text.empty()) {
         return errc::invalid_listen_address;
     }
+    if (host.empty()) return errc::invalid_listen_address;
     std::error_code address_error;
-    const auto address = asio::ip::make_address(std::string(host), address_error);
-    if (address_error) return errc::invalid_listen_address;
+    auto address = asio::ip::make_address(std::string(host), address_error);
+    if (address_error) {
+        if (bracketed || looks_numeric(host)) return errc::invalid_listen_address;
+        if (auto failed = resolve_listen_host(io, std::string(host), address)) return failed;
+    }
     out = asio::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
     return {};
 }
@@ -164,7 +196,7 @@ std::error_code gateway::start() {
     if (d.started) return {};
     const auto& options = d.core->options();
     asio::ip::tcp::endpoint endpoint;
-    if (auto ec = parse_listen(options.listen, endpoint)) return ec;
+    if (auto ec = parse_listen(d.io, options.listen, endpoint)) return ec;
 
     if (!options.tls_cert_file.empty()) {
         auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);

@@ -84,6 +84,16 @@ class Startup(unittest.TestCase):
         finally:
             s.kill()
 
+    def test_listen_on_a_host_name(self):
+        s = Server("--listen", "localhost:0", "--jwt-secret", "x" * 32, default_args=False).start()
+        try:
+            # Resolved once at start; the ready line names the address it listens on.
+            self.assertEqual(s.host, "127.0.0.1")
+            self.assertNotEqual(s.port, 0)
+            self.assertEqual(s.stop(signal.SIGTERM, EXIT_TIMEOUT_S), 0)
+        finally:
+            s.kill()
+
     def test_flag_wins_over_variable(self):
         busy = held_listener()
         try:
@@ -110,7 +120,7 @@ class Startup(unittest.TestCase):
 
     def test_bad_listen_values_exit_2(self):
         for bad in ["nonsense", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:80x",
-                    "localhost:0", "::1:0", "[::1:0", "300.0.0.1:0"]:
+                    "::1:0", "[::1:0", "300.0.0.1:0"]:
             with self.subTest(listen=bad):
                 self.assert_usage_error(["--listen", bad])
         self.assert_usage_error([], env={"GATEHOUSE_LISTEN": "not-an-address"})

@@ -131,10 +131,18 @@ TEST_CASE("gateway: bad options are refused at construction or start", "[gateway
     CHECK_THROWS_AS(gatehouse::gateway(options, gatehouse::codec_registry{}, bus, bus),
                     std::invalid_argument);
 
-    for (const char* listen : {"127.0.0.1", "localhost:80", "::1:80", "127.0.0.1:70000", ""}) {
+    for (const char* listen :
+         {"127.0.0.1", "::1:80", "[::1:80", "127.0.0.1:70000", "300.0.0.1:80", "[]:80", ""}) {
         options.listen = listen;
         gatehouse::gateway gw(options, codecs, bus, bus);
         CHECK(gw.start() == gatehouse::errc::invalid_listen_address);
+    }
+    // A host name is resolved: localhost listens on its IPv4 address.
+    options.listen = "localhost:0";
+    {
+        gatehouse::gateway by_name(options, codecs, bus, bus);
+        REQUIRE_FALSE(by_name.start());
+        CHECK(by_name.local_address().rfind("127.0.0.1:", 0) == 0);
     }
     options.listen = "127.0.0.1:0";
     options.tls_cert_file = "/nonexistent/cert.pem";
