@@ -89,8 +89,8 @@ struct session_answer {
         command.origin.client = setup.who.client;
     }
     // False once shutdown began: the command is neither accepted nor answered (the session's
-    // own drain, not `accepting`, decides: its pending commands keep it open).
-    bool begin(const std::atomic<bool>&) const { return s->begin_command(); }
+    // own drain decides: its pending commands keep it open).
+    bool begin() const { return s->begin_command(); }
     session_reply detach() const { return session_reply{s}; }
 };
 
@@ -99,6 +99,7 @@ struct http_answer {
     const http_responder& respond;
     const identity& who;
     const std::string& request_id;
+    const std::atomic<bool>& accepting;  // the ingress's: false once shutdown began
 
     void invalid(std::string_view code, std::string_view message, std::string_view) const {
         // The JSON codec reports text that is not JSON at all as a frame error; anything that
@@ -119,7 +120,7 @@ struct http_answer {
         command.origin.client = who.client;
     }
     // False, answered 503, once shutdown began.
-    bool begin(const std::atomic<bool>& accepting) const {
+    bool begin() const {
         if (accepting.load()) return true;
         respond(http_response::problem(503, "shutting_down", "the gateway is shutting down"));
         return false;
@@ -192,7 +193,7 @@ void command_ingress::on_http_command(const http_request& request, const identit
     const auto request_id =
         options_->gateway_id + "-r" +
         std::to_string(http_request_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
-    accept(decoded, within_rate, wait, command, http_answer{respond, who, request_id});
+    accept(decoded, within_rate, wait, command, http_answer{respond, who, request_id, accepting_});
 }
 
 // The one acceptance path. `Answer` is how the sender is told (session_answer, http_answer):
@@ -218,7 +219,7 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
     command.origin.accepted_at_ms = unix_now_ms();
     // Counted before `begin` checks for shutdown, so that the drain sees it (stop_accepting).
     answers_->tracker.appended();
-    if (!answer.begin(accepting_)) {
+    if (!answer.begin()) {
         answers_->tracker.withdrawn();
         return;
     }
