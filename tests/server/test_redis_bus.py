@@ -509,16 +509,21 @@ def thread_policies(pid):
     return policies
 
 
+async def command_acked(case, player):
+    """One command from a new client of `player`, acked: the bus's threads are all running."""
+    c = await Client.player(case.server, player, "json")
+    try:
+        await c.send("t", 1, "s-1")
+        check_ack(case, await c.recv())
+    finally:
+        await c.close()
+
+
 class DefaultScheduling(OneGateway):
     """Without --redis-batch-scheduling no thread of the server leaves the default policy."""
 
     async def test_no_thread_runs_under_sched_batch(self):
-        c = await Client.player(self.server, "sched-default", "json")
-        try:
-            await c.send("t", 1, "s-1")
-            check_ack(self, await c.recv())
-        finally:
-            await c.close()
+        await command_acked(self, "sched-default")
         policies = thread_policies(self.server.proc.pid)
         self.assertGreaterEqual(len(policies), 3, policies)
         self.assertNotIn(os.SCHED_BATCH, policies)
@@ -533,12 +538,7 @@ class BatchScheduling(OneGateway):
         return ["--redis-batch-scheduling"]
 
     async def test_bus_threads_run_under_sched_batch(self):
-        c = await Client.player(self.server, "sched-batch", "json")
-        try:
-            await c.send("t", 1, "s-1")
-            check_ack(self, await c.recv())
-        finally:
-            await c.close()
+        await command_acked(self, "sched-batch")
         policies = thread_policies(self.server.proc.pid)
         self.assertEqual(policies.count(os.SCHED_BATCH), 2, policies)
         self.assertIn(os.SCHED_OTHER, policies)
