@@ -52,14 +52,22 @@ handle_result handle(session_store& store, const command& c, std::int64_t now_ms
         result.what = handled::store_failed;
         return result;
     }
-    const outcome out = apply(current, c.type, payload, now_ms);
+    if (current && !c.entry_id.empty() && !entry_after(c.entry_id, current->applied_entry)) {
+        result.update =
+            write_update(c, "game.state", {{"request", c.type}, {"state", to_json(*current)}});
+        return result;
+    }
+    outcome out = apply(current, c.type, payload, now_ms);
     if (!out.ok()) {
         result.update = error_update(c, *out.error, out.message);
         return result;
     }
-    if ((!current || out.next != *current) && !store.save(c.player_id, out.next)) {
-        result.what = handled::store_failed;
-        return result;
+    if (!current || out.next != *current) {
+        if (!c.entry_id.empty()) out.next.applied_entry = c.entry_id;
+        if (!store.save(c.player_id, out.next)) {
+            result.what = handled::store_failed;
+            return result;
+        }
     }
     json body = {{"request", c.type}, {"state", to_json(out.next)}};
     if (out.level_check) {

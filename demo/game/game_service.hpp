@@ -17,6 +17,9 @@ struct command {
     std::string correlation_id;  ///< Empty when absent.
     std::string codec = "json";  ///< `json`, `msgpack` or `protobuf`: what `payload` holds.
     std::string payload;         ///< Empty means no payload (`{}`).
+    /// The command stream's entry id ("ms-seq"); empty when the command did not come from a
+    /// stream (the in-process game).
+    std::string entry_id;
 };
 
 /// What `handle` did with a command.
@@ -34,7 +37,9 @@ struct handle_result {
 /// Runs `c` through the rules against `store` at time `now_ms` (Unix ms). A payload that does
 /// not decode (bad JSON or MessagePack, or protobuf bytes, which the game does not read) is
 /// answered with invalid_payload. The session is saved before the update is returned, so a
-/// published state is always a stored one.
+/// published state is always a stored one. A command whose `entry_id` is not after the
+/// session's `applied_entry` was applied before (a game that died between saving and
+/// acknowledging replays it): it is answered with the session as it is, not applied again.
 /// Thread safety: as safe as `store`; commands of one player must be handled one at a time.
 handle_result handle(session_store& store, const command& c, std::int64_t now_ms);
 

@@ -12,7 +12,8 @@ namespace gatehouse_demo::game {
 /// The key of `player_id`'s session: `demo:session:{player_id}`.
 std::string session_key(const std::string& player_id);
 
-/// A `session_store` on Redis (GET / SET of the state's JSON, no expiry). A value that does
+/// A `session_store` on Redis (GET / SET of the state's JSON, plus `applied_entry` when set;
+/// no expiry). A value that does
 /// not parse as a state loads as missing, so `session` replaces it with a fresh one.
 ///
 /// Thread safety: none, like the `redis_link` it uses. Lifetime: `link` outlives the store.

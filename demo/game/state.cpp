@@ -1,6 +1,9 @@
 #include "state.hpp"
 
+#include <charconv>
+#include <cstdint>
 #include <initializer_list>
+#include <system_error>
 #include <utility>
 
 namespace gatehouse_demo::game {
@@ -13,7 +16,29 @@ bool read_int(const nlohmann::json& object, const char* key, std::int64_t& out) 
     return true;
 }
 
+// "ms-seq" into its two numbers; false unless it is exactly that.
+bool parse_entry_id(const std::string& id, std::uint64_t& ms, std::uint64_t& seq) {
+    const auto dash = id.find('-');
+    if (dash == std::string::npos) return false;
+    const char* const begin = id.data();
+    const char* const end = begin + id.size();
+    const auto a = std::from_chars(begin, begin + dash, ms);
+    const auto b = std::from_chars(begin + dash + 1, end, seq);
+    return a.ec == std::errc() && a.ptr == begin + dash && dash > 0 && b.ec == std::errc() &&
+           b.ptr == end && dash + 1 < id.size();
+}
+
 }  // namespace
+
+bool entry_after(const std::string& a, const std::string& b) {
+    std::uint64_t a_ms = 0;
+    std::uint64_t a_seq = 0;
+    std::uint64_t b_ms = 0;
+    std::uint64_t b_seq = 0;
+    if (!parse_entry_id(a, a_ms, a_seq)) return false;
+    if (!parse_entry_id(b, b_ms, b_seq)) return true;  // nothing valid applied yet
+    return a_ms != b_ms ? a_ms > b_ms : a_seq > b_seq;
+}
 
 bool state::operator==(const state& o) const {
     return coins == o.coins && dishes == o.dishes && level == o.level && xp == o.xp &&

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace gatehouse_demo::game {
 
@@ -28,6 +29,11 @@ struct state {
     upgrade_counts upgrades;
     std::int64_t last_passive_ms = 0;  ///< Unix ms up to which passive time was credited.
     std::int64_t revision = 0;         ///< Counts the successful commands that changed it.
+    /// The command-stream entry id of the last command applied (empty when the game runs
+    /// in-process). Lets a game process that restarts and replays its pending entries skip
+    /// the ones it applied before it died. Kept by the store, not part of the player's JSON,
+    /// and not compared by `==`.
+    std::string applied_entry;
 
     bool operator==(const state& o) const;
     bool operator!=(const state& o) const { return !(*this == o); }
@@ -36,7 +42,10 @@ struct state {
 /// A new player's session, its passive clock starting at `now_ms`.
 state fresh_state(std::int64_t now_ms);
 
-/// The JSON object of `s`, every field present.
+/// Whether stream entry id `a` ("ms-seq") comes after `b`; an empty or malformed id never does.
+bool entry_after(const std::string& a, const std::string& b);
+
+/// The JSON object of `s`, every field present (not `applied_entry`).
 nlohmann::json to_json(const state& s);
 
 /// Reads a state written by `to_json`: false (and `out` unchanged) unless `j` is an object

@@ -167,6 +167,7 @@ bool stream_service::answer(const std::string& id, const gatehouse::redis_reply&
     c.correlation_id = f["correlation_id"];
     c.codec = f["codec"];
     c.payload = f["payload"];
+    c.entry_id = id;
     if (c.codec == "json" && c.payload == "null") c.payload.clear();
     if (c.type.empty() || c.player_id.empty()) {
         log_("entry " + id + " lacks type or player_id; skipped");

@@ -111,6 +111,46 @@ TEST_CASE("the session lives in the store between commands") {
     CHECK(answered(store, other)["payload"]["code"] == "no_session");
 }
 
+TEST_CASE("a replayed stream entry is answered, not applied again") {
+    gatehouse_demo::game::memory_session_store store;
+    command start = cmd("session");
+    start.entry_id = "1700000000000-0";
+    answered(store, start);
+    command cook = cmd("cook", R"({"count":2})");
+    cook.entry_id = "1700000000001-3";
+    const json first = answered(store, cook);
+    CHECK(first["payload"]["state"]["dishes"] == 2);
+    // The game died before XACK and reads the entry again: the same state, with its id.
+    const json again = answered(store, cook, t0 + 5);
+    CHECK(again["correlation_id"] == "c-cook");
+    CHECK(again["payload"]["state"] == first["payload"]["state"]);
+    // An older entry too; a later one (same millisecond, higher sequence) is applied.
+    command older = cook;
+    older.entry_id = "1700000000001-2";
+    CHECK(answered(store, older)["payload"]["state"]["dishes"] == 2);
+    command later = cook;
+    later.entry_id = "1700000000001-10";
+    CHECK(answered(store, later)["payload"]["state"]["dishes"] == 4);
+    // Without ids (the in-process game) every command is applied.
+    command plain = cmd("cook", R"({"count":1})");
+    CHECK(answered(store, plain)["payload"]["state"]["dishes"] == 5);
+    CHECK(answered(store, plain)["payload"]["state"]["dishes"] == 6);
+}
+
+TEST_CASE("stream entry ids compare as two numbers") {
+    using gatehouse_demo::game::entry_after;
+    CHECK(entry_after("10-0", "9-5"));
+    CHECK(entry_after("9-10", "9-9"));
+    CHECK_FALSE(entry_after("9-9", "9-9"));
+    CHECK_FALSE(entry_after("9-8", "9-9"));
+    CHECK(entry_after("1-0", ""));
+    CHECK_FALSE(entry_after("", "1-0"));
+    CHECK_FALSE(entry_after("1-", "0-0"));
+    CHECK_FALSE(entry_after("-1", "0-0"));
+    CHECK_FALSE(entry_after("1-2x", "0-0"));
+    CHECK_FALSE(entry_after("12", "0-0"));
+}
+
 TEST_CASE("payloads: JSON, MessagePack, missing; others are invalid_payload") {
     gatehouse_demo::game::memory_session_store store;
     answered(store, cmd("session", "null"));
