@@ -71,9 +71,12 @@ HEADLINE = {
 }
 COMMON = [("gen_cpu", None), ("redis_cpu", None), ("server_cpu", None)]
 # The servers: gatehouse (this build), baseline (--baseline, another gatehouse-server binary,
-# run exactly as gatehouse is) and the Node peer. Ratios are gatehouse ÷ each of the others.
-SERVERS = ("gatehouse", "baseline", "node")
-GATEHOUSE_BUILDS = ("gatehouse", "baseline")
+# run exactly as gatehouse is), logged (this build again, with fanout and broadcast published
+# through the update log's FCALL gatehouse_publish instead of PUBLISH: the cost of the log,
+# PROTOCOL.md 6.4) and the Node peer. Ratios are gatehouse ÷ each of the others.
+SERVERS = ("gatehouse", "baseline", "logged", "node")
+GATEHOUSE_BUILDS = ("gatehouse", "baseline", "logged")
+LOGGED_WORKLOADS = ("fanout", "broadcast")
 
 
 def log(msg):
@@ -211,7 +214,7 @@ def one_run(args, server, workload, params, log_dir):
         redis.start()
         pin(redis.proc.pid, args.client_cpus)
         if server in GATEHOUSE_BUILDS:
-            binary = args.gatehouse if server == "gatehouse" else args.baseline
+            binary = args.baseline if server == "baseline" else args.gatehouse
             srv, port = start_gatehouse(binary, redis.url, secret, args.threads,
                                         args.server_cpus, log_dir)
         else:
@@ -219,6 +222,8 @@ def one_run(args, server, workload, params, log_dir):
         procs.append(srv)
         if workload == "roundtrip":
             procs.append(start_echo(args.echo, redis.port, args.client_cpus, log_dir))
+        if server == "logged" and workload in LOGGED_WORKLOADS:
+            params = dict(params, **{"publish-via": "fcall"})
         result = run_load(args.load, workload, port, secret, server, srv.pid, redis.port,
                           params, args.client_cpus, log_dir, redis_pid=redis.proc.pid)
         if srv.proc.poll() is not None:
@@ -414,8 +419,10 @@ def parse_args(argv=None):
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
                     help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--servers", default=None,
-                    help="comma-separated subset of gatehouse,baseline,node (default "
-                         "gatehouse,node; gatehouse,baseline,node with --baseline)")
+                    help="comma-separated subset of gatehouse,baseline,logged,node (default "
+                         "gatehouse,node; gatehouse,baseline,node with --baseline); logged is "
+                         "this gatehouse with fanout and broadcast published through the "
+                         "update log (FCALL gatehouse_publish)")
     ap.add_argument("--baseline", default=None, metavar="PATH",
                     help="another gatehouse-server binary (e.g. an older commit's release "
                          "build), run as the server `baseline`, placed and run exactly as "
@@ -471,7 +478,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     needed = [(args.load, "gatehouse_load"), (args.echo, "gatehouse_bench_echo")]
-    if "gatehouse" in args.servers:
+    if "gatehouse" in args.servers or "logged" in args.servers:
         needed.append((args.gatehouse, "gatehouse-server"))
     if "baseline" in args.servers and not os.path.exists(args.baseline):
         sys.exit(f"run_matrix: --baseline {args.baseline} not found")
@@ -509,6 +516,8 @@ def main(argv=None):
         for rep in range(args.reps):
             for workload, params in plan:
                 for server in args.servers:
+                    if server == "logged" and workload not in LOGGED_WORKLOADS:
+                        continue  # no update log in that workload: it would be gatehouse again
                     try:
                         r = one_run(args, server, workload, params, logs)
                     except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as e:

@@ -28,12 +28,15 @@ void usage(const char* argv0) {
                  "  [--label NAME] [--redis-port P] [--channel NAME] [--connections N]\n"
                  "  [--window W] [--rate R] [--warmup S] [--duration S] [--drain S]\n"
                  "  [--concurrency N] [--server-pid PID] [--redis-pid PID] [--player-prefix TEXT]\n"
+                 "  [--publish-via publish|fcall]\n"
                  "  [--source-addresses 127.0.0.2-127.0.0.9[,ADDR...]]\n"
                  "defaults: ingress 100 connections x window 8; fanout 1000 connections,\n"
                  "window 1000; broadcast 1000 connections, window 16; roundtrip 50\n"
                  "connections at --rate 5000/s; connect 2000 connections, 128 at a time;\n"
                  "idle 1000 connections held until SIGTERM or --duration;\n"
-                 "--warmup 1 --duration 5 --drain 5 (seconds)\n",
+                 "--warmup 1 --duration 5 --drain 5 (seconds); fanout and broadcast publish\n"
+                 "with PUBLISH, or with --publish-via fcall through the update log's\n"
+                 "FCALL gatehouse_publish (PROTOCOL.md 6.4)\n",
                  argv0);
 }
 
@@ -77,6 +80,12 @@ int run(int argc, char** argv) {
             o.channel = value;
         } else if (flag == "--player-prefix") {
             o.player_prefix = value;
+        } else if (flag == "--publish-via") {
+            if (std::string_view(value) != "publish" && std::string_view(value) != "fcall") {
+                std::fprintf(stderr, "--publish-via: want publish or fcall\n");
+                return 2;
+            }
+            o.publish_via_fcall = std::string_view(value) == "fcall";
         } else if (flag == "--source-addresses") {
             if (!gatehouse_load::parse_addresses(value, o.source_addresses)) {
                 std::fprintf(stderr, "--source-addresses: want A.B.C.D[-A.B.C.D][,...]\n");

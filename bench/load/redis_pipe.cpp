@@ -62,11 +62,15 @@ bool redis_pipe::start(std::function<void(const redisReply&)> on_reply) {
     return loop_.add(ctx_->fd, EPOLLIN, this);
 }
 
-void redis_pipe::publish(std::string_view channel, std::string_view message) {
+void redis_pipe::publish(std::string_view channel, std::string_view message, bool logged) {
     if (broken_) return;
-    const char* argv[3] = {"PUBLISH", channel.data(), message.data()};
-    const std::size_t lens[3] = {7, channel.size(), message.size()};
-    if (redisAppendCommandArgv(ctx_, 3, argv, lens) != REDIS_OK) {
+    const char* plain[3] = {"PUBLISH", channel.data(), message.data()};
+    const std::size_t plain_lens[3] = {7, channel.size(), message.size()};
+    const char* fcall[5] = {"FCALL", "gatehouse_publish", "0", channel.data(), message.data()};
+    const std::size_t fcall_lens[5] = {5, 17, 1, channel.size(), message.size()};
+    const int ok = logged ? redisAppendCommandArgv(ctx_, 5, fcall, fcall_lens)
+                          : redisAppendCommandArgv(ctx_, 3, plain, plain_lens);
+    if (ok != REDIS_OK) {
         fail("redisAppendCommandArgv failed");
         return;
     }

@@ -34,8 +34,9 @@ public:
     /// Switches to nonblocking mode and joins the loop. Every reply then goes to `on_reply`.
     bool start(std::function<void(const redisReply&)> on_reply);
 
-    /// Queues `PUBLISH channel message` (sent at the end of the loop's batch).
-    void publish(std::string_view channel, std::string_view message);
+    /// Queues `PUBLISH channel message` (sent at the end of the loop's batch), or with
+    /// `logged` `FCALL gatehouse_publish 0 channel message`: the update log's publish.
+    void publish(std::string_view channel, std::string_view message, bool logged = false);
 
     /// Commands queued whose reply has not arrived.
     std::size_t pending() const noexcept { return pending_; }

@@ -514,6 +514,7 @@ public:
             .field("duplicates", duplicates_)
             .field("misrouted", misrouted_)
             .field("publish_no_subscriber", unsubscribed_)
+            .field("publish_via", o_.publish_via_fcall ? "fcall" : "publish")
             .field(broadcast_ ? "deliveries_per_s" : "delivered_per_s",
                    static_cast<double>(window_received_) / o_.duration_s);
         if (broadcast_) {
@@ -548,11 +549,15 @@ private:
             counts_.push_back(0);
         }
         msg.assign(buf, static_cast<std::size_t>(len));
-        redis.publish(o_.channel, msg);
+        redis.publish(o_.channel, msg, o_.publish_via_fcall);
     }
 
+    // PUBLISH answers how many subscribers got the message; FCALL gatehouse_publish answers
+    // the update ids it gave (an array), or an error (no function loaded, say).
     void on_publish_reply(const redisReply& r) {
-        if (r.type != REDIS_REPLY_INTEGER || r.integer < 1) ++unsubscribed_;
+        const bool ok = o_.publish_via_fcall ? r.type == REDIS_REPLY_ARRAY
+                                             : r.type == REDIS_REPLY_INTEGER && r.integer >= 1;
+        if (!ok) ++unsubscribed_;
     }
 
     void handle(ws_connection& c, const gc::envelope& env) override {

@@ -30,6 +30,9 @@ struct options {
     int server_pid = 0;             // when set: server CPU (and RSS for connect) are read
     int redis_pid = 0;              // when set: redis-server's CPU is read too
     std::string player_prefix = "bench-p";
+    // fanout, broadcast: publish with `FCALL gatehouse_publish 0 <channel> <json>` (the update
+    // log, PROTOCOL.md 6.4) instead of `PUBLISH <channel> <json>`.
+    bool publish_via_fcall = false;
     // Local addresses to connect from, round robin (empty: the kernel's choice, 127.0.0.1).
     // Each gives one ephemeral port range (about 28k ports) towards the server's one port.
     std::vector<in_addr> source_addresses;
