@@ -3,7 +3,8 @@
 /// `redis_bus`: the command bus and update listener of a gateway on Redis (PROTOCOL.md
 /// sections 4 and 5), one object made of a `redis_command_producer` (commands `XADD`ed to a
 /// stream) and a `redis_update_subscriber` (updates heard on a Pub/Sub channel); both heal by
-/// themselves when Redis goes away and comes back.
+/// themselves when Redis goes away and comes back. It is also the gateway's `update_log`
+/// (section 6.4), kept in Redis by the `gatehouse` function library.
 
 #include <chrono>
 #include <cstddef>
@@ -16,6 +17,7 @@
 #include "gatehouse/pubsub_listener.hpp"
 #include "gatehouse/redis_command_producer.hpp"
 #include "gatehouse/redis_update_subscriber.hpp"
+#include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
 
@@ -33,6 +35,11 @@ struct redis_bus_options {
     /// When not 0, every XADD trims the stream to about this many entries (`MAXLEN ~ N`:
     /// Redis trims whole nodes, so the stream may hold somewhat more).
     std::size_t stream_maxlen = 0;
+    /// Each player's update log keeps the newest this many updates (at least 1;
+    /// `--update-log-size`).
+    std::size_t update_log_size = 1000;
+    /// A logged update is replayed for at most this long (positive; `--update-log-ttl`).
+    std::chrono::seconds update_log_ttl{3600};
     /// Longest wait for a connection to be set up and for any reply. A link that stays silent
     /// longer is treated as broken: its commands in flight fail with `errc::bus_unavailable`
     /// and it is reconnected. Also the interval of the health-check PING on each connection
@@ -71,7 +78,9 @@ struct redis_bus_stats {
 ///
 /// Commands: see `redis_command_producer` (the entry's fields, `errc::bus_unavailable` while
 /// the link is down or when it breaks with commands in flight). Updates: see
-/// `redis_update_subscriber` (in Redis's order, on its I/O thread, at-most-once).
+/// `redis_update_subscriber` (in Redis's order, on its I/O thread, at-most-once). Update
+/// log: see `redis_command_producer` (the `gatehouse` library, loaded at every connect, and
+/// the FCALLs on the command connection).
 ///
 /// Thread safety: every member may be called from any thread, `close()` and the destructor
 /// from a bus callback too.
@@ -79,11 +88,12 @@ struct redis_bus_stats {
 /// destructor closes, closing answers every command still in flight with
 /// `errc::bus_unavailable` (each `done` exactly once), and once it returns no callback of the
 /// bus runs any more.
-class redis_bus final : public command_bus, public pubsub_listener {
+class redis_bus final : public command_bus, public pubsub_listener, public update_log {
 public:
     /// Starts both I/O threads and begins connecting; returns without waiting for Redis (see
     /// `wait_connected`). Throws `std::invalid_argument` when `options.url` is not a valid
-    /// `redis://` URL, the stream or channel name is empty, or a duration is not positive.
+    /// `redis://` URL, the stream or channel name is empty, a duration is not positive, or
+    /// `update_log_size` is 0 (`update_log_ttl` must be positive, up to a year).
     explicit redis_bus(redis_bus_options options);
     ~redis_bus() override;
     redis_bus(const redis_bus&) = delete;
@@ -92,6 +102,13 @@ public:
     /// command_bus: formats the XADD on the calling thread and pipelines it; `done` runs with
     /// the entry id, or with `errc::bus_unavailable` (see `redis_command_producer::append`).
     void append(const envelope& command, append_handler done) override;
+
+    /// update_log: `FCALL gatehouse_publish` on the command connection (see
+    /// `redis_command_producer::publish_logged`).
+    void publish_logged(std::string message, logged_publish_handler done) override;
+    /// update_log: `FCALL_RO gatehouse_read` on the command connection (see
+    /// `redis_command_producer::read_after`).
+    void read_after(std::string player_id, std::string after_id, log_read_handler done) override;
 
     /// True while the command connection is up and, once `start()` was called, the
     /// subscription is confirmed (both base classes share this; `GET /ready` wants both).

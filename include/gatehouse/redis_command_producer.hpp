@@ -2,7 +2,9 @@
 /// @file
 /// `redis_command_producer`: the command bus of a gateway on Redis (PROTOCOL.md section 4):
 /// each accepted command is `XADD`ed to a stream over one pipelined connection that heals by
-/// itself when Redis goes away and comes back.
+/// itself when Redis goes away and comes back. The same connection carries the update log
+/// (section 6.4): the `gatehouse` Redis function library, loaded at every connect, and the
+/// FCALLs that publish through it and read it.
 
 #include <chrono>
 #include <cstddef>
@@ -12,6 +14,7 @@
 
 #include "gatehouse/command_bus.hpp"
 #include "gatehouse/log.hpp"
+#include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
 
@@ -27,6 +30,14 @@ struct redis_command_producer_options {
     /// When not 0, every XADD trims the stream to about this many entries (`MAXLEN ~ N`:
     /// Redis trims whole nodes, so the stream may hold somewhat more).
     std::size_t stream_maxlen = 0;
+    /// The update log's channel: logged updates are published on it, and each player's log
+    /// is the stream `<updates_channel>:log:<player_id>`.
+    std::string updates_channel = "ws_updates_channel";
+    /// Each player's log keeps the newest this many updates (at least 1).
+    std::size_t update_log_size = 1000;
+    /// A logged update is replayed for at most this long (positive; the key expires this
+    /// long after its last update).
+    std::chrono::seconds update_log_ttl{3600};
     /// Longest wait for the connection to be set up and for any reply. A link that stays
     /// silent longer is treated as broken: its commands in flight fail with
     /// `errc::bus_unavailable` and it is reconnected. Also the interval of the health-check
@@ -69,11 +80,21 @@ struct redis_command_producer_stats {
 /// appended them: an error never means "certainly not on the stream", only an ack means
 /// "certainly on it").
 ///
+/// Update log: at every connect, before `connected()` turns true, the connection runs
+/// `FUNCTION LOAD REPLACE` with the `gatehouse` library (docs/redis.md), its log size and TTL
+/// taken from the options, so a Redis restarted empty has it again before the first
+/// `publish_logged`. A Redis that refuses it (older than 7.0, an ACL without FUNCTION) is
+/// logged as an error; commands still work, and the update log answers `bus_unavailable` /
+/// `unavailable`. `publish_logged` sends `FCALL gatehouse_publish 0 <channel> <message>`,
+/// `read_after` sends `FCALL_RO gatehouse_read 1 <log key> <after_id>` (a malformed
+/// `after_id` is `gap` without asking Redis); both fail like `append` while Redis is away.
+///
 /// Faults: a broken connection is reconnected with backoff until the producer is closed;
 /// nothing needs restarting when Redis returns on the same address.
 ///
-/// Callbacks: every `done` runs exactly once: on the producer's I/O thread, or at once on the
-/// calling thread when the command is refused before it is sent, or inside `close()`.
+/// Callbacks: every `done` (of `append`, `publish_logged` and `read_after`) runs exactly once: on
+/// the producer's I/O thread, or at once on the calling thread when the command is refused before
+/// it is sent, or inside `close()`.
 ///
 /// Thread safety: every member may be called from any thread, `close()` and the destructor
 /// from a `done` callback too.
@@ -81,11 +102,12 @@ struct redis_command_producer_stats {
 /// answers every command still in flight with `errc::bus_unavailable`; once `close()` (or the
 /// destructor) returns no callback of this producer runs any more. Internally every callback
 /// holds the producer's shared state, never the object itself.
-class redis_command_producer final : public command_bus {
+class redis_command_producer final : public command_bus, public update_log {
 public:
     /// Starts the I/O thread and begins connecting; returns without waiting for Redis (see
     /// `wait_connected`). Throws `std::invalid_argument` naming the option when `url` is not
-    /// a valid `redis://` URL, `command_stream` is empty, or a duration is not positive.
+    /// a valid `redis://` URL, `command_stream` or `updates_channel` is empty, a duration is
+    /// not positive, or `update_log_size` is 0.
     explicit redis_command_producer(redis_command_producer_options options);
     ~redis_command_producer() override;
     redis_command_producer(const redis_command_producer&) = delete;
@@ -97,6 +119,16 @@ public:
 
     /// True while the connection is up.
     bool connected() const noexcept override;
+
+    /// update_log: `FCALL gatehouse_publish`, pipelined with the commands; `done` gets the
+    /// ids, `errc::invalid_update` when the function refused the message (not a JSON object,
+    /// or it already has `update_ids`), `errc::bus_unavailable` when Redis is away, the link
+    /// broke with it in flight (it may or may not have been published), or the library is
+    /// not loaded.
+    void publish_logged(std::string message, logged_publish_handler done) override;
+    /// update_log: `FCALL_RO gatehouse_read`; `unavailable` when Redis is away or answered
+    /// an error.
+    void read_after(std::string player_id, std::string after_id, log_read_handler done) override;
 
     /// Answers every command still in flight with `errc::bus_unavailable` (each `done` runs
     /// before `close()` returns), closes the connection and ends the I/O thread; from then on

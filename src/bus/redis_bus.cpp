@@ -15,6 +15,9 @@ redis_command_producer_options producer_options(const redis_bus_options& o) {
     p.command_stream = o.command_stream;
     p.gateway_id = o.gateway_id;
     p.stream_maxlen = o.stream_maxlen;
+    p.updates_channel = o.updates_channel;
+    p.update_log_size = o.update_log_size;
+    p.update_log_ttl = o.update_log_ttl;
     p.timeout = o.timeout;
     p.reconnect_min = o.reconnect_min;
     p.reconnect_max = o.reconnect_max;
@@ -67,6 +70,14 @@ void redis_bus::close() {
 
 void redis_bus::append(const envelope& command, append_handler done) {
     impl_->producer.append(command, std::move(done));
+}
+
+void redis_bus::publish_logged(std::string message, logged_publish_handler done) {
+    impl_->producer.publish_logged(std::move(message), std::move(done));
+}
+
+void redis_bus::read_after(std::string player_id, std::string after_id, log_read_handler done) {
+    impl_->producer.read_after(std::move(player_id), std::move(after_id), std::move(done));
 }
 
 bool redis_bus::connected() const noexcept {

@@ -11,6 +11,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "bus/redis_reconnect.hpp"
+#include "bus/redis_update_log.hpp"
 #include "gatehouse/errc.hpp"
 #include "redis/connection.hpp"
 #include "redis/io_thread.hpp"
@@ -28,6 +29,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         : options(std::move(o)),
           where(std::move(u)),
           redacted(r::redacted(where)),
+          library(r::update_log_library(options.update_log_size, options.update_log_ttl)),
           retry(io.context()),
           reconnect_backoff(options.reconnect_min, options.reconnect_max) {
         // The constant head of every XADD: `XADD <stream> [MAXLEN ~ N] *`, and the constant
@@ -54,6 +56,8 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     std::string xadd_head;
     std::size_t head_args = 0;
     std::string gateway_field;
+    // The `gatehouse` function library, loaded at every connect.
+    const std::string library;
 
     // Guards `command` and `closed`. Appending threads hold it shared while they hand a
     // command to the connection, so close() (exclusive) knows that every command handed over
@@ -98,10 +102,46 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
             auto failed = weak_c.lock();
             if (self && failed) self->on_failure(*failed, ec);
         });
-        c->connect([weak](std::error_code ec) {
-            if (auto self = weak.lock(); self && !ec) self->on_connected();
+        c->connect([weak, weak_c](std::error_code ec) {
+            auto self = weak.lock();
+            auto connected = weak_c.lock();
+            if (self && connected && !ec) self->load_library(*connected);
             // On an error on_failure runs too, and retries.
         });
+    }
+
+    // Before the producer reports connected: a Redis restarted empty has lost the library,
+    // and a gateway that said "ready" without it would fail every logged publish. REPLACE,
+    // because another gateway (or an older version of this one) may have loaded it already.
+    void load_library(r::connection& c) {
+        std::weak_ptr<state> weak = shared_from_this();
+        c.command({"FUNCTION", "LOAD", "REPLACE", library},
+                  [weak](std::error_code ec, const r::reply& reply) {
+                      auto self = weak.lock();
+                      if (!self || ec) return;  // a broken link: on_failure retries
+                      if (reply.is_error()) {
+                          // Commands still work without it; only the update log does not.
+                          self->log(log_level::error,
+                                    "FUNCTION LOAD of the gatehouse library refused (" + reply.str +
+                                        "); logged publishes and resumes fail until it loads "
+                                        "(Redis 7.0 or later, and the FUNCTION command, needed)");
+                      }
+                      self->on_connected();
+                  });
+    }
+
+    // Hands one command to the connection, or, when closed meanwhile, answers it at once as
+    // not sent. `answer` runs exactly once either way.
+    template <class Format, class Answer>
+    void send(Format&& format, Answer&& answer) {
+        {
+            std::shared_lock<std::shared_mutex> lock(command_mutex);
+            if (!closed && command) {
+                command->send_with(std::forward<Format>(format), std::forward<Answer>(answer));
+                return;
+            }
+        }
+        answer(asio::error::not_connected, r::reply{});
     }
 
     void on_connected() {
@@ -159,6 +199,15 @@ redis_command_producer::redis_command_producer(redis_command_producer_options op
     }
     if (options.command_stream.empty()) {
         throw std::invalid_argument("redis_command_producer: command_stream must not be empty");
+    }
+    if (options.updates_channel.empty()) {
+        throw std::invalid_argument("redis_command_producer: updates_channel must not be empty");
+    }
+    if (options.update_log_size == 0 || options.update_log_ttl.count() <= 0 ||
+        options.update_log_ttl > std::chrono::hours(24 * 365)) {
+        throw std::invalid_argument(
+            "redis_command_producer: update_log_size must be at least 1 and update_log_ttl "
+            "positive (up to a year)");
     }
     if (options.timeout.count() <= 0 || options.reconnect_min.count() <= 0 ||
         options.reconnect_max < options.reconnect_min) {
@@ -260,15 +309,64 @@ void redis_command_producer::append(const envelope& command, append_handler done
         }
         done(make_error_code(errc::bus_unavailable), {});
     };
-    {
-        std::shared_lock<std::shared_mutex> lock(s.command_mutex);
-        if (!s.closed && s.command) {
-            s.command->send_with(format, std::move(answer));
+    s.send(format, std::move(answer));
+}
+
+void redis_command_producer::publish_logged(std::string message, logged_publish_handler done) {
+    auto& s = *state_;
+    if (!s.up.load(std::memory_order_acquire)) {
+        done(make_error_code(errc::bus_unavailable), {});
+        return;
+    }
+    const auto format = [&](std::string& out) {
+        r::format_logged_publish(out, s.options.updates_channel, message);
+    };
+    std::weak_ptr<state> weak = state_;
+    auto answer = [weak, done = std::move(done)](std::error_code ec, const r::reply& reply) {
+        update_ids ids;
+        if (ec) {
+            done(make_error_code(errc::bus_unavailable), std::move(ids));
             return;
         }
+        const auto refused = r::parse_logged_publish(reply, ids);
+        if (refused == errc::bus_unavailable) {
+            if (auto self = weak.lock()) {
+                // Typically the library is not loaded (see load_library); logged sparingly.
+                const auto n = self->reply_errors.fetch_add(1, std::memory_order_relaxed);
+                if (n % 1000 == 0) {
+                    self->log(log_level::error, "FCALL gatehouse_publish failed: " + reply.str +
+                                                    " (" + std::to_string(n + 1) +
+                                                    " Redis errors so far)");
+                }
+            }
+        }
+        done(refused, std::move(ids));
+    };
+    s.send(format, std::move(answer));
+}
+
+void redis_command_producer::read_after(std::string player_id, std::string after_id,
+                                        log_read_handler done) {
+    auto& s = *state_;
+    if (!valid_update_id(after_id)) {
+        done(log_read_result{});  // not an id the log could have issued: gap
+        return;
     }
-    // Closed meanwhile: `answer` was not handed over.
-    answer(asio::error::not_connected, r::reply{});
+    if (!s.up.load(std::memory_order_acquire)) {
+        done(log_read_result{log_read_status::unavailable, {}});
+        return;
+    }
+    const auto format = [&](std::string& out) {
+        r::format_log_read(out, s.options.updates_channel, player_id, after_id);
+    };
+    auto answer = [done = std::move(done)](std::error_code ec, const r::reply& reply) {
+        if (ec) {
+            done(log_read_result{log_read_status::unavailable, {}});
+            return;
+        }
+        done(r::parse_log_read(reply));
+    };
+    s.send(format, std::move(answer));
 }
 
 bool redis_command_producer::connected() const noexcept {

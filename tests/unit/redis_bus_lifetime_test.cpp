@@ -19,6 +19,7 @@
 #include "gatehouse/redis_client.hpp"
 #include "gatehouse/redis_command_producer.hpp"
 #include "gatehouse/redis_update_subscriber.hpp"
+#include "gatehouse/update_log.hpp"
 #include "redis_server_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -85,6 +86,18 @@ struct answers {
             }
         };
     }
+    // The update log's answers count as the appends' do: ok, or unavailable.
+    gatehouse::logged_publish_handler logged(int n) {
+        return [this, n](std::error_code ec, gatehouse::update_ids) { handler(n)(ec, {}); };
+    }
+    gatehouse::log_read_handler read(int n) {
+        return [this, n](gatehouse::log_read_result r) {
+            handler(n)(r.status == gatehouse::log_read_status::unavailable
+                           ? make_error_code(errc::bus_unavailable)
+                           : std::error_code{},
+                       {});
+        };
+    }
     bool each_once() const {
         for (const auto& c : calls) {
             if (c.load() != 1) return false;
@@ -144,6 +157,45 @@ TEST_CASE("redis lifetime: a producer destroyed with appends in flight answers e
     CHECK(a.late.load() == 0);
 }
 
+TEST_CASE("redis lifetime: a producer destroyed with logged publishes and reads in flight",
+          "[redis_lifetime]") {
+    redis_server server;
+    constexpr int count = 300;
+    answers a(count);
+    std::string known_id;
+    {
+        redis_command_producer producer(producer_options(server));
+        REQUIRE(producer.wait_connected(5000ms));
+        std::atomic<bool> first{false};
+        producer.publish_logged(R"({"player_id":"p","type":"t"})",
+                                [&](std::error_code ec, gatehouse::update_ids ids) {
+                                    if (!ec && ids.size() == 1) known_id = ids[0].second;
+                                    first = true;
+                                });
+        REQUIRE(eventually([&] { return first.load(); }));
+        REQUIRE_FALSE(known_id.empty());
+        // Appends, logged publishes and log reads from other threads while the destructor
+        // runs: each is answered exactly once.
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 3; ++t) {
+            threads.emplace_back([&, t] {
+                for (int n = t; n < count; n += 3) {
+                    if (t == 0) producer.append(sample_command(), a.handler(n));
+                    if (t == 1)
+                        producer.publish_logged(R"({"player_id":"p","type":"t"})", a.logged(n));
+                    if (t == 2) producer.read_after("p", known_id, a.read(n));
+                }
+            });
+        }
+        for (auto& t : threads) t.join();
+    }
+    a.gone = true;
+    CHECK(a.each_once());
+    CHECK(a.ok.load() + a.unavailable.load() == count);
+    CHECK(a.other.load() == 0);
+    CHECK(a.late.load() == 0);
+}
+
 TEST_CASE("redis lifetime: a producer on a hung Redis closes at once, answering all",
           "[redis_lifetime]") {
     redis_server server;
@@ -152,7 +204,11 @@ TEST_CASE("redis lifetime: a producer on a hung Redis closes at once, answering 
     auto producer = std::make_unique<redis_command_producer>(producer_options(server));
     REQUIRE(producer->wait_connected(5000ms));
     server.pause();  // nothing is answered by Redis from here on
-    for (int n = 0; n < count; ++n) producer->append(sample_command(), a.handler(n));
+    for (int n = 0; n < count; ++n) {
+        if (n % 3 == 0) producer->append(sample_command(), a.handler(n));
+        if (n % 3 == 1) producer->publish_logged(R"({"player_id":"p","type":"t"})", a.logged(n));
+        if (n % 3 == 2) producer->read_after("p", "1-0", a.read(n));
+    }
     const auto t0 = std::chrono::steady_clock::now();
     producer.reset();
     a.gone = true;
@@ -289,7 +345,11 @@ TEST_CASE("redis lifetime: redis_bus destroyed with appends in flight and Redis 
         REQUIRE(bus.wait_connected(5000ms));
         for (int n = 0; n < count / 2; ++n) bus.append(sample_command(), a.handler(n));
         server.kill_now();
-        for (int n = count / 2; n < count; ++n) bus.append(sample_command(), a.handler(n));
+        for (int n = count / 2; n < count; ++n) {
+            if (n % 2 == 0)
+                bus.publish_logged(R"({"player_ids":["p","q"],"type":"t"})", a.logged(n));
+            if (n % 2 == 1) bus.read_after("p", "1-0", a.read(n));
+        }
     }
     a.gone = true;
     CHECK(a.each_once());
@@ -326,5 +386,26 @@ TEST_CASE("redis lifetime: redis_bus destroyed from its update handler and from 
         bus.reset();
         released = true;
         CHECK(eventually([&] { return watch.expired(); }));
+    }
+    SECTION("from a logged publish's callback and a log read's") {
+        auto bus = std::make_shared<gatehouse::redis_bus>(o);
+        REQUIRE(bus->wait_connected(5000ms));
+        std::weak_ptr<gatehouse::redis_bus> watch = bus;
+        std::atomic<bool> released{false};
+        std::atomic<int> answered{0};
+        bus->publish_logged(R"({"player_id":"p","type":"t"})",
+                            [&, owner = bus](std::error_code, gatehouse::update_ids) mutable {
+                                (void)eventually([&] { return released.load(); });
+                                owner.reset();
+                                answered.fetch_add(1);
+                            });
+        bus->read_after("p", "1-0", [&, owner = bus](gatehouse::log_read_result) mutable {
+            owner.reset();
+            answered.fetch_add(1);
+        });
+        bus.reset();
+        released = true;
+        CHECK(eventually([&] { return watch.expired(); }));
+        CHECK(answered.load() == 2);
     }
 }

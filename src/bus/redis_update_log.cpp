@@ -1,0 +1,190 @@
+#include "bus/redis_update_log.hpp"
+
+#include <utility>
+
+#include "gatehouse/errc.hpp"
+#include "redis/connection.hpp"
+
+namespace gatehouse::detail::redis {
+namespace {
+
+// The library. `@SIZE@` and `@TTL_MS@` are replaced by the bus options; every gateway loads it
+// at connect with REPLACE, so a Redis restarted empty has it again before the gateway reports
+// ready (and the last gateway to connect sets the size and TTL for all).
+//
+// Why it is written this way:
+// - The shape is decided exactly as parse_update() decides it (include/gatehouse/update.hpp),
+//   so that what is logged is what the gateway delivers to players; a malformed target is
+//   published unlogged and the gateway drops and counts it as before.
+// - The message is published as its original text with one key spliced in after the first
+//   `{`, never re-encoded: cjson would rewrite numbers (and key order) in payloads.
+// - Each XADD's entry id is the update id: `<ms>-<seq>`, strictly increasing per key, never
+//   reused by this Redis, and an id from a Redis since restarted empty is simply not found.
+// - gatehouse_read answers in one round trip, and `gap` unless the entry the client last saw
+//   is still there and younger than the TTL (by Redis's clock): then everything after it is
+//   there too (trimming removes the oldest first) and younger still.
+constexpr std::string_view library_template = R"LUA(#!lua name=gatehouse
+-- The gatehouse update log (PROTOCOL.md 6.4), loaded by the gateway: do not edit in Redis.
+local log_size = '@SIZE@'
+local log_ttl_ms = @TTL_MS@
+
+local function present(v) return v ~= nil and v ~= cjson.null end
+
+-- The players a message is logged for, in order, each once; nil for an unlogged shape.
+local function logged_players(m)
+  if present(m.op) then return nil end
+  if m.broadcast == true then return nil end
+  if present(m.connection_id) then return nil end
+  if present(m.player_ids) then
+    local ids = m.player_ids
+    if type(ids) ~= 'table' or #ids == 0 then return nil end
+    local seen, out = {}, {}
+    for i = 1, #ids do
+      local p = ids[i]
+      if type(p) ~= 'string' or p == '' then return nil end
+      if not seen[p] then
+        seen[p] = true
+        out[#out + 1] = p
+      end
+    end
+    return out
+  end
+  if type(m.player_id) == 'string' and m.player_id ~= '' then return {m.player_id} end
+  return nil
+end
+
+local function gatehouse_publish(keys, args)
+  local channel, text = args[1], args[2]
+  if channel == nil or text == nil then
+    return redis.error_reply('invalid_update: usage: FCALL gatehouse_publish 0 <channel> <json>')
+  end
+  local ok, m = pcall(cjson.decode, text)
+  if not ok or type(m) ~= 'table' or not string.find(text, '^%s*{') then
+    return redis.error_reply('invalid_update: not a JSON object')
+  end
+  if m.update_ids ~= nil then
+    return redis.error_reply('invalid_update: update_ids is added by the log')
+  end
+  local players = logged_players(m)
+  if players == nil then
+    redis.call('PUBLISH', channel, text)
+    return {}
+  end
+  local ids, pairs_json = {}, {}
+  for _, p in ipairs(players) do
+    local key = channel .. ':log:' .. p
+    local id = redis.call('XADD', key, 'MAXLEN', log_size, '*', 'm', text)
+    redis.call('PEXPIRE', key, log_ttl_ms)
+    ids[#ids + 1] = p
+    ids[#ids + 1] = id
+    pairs_json[#pairs_json + 1] = cjson.encode(p) .. ':"' .. id .. '"'
+  end
+  local brace = string.find(text, '{', 1, true)
+  redis.call('PUBLISH', channel, string.sub(text, 1, brace) .. '"update_ids":{' ..
+    table.concat(pairs_json, ',') .. '},' .. string.sub(text, brace + 1))
+  return ids
+end
+
+local function gatehouse_read(keys, args)
+  local key, after = keys[1], args[1]
+  if key == nil or after == nil then return 'gap' end
+  local found = redis.pcall('XRANGE', key, after, after)
+  if type(found) ~= 'table' or found.err ~= nil or #found == 0 then return 'gap' end
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local at_ms = tonumber(string.match(after, '^(%d+)'))
+  if at_ms == nil or now_ms - at_ms > log_ttl_ms then return 'gap' end
+  local out = {}
+  for _, e in ipairs(redis.call('XRANGE', key, '(' .. after, '+')) do
+    local fields, message = e[2], ''
+    for i = 1, #fields - 1, 2 do
+      if fields[i] == 'm' then message = fields[i + 1] end
+    end
+    out[#out + 1] = {e[1], message}
+  end
+  return out
+end
+
+redis.register_function('gatehouse_publish', gatehouse_publish)
+redis.register_function{function_name = 'gatehouse_read', callback = gatehouse_read,
+                        flags = {'no-writes'}}
+)LUA";
+
+void replace(std::string& text, std::string_view placeholder, const std::string& value) {
+    for (auto at = text.find(placeholder); at != std::string::npos;
+         at = text.find(placeholder, at + value.size())) {
+        text.replace(at, placeholder.size(), value);
+    }
+}
+
+}  // namespace
+
+std::string update_log_library(std::size_t log_size, std::chrono::seconds log_ttl) {
+    std::string text(library_template);
+    replace(text, "@SIZE@", std::to_string(log_size));
+    replace(text, "@TTL_MS@", std::to_string(log_ttl.count() * 1000));
+    return text;
+}
+
+std::string update_log_key(std::string_view channel, std::string_view player_id) {
+    std::string key;
+    key.reserve(channel.size() + 5 + player_id.size());
+    key.append(channel).append(":log:").append(player_id);
+    return key;
+}
+
+void format_logged_publish(std::string& out, std::string_view channel, std::string_view message) {
+    format_array_header(out, 5);
+    format_bulk(out, "FCALL");
+    format_bulk(out, "gatehouse_publish");
+    format_bulk(out, "0");
+    format_bulk(out, channel);
+    format_bulk(out, message);
+}
+
+void format_log_read(std::string& out, std::string_view channel, std::string_view player_id,
+                     std::string_view after_id) {
+    format_array_header(out, 5);
+    format_bulk(out, "FCALL_RO");
+    format_bulk(out, "gatehouse_read");
+    format_bulk(out, "1");
+    format_bulk(out, update_log_key(channel, player_id));
+    format_bulk(out, after_id);
+}
+
+std::error_code parse_logged_publish(const reply& r, update_ids& out) {
+    out.clear();
+    if (r.is_error("invalid_update")) return errc::invalid_update;
+    if (r.kind != reply_kind::array || r.elements.size() % 2 != 0) return errc::bus_unavailable;
+    out.reserve(r.elements.size() / 2);
+    for (std::size_t i = 0; i < r.elements.size(); i += 2) {
+        const auto& player = r.elements[i];
+        const auto& id = r.elements[i + 1];
+        if (player.kind != reply_kind::string || id.kind != reply_kind::string) {
+            out.clear();
+            return errc::bus_unavailable;
+        }
+        out.emplace_back(player.str, id.str);
+    }
+    return {};
+}
+
+log_read_result parse_log_read(const reply& r) {
+    log_read_result result;
+    if (r.is_text("gap")) return result;  // status gap is the default
+    result.status = log_read_status::unavailable;
+    if (r.kind != reply_kind::array) return result;
+    result.updates.reserve(r.elements.size());
+    for (const auto& e : r.elements) {
+        if (e.kind != reply_kind::array || e.elements.size() != 2 ||
+            e.elements[0].kind != reply_kind::string || e.elements[1].kind != reply_kind::string) {
+            result.updates.clear();
+            return result;
+        }
+        result.updates.push_back({e.elements[0].str, e.elements[1].str});
+    }
+    result.status = log_read_status::replay;
+    return result;
+}
+
+}  // namespace gatehouse::detail::redis
