@@ -2,7 +2,7 @@
 /// @file
 /// `in_process_bus`: the command bus and update source of a gateway that runs without
 /// Redis, with the API a service in the same process uses to consume commands and publish
-/// updates.
+/// updates, and its update log (PROTOCOL.md 6.4) in memory.
 
 #include <chrono>
 #include <cstddef>
@@ -17,6 +17,7 @@
 #include "gatehouse/envelope.hpp"
 #include "gatehouse/pubsub_listener.hpp"
 #include "gatehouse/update.hpp"
+#include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
 
@@ -37,17 +38,29 @@ struct in_process_bus_options {
     std::size_t max_pending_updates = 65536;
     /// Written into each entry's `gateway_id`.
     std::string gateway_id = "local";
+    /// Each player's update log keeps the newest this many updates (at least 1).
+    std::size_t update_log_size = 1000;
+    /// A logged update is replayed for at most this long (positive); a player's log not
+    /// written for this long is dropped.
+    std::chrono::seconds update_log_ttl{3600};
+    /// The whole update log's memory bound (message and player bytes plus about 100 bytes
+    /// per entry). Past it, the logs of the players written to least recently are dropped
+    /// whole (their resumes get `gap`); a single player's log over it keeps its newest update.
+    std::size_t update_log_bytes = std::size_t{64} * 1024 * 1024;
 };
 
 /// A command stream and an update channel in memory. The gateway uses it as its
 /// `command_bus` and `pubsub_listener`; services in the same process read commands with
-/// `read()` or `on_command()` and publish updates with `publish()`.
+/// `read()` or `on_command()` and publish updates with `publish()` (unlogged, like `PUBLISH`)
+/// or `publish_logged()` (through the update log, like `FCALL gatehouse_publish`).
 ///
 /// Thread safety: every member may be called from any thread concurrently. Updates are
 /// delivered to the listener's handler on the bus's own delivery thread, in publish order.
 /// Lifetime: the delivery thread runs from `start()` to `stop()` or destruction.
-class in_process_bus final : public command_bus, public pubsub_listener {
+class in_process_bus final : public command_bus, public pubsub_listener, public update_log {
 public:
+    /// Throws `std::invalid_argument` when `update_log_size` is 0 or `update_log_ttl` is not
+    /// positive (up to a year).
     explicit in_process_bus(in_process_bus_options options = {});
     ~in_process_bus() override;
     in_process_bus(const in_process_bus&) = delete;
@@ -96,6 +109,19 @@ public:
     bool publish(std::string message);
     /// Publishes `u` as `to_json(u)`.
     bool publish(const update& u);
+
+    /// update_log: parses `message` (PROTOCOL.md section 5; `errc::invalid_update` when
+    /// `parse_update` refuses it or it has an `update_ids` key of its own). A player-addressed
+    /// update is appended to each addressed player's log under one new id `<ms>-<seq>` (from
+    /// the Unix clock, increasing), and queued for delivery with `"update_ids":{...}` inserted
+    /// after its first `{`, in the same critical section, so that the log's order is the
+    /// delivery order; other shapes are queued as they are. `errc::bus_unavailable` when the
+    /// delivery queue is full (nothing logged). `done` runs on the calling thread, before
+    /// this returns.
+    void publish_logged(std::string message, logged_publish_handler done) override;
+    /// update_log: reads the log in memory; `done` runs on the calling thread, before this
+    /// returns. Never `unavailable`.
+    void read_after(std::string player_id, std::string after_id, log_read_handler done) override;
 
     /// Updates refused because the delivery queue was full.
     std::uint64_t updates_refused() const noexcept;

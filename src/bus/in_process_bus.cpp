@@ -7,10 +7,13 @@
 #include <deque>
 #include <limits>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 
+#include "bus/memory_update_log.hpp"
 #include "common/clock.hpp"
+#include "gatehouse/errc.hpp"
 
 namespace gatehouse {
 namespace {
@@ -58,7 +61,9 @@ struct stored_entry {
 }  // namespace
 
 struct in_process_bus::impl {
-    explicit impl(in_process_bus_options o) : options(std::move(o)) {}
+    explicit impl(in_process_bus_options o)
+        : options(std::move(o)),
+          log(options.update_log_size, options.update_log_ttl, options.update_log_bytes) {}
 
     const in_process_bus_options options;
 
@@ -81,6 +86,9 @@ struct in_process_bus::impl {
     std::thread::id delivery_id;
     bool stopping = false;
     std::atomic<std::uint64_t> refused{0};
+    // Under updates_mutex: a logged update's ids are assigned in the critical section that
+    // queues it, so each player's log order is its delivery order.
+    detail::memory_update_log log;
 
     // Redis's rule: the id's time part never goes backwards, even when the clock does;
     // within one millisecond (or a stalled clock) the sequence counts up.
@@ -116,8 +124,15 @@ struct in_process_bus::impl {
     }
 };
 
-in_process_bus::in_process_bus(in_process_bus_options options)
-    : impl_(std::make_unique<impl>(std::move(options))) {}
+in_process_bus::in_process_bus(in_process_bus_options options) {
+    if (options.update_log_size == 0 || options.update_log_ttl.count() <= 0 ||
+        options.update_log_ttl > std::chrono::hours(24 * 365)) {
+        throw std::invalid_argument(
+            "in_process_bus: update_log_size must be at least 1 and update_log_ttl positive (up "
+            "to a year)");
+    }
+    impl_ = std::make_unique<impl>(std::move(options));
+}
 
 in_process_bus::~in_process_bus() { stop(); }
 
@@ -262,6 +277,47 @@ bool in_process_bus::publish(std::string message) {
 }
 
 bool in_process_bus::publish(const update& u) { return publish(to_json(u)); }
+
+void in_process_bus::publish_logged(std::string message, logged_publish_handler done) {
+    update parsed;
+    if (parse_update(message, parsed) || detail::has_update_ids(message)) {
+        done(make_error_code(errc::invalid_update), {});
+        return;
+    }
+    const auto players = detail::logged_players(parsed);
+    update_ids ids;
+    bool queued = false;
+    {
+        std::lock_guard<std::mutex> lock(impl_->updates_mutex);
+        queued = impl_->pending.size() < impl_->options.max_pending_updates;
+        if (!queued) {
+            impl_->refused.fetch_add(1, std::memory_order_relaxed);
+        } else if (players.empty()) {
+            impl_->pending.push_back(std::move(message));
+        } else {
+            const auto id = impl_->log.append(players, message, detail::unix_now_ms());
+            ids.reserve(players.size());
+            for (const auto& p : players) ids.emplace_back(p, id);
+            impl_->pending.push_back(detail::with_update_ids(message, ids));
+        }
+    }
+    if (!queued) {
+        done(make_error_code(errc::bus_unavailable), {});
+        return;
+    }
+    impl_->updates_cv.notify_one();
+    done({}, std::move(ids));
+}
+
+void in_process_bus::read_after(std::string player_id, std::string after_id,
+                                log_read_handler done) {
+    log_read_result result;
+    {
+        std::lock_guard<std::mutex> lock(impl_->updates_mutex);
+        result = impl_->log.read_after(player_id, after_id, detail::unix_now_ms());
+    }
+    done(std::move(result));
+}
 
 std::uint64_t in_process_bus::updates_refused() const noexcept {
     return impl_->refused.load(std::memory_order_relaxed);

@@ -615,3 +615,258 @@ TEST_CASE("in_process_bus: publish(update) sends to_json", "[in_process_bus]") {
     CHECK(parsed.message.type == "score");
     CHECK(parsed.message.correlation_id == "c-5");
 }
+
+// The update log in memory (PROTOCOL.md 6.4): the behaviour of the Redis library
+// (tests/unit/redis_update_log_test.cpp), without Redis.
+namespace {
+
+struct logged_answer {
+    int calls = 0;
+    std::error_code error;
+    gatehouse::update_ids ids;
+};
+
+logged_answer publish_logged(gatehouse::in_process_bus& bus, std::string message) {
+    logged_answer a;
+    bus.publish_logged(std::move(message), [&a](std::error_code ec, gatehouse::update_ids ids) {
+        ++a.calls;
+        a.error = ec;
+        a.ids = std::move(ids);
+    });
+    CHECK(a.calls == 1);  // on the calling thread, before publish_logged returns
+    return a;
+}
+
+gatehouse::log_read_result read_after(gatehouse::in_process_bus& bus, std::string player,
+                                      std::string after) {
+    gatehouse::log_read_result out;
+    int calls = 0;
+    bus.read_after(std::move(player), std::move(after), [&](gatehouse::log_read_result r) {
+        ++calls;
+        out = std::move(r);
+    });
+    CHECK(calls == 1);
+    return out;
+}
+
+std::string with_ids(const std::string& message, const std::string& ids_json) {
+    const auto brace = message.find('{');
+    return message.substr(0, brace + 1) + "\"update_ids\":" + ids_json + "," +
+           message.substr(brace + 1);
+}
+
+}  // namespace
+
+TEST_CASE("in_process_bus: publish_logged logs and delivers with increasing ids",
+          "[in_process_bus][update_log]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start(got.handler());
+    std::vector<std::string> sent;
+    std::vector<std::string> ids;
+    for (int n = 0; n < 5; ++n) {
+        sent.push_back(R"( {"player_id":"alice","type":"tick","payload":{"n":)" +
+                       std::to_string(n) + R"(,"x":1.50}})");
+        const auto a = publish_logged(bus, sent.back());
+        REQUIRE_FALSE(a.error);
+        REQUIRE(a.ids.size() == 1);
+        CHECK(a.ids[0].first == "alice");
+        CHECK(gatehouse::valid_update_id(a.ids[0].second));
+        if (!ids.empty()) CHECK(gatehouse::compare_update_ids(ids.back(), a.ids[0].second) < 0);
+        ids.push_back(a.ids[0].second);
+    }
+    REQUIRE(got.wait_for(sent.size()));
+    const auto messages = got.messages();
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+        CHECK(messages[i] == with_ids(sent[i], R"({"alice":")" + ids[i] + "\"}"));
+    }
+    const auto replay = read_after(bus, "alice", ids[1]);
+    REQUIRE(replay.status == gatehouse::log_read_status::replay);
+    REQUIRE(replay.updates.size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK(replay.updates[i].update_id == ids[i + 2]);
+        CHECK(replay.updates[i].message == sent[i + 2]);
+    }
+    CHECK(read_after(bus, "alice", ids.back()).updates.empty());
+    CHECK(read_after(bus, "alice", ids.back()).status == gatehouse::log_read_status::replay);
+    bus.stop();
+}
+
+TEST_CASE("in_process_bus: the log's shapes, as the Redis library decides them",
+          "[in_process_bus][update_log]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start(got.handler());
+
+    const std::string many = R"({"player_ids":["bob","a\"x","bob"],"type":"t","payload":[1]})";
+    const auto a = publish_logged(bus, many);
+    REQUIRE(a.ids.size() == 2);
+    CHECK(a.ids[0].first == "bob");
+    CHECK(a.ids[1].first == "a\"x");
+    const auto& id = a.ids[0].second;
+    CHECK(a.ids[1].second == id);  // one id per update, increasing for each player
+    REQUIRE(got.wait_for(1));
+    CHECK(got.messages()[0] == with_ids(many, R"({"bob":")" + id + R"(","a\"x":")" + id + "\"}"));
+    CHECK(read_after(bus, "a\"x", id).status == gatehouse::log_read_status::replay);
+
+    const std::vector<std::string> unlogged{
+        R"({"broadcast":true,"player_id":"p","type":"t"})",
+        R"({"room":"lobby","type":"t"})",
+        R"({"player_id":"p","connection_id":"gw-1","type":"t"})",
+        R"({"op":"join","player_id":"p","room":"lobby"})",
+    };
+    for (const auto& message : unlogged) {
+        const auto u = publish_logged(bus, message);
+        CHECK_FALSE(u.error);
+        CHECK(u.ids.empty());
+    }
+    REQUIRE(got.wait_for(1 + unlogged.size()));
+    const auto messages = got.messages();
+    CHECK(std::vector<std::string>(messages.begin() + 1, messages.end()) == unlogged);
+
+    for (const std::string bad : {"not json", "[1]", R"({"type":"t"})", R"({"player_id":"p"})",
+                                  R"({"player_id":"p","type":"t","update_ids":{}})"}) {
+        const auto refused = publish_logged(bus, bad);
+        CHECK(refused.error == gatehouse::errc::invalid_update);
+        CHECK(refused.ids.empty());
+    }
+    // A payload that merely mentions the key is fine.
+    CHECK(publish_logged(bus, R"({"player_id":"p","type":"t","payload":{"update_ids":1}})")
+              .ids.size() == 1);
+    REQUIRE(got.wait_for(2 + unlogged.size()));
+    CHECK(got.messages().size() == 2 + unlogged.size());
+    bus.stop();
+}
+
+TEST_CASE("in_process_bus: the log is capped per player; trimmed, unknown or malformed is a gap",
+          "[in_process_bus][update_log]") {
+    gatehouse::in_process_bus_options o;
+    o.update_log_size = 3;
+    gatehouse::in_process_bus bus(o);
+    std::vector<std::string> ids;
+    for (int n = 0; n < 5; ++n) {
+        ids.push_back(publish_logged(bus, R"({"player_id":"dave","type":"n","payload":)" +
+                                              std::to_string(n) + "}")
+                          .ids.at(0)
+                          .second);
+    }
+    using gatehouse::log_read_status;
+    CHECK(read_after(bus, "dave", ids[0]).status == log_read_status::gap);
+    CHECK(read_after(bus, "dave", ids[1]).status == log_read_status::gap);
+    const auto replay = read_after(bus, "dave", ids[2]);
+    REQUIRE(replay.status == log_read_status::replay);
+    REQUIRE(replay.updates.size() == 2);
+    CHECK(replay.updates[1].update_id == ids[4]);
+    CHECK(read_after(bus, "dave", "1-0").status == log_read_status::gap);
+    CHECK(read_after(bus, "nobody", ids[2]).status == log_read_status::gap);
+    for (const std::string malformed : {"", "abc", "1-", "-1", "1-2-3", "(1-0"}) {
+        CHECK(read_after(bus, "dave", malformed).status == log_read_status::gap);
+    }
+    gatehouse::in_process_bus_options bad;
+    bad.update_log_size = 0;
+    CHECK_THROWS_AS(gatehouse::in_process_bus(bad), std::invalid_argument);
+    bad.update_log_size = 1;
+    bad.update_log_ttl = std::chrono::seconds(0);
+    CHECK_THROWS_AS(gatehouse::in_process_bus(bad), std::invalid_argument);
+}
+
+TEST_CASE("in_process_bus: an update older than the log's TTL is a gap",
+          "[in_process_bus][update_log]") {
+    gatehouse::in_process_bus_options o;
+    o.update_log_ttl = std::chrono::seconds(1);
+    gatehouse::in_process_bus bus(o);
+    const auto id = publish_logged(bus, R"({"player_id":"erin","type":"a"})").ids.at(0).second;
+    CHECK(read_after(bus, "erin", id).status == gatehouse::log_read_status::replay);
+    const auto deadline = clock_type::now() + 5s;
+    while (clock_type::now() < deadline &&
+           read_after(bus, "erin", id).status != gatehouse::log_read_status::gap) {
+        (void)publish_logged(bus, R"({"player_id":"erin","type":"b"})");
+        std::this_thread::sleep_for(20ms);
+    }
+    CHECK(read_after(bus, "erin", id).status == gatehouse::log_read_status::gap);
+}
+
+TEST_CASE("in_process_bus: the log's memory is bounded; the least recently written go first",
+          "[in_process_bus][update_log]") {
+    gatehouse::in_process_bus_options o;
+    o.update_log_bytes = 4000;
+    gatehouse::in_process_bus bus(o);
+    const std::string payload(200, 'x');
+    std::vector<std::string> ids;
+    for (int n = 0; n < 50; ++n) {
+        ids.push_back(publish_logged(bus, R"({"player_id":"p)" + std::to_string(n) +
+                                              R"(","type":"t","payload":")" + payload + "\"}")
+                          .ids.at(0)
+                          .second);
+    }
+    // About 300 bytes an entry: the newest dozen or so players keep their logs.
+    CHECK(read_after(bus, "p0", ids[0]).status == gatehouse::log_read_status::gap);
+    CHECK(read_after(bus, "p30", ids[30]).status == gatehouse::log_read_status::gap);
+    CHECK(read_after(bus, "p49", ids[49]).status == gatehouse::log_read_status::replay);
+    CHECK(read_after(bus, "p45", ids[45]).status == gatehouse::log_read_status::replay);
+    // One player alone over the bound keeps its newest update.
+    const std::string big(5000, 'y');
+    const auto big_id =
+        publish_logged(bus, R"({"player_id":"q","type":"t","payload":")" + big + "\"}")
+            .ids.at(0)
+            .second;
+    CHECK(read_after(bus, "q", big_id).status == gatehouse::log_read_status::replay);
+    CHECK(read_after(bus, "p49", ids[49]).status == gatehouse::log_read_status::gap);
+}
+
+TEST_CASE("in_process_bus: log order is delivery order, across publishing threads",
+          "[in_process_bus][update_log]") {
+    collector got;
+    gatehouse::in_process_bus bus;
+    bus.start(got.handler());
+    constexpr int threads = 4;
+    constexpr int each = 250;
+    std::vector<std::thread> publishers;
+    for (int t = 0; t < threads; ++t) {
+        publishers.emplace_back([&bus] {
+            for (int n = 0; n < each; ++n) {
+                bus.publish_logged(R"({"player_ids":["x","y"],"type":"t"})",
+                                   [](std::error_code, gatehouse::update_ids) {});
+            }
+        });
+    }
+    for (auto& p : publishers) p.join();
+    REQUIRE(got.wait_for(threads * each));
+    std::string previous;
+    const std::string key = R"("update_ids":{"x":")";
+    for (const auto& m : got.messages()) {
+        const auto at = m.find(key);
+        REQUIRE(at != std::string::npos);
+        const auto start = at + key.size();
+        const std::string id = m.substr(start, m.find('"', start) - start);
+        if (!previous.empty()) CHECK(gatehouse::compare_update_ids(previous, id) < 0);
+        previous = id;
+    }
+    // The whole history replays in the same order.
+    const auto first = got.messages().front();
+    const auto at = first.find(key) + key.size();
+    const auto replay = read_after(bus, "y", first.substr(at, first.find('"', at) - at));
+    CHECK(replay.updates.size() == threads * each - 1);
+    CHECK(replay.updates.back().update_id == previous);
+    bus.stop();
+}
+
+TEST_CASE("in_process_bus: ids do not repeat across buses; a full queue logs nothing",
+          "[in_process_bus][update_log]") {
+    std::string last;
+    {
+        gatehouse::in_process_bus before;
+        last = publish_logged(before, R"({"player_id":"p","type":"t"})").ids.at(0).second;
+    }
+    std::this_thread::sleep_for(2ms);  // a process restarts in more than a millisecond
+    gatehouse::in_process_bus_options o;
+    o.max_pending_updates = 1;
+    gatehouse::in_process_bus after(o);
+    const auto first = publish_logged(after, R"({"player_id":"p","type":"t"})").ids.at(0).second;
+    CHECK(gatehouse::compare_update_ids(last, first) < 0);
+    // An id of the lost log is a gap in the new one.
+    CHECK(read_after(after, "p", last).status == gatehouse::log_read_status::gap);
+    const auto refused = publish_logged(after, R"({"player_id":"p","type":"t"})");
+    CHECK(refused.error == gatehouse::errc::bus_unavailable);
+    CHECK(read_after(after, "p", first).updates.empty());
+}
