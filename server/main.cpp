@@ -265,7 +265,10 @@ int run(int argc, char** argv) {
     try {
         if (config.redis.empty()) {
             gatehouse::in_process_bus_options bus_options;
-            bus_options.gateway_id = options.gateway_id;
+            if (!gatehouse_server::to_in_process_options(config, options, bus_options, problem)) {
+                logger->error("{}", problem);
+                return exit_usage_error;
+            }
             local_bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
             gw = std::make_unique<gatehouse::gateway>(
                 options, gatehouse::codec_registry::with_builtin_codecs(), local_bus, local_bus);

@@ -28,6 +28,19 @@ std::chrono::milliseconds seconds_to_ms(double seconds) {
     return std::chrono::milliseconds(static_cast<long long>(std::llround(seconds * 1000.0)));
 }
 
+// The update log's flags, for either bus (PROTOCOL.md 6.4).
+bool check_update_log(const config& c, std::string& problem) {
+    if (c.update_log_size == 0 || c.update_log_size > 1000000) {
+        problem = "--update-log-size is updates per player, from 1 to 1000000";
+        return false;
+    }
+    if (c.update_log_ttl == 0 || c.update_log_ttl > 2592000) {
+        problem = "--update-log-ttl is seconds from 1 to 2592000 (30 days)";
+        return false;
+    }
+    return true;
+}
+
 }  // namespace
 
 void add_flags(CLI::App& app, config& c) {
@@ -103,6 +116,10 @@ void add_flags(CLI::App& app, config& c) {
                  "with --redis: run the bus's I/O threads under SCHED_BATCH (Linux): more "
                  "commands/s on a saturated shared core, a longer round-trip tail")
         ->envname(env_twin("--redis-batch-scheduling"));
+    flag(app, "--update-log-size", c.update_log_size,
+         "updates kept in each player's log for resume (PROTOCOL.md 6.4)");
+    flag(app, "--update-log-ttl", c.update_log_ttl,
+         "seconds a logged update can be replayed for on resume");
     app.add_flag("--demo", c.demo,
                  "serve the Click & Cook demo: the browser client at / and, without --redis, "
                  "the game itself (with --redis, run gatehouse-demo-game beside it)")
@@ -230,6 +247,18 @@ bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway
     out.timeout = seconds_to_ms(c.redis_timeout);
     out.reconnect_max = std::max(seconds_to_ms(c.redis_reconnect_max), out.reconnect_min);
     out.batch_scheduling = c.redis_batch_scheduling;
+    if (!check_update_log(c, problem)) return false;
+    out.update_log_size = c.update_log_size;
+    out.update_log_ttl = std::chrono::seconds(c.update_log_ttl);
+    return true;
+}
+
+bool to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
+                           gatehouse::in_process_bus_options& out, std::string& problem) {
+    if (!check_update_log(c, problem)) return false;
+    out.gateway_id = gateway.gateway_id;
+    out.update_log_size = c.update_log_size;
+    out.update_log_ttl = std::chrono::seconds(c.update_log_ttl);
     return true;
 }
 

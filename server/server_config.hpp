@@ -8,6 +8,7 @@
 
 #include "gatehouse/accounts.hpp"
 #include "gatehouse/gateway.hpp"
+#include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/redis_bus.hpp"
 
 namespace gatehouse_server {
@@ -55,6 +56,9 @@ struct config {
     double redis_timeout = 5;
     double redis_reconnect_max = 2;
     bool redis_batch_scheduling = false;
+    // PROTOCOL.md section 6.4.
+    std::size_t update_log_size = 1000;
+    unsigned update_log_ttl = 3600;
     // The Click & Cook demo (docs/examples/demo-game.md).
     bool demo = false;
 };
@@ -74,5 +78,10 @@ bool to_accounts_options(const config& c, const gatehouse::gateway_options& gate
 // with `problem` saying why (never quoting the URL, which may hold a password).
 bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway,
                       gatehouse::redis_bus_options& out, std::string& problem);
+
+// Without `--redis`: fills `out` (gateway id from `gateway`, the update log's flags); false
+// with `problem` on a bad value.
+bool to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
+                           gatehouse::in_process_bus_options& out, std::string& problem);
 
 }  // namespace gatehouse_server

@@ -374,6 +374,59 @@ class StreamMaxlen(OneGateway):
             await c.close()
 
 
+class LoggedUpdates(OneGateway):
+    """PROTOCOL.md 6.4: the gateway loads the `gatehouse` function library at connect, with
+    --update-log-size and --update-log-ttl baked in; any Redis client then publishes logged
+    updates with FCALL gatehouse_publish, and plain PUBLISH keeps working unlogged."""
+
+    @classmethod
+    def extra_args(cls):
+        return ["--update-log-size", "2", "--update-log-ttl", "60"]
+
+    async def fcall(self, message):
+        return await asyncio.to_thread(self.r.execute_command, "FCALL", "gatehouse_publish", 0,
+                                       self.channel, json.dumps(message))
+
+    async def test_fcall_logs_and_delivers(self):
+        c = await Client.player(self.server, "logged", "json")
+        try:
+            ids = []
+            for i in range(3):
+                reply = await self.fcall({"player_id": "logged", "type": "n", "payload": i})
+                self.assertEqual(len(reply), 2, reply)
+                self.assertEqual(reply[0], b"logged", reply)
+                ids.append(reply[1].decode())
+                assert_update(self, await c.recv(), "n", i)
+            key = f"{self.channel}:log:logged"
+            self.assertEqual(self.r.xlen(key), 2, "--update-log-size 2 caps the log")
+            self.assertEqual([e[0].decode() for e in self.r.xrange(key)], ids[1:])
+            self.assertLessEqual(self.r.pttl(key), 60000, "--update-log-ttl 60")
+            self.assertGreater(self.r.pttl(key), 50000)
+            # The log can be read with FCALL_RO, as the gateway does on resume.
+            replay = self.r.execute_command("FCALL_RO", "gatehouse_read", 1, key, ids[1])
+            self.assertEqual([[i.decode(), json.loads(m)["payload"]] for i, m in replay],
+                             [[ids[2], 2]])
+            self.assertEqual(self.r.execute_command("FCALL_RO", "gatehouse_read", 1, key,
+                                                    ids[0]), b"gap")
+        finally:
+            await c.close()
+
+    async def test_unlogged_shapes_and_refusals(self):
+        c = await Client.player(self.server, "room-logged", "json")
+        logs_before = set(self.r.keys(f"{self.channel}:log:*"))
+        try:
+            self.assertEqual(await self.fcall({"broadcast": True, "type": "all", "payload": 1}),
+                             [])
+            assert_update(self, await c.recv(), "all", 1)
+            with self.assertRaises(Exception) as refused:
+                await asyncio.to_thread(self.r.execute_command, "FCALL", "gatehouse_publish", 0,
+                                        self.channel, "[1, 2]")
+            self.assertIn("invalid_update", str(refused.exception))
+            self.assertEqual(set(self.r.keys(f"{self.channel}:log:*")), logs_before)
+        finally:
+            await c.close()
+
+
 class Auth(h.AsyncCase):
     """A redis-server with requirepass: the URL's password is used (AUTH), and a wrong one
     leaves the gateway unready, refusing commands with bus_unavailable."""
