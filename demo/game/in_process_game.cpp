@@ -32,9 +32,15 @@ struct in_process_game::context {
                 "the session store failed; command " + c.type + " not applied");
             return;
         }
-        if (result.what == handled::answered && !bus.publish(std::move(result.update))) {
-            log(gatehouse::log_level::warn, "the bus refused an update (too many waiting)");
-        }
+        if (result.what == handled::answered) publish(std::move(result.update));
+    }
+
+    // Through the update log (PROTOCOL.md 6.4), so a player who reconnects with `resume`
+    // gets the state changes it missed. The bus answers on this thread.
+    void publish(std::string update) {
+        bus.publish_logged(std::move(update), [this](std::error_code ec, gatehouse::update_ids) {
+            if (ec) log(gatehouse::log_level::warn, "the bus refused an update: " + ec.message());
+        });
     }
 
     // On a gateway I/O thread: only a copy and a hand-off.
@@ -64,7 +70,7 @@ struct in_process_game::context {
                                    {"code", "busy"},
                                    {"message", "the game is overloaded; try again"}}}};
         if (!job->correlation_id.empty()) update["correlation_id"] = job->correlation_id;
-        bus.publish(update.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        publish(update.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     }
 
     gatehouse::in_process_bus& bus;

@@ -181,15 +181,42 @@ bool stream_service::answer(const std::string& id, const gatehouse::redis_reply&
         return false;
     }
     if (result.what == handled::answered) {
-        const auto r = link_.command({"PUBLISH", options_.updates_channel, result.update});
-        if (!r) return lost("PUBLISH");
-        if (r->is_error()) {
-            log_("PUBLISH failed: " + r->str);
-            return false;
-        }
+        if (!publish(result.update)) return false;
         ++answered_;
     }
     return ack(id);
+}
+
+// Through the update log (PROTOCOL.md 6.4): FCALL gatehouse_publish, the function the gateway
+// loads into Redis at connect, so that a player who reconnects with `resume` gets the state
+// changes it missed. Until a gateway has loaded it (the game may start first, or Redis was
+// restarted empty and no gateway has reconnected yet) a plain PUBLISH still reaches every
+// connected player, unlogged; that is said once, not per update.
+bool stream_service::publish(const std::string& update) {
+    const auto r =
+        link_.command({"FCALL", "gatehouse_publish", "0", options_.updates_channel, update});
+    if (!r) return lost("FCALL gatehouse_publish");
+    if (!r->is_error()) {
+        unlogged_warned_ = false;
+        return true;
+    }
+    if (r->str.find("Function not found") == std::string::npos) {
+        log_("FCALL gatehouse_publish failed: " + r->str);
+        return false;
+    }
+    if (!unlogged_warned_) {
+        log_(
+            "the gatehouse Redis functions are not loaded (no gateway connected yet?); "
+            "publishing unlogged until they are");
+        unlogged_warned_ = true;
+    }
+    const auto plain = link_.command({"PUBLISH", options_.updates_channel, update});
+    if (!plain) return lost("PUBLISH");
+    if (plain->is_error()) {
+        log_("PUBLISH failed: " + plain->str);
+        return false;
+    }
+    return true;
 }
 
 bool stream_service::ack(const std::string& id) {

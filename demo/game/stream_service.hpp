@@ -1,6 +1,7 @@
 #pragma once
 // The game as its own process on Redis: read the gateway's command stream with a consumer
-// group, play each command against the Redis session store, PUBLISH the update, then XACK.
+// group, play each command against the Redis session store, publish the update through the
+// update log (FCALL gatehouse_publish), then XACK.
 
 #include <csignal>
 #include <functional>
@@ -51,6 +52,7 @@ private:
     bool create_group();
     bool read_and_answer();
     bool answer(const std::string& id, const gatehouse::redis_reply& fields);
+    bool publish(const std::string& update);
     bool ack(const std::string& id);
     bool lost(const char* what);
 
@@ -60,6 +62,7 @@ private:
     redis_session_store store_;
     std::string pending_from_;  // non-empty while this consumer's pending list is re-read
     long long answered_ = 0;
+    bool unlogged_warned_ = false;  // said once that updates go out unlogged
     bool announced_ = false;
     unsigned failed_connects_ = 0;
 };

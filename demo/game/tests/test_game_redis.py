@@ -195,6 +195,11 @@ class GameOnRedis(h.AsyncCase):
         s = await state_of(self, a, "sell", {"count": 1})
         self.assertEqual((s["dishes"], s["coins"], s["revision"]), (2, 2, 2), s)
         self.assertEqual(self.stored("chef-r"), s)
+        # Published through the update log (FCALL gatehouse_publish): the player's log holds
+        # the answers, the newest being this state.
+        log = self.redis.client().xrevrange(f"{CHANNEL}:log:chef-r", count=1)
+        self.assertEqual(len(log), 1, "the game's updates are logged")
+        self.assertEqual(json.loads(log[0][1][b"m"])["payload"]["state"], s, log)
 
         # A MessagePack player: its payload reaches the stream as MessagePack bytes.
         m = await self.player(self.gw_a, "chef-r", "msgpack")
