@@ -2,7 +2,9 @@
 """Echo service: answers each gatehouse command with an "echo" update to the sending connection.
 
 The Python twin of main.cpp (docs/services.md shows this file). Needs python3-redis only.
-XACK comes after PUBLISH: a crash between the two answers that command again (at-least-once).
+Replies go through the update log (FCALL gatehouse_publish, PROTOCOL.md 6.4), falling back to
+PUBLISH until a gateway has loaded the function. XACK comes after the publish: a crash between
+the two answers that command again (at-least-once).
 """
 import argparse, base64, json, os, signal, socket, sys
 import redis
@@ -23,6 +25,26 @@ try:  # the group sees what is appended after it was first created ("$")
 except redis.ResponseError as e:
     if "BUSYGROUP" not in str(e):
         raise
+unlogged_said = False
+
+
+def publish(update):
+    """FCALL gatehouse_publish: a reply to a player is logged for resume; one to a connection
+    is published unlogged. Plain PUBLISH (unlogged) until a gateway has loaded the function."""
+    global unlogged_said
+    text = json.dumps(update)
+    try:
+        r.execute_command("FCALL", "gatehouse_publish", 0, args.updates_channel, text)
+        unlogged_said = False
+    except redis.ResponseError as e:
+        if "Function not found" not in str(e):
+            raise
+        if not unlogged_said:
+            print("gatehouse_publish not loaded yet; publishing unlogged", flush=True)
+            unlogged_said = True
+        r.publish(args.updates_channel, text)
+
+
 print("echo_service ready", flush=True)
 start = "0"  # first our own pending entries (a restart finishes them), then new ones: ">"
 while True:
@@ -43,5 +65,5 @@ while True:
                 update["connection_id"] = s["connection_id"]
             if s.get("correlation_id"):
                 update["correlation_id"] = s["correlation_id"]
-            r.publish(args.updates_channel, json.dumps(update))
+            publish(update)
         r.xack(args.command_stream, args.group, entry_id)

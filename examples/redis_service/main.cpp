@@ -9,12 +9,13 @@
 // through it; test_redis_service.py runs it end to end against a real gatehouse-server and
 // redis-server (`ctest -R example_redis_service`).
 //
-// Delivery, on the service's side: an entry is XACKed only after the PUBLISH of its reply
-// succeeded. A crash (or a lost connection) between the two leaves the entry pending for this
-// consumer, and it is read again from the pending list at the next start or reconnect: each
-// command is answered at least once, possibly twice, never zero times. Redis Pub/Sub itself is
-// at-most-once (a gateway that is not subscribed at that moment never sees the update), so a
-// reply that matters beyond the live session belongs in a store, not only on the channel.
+// Delivery, on the service's side: an entry is XACKed only after its reply was published
+// (FCALL gatehouse_publish, section 6.4) successfully. A crash (or a lost connection) between
+// the two leaves the entry pending for this consumer, and it is read again from the pending
+// list at the next start or reconnect: each command is answered at least once, possibly twice,
+// never zero times. On the gateway's side, a reply to a player is kept in that player's update
+// log, so a client that reconnects with `resume` gets it; a reply to one connection is not
+// logged (that connection is gone once it reconnects), and is at-most-once like Pub/Sub.
 //
 // One thread, one connection, one command at a time is enough here. Every wait is bounded
 // (the client's connect and reply deadline, XREADGROUP BLOCK 500 ms, backoff sleeps in short
@@ -510,17 +511,43 @@ private:
         // Replace, not throw, should a field hold invalid UTF-8: the gateway validates what it
         // writes, but a service must not die on one odd entry.
         std::string text = update.dump(-1, ' ', false, json::error_handler_t::replace);
-        auto r = run_command({"PUBLISH", opt_.updates_channel, text});
+        if (!publish(text)) return false;  // not acknowledged: answered again later
+        if (!ack(id)) return false;
+        ++answered_;
+        return true;
+    }
+
+    // Through the update log (PROTOCOL.md 6.4): FCALL gatehouse_publish, the Redis function
+    // every gateway loads at connect. A reply to a player (the POST /commands case) is logged,
+    // so a client that reconnects with `resume` still gets it; a reply to one connection is
+    // published unlogged, as PUBLISH would. Until a gateway has loaded the function (this
+    // service started first, or Redis restarted empty) it falls back to a plain PUBLISH,
+    // unlogged, and says so once.
+    bool publish(const std::string& text) {
+        auto r = run_command({"FCALL", "gatehouse_publish", "0", opt_.updates_channel, text});
+        if (!r) return false;
+        if (!r->is_error()) {
+            unlogged_said_ = false;
+            return true;
+        }
+        if (r->str.find("Function not found") == std::string::npos) {
+            log_line("FCALL gatehouse_publish failed: " + r->str);
+            return false;
+        }
+        if (!unlogged_said_) {
+            log_line(
+                "gatehouse_publish is not loaded yet (no gateway connected?); publishing "
+                "unlogged until it is");
+            unlogged_said_ = true;
+        }
+        r = run_command({"PUBLISH", opt_.updates_channel, text});
         if (!r) return false;
         if (r->is_error()) {
             log_line("PUBLISH failed: " + r->str);
-            return false;  // not acknowledged: answered again after the reconnect
+            return false;
         }
         // The reply counts the subscribers that got it; 0 means no gateway is listening right
-        // now, and the update is gone (Pub/Sub keeps nothing). It was published all the same,
-        // so the command counts as answered.
-        if (!ack(id)) return false;
-        ++answered_;
+        // now, and the update is gone (Pub/Sub keeps nothing). It was published all the same.
         return true;
     }
 
@@ -538,6 +565,7 @@ private:
     gatehouse::redis_client redis_;
     std::string pending_from_;  // non-empty while the pending list is being read
     long long answered_ = 0;
+    bool unlogged_said_ = false;  // the PUBLISH fallback was announced
     bool announced_ = false;
     unsigned failed_connects_ = 0;
     std::chrono::steady_clock::time_point next_claim_{};
