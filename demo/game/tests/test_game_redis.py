@@ -255,6 +255,26 @@ class GameOnRedis(h.AsyncCase):
         self.stop_cleanly(game)
         self.assertIn("stopped after answering", game.stderr_text())
 
+    async def test_unlogged_publish_until_the_functions_are_loaded(self):
+        # A game that runs before any gateway has loaded the library (or after Redis restarted
+        # empty) still answers, with a plain PUBLISH, and says so once.
+        r = self.redis.client()
+        saved = r.execute_command("FUNCTION", "DUMP")
+        r.execute_command("FUNCTION", "DELETE", "gatehouse")
+        try:
+            game = self.game("game-unlogged")
+            a = await self.player(self.gw_a, "chef-u")
+            await state_of(self, a, "session")
+            s = await state_of(self, a, "cook", {"count": 1})
+            self.assertEqual(s["dishes"], 1, s)
+            self.assertEqual(r.exists(f"{CHANNEL}:log:chef-u"), 0, "nothing could be logged")
+            self.assertEqual(game.stderr_text().count("not loaded"), 1, game.stderr_text())
+        finally:
+            r.execute_command("FUNCTION", "RESTORE", saved, "REPLACE")
+        s = await state_of(self, a, "sell", {"count": 1})
+        self.assertEqual(r.xlen(f"{CHANNEL}:log:chef-u"), 1, "logged again once loaded")
+        self.stop_cleanly(game)
+
     async def test_other_commands_are_acknowledged_and_left_alone(self):
         game = self.game("game-2")
         c = await self.player(self.gw_b, "chef-other")
