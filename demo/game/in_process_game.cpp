@@ -38,9 +38,11 @@ struct in_process_game::context {
     // Through the update log (PROTOCOL.md 6.4), so a player who reconnects with `resume`
     // gets the state changes it missed. The bus answers on this thread.
     void publish(std::string update) {
-        bus.publish_logged(std::move(update), [this](std::error_code ec, gatehouse::update_ids) {
-            if (ec) log(gatehouse::log_level::warn, "the bus refused an update: " + ec.message());
-        });
+        bus.publish_logged(
+            std::move(update), [this](std::error_code ec, const gatehouse::update_ids&) {
+                if (ec)
+                    log(gatehouse::log_level::warn, "the bus refused an update: " + ec.message());
+            });
     }
 
     // On a gateway I/O thread: only a copy and a hand-off.

@@ -826,7 +826,7 @@ TEST_CASE("in_process_bus: log order is delivery order, across publishing thread
         publishers.emplace_back([&bus] {
             for (int n = 0; n < each; ++n) {
                 bus.publish_logged(R"({"player_ids":["x","y"],"type":"t"})",
-                                   [](std::error_code, gatehouse::update_ids) {});
+                                   [](std::error_code, const gatehouse::update_ids&) {});
             }
         });
     }

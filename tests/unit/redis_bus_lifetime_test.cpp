@@ -88,7 +88,7 @@ struct answers {
     }
     // The update log's answers count as the appends' do: ok, or unavailable.
     gatehouse::logged_publish_handler logged(int n) {
-        return [this, n](std::error_code ec, gatehouse::update_ids) { handler(n)(ec, {}); };
+        return [this, n](std::error_code ec, const gatehouse::update_ids&) { handler(n)(ec, {}); };
     }
     gatehouse::log_read_handler read(int n) {
         return [this, n](gatehouse::log_read_result r) {
@@ -393,12 +393,13 @@ TEST_CASE("redis lifetime: redis_bus destroyed from its update handler and from 
         std::weak_ptr<gatehouse::redis_bus> watch = bus;
         std::atomic<bool> released{false};
         std::atomic<int> answered{0};
-        bus->publish_logged(R"({"player_id":"p","type":"t"})",
-                            [&, owner = bus](std::error_code, gatehouse::update_ids) mutable {
-                                (void)eventually([&] { return released.load(); });
-                                owner.reset();
-                                answered.fetch_add(1);
-                            });
+        bus->publish_logged(
+            R"({"player_id":"p","type":"t"})",
+            [&, owner = bus](std::error_code, const gatehouse::update_ids&) mutable {
+                (void)eventually([&] { return released.load(); });
+                owner.reset();
+                answered.fetch_add(1);
+            });
         bus->read_after("p", "1-0", [&, owner = bus](gatehouse::log_read_result) mutable {
             owner.reset();
             answered.fetch_add(1);

@@ -154,8 +154,8 @@ TEST_CASE("redis update log: publish_logged logs and publishes with increasing i
     sync_client redis(server);
     CHECK(redis.integer({"XLEN", "test:updates:log:alice"}) == 5);
     const auto ttl = redis.integer({"PTTL", "test:updates:log:alice"});
-    CHECK(ttl > 3500 * 1000);
-    CHECK(ttl <= 3600 * 1000);
+    CHECK(ttl > 3500LL * 1000);
+    CHECK(ttl <= 3600LL * 1000);
     CHECK(redis.entry("test:updates:log:alice", ids[2]).at("m") == sent[2]);
 
     // Replay after the second: the other three, as published (without update_ids).
