@@ -125,8 +125,8 @@ std::string with_ids(const std::string& message, const std::string& ids_json) {
 TEST_CASE("redis update log: publish_logged logs and publishes with increasing ids",
           "[redis_bus][update_log]") {
     redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
     redis_bus bus(options_for(server));
-    inbox received;
     bus.start(received.handler());
     REQUIRE(bus.wait_connected(5000ms));
 
@@ -175,8 +175,8 @@ TEST_CASE("redis update log: publish_logged logs and publishes with increasing i
 TEST_CASE("redis update log: player_ids logs each distinct player once",
           "[redis_bus][update_log]") {
     redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
     redis_bus bus(options_for(server));
-    inbox received;
     bus.start(received.handler());
     REQUIRE(bus.wait_connected(5000ms));
 
@@ -199,8 +199,8 @@ TEST_CASE("redis update log: player_ids logs each distinct player once",
 TEST_CASE("redis update log: FCALL gatehouse_publish from any client logs and publishes",
           "[redis_bus][update_log]") {
     redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
     redis_bus bus(options_for(server));
-    inbox received;
     bus.start(received.handler());
     REQUIRE(bus.wait_connected(5000ms));
 
@@ -223,8 +223,8 @@ TEST_CASE("redis update log: FCALL gatehouse_publish from any client logs and pu
 TEST_CASE("redis update log: unlogged shapes are published as they are",
           "[redis_bus][update_log]") {
     redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
     redis_bus bus(options_for(server));
-    inbox received;
     bus.start(received.handler());
     REQUIRE(bus.wait_connected(5000ms));
 
@@ -254,8 +254,8 @@ TEST_CASE("redis update log: unlogged shapes are published as they are",
 TEST_CASE("redis update log: a message that is not a JSON object is refused, not published",
           "[redis_bus][update_log]") {
     redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
     redis_bus bus(options_for(server));
-    inbox received;
     bus.start(received.handler());
     REQUIRE(bus.wait_connected(5000ms));
     for (const std::string bad : {"not json", "[1,2]", "\"s\"", "{\"player_id\":\"p\"", "",
@@ -344,8 +344,8 @@ TEST_CASE("redis update log: without Redis publish_logged and read_after fail at
 TEST_CASE("redis update log: Redis restarted empty gets the library back; old ids are gaps",
           "[redis_bus][update_log]") {
     redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
     redis_bus bus(options_for(server));
-    inbox received;
     bus.start(received.handler());
     REQUIRE(bus.wait_connected(5000ms));
     const auto before = publish(bus, R"({"player_id":"fay","type":"a"})");
