@@ -27,9 +27,9 @@ struct command_origin {
 
 /// An envelope that owns its bytes (PROTOCOL.md section 3).
 ///
-/// Codecs read and write `type`, `payload`, `format`, `payload_codec` and `correlation_id`;
-/// `origin` is the gateway's. Reusing one object for many decodes keeps the strings'
-/// capacity, so steady-state decoding does not allocate.
+/// Codecs read and write `type`, `payload`, `format`, `payload_codec`, `correlation_id`,
+/// `update_id` and `traceparent`; `origin` is the gateway's. Reusing one object for many decodes
+/// keeps the strings' capacity, so steady-state decoding does not allocate.
 ///
 /// Thread safety: a plain value; not synchronised.
 struct envelope {
@@ -43,6 +43,13 @@ struct envelope {
     std::string payload_codec;
     /// 1-128 characters; empty means absent.
     std::string correlation_id;
+    /// The update id of a logged update (PROTOCOL.md 6.4), 1-64 visible ASCII characters;
+    /// empty means absent. Set by the gateway on updates; the built-in codecs never fill it
+    /// from a client's frame (a client cannot forge one onto the bus).
+    std::string update_id;
+    /// A W3C `traceparent` (PROTOCOL.md 6.8); empty means absent. The built-in codecs keep a
+    /// client's well-formed one and drop a malformed one.
+    std::string traceparent;
     /// Who sent it, for commands; filled by the gateway.
     command_origin origin;
 };

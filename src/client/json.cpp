@@ -200,6 +200,15 @@ encode_result encode_json(const envelope& in, char* out, std::size_t capacity) n
         w.put(R"(,"correlation_id":)");
         put_json_string(w, in.correlation_id());
     }
+    if (in.has_update_id()) {
+        w.put(R"(,"update_id":)");
+        put_json_string(w, in.update_id());  // visible ASCII may hold '"' and '\'
+    }
+    if (in.has_traceparent()) {
+        w.put(R"(,"traceparent":")");
+        w.put(in.traceparent());  // lower-case hex and '-': nothing to escape
+        w.put('"');
+    }
     w.put('}');
     return w.finish();
 }

@@ -325,7 +325,9 @@ encode_result encode_msgpack(const envelope& in, char* out, std::size_t capacity
         return {status::invalid_payload, 0};
     }
     output_writer w(out, capacity);
-    w.put(static_cast<char>(in.has_correlation_id() ? 0x83 : 0x82));  // fixmap
+    const unsigned entries = 2u + (in.has_correlation_id() ? 1u : 0u) +
+                             (in.has_update_id() ? 1u : 0u) + (in.has_traceparent() ? 1u : 0u);
+    w.put(static_cast<char>(0x80 | entries));  // fixmap
     put_str(w, "type");
     put_str(w, in.type());
     put_str(w, "payload");
@@ -333,6 +335,14 @@ encode_result encode_msgpack(const envelope& in, char* out, std::size_t capacity
     if (in.has_correlation_id()) {
         put_str(w, "correlation_id");
         put_str(w, in.correlation_id());
+    }
+    if (in.has_update_id()) {
+        put_str(w, "update_id");
+        put_str(w, in.update_id());
+    }
+    if (in.has_traceparent()) {
+        put_str(w, "traceparent");
+        put_str(w, in.traceparent());
     }
     return w.finish();
 }

@@ -2,7 +2,7 @@
 // written by hand (no libprotobuf in the client codec).
 //
 //   string type = 1;  bytes payload = 2;  optional string correlation_id = 3;
-//   string payload_codec = 4;
+//   string payload_codec = 4;  optional string update_id = 5;  optional string traceparent = 6;
 //
 // Decoding follows libprotobuf: unknown fields (and known field numbers with a wire type
 // other than length-delimited) are skipped, a repeated field's last occurrence wins, groups
@@ -31,6 +31,8 @@ enum : std::uint32_t {
     field_payload = 2,
     field_correlation_id = 3,
     field_payload_codec = 4,
+    field_update_id = 5,
+    field_traceparent = 6,
 };
 
 enum : std::uint32_t {
@@ -229,6 +231,8 @@ encode_result encode_protobuf(const envelope& in, char* out, std::size_t capacit
     if (!in.payload().empty()) put_field(w, field_payload, in.payload());
     if (in.has_correlation_id()) put_field(w, field_correlation_id, in.correlation_id());
     if (!codec.empty()) put_field(w, field_payload_codec, codec);
+    if (in.has_update_id()) put_field(w, field_update_id, in.update_id());
+    if (in.has_traceparent()) put_field(w, field_traceparent, in.traceparent());
     return w.finish();
 }
 

@@ -18,6 +18,11 @@ const char* describe(status s) noexcept {
         case status::invalid_correlation_id:
             return "correlation_id must be a string of 1-128 characters, or null";
         case status::duplicate_field: return "envelope field given twice";
+        case status::invalid_update_id:
+            return "update_id must be a string of 1-64 visible ASCII characters";
+        case status::invalid_traceparent:
+            return "traceparent must be a W3C traceparent of 55 characters: 00-<32 hex>-<16 "
+                   "hex>-<2 hex>";
         case status::buffer_too_small: return "output buffer too small";
         case status::payload_format_mismatch: return "payload format does not fit the wire format";
         case status::invalid_argument: return "invalid argument";

@@ -29,6 +29,10 @@ public:
         }
         out.type.assign(view.type());
         out.correlation_id.assign(view.correlation_id());
+        // A client's update_id means nothing on a command: it is never taken, so no frame
+        // can put one where the gateway's own ids travel.
+        out.update_id.clear();
+        out.traceparent.assign(view.traceparent());  // decoding dropped a malformed one
         out.payload.assign(view.payload());
         out.format = view.format();
         if (view.format() == payload_format::bytes) {
@@ -47,13 +51,22 @@ public:
             st = view.set_correlation_id(in.correlation_id);
             if (st != client::status::ok) return st;
         }
+        if (!in.update_id.empty()) {
+            st = view.set_update_id(in.update_id);
+            if (st != client::status::ok) return st;
+        }
+        if (!in.traceparent.empty()) {
+            st = view.set_traceparent(in.traceparent);
+            if (st != client::status::ok) return st;
+        }
         std::string converted;  // only when the payload must change format
         if (const auto ec = set_payload(in, view, converted)) return ec;
 
         // One pass usually suffices: the estimate covers the worst-case JSON escaping of
-        // the correlation id.
+        // the correlation id and the update id (visible ASCII: at most 2 bytes a character).
         out.resize(in.payload.size() + converted.size() + in.type.size() +
-                   6 * in.correlation_id.size() + in.payload_codec.size() + 64);
+                   6 * in.correlation_id.size() + 2 * in.update_id.size() + in.traceparent.size() +
+                   in.payload_codec.size() + 96);
         auto r = client::encode(format_, view, out.data(), out.size());
         if (r.code == client::status::buffer_too_small) {
             out.resize(r.size);

@@ -227,3 +227,55 @@ TEST_CASE("codecs: MessagePack values with no JSON equivalent are refused, not i
     REQUIRE_FALSE(mp->decode(deep, e));
     CHECK(js->encode(e, frame) == gatehouse::errc::payload_not_representable);
 }
+
+TEST_CASE("codecs: update_id and traceparent are encoded in every codec", "[codecs]") {
+    envelope e = sample();
+    e.update_id = "1733529600000-17";
+    e.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    std::string frame;
+    REQUIRE_FALSE(gatehouse::make_json_codec()->encode(e, frame));
+    const json j = json::parse(frame);
+    CHECK(j.at("update_id") == e.update_id);
+    CHECK(j.at("traceparent") == e.traceparent);
+
+    REQUIRE_FALSE(gatehouse::make_msgpack_codec()->encode(e, frame));
+    const json m = json::from_msgpack(frame);
+    CHECK(m.at("update_id") == e.update_id);
+    CHECK(m.at("traceparent") == e.traceparent);
+
+    REQUIRE_FALSE(gatehouse::make_protobuf_codec()->encode(e, frame));
+    gatehouse::v1::Envelope pb;
+    REQUIRE(pb.ParseFromString(frame));
+    CHECK(pb.has_update_id());
+    CHECK(pb.update_id() == e.update_id);
+    CHECK(pb.traceparent() == e.traceparent);
+
+    // Absent fields stay off the wire.
+    e.update_id.clear();
+    e.traceparent.clear();
+    REQUIRE_FALSE(gatehouse::make_json_codec()->encode(e, frame));
+    CHECK_FALSE(json::parse(frame).contains("update_id"));
+    CHECK_FALSE(json::parse(frame).contains("traceparent"));
+    REQUIRE_FALSE(gatehouse::make_protobuf_codec()->encode(e, frame));
+    REQUIRE(pb.ParseFromString(frame));
+    CHECK_FALSE(pb.has_update_id());
+    CHECK_FALSE(pb.has_traceparent());
+}
+
+TEST_CASE("codecs: encode refuses a malformed update_id or traceparent", "[codecs]") {
+    for (const auto& c : {gatehouse::make_json_codec(), gatehouse::make_msgpack_codec(),
+                          gatehouse::make_protobuf_codec()}) {
+        envelope e = sample();
+        std::string frame;
+        e.update_id = std::string(65, '1');
+        CHECK(c->encode(e, frame) == status::invalid_update_id);
+        e.update_id = "1-2 3";
+        CHECK(c->encode(e, frame) == status::invalid_update_id);
+        e.update_id = std::string(64, '9');
+        CHECK_FALSE(c->encode(e, frame));
+        e.traceparent = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+        CHECK(c->encode(e, frame) == status::invalid_traceparent);
+        CHECK(gatehouse::protocol_error_code(c->encode(e, frame)) == "invalid_envelope");
+    }
+}

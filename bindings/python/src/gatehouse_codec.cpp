@@ -39,6 +39,8 @@ const char* status_name(gc::status s) {
         case gc::status::invalid_type: return "invalid_type";
         case gc::status::invalid_correlation_id: return "invalid_correlation_id";
         case gc::status::duplicate_field: return "duplicate_field";
+        case gc::status::invalid_update_id: return "invalid_update_id";
+        case gc::status::invalid_traceparent: return "invalid_traceparent";
         case gc::status::buffer_too_small: return "buffer_too_small";
         case gc::status::payload_format_mismatch: return "payload_format_mismatch";
         case gc::status::invalid_argument: return "invalid_argument";

@@ -18,14 +18,16 @@ enum class payload_format : std::uint8_t {
     bytes = 2,    ///< Opaque bytes (a Protobuf message, say), named by `payload_codec()`.
 };
 
-/// An envelope: `type`, `payload`, optional `correlation_id` (PROTOCOL.md section 3).
+/// An envelope: `type`, `payload`, optional `correlation_id` (PROTOCOL.md section 3), and
+/// the optional `update_id` and `traceparent` of PROTOCOL.md section 6.
 ///
-/// `type` and `correlation_id` are copied into storage inside the object (they are short
-/// and bounded), so they stay valid however the object is copied. The payload is a *view*:
-/// after `decode()` it points into the decoded frame, after `set_payload()` into the
-/// caller's bytes, and it is valid only as long as those bytes are.
+/// `type`, `correlation_id`, `update_id` and `traceparent` are copied into storage inside the
+/// object (they are short and bounded), so they stay valid however the object is copied. The
+/// payload is a *view*: after `decode()` it points into the decoded frame, after `set_payload()`
+/// into the caller's bytes, and it is valid only as long as those bytes are.
 ///
-/// A default-constructed envelope has no type, no correlation id and a JSON `null` payload.
+/// A default-constructed envelope has no type, no correlation id, no update id, no
+/// traceparent and a JSON `null` payload.
 ///
 /// Thread safety: distinct objects may be used concurrently; one object is not
 /// synchronised. No member allocates, throws or uses RTTI.
@@ -45,6 +47,20 @@ public:
 
     /// True when a correlation id is present.
     bool has_correlation_id() const noexcept { return corr_len_ != 0; }
+
+    /// The update id the gateway gave a logged update (PROTOCOL.md 6.4): an opaque string of
+    /// 1-64 visible ASCII characters to hand back as `?resume=`; empty when absent.
+    std::string_view update_id() const noexcept { return {upd_, upd_len_}; }
+
+    /// True when an update id is present.
+    bool has_update_id() const noexcept { return upd_len_ != 0; }
+
+    /// The W3C Trace Context `traceparent` (PROTOCOL.md 6.8), 55 characters; empty when
+    /// absent. Decoding drops a malformed one (PROTOCOL.md: an invalid one is ignored).
+    std::string_view traceparent() const noexcept { return {trace_, trace_len_}; }
+
+    /// True when a traceparent is present.
+    bool has_traceparent() const noexcept { return trace_len_ != 0; }
 
     /// The payload bytes, in `format()`. An absent payload reads as JSON `null` (or
     /// MessagePack nil on MessagePack frames), as PROTOCOL.md says missing means null.
@@ -68,6 +84,20 @@ public:
     /// Removes the correlation id.
     void clear_correlation_id() noexcept { corr_len_ = 0; }
 
+    /// Sets the update id. Returns `status::invalid_update_id` unless `id` is 1-64
+    /// characters of visible ASCII (`!` to `~`); the envelope is then unchanged.
+    status set_update_id(std::string_view id) noexcept;
+
+    /// Removes the update id.
+    void clear_update_id() noexcept { upd_len_ = 0; }
+
+    /// Sets the traceparent. Returns `status::invalid_traceparent` unless `value` is a W3C
+    /// `traceparent` (`is_valid_traceparent`); the envelope is then unchanged.
+    status set_traceparent(std::string_view value) noexcept;
+
+    /// Removes the traceparent.
+    void clear_traceparent() noexcept { trace_len_ = 0; }
+
     /// Sets the payload as a view of `bytes` (not copied: keep them alive while the
     /// envelope is used). `codec_name` is used only for `payload_format::bytes`.
     void set_payload(payload_format format, std::string_view bytes,
@@ -80,7 +110,11 @@ private:
     // (or copied), and zero-filling 576 bytes per envelope was a measurable part of a decode.
     char type_[max_type_length];
     char corr_[max_correlation_id_bytes];
+    char upd_[max_update_id_length];
+    char trace_[traceparent_length];
     std::uint8_t type_len_ = 0;
+    std::uint8_t upd_len_ = 0;
+    std::uint8_t trace_len_ = 0;
     std::uint16_t corr_len_ = 0;
     payload_format format_ = payload_format::json;
     const char* payload_ = "null";
@@ -94,5 +128,13 @@ bool is_valid_type(std::string_view type) noexcept;
 
 /// True when `id` is a valid correlation id: valid UTF-8, 1-128 characters.
 bool is_valid_correlation_id(std::string_view id) noexcept;
+
+/// True when `id` is a valid update id: 1-64 characters of visible ASCII (`!` to `~`).
+bool is_valid_update_id(std::string_view id) noexcept;
+
+/// True when `value` is a W3C Trace Context `traceparent` of 55 characters:
+/// `<version>-<trace-id>-<parent-id>-<flags>` with 2, 32, 16 and 2 lower-case hex digits,
+/// the version not `ff`, and neither id all zeros.
+bool is_valid_traceparent(std::string_view value) noexcept;
 
 }  // namespace gatehouse::client

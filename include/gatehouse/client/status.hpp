@@ -28,6 +28,8 @@ enum class status : std::uint8_t {
     invalid_type = 22,            ///< `type` not a string, over 64 chars or outside the charset.
     invalid_correlation_id = 23,  ///< Not a string or null, empty, or over 128 characters.
     duplicate_field = 24,         ///< `type`, `payload` or `correlation_id` given twice.
+    invalid_update_id = 25,       ///< Setters only: not 1-64 characters of visible ASCII.
+    invalid_traceparent = 26,     ///< Setters only: not a W3C `traceparent` (55 characters).
 
     // --- encode --------------------------------------------------------------------------
     buffer_too_small = 40,         ///< The output did not fit; the result says how much is needed.
