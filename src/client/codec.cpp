@@ -36,6 +36,11 @@ status decode(wire_format format, std::string_view frame, envelope& out) noexcep
     if (st != status::ok && st != status::invalid_payload && is_frame_error(st)) {
         out.clear_correlation_id();
     }
+    // The extras are never reported with an error: no error reply carries them.
+    if (st != status::ok) {
+        out.clear_update_id();
+        out.clear_traceparent();
+    }
     return st;
 }
 

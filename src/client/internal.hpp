@@ -25,6 +25,22 @@ struct envelope_access {
         if (!corr.empty()) std::memcpy(e.corr_, corr.data(), corr.size());  // data() may be null
         e.corr_len_ = static_cast<std::uint16_t>(corr.size());
     }
+    static char* update_id_buffer(envelope& e) noexcept { return e.upd_; }
+    static char* traceparent_buffer(envelope& e) noexcept { return e.trace_; }
+    static void set_update_id_length(envelope& e, std::size_t n) noexcept {
+        e.upd_len_ = static_cast<std::uint8_t>(n);
+    }
+    static void set_traceparent_length(envelope& e, std::size_t n) noexcept {
+        e.trace_len_ = static_cast<std::uint8_t>(n);
+    }
+    // Stores an update id and a traceparent (empty: absent) that the caller has validated.
+    static void store_trace_fields(envelope& e, std::string_view update_id,
+                                   std::string_view traceparent) noexcept {
+        if (!update_id.empty()) std::memcpy(e.upd_, update_id.data(), update_id.size());
+        e.upd_len_ = static_cast<std::uint8_t>(update_id.size());
+        if (!traceparent.empty()) std::memcpy(e.trace_, traceparent.data(), traceparent.size());
+        e.trace_len_ = static_cast<std::uint8_t>(traceparent.size());
+    }
     // Stores a type and correlation id (empty: absent) that the caller has validated, which
     // also bounds them by the inline buffers.
     static void store_ids(envelope& e, std::string_view type, std::string_view corr) noexcept {

@@ -1,7 +1,7 @@
 // JSON envelopes: one strict pass over the frame that validates all of it (RFC 8259
-// grammar, UTF-8, nesting depth) while picking out `type`, `correlation_id` and the raw
-// bytes of `payload`. The payload is never parsed into a tree or rebuilt: it is validated
-// in place and handed on as the slice of the frame it came in.
+// grammar, UTF-8, nesting depth) while picking out `type`, `correlation_id`, `update_id`,
+// `traceparent` and the raw bytes of `payload`. The payload is never parsed into a tree or rebuilt:
+// it is validated in place and handed on as the slice of the frame it came in.
 
 #include "internal.hpp"
 #include "json_reader.hpp"
@@ -11,7 +11,7 @@ namespace {
 
 constexpr std::string_view json_null = "null";
 
-enum class field { type, payload, correlation_id, other };
+enum class field { type, payload, correlation_id, update_id, traceparent, other };
 
 // The first error of the envelope (as opposed to the frame) is remembered and reported
 // only once the whole frame has proven well-formed: frame errors take precedence.
@@ -25,6 +25,8 @@ field classify(const string_sink& key) noexcept {
     if (k == "type") return field::type;
     if (k == "payload") return field::payload;
     if (k == "correlation_id") return field::correlation_id;
+    if (k == "update_id") return field::update_id;
+    if (k == "traceparent") return field::traceparent;
     return field::other;
 }
 
@@ -71,6 +73,20 @@ status read_correlation_id(json_reader& r, envelope& out, status& envelope_error
     return status::ok;
 }
 
+// Reads the value of `update_id` or `traceparent` (the reader is at its first byte) into
+// `buf`, and returns its length when it is a string that `valid` accepts, else 0. These
+// fields are optional extras (PROTOCOL.md 6): one that is not valid is dropped, never an
+// envelope error, so a v1 client that happened to send such a key keeps working.
+template <bool (*valid)(std::string_view) noexcept>
+status read_optional_string(json_reader& r, char* buf, std::size_t cap, std::size_t& len) noexcept {
+    len = 0;
+    if (r.peek() != '"') return r.skip_value(1);
+    string_sink sink{buf, cap};
+    const status st = r.scan_string(sink);
+    if (st == status::ok && !sink.overflow && valid(sink.view())) len = sink.n;
+    return st;
+}
+
 void put_json_string(output_writer& w, std::string_view s) noexcept {
     w.put('"');
     std::size_t run = 0;  // start of the pending run of bytes that need no escaping
@@ -111,6 +127,8 @@ status validate_json_value(std::string_view bytes, std::size_t depth) noexcept {
 status decode_json(std::string_view frame, envelope& out) noexcept {
     envelope_access::set_type_length(out, 0);
     out.clear_correlation_id();
+    out.clear_update_id();
+    out.clear_traceparent();
     out.set_payload(payload_format::json, json_null);
 
     json_reader r(frame);
@@ -124,6 +142,9 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
 
     status envelope_error = status::ok;
     bool seen_type = false, seen_payload = false, seen_corr = false, corr_ambiguous = false;
+    // update_id and traceparent given twice are dropped: which one was meant is unknown.
+    bool seen_update_id = false, seen_traceparent = false;
+    bool update_id_ambiguous = false, traceparent_ambiguous = false;
     r.skip_ws();
     if (r.at_end()) return status::truncated;
     if (r.peek() == '}') {
@@ -165,6 +186,24 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
                                     {start, static_cast<std::size_t>(r.position() - start)});
                     break;
                 }
+                case field::update_id: {
+                    std::size_t n = 0;
+                    st = read_optional_string<is_valid_update_id>(
+                        r, envelope_access::update_id_buffer(out), max_update_id_length, n);
+                    envelope_access::set_update_id_length(out, n);
+                    if (seen_update_id) update_id_ambiguous = true;
+                    seen_update_id = true;
+                    break;
+                }
+                case field::traceparent: {
+                    std::size_t n = 0;
+                    st = read_optional_string<is_valid_traceparent>(
+                        r, envelope_access::traceparent_buffer(out), traceparent_length, n);
+                    envelope_access::set_traceparent_length(out, n);
+                    if (seen_traceparent) traceparent_ambiguous = true;
+                    seen_traceparent = true;
+                    break;
+                }
                 case field::other: st = r.skip_value(1); break;
             }
             if (st != status::ok) return st;
@@ -183,6 +222,8 @@ status decode_json(std::string_view frame, envelope& out) noexcept {
     r.skip_ws();
     if (!r.at_end()) return status::trailing_bytes;
     if (corr_ambiguous) out.clear_correlation_id();
+    if (update_id_ambiguous) out.clear_update_id();
+    if (traceparent_ambiguous) out.clear_traceparent();
     if (envelope_error != status::ok) return envelope_error;
     if (!seen_type) return status::missing_type;
     return status::ok;

@@ -1,5 +1,5 @@
-// MessagePack envelopes (PROTOCOL.md section 3): a map with the keys "type", "payload" and
-// "correlation_id".
+// MessagePack envelopes (PROTOCOL.md sections 3 and 6): a map with the keys "type",
+// "payload", "correlation_id", "update_id" and "traceparent".
 //
 // The decoder makes one pass over the frame. Every value is checked against the
 // MessagePack specification (all formats, 0xc1 refused), nesting is bounded by
@@ -214,6 +214,16 @@ status read_correlation_id(std::string_view raw, std::string_view& id, bool& pre
     return status::ok;
 }
 
+// `update_id` / `traceparent`: kept when a str that `valid` accepts, else dropped (these
+// optional extras are never an envelope error). A key given twice drops the field.
+void read_optional_string(std::string_view raw, bool (*valid)(std::string_view) noexcept,
+                          bool& seen, std::string_view& out) noexcept {
+    std::string_view v;
+    if (seen || !str_contents(raw, v) || !valid(v)) v = {};
+    seen = true;
+    out = v;
+}
+
 constexpr char nil_payload[] = "\xc0";
 
 void put_str(output_writer& w, std::string_view s) noexcept {
@@ -269,6 +279,8 @@ status decode_msgpack(std::string_view frame, envelope& out) noexcept {
     bool seen_type = false, seen_payload = false, seen_corr = false;
     std::string_view type, corr, payload(nil_payload, 1);
     bool has_corr = false;
+    bool seen_update_id = false, seen_traceparent = false;
+    std::string_view update_id, traceparent;
 
     for (std::uint64_t i = 0; i < top.n; ++i) {
         std::string_view key_raw, value_raw;
@@ -301,6 +313,10 @@ status decode_msgpack(std::string_view frame, envelope& out) noexcept {
             }
             seen_corr = true;
             note(read_correlation_id(value_raw, corr, has_corr));
+        } else if (key == "update_id") {
+            read_optional_string(value_raw, is_valid_update_id, seen_update_id, update_id);
+        } else if (key == "traceparent") {
+            read_optional_string(value_raw, is_valid_traceparent, seen_traceparent, traceparent);
         }
     }
     if (p != end) return status::trailing_bytes;
@@ -314,6 +330,7 @@ status decode_msgpack(std::string_view frame, envelope& out) noexcept {
     // Valid: only now is `out` touched. is_valid_type / is_valid_correlation_id bound the
     // sizes by the inline buffers.
     envelope_access::store_ids(out, type, has_corr ? corr : std::string_view{});
+    envelope_access::store_trace_fields(out, update_id, traceparent);
     out.set_payload(payload_format::msgpack, payload);
     return status::ok;
 }

@@ -120,7 +120,7 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
     auto p = reinterpret_cast<byte_ptr>(frame.data());
     const byte_ptr end = p + frame.size();
 
-    std::string_view type, corr, codec;
+    std::string_view type, corr, codec, update_id, traceparent;
     std::string_view payload = no_bytes;  // not null, even when absent
     bool has_corr = false;
 
@@ -158,6 +158,8 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
             case field_type:
             case field_correlation_id:
             case field_payload_codec:
+            case field_update_id:
+            case field_traceparent:
                 // proto3 strings: libprotobuf refuses the message when one is not UTF-8.
                 if (!is_valid_utf8(value)) return status::invalid_utf8;
                 if (field == field_type) {
@@ -165,8 +167,12 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
                 } else if (field == field_correlation_id) {
                     corr = value;
                     has_corr = true;
-                } else {
+                } else if (field == field_payload_codec) {
                     codec = value;
+                } else if (field == field_update_id) {
+                    update_id = value;
+                } else {
+                    traceparent = value;
                 }
                 break;
             default: break;  // unknown field
@@ -200,6 +206,11 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
     if (has_corr && !corr_known) return status::invalid_correlation_id;
 
     envelope_access::store_ids(out, type, has_corr ? corr : std::string_view{});
+    // The optional extras (PROTOCOL.md 6) are dropped when malformed, never an envelope
+    // error; as for every field, the last occurrence is the one judged.
+    envelope_access::store_trace_fields(
+        out, is_valid_update_id(update_id) ? update_id : std::string_view{},
+        is_valid_traceparent(traceparent) ? traceparent : std::string_view{});
     out.set_payload(format, payload, codec);
     return status::ok;
 }

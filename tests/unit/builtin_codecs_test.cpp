@@ -279,3 +279,37 @@ TEST_CASE("codecs: encode refuses a malformed update_id or traceparent", "[codec
         CHECK(gatehouse::protocol_error_code(c->encode(e, frame)) == "invalid_envelope");
     }
 }
+
+TEST_CASE("codecs: decode keeps a client's traceparent and never its update_id", "[codecs]") {
+    const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    envelope sent = sample();
+    sent.update_id = "99999999999999-1";  // what a client might try to forge
+    sent.traceparent = trace;
+    for (const auto& c : {gatehouse::make_json_codec(), gatehouse::make_msgpack_codec(),
+                          gatehouse::make_protobuf_codec()}) {
+        CAPTURE(c->name());
+        std::string frame;
+        REQUIRE_FALSE(c->encode(sent, frame));
+        envelope got;
+        got.update_id = "left-over";
+        got.traceparent = "left-over";
+        REQUIRE_FALSE(c->decode(frame, got));
+        CHECK(got.update_id.empty());
+        CHECK(got.traceparent == trace);
+        CHECK(got.correlation_id == "c-17");
+
+        // Without them, a reused envelope holds neither.
+        std::string plain;
+        REQUIRE_FALSE(c->encode(sample(), plain));
+        REQUIRE_FALSE(c->decode(plain, got));
+        CHECK(got.traceparent.empty());
+        CHECK(got.update_id.empty());
+    }
+    // A malformed traceparent is dropped; the command itself is fine.
+    envelope got;
+    REQUIRE_FALSE(gatehouse::make_json_codec()->decode(
+        R"({"type":"t","traceparent":"00-zz","update_id":"1-1"})", got));
+    CHECK(got.type == "t");
+    CHECK(got.traceparent.empty());
+    CHECK(got.update_id.empty());
+}

@@ -696,6 +696,8 @@ TEST_CASE("protobuf: our decoder agrees with libprotobuf on mutated input",
     m.set_payload("payload bytes \x01\x02\xff");
     m.set_correlation_id("c-\xc3\xa9-1");
     m.set_payload_codec("game.v1.Move");
+    m.set_update_id("1733529600000-42");
+    m.set_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
     const std::string seed = m.SerializeAsString() + tag(20, w_varint) + varint(1ull << 50) +
                              tag(21, w_fixed32) + "abcd" + tag(22, w_fixed64) + "abcdefgh";
     REQUIRE(dec(seed) == status::ok);
@@ -733,6 +735,14 @@ TEST_CASE("protobuf: our decoder agrees with libprotobuf on mutated input",
                 CHECK(out.type() == theirs.type());
                 CHECK(out.has_correlation_id() == theirs.has_correlation_id());
                 CHECK(out.correlation_id() == theirs.correlation_id());
+                // Malformed extras are dropped (PROTOCOL.md 6), well-formed ones agree.
+                CHECK(out.update_id() == (gatehouse::client::is_valid_update_id(theirs.update_id())
+                                              ? theirs.update_id()
+                                              : ""));
+                CHECK(out.traceparent() ==
+                      (gatehouse::client::is_valid_traceparent(theirs.traceparent())
+                           ? theirs.traceparent()
+                           : ""));
                 if (out.format() == payload_format::bytes) {
                     CHECK(out.payload() == theirs.payload());
                     CHECK(out.payload_codec() == theirs.payload_codec());

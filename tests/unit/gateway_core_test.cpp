@@ -146,3 +146,29 @@ TEST_CASE("gateway core: event streams get keep-alives and are never idle-closed
     CHECK(link->close_code() == 0);
     decision.handler->on_close(0);
 }
+
+TEST_CASE("gateway core: a command's update_id and traceparent never reach the command stream",
+          "[gateway_core]") {
+    core_fixture f;
+    auto decision = f.upgrade("alice");
+    REQUIRE(decision.accepted);
+    auto link = std::make_shared<memory_link>();
+    decision.handler->on_open(link);
+    // A client may send either field (a v1 client may even send junk in them): the command
+    // is acked as usual, and the stream gets the section 4 fields only.
+    decision.handler->on_message(
+        true, R"({"type":"move","correlation_id":"c1","update_id":"99999999999999-9",)"
+              R"("traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})");
+    decision.handler->on_message(true, R"({"type":"move","correlation_id":"c2","update_id":17,)"
+                                       R"("traceparent":"garbage"})");
+    const auto frames = link->frames();
+    CHECK(count(frames, "\"type\":\"ack\"") == 2);
+    const auto entries = f.bus->read("", 10);
+    REQUIRE(entries.size() == 2);
+    for (const auto& entry : entries) {
+        CHECK(entry.command.type == "move");
+        CHECK(entry.command.update_id.empty());
+        CHECK(entry.command.traceparent.empty());
+    }
+    decision.handler->on_close(1000);
+}

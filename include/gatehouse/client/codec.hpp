@@ -42,8 +42,14 @@ constexpr bool is_text(wire_format format) noexcept { return format == wire_form
 ///
 /// On failure, `out.correlation_id()` is the frame's correlation id when it is known (the
 /// frame could be read and held exactly one valid `correlation_id`), so that the error reply
-/// can name it as PROTOCOL.md asks; otherwise it is empty. `out`'s other fields are then
-/// unspecified (but valid).
+/// can name it as PROTOCOL.md asks; otherwise it is empty. `out.update_id()` and
+/// `out.traceparent()` are then empty; `out`'s other fields are unspecified (but valid).
+///
+/// `update_id` and `traceparent` are optional extras (PROTOCOL.md 6): one that is not a
+/// string, not valid (`is_valid_update_id`, `is_valid_traceparent`), or given twice in a
+/// JSON or MessagePack map is dropped (reads as absent) and never makes the envelope
+/// invalid. In Protobuf, as for every field, the last occurrence counts, and like every
+/// proto3 string it must be valid UTF-8 (else `invalid_utf8`, as libprotobuf refuses it).
 status decode(wire_format format, std::string_view frame, envelope& out) noexcept;
 
 /// The outcome of `encode()`.
