@@ -193,7 +193,8 @@ def mp_unpack(b):
 
 # ---------------------------------------------------------------------------------------------
 # Protobuf gatehouse.v1.Envelope, by hand: type=1 string, payload=2 bytes,
-# correlation_id=3 optional string, payload_codec=4 string.
+# correlation_id=3 optional string, payload_codec=4 string, update_id=5 and traceparent=6
+# optional strings.
 
 
 def _varint(n):
@@ -214,7 +215,8 @@ def _len_field(number, data):
     return _varint((number << 3) | 2) + _varint(len(data)) + data
 
 
-def pb_encode(type_=None, payload=None, correlation_id=None, payload_codec=None):
+def pb_encode(type_=None, payload=None, correlation_id=None, payload_codec=None,
+              update_id=None, traceparent=None):
     out = b""
     if type_ is not None:
         out += _len_field(1, type_)
@@ -224,12 +226,17 @@ def pb_encode(type_=None, payload=None, correlation_id=None, payload_codec=None)
         out += _len_field(3, correlation_id)
     if payload_codec is not None:
         out += _len_field(4, payload_codec)
+    if update_id is not None:
+        out += _len_field(5, update_id)
+    if traceparent is not None:
+        out += _len_field(6, traceparent)
     return out
 
 
 def pb_decode(data):
     """Envelope fields by name (absent fields absent); unknown fields skipped."""
-    names = {1: "type", 2: "payload", 3: "correlation_id", 4: "payload_codec"}
+    names = {1: "type", 2: "payload", 3: "correlation_id", 4: "payload_codec", 5: "update_id",
+             6: "traceparent"}
     out = {}
     i = 0
     while i < len(data):
@@ -317,7 +324,8 @@ def decode_envelope(codec, frame):
             env = mp_unpack(frame)
         else:
             pb = pb_decode(frame)
-            env = {k: v for k, v in pb.items() if k in ("type", "correlation_id")}
+            env = {k: v for k, v in pb.items()
+                   if k in ("type", "correlation_id", "update_id", "traceparent")}
             env["_payload_codec"] = pb.get("payload_codec")
             raw = pb.get("payload", b"")
             if pb.get("payload_codec") != "json":

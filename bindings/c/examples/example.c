@@ -1,4 +1,4 @@
-/* Encode a command and decode the server's ack with the gatehouse C API. */
+/* Encode a command, decode the server's ack and an update with the gatehouse C API. */
 #include <gatehouse_c.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +13,10 @@ int main(void) {
     const char* ack =
         "{\"type\":\"ack\",\"correlation_id\":\"c-17\","
         "\"payload\":{\"stream_id\":\"1700000-0\"}}";
+    const char* update =
+        "{\"type\":\"game.state\",\"payload\":{\"coins\":3},"
+        "\"update_id\":\"1700000000000-3\"}";
+    char resume_from[64 + 1] = ""; /* update ids are at most 64 characters */
 
     st = gatehouse_codec_create("json", 4, NULL, &codec);
     if (st != GATEHOUSE_STATUS_OK) {
@@ -48,6 +52,15 @@ int main(void) {
     printf("received %.*s for %.*s: %.*s\n", (int)reply.type_len, reply.type,
            (int)reply.correlation_id_len, reply.correlation_id, (int)reply.payload_len,
            (const char*)reply.payload);
+
+    /* A logged update carries an update_id: keep the last one (a copy: `reply` is a view)
+     * and reconnect with ?resume=<it> to get what was missed meanwhile. */
+    st = gatehouse_decode(codec, update, strlen(update), &reply);
+    if (st == GATEHOUSE_STATUS_OK && reply.update_id_len != 0) {
+        memcpy(resume_from, reply.update_id, reply.update_id_len);
+        resume_from[reply.update_id_len] = '\0';
+    }
+    printf("received %.*s, resume from %s\n", (int)reply.type_len, reply.type, resume_from);
 
     gatehouse_codec_destroy(codec);
     return 0;

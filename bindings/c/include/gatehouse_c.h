@@ -69,6 +69,9 @@ typedef enum gatehouse_status {
     GATEHOUSE_STATUS_INVALID_TYPE = 22,
     GATEHOUSE_STATUS_INVALID_CORRELATION_ID = 23,
     GATEHOUSE_STATUS_DUPLICATE_FIELD = 24,
+    /* Encode only (decoding drops a malformed one instead): */
+    GATEHOUSE_STATUS_INVALID_UPDATE_ID = 25,   /* not 1-64 characters of visible ASCII */
+    GATEHOUSE_STATUS_INVALID_TRACEPARENT = 26, /* not a 55-character W3C traceparent */
 
     /* Encode. */
     GATEHOUSE_STATUS_BUFFER_TOO_SMALL = 40,        /* *frame_len says how many bytes are needed */
@@ -99,6 +102,12 @@ typedef enum gatehouse_payload_format {
  *   protobuf frame gives the bytes, e.g. a message name); the other formats name themselves.
  * - correlation_id/correlation_id_len: correlation_id_len 0 means absent (the gateway then
  *   assigns one); otherwise valid UTF-8, 1-128 characters.
+ * - update_id/update_id_len (PROTOCOL.md 6.4): length 0 means absent; otherwise 1-64
+ *   characters of visible ASCII. The gateway sets it on logged updates; keep the last one
+ *   and hand it back as `?resume=` when reconnecting. A command's is ignored by the gateway.
+ * - traceparent/traceparent_len (PROTOCOL.md 6.8): length 0 means absent; otherwise a W3C
+ *   Trace Context traceparent of 55 characters, `00-<32 hex>-<16 hex>-<2 hex>` (lower-case
+ *   hex, ids not all zeros, version not ff).
  *
  * gatehouse_decode() fills every field; see its lifetime rules. Initialise with
  * `gatehouse_envelope env = {0};` and set what you need. */
@@ -112,6 +121,12 @@ typedef struct gatehouse_envelope {
     size_t payload_codec_len;
     const char* correlation_id;
     size_t correlation_id_len;
+    /* Added with PROTOCOL.md section 6: the struct grew, so recompile against this header.
+     * Zero-initialised, both are absent. */
+    const char* update_id;
+    size_t update_id_len;
+    const char* traceparent;
+    size_t traceparent_len;
 } gatehouse_envelope;
 
 /* An allocator the handle uses instead of malloc/free. allocate returns NULL on failure and
@@ -203,16 +218,20 @@ GATEHOUSE_C_API gatehouse_status gatehouse_encode_owned(gatehouse_codec* codec,
 /* ---- decoding ---------------------------------------------------------------------------- */
 
 /* Decodes one whole frame (one WebSocket message) into *out, a view:
- * - out->type and out->correlation_id point into the handle: valid until the next
- *   gatehouse_decode() on this handle or gatehouse_codec_destroy().
+ * - out->type, out->correlation_id, out->update_id and out->traceparent point into the
+ *   handle: valid until the next gatehouse_decode() on this handle or
+ *   gatehouse_codec_destroy().
  * - out->payload (and, for GATEHOUSE_PAYLOAD_BYTES, out->payload_codec) point into `frame`:
  *   valid as long as the frame's bytes are. For json/msgpack payload_codec is static text.
  * - An absent payload reads as JSON `null` (MessagePack nil on msgpack frames).
- * - correlation_id is NULL with length 0 when absent.
+ * - correlation_id, update_id and traceparent are NULL with length 0 when absent. An
+ *   update_id or traceparent that is malformed (or, in JSON and MessagePack, given twice)
+ *   is dropped: it reads as absent and the envelope is still valid.
  * None of the strings is NUL-terminated: use the lengths.
  *
- * On failure every field is cleared except the correlation id, which is kept when the frame
- * named one validly (so that an error reply can carry it, as PROTOCOL.md asks). */
+ * On failure every field is cleared (update_id and traceparent included) except the
+ * correlation id, which is kept when the frame named one validly (so that an error reply
+ * can carry it, as PROTOCOL.md asks). */
 GATEHOUSE_C_API gatehouse_status gatehouse_decode(gatehouse_codec* codec, const void* frame,
                                                   size_t frame_len,
                                                   gatehouse_envelope* out) GATEHOUSE_C_NOEXCEPT;
@@ -235,6 +254,13 @@ GATEHOUSE_C_API int gatehouse_is_valid_type(const char* type, size_t len) GATEHO
 /* 1 when id[0, len) is a valid correlation id (valid UTF-8, 1-128 characters). */
 GATEHOUSE_C_API int gatehouse_is_valid_correlation_id(const char* id,
                                                       size_t len) GATEHOUSE_C_NOEXCEPT;
+
+/* 1 when id[0, len) is a valid update id (1-64 characters of visible ASCII). */
+GATEHOUSE_C_API int gatehouse_is_valid_update_id(const char* id, size_t len) GATEHOUSE_C_NOEXCEPT;
+
+/* 1 when value[0, len) is a valid 55-character W3C traceparent. */
+GATEHOUSE_C_API int gatehouse_is_valid_traceparent(const char* value,
+                                                   size_t len) GATEHOUSE_C_NOEXCEPT;
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,10 @@ static_assert(GATEHOUSE_STATUS_INVALID_TYPE == static_cast<int>(gc::status::inva
 static_assert(GATEHOUSE_STATUS_INVALID_CORRELATION_ID ==
               static_cast<int>(gc::status::invalid_correlation_id));
 static_assert(GATEHOUSE_STATUS_DUPLICATE_FIELD == static_cast<int>(gc::status::duplicate_field));
+static_assert(GATEHOUSE_STATUS_INVALID_UPDATE_ID ==
+              static_cast<int>(gc::status::invalid_update_id));
+static_assert(GATEHOUSE_STATUS_INVALID_TRACEPARENT ==
+              static_cast<int>(gc::status::invalid_traceparent));
 static_assert(GATEHOUSE_STATUS_BUFFER_TOO_SMALL == static_cast<int>(gc::status::buffer_too_small));
 static_assert(GATEHOUSE_STATUS_PAYLOAD_FORMAT_MISMATCH ==
               static_cast<int>(gc::status::payload_format_mismatch));
@@ -74,6 +78,8 @@ bool to_client_status(raw_status s, gc::status& out) noexcept {
         case GATEHOUSE_STATUS_INVALID_TYPE:
         case GATEHOUSE_STATUS_INVALID_CORRELATION_ID:
         case GATEHOUSE_STATUS_DUPLICATE_FIELD:
+        case GATEHOUSE_STATUS_INVALID_UPDATE_ID:
+        case GATEHOUSE_STATUS_INVALID_TRACEPARENT:
         case GATEHOUSE_STATUS_BUFFER_TOO_SMALL:
         case GATEHOUSE_STATUS_PAYLOAD_FORMAT_MISMATCH:
         case GATEHOUSE_STATUS_INVALID_ARGUMENT: out = static_cast<gc::status>(s); return true;
@@ -101,13 +107,23 @@ gatehouse_status to_envelope(const gatehouse_envelope& in, gc::envelope& out) no
     if ((in.type == nullptr && in.type_len != 0) ||
         (in.payload == nullptr && in.payload_len != 0) ||
         (in.correlation_id == nullptr && in.correlation_id_len != 0) ||
-        (in.payload_codec == nullptr && in.payload_codec_len != 0)) {
+        (in.payload_codec == nullptr && in.payload_codec_len != 0) ||
+        (in.update_id == nullptr && in.update_id_len != 0) ||
+        (in.traceparent == nullptr && in.traceparent_len != 0)) {
         return GATEHOUSE_STATUS_NULL_ARGUMENT;
     }
     gc::status st = out.set_type(view_of(in.type, in.type_len));
     if (st != gc::status::ok) return from_client_status(st);
     if (in.correlation_id_len != 0) {
         st = out.set_correlation_id({in.correlation_id, in.correlation_id_len});
+        if (st != gc::status::ok) return from_client_status(st);
+    }
+    if (in.update_id_len != 0) {
+        st = out.set_update_id({in.update_id, in.update_id_len});
+        if (st != gc::status::ok) return from_client_status(st);
+    }
+    if (in.traceparent_len != 0) {
+        st = out.set_traceparent({in.traceparent, in.traceparent_len});
         if (st != gc::status::ok) return from_client_status(st);
     }
     std::string_view payload{static_cast<const char*>(in.payload), in.payload_len};
@@ -171,6 +187,8 @@ const char* gatehouse_status_name(gatehouse_status status) noexcept {
         case GATEHOUSE_STATUS_INVALID_TYPE: return "invalid_type";
         case GATEHOUSE_STATUS_INVALID_CORRELATION_ID: return "invalid_correlation_id";
         case GATEHOUSE_STATUS_DUPLICATE_FIELD: return "duplicate_field";
+        case GATEHOUSE_STATUS_INVALID_UPDATE_ID: return "invalid_update_id";
+        case GATEHOUSE_STATUS_INVALID_TRACEPARENT: return "invalid_traceparent";
         case GATEHOUSE_STATUS_BUFFER_TOO_SMALL: return "buffer_too_small";
         case GATEHOUSE_STATUS_PAYLOAD_FORMAT_MISMATCH: return "payload_format_mismatch";
         case GATEHOUSE_STATUS_INVALID_ARGUMENT: return "invalid_argument";
@@ -306,6 +324,14 @@ gatehouse_status gatehouse_decode(gatehouse_codec* codec, const void* frame, std
     out->payload_format = static_cast<gatehouse_payload_format>(env.format());
     out->payload_codec = env.payload_codec().data();
     out->payload_codec_len = env.payload_codec().size();
+    if (env.has_update_id()) {
+        out->update_id = env.update_id().data();
+        out->update_id_len = env.update_id().size();
+    }
+    if (env.has_traceparent()) {
+        out->traceparent = env.traceparent().data();
+        out->traceparent_len = env.traceparent().size();
+    }
     return GATEHOUSE_STATUS_OK;
 }
 
@@ -341,6 +367,16 @@ int gatehouse_is_valid_type(const char* type, std::size_t len) noexcept {
 int gatehouse_is_valid_correlation_id(const char* id, std::size_t len) noexcept {
     if (id == nullptr) return 0;
     return gc::is_valid_correlation_id({id, len}) ? 1 : 0;
+}
+
+int gatehouse_is_valid_update_id(const char* id, std::size_t len) noexcept {
+    if (id == nullptr) return 0;
+    return gc::is_valid_update_id({id, len}) ? 1 : 0;
+}
+
+int gatehouse_is_valid_traceparent(const char* value, std::size_t len) noexcept {
+    if (value == nullptr) return 0;
+    return gc::is_valid_traceparent({value, len}) ? 1 : 0;
 }
 
 }  // extern "C"

@@ -33,6 +33,8 @@ static const gatehouse_status all_statuses[] = {
     GATEHOUSE_STATUS_INVALID_TYPE,
     GATEHOUSE_STATUS_INVALID_CORRELATION_ID,
     GATEHOUSE_STATUS_DUPLICATE_FIELD,
+    GATEHOUSE_STATUS_INVALID_UPDATE_ID,
+    GATEHOUSE_STATUS_INVALID_TRACEPARENT,
     GATEHOUSE_STATUS_BUFFER_TOO_SMALL,
     GATEHOUSE_STATUS_PAYLOAD_FORMAT_MISMATCH,
     GATEHOUSE_STATUS_INVALID_ARGUMENT,
@@ -164,6 +166,8 @@ static void test_status_tables(void) {
                                         "invalid_type",
                                         "invalid_correlation_id",
                                         "duplicate_field",
+                                        "invalid_update_id",
+                                        "invalid_traceparent",
                                         "buffer_too_small",
                                         "payload_format_mismatch",
                                         "invalid_argument",
@@ -181,7 +185,7 @@ static void test_status_tables(void) {
         CHECK(strcmp(gatehouse_status_name(s), names[i]) == 0);
         if ((int)s >= 1 && (int)s <= 6) {
             CHECK(code != NULL && strcmp(code, "invalid_frame") == 0);
-        } else if ((int)s >= 20 && (int)s <= 24) {
+        } else if ((int)s >= 20 && (int)s <= 26) {
             CHECK(code != NULL && strcmp(code, "invalid_envelope") == 0);
         } else {
             CHECK(code == NULL);
@@ -660,6 +664,98 @@ static void test_payload_checks(void) {
     CHECK(gatehouse_is_valid_correlation_id(NULL, 3) == 0);
 }
 
+/* update_id and traceparent (PROTOCOL.md section 6): encoded byte for byte as the contract
+ * and proto/gatehouse.proto (fields 5 and 6) say, decoded back, refused on encode when
+ * malformed, dropped on decode. */
+static void test_trace_fields(void) {
+    static const char trace[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    static const char json_want[] =
+        "{\"type\":\"t\",\"payload\":null,\"update_id\":\"17-3\","
+        "\"traceparent\":\"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\"}";
+    unsigned char msgpack_want[128];
+    unsigned char protobuf_want[128];
+    size_t m = 0, p = 0;
+    gatehouse_envelope env = {0};
+    gatehouse_envelope view;
+    gatehouse_codec* codec;
+    size_t len = 0;
+    char frame[256];
+
+    /* {"type":"t","payload":nil,"update_id":"17-3","traceparent":trace} */
+    msgpack_want[m++] = 0x84;
+    memcpy(msgpack_want + m,
+           "\xa4type\xa1t\xa7payload\xc0\xa9update_id\xa4"
+           "17-3",
+           31);
+    m += 31;
+    memcpy(msgpack_want + m, "\xabtraceparent\xd9\x37", 14);
+    m += 14;
+    memcpy(msgpack_want + m, trace, 55);
+    m += 55;
+    /* type = 1, payload = 2 ("null"), payload_codec = 4 ("json"), update_id = 5, traceparent = 6 */
+    memcpy(protobuf_want + p,
+           "\x0a\x01t\x12\x04null\x22\x04json\x2a\x04"
+           "17-3\x32\x37",
+           23);
+    p += 23;
+    memcpy(protobuf_want + p, trace, 55);
+    p += 55;
+
+    env.type = "t";
+    env.type_len = 1;
+    env.update_id = "17-3";
+    env.update_id_len = 4;
+    env.traceparent = trace;
+    env.traceparent_len = 55;
+    check_encodes_to("json", &env, json_want, strlen(json_want));
+    check_round_trip("json", json_want, strlen(json_want));
+    env.payload_format = GATEHOUSE_PAYLOAD_JSON;
+    check_encodes_to("protobuf", &env, protobuf_want, p);
+    check_round_trip("protobuf", protobuf_want, p);
+    env.payload_format = GATEHOUSE_PAYLOAD_MSGPACK;
+    check_encodes_to("msgpack", &env, msgpack_want, m);
+    check_round_trip("msgpack", msgpack_want, m);
+
+    codec = make_codec("msgpack");
+    EXPECT(gatehouse_decode(codec, msgpack_want, m, &view), GATEHOUSE_STATUS_OK);
+    CHECK(text_equal(view.update_id, view.update_id_len, "17-3"));
+    CHECK(text_equal(view.traceparent, view.traceparent_len, trace));
+    /* Malformed on encode: refused, with its own status. */
+    env.update_id_len = 3;
+    env.update_id = "1 2";
+    EXPECT(gatehouse_encode(codec, &env, frame, sizeof frame, &len),
+           GATEHOUSE_STATUS_INVALID_UPDATE_ID);
+    CHECK(len == 0);
+    env.update_id = "17-3";
+    env.traceparent_len = 54;
+    EXPECT(gatehouse_encode(codec, &env, frame, sizeof frame, &len),
+           GATEHOUSE_STATUS_INVALID_TRACEPARENT);
+    env.traceparent = NULL;
+    EXPECT(gatehouse_encode(codec, &env, frame, sizeof frame, &len),
+           GATEHOUSE_STATUS_NULL_ARGUMENT);
+    gatehouse_codec_destroy(codec);
+
+    /* Malformed on decode: dropped; absent: NULL and 0; a failed decode clears them. */
+    codec = make_codec("json");
+    strcpy(frame, "{\"type\":\"t\",\"update_id\":7,\"traceparent\":\"00-00\"}");
+    EXPECT(gatehouse_decode(codec, frame, strlen(frame), &view), GATEHOUSE_STATUS_OK);
+    CHECK(view.update_id == NULL && view.update_id_len == 0);
+    CHECK(view.traceparent == NULL && view.traceparent_len == 0);
+    EXPECT(gatehouse_decode(codec, json_want, strlen(json_want) - 1, &view),
+           GATEHOUSE_STATUS_TRUNCATED);
+    CHECK(view.update_id == NULL && view.update_id_len == 0);
+    CHECK(view.traceparent == NULL && view.traceparent_len == 0);
+    gatehouse_codec_destroy(codec);
+
+    CHECK(gatehouse_is_valid_update_id("1733529600000-0", 15) == 1);
+    CHECK(gatehouse_is_valid_update_id("", 0) == 0);
+    CHECK(gatehouse_is_valid_update_id("a b", 3) == 0);
+    CHECK(gatehouse_is_valid_update_id(NULL, 3) == 0);
+    CHECK(gatehouse_is_valid_traceparent(trace, 55) == 1);
+    CHECK(gatehouse_is_valid_traceparent(trace, 54) == 0);
+    CHECK(gatehouse_is_valid_traceparent(NULL, 55) == 0);
+}
+
 int main(void) {
     size_t i;
     test_version();
@@ -672,6 +768,7 @@ int main(void) {
     test_encode_errors();
     test_owned_buffer();
     test_payload_checks();
+    test_trace_fields();
 
     for (i = 0; i < STATUS_COUNT; ++i) {
         if (!seen[(int)all_statuses[i]]) {

@@ -36,14 +36,17 @@ _HEADERS_ARG = "additional_headers" if _WS_MAJOR >= 14 else "extra_headers"
 
 class Message:
     """One envelope from the server: `type`, `payload` (a Python value, or bytes for an opaque
-    protobuf payload), `correlation_id` (str or None) and the decoded `envelope`."""
+    protobuf payload), `correlation_id`, `update_id` (a logged update's id, PROTOCOL.md 6.4)
+    and `traceparent` (each str or None), and the decoded `envelope`."""
 
-    __slots__ = ("type", "payload", "correlation_id", "envelope")
+    __slots__ = ("type", "payload", "correlation_id", "update_id", "traceparent", "envelope")
 
     def __init__(self, envelope):
         self.envelope = envelope
         self.type = envelope.type
         self.correlation_id = envelope.correlation_id
+        self.update_id = envelope.update_id
+        self.traceparent = envelope.traceparent
         self.payload = _payload_value(envelope)
 
     def __repr__(self):

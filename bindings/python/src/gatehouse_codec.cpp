@@ -22,6 +22,8 @@ struct py_envelope {
     std::string payload_format{"json"};
     std::optional<std::string> correlation_id;
     std::string payload_codec;
+    std::optional<std::string> update_id;    // PROTOCOL.md 6.4
+    std::optional<std::string> traceparent;  // PROTOCOL.md 6.8
 };
 
 // The status names as the C++ enum spells them: what CodecError.status carries.
@@ -111,7 +113,9 @@ py::bytes null_payload(gc::payload_format format) {
 
 // An envelope from Python arguments; payload None is null (see null_payload).
 py_envelope make_envelope(std::string type, const py::handle& payload, std::string payload_format,
-                          std::optional<std::string> correlation_id, std::string payload_codec) {
+                          std::optional<std::string> correlation_id, std::string payload_codec,
+                          std::optional<std::string> update_id,
+                          std::optional<std::string> traceparent) {
     const gc::payload_format format = payload_format_of(payload_format);
     py_envelope e;
     e.type = std::move(type);
@@ -121,6 +125,8 @@ py_envelope make_envelope(std::string type, const py::handle& payload, std::stri
         format == gc::payload_format::bytes ? std::move(payload_codec) : payload_format;
     e.payload_format = std::move(payload_format);
     e.correlation_id = std::move(correlation_id);
+    e.update_id = std::move(update_id);
+    e.traceparent = std::move(traceparent);
     return e;
 }
 
@@ -142,6 +148,14 @@ py::bytes encode_envelope(std::string_view codec, const py_envelope& in) {
     if (st != gc::status::ok) raise_codec_error(st, failed::encode);
     if (in.correlation_id) {
         st = env.set_correlation_id(*in.correlation_id);
+        if (st != gc::status::ok) raise_codec_error(st, failed::encode);
+    }
+    if (in.update_id) {
+        st = env.set_update_id(*in.update_id);
+        if (st != gc::status::ok) raise_codec_error(st, failed::encode);
+    }
+    if (in.traceparent) {
+        st = env.set_traceparent(*in.traceparent);
         if (st != gc::status::ok) raise_codec_error(st, failed::encode);
     }
     env.set_payload(format, payload, in.payload_codec);
@@ -167,6 +181,8 @@ py_envelope decode_frame(std::string_view codec, const py::handle& frame_object)
     out.payload_format = payload_format_name(env.format());
     out.payload_codec = std::string(env.payload_codec());
     if (env.has_correlation_id()) out.correlation_id = std::string(env.correlation_id());
+    if (env.has_update_id()) out.update_id = std::string(env.update_id());
+    if (env.has_traceparent()) out.traceparent = std::string(env.traceparent());
     return out;
 }
 
@@ -179,6 +195,10 @@ std::string repr(const py_envelope& e) {
     }
     if (e.correlation_id) {
         s += ", correlation_id=" + py::repr(py::str(*e.correlation_id)).cast<std::string>();
+    }
+    if (e.update_id) s += ", update_id=" + py::repr(py::str(*e.update_id)).cast<std::string>();
+    if (e.traceparent) {
+        s += ", traceparent=" + py::repr(py::str(*e.traceparent)).cast<std::string>();
     }
     return s + ")";
 }
@@ -204,12 +224,16 @@ PYBIND11_MODULE(gatehouse_codec, m) {
     m.attr("PAYLOAD_FORMATS") = py::make_tuple("json", "msgpack", "bytes");
     m.attr("MAX_TYPE_LENGTH") = gc::max_type_length;
     m.attr("MAX_CORRELATION_ID_CHARS") = gc::max_correlation_id_chars;
+    m.attr("MAX_UPDATE_ID_LENGTH") = gc::max_update_id_length;
+    m.attr("TRACEPARENT_LENGTH") = gc::traceparent_length;
 
     py::class_<py_envelope>(m, "Envelope",
-                            "An envelope: type, payload bytes in payload_format, correlation id.")
+                            "An envelope: type, payload bytes in payload_format, correlation id, "
+                            "update id, traceparent.")
         .def(py::init(&make_envelope), py::arg("type"), py::arg("payload") = py::none(),
              py::arg("payload_format") = "json", py::arg("correlation_id") = py::none(),
-             py::arg("payload_codec") = "",
+             py::arg("payload_codec") = "", py::arg("update_id") = py::none(),
+             py::arg("traceparent") = py::none(),
              "payload None means null in payload_format (nothing for 'bytes'); str is taken as "
              "UTF-8.")
         .def_readwrite("type", &py_envelope::type)
@@ -219,11 +243,17 @@ PYBIND11_MODULE(gatehouse_codec, m) {
         .def_readwrite("correlation_id", &py_envelope::correlation_id, "str, or None if absent")
         .def_readwrite("payload_codec", &py_envelope::payload_codec,
                        "'json', 'msgpack', or for 'bytes' the name the frame gave")
+        .def_readwrite("update_id", &py_envelope::update_id,
+                       "str, or None if absent: a logged update's id (PROTOCOL.md 6.4), to hand "
+                       "back as ?resume=")
+        .def_readwrite("traceparent", &py_envelope::traceparent,
+                       "str, or None if absent: the W3C traceparent (PROTOCOL.md 6.8)")
         .def("__repr__", &repr)
         .def("__eq__", [](const py_envelope& a, const py_envelope& b) {
             return a.type == b.type && a.payload.equal(b.payload) &&
                    a.payload_format == b.payload_format && a.correlation_id == b.correlation_id &&
-                   a.payload_codec == b.payload_codec;
+                   a.payload_codec == b.payload_codec && a.update_id == b.update_id &&
+                   a.traceparent == b.traceparent;
         });
 
     m.def("encode", &encode_envelope, py::arg("codec"), py::arg("envelope"),
@@ -234,15 +264,19 @@ PYBIND11_MODULE(gatehouse_codec, m) {
         "encode",
         [](std::string_view codec, std::string type, const py::handle& payload,
            std::string payload_format, std::optional<std::string> correlation_id,
-           std::string payload_codec) {
+           std::string payload_codec, std::optional<std::string> update_id,
+           std::optional<std::string> traceparent) {
             return encode_envelope(
                 codec, make_envelope(std::move(type), payload, std::move(payload_format),
-                                     std::move(correlation_id), std::move(payload_codec)));
+                                     std::move(correlation_id), std::move(payload_codec),
+                                     std::move(update_id), std::move(traceparent)));
         },
         py::arg("codec"), py::arg("type"), py::arg("payload") = py::none(), py::kw_only(),
         py::arg("payload_format") = "json", py::arg("correlation_id") = py::none(),
-        py::arg("payload_codec") = "",
-        "Encodes type/payload/correlation_id into one frame (bytes) of `codec`.");
+        py::arg("payload_codec") = "", py::arg("update_id") = py::none(),
+        py::arg("traceparent") = py::none(),
+        "Encodes type/payload/correlation_id (and update_id, traceparent) into one frame "
+        "(bytes) of `codec`.");
     m.def("decode", &decode_frame, py::arg("codec"), py::arg("frame"),
           "Decodes one frame (bytes, or str for a JSON text frame) into an Envelope; raises "
           "CodecError.");
@@ -271,6 +305,13 @@ PYBIND11_MODULE(gatehouse_codec, m) {
         "is_valid_correlation_id",
         [](std::string_view id) { return gc::is_valid_correlation_id(id); },
         py::arg("correlation_id"));
+    m.def(
+        "is_valid_update_id", [](std::string_view id) { return gc::is_valid_update_id(id); },
+        py::arg("update_id"));
+    m.def(
+        "is_valid_traceparent",
+        [](std::string_view value) { return gc::is_valid_traceparent(value); },
+        py::arg("traceparent"));
     m.def(
         "describe",
         [](const std::string& status) {

@@ -195,6 +195,88 @@ class DecodeTest(unittest.TestCase):
                 self.assertEqual(e.args[0], f"{status}: {gcm.describe(status)}")
 
 
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+class TraceFieldsTest(unittest.TestCase):
+    """update_id and traceparent (PROTOCOL.md section 6; protobuf fields 5 and 6)."""
+
+    def test_known_frames_byte_for_byte(self):
+        want = {
+            "json": (b'{"type":"t","payload":null,"update_id":"17-3","traceparent":"'
+                     + TRACE.encode() + b'"}'),
+            "msgpack": msgpack.packb({"type": "t", "payload": None, "update_id": "17-3",
+                                      "traceparent": TRACE}),
+            "protobuf": pb_encode("t", b"null", None, "json", "17-3", TRACE),
+        }
+        for codec in gcm.CODECS:
+            with self.subTest(codec=codec):
+                fmt = "msgpack" if codec == "msgpack" else "json"
+                frame = gcm.encode(codec, "t", payload_format=fmt, update_id="17-3",
+                                   traceparent=TRACE)
+                self.assertEqual(frame, want[codec])
+                env = gcm.decode(codec, frame)
+                self.assertEqual((env.update_id, env.traceparent), ("17-3", TRACE))
+                self.assertIn("update_id='17-3'", repr(env))
+                self.assertEqual(gcm.encode(codec, env), frame)
+                self.assertEqual(env, gcm.Envelope("t", None, fmt, update_id="17-3",
+                                                   traceparent=TRACE))
+                self.assertNotEqual(env, gcm.Envelope("t", None, fmt, update_id="17-3"))
+
+    def test_absent_and_longest(self):
+        longest = '"\\' + "7" * (gcm.MAX_UPDATE_ID_LENGTH - 2)
+        for codec in gcm.CODECS:
+            with self.subTest(codec=codec):
+                fmt = "msgpack" if codec == "msgpack" else "json"
+                env = gcm.decode(codec, gcm.encode(codec, "t", payload_format=fmt))
+                self.assertIsNone(env.update_id)
+                self.assertIsNone(env.traceparent)
+                env = gcm.decode(codec, gcm.encode(codec, "t", payload_format=fmt,
+                                                   update_id=longest))
+                self.assertEqual(env.update_id, longest)
+        self.assertEqual(json.loads(gcm.encode("json", "t", update_id=longest))["update_id"],
+                         longest)
+
+    def test_encode_refuses_malformed(self):
+        cases = [({"update_id": ""}, "invalid_update_id"),
+                 ({"update_id": "x" * 65}, "invalid_update_id"),
+                 ({"update_id": "a b"}, "invalid_update_id"),
+                 ({"traceparent": TRACE.upper()}, "invalid_traceparent"),
+                 ({"traceparent": TRACE[:-1]}, "invalid_traceparent")]
+        for kwargs, status in cases:
+            with self.subTest(kwargs=kwargs):
+                with self.assertRaises(gcm.CodecError) as caught:
+                    gcm.encode("json", "t", **kwargs)
+                self.assertEqual(caught.exception.status, status)
+                self.assertIn(gcm.describe(status), str(caught.exception))
+
+    def test_decode_drops_malformed(self):
+        frames = [
+            ("json", b'{"type":"t","update_id":7,"traceparent":"00-x"}'),
+            ("json", b'{"type":"t","update_id":"1","update_id":"2","traceparent":null}'),
+            ("msgpack", msgpack.packb({"type": "t", "update_id": "a b", "traceparent": 1})),
+            ("protobuf", pb_encode("t", None, None, None, "", TRACE[1:])),
+        ]
+        for codec, frame in frames:
+            with self.subTest(codec=codec, frame=frame):
+                env = gcm.decode(codec, frame)
+                self.assertEqual(env.type, "t")
+                self.assertIsNone(env.update_id)
+                self.assertIsNone(env.traceparent)
+        with self.assertRaises(gcm.CodecError) as caught:  # proto3 strings must be UTF-8
+            gcm.decode("protobuf", pb_encode("t", None, None, None, b"\xff"))
+        self.assertEqual(caught.exception.status, "invalid_utf8")
+
+    def test_validators(self):
+        self.assertTrue(gcm.is_valid_update_id("1733529600000-0"))
+        self.assertFalse(gcm.is_valid_update_id(""))
+        self.assertFalse(gcm.is_valid_update_id("é"))
+        self.assertTrue(gcm.is_valid_traceparent(TRACE))
+        self.assertFalse(gcm.is_valid_traceparent("ff" + TRACE[2:]))
+        self.assertEqual(gcm.MAX_UPDATE_ID_LENGTH, 64)
+        self.assertEqual(gcm.TRACEPARENT_LENGTH, 55)
+
+
 class HelpersTest(unittest.TestCase):
     def test_codec_properties(self):
         self.assertEqual(gcm.CODECS, ("json", "msgpack", "protobuf"))
