@@ -4,6 +4,8 @@
 // - a failure has a protocol error code;
 // - an accepted envelope obeys the envelope rules, re-encodes in its own format, and decodes
 //   back to the same fields;
+// - update_id and traceparent are either valid or absent (a malformed one is dropped), never
+//   reported with a failure, and the library codec never takes a client's update_id;
 // - the library can re-encode it into every built-in format (or says why not).
 #include <cstdio>
 #include <cstdlib>
@@ -54,6 +56,7 @@ inline gc::status check_decoder(gc::wire_format format, std::string_view frame, 
                 "failure names an unknown or invalid correlation id");
         require(lib.correlation_id == e.correlation_id(),
                 "library reports a different correlation id on failure");
+        require(!e.has_update_id() && !e.has_traceparent(), "failure reports trace fields");
         return st;
     }
     require(gc::is_valid_type(e.type()), "accepted an invalid type");
@@ -61,6 +64,12 @@ inline gc::status check_decoder(gc::wire_format format, std::string_view frame, 
             "accepted an invalid correlation id");
     require(gc::validate_payload(e.format(), e.payload()) == gc::status::ok,
             "accepted an invalid payload");
+    require(!e.has_update_id() || gc::is_valid_update_id(e.update_id()),
+            "accepted an invalid update id");
+    require(!e.has_traceparent() || gc::is_valid_traceparent(e.traceparent()),
+            "accepted an invalid traceparent");
+    require(lib.update_id.empty(), "library took a client's update id");
+    require(lib.traceparent == e.traceparent(), "library decoded a different traceparent");
     require(lib.type == e.type() && lib.correlation_id == e.correlation_id() &&
                 lib.payload == e.payload() && lib.format == e.format(),
             "library decoded different fields");
@@ -75,23 +84,32 @@ inline gc::status check_decoder(gc::wire_format format, std::string_view frame, 
     require(gc::decode(format, out, again) == gc::status::ok, "re-encoded frame does not decode");
     require(again.type() == e.type() && again.correlation_id() == e.correlation_id() &&
                 again.format() == e.format() && again.payload() == e.payload() &&
-                again.payload_codec() == e.payload_codec(),
+                again.payload_codec() == e.payload_codec() && again.update_id() == e.update_id() &&
+                again.traceparent() == e.traceparent(),
             "round trip changed the envelope");
 
     // Every built-in format can carry it, except opaque bytes to JSON and payloads with no
     // equivalent in the other format (a JSON number beyond double range, say).
+    // The update id goes along as the gateway's own would, so its encode path is covered too.
+    gatehouse::envelope outgoing = lib;
+    outgoing.update_id.assign(e.update_id());
     for (const auto to :
          {gc::wire_format::json, gc::wire_format::msgpack, gc::wire_format::protobuf}) {
         std::string frame_out;
-        const std::error_code enc = library_codec(to).encode(lib, frame_out);
+        const std::error_code enc = library_codec(to).encode(outgoing, frame_out);
         if (enc) {
             require(enc == gatehouse::errc::payload_not_representable, "unexpected encode error");
             continue;
         }
         gatehouse::envelope back;
         require(!library_codec(to).decode(frame_out, back), "library output does not decode");
-        require(back.type == lib.type && back.correlation_id == lib.correlation_id,
-                "cross-format round trip changed type or correlation id");
+        require(back.type == lib.type && back.correlation_id == lib.correlation_id &&
+                    back.traceparent == lib.traceparent && back.update_id.empty(),
+                "cross-format round trip changed type, correlation id or traceparent");
+        gc::envelope client_view;
+        require(gc::decode(to, frame_out, client_view) == gc::status::ok &&
+                    client_view.update_id() == e.update_id(),
+                "cross-format round trip changed the update id");
     }
     return st;
 }

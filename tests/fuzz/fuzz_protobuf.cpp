@@ -15,6 +15,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::require(msg.type() == e.type(), "type differs");
     fuzz::require(msg.has_correlation_id() == e.has_correlation_id(), "correlation presence");
     fuzz::require(msg.correlation_id() == e.correlation_id(), "correlation id differs");
+    // Fields 5 and 6: the same value when it is valid, dropped otherwise.
+    fuzz::require(e.update_id() == (fuzz::gc::is_valid_update_id(msg.update_id())
+                                        ? std::string_view(msg.update_id())
+                                        : std::string_view()),
+                  "update id differs");
+    fuzz::require(e.traceparent() == (fuzz::gc::is_valid_traceparent(msg.traceparent())
+                                          ? std::string_view(msg.traceparent())
+                                          : std::string_view()),
+                  "traceparent differs");
     const std::string& codec = msg.payload_codec();
     if (codec == "json" || codec == "msgpack") {
         fuzz::require(msg.payload() == e.payload() || msg.payload().empty(), "payload differs");
