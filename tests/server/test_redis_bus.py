@@ -128,6 +128,32 @@ class StreamEntries(OneGateway):
         finally:
             await c.close()
 
+    async def test_update_id_and_traceparent_from_clients_stay_off_the_stream(self):
+        # PROTOCOL.md 6: a client's update_id means nothing on a command (it must not reach
+        # the bus as a forged field), and its traceparent is not a stream field yet. Junk in
+        # either is dropped, never an error: v1 clients could send any unknown field.
+        trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        for codec in CODECS:
+            with self.subTest(codec=codec):
+                c = await Client.player(self.server, "extras-" + codec, codec)
+                try:
+                    for i, (update_id, traceparent) in enumerate(
+                            [("99999999999999-9", trace), ("not an id", "00-junk")]):
+                        cid = f"x-{codec}-{i}"
+                        if codec == "protobuf":
+                            frame = h.pb_encode("t", b"[1]", cid, "json", update_id, traceparent)
+                        else:
+                            env = {"type": "t", "payload": [1], "correlation_id": cid,
+                                   "update_id": update_id, "traceparent": traceparent}
+                            frame = json.dumps(env) if codec == "json" else h.mp_pack(env)
+                        ack, fields = await self.command(c, frame, cid)
+                        self.check_entry(fields, c, ack, type_="t",
+                                         payload=h.mp_pack([1]) if codec == "msgpack"
+                                         else b"[1]", codec="msgpack" if codec == "msgpack"
+                                         else "json", player_id="extras-" + codec)
+                finally:
+                    await c.close()
+
     async def test_bot_command(self):
         bot = await Client.bot(self.server, "rover")
         try:
