@@ -25,6 +25,8 @@ public:
         const client::status st = client::decode(format_, bytes, view);
         if (st != client::status::ok) {
             out.correlation_id.assign(view.correlation_id());  // empty unless known
+            out.update_id.clear();
+            out.traceparent.clear();  // nothing of a previous command may linger
             return st;
         }
         out.type.assign(view.type());

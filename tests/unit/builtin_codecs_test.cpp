@@ -305,6 +305,16 @@ TEST_CASE("codecs: decode keeps a client's traceparent and never its update_id",
         CHECK(got.traceparent.empty());
         CHECK(got.update_id.empty());
     }
+    // A failed decode leaves nothing of the previous envelope's behind.
+    for (const auto& c : {gatehouse::make_json_codec(), gatehouse::make_msgpack_codec(),
+                          gatehouse::make_protobuf_codec()}) {
+        envelope got;
+        got.update_id = "1-1";
+        got.traceparent = trace;
+        CHECK(c->decode("\xc1", got));
+        CHECK(got.update_id.empty());
+        CHECK(got.traceparent.empty());
+    }
     // A malformed traceparent is dropped; the command itself is fine.
     envelope got;
     REQUIRE_FALSE(gatehouse::make_json_codec()->decode(
