@@ -71,8 +71,10 @@ void add_flags(CLI::App& app, config& c) {
          "close (1008) a connection silent this long, seconds; 0: off");
     flag(app, "--send-buffer-bytes", c.send_buffer_bytes,
          "per-connection cap on unwritten bytes before the slow-consumer policy applies");
-    flag(app, "--slow-consumer", c.slow_consumer, "drop: drop the update; close: close with 1008")
-        ->check(CLI::IsMember({"drop", "close"}));
+    flag(app, "--slow-consumer", c.slow_consumer,
+         "reliable updates past --send-buffer-bytes: queue: up to twice it, then close with "
+         "4008; drop: drop the update; close: close with 1008")
+        ->check(CLI::IsMember({"queue", "drop", "close"}));
     flag(app, "--shutdown-timeout", c.shutdown_timeout,
          "longest graceful shutdown waits for acks and closes, seconds");
     flag(app, "--http-idle-timeout", c.http_idle_timeout,
@@ -187,9 +189,10 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
     out.trusted_proxies = c.trusted_proxies;
     out.ws_compression = c.ws_compression;
     out.connections.max_buffered_bytes = c.send_buffer_bytes;
-    out.connections.slow_consumer = c.slow_consumer == "drop"
-                                        ? gatehouse::slow_consumer_policy::drop
-                                        : gatehouse::slow_consumer_policy::close;
+    out.connections.slow_consumer =
+        c.slow_consumer == "drop"    ? gatehouse::slow_consumer_policy::drop
+        : c.slow_consumer == "close" ? gatehouse::slow_consumer_policy::close
+                                     : gatehouse::slow_consumer_policy::queue;
     out.gateway_id = c.gateway_id.empty() ? gatehouse::make_gateway_id() : c.gateway_id;
     return true;
 }

@@ -33,7 +33,7 @@ struct config {
     double ping_interval = 20;
     double idle_timeout = 60;
     std::size_t send_buffer_bytes = std::size_t{1} << 20;
-    std::string slow_consumer = "close";
+    std::string slow_consumer = "queue";  // PROTOCOL.md 6.6
     double shutdown_timeout = 10;
     // PROTOCOL.md section 6.1 and 6.2.
     double http_idle_timeout = 30;

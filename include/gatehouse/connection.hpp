@@ -41,6 +41,9 @@ enum class send_status : std::uint8_t {
     dropped,  ///< Not sent: the connection's send buffer is full (slow-consumer policy: drop).
     closed,   ///< Not sent: the connection is closed or closing (perhaps by this very send,
               ///< under the slow-consumer policy `close`), or it is unknown.
+    /// Queued in place of an earlier frame with the same key, which will not be written
+    /// (delivery class `latest`, PROTOCOL.md 6.6; only `connection::send_keyed` returns it).
+    coalesced,
 };
 
 /// WebSocket close codes the gateway uses (RFC 6455 section 7.4.1).
@@ -73,6 +76,19 @@ public:
     /// Returns `queued`, or `closed` once the connection no longer writes. Does not apply
     /// any backpressure policy: that is the connection manager's job.
     virtual send_status send(const shared_frame& frame) = 0;
+
+    /// Hands `frame` to the transport like `send()`, as the newest value of `key` (delivery
+    /// class `latest`, PROTOCOL.md 6.6). With `replace`, the frame last sent with the same key,
+    /// when it is still queued and not yet being written, is withdrawn first: it is never
+    /// written, its bytes leave `buffered_bytes()`, and the result is `coalesced` (else
+    /// `queued` or `closed`, as for `send()`). Frames keep their order otherwise: the new one
+    /// goes after everything queued. The default ignores the key and calls `send()`, so a
+    /// connection that predates delivery classes keeps working, without coalescing.
+    virtual send_status send_keyed(const shared_frame& frame, std::string_view key, bool replace) {
+        static_cast<void>(key);
+        static_cast<void>(replace);
+        return send(frame);
+    }
 
     /// Bytes handed to `send()` and not yet written to the socket.
     virtual std::size_t buffered_bytes() const noexcept = 0;

@@ -18,16 +18,25 @@
 
 namespace gatehouse {
 
-/// What happens to a frame for a connection whose send buffer is full.
+/// What happens to a `reliable` update (every update that names no delivery class, and every
+/// frame given to `connection_manager::send`) for a connection whose send buffer is full.
+/// `droppable` and `latest` updates follow their own rules whatever the policy (PROTOCOL.md
+/// 6.6): dropped, or coalesced by key; docs/updates.md has the whole table.
 enum class slow_consumer_policy : std::uint8_t {
     drop,   ///< The frame is dropped (and counted); the connection stays open.
     close,  ///< The connection is closed with 1008 (and counted); it can reconnect.
+    /// PROTOCOL.md 6.6 (gatehouse-server's default): the frame is still queued, up to twice
+    /// `max_buffered_bytes`; one that would pass that closes the connection with 4008 `slow
+    /// consumer` (and is counted).
+    queue,
 };
 
 /// Settings of a `connection_manager`.
 struct connection_manager_options {
-    /// A connection whose unwritten bytes would exceed this gets the slow-consumer policy.
+    /// A connection whose unwritten bytes would exceed this gets the slow-consumer policy;
+    /// twice this is the hard bound no update may pass (4008).
     std::size_t max_buffered_bytes = std::size_t{1} << 20;
+    /// `close` by default, as before delivery classes; gatehouse-server uses `queue`.
     slow_consumer_policy slow_consumer = slow_consumer_policy::close;
     /// Lock shards: connections and players are spread over this many independently locked
     /// maps, so sends to different players do not contend. Rounded up to a power of two.
@@ -41,24 +50,42 @@ struct connection_info {
     std::shared_ptr<const codec> wire_codec;  ///< Encodes the updates sent to it.
 };
 
+/// What became of one delivery class's frames, one count per connection an update was for
+/// (PROTOCOL.md 6.6).
+struct delivery_outcomes {
+    std::uint64_t sent = 0;       ///< Queued on the connection.
+    std::uint64_t dropped = 0;    ///< Dropped: the send buffer was full.
+    std::uint64_t coalesced = 0;  ///< Queued in place of the unsent one with the same key.
+    std::uint64_t closed = 0;     ///< Not sent: the connection closed (by this send or before).
+};
+
 /// Counters, read with relaxed loads; monotonic except `connections`.
 struct connection_manager_stats {
-    std::uint64_t connections = 0;            ///< Currently registered.
-    std::uint64_t frames_sent = 0;            ///< Frames queued on a connection.
-    std::uint64_t frames_dropped = 0;         ///< Frames dropped by the `drop` policy.
-    std::uint64_t slow_consumers_closed = 0;  ///< Connections closed by the `close` policy.
-    std::uint64_t updates_routed = 0;         ///< Updates that reached at least one connection.
-    std::uint64_t updates_unrouted = 0;       ///< Updates for no connection held here.
-    std::uint64_t encode_failures = 0;        ///< Update/codec pairs that could not be encoded.
+    std::uint64_t connections = 0;  ///< Currently registered.
+    std::uint64_t frames_sent = 0;  ///< Frames queued on a connection.
+    /// Frames dropped for a full send buffer: `droppable` updates, and any by the `drop` policy.
+    std::uint64_t frames_dropped = 0;
+    /// Connections closed as slow consumers: 1008 by the `close` policy, 4008 past the hard
+    /// bound (once per connection).
+    std::uint64_t slow_consumers_closed = 0;
+    std::uint64_t updates_routed = 0;    ///< Updates that reached at least one connection.
+    std::uint64_t updates_unrouted = 0;  ///< Updates for no connection held here.
+    std::uint64_t encode_failures = 0;   ///< Update/codec pairs that could not be encoded.
     /// Updates not sent to some of their connections because their frame for that
     /// connection's codec was larger than `max_buffered_bytes`.
     std::uint64_t updates_oversized = 0;
+    /// By delivery class, for `deliver()` (frames given to `send()` count as `reliable`).
+    delivery_outcomes reliable;
+    delivery_outcomes droppable;
+    delivery_outcomes latest;
 };
 
 /// The result of `deliver()`.
 struct delivery_result {
-    std::size_t queued = 0;   ///< Connections the update was queued on.
+    std::size_t queued = 0;   ///< Connections the update was queued on (coalesced included).
     std::size_t dropped = 0;  ///< Connections it was dropped for (slow, closed, unencodable).
+    /// Connections where it replaced the queued update with the same key (`latest`).
+    std::size_t coalesced = 0;
     /// Connections it was not sent to because its frame was larger than `max_buffered_bytes`
     /// (not counted in `dropped`): a frame no send buffer can hold is refused before any
     /// connection sees it, rather than closing connections that read promptly.
@@ -93,8 +120,9 @@ public:
     /// player leaves every room. Unknown ids are ignored.
     void remove(const connection_id& id);
 
-    /// Sends `frame` to one connection, applying the slow-consumer policy. Returns `closed`
-    /// for an unknown id, or once the connection was closed as a slow consumer.
+    /// Sends `frame` to one connection as a `reliable` update, applying the slow-consumer
+    /// policy. Returns `closed` for an unknown id, or once the connection was closed as a slow
+    /// consumer.
     send_status send(const connection_id& to, const shared_frame& frame);
 
     /// Routes a parsed update (PROTOCOL.md section 5): join/leave change rooms (and return
@@ -104,6 +132,11 @@ public:
     /// An encoding larger than `max_buffered_bytes` is sent to none of its connections
     /// (`oversized`, and `updates_oversized` counts the update); the slow-consumer policy is
     /// for clients that fall behind, not for frames no buffer could hold.
+    /// For a connection past `max_buffered_bytes`, `u.delivery` decides (PROTOCOL.md 6.6):
+    /// `droppable` is dropped, `latest` replaces the queued update with the same `u.key`
+    /// (`connection::send_keyed`), `reliable` gets the slow-consumer policy; past twice
+    /// `max_buffered_bytes` a `latest` update closes the connection with 4008 too (the `drop`
+    /// policy drops it instead).
     /// Sends run on the calling thread, outside the manager's locks.
     delivery_result deliver(const update& u);
 

@@ -3,6 +3,7 @@
 /// `update`: one message a service publishes for the gateway to route to clients
 /// (PROTOCOL.md section 5), parsed from and written as the JSON that travels on the bus.
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -24,6 +25,17 @@ enum class update_target : std::uint8_t {
     leave,       ///< `{"op": "leave", "player_id", "room"}`.
 };
 
+/// What the gateway does with an update for a connection that does not keep up
+/// (PROTOCOL.md 6.6): the update's `"delivery"` key.
+enum class delivery_class : std::uint8_t {
+    reliable,   ///< The default: queued; past the hard bound the connection is closed (4008).
+    droppable,  ///< Dropped (and counted) for a connection past its send buffer.
+    latest,     ///< Past the send buffer, replaces the queued update with the same `key`.
+};
+
+/// The longest `key` of a `latest` update, in bytes.
+inline constexpr std::size_t max_delivery_key_bytes = 256;
+
 /// A parsed update message.
 ///
 /// Thread safety: a plain value; not synchronised.
@@ -36,6 +48,9 @@ struct update {
     /// What the clients receive: `type`, `payload` (JSON text) and `correlation_id` (empty
     /// when absent). Unused for join and leave.
     envelope message;
+    /// Routing keys of PROTOCOL.md 6.6, never sent to clients; unused for join and leave.
+    delivery_class delivery = delivery_class::reliable;
+    std::string key;  ///< latest: 1-`max_delivery_key_bytes` bytes; empty otherwise.
 };
 
 /// Parses one published update message into `out`.
@@ -48,7 +63,9 @@ struct update {
 /// (`"null"` when missing).
 /// Errors: `errc::invalid_update` when the message is not a JSON object, has no valid
 /// target, a missing `type` or one that is not a valid envelope type (join/leave take
-/// none), a `correlation_id` that is not a valid one, an unknown `op`, a top-level key given
+/// none), a `correlation_id` that is not a valid one, a `delivery` that is not one of
+/// `"reliable"`, `"droppable"`, `"latest"` (or null), a `latest` update without a `key` of
+/// 1-`max_delivery_key_bytes` bytes, an unknown `op`, a top-level key given
 /// twice, or nesting deeper than `client::max_nesting_depth`; `out` is then unchanged.
 /// docs/updates.md has every rule, with examples. Never throws.
 /// Thread safety: reentrant.

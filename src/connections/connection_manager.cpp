@@ -1,6 +1,8 @@
 #include "gatehouse/connection_manager.hpp"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <functional>
 #include <iterator>
 #include <mutex>
@@ -56,6 +58,21 @@ struct alignas(64) connection_shard {
     std::unordered_map<connection_id, entry_ptr> connections;
 };
 
+// What became of one frame for one connection (connection_manager_stats::delivery_outcomes).
+enum class outcome : std::uint8_t { sent, dropped, coalesced, closed };
+constexpr std::size_t outcome_count = 4;
+using outcome_tally = std::array<std::uint64_t, outcome_count>;
+
+outcome outcome_of(send_status st) noexcept {
+    switch (st) {
+        case send_status::queued: return outcome::sent;
+        case send_status::coalesced: return outcome::coalesced;
+        case send_status::dropped: return outcome::dropped;
+        case send_status::closed: break;
+    }
+    return outcome::closed;
+}
+
 // One encoding of the update being delivered, per codec in use among its targets.
 struct encoding {
     const codec* wire_codec = nullptr;
@@ -79,25 +96,60 @@ struct connection_manager::impl {
         return connections[std::hash<std::string_view>{}(id)&mask];
     }
 
-    send_status send_one(entry& e, const shared_frame& frame) {
-        if (e.closed_as_slow.load(std::memory_order_acquire)) return send_status::closed;
+    // Sends one frame of class `delivery` (PROTOCOL.md 6.6). Counts nothing but the slow
+    // consumers it closes: deliver() tallies the outcomes of a whole fan-out and adds them
+    // once, so that the hot path pays no shared counter per connection.
+    outcome send_one(entry& e, const shared_frame& frame, delivery_class delivery,
+                     std::string_view key) {
+        if (e.closed_as_slow.load(std::memory_order_acquire)) return outcome::closed;
         connection& c = *e.conn;
         const std::size_t limit = options.max_buffered_bytes;
         const std::size_t size = frame.size();
-        if (size > limit || c.buffered_bytes() > limit - size) {
-            if (options.slow_consumer == slow_consumer_policy::drop) {
-                frames_dropped.fetch_add(1, std::memory_order_relaxed);
-                return send_status::dropped;
-            }
-            if (!e.closed_as_slow.exchange(true, std::memory_order_acq_rel)) {
-                slow_consumers_closed.fetch_add(1, std::memory_order_relaxed);
-                c.close(close_code::policy_violation, "slow consumer");
-            }
-            return send_status::closed;
+        const std::size_t buffered = c.buffered_bytes();
+        if (size <= limit && buffered <= limit - size) {
+            return outcome_of(delivery == delivery_class::latest ? c.send_keyed(frame, key, false)
+                                                                 : c.send(frame));
         }
-        const send_status st = c.send(frame);
-        if (st == send_status::queued) frames_sent.fetch_add(1, std::memory_order_relaxed);
-        return st;
+        // Past the send buffer. The hard bound is the transport's too (gateway.cpp), checked
+        // here as well so that a connection of an embedder's own is bounded the same way.
+        const std::size_t hard = limit > SIZE_MAX / 2 ? SIZE_MAX : 2 * limit;
+        const bool past_hard = size > hard || buffered > hard - size;
+        switch (delivery) {
+            case delivery_class::droppable: return outcome::dropped;
+            case delivery_class::latest:
+                if (!past_hard) return outcome_of(c.send_keyed(frame, key, true));
+                if (options.slow_consumer == slow_consumer_policy::drop) return outcome::dropped;
+                return close_slow(e, close_code::slow_consumer);
+            case delivery_class::reliable: break;
+        }
+        switch (options.slow_consumer) {
+            case slow_consumer_policy::drop: return outcome::dropped;
+            case slow_consumer_policy::close: return close_slow(e, close_code::policy_violation);
+            case slow_consumer_policy::queue: break;
+        }
+        if (past_hard) return close_slow(e, close_code::slow_consumer);
+        return outcome_of(c.send(frame));
+    }
+
+    // The close (and its counter) happens once; later frames are refused without asking the
+    // transport.
+    outcome close_slow(entry& e, close_code code) {
+        if (!e.closed_as_slow.exchange(true, std::memory_order_acq_rel)) {
+            slow_consumers_closed.fetch_add(1, std::memory_order_relaxed);
+            e.conn->close(code, "slow consumer");
+        }
+        return outcome::closed;
+    }
+
+    void count(delivery_class delivery, const outcome_tally& t) {
+        const auto add = [](std::atomic<std::uint64_t>& a, std::uint64_t n) {
+            if (n != 0) a.fetch_add(n, std::memory_order_relaxed);
+        };
+        auto& by = by_class[static_cast<std::size_t>(delivery)];
+        for (std::size_t i = 0; i < outcome_count; ++i) add(by[i], t[i]);
+        add(frames_sent, t[static_cast<std::size_t>(outcome::sent)] +
+                             t[static_cast<std::size_t>(outcome::coalesced)]);
+        add(frames_dropped, t[static_cast<std::size_t>(outcome::dropped)]);
     }
 
     void collect_player(const std::string& player_id, std::vector<entry_ptr>& out) const {
@@ -207,6 +259,8 @@ struct connection_manager::impl {
     std::atomic<std::uint64_t> updates_unrouted{0};
     std::atomic<std::uint64_t> encode_failures{0};
     std::atomic<std::uint64_t> updates_oversized{0};
+    // [delivery_class][outcome]
+    std::array<std::array<std::atomic<std::uint64_t>, outcome_count>, 3> by_class{};
 };
 
 connection_manager::connection_manager(connection_manager_options options)
@@ -264,7 +318,17 @@ send_status connection_manager::send(const connection_id& to, const shared_frame
         if (it == cs.connections.end()) return send_status::closed;
         target = it->second;
     }
-    return impl_->send_one(*target, frame);
+    const outcome o = impl_->send_one(*target, frame, delivery_class::reliable, {});
+    outcome_tally tally{};
+    ++tally[static_cast<std::size_t>(o)];
+    impl_->count(delivery_class::reliable, tally);
+    switch (o) {
+        case outcome::sent: return send_status::queued;
+        case outcome::dropped: return send_status::dropped;
+        case outcome::coalesced: return send_status::coalesced;
+        case outcome::closed: break;
+    }
+    return send_status::closed;
 }
 
 delivery_result connection_manager::deliver(const update& u) {
@@ -284,6 +348,7 @@ delivery_result connection_manager::deliver(const update& u) {
     // connections encodes once and hands all of them the same bytes. There are only ever a
     // handful of codecs, so a linear search beats a map.
     delivery_result result;
+    outcome_tally tally{};
     std::vector<encoding> encodings;
     for (const auto& e : targets) {
         const codec* c = e->wire_codec.get();
@@ -297,12 +362,21 @@ delivery_result connection_manager::deliver(const update& u) {
             ++result.oversized;
             result.oversized_frame_bytes =
                 std::max(result.oversized_frame_bytes, enc->frame.size());
-        } else if (enc->ok && impl_->send_one(*e, enc->frame) == send_status::queued) {
-            ++result.queued;
-        } else {
+        } else if (!enc->ok) {
             ++result.dropped;
+        } else {
+            const outcome o = impl_->send_one(*e, enc->frame, u.delivery, u.key);
+            ++tally[static_cast<std::size_t>(o)];
+            if (o == outcome::sent || o == outcome::coalesced) {
+                ++result.queued;
+            } else {
+                ++result.dropped;
+            }
         }
     }
+    result.coalesced =
+        static_cast<std::size_t>(tally[static_cast<std::size_t>(outcome::coalesced)]);
+    impl_->count(u.delivery, tally);
     if (result.oversized > 0) impl_->updates_oversized.fetch_add(1, std::memory_order_relaxed);
     if (result.queued > 0) {
         impl_->updates_routed.fetch_add(1, std::memory_order_relaxed);
@@ -399,6 +473,18 @@ connection_manager_stats connection_manager::stats() const noexcept {
     s.updates_unrouted = load(impl_->updates_unrouted);
     s.encode_failures = load(impl_->encode_failures);
     s.updates_oversized = load(impl_->updates_oversized);
+    const auto outcomes = [&](delivery_class d) {
+        const auto& by = impl_->by_class[static_cast<std::size_t>(d)];
+        delivery_outcomes o;
+        o.sent = load(by[static_cast<std::size_t>(outcome::sent)]);
+        o.dropped = load(by[static_cast<std::size_t>(outcome::dropped)]);
+        o.coalesced = load(by[static_cast<std::size_t>(outcome::coalesced)]);
+        o.closed = load(by[static_cast<std::size_t>(outcome::closed)]);
+        return o;
+    };
+    s.reliable = outcomes(delivery_class::reliable);
+    s.droppable = outcomes(delivery_class::droppable);
+    s.latest = outcomes(delivery_class::latest);
     return s;
 }
 

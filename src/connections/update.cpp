@@ -67,6 +67,8 @@ enum class top_key : std::uint8_t {
     type,
     correlation_id,
     payload,
+    delivery,
+    key,
     other,
 };
 
@@ -80,13 +82,16 @@ top_key classify(std::string_view key) noexcept {
     if (key == "room") return top_key::room;
     if (key == "broadcast") return top_key::broadcast;
     if (key == "op") return top_key::op;
+    if (key == "delivery") return top_key::delivery;
+    if (key == "key") return top_key::key;
     return top_key::other;
 }
 
 // Everything of one message the rules look at, filled by scan_message().
 struct scanned_message {
     scanned_value op, connection_id, player_id, room, type, correlation_id;
-    bool broadcast = false;  // `broadcast` is the literal true
+    scanned_value delivery, key;  // PROTOCOL.md 6.6
+    bool broadcast = false;       // `broadcast` is the literal true
     value_kind player_ids_kind = value_kind::absent;
     bool player_ids_valid = true;  // an array of non-empty strings
     std::vector<std::string> player_ids;
@@ -200,6 +205,8 @@ bool scan_message(std::string_view text, scanned_message& m) noexcept {
                 case top_key::room: ok = scan_string_value(r, m.room); break;
                 case top_key::type: ok = scan_string_value(r, m.type); break;
                 case top_key::correlation_id: ok = scan_string_value(r, m.correlation_id); break;
+                case top_key::delivery: ok = scan_string_value(r, m.delivery); break;
+                case top_key::key: ok = scan_string_value(r, m.key); break;
                 case top_key::player_ids: ok = scan_player_ids(r, m); break;
                 case top_key::broadcast:
                     if (r.peek() == 't') {
@@ -255,6 +262,26 @@ std::error_code read_message(scanned_message& m, envelope& out) {
     return {};
 }
 
+// The delivery class and its key (PROTOCOL.md 6.6). A `key` beside another class is ignored.
+std::error_code read_delivery(scanned_message& m, update& u) {
+    if (m.delivery.kind == value_kind::absent) return {};
+    if (m.delivery.kind != value_kind::string) return errc::invalid_update;
+    const std::string& d = m.delivery.text;
+    if (d == "droppable") {
+        u.delivery = delivery_class::droppable;
+    } else if (d == "latest") {
+        if (m.key.kind != value_kind::string || m.key.text.empty() ||
+            m.key.text.size() > max_delivery_key_bytes) {
+            return errc::invalid_update;
+        }
+        u.delivery = delivery_class::latest;
+        u.key = std::move(m.key.text);
+    } else if (d != "reliable") {
+        return errc::invalid_update;
+    }
+    return {};
+}
+
 // The routing rules of PROTOCOL.md section 5, in the order docs/updates.md gives.
 std::error_code route(scanned_message& m, update& u) {
     if (m.op.kind != value_kind::absent) {
@@ -294,6 +321,7 @@ std::error_code route(scanned_message& m, update& u) {
     } else {
         return errc::invalid_update;  // no target
     }
+    if (const auto ec = read_delivery(m, u)) return ec;
     return read_message(m, u.message);
 }
 
@@ -385,6 +413,11 @@ std::string to_json(const update& u) {
     if (has_message) {
         j["type"] = u.message.type;
         if (!u.message.correlation_id.empty()) j["correlation_id"] = u.message.correlation_id;
+        if (u.delivery == delivery_class::droppable) j["delivery"] = "droppable";
+        if (u.delivery == delivery_class::latest) {
+            j["delivery"] = "latest";
+            j["key"] = u.key;
+        }
     }
     // replace: strings an embedding server filled with invalid UTF-8 must not throw here.
     std::string out = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);

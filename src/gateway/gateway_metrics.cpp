@@ -1,7 +1,9 @@
 #include "gateway/gateway_metrics.hpp"
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "gateway/session.hpp"
 
@@ -85,11 +87,37 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
     r.counter_callback("gatehouse_frames_sent_total", "Frames queued on connections.",
                        stat(&connection_manager_stats::frames_sent));
     r.counter_callback("gatehouse_send_queue_dropped_total",
-                       "Frames dropped for a full send buffer (policy drop).",
+                       "Frames dropped for a full send buffer (droppable, or policy drop).",
                        stat(&connection_manager_stats::frames_dropped));
     r.counter_callback("gatehouse_slow_consumers_closed_total",
-                       "Connections closed for a full send buffer (policy close).",
+                       "Connections closed as slow consumers (1008 policy close, 4008 past "
+                       "twice the send buffer).",
                        stat(&connection_manager_stats::slow_consumers_closed));
+    // PROTOCOL.md 6.6: one count per connection an update was for, by delivery class and what
+    // became of it there.
+    constexpr std::string_view delivered_help =
+        "Update frames by delivery class and outcome, one per connection reached.";
+    const auto outcome_stat = [weak_connections](delivery_outcomes connection_manager_stats::*cls,
+                                                 std::uint64_t delivery_outcomes::*what) {
+        return [weak_connections, cls, what] {
+            const auto c = weak_connections.lock();
+            return c ? static_cast<double>(c->stats().*cls.*what) : 0.0;
+        };
+    };
+    for (const auto& [cls, cls_name] :
+         {std::pair{&connection_manager_stats::reliable, "reliable"},
+          std::pair{&connection_manager_stats::droppable, "droppable"},
+          std::pair{&connection_manager_stats::latest, "latest"}}) {
+        for (const auto& [what, what_name] : {std::pair{&delivery_outcomes::sent, "sent"},
+                                              std::pair{&delivery_outcomes::dropped, "dropped"},
+                                              std::pair{&delivery_outcomes::coalesced, "coalesced"},
+                                              std::pair{&delivery_outcomes::closed, "closed"}}) {
+            r.counter_callback("gatehouse_updates_delivered_total", delivered_help,
+                               outcome_stat(cls, what),
+                               "delivery=\"" + std::string(cls_name) + "\",outcome=\"" +
+                                   std::string(what_name) + "\"");
+        }
+    }
     r.counter_callback("gatehouse_update_encode_failures_total",
                        "Update/codec pairs that could not be encoded.",
                        stat(&connection_manager_stats::encode_failures));

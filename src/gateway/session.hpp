@@ -59,6 +59,10 @@ public:
         const auto link = link_.lock();
         return link ? link->send(frame) : send_status::closed;
     }
+    send_status send_keyed(const shared_frame& frame, std::string_view key, bool replace) override {
+        const auto link = link_.lock();
+        return link ? link->send_keyed(frame, key, replace) : send_status::closed;
+    }
     std::size_t buffered_bytes() const noexcept override {
         const auto link = link_.lock();
         return link ? link->buffered_bytes() : 0;

@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <vector>
 
 #include <sys/socket.h>
@@ -30,6 +31,7 @@
 #include <asio/write.hpp>
 
 #include "common/clock.hpp"
+#include "gatehouse/connection.hpp"
 #include "transport/connection_socket.hpp"
 #include "transport/output_queue.hpp"
 
@@ -57,19 +59,38 @@ protected:
     // ends the stream). From any thread.
     bool enqueue(out_item item) {
         std::lock_guard<std::mutex> lock(out_mutex_);
-        if (output_closed_ || broken_) return false;
-        const auto bound = self().options().max_queued_bytes;
-        if (bound != 0 && self().output_bounded() && queue_.buffered() + item.size() > bound) {
-            // Past the one bound on everything queued (PROTOCOL.md 6.6).
-            self().output_overflow_locked();
-            return false;
-        }
+        if (!admit_locked(item)) return false;
         push_locked(std::move(item));
         flush_locked();
         return true;
     }
 
+    // enqueue() as the newest value of `key` (delivery class `latest`, PROTOCOL.md 6.6); with
+    // `replace`, the previous value still wholly unwritten is withdrawn first, so its bytes
+    // do not count against the bound. From any thread.
+    send_status enqueue_keyed(out_item item, std::string_view key, bool replace) {
+        std::lock_guard<std::mutex> lock(out_mutex_);
+        if (output_closed_ || broken_) return send_status::closed;
+        const bool replaced = replace && queue_.withdraw(key);
+        if (!admit_locked(item)) return send_status::closed;
+        queue_.push_keyed(std::move(item), key);
+        flush_locked();
+        return replaced ? send_status::coalesced : send_status::queued;
+    }
+
     void push_locked(out_item item) { queue_.push(std::move(item)); }
+
+    // False when nothing more is written, or when `item` would pass the one bound on
+    // everything queued (PROTOCOL.md 6.6), which then ends the stream.
+    bool admit_locked(const out_item& item) {
+        if (output_closed_ || broken_) return false;
+        const auto bound = self().options().max_queued_bytes;
+        if (bound != 0 && self().output_bounded() && queue_.buffered() + item.size() > bound) {
+            self().output_overflow_locked();
+            return false;
+        }
+        return true;
+    }
 
     // Nothing more will be queued: the connection ends once what is queued is written.
     void end_output() {

@@ -4,6 +4,13 @@
 // broadcast is queued for every recipient without a copy. No I/O and no locking: the
 // connection's writer (connection_writer.hpp) holds its output mutex around every call except
 // buffered(), and gathers the queue into one sendmsg.
+//
+// A frame may be queued under a key (delivery class `latest`, PROTOCOL.md 6.6): the queue then
+// remembers the newest item of each key until everything is written, and withdraw() turns that
+// item, while none of it is written, into an empty one (nothing gathered, nothing counted), so
+// a newer value pushed behind it takes its place without reordering anything else. The key
+// index is made only for keyed frames and let go with the items: an unkeyed queue pays a null
+// pointer for it.
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +18,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -43,6 +52,34 @@ public:
         items_.push_back(std::move(item));
     }
 
+    // push(), remembering the item as the newest of `key`.
+    void push_keyed(out_item item, std::string_view key) {
+        if (!keyed_) keyed_ = std::make_unique<key_index>();
+        const auto index = static_cast<std::uint32_t>(items_.size());
+        (*keyed_)[std::string(key)] = index;
+        push(std::move(item));
+    }
+
+    // Withdraws the newest item pushed with `key` when none of it has been written (or handed
+    // to take()): it becomes empty and its bytes are un-counted. False when there is none.
+    bool withdraw(std::string_view key) {
+        if (!keyed_) return false;
+        const auto it = keyed_->find(std::string(key));
+        if (it == keyed_->end()) return false;
+        const std::uint32_t index = it->second;
+        keyed_->erase(it);
+        // The head item is being written once any of it went out.
+        if (index < head_ || (index == head_ && offset_ > 0) || index >= items_.size()) {
+            return false;
+        }
+        out_item& item = items_[index];
+        buffered_.fetch_sub(item.size(), std::memory_order_relaxed);
+        static const auto nothing = std::make_shared<const std::string>();
+        item.bytes = nothing;
+        item.header_len = 0;
+        return true;
+    }
+
     // Fills `out` with up to `max` buffers of the bytes not yet written, in order; returns how
     // many. `max` is at least 2 (an item may need two: its header and its bytes).
     std::size_t gather(iovec* out, std::size_t max) {
@@ -70,7 +107,8 @@ public:
     // released. Returns the bytes still counted (see uncount()).
     std::size_t written(std::size_t n) {
         const std::size_t left = uncount(n);
-        while (n > 0 && head_ < items_.size()) {
+        // Also past withdrawn (empty) items, which complete with no byte written.
+        while (head_ < items_.size()) {
             const std::size_t rest = items_[head_].size() - offset_;
             if (n < rest) {
                 offset_ += n;
@@ -91,11 +129,15 @@ public:
 
     // Hands every item to `into` (empty) for one asynchronous write; they stay counted until
     // uncount().
-    void take(std::vector<out_item>& into) { into.swap(items_); }
+    void take(std::vector<out_item>& into) {
+        into.swap(items_);
+        keyed_.reset();
+    }
 
     // Everything was written: forget the items.
     void clear_written() {
         items_.clear();
+        keyed_.reset();
         head_ = 0;
         offset_ = 0;
         // A burst can leave a large queue behind; an idle connection keeps none of it.
@@ -116,12 +158,16 @@ public:
         for (std::size_t i = head_; i < items_.size(); ++i) unsent += items_[i].size();
         buffered_.fetch_sub(unsent - std::min(unsent, offset_), std::memory_order_relaxed);
         items_.clear();
+        keyed_.reset();
         head_ = 0;
         offset_ = 0;
     }
 
 private:
+    using key_index = std::unordered_map<std::string, std::uint32_t>;  // key -> newest item
+
     std::vector<out_item> items_;
+    std::unique_ptr<key_index> keyed_;
     std::atomic<std::size_t> buffered_{0};
     std::size_t offset_ = 0;  // bytes of the first item not completely written already written
     std::uint32_t head_ = 0;  // that item

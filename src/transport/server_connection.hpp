@@ -107,6 +107,14 @@ public:
         return queued ? send_status::queued : send_status::closed;
     }
 
+    send_status send_keyed(const shared_frame& frame, std::string_view key, bool replace) override {
+        if (!frame.bytes) return send_status::closed;
+        return this->enqueue_keyed(stream_mode() == stream_kind::websocket
+                                       ? websocket::data_frame(frame)
+                                       : out_item{frame.bytes},
+                                   key, replace);
+    }
+
     std::size_t buffered_bytes() const noexcept override { return this->buffered(); }
 
     void close(close_code code, std::string_view reason) override {

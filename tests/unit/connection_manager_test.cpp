@@ -1,5 +1,6 @@
 #include "gatehouse/connection_manager.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -641,4 +642,179 @@ TEST_CASE("connection_manager: concurrent add, remove, deliver, join", "[connect
         }
         CHECK(next == own_sent[ti]);
     }
+}
+
+namespace {
+
+update with_class(update u, gatehouse::delivery_class d, std::string key = {}) {
+    u.delivery = d;
+    u.key = std::move(key);
+    return u;
+}
+
+}  // namespace
+
+TEST_CASE("connection_manager: delivery classes past the send buffer (PROTOCOL.md 6.6)",
+          "[connection_manager]") {
+    using gatehouse::delivery_class;
+    for (const auto policy :
+         {slow_consumer_policy::queue, slow_consumer_policy::close, slow_consumer_policy::drop}) {
+        INFO("policy " << static_cast<int>(policy));
+        connection_manager_options options;
+        options.max_buffered_bytes = 1000;
+        options.slow_consumer = policy;
+        connection_manager m(options);
+        auto slow = add(m, "slow", "p1");
+        auto fast = add(m, "fast", "p1");
+        const auto droppable =
+            with_class(gatehouse::update_for_player("p1", "t", "1"), delivery_class::droppable);
+        const auto latest = [](const std::string& key, int v) {
+            return with_class(gatehouse::update_for_player("p1", "t", std::to_string(v)),
+                              delivery_class::latest, key);
+        };
+
+        // Under the bound every class is queued; latest frames carry their key all the same,
+        // so that a later one can replace them.
+        CHECK(m.deliver(droppable).queued == 2);
+        CHECK(m.deliver(latest("pos", 1)).queued == 2);
+        CHECK(slow->keys() == std::vector<std::string>{"", "pos"});
+
+        // Past it: droppable is dropped (the connection stays open), whatever the policy.
+        slow->set_buffered_bytes(990);
+        auto r = m.deliver(droppable);
+        CHECK(r.queued == 1);
+        CHECK(r.dropped == 1);
+        CHECK_FALSE(slow->closed());
+        // latest replaces the queued update of the same key; a new key is queued.
+        r = m.deliver(latest("pos", 2));
+        CHECK(r.queued == 2);
+        CHECK(r.coalesced == 1);
+        CHECK(m.deliver(latest("hp", 3)).coalesced == 0);
+        CHECK(slow->texts().size() == 3);
+        CHECK(slow->texts()[1] == R"({"type":"t","payload":2})");
+        CHECK(slow->keys() == std::vector<std::string>{"", "pos", "hp"});
+        CHECK_FALSE(slow->closed());
+
+        auto s = m.stats();
+        CHECK(s.droppable.sent == 3);
+        CHECK(s.droppable.dropped == 1);
+        CHECK(s.latest.sent == 5);
+        CHECK(s.latest.coalesced == 1);
+        CHECK(s.frames_dropped == 1);
+        CHECK(s.frames_sent == 3 + 5 + 1);
+        CHECK(s.slow_consumers_closed == 0);
+
+        // Past twice the bound, latest closes with 4008 (the drop policy drops it instead).
+        slow->set_buffered_bytes(1990);
+        r = m.deliver(latest("pos", 4));
+        CHECK(r.queued == 1);
+        if (policy == slow_consumer_policy::drop) {
+            CHECK_FALSE(slow->closed());
+            CHECK(m.stats().latest.dropped == 1);
+        } else {
+            REQUIRE(slow->close_calls().size() == 1);
+            CHECK(slow->close_calls()[0].code == close_code::slow_consumer);
+            CHECK(slow->close_calls()[0].reason == "slow consumer");
+            CHECK(m.stats().latest.closed == 1);
+            CHECK(m.stats().slow_consumers_closed == 1);
+        }
+        CHECK_FALSE(fast->closed());
+    }
+}
+
+TEST_CASE(
+    "connection_manager: reliable updates under the queue policy close with 4008 only "
+    "past twice the send buffer",
+    "[connection_manager]") {
+    connection_manager_options options;
+    options.max_buffered_bytes = 1000;
+    options.slow_consumer = slow_consumer_policy::queue;
+    connection_manager m(options);
+    auto slow = add(m, "slow", "p1");
+
+    const auto frame = text_frame(std::string(100, 'x'));
+    slow->set_buffered_bytes(1500);  // past the soft bound: still queued
+    CHECK(m.send("slow", frame) == send_status::queued);
+    slow->set_buffered_bytes(1900);  // exactly at the hard bound: still queued
+    CHECK(m.send("slow", frame) == send_status::queued);
+    CHECK_FALSE(slow->closed());
+    slow->set_buffered_bytes(1901);
+    CHECK(m.send("slow", frame) == send_status::closed);
+    REQUIRE(slow->close_calls().size() == 1);
+    CHECK(slow->close_calls()[0].code == close_code::slow_consumer);
+    CHECK(m.deliver(gatehouse::update_for_player("p1", "t", "1")).dropped == 1);
+    CHECK(slow->close_calls().size() == 1);  // once
+    const auto s = m.stats();
+    CHECK(s.slow_consumers_closed == 1);
+    CHECK(s.reliable.sent == 2);
+    CHECK(s.reliable.closed == 2);
+    CHECK(s.frames_dropped == 0);
+
+    // A client that never reads is bounded by twice the send buffer.
+    auto never = add(m, "never", "p2");
+    never->accumulate_buffered(true);
+    for (int i = 0; i < 100; ++i) m.send("never", frame);
+    CHECK(never->buffered_bytes() <= 2000);
+    CHECK(never->frame_count() == 20);
+    CHECK(never->closed());
+}
+
+TEST_CASE("connection_manager: latest updates to a client that never reads stay bounded",
+          "[connection_manager]") {
+    using gatehouse::delivery_class;
+    connection_manager_options options;
+    options.max_buffered_bytes = 1000;
+    options.slow_consumer = slow_consumer_policy::queue;
+    connection_manager m(options);
+    auto never = add(m, "never", "p1");
+    never->accumulate_buffered(true);
+    for (int i = 0; i < 500; ++i) {
+        const auto key = "k" + std::to_string(i % 3);
+        // Fixed width, so that every value of a key has the same size.
+        const auto payload = "[" + std::to_string(1000 + i) + ",\"" + std::string(40, 'x') + "\"]";
+        m.deliver(with_class(gatehouse::update_for_player("p1", "pos", payload),
+                             delivery_class::latest, key));
+    }
+    CHECK_FALSE(never->closed());
+    CHECK(never->buffered_bytes() <= 1000);
+    // The last value of each key is queued, once, after whatever was queued under the bound.
+    const auto keys = never->keys();
+    const auto texts = never->texts();
+    for (const char* key : {"k0", "k1", "k2"}) {
+        CHECK(std::count(keys.begin(), keys.end(), key) >= 1);
+    }
+    REQUIRE(texts.size() >= 3);
+    CHECK(texts[texts.size() - 3].find("[1497,") != std::string::npos);
+    CHECK(texts[texts.size() - 2].find("[1498,") != std::string::npos);
+    CHECK(texts[texts.size() - 1].find("[1499,") != std::string::npos);
+    const auto s = m.stats();
+    CHECK(s.latest.sent + s.latest.coalesced == 500);
+    CHECK(s.latest.coalesced > 400);
+}
+
+TEST_CASE("connection_manager: a connection without send_keyed gets latest updates as plain sends",
+          "[connection_manager]") {
+    // An embedder's connection written before delivery classes: the interface's default.
+    class plain final : public gatehouse::connection {
+    public:
+        const gatehouse::connection_id& id() const noexcept override { return id_; }
+        send_status send(const gatehouse::shared_frame&) override {
+            ++sends;
+            return send_status::queued;
+        }
+        std::size_t buffered_bytes() const noexcept override { return 0; }
+        void close(close_code, std::string_view) override {}
+        int sends = 0;
+
+    private:
+        gatehouse::connection_id id_ = "plain";
+    };
+    connection_manager m;
+    auto c = std::make_shared<plain>();
+    m.add(c, info_for("p1"));
+    auto u = gatehouse::update_for_player("p1", "t", "1");
+    u.delivery = gatehouse::delivery_class::latest;
+    u.key = "k";
+    CHECK(m.deliver(u).queued == 1);
+    CHECK(c->sends == 1);
 }

@@ -37,8 +37,32 @@ public:
         ++send_calls_;
         if (!close_calls_.empty() || refusing_) return gatehouse::send_status::closed;
         frames_.push_back(frame);
+        keys_.emplace_back();
         if (accumulate_) buffered_.fetch_add(frame.size(), std::memory_order_relaxed);
         return gatehouse::send_status::queued;
+    }
+
+    /// Every recorded frame counts as unwritten: with `replace`, the last one sent with `key`
+    /// leaves frames() (and, when accumulating, buffered_bytes()).
+    gatehouse::send_status send_keyed(const gatehouse::shared_frame& frame, std::string_view key,
+                                      bool replace) override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++send_calls_;
+        ++keyed_calls_;
+        if (!close_calls_.empty() || refusing_) return gatehouse::send_status::closed;
+        bool replaced = false;
+        for (std::size_t i = keys_.size(); replace && i-- > 0;) {
+            if (keys_[i] != key) continue;
+            if (accumulate_) buffered_.fetch_sub(frames_[i].size(), std::memory_order_relaxed);
+            frames_.erase(frames_.begin() + static_cast<std::ptrdiff_t>(i));
+            keys_.erase(keys_.begin() + static_cast<std::ptrdiff_t>(i));
+            replaced = true;
+            break;
+        }
+        frames_.push_back(frame);
+        keys_.emplace_back(key);
+        if (accumulate_) buffered_.fetch_add(frame.size(), std::memory_order_relaxed);
+        return replaced ? gatehouse::send_status::coalesced : gatehouse::send_status::queued;
     }
 
     std::size_t buffered_bytes() const noexcept override {
@@ -83,6 +107,16 @@ public:
         std::lock_guard<std::mutex> lock(mutex_);
         return frames_.size();
     }
+    /// The key each recorded frame was sent with (empty: plain send()).
+    std::vector<std::string> keys() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return keys_;
+    }
+    /// send_keyed() calls, including refused ones.
+    std::size_t keyed_calls() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return keyed_calls_;
+    }
     /// Every send() call, including refused ones.
     std::size_t send_calls() const {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -101,8 +135,10 @@ private:
     const gatehouse::connection_id id_;
     mutable std::mutex mutex_;
     std::vector<gatehouse::shared_frame> frames_;
+    std::vector<std::string> keys_;
     std::vector<close_call> close_calls_;
     std::size_t send_calls_ = 0;
+    std::size_t keyed_calls_ = 0;
     bool accumulate_ = false;
     bool refusing_ = false;
     std::atomic<std::size_t> buffered_{0};

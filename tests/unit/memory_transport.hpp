@@ -44,7 +44,28 @@ public:
             return send_status::closed;
         }
         frames_.push_back(*frame.bytes);
+        keys_.emplace_back();
         return send_status::queued;
+    }
+    // Every frame counts as queued and unwritten: with `replace`, the last one of the same key
+    // is taken back out of frames().
+    send_status send_keyed(const shared_frame& frame, std::string_view key, bool replace) override {
+        bool replaced = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (std::size_t i = keys_.size(); replace && !closed_ && i-- > 0;) {
+                if (keys_[i] != key) continue;
+                frames_.erase(frames_.begin() + static_cast<std::ptrdiff_t>(i));
+                keys_.erase(keys_.begin() + static_cast<std::ptrdiff_t>(i));
+                replaced = true;
+                break;
+            }
+        }
+        const send_status st = send(frame);
+        if (st != send_status::queued) return st;
+        std::lock_guard<std::mutex> lock(mutex_);
+        keys_.back() = std::string(key);
+        return replaced ? send_status::coalesced : st;
     }
     std::size_t buffered_bytes() const noexcept override { return 0; }
     void close(close_code code, std::string_view) override {
@@ -79,6 +100,7 @@ private:
     bool closed_ = false;
     std::uint16_t close_code_ = 0;
     std::vector<std::string> frames_;
+    std::vector<std::string> keys_;  // of each frame; empty when sent without one
 };
 
 // A bus the test drives: appends wait until `answer_next` / `fail_next` (a bus that never

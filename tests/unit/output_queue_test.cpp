@@ -118,3 +118,62 @@ TEST_CASE("output queue: the handshake's burst leaves no memory behind", "[trans
     q.clear_written();
     CHECK(q.memory_bytes() == 0);
 }
+
+TEST_CASE("output queue: a keyed item is withdrawn only while none of it is written",
+          "[transport]") {
+    output_queue q;
+    CHECK_FALSE(q.withdraw("k"));  // nothing keyed yet
+    q.push_keyed(item("A1", "\x81\x02"), "a");
+    q.push(item("x", "\x81\x01"));
+    q.push_keyed(item("B1", "\x81\x02"), "b");
+    CHECK(q.buffered() == 4 + 3 + 4);
+
+    // The first byte of A1 goes out: it is being written and stays.
+    CHECK(q.written(1) == 10);
+    CHECK_FALSE(q.withdraw("a"));
+    // B1 is wholly unwritten: it leaves, un-counted, and a newer value goes behind the rest.
+    CHECK(q.withdraw("b"));
+    CHECK(q.buffered() == 10 - 4);
+    CHECK_FALSE(q.withdraw("b"));  // withdrawn once
+    q.push_keyed(item("B2", "\x81\x02"), "b");
+    CHECK(gathered(q) == std::string("\x02") + "A1" + "\x81\x01" + "x" + "\x81\x02" + "B2");
+    CHECK(q.written(10) == 0);
+    CHECK(q.all_written());
+    q.clear_written();
+    CHECK_FALSE(q.withdraw("b"));  // the index goes with the items
+}
+
+TEST_CASE("output queue: withdrawn items are skipped however the queue is written", "[transport]") {
+    // At the head, in the middle and at the end.
+    output_queue q;
+    q.push_keyed(item("k1"), "k");
+    CHECK(q.withdraw("k"));
+    q.push(item("mid"));
+    q.push_keyed(item("k2"), "k");
+    CHECK(q.withdraw("k"));
+    CHECK(q.buffered() == 3);
+    CHECK(gathered(q) == "mid");
+    CHECK(q.written(3) == 0);
+    CHECK(q.all_written());  // the trailing withdrawn item completes with nothing written
+    q.clear_written();
+
+    // Only the newest item of a key is withdrawn; other keys are untouched.
+    q.push_keyed(item("a1"), "a");
+    q.push_keyed(item("a2"), "a");
+    q.push_keyed(item("c1"), "c");
+    CHECK(q.withdraw("a"));
+    CHECK(gathered(q) == "a1c1");
+    // Handed over for an asynchronous write (TLS): nothing of it can be withdrawn.
+    std::vector<out_item> in_flight;
+    q.take(in_flight);
+    CHECK_FALSE(q.withdraw("c"));
+    CHECK(q.uncount(4) == 0);
+
+    // drop() un-counts what is left, withdrawn items adding nothing.
+    output_queue d;
+    d.push_keyed(item("zz"), "z");
+    d.push(item("yyy"));
+    CHECK(d.withdraw("z"));
+    d.drop();
+    CHECK(d.buffered() == 0);
+}

@@ -365,3 +365,63 @@ TEST_CASE("update: helpers and to_json edge cases", "[update]") {
     const update odd = gatehouse::update_for_player("p\xff", "t", "1");
     CHECK_NOTHROW(gatehouse::to_json(odd));
 }
+
+TEST_CASE("update: delivery classes and their key (PROTOCOL.md 6.6)", "[update]") {
+    using gatehouse::delivery_class;
+    auto u = parse_ok(R"({"player_id":"p","type":"t"})");
+    CHECK(u.delivery == delivery_class::reliable);
+    CHECK(u.key.empty());
+    CHECK(parse_ok(R"({"player_id":"p","type":"t","delivery":"reliable"})").delivery ==
+          delivery_class::reliable);
+    CHECK(parse_ok(R"({"player_id":"p","type":"t","delivery":null})").delivery ==
+          delivery_class::reliable);
+    u = parse_ok(R"({"room":"r","type":"t","delivery":"droppable","key":5})");
+    CHECK(u.delivery == delivery_class::droppable);
+    CHECK(u.key.empty());  // a key beside another class is ignored
+    u = parse_ok(R"({"broadcast":true,"type":"t","delivery":"latest","key":"pos:7"})");
+    CHECK(u.delivery == delivery_class::latest);
+    CHECK(u.key == "pos:7");
+    CHECK(parse_ok(R"({"player_id":"p","type":"t","delivery":"latest","key":")" +
+                   std::string(gatehouse::max_delivery_key_bytes, 'k') + "\"}")
+              .key.size() == gatehouse::max_delivery_key_bytes);
+    // Never part of what clients receive.
+    CHECK(u.message.payload == "null");
+
+    for (const std::string bad : {
+             R"({"player_id":"p","type":"t","delivery":"urgent"})",
+             R"({"player_id":"p","type":"t","delivery":"Latest","key":"k"})",
+             R"({"player_id":"p","type":"t","delivery":1})",
+             R"({"player_id":"p","type":"t","delivery":["latest"],"key":"k"})",
+             R"({"player_id":"p","type":"t","delivery":"latest"})",
+             R"({"player_id":"p","type":"t","delivery":"latest","key":null})",
+             R"({"player_id":"p","type":"t","delivery":"latest","key":""})",
+             R"({"player_id":"p","type":"t","delivery":"latest","key":7})",
+             R"({"player_id":"p","type":"t","delivery":"droppable","delivery":"latest"})",
+             R"({"player_id":"p","type":"t","delivery":"latest","key":"a","key":"b"})",
+         }) {
+        INFO(bad);
+        CHECK(malformed(bad));
+    }
+    CHECK(malformed(R"({"player_id":"p","type":"t","delivery":"latest","key":")" +
+                    std::string(gatehouse::max_delivery_key_bytes + 1, 'k') + "\"}"));
+    // A room operation reads neither.
+    CHECK(parse_ok(R"({"op":"join","player_id":"p","room":"r","delivery":"x"})").target ==
+          update_target::join);
+
+    // to_json writes them back, and only when they are not the default.
+    u = gatehouse::update_for_player("p", "t", "1");
+    CHECK(json::parse(gatehouse::to_json(u)).count("delivery") == 0);
+    u.delivery = delivery_class::latest;
+    u.key = "k1";
+    CHECK(
+        json::parse(gatehouse::to_json(u)) ==
+        json::parse(R"({"player_id":"p","type":"t","delivery":"latest","key":"k1","payload":1})"));
+    update back;
+    REQUIRE_FALSE(gatehouse::parse_update(gatehouse::to_json(u), back));
+    CHECK(back.delivery == delivery_class::latest);
+    CHECK(back.key == "k1");
+    u.delivery = delivery_class::droppable;
+    REQUIRE_FALSE(gatehouse::parse_update(gatehouse::to_json(u), back));
+    CHECK(back.delivery == delivery_class::droppable);
+    CHECK(back.key.empty());
+}
