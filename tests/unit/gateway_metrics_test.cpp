@@ -78,3 +78,30 @@ TEST_CASE("update router: counts, drops malformed updates, delivers the rest",
     CHECK_FALSE(f.bus->deliver("{}"));  // stopped: the listener no longer holds a handler
     s.handler->on_close(1000);
 }
+
+TEST_CASE("update router: delivery classes are counted by outcome and never reach clients",
+          "[gateway_metrics]") {
+    core_on<manual_bus> f(test_options());
+    f.core->start_listener();
+    auto s = f.open("ines");
+    CHECK(has(f.core->metrics().render(),
+              "gatehouse_updates_delivered_total{delivery=\"latest\",outcome=\"coalesced\"} 0"));
+    REQUIRE(f.bus->deliver(
+        R"({"player_id":"ines","type":"pos","payload":[1,2],"delivery":"latest","key":"k7"})"));
+    REQUIRE(
+        f.bus->deliver(R"({"player_id":"ines","type":"tick","payload":1,"delivery":"droppable"})"));
+    const auto text = f.core->metrics().render();
+    CHECK(has(text, "gatehouse_updates_delivered_total{delivery=\"latest\",outcome=\"sent\"} 1"));
+    CHECK(
+        has(text, "gatehouse_updates_delivered_total{delivery=\"droppable\",outcome=\"sent\"} 1"));
+    CHECK(has(text, "gatehouse_updates_delivered_total{delivery=\"reliable\",outcome=\"sent\"} 0"));
+    const auto frames = s.link->frames();
+    CHECK(contains(frames, R"({"type":"pos","payload":[1,2]})"));
+    CHECK(contains(frames, R"({"type":"tick","payload":1})"));
+    for (const auto& frame : frames) {
+        CHECK(frame.find("delivery") == std::string::npos);
+        CHECK(frame.find("k7") == std::string::npos);
+    }
+    f.core->stop_listener();
+    s.handler->on_close(1000);
+}
