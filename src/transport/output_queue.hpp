@@ -10,7 +10,9 @@
 // item, while none of it is written, into an empty one (nothing gathered, nothing counted), so
 // a newer value pushed behind it takes its place without reordering anything else. The key
 // index is made only for keyed frames and let go with the items: an unkeyed queue pays a null
-// pointer for it.
+// pointer for it. Items already written and withdrawn ones stay in the vector until everything
+// is written; when they are most of it, push() compacts it, so that a peer that never catches
+// up (while its `latest` frames replace each other) cannot grow the vector either.
 
 #include <algorithm>
 #include <atomic>
@@ -48,16 +50,16 @@ public:
     bool all_written() const noexcept { return head_ == items_.size(); }
 
     void push(out_item item) {
-        buffered_.fetch_add(item.size(), std::memory_order_relaxed);
-        items_.push_back(std::move(item));
+        compact_if_mostly_dead();
+        append(std::move(item));
     }
 
     // push(), remembering the item as the newest of `key`.
     void push_keyed(out_item item, std::string_view key) {
+        compact_if_mostly_dead();
         if (!keyed_) keyed_ = std::make_unique<key_index>();
-        const auto index = static_cast<std::uint32_t>(items_.size());
-        (*keyed_)[std::string(key)] = index;
-        push(std::move(item));
+        (*keyed_)[std::string(key)] = static_cast<std::uint32_t>(items_.size());
+        append(std::move(item));
     }
 
     // Withdraws the newest item pushed with `key` when none of it has been written (or handed
@@ -74,9 +76,9 @@ public:
         }
         out_item& item = items_[index];
         buffered_.fetch_sub(item.size(), std::memory_order_relaxed);
-        static const auto nothing = std::make_shared<const std::string>();
-        item.bytes = nothing;
+        item.bytes = withdrawn_bytes();
         item.header_len = 0;
+        ++withdrawn_;
         return true;
     }
 
@@ -132,6 +134,7 @@ public:
     void take(std::vector<out_item>& into) {
         into.swap(items_);
         keyed_.reset();
+        withdrawn_ = 0;
     }
 
     // Everything was written: forget the items.
@@ -140,6 +143,7 @@ public:
         keyed_.reset();
         head_ = 0;
         offset_ = 0;
+        withdrawn_ = 0;
         // A burst can leave a large queue behind; an idle connection keeps none of it.
         if (items_.capacity() > 16 || release_when_written_) {
             items_ = std::vector<out_item>();
@@ -161,16 +165,72 @@ public:
         keyed_.reset();
         head_ = 0;
         offset_ = 0;
+        withdrawn_ = 0;
     }
+
+    // Items in the vector, written and withdrawn ones included (for tests).
+    std::size_t item_count() const noexcept { return items_.size(); }
 
 private:
     using key_index = std::unordered_map<std::string, std::uint32_t>;  // key -> newest item
+
+    // Fewer dead items than this are not worth a pass.
+    static constexpr std::size_t compact_after = 64;
+
+    // What a withdrawn item holds instead of its bytes: shared, so withdrawing allocates nothing.
+    static const std::shared_ptr<const std::string>& withdrawn_bytes() {
+        static const auto nothing = std::make_shared<const std::string>();
+        return nothing;
+    }
+
+    void append(out_item item) {
+        buffered_.fetch_add(item.size(), std::memory_order_relaxed);
+        items_.push_back(std::move(item));
+    }
+
+    void compact_if_mostly_dead() {
+        const std::size_t dead = head_ + withdrawn_;
+        if (dead >= compact_after && 2 * dead >= items_.size()) compact();
+    }
+
+    // Drops the written items and the withdrawn ones, keeping the order of the rest (the head
+    // item, perhaps partly written, first) and the key index pointing at the same items.
+    void compact() {
+        const std::size_t old_head = head_;
+        std::vector<std::uint32_t> moved_to;
+        if (keyed_ && !keyed_->empty()) moved_to.assign(items_.size() - old_head, UINT32_MAX);
+        std::size_t to = 0;
+        for (std::size_t i = old_head; i < items_.size(); ++i) {
+            if (items_[i].bytes == withdrawn_bytes()) continue;
+            if (!moved_to.empty()) moved_to[i - old_head] = static_cast<std::uint32_t>(to);
+            if (to != i) items_[to] = std::move(items_[i]);
+            ++to;
+        }
+        items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(to), items_.end());
+        head_ = 0;
+        withdrawn_ = 0;
+        if (!keyed_) return;
+        for (auto it = keyed_->begin(); it != keyed_->end();) {
+            // An item already written (before the head) is no longer anyone's to withdraw.
+            const std::uint32_t now = it->second < old_head || moved_to.empty()
+                                          ? UINT32_MAX
+                                          : moved_to[it->second - old_head];
+            if (now == UINT32_MAX) {
+                it = keyed_->erase(it);
+            } else {
+                it->second = now;
+                ++it;
+            }
+        }
+    }
 
     std::vector<out_item> items_;
     std::unique_ptr<key_index> keyed_;
     std::atomic<std::size_t> buffered_{0};
     std::size_t offset_ = 0;  // bytes of the first item not completely written already written
     std::uint32_t head_ = 0;  // that item
+    // Items withdrawn since the last compaction (a trigger only: some may be behind the head).
+    std::uint32_t withdrawn_ = 0;
     bool release_when_written_ = false;
 };
 

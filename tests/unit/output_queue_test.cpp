@@ -177,3 +177,33 @@ TEST_CASE("output queue: withdrawn items are skipped however the queue is writte
     d.drop();
     CHECK(d.buffered() == 0);
 }
+
+TEST_CASE("output queue: a peer that never catches up does not grow the queue's vector",
+          "[transport]") {
+    // Values of a few keys replacing each other while nothing is written: the withdrawn items
+    // are compacted away, and the index still finds each key's newest item afterwards.
+    output_queue q;
+    q.push(item("first"));
+    CHECK(q.written(2) == 3);  // the head is partly written, and stays first
+    for (int i = 0; i < 10000; ++i) {
+        const std::string key = "k" + std::to_string(i % 4);
+        q.withdraw(key);
+        q.push_keyed(item(key + "=" + std::to_string(1000 + i)), key);
+    }
+    CHECK(q.item_count() < 200);
+    CHECK(q.buffered() == 3 + 4 * 8);
+    CHECK(gathered(q) == "rstk0=10996k1=10997k2=10998k3=10999");
+    CHECK(q.withdraw("k2"));
+    CHECK(gathered(q) == "rstk0=10996k1=10997k3=10999");
+
+    // Written items go too, when they are most of the vector (a reader that keeps up with a
+    // queue that never quite empties).
+    output_queue r;
+    r.push(item("ab"));
+    for (int i = 0; i < 10000; ++i) {
+        r.push(item("ab"));
+        CHECK(r.written(2) == 2);
+    }
+    CHECK(r.item_count() < 200);
+    CHECK(gathered(r) == "ab");
+}
