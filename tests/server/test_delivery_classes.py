@@ -112,6 +112,22 @@ class DeliveryClasses(h.ServerTestCase):
 
     # -- the classes ---------------------------------------------------------------------------
 
+    def test_a_bad_delivery_or_key_is_a_malformed_update(self):
+        before = self.server.metric("gatehouse_updates_malformed_total")
+        for bad in ({"delivery": "urgent"}, {"delivery": "latest"},
+                    {"delivery": "latest", "key": ""}, {"delivery": "latest", "key": 7},
+                    {"delivery": "latest", "key": "k" * 257}, {"delivery": True}):
+            with self.subTest(bad=bad):
+                status, body = self.server.publish({"player_id": "p", "type": "t", **bad})
+                self.assertEqual(status, 400, body)
+                self.assertIn(b"invalid_update", body)
+        self.assertEqual(self.server.metric("gatehouse_updates_malformed_total"), before + 6)
+        for good in ({"delivery": "reliable"}, {"delivery": None}, {"delivery": "droppable"},
+                     {"delivery": "latest", "key": "k" * 256}):
+            with self.subTest(good=good):
+                status, body = self.server.publish({"player_id": "p", "type": "t", **good})
+                self.assertEqual(status, 202, body)
+
     def test_droppable_updates_are_dropped_and_counted_connection_stays_open(self):
         raw = self.stalled_consumer("dropper")
         try:
