@@ -36,6 +36,7 @@ FAMILIES = {
     "gatehouse_frames_sent_total": "counter",
     "gatehouse_send_queue_dropped_total": "counter",
     "gatehouse_slow_consumers_closed_total": "counter",
+    "gatehouse_updates_delivered_total": "counter",
     "gatehouse_connections_closed_total": "counter",
 }
 
