@@ -12,8 +12,14 @@ it instead of growing (issue 17 measured 824 MB in 25 s before the per-connectio
 
 import http.client
 import json
+import os
+import shutil
 import socket
+import ssl
+import subprocess
+import tempfile
 import time
+import unittest
 
 import gatehouse_harness as h
 from gatehouse_harness import RawWs
@@ -57,7 +63,8 @@ class DeliveryClasses(h.ServerTestCase):
                                   outcome=outcome)
 
     def stalled_consumer(self, player):
-        raw = RawWs(self.server.port, "/ws/player/" + self.server.token(player), rcvbuf=4096)
+        raw = RawWs(self.server.port, "/ws/player/" + self.server.token(player), rcvbuf=4096,
+                    ssl_context=self.server.ssl_context)
         self.assertEqual(raw.status, 101)
         self.assertEqual(json.loads(raw.recv_message()[1])["type"], "welcome")
         return raw  # and from now on nobody reads it, until the test says so
@@ -68,7 +75,11 @@ class DeliveryClasses(h.ServerTestCase):
         MAX_UPDATES are out; returns how many were published. After each few it waits until
         the gateway has delivered them (each counted once by outcome), so that what piles up
         is the connection's queue, not the bus's backlog of updates not yet routed."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
+        if self.server.tls:
+            conn = http.client.HTTPSConnection("127.0.0.1", self.server.port, timeout=5,
+                                               context=self.server.ssl_context)
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=5)
         headers = {"Content-Type": "application/json",
                    "Authorization": f"Bearer {self.publish_key}"}
         routed_before = self.server.metric("gatehouse_updates_delivered_total",
@@ -299,6 +310,39 @@ class DeliveryClasses(h.ServerTestCase):
         status, _, _ = self.server.http("GET", "/health")
         self.assertEqual(status, 200)
         raw.close()
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl command")
+class DeliveryClassesTls(DeliveryClasses):
+    """The same over TLS, whose writer hands everything queued to one asynchronous write at a
+    time: what is in that write is never withdrawn, what is queued behind it is."""
+
+    # A raw non-blocking flood is a plain-socket test; TLS adds nothing to it.
+    test_a_client_that_sends_commands_and_never_reads_is_bounded = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cert = os.path.join(cls.dir.name, "cert.pem")
+        key = os.path.join(cls.dir.name, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", key, "-out", cert, "-days", "2",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True, timeout=30)
+        cls.server = h.Server(*cls.server_args(), "--tls-cert", cert, "--tls-key", key,
+                              publish_key=cls.publish_key, bot_keys=cls.bot_keys,
+                              env={"ASAN_OPTIONS": "abort_on_error=0:detect_leaks=1:"
+                                                   "quarantine_size_mb=4"})
+        cls.server.tls = True
+        cls.server.ssl_context = ssl.create_default_context(cafile=cert)
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.dir.cleanup()
 
 
 if __name__ == "__main__":
