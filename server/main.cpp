@@ -32,6 +32,7 @@
 #include "gatehouse/redis_bus.hpp"
 #include "gatehouse/redis_limiter.hpp"
 #include "gatehouse/update.hpp"
+#include "gatehouse/update_log.hpp"
 #include "gatehouse/version.hpp"
 #include "in_process_game.hpp"
 #include "memory_session_store.hpp"
@@ -64,8 +65,9 @@ gatehouse::log_sink sink_for(std::shared_ptr<spdlog::logger> logger) {
     };
 }
 
-// POST /updates: publishes one update message onto the bus, as a service would with Redis
-// PUBLISH. Only with --publish-key, so a default deployment exposes no way to push to clients.
+// POST /updates for a bus that is not an update log: publishes one update message onto the bus
+// unlogged, as a service would with Redis PUBLISH. The gateway serves the route itself
+// (through the log) when the bus is one. Only with --publish-key.
 void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, std::string key) {
     auto& malformed = gw.metrics().counter("gatehouse_updates_malformed_total",
                                            "Update messages dropped as malformed.");
@@ -270,8 +272,10 @@ int run(int argc, char** argv) {
                 return exit_usage_error;
             }
             local_bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
+            // The bus is the update log too, when it is one (PROTOCOL.md 6.4).
             gw = std::make_unique<gatehouse::gateway>(
-                options, gatehouse::codec_registry::with_builtin_codecs(), local_bus, local_bus);
+                options, gatehouse::codec_registry::with_builtin_codecs(), local_bus, local_bus,
+                std::dynamic_pointer_cast<gatehouse::update_log>(local_bus));
         } else {
             gatehouse::redis_bus_options redis_options;
             if (!gatehouse_server::to_redis_options(config, options, redis_options, problem)) {
@@ -281,14 +285,21 @@ int run(int argc, char** argv) {
             redis_options.log = options.log;
             redis = std::make_shared<gatehouse::redis_bus>(redis_options);
             gw = std::make_unique<gatehouse::gateway>(
-                options, gatehouse::codec_registry::with_builtin_codecs(), redis, redis);
+                options, gatehouse::codec_registry::with_builtin_codecs(), redis, redis,
+                std::dynamic_pointer_cast<gatehouse::update_log>(redis));
         }
     } catch (const std::invalid_argument& e) {
         logger->error("{}", e.what());
         return exit_usage_error;
     }
-    if (local_bus && !config.publish_key.empty()) {
+    // A bus that is not an update log keeps the unlogged route of old.
+    if (local_bus && !config.publish_key.empty() &&
+        !std::dynamic_pointer_cast<gatehouse::update_log>(local_bus)) {
         add_publish_route(*gw, *local_bus, config.publish_key);
+    }
+    if (redis && !config.publish_key.empty() &&
+        !std::dynamic_pointer_cast<gatehouse::update_log>(redis)) {
+        logger->warn("--publish-key: this Redis bus keeps no update log, POST /updates is off");
     }
     const auto account_services = make_account_services(config, options, *gw, *logger);
     if (!account_services.workers) return account_services.exit_code;

@@ -93,7 +93,7 @@ void add_flags(CLI::App& app, config& c) {
     flag(app, "--log-level", c.log_level, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
     flag(app, "--publish-key", c.publish_key,
-         "enables POST /updates with this Bearer key (in-process bus only)");
+         "enables POST /updates (logged publishing) with this Bearer key");
     flag(app, "--refresh-ttl", c.refresh_ttl, "refresh token lifetime, seconds");
     flag(app, "--auth-rate-limit", c.auth_rate_limit,
          "account requests (register, login, refresh, logout) per minute per client address; "
@@ -129,11 +129,6 @@ void add_flags(CLI::App& app, config& c) {
 }
 
 bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem) {
-    if (!c.redis.empty() && !c.publish_key.empty()) {
-        problem =
-            "--publish-key is for the in-process bus; with --redis, services PUBLISH on Redis";
-        return false;
-    }
     if (c.tls_cert.empty() != c.tls_key.empty()) {
         problem = "--tls-cert and --tls-key go together";
         return false;
@@ -157,6 +152,7 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
     }
     out.listen = c.listen;
     out.threads = c.threads;
+    out.publish_key = c.publish_key;
     out.tls_cert_file = c.tls_cert;
     out.tls_key_file = c.tls_key;
     if (c.jwt_secret.empty()) {

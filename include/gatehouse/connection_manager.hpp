@@ -48,6 +48,9 @@ struct connection_info {
     std::string player_id;  ///< `bot:NAME` for bots.
     client_kind client = client_kind::player;
     std::shared_ptr<const codec> wire_codec;  ///< Encodes the updates sent to it.
+    /// Registers the connection resuming (PROTOCOL.md 6.4): `deliver()` holds the updates
+    /// for it, in order, until `finish_resume()`.
+    bool resuming = false;
 };
 
 /// What became of one delivery class's frames, one count per connection an update was for
@@ -138,7 +141,24 @@ public:
     /// `max_buffered_bytes` a `latest` update closes the connection with 4008 too (the `drop`
     /// policy drops it instead).
     /// Sends run on the calling thread, outside the manager's locks.
+    /// A logged update (`u.update_ids`) reaches each player's connections with that player's
+    /// `update_id` in the envelope. For a connection still resuming the frame is held, not
+    /// sent (it counts as queued); past `max_buffered_bytes` of held frames the connection is
+    /// closed with 4008 `slow consumer`.
     delivery_result deliver(const update& u);
+
+    /// Ends the resume of a connection added with `connection_info::resuming`, all under that
+    /// connection's lock so that no concurrent `deliver()` can come in between: sends `frames`
+    /// (the replay, then `gatehouse.resumed` or `gatehouse.gap`), then the frames `deliver()`
+    /// held meanwhile except the logged ones whose update id is at or before
+    /// `replayed_through` (those were in the replay; nothing is skipped when it is empty), and
+    /// from then on `deliver()` sends to it directly. These sends bypass the slow-consumer
+    /// policy (a dropped replay frame would break exactly-once): only the transport's hard
+    /// bound applies. Returns the status of the last send: `closed` for an unknown connection
+    /// or one closed meanwhile (a second call finds nothing held and sends nothing). For a
+    /// connection not added resuming it only sends `frames`.
+    send_status finish_resume(const connection_id& id, const std::vector<shared_frame>& frames,
+                              std::string_view replayed_through);
 
     /// Adds the player to `room` / removes it. Returns false when the player has no
     /// connection here, or (join) `room` is empty; nothing changes then.

@@ -22,6 +22,7 @@
 #include "gatehouse/log.hpp"
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
 
@@ -93,6 +94,10 @@ struct gateway_options {
     /// with a Bearer access token, answered 202 once the bus accepted it. Rate-limited per
     /// player with `ws_rate_limit` (burst twice that).
     bool http_commands = true;
+    /// Bearer key of `POST /updates` (PROTOCOL.md 6.4): when set and the gateway has an
+    /// `update_log`, that route publishes a service's update through the log and answers
+    /// `202 {"update_ids":{PLAYER:ID,...}}`. Empty: no such route.
+    std::string publish_key;
     /// Serve `GET /sse/player` (PROTOCOL.md section 2): the player's updates as server-sent
     /// events, routed exactly as for WebSocket connections, with a keep-alive comment after
     /// every `ping_interval` without an event.
@@ -143,8 +148,12 @@ public:
     /// certificate without a key (or the reverse), a registry without a `json` codec (text
     /// frames are always JSON), a null bus or listener, a `gateway_id` outside 1-64 of
     /// `[A-Za-z0-9_.:-]`, a bot key with an empty name or key.
+    /// `log` (usually the bus itself) holds each player's logged updates: a player that
+    /// connects with `?resume=` gets what it missed from it (PROTOCOL.md 6.4), and
+    /// `POST /updates` publishes through it. Null: no log; every resume gets
+    /// `gatehouse.gap`.
     gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
-            std::shared_ptr<pubsub_listener> listener);
+            std::shared_ptr<pubsub_listener> listener, std::shared_ptr<update_log> log = nullptr);
     ~gateway();
     gateway(const gateway&) = delete;
     gateway& operator=(const gateway&) = delete;

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "gatehouse/envelope.hpp"
@@ -45,6 +46,9 @@ struct update {
     std::string connection_id;            ///< connection.
     std::vector<std::string> player_ids;  ///< players.
     std::string room;                     ///< room, join, leave.
+    /// `{player_id, update_id}` from the `update_ids` object the update log adds to a logged
+    /// message (PROTOCOL.md 6.4); empty for an unlogged one.
+    std::vector<std::pair<std::string, std::string>> update_ids;
     /// What the clients receive: `type`, `payload` (JSON text) and `correlation_id` (empty
     /// when absent). Unused for join and leave.
     envelope message;
@@ -65,8 +69,9 @@ struct update {
 /// target, a missing `type` or one that is not a valid envelope type (join/leave take
 /// none), a `correlation_id` that is not a valid one, a `delivery` that is not one of
 /// `"reliable"`, `"droppable"`, `"latest"` (or null), a `latest` update without a `key` of
-/// 1-`max_delivery_key_bytes` bytes, an unknown `op`, a top-level key given
-/// twice, or nesting deeper than `client::max_nesting_depth`; `out` is then unchanged.
+/// 1-`max_delivery_key_bytes` bytes, an unknown `op`, a top-level key given twice, an
+/// `update_ids` that is not an object of valid update ids (`valid_update_id`), or nesting
+/// deeper than `client::max_nesting_depth`; `out` is then unchanged.
 /// docs/updates.md has every rule, with examples. Never throws.
 /// Thread safety: reentrant.
 std::error_code parse_update(std::string_view json, update& out);

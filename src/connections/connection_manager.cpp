@@ -11,6 +11,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "gatehouse/update_log.hpp"
+
 namespace gatehouse {
 namespace {
 
@@ -25,6 +27,23 @@ std::size_t shard_count(std::size_t wanted) {
     return n;
 }
 
+// A frame deliver() held for a resuming connection, with the update id it carries (empty for an
+// unlogged update).
+struct held_frame {
+    shared_frame frame;
+    std::string update_id;
+};
+
+// The resume state of a connection added resuming (PROTOCOL.md 6.4). Allocated only for those,
+// so an ordinary connection pays one null pointer for it.
+struct resume_state {
+    std::mutex mutex;
+    // Guarded by `mutex`; only ever goes from true to false (finish_resume).
+    bool active = true;
+    std::vector<held_frame> held;
+    std::size_t held_bytes = 0;
+};
+
 // One registered connection. The maps and every in-flight send share it, so a send that
 // copied it out before a concurrent remove() still finishes on a live connection, and the
 // slow-consumer flag is seen by every sender.
@@ -33,12 +52,14 @@ struct entry {
         : conn(std::move(c)),
           player_id(std::move(info.player_id)),
           client(info.client),
-          wire_codec(std::move(info.wire_codec)) {}
+          wire_codec(std::move(info.wire_codec)),
+          resume(info.resuming ? std::make_unique<resume_state>() : nullptr) {}
 
     const std::shared_ptr<connection> conn;
     const std::string player_id;
     const client_kind client;
     const std::shared_ptr<const codec> wire_codec;
+    const std::unique_ptr<resume_state> resume;
     // Set by the sender that closed it under the `close` policy: the close (and its counter)
     // happens once, and later frames are refused without asking the transport.
     std::atomic<bool> closed_as_slow{false};
@@ -73,7 +94,8 @@ outcome outcome_of(send_status st) noexcept {
     return outcome::closed;
 }
 
-// One encoding of the update being delivered, per codec in use among its targets.
+// One encoding of the update being delivered, per codec in use among its targets (and, for a
+// logged update, per player: each carries its own update id).
 struct encoding {
     const codec* wire_codec = nullptr;
     shared_frame frame;
@@ -150,6 +172,39 @@ struct connection_manager::impl {
         add(frames_sent, t[static_cast<std::size_t>(outcome::sent)] +
                              t[static_cast<std::size_t>(outcome::coalesced)]);
         add(frames_dropped, t[static_cast<std::size_t>(outcome::dropped)]);
+    }
+
+    // An update's frame for `e`: held while it resumes, else sent by its class. The check and
+    // the hold happen under the resume lock, so a frame is either held before finish_resume()
+    // flushes or sent after it: never in between, never reordered against the flush.
+    outcome send_update(entry& e, const shared_frame& frame, std::string_view update_id,
+                        delivery_class delivery, std::string_view key) {
+        if (e.resume) {
+            std::lock_guard<std::mutex> lock(e.resume->mutex);
+            if (e.resume->active) return hold(e, frame, update_id, delivery);
+        }
+        return send_one(e, frame, delivery, key);
+    }
+
+    // Caller holds e.resume->mutex. The held frames are bounded like a send buffer: past it a
+    // droppable update is dropped, and anything else makes the connection a slow consumer
+    // whatever the policy (dropping it would break exactly-once): closed with 4008, it resumes
+    // again from its last update id. Held frames are not coalesced by key.
+    outcome hold(entry& e, const shared_frame& frame, std::string_view update_id,
+                 delivery_class delivery) {
+        resume_state& r = *e.resume;
+        if (e.closed_as_slow.load(std::memory_order_acquire)) return outcome::closed;
+        if (frame.size() >
+            options.max_buffered_bytes - std::min(r.held_bytes, options.max_buffered_bytes)) {
+            if (delivery == delivery_class::droppable) return outcome::dropped;
+            r.held.clear();
+            r.held.shrink_to_fit();
+            r.held_bytes = 0;
+            return close_slow(e, close_code::slow_consumer);
+        }
+        r.held.push_back(held_frame{frame, std::string(update_id)});
+        r.held_bytes += frame.size();
+        return outcome::sent;
     }
 
     void collect_player(const std::string& player_id, std::vector<entry_ptr>& out) const {
@@ -344,6 +399,17 @@ delivery_result connection_manager::deliver(const update& u) {
     std::vector<entry_ptr> targets;
     impl_->collect_targets(u, targets);
 
+    // A logged update carries each player's own id. Only the player-addressed shapes are
+    // logged; an `update_ids` on any other shape means nothing and is not shown to clients.
+    const bool logged = !u.update_ids.empty() &&
+                        (u.target == update_target::player || u.target == update_target::players);
+    std::unordered_map<std::string_view, std::string_view> ids;
+    if (logged) {
+        for (const auto& [player, id] : u.update_ids) ids.emplace(player, id);
+    }
+    envelope message_with_id;
+    std::string_view current_id;
+
     // Encode lazily, once per codec in use among the targets: a broadcast to 10k JSON
     // connections encodes once and hands all of them the same bytes. There are only ever a
     // handful of codecs, so a linear search beats a map.
@@ -352,10 +418,22 @@ delivery_result connection_manager::deliver(const update& u) {
     std::vector<encoding> encodings;
     for (const auto& e : targets) {
         const codec* c = e->wire_codec.get();
+        std::string_view update_id;
+        if (logged) {
+            const auto it = ids.find(e->player_id);
+            if (it != ids.end()) update_id = it->second;
+            // Targets come grouped by player: a new id starts a new set of encodings.
+            if (update_id != current_id) {
+                encodings.clear();
+                current_id = update_id;
+                message_with_id = u.message;
+                message_with_id.update_id = std::string(update_id);
+            }
+        }
         auto enc = std::find_if(encodings.begin(), encodings.end(),
                                 [c](const encoding& x) { return x.wire_codec == c; });
         if (enc == encodings.end()) {
-            encodings.push_back(impl_->encode(c, u.message));
+            encodings.push_back(impl_->encode(c, update_id.empty() ? u.message : message_with_id));
             enc = std::prev(encodings.end());
         }
         if (enc->ok && enc->frame.size() > impl_->options.max_buffered_bytes) {
@@ -365,7 +443,7 @@ delivery_result connection_manager::deliver(const update& u) {
         } else if (!enc->ok) {
             ++result.dropped;
         } else {
-            const outcome o = impl_->send_one(*e, enc->frame, u.delivery, u.key);
+            const outcome o = impl_->send_update(*e, enc->frame, update_id, u.delivery, u.key);
             ++tally[static_cast<std::size_t>(o)];
             if (o == outcome::sent || o == outcome::coalesced) {
                 ++result.queued;
@@ -384,6 +462,60 @@ delivery_result connection_manager::deliver(const update& u) {
         impl_->updates_unrouted.fetch_add(1, std::memory_order_relaxed);
     }
     return result;
+}
+
+send_status connection_manager::finish_resume(const connection_id& id,
+                                              const std::vector<shared_frame>& frames,
+                                              std::string_view replayed_through) {
+    entry_ptr target;
+    {
+        connection_shard& cs = impl_->shard_of_connection(id);
+        std::lock_guard<std::mutex> lock(cs.mutex);
+        const auto it = cs.connections.find(id);
+        if (it == cs.connections.end()) return send_status::closed;
+        target = it->second;
+    }
+    entry& e = *target;
+    const auto send_all = [&e, this](const shared_frame& frame) {
+        if (e.closed_as_slow.load(std::memory_order_acquire)) return send_status::closed;
+        const send_status st = e.conn->send(frame);
+        if (st == send_status::queued) {
+            impl_->frames_sent.fetch_add(1, std::memory_order_relaxed);
+        }
+        return st;
+    };
+    if (!e.resume) {
+        send_status st = send_status::queued;
+        for (const auto& f : frames) st = send_all(f);
+        return st;
+    }
+    // Everything below under the resume lock: a deliver() running now either held its frame
+    // before this (flushed here, in order) or waits and then sends after the flush.
+    resume_state& r = *e.resume;
+    std::lock_guard<std::mutex> lock(r.mutex);
+    if (!r.active) return send_status::closed;
+    r.active = false;
+    send_status st = send_status::queued;
+    for (const auto& f : frames) {
+        st = send_all(f);
+        if (st != send_status::queued) break;
+    }
+    if (st == send_status::queued) {
+        for (const auto& h : r.held) {
+            // A logged frame at or before the replay's end was in the replay (or before
+            // `resume`): the client has it already.
+            if (!replayed_through.empty() && !h.update_id.empty() &&
+                compare_update_ids(h.update_id, replayed_through) <= 0) {
+                continue;
+            }
+            st = send_all(h.frame);
+            if (st != send_status::queued) break;
+        }
+    }
+    r.held.clear();
+    r.held.shrink_to_fit();
+    r.held_bytes = 0;
+    return st;
 }
 
 bool connection_manager::join(std::string_view player_id, std::string_view room) {

@@ -12,6 +12,7 @@
 #include "gatehouse/client/envelope.hpp"
 #include "gatehouse/client/limits.hpp"
 #include "gatehouse/errc.hpp"
+#include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
 namespace {
@@ -69,6 +70,7 @@ enum class top_key : std::uint8_t {
     payload,
     delivery,
     key,
+    update_ids,
     other,
 };
 
@@ -84,6 +86,7 @@ top_key classify(std::string_view key) noexcept {
     if (key == "op") return top_key::op;
     if (key == "delivery") return top_key::delivery;
     if (key == "key") return top_key::key;
+    if (key == "update_ids") return top_key::update_ids;
     return top_key::other;
 }
 
@@ -96,6 +99,7 @@ struct scanned_message {
     bool player_ids_valid = true;  // an array of non-empty strings
     std::vector<std::string> player_ids;
     std::string_view payload;  // the raw value; empty when absent
+    std::vector<std::pair<std::string, std::string>> update_ids;
 };
 
 bool scan_string_into(json_reader& r, std::string& out) noexcept {
@@ -154,6 +158,41 @@ bool scan_player_ids(json_reader& r, scanned_message& m) noexcept {
         }
         if (r.peek() != ',') return false;
         r.advance();
+    }
+}
+
+// `update_ids` (PROTOCOL.md 6.4, added by the update log): null, or an object of player ids
+// to valid update ids; anything else makes the message malformed.
+bool scan_update_ids(json_reader& r, scanned_message& m) noexcept {
+    if (r.peek() == 'n') return r.scan_literal("null") == status::ok;
+    if (r.peek() != '{') return false;
+    r.advance();
+    r.skip_ws();
+    if (!r.at_end() && r.peek() == '}') {
+        r.advance();
+        return true;
+    }
+    for (;;) {
+        std::pair<std::string, std::string> entry;
+        if (r.at_end() || r.peek() != '"' || !scan_string_into(r, entry.first)) return false;
+        if (r.expect(':') != status::ok) return false;
+        r.skip_ws();
+        if (r.at_end() || r.peek() != '"' || !scan_string_into(r, entry.second)) return false;
+        if (entry.first.empty() || !valid_update_id(entry.second)) return false;
+        try {
+            m.update_ids.push_back(std::move(entry));
+        } catch (...) {
+            return false;
+        }
+        r.skip_ws();
+        if (r.at_end()) return false;
+        if (r.peek() == '}') {
+            r.advance();
+            return true;
+        }
+        if (r.peek() != ',') return false;
+        r.advance();
+        r.skip_ws();
     }
 }
 
@@ -222,6 +261,7 @@ bool scan_message(std::string_view text, scanned_message& m) noexcept {
                     m.payload = {start, static_cast<std::size_t>(r.position() - start)};
                     break;
                 }
+                case top_key::update_ids: ok = scan_update_ids(r, m); break;
                 case top_key::other: ok = r.skip_value(1) == status::ok; break;
             }
             if (!ok) return false;
@@ -322,6 +362,7 @@ std::error_code route(scanned_message& m, update& u) {
         return errc::invalid_update;  // no target
     }
     if (const auto ec = read_delivery(m, u)) return ec;
+    u.update_ids = std::move(m.update_ids);
     return read_message(m, u.message);
 }
 
@@ -417,6 +458,10 @@ std::string to_json(const update& u) {
         if (u.delivery == delivery_class::latest) {
             j["delivery"] = "latest";
             j["key"] = u.key;
+        }
+        if (!u.update_ids.empty()) {
+            auto& ids = j["update_ids"] = nlohmann::ordered_json::object();
+            for (const auto& [player, id] : u.update_ids) ids[player] = id;
         }
     }
     // replace: strings an embedding server filled with invalid UTF-8 must not throw here.

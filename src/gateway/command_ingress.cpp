@@ -13,6 +13,9 @@
 namespace gatehouse::detail {
 namespace {
 
+// Message types of the gateway's own control messages (PROTOCOL.md section 6).
+constexpr std::string_view reserved_prefix = "gatehouse.";
+
 // The envelope the calling thread decodes into, when the gateway bound one (scratch_binding).
 thread_local envelope* bound_scratch = nullptr;
 
@@ -208,6 +211,13 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
                                     : metrics_->refused_invalid_frame)
             .add();
         answer.invalid(code, decoded.message(), command.correlation_id);
+        return;
+    }
+    if (command.type.compare(0, reserved_prefix.size(), reserved_prefix) == 0) {
+        // PROTOCOL.md 6: the gateway's own control messages; none is a command for the bus.
+        metrics_->refused_invalid_envelope.add();
+        answer.invalid("invalid_envelope", "message types beginning with gatehouse. are reserved",
+                       command.correlation_id);
         return;
     }
     if (!within_rate) {

@@ -1,6 +1,7 @@
 #pragma once
 // The "codec" of `GET /sse/player` streams: an update becomes one server-sent event,
-// `event: TYPE\ndata: {"type","payload","correlation_id"}\n\n` (PROTOCOL.md section 2). Being a
+// `event: TYPE\ndata: {"type","payload","correlation_id"}\n\n` (PROTOCOL.md section 2), with an
+// `id: UPDATE_ID` line between them for a logged update (6.4). Being a
 // codec lets the connection manager route and encode for event streams exactly as for
 // WebSockets: once per update for every stream it reaches. It is never in the registry, so no
 // client can negotiate it for a WebSocket.
@@ -35,6 +36,12 @@ public:
         out.reserve(data.size() + in.type.size() + 16);
         out += "event: ";
         out += in.type;  // [A-Za-z0-9_.:-]: nothing that could end the field
+        if (!in.update_id.empty()) {
+            // A logged update's id (PROTOCOL.md 6.4): the browser sends it back as
+            // Last-Event-ID when it reconnects. Ids are `<ms>-<seq>`: no line break possible.
+            out += "\nid: ";
+            out += in.update_id;
+        }
         out += "\ndata: ";
         // A line break ends an SSE field. In valid JSON one can only be insignificant
         // whitespace (inside strings it is escaped), so a space stands in for it.

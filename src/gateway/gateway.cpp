@@ -111,9 +111,10 @@ private:
 
 struct gateway::impl {
     impl(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
-         std::shared_ptr<pubsub_listener> listener)
+         std::shared_ptr<pubsub_listener> listener, std::shared_ptr<update_log> log)
         : core(std::make_shared<detail::gateway_core>(std::move(options), std::move(codecs),
-                                                      std::move(bus), std::move(listener))) {}
+                                                      std::move(bus), std::move(listener),
+                                                      std::move(log))) {}
 
     detail::transport_options transport_options() const {
         const auto& o = core->options();
@@ -175,9 +176,9 @@ struct gateway::impl {
 };
 
 gateway::gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
-                 std::shared_ptr<pubsub_listener> listener)
+                 std::shared_ptr<pubsub_listener> listener, std::shared_ptr<update_log> log)
     : impl_(std::make_unique<impl>(std::move(options), std::move(codecs), std::move(bus),
-                                   std::move(listener))) {}
+                                   std::move(listener), std::move(log))) {}
 
 gateway::~gateway() {
     impl_->shutdown();

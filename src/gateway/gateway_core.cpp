@@ -4,7 +4,10 @@
 #include <utility>
 
 #include "common/clock.hpp"
+#include "gatehouse/errc.hpp"
+#include "gatehouse/update.hpp"
 #include "gateway/gateway_id.hpp"
+#include "gateway/json_text.hpp"
 #include "gateway/update_router.hpp"
 #include "gateway/upgrade_authorizer.hpp"
 #include "transport/client_address.hpp"
@@ -41,14 +44,16 @@ std::shared_ptr<const gateway_options> checked(gateway_options options, bool hav
 
 gateway_core::gateway_core(gateway_options options, codec_registry codecs,
                            std::shared_ptr<command_bus> bus,
-                           std::shared_ptr<pubsub_listener> listener)
+                           std::shared_ptr<pubsub_listener> listener,
+                           std::shared_ptr<update_log> log)
     : options_(checked(std::move(options), bus && listener)),
       bus_(std::move(bus)),
       listener_(std::move(listener)),
+      log_(std::move(log)),
       connections_(std::make_shared<connection_manager>(options_->connections)),
       metrics_(std::make_shared<gateway_metrics>(connections_, bus_)),
       authorizer_(std::make_shared<upgrade_authorizer>(options_, std::move(codecs))),
-      sessions_(std::make_shared<session_registry>(options_, connections_, metrics_)),
+      sessions_(std::make_shared<session_registry>(options_, connections_, metrics_, log_)),
       ingress_(
           std::make_shared<command_ingress>(options_, bus_, authorizer_->json_codec(), metrics_)),
       updates_(std::make_shared<update_router>(options_, connections_, metrics_)),
@@ -203,6 +208,7 @@ void gateway_core::add_builtin_routes() {
                 ingress->on_http_command(request, who, respond);
             });
     }
+    if (!options_->publish_key.empty() && log_) add_publish_route();
     if (options_->event_streams) {
         // The transport streams a GET itself (is_event_stream_request); what reaches the router
         // is a HEAD (answered as GET) or another method, and no body is coming for either.
@@ -213,6 +219,54 @@ void gateway_core::add_builtin_routes() {
                                 respond(std::move(r));
                             });
     }
+}
+
+// POST /updates (PROTOCOL.md 6.4): a service's update through the log, as FCALL
+// gatehouse_publish would; only with a publish key, so a default deployment exposes no way to
+// push to clients.
+void gateway_core::add_publish_route() {
+    router_.add_builtin(
+        "POST", "/updates",
+        [options = options_, log = log_, metrics = metrics_](const http_request& request,
+                                                             const http_responder& respond) {
+            if (!request.bearer_token_matches(options->publish_key)) {
+                respond(http_response::problem(401, "unauthorized",
+                                               "POST /updates needs the publish key"));
+                return;
+            }
+            if (!request.content_type_is("application/json")) {
+                respond(http_response::problem(415, "unsupported_media_type",
+                                               "the body must be application/json"));
+                return;
+            }
+            // Checked here too, so a malformed body is answered without a round trip to the log.
+            update parsed;
+            if (auto ec = parse_update(request.body, parsed)) {
+                metrics->updates_malformed.add();
+                respond(http_response::problem(400, "invalid_update", ec.message()));
+                return;
+            }
+            log->publish_logged(request.body, [respond, metrics](std::error_code error,
+                                                                 update_ids ids) {
+                if (error == errc::invalid_update) {
+                    metrics->updates_malformed.add();
+                    respond(http_response::problem(400, "invalid_update", error.message()));
+                } else if (error) {
+                    respond(http_response::problem(
+                        503, "bus_unavailable", "the update log did not accept it; retry later"));
+                } else {
+                    std::string body = "{\"update_ids\":{";
+                    for (std::size_t i = 0; i < ids.size(); ++i) {
+                        if (i > 0) body += ',';
+                        append_json_string(body, ids[i].first);
+                        body += ':';
+                        append_json_string(body, ids[i].second);
+                    }
+                    body += "}}";
+                    respond(http_response::json(202, std::move(body)));
+                }
+            });
+        });
 }
 
 // ------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@
 #include "gatehouse/http.hpp"
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/update_log.hpp"
 #include "gateway/command_ingress.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/http_router.hpp"
@@ -37,7 +38,8 @@ class gateway_core final : public transport_events {
 public:
     // Throws std::invalid_argument for unusable options (see gateway's constructor).
     gateway_core(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
-                 std::shared_ptr<pubsub_listener> listener);
+                 std::shared_ptr<pubsub_listener> listener,
+                 std::shared_ptr<update_log> log = nullptr);
     ~gateway_core() override;
     gateway_core(const gateway_core&) = delete;
     gateway_core& operator=(const gateway_core&) = delete;
@@ -82,12 +84,14 @@ public:
 
 private:
     void add_builtin_routes();
+    void add_publish_route();
     upgrade_decision accept(session_setup setup, std::string subprotocol, double rate);
     static upgrade_decision refuse(int status, std::string_view code, std::string_view detail);
 
     const std::shared_ptr<const gateway_options> options_;
     const std::shared_ptr<command_bus> bus_;
     const std::shared_ptr<pubsub_listener> listener_;
+    const std::shared_ptr<update_log> log_;
     const std::shared_ptr<connection_manager> connections_;
     const std::shared_ptr<gateway_metrics> metrics_;
     const std::shared_ptr<const upgrade_authorizer> authorizer_;

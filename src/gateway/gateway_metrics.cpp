@@ -59,7 +59,14 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
       updates_malformed(registry_->counter("gatehouse_updates_malformed_total",
                                            "Update messages dropped as malformed.")),
       idle_closed(registry_->counter("gatehouse_idle_closed_total",
-                                     "Connections closed by the idle timeout.")) {
+                                     "Connections closed by the idle timeout.")),
+      resumes_replayed(registry_->counter("gatehouse_resumes_total",
+                                          "Resumes (PROTOCOL.md 6.4), by outcome.",
+                                          "outcome=\"replayed\"")),
+      resumes_gap(registry_->counter("gatehouse_resumes_total",
+                                     "Resumes (PROTOCOL.md 6.4), by outcome.", "outcome=\"gap\"")),
+      updates_replayed(registry_->counter("gatehouse_updates_replayed_total",
+                                          "Logged updates replayed to resuming clients.")) {
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
     // start so that dashboards see the family before the first close.
     for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {

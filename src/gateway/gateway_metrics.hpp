@@ -55,6 +55,9 @@ public:
     metric_counter& updates_received;
     metric_counter& updates_malformed;
     metric_counter& idle_closed;
+    metric_counter& resumes_replayed;
+    metric_counter& resumes_gap;
+    metric_counter& updates_replayed;
 };
 
 }  // namespace gatehouse::detail

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "gatehouse/codec.hpp"
@@ -33,6 +34,9 @@ struct session_setup {
     std::shared_ptr<const codec> text_codec;    // reads text frames (always JSON)
     std::shared_ptr<const codec> binary_codec;  // reads binary frames
     bool event_stream = false;                  // GET /sse/player: sends only, no welcome
+    // `?resume=` (an event stream's `Last-Event-ID` too): the update id to replay after
+    // (PROTOCOL.md 6.4), as given, perhaps malformed; unset when not asked.
+    std::optional<std::string> resume;
 };
 
 class session_registry;

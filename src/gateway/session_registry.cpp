@@ -12,10 +12,12 @@ namespace gatehouse::detail {
 
 session_registry::session_registry(std::shared_ptr<const gateway_options> options,
                                    std::shared_ptr<connection_manager> connections,
-                                   std::shared_ptr<gateway_metrics> metrics)
+                                   std::shared_ptr<gateway_metrics> metrics,
+                                   std::shared_ptr<update_log> log)
     : options_(std::move(options)),
       connections_(std::move(connections)),
-      metrics_(std::move(metrics)) {}
+      metrics_(std::move(metrics)),
+      resumes_(std::make_shared<resume_join>(options_, connections_, metrics_, std::move(log))) {}
 
 bool session_registry::reserve_slot() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -47,17 +49,22 @@ void session_registry::open(const std::shared_ptr<session>& s) {
         payload += '}';
         s->reply("welcome", std::move(payload), {}, options_->log);
     }
-    add(s);
+    if (setup.resume) {
+        resumes_->start(s, [this, &s](bool resuming) { add(s, resuming); });
+    } else {
+        add(s, false);
+    }
 }
 
-void session_registry::add(const std::shared_ptr<session>& s) {
+void session_registry::add(const std::shared_ptr<session>& s, bool resuming) {
     const auto& setup = s->setup();
     {
         std::lock_guard<std::mutex> lock(mutex_);
         --opening_;
         sessions_.emplace(s.get(), s);
     }
-    connections_->add(s, connection_info{setup.who.player_id, setup.who.client, setup.wire_codec});
+    connections_->add(
+        s, connection_info{setup.who.player_id, setup.who.client, setup.wire_codec, resuming});
     if (!setup.event_stream) metrics_->connections_opened.add();
     metrics_->open_gauge(setup).add(1);
     // A connection that opened while shutdown began is closed like the others.

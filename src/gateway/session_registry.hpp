@@ -14,7 +14,9 @@
 
 #include "gatehouse/connection_manager.hpp"
 #include "gatehouse/gateway.hpp"
+#include "gatehouse/update_log.hpp"
 #include "gateway/gateway_metrics.hpp"
+#include "gateway/resume_join.hpp"
 #include "gateway/session.hpp"
 
 namespace gatehouse::detail {
@@ -26,7 +28,8 @@ class session_registry {
 public:
     session_registry(std::shared_ptr<const gateway_options> options,
                      std::shared_ptr<connection_manager> connections,
-                     std::shared_ptr<gateway_metrics> metrics);
+                     std::shared_ptr<gateway_metrics> metrics,
+                     std::shared_ptr<update_log> log = nullptr);
     session_registry(const session_registry&) = delete;
     session_registry& operator=(const session_registry&) = delete;
 
@@ -39,7 +42,8 @@ public:
 
     // --- a session's life (its stream_handler calls) ---
     // A WebSocket gets its welcome, then is registered for routing (so no update overtakes the
-    // welcome); an event stream is registered at once.
+    // welcome); an event stream is registered at once. One that asks to resume is registered
+    // resuming and gets its replay (resume_join).
     void open(const std::shared_ptr<session>& s);
     // Unregisters it (or gives back the slot of one that never opened) and counts the close.
     void close(const std::shared_ptr<session>& s, std::uint16_t code);
@@ -63,11 +67,12 @@ public:
     std::size_t size() const;
 
 private:
-    void add(const std::shared_ptr<session>& s);
+    void add(const std::shared_ptr<session>& s, bool resuming);
 
     const std::shared_ptr<const gateway_options> options_;
     const std::shared_ptr<connection_manager> connections_;
     const std::shared_ptr<gateway_metrics> metrics_;
+    const std::shared_ptr<resume_join> resumes_;
 
     std::atomic<bool> shutting_down_{false};
     std::atomic<std::uint64_t> connection_counter_{0};

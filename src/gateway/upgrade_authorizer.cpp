@@ -87,6 +87,8 @@ authorization upgrade_authorizer::authorize_websocket(const upgrade_request& req
         return {404, "not_found", "WebSocket endpoints are /ws/player and /ws/bot/{key}"};
     }
     if (!verdict) return verdict;
+    // PROTOCOL.md 6.4 offers resume on /ws/player; a bot's `?resume=` is not read.
+    if (!is_bot) setup.resume = find_query_param(request.query, "resume");
     return negotiate_codec(request, is_bot, setup, subprotocol);
 }
 
@@ -131,6 +133,12 @@ authorization upgrade_authorizer::authorize_event_stream(const http_request& req
     setup.text_codec = json_;
     setup.binary_codec = json_;
     setup.event_stream = true;
+    // The query wins over the header: a page that reconnects with its own `?resume=` means it.
+    setup.resume = find_query_param(request.query, "resume");
+    if (!setup.resume) {
+        const auto last_event_id = request.header("Last-Event-ID");
+        if (!last_event_id.empty()) setup.resume = std::string(last_event_id);
+    }
     return {};
 }
 

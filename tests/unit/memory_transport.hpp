@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +24,8 @@
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/jwt.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/update.hpp"
+#include "gatehouse/update_log.hpp"
 #include "gateway/gateway_core.hpp"
 #include "transport/transport_events.hpp"
 
@@ -180,6 +184,104 @@ private:
     int ids_ = 0;
 };
 
+// A minimal per-player update log for the resume tests, until the buses implement one: each
+// publish appends to the addressed players' logs and hands the message, with its
+// `update_ids`, to `publish_to` in one critical section (as the Redis function is one atomic
+// step). `read_after` answers at once, or, while `defer_reads`, computes its answer at the
+// call (when the read "executes") and keeps it for `answer_reads()`. `lost` answers every read
+// with gap (a log that was lost); `unavailable` answers unavailable; `capacity` trims.
+class memory_update_log final : public update_log {
+public:
+    void publish_logged(std::string message, logged_publish_handler done) override {
+        update_ids ids;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            update u;
+            if (parse_update(message, u)) {
+                done(errc::invalid_update, {});
+                return;
+            }
+            std::vector<std::string> players;
+            if (u.target == update_target::player) players.push_back(u.player_id);
+            if (u.target == update_target::players) players = u.player_ids;
+            for (const auto& p : players) {
+                bool seen = false;
+                for (const auto& [q, id] : ids) seen = seen || q == p;
+                if (seen) continue;
+                const std::string id = "7-" + std::to_string(++sequence_);
+                auto& log = logs_[p];
+                log.push_back(logged_update{id, message});
+                if (capacity != 0 && log.size() > capacity) log.pop_front();
+                ids.emplace_back(p, id);
+            }
+            u.update_ids = ids;
+            if (publish_to) publish_to(ids.empty() ? message : to_json(u));
+        }
+        done({}, std::move(ids));
+    }
+
+    void read_after(std::string player_id, std::string after_id, log_read_handler done) override {
+        log_read_result result;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++reads_;
+            if (unavailable) {
+                result.status = log_read_status::unavailable;
+            } else if (!lost) {
+                const auto& log = logs_[player_id];
+                for (std::size_t i = 0; i < log.size(); ++i) {
+                    if (log[i].update_id != after_id) continue;
+                    result.status = log_read_status::replay;
+                    result.updates.assign(log.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                                          log.end());
+                }
+            }
+            if (defer_reads) {
+                deferred_.emplace_back(std::move(done), std::move(result));
+                return;
+            }
+        }
+        done(std::move(result));
+    }
+
+    // Answers the reads kept while `defer_reads`; returns how many.
+    std::size_t answer_reads() {
+        std::deque<std::pair<log_read_handler, log_read_result>> answering;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            answering.swap(deferred_);
+        }
+        for (auto& [done, result] : answering) done(std::move(result));
+        return answering.size();
+    }
+    std::size_t reads() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return reads_;
+    }
+
+    // Publishes and returns the player's id (the first one for `players` shapes).
+    std::string publish(const std::string& message) {
+        std::string first;
+        publish_logged(message, [&first](std::error_code, update_ids ids) {
+            if (!ids.empty()) first = ids.front().second;
+        });
+        return first;
+    }
+
+    std::function<void(const std::string&)> publish_to;
+    bool defer_reads = false;
+    bool lost = false;
+    bool unavailable = false;
+    std::size_t capacity = 0;
+
+private:
+    mutable std::mutex mutex_;
+    std::map<std::string, std::deque<logged_update>> logs_;
+    std::deque<std::pair<log_read_handler, log_read_result>> deferred_;
+    std::uint64_t sequence_ = 0;
+    std::size_t reads_ = 0;
+};
+
 inline gateway_options test_options() {
     gateway_options o;
     o.jwt_secret = "core-test-secret";
@@ -201,15 +303,18 @@ struct core_on {
     std::shared_ptr<Bus> bus = std::make_shared<Bus>();
     std::unique_ptr<gateway_core> core;
 
-    explicit core_on(gateway_options options = test_options()) {
-        core = std::make_unique<gateway_core>(std::move(options),
-                                              codec_registry::with_builtin_codecs(), bus, bus);
+    explicit core_on(gateway_options options = test_options(),
+                     std::shared_ptr<update_log> log = nullptr) {
+        core = std::make_unique<gateway_core>(
+            std::move(options), codec_registry::with_builtin_codecs(), bus, bus, std::move(log));
     }
 
-    upgrade_decision upgrade(const std::string& player) {
+    // `query`: the upgrade's query string (`resume=...`), if any.
+    upgrade_decision upgrade(const std::string& player, std::string_view query = {}) {
         const std::string path = "/ws/player/" + test_token(player);
         upgrade_request request;
         request.path = path;
+        request.query = query;
         request.remote_address = "127.0.0.1";
         return core->authorize_upgrade(request);
     }
@@ -219,8 +324,9 @@ struct core_on {
         std::shared_ptr<stream_handler> handler;
         std::shared_ptr<memory_link> link;
     };
-    open_session open(const std::string& player, std::size_t fail_at = 0) {
-        auto decision = upgrade(player);
+    open_session open(const std::string& player, std::size_t fail_at = 0,
+                      std::string_view query = {}) {
+        auto decision = upgrade(player, query);
         REQUIRE(decision.accepted);
         open_session s{decision.handler, std::make_shared<memory_link>(fail_at)};
         s.handler->on_open(s.link);

@@ -425,3 +425,24 @@ TEST_CASE("update: delivery classes and their key (PROTOCOL.md 6.6)", "[update]"
     CHECK(back.delivery == delivery_class::droppable);
     CHECK(back.key.empty());
 }
+
+TEST_CASE("update: update_ids, added by the update log (PROTOCOL.md 6.4)", "[update]") {
+    using pairs = std::vector<std::pair<std::string, std::string>>;
+    auto u = parse_ok(R"({"player_ids":["a","b"],"type":"t","update_ids":{"a":"1-2","b":"3-4"}})");
+    CHECK(u.update_ids == pairs{{"a", "1-2"}, {"b", "3-4"}});
+    CHECK(parse_ok(R"({"player_id":"a","type":"t","update_ids":null})").update_ids.empty());
+    CHECK(parse_ok(R"({"player_id":"a","type":"t","update_ids":{}})").update_ids.empty());
+    CHECK(parse_ok(R"({"player_id":"a","type":"t"})").update_ids.empty());
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":{"a":"x"}})"));
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":{"a":"1-"}})"));
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":{"a":12}})"));
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":{"":"1-2"}})"));
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":["1-2"]})"));
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":{"a":"1-2"},"update_ids":{}})"));
+    CHECK(malformed(R"({"player_id":"a","type":"t","update_ids":{"a":"1-2",}})"));
+    // to_json writes them back.
+    const auto again = parse_ok(gatehouse::to_json(u));
+    CHECK(again.update_ids == u.update_ids);
+    CHECK(gatehouse::to_json(parse_ok(R"({"player_id":"a","type":"t"})")).find("update_ids") ==
+          std::string::npos);
+}

@@ -1,0 +1,289 @@
+#include "gateway/resume_join.hpp"
+
+#include <catch2/catch.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "memory_transport.hpp"
+
+// The resume join of PROTOCOL.md 6.4 on the in-memory transport, against an in-memory update
+// log (memory_transport.hpp) whose reads the test can hold back: the replay, every gap, the
+// updates delivered while the read is outstanding (held, then sent once, after the replay),
+// and the bound on what is held.
+
+namespace {
+
+using namespace gatehouse_test;
+
+// A frame as a short label: `welcome`, `n=K` (an update with payload {"n":K}), `resumed=N`,
+// `gap=ID`, or the type for anything else.
+std::string label(const std::string& frame) {
+    const auto after = [&frame](std::string_view key) {
+        const auto at = frame.find(key);
+        if (at == std::string::npos) return std::string();
+        const auto start = at + key.size();
+        const auto end = frame.find_first_of(",}\"", start);
+        return frame.substr(start, end - start);
+    };
+    if (frame.find("\"type\":\"welcome\"") != std::string::npos) return "welcome";
+    if (frame.find("gatehouse.resumed") != std::string::npos) {
+        return "resumed=" + after("\"replayed\":");
+    }
+    if (frame.find("gatehouse.gap") != std::string::npos) return "gap=" + after("\"resume\":\"");
+    if (frame.find("\"n\":") != std::string::npos) return "n=" + after("\"n\":");
+    return after("\"type\":\"");
+}
+
+std::vector<std::string> labels(const std::vector<std::string>& frames) {
+    std::vector<std::string> out;
+    for (const auto& f : frames) out.push_back(label(f));
+    return out;
+}
+
+std::string numbered(const std::string& player, int n) {
+    return R"({"player_id":")" + player + R"(","type":"tick","payload":{"n":)" + std::to_string(n) +
+           "}}";
+}
+
+// A core on a manual bus whose updates come from the in-memory log.
+struct resume_fixture {
+    std::shared_ptr<memory_update_log> log = std::make_shared<memory_update_log>();
+    core_on<manual_bus> f;
+
+    explicit resume_fixture(gateway_options options = test_options()) : f(options, log) {
+        log->publish_to = [bus = f.bus](const std::string& message) { bus->deliver(message); };
+        f.core->start_listener();
+    }
+};
+
+using V = std::vector<std::string>;
+
+}  // namespace
+
+TEST_CASE("resume: the missed updates, in order, then resumed, then live", "[resume]") {
+    resume_fixture r;
+    const auto first = r.log->publish(numbered("ann", 1));
+    r.log->publish(numbered("ann", 2));
+    r.log->publish(numbered("ann", 3));
+    r.log->publish(numbered("bob", 99));  // another player's log is not replayed
+    auto s = r.f.open("ann", 0, "resume=" + first);
+    CHECK(labels(s.link->frames()) == V{"welcome", "n=2", "n=3", "resumed=2"});
+    r.log->publish(numbered("ann", 4));
+    CHECK(labels(s.link->frames()) == V{"welcome", "n=2", "n=3", "resumed=2", "n=4"});
+
+    // Resuming from the newest id replays nothing.
+    const auto newest = r.log->publish(numbered("ann", 5));
+    auto again = r.f.open("ann", 0, "resume=" + newest);
+    CHECK(labels(again.link->frames()) == V{"welcome", "resumed=0"});
+    const auto text = r.f.core->metrics().render();
+    CHECK(text.find("gatehouse_resumes_total{outcome=\"replayed\"} 2") != std::string::npos);
+    CHECK(text.find("gatehouse_updates_replayed_total 2") != std::string::npos);
+    s.handler->on_close(1000);
+    again.handler->on_close(1000);
+}
+
+TEST_CASE("resume: every gap case answers gatehouse.gap, then live", "[resume]") {
+    SECTION("a malformed id is not read from the log") {
+        resume_fixture r;
+        auto s = r.f.open("ann", 0, "resume=nonsense");
+        CHECK(labels(s.link->frames()) == V{"welcome", "gap=nonsense"});
+        CHECK(r.log->reads() == 0);
+        r.log->publish(numbered("ann", 1));
+        CHECK(labels(s.link->frames()) == V{"welcome", "gap=nonsense", "n=1"});
+        s.handler->on_close(1000);
+    }
+    SECTION("an id the log does not hold (trimmed, or never issued)") {
+        resume_fixture r;
+        r.log->capacity = 2;
+        const auto trimmed = r.log->publish(numbered("ann", 1));
+        r.log->publish(numbered("ann", 2));
+        r.log->publish(numbered("ann", 3));
+        auto s = r.f.open("ann", 0, "resume=" + trimmed);
+        CHECK(labels(s.link->frames()) == V{"welcome", "gap=" + trimmed});
+        auto never = r.f.open("ann", 0, "resume=123-456");
+        CHECK(labels(never.link->frames()) == V{"welcome", "gap=123-456"});
+        s.handler->on_close(1000);
+        never.handler->on_close(1000);
+    }
+    SECTION("a lost log and an unavailable one") {
+        resume_fixture r;
+        const auto id = r.log->publish(numbered("ann", 1));
+        r.log->publish(numbered("ann", 2));
+        r.log->lost = true;
+        auto lost = r.f.open("ann", 0, "resume=" + id);
+        CHECK(labels(lost.link->frames()) == V{"welcome", "gap=" + id});
+        r.log->lost = false;
+        r.log->unavailable = true;
+        auto away = r.f.open("ann", 0, "resume=" + id);
+        CHECK(labels(away.link->frames()) == V{"welcome", "gap=" + id});
+        const auto text = r.f.core->metrics().render();
+        CHECK(text.find("gatehouse_resumes_total{outcome=\"gap\"} 2") != std::string::npos);
+        lost.handler->on_close(1000);
+        away.handler->on_close(1000);
+    }
+    SECTION("a gateway without a log") {
+        core_on<manual_bus> f;
+        f.core->start_listener();
+        auto s = f.open("ann", 0, "resume=1-1");
+        CHECK(labels(s.link->frames()) == V{"welcome", "gap=1-1"});
+        s.handler->on_close(1000);
+    }
+}
+
+TEST_CASE("resume: updates delivered during the read are held, then sent once, after the replay",
+          "[resume]") {
+    resume_fixture r;
+    r.log->defer_reads = true;
+    const auto first = r.log->publish(numbered("ann", 1));
+    const auto second = r.log->publish(numbered("ann", 2));
+    auto s = r.f.open("ann", 0, "resume=" + first);
+    // The read has executed (its answer holds n=2); it has not answered yet.
+    REQUIRE(r.log->reads() == 1);
+    CHECK(labels(s.link->frames()) == V{"welcome"});
+    // Published after the read: held.
+    r.log->publish(numbered("ann", 3));
+    // A late delivery of n=2 (an instance whose subscription lags): in the replay already.
+    update late;
+    REQUIRE_FALSE(parse_update(numbered("ann", 2), late));
+    late.update_ids = {{"ann", second}};
+    r.f.bus->deliver(to_json(late));
+    // An unlogged update (plain PUBLISH): held, never deduplicated.
+    r.f.bus->deliver(R"({"player_id":"ann","type":"plain","payload":null})");
+    // A direct reply is not held.
+    s.handler->on_message(true, R"({"type":"gatehouse.nope","correlation_id":"c1"})");
+    CHECK(labels(s.link->frames()) == V{"welcome", "error"});
+    REQUIRE(r.log->answer_reads() == 1);
+    CHECK(labels(s.link->frames()) == V{"welcome", "error", "n=2", "resumed=1", "n=3", "plain"});
+    r.log->publish(numbered("ann", 4));
+    CHECK(labels(s.link->frames()).back() == "n=4");
+    s.handler->on_close(1000);
+}
+
+TEST_CASE("resume: what is held during the read is bounded by the send buffer (4008)", "[resume]") {
+    auto options = test_options();
+    options.connections.max_buffered_bytes = 300;
+    resume_fixture r(options);
+    r.log->defer_reads = true;
+    const auto first = r.log->publish(numbered("ann", 1));
+    auto s = r.f.open("ann", 0, "resume=" + first);
+    for (int n = 2; n < 20; ++n) r.log->publish(numbered("ann", n));
+    CHECK(s.link->close_code() == 4008);
+    r.log->answer_reads();  // the connection is closed: nothing more is sent
+    CHECK(labels(s.link->frames()) == V{"welcome"});
+    s.handler->on_close(4008);
+}
+
+TEST_CASE("resume: an event stream resumes from Last-Event-ID and its events carry id:",
+          "[resume]") {
+    resume_fixture r;
+    const auto first = r.log->publish(numbered("ann", 1));
+    const auto second = r.log->publish(numbered("ann", 2));
+    http_request request;
+    request.method = "GET";
+    request.path = "/sse/player";
+    request.headers.emplace_back("Authorization", "Bearer " + test_token("ann"));
+    request.headers.emplace_back("Last-Event-ID", first);
+    auto decision = r.f.core->authorize_event_stream(request);
+    REQUIRE(decision.accepted);
+    auto link = std::make_shared<memory_link>();
+    decision.handler->on_open(link);
+    auto frames = link->frames();
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0].rfind("event: tick\nid: " + second + "\ndata: ", 0) == 0);
+    CHECK(frames[1].rfind("event: gatehouse.resumed\ndata: ", 0) == 0);
+    const auto third = r.log->publish(numbered("ann", 3));
+    r.f.bus->deliver(R"({"player_id":"ann","type":"plain","payload":null})");
+    frames = link->frames();
+    REQUIRE(frames.size() == 4);
+    CHECK(frames[2].rfind("event: tick\nid: " + third + "\n", 0) == 0);
+    CHECK(frames[3].rfind("event: plain\ndata: ", 0) == 0);  // unlogged: no id
+    decision.handler->on_close(0);
+}
+
+TEST_CASE("resume: a players update carries each player's own id", "[resume]") {
+    resume_fixture r;
+    const auto stream = [&r](const std::string& player) {
+        http_request request;
+        request.method = "GET";
+        request.path = "/sse/player";
+        request.headers.emplace_back("Authorization", "Bearer " + test_token(player));
+        auto decision = r.f.core->authorize_event_stream(request);
+        REQUIRE(decision.accepted);
+        auto link = std::make_shared<memory_link>();
+        decision.handler->on_open(link);
+        return std::make_pair(decision.handler, link);
+    };
+    auto ann = stream("ann");
+    auto bob = stream("bob");
+    std::vector<std::pair<std::string, std::string>> ids;
+    r.log->publish_logged(R"({"player_ids":["ann","bob"],"type":"tick","payload":{"n":1}})",
+                          [&ids](std::error_code, update_ids got) { ids = std::move(got); });
+    REQUIRE(ids.size() == 2);
+    REQUIRE(ids[0].second != ids[1].second);
+    REQUIRE(ann.second->frames().size() == 1);
+    REQUIRE(bob.second->frames().size() == 1);
+    CHECK(ann.second->frames()[0].find("id: " + ids[0].second + "\n") != std::string::npos);
+    CHECK(bob.second->frames()[0].find("id: " + ids[1].second + "\n") != std::string::npos);
+    ann.first->on_close(0);
+    bob.first->on_close(0);
+}
+
+TEST_CASE("reserved namespace: a gatehouse. command is invalid_envelope and never on the bus",
+          "[resume]") {
+    core_on<manual_bus> f;
+    auto s = f.open("ann");
+    s.handler->on_message(true, R"({"type":"gatehouse.resumed","correlation_id":"c1"})");
+    CHECK(contains(s.link->frames(), "invalid_envelope"));
+    CHECK(f.bus->appended().empty());
+    http_request r;
+    r.method = "POST";
+    r.path = "/commands";
+    r.headers.emplace_back("Authorization", "Bearer " + test_token("ann"));
+    r.headers.emplace_back("Content-Type", "application/json");
+    r.body = R"({"type":"gatehouse.x"})";
+    int status = 0;
+    f.core->handle_http(r, [&status](http_response answer) { status = answer.status; });
+    CHECK(status == 400);
+    CHECK(f.bus->appended().empty());
+    s.handler->on_close(1000);
+}
+
+TEST_CASE("POST /updates publishes through the log with the publish key", "[resume]") {
+    auto options = test_options();
+    options.publish_key = "pk";
+    resume_fixture r(options);
+    auto ann = r.f.open("ann");
+    const auto post = [&r](std::string key, std::string body) {
+        http_request q;
+        q.method = "POST";
+        q.path = "/updates";
+        q.headers.emplace_back("Authorization", "Bearer " + key);
+        q.headers.emplace_back("Content-Type", "application/json");
+        q.body = std::move(body);
+        http_response answer;
+        r.f.core->handle_http(q, [&answer](http_response a) { answer = std::move(a); });
+        return answer;
+    };
+    auto ok = post("pk", numbered("ann", 1));
+    CHECK(ok.status == 202);
+    CHECK(ok.body == R"({"update_ids":{"ann":"7-1"}})");
+    CHECK(labels(ann.link->frames()) == V{"welcome", "n=1"});
+    auto room = post("pk", R"({"room":"r","type":"x"})");
+    CHECK(room.status == 202);
+    CHECK(room.body == R"({"update_ids":{}})");
+    CHECK(post("wrong", numbered("ann", 2)).status == 401);
+    CHECK(post("pk", R"({"type":"x"})").status == 400);
+    ann.handler->on_close(1000);
+
+    // Without a log the gateway has no such route.
+    auto no_log_options = test_options();
+    no_log_options.publish_key = "pk";
+    core_on<manual_bus> bare(no_log_options);
+    http_request q;
+    q.method = "POST";
+    q.path = "/updates";
+    int status = 0;
+    bare.core->handle_http(q, [&status](http_response a) { status = a.status; });
+    CHECK(status == 404);
+}
