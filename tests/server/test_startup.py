@@ -129,8 +129,6 @@ class Startup(unittest.TestCase):
         listen = ["--listen", "127.0.0.1:0", "--jwt-secret", "x" * 32]
         cases = {
             "--redis not a redis:// URL": ["--redis", "http://127.0.0.1:6379"],
-            "--redis with --publish-key": ["--redis", "redis://127.0.0.1:6379",
-                                           "--publish-key", "k"],
             "--redis-timeout zero": ["--redis", "redis://127.0.0.1:6379", "--redis-timeout", "0"],
             "--update-log-size zero": ["--update-log-size", "0"],
             "--update-log-ttl zero": ["--update-log-ttl", "0"],
