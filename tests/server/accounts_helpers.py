@@ -449,7 +449,8 @@ def check_sse_update(case, ev, type_, payload, correlation_id=None):
     case.assertEqual(ev["data_lines"], 1, f"one data line per event: {ev!r:.400}")
     data = ev["data"]
     case.assertIsInstance(data, dict, ev)
-    case.assertTrue(set(data) <= {"type", "payload", "correlation_id"}, ev)
+    # A logged update (POST /updates goes through the update log) adds its update_id.
+    case.assertTrue(set(data) <= {"type", "payload", "correlation_id", "update_id"}, ev)
     case.assertEqual(data.get("type"), type_, ev)
     case.assertIn("payload", data, ev)
     case.assertEqual(data["payload"], payload, ev)

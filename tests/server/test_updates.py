@@ -43,7 +43,9 @@ class Routing(h.ServerTestCase):
         self.assertEqual(env["type"], type_, env)
         self.assertEqual(env["payload"], payload, env)
         # Only {type, payload, correlation_id?}: no routing keys reach the client.
-        self.assertTrue(set(env["_keys"]) <= {"type", "payload", "correlation_id"}, env)
+        # A logged update (POST /updates goes through the update log) adds its update_id.
+        self.assertTrue(set(env["_keys"]) <= {"type", "payload", "correlation_id", "update_id"},
+                        env)
         if correlation_id is None:
             self.assertIsNone(env.get("correlation_id"), env)
         else:
@@ -266,7 +268,8 @@ class Routing(h.ServerTestCase):
                 self.assertEqual(status, 401)
         status, body = await asyncio.to_thread(self.server.publish, msg)
         self.assertEqual(status, 202, body)
-        self.assertEqual(json.loads(body), {"published": True})
+        # Through the update log: the player's new update id (PROTOCOL.md 6.4).
+        self.assertEqual(list(json.loads(body)["update_ids"]), ["p"])
 
     async def test_updates_metrics(self):
         c = await self.open("metered")
