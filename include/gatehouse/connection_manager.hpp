@@ -152,7 +152,9 @@ public:
     /// (the replay, then `gatehouse.resumed` or `gatehouse.gap`), then the frames `deliver()`
     /// held meanwhile except the logged ones whose update id is at or before
     /// `replayed_through` (those were in the replay; nothing is skipped when it is empty), and
-    /// from then on `deliver()` sends to it directly. These sends bypass the slow-consumer
+    /// from then on `deliver()` sends to it directly, still skipping logged updates at or
+    /// before `replayed_through` (one published before the log was read may reach the router
+    /// after the log's answer). These sends bypass the slow-consumer
     /// policy (a dropped replay frame would break exactly-once): only the transport's hard
     /// bound applies. Returns the status of the last send: `closed` for an unknown connection
     /// or one closed meanwhile (a second call finds nothing held and sends nothing). For a

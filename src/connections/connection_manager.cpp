@@ -42,6 +42,11 @@ struct resume_state {
     bool active = true;
     std::vector<held_frame> held;
     std::size_t held_bytes = 0;
+    // Set when the resume finishes: the last update id the replay covered. A logged update at
+    // or before it that reaches the router even later (published before the read, delivered
+    // by Pub/Sub after the log's answer: two connections, no order between them) is one the
+    // client has, and is never sent again.
+    std::string through;
 };
 
 // One registered connection. The maps and every in-flight send share it, so a send that
@@ -182,8 +187,17 @@ struct connection_manager::impl {
         if (e.resume) {
             std::lock_guard<std::mutex> lock(e.resume->mutex);
             if (e.resume->active) return hold(e, frame, update_id, delivery);
+            // Already replayed: the client has it (counted as sent).
+            if (replayed(*e.resume, update_id)) return outcome::sent;
         }
         return send_one(e, frame, delivery, key);
+    }
+
+    // Caller holds r.mutex. True for a logged frame the replay (or the client, before `resume`)
+    // already covered: ids increase in publish order per player.
+    static bool replayed(const resume_state& r, std::string_view update_id) noexcept {
+        return !update_id.empty() && !r.through.empty() &&
+               compare_update_ids(update_id, r.through) <= 0;
     }
 
     // Caller holds e.resume->mutex. The held frames are bounded like a send buffer: past it a
@@ -495,6 +509,7 @@ send_status connection_manager::finish_resume(const connection_id& id,
     std::lock_guard<std::mutex> lock(r.mutex);
     if (!r.active) return send_status::closed;
     r.active = false;
+    r.through = std::string(replayed_through);
     send_status st = send_status::queued;
     for (const auto& f : frames) {
         st = send_all(f);
@@ -502,12 +517,7 @@ send_status connection_manager::finish_resume(const connection_id& id,
     }
     if (st == send_status::queued) {
         for (const auto& h : r.held) {
-            // A logged frame at or before the replay's end was in the replay (or before
-            // `resume`): the client has it already.
-            if (!replayed_through.empty() && !h.update_id.empty() &&
-                compare_update_ids(h.update_id, replayed_through) <= 0) {
-                continue;
-            }
+            if (impl::replayed(r, h.update_id)) continue;
             st = send_all(h.frame);
             if (st != send_status::queued) break;
         }

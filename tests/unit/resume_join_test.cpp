@@ -155,6 +155,9 @@ TEST_CASE("resume: updates delivered during the read are held, then sent once, a
     CHECK(labels(s.link->frames()) == V{"welcome", "error"});
     REQUIRE(r.log->answer_reads() == 1);
     CHECK(labels(s.link->frames()) == V{"welcome", "error", "n=2", "resumed=1", "n=3", "plain"});
+    // Later still (Pub/Sub and the log's answer travel on two connections): never sent again.
+    r.f.bus->deliver(to_json(late));
+    CHECK(labels(s.link->frames()).size() == 6);
     r.log->publish(numbered("ann", 4));
     CHECK(labels(s.link->frames()).back() == "n=4");
     s.handler->on_close(1000);
