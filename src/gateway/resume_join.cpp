@@ -86,10 +86,12 @@ void resume_join::start(const std::shared_ptr<session>& s,
                                              "{\"replayed\":" + std::to_string(replayed) + "}"),
                              frames);
             } else {
+                // Nothing is skipped after a gap: `resume` may be any id at all (one from a
+                // lost log, or forged), and a watermark there could hide live updates.
+                through.clear();
                 metrics->resumes_gap.add();
                 encode_frame(*wire, control_message("gatehouse.gap", gap_payload(resume)), frames);
             }
-            // A gap skips the held updates at or before `resume` too: the client has them.
             connections->finish_resume(id, frames, through);
         });
 }
