@@ -32,6 +32,9 @@ except ImportError:  # python3-redis missing
 RACE_CLIENTS = 3
 RACE_ROUNDS = 25
 RACE_SECONDS = 40.0
+# Logs long enough that a client whose rounds ended early, while the publisher served the others,
+# still resumes (the gap cases have their own tests).
+LOG_ARGS = ["--update-log-size", "100000"]
 
 
 def tick(players, n):
@@ -170,6 +173,10 @@ class Follower:
 class InProcess(h.ServerTestCase):
     """The embedded bus keeps the log in the process (PROTOCOL.md 6.4, last point)."""
 
+    @classmethod
+    def server_args(cls):
+        return LOG_ARGS
+
     def player(self):
         return "p-" + secrets.token_hex(4)
 
@@ -290,7 +297,8 @@ class OnRedis(h.AsyncCase):
             for name in ("a", "b"):
                 self.gw[name] = rh.redis_gateway(
                     self.redis.url, rh.unique("gh:commands"), self.channel,
-                    rh.unique("gw-" + name), *rh.FAST_RECOVERY, jwt_secret=secret).start()
+                    rh.unique("gw-" + name), *rh.FAST_RECOVERY, *LOG_ARGS,
+                    jwt_secret=secret).start()
                 status, waited = rh.wait_ready(self.gw[name], 200, 5.0)
                 self.assertEqual(status, 200, f"{name} not ready after {waited:.1f} s")
         except BaseException:
