@@ -128,10 +128,12 @@ async def apublish(rclient, channel, message):
 
 
 def assert_update(case, env, type_, payload, correlation_id=None):
-    """What a client receives: only {type, payload, correlation_id?} (no routing keys)."""
+    """What a client receives: only {type, payload, correlation_id?, update_id?} (no routing
+    keys)."""
     case.assertEqual(env["type"], type_, env)
     case.assertEqual(env["payload"], payload, env)
-    case.assertTrue(set(env["_keys"]) <= {"type", "payload", "correlation_id"}, env)
+    # A logged update (FCALL gatehouse_publish) adds its update_id (PROTOCOL.md 6.4).
+    case.assertTrue(set(env["_keys"]) <= {"type", "payload", "correlation_id", "update_id"}, env)
     if correlation_id is None:
         case.assertIsNone(env.get("correlation_id"), env)
     else:
