@@ -1,8 +1,10 @@
 #include "gateway/resume_join.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "memory_transport.hpp"
@@ -292,4 +294,50 @@ TEST_CASE("POST /updates publishes through the log with the publish key", "[resu
     int status = 0;
     bare.core->handle_http(q, [&status](http_response a) { status = a.status; });
     CHECK(status == 404);
+}
+
+TEST_CASE("resume: a publisher racing resumes: every update exactly once, in order", "[resume]") {
+    resume_fixture r;
+    const auto open_stream = [&r](const std::string& last) {
+        http_request request;
+        request.method = "GET";
+        request.path = "/sse/player";
+        request.headers.emplace_back("Authorization", "Bearer " + test_token("ann"));
+        request.headers.emplace_back("Last-Event-ID", last);
+        auto decision = r.f.core->authorize_event_stream(request);
+        REQUIRE(decision.accepted);
+        auto link = std::make_shared<memory_link>();
+        decision.handler->on_open(link);
+        return std::make_pair(decision.handler, link);
+    };
+    constexpr int total = 3000;
+    std::string last = r.log->publish(numbered("ann", 0));
+    std::thread publisher([&r] {
+        for (int n = 1; n <= total; ++n) r.log->publish(numbered("ann", n));
+    });
+    int next = 1;
+    int resumes = 0;
+    const auto take = [&](const std::vector<std::string>& frames) {
+        for (const auto& f : frames) {
+            const auto l = label(f);
+            if (l.rfind("resumed=", 0) == 0) continue;
+            REQUIRE(l == "n=" + std::to_string(next));
+            const auto at = f.find("\nid: ") + 5;
+            last = f.substr(at, f.find('\n', at) - at);
+            ++next;
+        }
+    };
+    while (next <= total && resumes < 2000) {
+        auto [handler, link] = open_stream(last);
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        handler->on_close(0);
+        take(link->frames());
+        ++resumes;
+    }
+    publisher.join();
+    auto [handler, link] = open_stream(last);
+    handler->on_close(0);
+    take(link->frames());
+    CHECK(next == total + 1);
+    INFO(resumes << " resumes");
 }
