@@ -417,10 +417,21 @@ delivery_result connection_manager::deliver(const update& u) {
     // logged; an `update_ids` on any other shape means nothing and is not shown to clients.
     const bool logged = !u.update_ids.empty() &&
                         (u.target == update_target::player || u.target == update_target::players);
+    // A map only for long `player_ids` lists: the usual one id is found without allocating.
     std::unordered_map<std::string_view, std::string_view> ids;
-    if (logged) {
+    if (logged && u.update_ids.size() > 8) {
         for (const auto& [player, id] : u.update_ids) ids.emplace(player, id);
     }
+    const auto id_of = [&u, &ids](const std::string& player) -> std::string_view {
+        if (!ids.empty()) {
+            const auto it = ids.find(player);
+            return it == ids.end() ? std::string_view() : it->second;
+        }
+        for (const auto& [p, id] : u.update_ids) {
+            if (p == player) return id;
+        }
+        return {};
+    };
     envelope message_with_id;
     std::string_view current_id;
 
@@ -434,8 +445,7 @@ delivery_result connection_manager::deliver(const update& u) {
         const codec* c = e->wire_codec.get();
         std::string_view update_id;
         if (logged) {
-            const auto it = ids.find(e->player_id);
-            if (it != ids.end()) update_id = it->second;
+            update_id = id_of(e->player_id);
             // Targets come grouped by player: a new id starts a new set of encodings.
             if (update_id != current_id) {
                 encodings.clear();

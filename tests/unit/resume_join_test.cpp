@@ -233,6 +233,15 @@ TEST_CASE("resume: a players update carries each player's own id", "[resume]") {
     REQUIRE(bob.second->frames().size() == 1);
     CHECK(ann.second->frames()[0].find("id: " + ids[0].second + "\n") != std::string::npos);
     CHECK(bob.second->frames()[0].find("id: " + ids[1].second + "\n") != std::string::npos);
+    // A long list (looked up through a map): the same.
+    r.log->publish_logged(
+        R"({"player_ids":["x1","x2","x3","x4","x5","x6","x7","x8","bob","ann"],"type":"t"})",
+        [&ids](std::error_code, update_ids got) { ids = std::move(got); });
+    REQUIRE(ids.size() == 10);
+    REQUIRE(ann.second->frames().size() == 2);
+    REQUIRE(bob.second->frames().size() == 2);
+    CHECK(bob.second->frames()[1].find("id: " + ids[8].second + "\n") != std::string::npos);
+    CHECK(ann.second->frames()[1].find("id: " + ids[9].second + "\n") != std::string::npos);
     ann.first->on_close(0);
     bob.first->on_close(0);
 }
