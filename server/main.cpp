@@ -31,8 +31,6 @@
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/redis_bus.hpp"
 #include "gatehouse/redis_limiter.hpp"
-#include "gatehouse/update.hpp"
-#include "gatehouse/update_log.hpp"
 #include "gatehouse/version.hpp"
 #include "in_process_game.hpp"
 #include "memory_session_store.hpp"
@@ -63,41 +61,6 @@ gatehouse::log_sink sink_for(std::shared_ptr<spdlog::logger> logger) {
                                                   : spdlog::level::err;
         logger->log(l, "{}", message);
     };
-}
-
-// POST /updates for a bus that is not an update log: publishes one update message onto the bus
-// unlogged, as a service would with Redis PUBLISH. The gateway serves the route itself
-// (through the log) when the bus is one. Only with --publish-key.
-void add_publish_route(gatehouse::gateway& gw, gatehouse::in_process_bus& bus, std::string key) {
-    auto& malformed = gw.metrics().counter("gatehouse_updates_malformed_total",
-                                           "Update messages dropped as malformed.");
-    gw.add_route(
-        "POST", "/updates",
-        [&bus, &malformed, key = std::move(key)](const gatehouse::http_request& request,
-                                                 const gatehouse::http_responder& respond) {
-            using gatehouse::http_response;
-            if (!request.bearer_token_matches(key)) {
-                respond(http_response::problem(401, "unauthorized",
-                                               "POST /updates needs the publish key"));
-                return;
-            }
-            if (!request.content_type_is("application/json")) {
-                respond(http_response::problem(415, "unsupported_media_type",
-                                               "the body must be application/json"));
-                return;
-            }
-            gatehouse::update parsed;
-            if (auto ec = gatehouse::parse_update(request.body, parsed)) {
-                malformed.add();
-                respond(http_response::problem(400, "invalid_update", ec.message()));
-                return;
-            }
-            if (!bus.publish(request.body)) {
-                respond(http_response::problem(503, "bus_unavailable", "too many updates waiting"));
-                return;
-            }
-            respond(http_response::json(202, "{\"published\":true}"));
-        });
 }
 
 // The Redis bus's counters on /metrics.
@@ -272,10 +235,10 @@ int run(int argc, char** argv) {
                 return exit_usage_error;
             }
             local_bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
-            // The bus is the update log too, when it is one (PROTOCOL.md 6.4).
+            // The bus is the update log too (PROTOCOL.md 6.4): resume, and POST /updates.
             gw = std::make_unique<gatehouse::gateway>(
                 options, gatehouse::codec_registry::with_builtin_codecs(), local_bus, local_bus,
-                std::dynamic_pointer_cast<gatehouse::update_log>(local_bus));
+                local_bus);
         } else {
             gatehouse::redis_bus_options redis_options;
             if (!gatehouse_server::to_redis_options(config, options, redis_options, problem)) {
@@ -285,21 +248,11 @@ int run(int argc, char** argv) {
             redis_options.log = options.log;
             redis = std::make_shared<gatehouse::redis_bus>(redis_options);
             gw = std::make_unique<gatehouse::gateway>(
-                options, gatehouse::codec_registry::with_builtin_codecs(), redis, redis,
-                std::dynamic_pointer_cast<gatehouse::update_log>(redis));
+                options, gatehouse::codec_registry::with_builtin_codecs(), redis, redis, redis);
         }
     } catch (const std::invalid_argument& e) {
         logger->error("{}", e.what());
         return exit_usage_error;
-    }
-    // A bus that is not an update log keeps the unlogged route of old.
-    if (local_bus && !config.publish_key.empty() &&
-        !std::dynamic_pointer_cast<gatehouse::update_log>(local_bus)) {
-        add_publish_route(*gw, *local_bus, config.publish_key);
-    }
-    if (redis && !config.publish_key.empty() &&
-        !std::dynamic_pointer_cast<gatehouse::update_log>(redis)) {
-        logger->warn("--publish-key: this Redis bus keeps no update log, POST /updates is off");
     }
     const auto account_services = make_account_services(config, options, *gw, *logger);
     if (!account_services.workers) return account_services.exit_code;
