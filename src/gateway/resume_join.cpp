@@ -70,15 +70,29 @@ void resume_join::start(const std::shared_ptr<session>& s,
          wire = setup.wire_codec, resume](log_read_result result) {
             std::vector<shared_frame> frames;
             std::string through = resume;
+            // A replay that could never be queued (past the transport's hard bound, twice the
+            // send buffer, PROTOCOL.md 6.6) would close the connection with 4008 at every
+            // resume: it is answered as a gap, and the client re-syncs instead.
+            const std::size_t bound = 2 * options->connections.max_buffered_bytes;
+            bool fits = true;
+            std::size_t replayed = 0;
             if (result.status == log_read_status::replay) {
                 update parsed;
-                std::size_t replayed = 0;
+                std::size_t bytes = 0;
                 for (auto& logged : result.updates) {
                     through = logged.update_id;
                     if (parse_update(logged.message, parsed)) continue;  // not from a logger
                     parsed.message.update_id = std::move(logged.update_id);
-                    if (encode_frame(*wire, parsed.message, frames)) ++replayed;
+                    if (!encode_frame(*wire, parsed.message, frames)) continue;
+                    ++replayed;
+                    bytes += frames.back().size();
+                    if (bytes > bound) {
+                        fits = false;
+                        break;
+                    }
                 }
+            }
+            if (result.status == log_read_status::replay && fits) {
                 metrics->resumes_replayed.add();
                 metrics->updates_replayed.add(replayed);
                 encode_frame(*wire,
@@ -86,8 +100,15 @@ void resume_join::start(const std::shared_ptr<session>& s,
                                              "{\"replayed\":" + std::to_string(replayed) + "}"),
                              frames);
             } else {
+                if (!fits && options->log) {
+                    options->log(log_level::info,
+                                 "resume answered gap: the replay is larger than twice the send "
+                                 "buffer (" +
+                                     std::to_string(bound / 2) + " bytes)");
+                }
                 // Nothing is skipped after a gap: `resume` may be any id at all (one from a
                 // lost log, or forged), and a watermark there could hide live updates.
+                frames.clear();
                 through.clear();
                 metrics->resumes_gap.add();
                 encode_frame(*wire, control_message("gatehouse.gap", gap_payload(resume)), frames);

@@ -127,6 +127,19 @@ TEST_CASE("resume: every gap case answers gatehouse.gap, then live", "[resume]")
         lost.handler->on_close(1000);
         away.handler->on_close(1000);
     }
+    SECTION("a replay larger than the hard bound (twice the send buffer)") {
+        auto options = test_options();
+        options.connections.max_buffered_bytes = 300;
+        resume_fixture r(options);
+        const std::string big(100, 'x');
+        const auto id = r.log->publish(numbered("ann", 0));
+        for (int n = 1; n <= 8; ++n) {
+            r.log->publish(R"({"player_id":"ann","type":"big","payload":")" + big + "\"}");
+        }
+        auto s = r.f.open("ann", 0, "resume=" + id);
+        CHECK(labels(s.link->frames()) == V{"welcome", "gap=" + id});
+        s.handler->on_close(1000);
+    }
     SECTION("a gateway without a log") {
         core_on<manual_bus> f;
         f.core->start_listener();
