@@ -20,6 +20,7 @@ import time
 import unittest
 
 import gatehouse_harness as h
+from accounts_helpers import SseStream
 from gatehouse_harness import Client
 
 try:
@@ -244,6 +245,25 @@ class InProcess(h.ServerTestCase):
                 self.assertEqual((await c.recv())["payload"], {"n": 7})
                 await c.close()
         self.assertGreaterEqual(self.server.metric("gatehouse_resumes_total", outcome="gap"), 3)
+
+    async def test_event_stream_resumes_from_last_event_id(self):
+        p = self.player()
+        ids = [json.loads(self.server.publish_ok(tick([p], n)))["update_ids"][p] for n in (1, 2)]
+        for how in ("header", "query"):
+            with self.subTest(how=how):
+                kw = {"headers": {"Last-Event-ID": ids[0]}} if how == "header" else \
+                    {"path": "/sse/player?resume=" + ids[0]}
+                st = await SseStream.open(self.server, token=self.server.token(p), **kw)
+                try:
+                    self.assertEqual(st.status, 200, st.body)
+                    ev = await st.next_event()
+                    self.assertEqual((ev["event"], ev["data"]["payload"]), ("tick", {"n": 2}))
+                    self.assertIn(("id", ids[1]), ev["fields"], "a logged event carries id:")
+                    ev = await st.next_event()
+                    self.assertEqual(ev["event"], "gatehouse.resumed")
+                    self.assertEqual(ev["data"]["payload"], {"replayed": 1})
+                finally:
+                    await st.close()
 
     async def test_reserved_namespace_is_refused(self):
         c = await Client.player(self.server, self.player())
