@@ -25,7 +25,7 @@ namespace gatehouse {
 enum class slow_consumer_policy : std::uint8_t {
     drop,   ///< The frame is dropped (and counted); the connection stays open.
     close,  ///< The connection is closed with 1008 (and counted); it can reconnect.
-    /// PROTOCOL.md 6.6 (gatehouse-server's default): the frame is still queued, up to twice
+    /// PROTOCOL.md 6.6 (the default): the frame is still queued, up to twice
     /// `max_buffered_bytes`; one that would pass that closes the connection with 4008 `slow
     /// consumer` (and is counted).
     queue,
@@ -36,8 +36,8 @@ struct connection_manager_options {
     /// A connection whose unwritten bytes would exceed this gets the slow-consumer policy;
     /// twice this is the hard bound no update may pass (4008).
     std::size_t max_buffered_bytes = std::size_t{1} << 20;
-    /// `close` by default, as before delivery classes; gatehouse-server uses `queue`.
-    slow_consumer_policy slow_consumer = slow_consumer_policy::close;
+    /// `queue` by default: the contract's rule (PROTOCOL.md 6.6), as gatehouse-server has it.
+    slow_consumer_policy slow_consumer = slow_consumer_policy::queue;
     /// Lock shards: connections and players are spread over this many independently locked
     /// maps, so sends to different players do not contend. Rounded up to a power of two.
     std::size_t shards = 16;
