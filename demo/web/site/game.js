@@ -1,8 +1,8 @@
-// The Click & Cook page: logs in, keeps a GameSocket open, turns buttons into game commands
-// (docs/examples/demo-game.md) and shows the state and every envelope on the wire.
+// The Click & Cook page: logs in, keeps a GatehouseClient connected, turns buttons into game
+// commands (docs/examples/demo-game.md) and shows the state and every envelope on the wire.
 
 import { ApiError, login, logout, register } from './api.js';
-import { GameSocket } from './socket.js';
+import { GatehouseClient } from './gatehouse.js';
 import { Tokens } from './tokens.js';
 
 // How often the page asks the game to credit passive income (stoves).
@@ -87,7 +87,12 @@ function start(newTokens, username) {
   $('player').title = tokens.playerId;
   $('auth').hidden = true;
   $('game').hidden = false;
-  socket = new GameSocket(tokens, { onMessage: received, onStatus: statusChanged });
+  socket = new GatehouseClient({
+    token: accessToken,
+    onMessage: received,
+    onStatus: statusChanged,
+    onResync: resync,
+  });
   socket.start();
   passiveTimer = setInterval(() => command('passive'), PASSIVE_INTERVAL_MS);
 }
@@ -104,6 +109,29 @@ function stop(why) {
   status('logged-out', 'Not logged in');
 }
 
+// The token for the next connection attempt. After a failed attempt the token may be what the
+// server refused (an upgrade refused with 401 looks like any other failure to a browser), so
+// get a fresh one. A refused refresh (401, 400) means logging in again.
+async function accessToken({ failures }) {
+  const current = tokens;
+  try {
+    return await current.accessToken({ force: failures > 0 });
+  } catch (error) {
+    if ((error.status === 401 || error.status === 400) && tokens === current) {
+      stop(`Your session expired (${error.message}); log in again.`);
+    }
+    throw error;
+  }
+}
+
+// The state on the page may be behind the game's: the first connection, a reconnect before any
+// logged update arrived, or a gap in the update log. `session` makes the game send the whole
+// state again (it only loads the saved session, so it changes nothing).
+function resync({ reason }) {
+  log('in', 'resync', null, `re-syncing the state (${reason})`);
+  command('session');
+}
+
 function status(state, text) {
   $('status').dataset.state = state;
   $('status').textContent = text;
@@ -118,20 +146,16 @@ function statusChanged(state, detail) {
       status('connecting', 'Connecting…');
       break;
     case 'open':
+      // Resuming, the gateway now replays what this page missed; otherwise resync() asks the
+      // game for the whole state.
       status('connected', `Connected as ${detail.player_id} (${detail.connection_id})`);
-      // The game answers nothing else before `session`; it loads the saved session, so
-      // sending it after every reconnect is harmless.
-      command('session');
       break;
     case 'waiting': {
-      const retry = `retrying in ${(detail.delay / 1000).toFixed(1)} s`;
+      const retry = `retrying in ${(detail.delayMs / 1000).toFixed(1)} s`;
       status('waiting', `Disconnected; ${retry}`);
       log('in', 'closed', null, `${detail.code ? `close code ${detail.code}` : 'no connection'}; ${retry}`, false, 'error');
       break;
     }
-    case 'expired':
-      stop(`Your session expired (${detail}); log in again.`);
-      break;
     default:
       break;
   }
@@ -140,8 +164,14 @@ function statusChanged(state, detail) {
 // ---- commands and updates --------------------------------------------------------------------
 
 function command(type, payload = {}) {
-  const id = socket?.send(type, payload);
-  if (!id) return;
+  const client = socket;
+  if (!client?.connected) return;
+  const id = client.newCorrelationId();
+  client.command(type, payload, { correlationId: id }).catch((error) => {
+    // The gateway's error envelopes are logged as they arrive; a command whose connection
+    // closed before its ack may or may not have reached the game.
+    if (!error.reply && socket === client) log('in', 'unanswered', id, `${type}: ${error.code}`, type === 'passive', 'error');
+  });
   sent.set(id, type);
   // Kept after the answer (the game's update may overtake the gateway's ack), so bounded.
   if (sent.size > 500) sent.delete(sent.keys().next().value);
@@ -245,5 +275,5 @@ status('logged-out', 'Not logged in');
 // drop the connection to watch the client reconnect.
 window.clickAndCook = {
   command,
-  dropConnection: () => socket?.ws?.close(),
+  dropConnection: () => socket?.drop(),
 };
