@@ -1,7 +1,8 @@
 // End-to-end test of the Click & Cook web client: a real gatehouse-server --demo, the page in
 // headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core), a player who
-// registers, cooks, sells, logs out and in again, and survives a dropped connection with an
-// access token about to expire.
+// registers, cooks, sells, logs out and in again, survives a dropped connection with an
+// access token about to expire, and resumes after a dropped connection during which another
+// tab of the same player changed the state (PROTOCOL.md 6.4).
 //
 // usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR
 // Exit 0 when every check passed; 1 with the reason otherwise. ARTIFACT_DIR receives
@@ -190,10 +191,13 @@ async function play(page, base) {
   await waitConnected('after the dropped connection');
   check((await logEntries('welcome').count()) === welcomes + 1, 'no second welcome after reconnecting');
 
-  // Two more cooks and a sale: 5 dishes at 2 coins each.
+  // A second tab of the same player cooks while this page is away: the page resumes and shows
+  // the pushed state from the gateway's replay, without asking the game for the session again.
+  await resumeAfterMissedUpdate(page, base, username, password, { waitText, waitConnected, logEntries });
+
+  // One more cook and a sale: 5 dishes at 2 coins each.
   await page.getByTestId('cook').click();
-  await page.getByTestId('cook').click();
-  await waitText('dishes', '5', 'after two more cooks');
+  await waitText('dishes', '5', 'after one more cook');
   await page.getByTestId('sell').click();
   await waitText('coins', '10', 'after selling');
   await waitText('dishes', '0', 'after selling');
@@ -210,6 +214,61 @@ async function play(page, base) {
   await page.getByTestId('level-check').click();
   await waitText('game-message', 'Level up needs 20 xp.', 'level check at 10 xp');
   return username;
+}
+
+// Drops the page's WebSocket and holds its reconnect (the page refreshes its token first after
+// a failed connection: that request is held) while a second page of the same player cooks; the
+// state change is published to the player's log. Then lets the page reconnect: it must resume
+// (`gatehouse.resumed` with the missed update replayed) and show the new state, without a
+// `session` re-sync.
+async function resumeAfterMissedUpdate(page, base, username, password, { waitText, waitConnected, logEntries }) {
+  const dishes = Number(await page.getByTestId('dishes').textContent());
+  const other = await page.context().newPage();
+  try {
+    await other.goto(`${base}/`, { timeout: STEP_TIMEOUT_MS });
+    await other.getByTestId('username').fill(username);
+    await other.getByTestId('password').fill(password);
+    await other.getByTestId('login').click();
+    await other.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
+    await other.waitForFunction((want) => document.querySelector('[data-testid="dishes"]')?.textContent === want,
+      String(dishes), { timeout: STEP_TIMEOUT_MS });
+
+    const resyncs = await logEntries('resync').count();
+    const resumes = await logEntries('gatehouse.resumed').count();
+    let release;
+    const released = new Promise((resolve) => { release = resolve; });
+    let held;
+    const holding = new Promise((resolve) => { held = resolve; });
+    const hold = async (route) => {
+      held();
+      await released;
+      await route.continue();
+    };
+    await page.route('**/token/refresh', hold);
+    await page.evaluate(() => window.clickAndCook.dropConnection());
+    await holding; // the page is away, and stays away until released
+    check((await page.getByTestId('status').getAttribute('data-state')) !== 'connected',
+      'the page says connected while its reconnect is held');
+
+    await other.getByTestId('cook').click();
+    await other.waitForFunction((want) => document.querySelector('[data-testid="dishes"]')?.textContent === want,
+      String(dishes + 1), { timeout: STEP_TIMEOUT_MS });
+    check((await page.getByTestId('dishes').textContent()) === String(dishes),
+      'the page showed the other tab\'s cook while disconnected');
+
+    release();
+    await waitConnected('after the held reconnect');
+    await waitText('dishes', String(dishes + 1), 'after resuming');
+    await page.unroute('**/token/refresh', hold);
+    const resumed = logEntries('gatehouse.resumed');
+    check((await resumed.count()) === resumes + 1, 'no gatehouse.resumed after the reconnect');
+    const replayed = /"replayed":(\d+)/.exec(await resumed.first().textContent())?.[1];
+    check(Number(replayed) >= 1, `gatehouse.resumed says ${await resumed.first().textContent()}`);
+    check((await logEntries('resync').count()) === resyncs, 'the page re-synced instead of resuming');
+    check((await logEntries('gatehouse.gap').count()) === 0, 'the gateway answered gatehouse.gap');
+  } finally {
+    await other.close();
+  }
 }
 
 async function main() {
@@ -245,7 +304,7 @@ async function main() {
     check(pageErrors.length === 0, `errors in the page's console: ${pageErrors.join(' | ')}`);
     const shot = path.resolve(artifactDir, 'demo.png');
     await page.screenshot({ path: shot, fullPage: true });
-    console.log(`browser.demo: ${username} registered, cooked, sold, reconnected; screenshot ${shot}`);
+    console.log(`browser.demo: ${username} registered, cooked, sold, reconnected, resumed; screenshot ${shot}`);
     passed = true;
   } catch (error) {
     if (page) {
