@@ -2,19 +2,29 @@
 // headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core), a player who
 // registers, cooks, sells, logs out and in again, survives a dropped connection with an
 // access token about to expire, and resumes after a dropped connection during which another
-// tab of the same player changed the state (PROTOCOL.md 6.4).
+// tab of the same player changed the state (PROTOCOL.md 6.4). Then, on Redis with the game as
+// its own process, a gateway restarted while the game pushed a state change: the page resumes
+// on the restarted gateway and shows it.
 //
-// usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR
+// usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR GATEHOUSE_DEMO_GAME
 // Exit 0 when every check passed; 1 with the reason otherwise. ARTIFACT_DIR receives
-// demo.png (the page at the end), failure.png (the page when a check failed) and server.log.
+// demo.png (the page at the end), failure.png (the page when a check failed), server.log, and
+// for the Redis part restart-server.log, game.log and redis.log.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 const CHROMIUM = '/usr/bin/chromium';
+const REDIS_SERVER = '/usr/bin/redis-server';
+const REDIS_CLI = '/usr/bin/redis-cli';
+// The Redis part's names, passed to both the gateway and the game.
+const COMMAND_STREAM = 'browser-test:commands';
+const UPDATES_CHANNEL = 'browser-test:updates';
 // The machine's network is closed: without these Chromium waits on updaters, sync and QUIC.
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -22,23 +32,27 @@ const CHROMIUM_ARGS = [
 ];
 const READY_TIMEOUT_MS = 20_000; // an ASan build starts slower
 const STEP_TIMEOUT_MS = 10_000; // every single wait in the page
-const TEST_TIMEOUT_MS = 100_000; // the whole run; CTest's TIMEOUT is above this
+const TEST_TIMEOUT_MS = 140_000; // the whole run; CTest's TIMEOUT is above this
+// The restarted gateway is back within a second or two; the page's backoff after a few failed
+// attempts may wait up to 8 s before it tries again.
+const RECONNECT_TIMEOUT_MS = 20_000;
 // Shorter than the page's 30 s refresh margin plus a little: after a few seconds the page
 // treats the token as about to expire and refreshes it before reconnecting.
 const ACCESS_TTL_S = 33;
+const CONNECTION_REFUSED = /ERR_CONNECTION_REFUSED|WebSocket connection to '.*' failed/;
 const SANITIZER_REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer/;
 
 class Failure extends Error {}
 
-// The server child, killed by the watchdog when the run hangs.
-let serverProc = null;
+// Every child process, killed by the watchdog when the run hangs.
+const children = new Set();
 
 function check(condition, message) {
   if (!condition) throw new Failure(message);
 }
 
 function usage() {
-  console.error('usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR');
+  console.error('usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR GATEHOUSE_DEMO_GAME');
   process.exit(2);
 }
 
@@ -53,41 +67,49 @@ async function loadPlaywright() {
   }
 }
 
-function requireChromium() {
+function requireProgram(file, what) {
   try {
-    accessSync(CHROMIUM, constants.X_OK);
+    accessSync(file, constants.X_OK);
   } catch {
-    throw new Failure(`${CHROMIUM} not found: install Debian's chromium (./dev.sh setup does)`);
+    throw new Failure(`${file} not found: ${what}`);
   }
 }
 
-// Starts the server on a free loopback port; resolves with {proc, base, exited} once it
-// printed its ready line. Its stderr (the log) goes to logPath.
-function startServer(binary, logPath) {
+function childEnv() {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_')),
   );
   env.ASAN_OPTIONS ??= 'abort_on_error=0:detect_leaks=1';
   env.UBSAN_OPTIONS ??= 'print_stacktrace=1';
-  const args = [
-    '--demo', '--listen', '127.0.0.1:0', '--db', 'sqlite::memory:',
-    '--jwt-secret', `browser-test-${randomBytes(16).toString('hex')}`,
-    '--password-hash-kib', '8192', '--password-hash-passes', '1',
-    '--access-ttl', String(ACCESS_TTL_S), '--shutdown-timeout', '3',
-  ];
-  const proc = spawn(binary, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  serverProc = proc;
+  return env;
+}
+
+// Starts `binary` with its stderr going to logPath (its stdout is piped for a ready line, or
+// ignored); {proc, exited, logPath}: `exited` settles once it exited and its log is on disk.
+function spawnLogged(binary, args, logPath, { ignoreStdout = false } = {}) {
+  const proc = spawn(binary, args, { env: childEnv(), stdio: ['ignore', ignoreStdout ? 'ignore' : 'pipe', 'pipe'] });
+  children.add(proc);
   const log = createWriteStream(logPath);
   proc.stderr.pipe(log);
-  // Settles once the process exited and its log is on disk.
   const exited = Promise.all([
     new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal }))),
     new Promise((resolve) => log.on('close', resolve)),
-  ]).then(([status]) => status);
+  ]).then(([status]) => {
+    children.delete(proc);
+    return status;
+  });
+  return { proc, exited, logPath };
+}
+
+// Starts `binary`; resolves with {proc, match, exited, logPath} once its first stdout line
+// matched `ready` (`match`: the regex's match). Its stderr goes to logPath.
+function startProcess(binary, args, logPath, ready) {
+  const { proc, exited } = spawnLogged(binary, args, logPath);
+  const name = path.basename(binary);
   return new Promise((resolve, reject) => {
     let stdout = '';
     const timer = setTimeout(() => {
-      reject(new Failure(`no ready line from the server within ${READY_TIMEOUT_MS} ms; see ${logPath}`));
+      reject(new Failure(`no ready line from ${name} within ${READY_TIMEOUT_MS} ms; see ${logPath}`));
     }, READY_TIMEOUT_MS);
     proc.on('error', (error) => {
       clearTimeout(timer);
@@ -95,22 +117,36 @@ function startServer(binary, logPath) {
     });
     exited.then(({ code, signal }) => {
       clearTimeout(timer);
-      reject(new Failure(`the server exited (${code ?? signal}) before it was ready; see ${logPath}`));
+      reject(new Failure(`${name} exited (${code ?? signal}) before it was ready; see ${logPath}`));
     });
     proc.stdout.on('data', (chunk) => {
       stdout += chunk;
       const newline = stdout.indexOf('\n');
       if (newline < 0) return;
       clearTimeout(timer);
-      const match = /^gatehouse ready listen=(\S+)$/.exec(stdout.slice(0, newline));
-      if (!match) reject(new Failure(`unexpected first stdout line: ${stdout.slice(0, newline)}`));
-      else resolve({ proc, base: `http://${match[1]}`, exited });
+      const match = ready.exec(stdout.slice(0, newline));
+      if (!match) reject(new Failure(`unexpected first stdout line of ${name}: ${stdout.slice(0, newline)}`));
+      else resolve({ proc, match, exited, logPath });
     });
   });
 }
 
+// Starts gatehouse-server --demo; resolves with {proc, base, exited, logPath, ...} once it
+// printed its ready line. `options`: listen (default a free port), db (default in memory),
+// jwtSecret (default random), extra arguments.
+async function startServer(binary, logPath, { listen = '127.0.0.1:0', db = 'sqlite::memory:', jwtSecret, extra = [] } = {}) {
+  const args = [
+    '--demo', '--listen', listen, '--db', db,
+    '--jwt-secret', jwtSecret ?? `browser-test-${randomBytes(16).toString('hex')}`,
+    '--password-hash-kib', '8192', '--password-hash-passes', '1',
+    '--access-ttl', String(ACCESS_TTL_S), '--shutdown-timeout', '3', ...extra,
+  ];
+  const server = await startProcess(binary, args, logPath, /^gatehouse ready listen=(\S+)$/);
+  return { ...server, base: `http://${server.match[1]}` };
+}
+
 // SIGTERM, then SIGKILL after 10 s; resolves with the exit status.
-async function stopServer(server) {
+async function stopProcess(server) {
   server.proc.kill('SIGTERM');
   const killer = setTimeout(() => server.proc.kill('SIGKILL'), 10_000);
   const status = await server.exited;
@@ -271,16 +307,142 @@ async function resumeAfterMissedUpdate(page, base, username, password, { waitTex
   }
 }
 
+// A TCP port free on 127.0.0.1 right now.
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function redisCli(port, ...args) {
+  const { stdout } = await promisify(execFile)(REDIS_CLI, ['-p', String(port), '--raw', ...args], { timeout: 5_000 });
+  return stdout.trim();
+}
+
+// Polls `probe` (async, truthy when done) every 50 ms for at most `timeoutMs`.
+async function waitUntil(probe, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => null);
+    if (value) return value;
+    if (Date.now() > deadline) throw new Failure(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+// Redis, the game as its own process, one gateway: a player cooks; the gateway is stopped;
+// while it is down the game gets a `cook` of that player straight from the command stream and
+// pushes the new state through the update log; the gateway starts again on the same port (same
+// accounts database and JWT secret). The page must reconnect by itself, resume, and show the
+// pushed state without re-syncing.
+async function playRestart(context, binaries, artifactDir, processes) {
+  const redisPort = await freePort();
+  const redisDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-browser-redis-'));
+  processes.redisDir = redisDir;
+  // redis-server logs to stdout, and only when it has something to say: wait for PING.
+  processes.redis = spawnLogged(REDIS_SERVER, [
+    '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+    '--dir', redisDir, '--loglevel', 'warning', '--daemonize', 'no',
+    '--logfile', path.resolve(artifactDir, 'redis.log'),
+  ], path.resolve(artifactDir, 'redis-stderr.log'), { ignoreStdout: true });
+  await waitUntil(async () => (await redisCli(redisPort, 'PING')) === 'PONG', READY_TIMEOUT_MS, 'redis-server answering PING');
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  const names = ['--command-stream', COMMAND_STREAM, '--updates-channel', UPDATES_CHANNEL];
+  processes.game = await startProcess(binaries.game, ['--redis', redisUrl, ...names],
+    path.resolve(artifactDir, 'game.log'), / ready /);
+  const serverOptions = {
+    db: `sqlite:${path.join(redisDir, 'accounts.db')}`,
+    jwtSecret: `browser-test-${randomBytes(16).toString('hex')}`,
+    extra: ['--redis', redisUrl, ...names],
+  };
+  const serverLog = path.resolve(artifactDir, 'restart-server.log');
+  processes.server = await startServer(binaries.server, serverLog, serverOptions);
+  const { base } = processes.server;
+
+  const page = await context.newPage();
+  const text = (testId) => page.getByTestId(testId).textContent();
+  const waitText = async (testId, expected, what, timeout = STEP_TIMEOUT_MS) => {
+    try {
+      await page.waitForFunction(
+        ([id, want]) => document.querySelector(`[data-testid="${id}"]`)?.textContent === want,
+        [testId, expected], { timeout },
+      );
+    } catch {
+      throw new Failure(`${what}: ${testId} is ${JSON.stringify(await text(testId))}, want ${JSON.stringify(expected)}`);
+    }
+  };
+  const logEntries = (type) => page.locator(`[data-testid="log"] li[data-type="${type}"]`);
+  try {
+    await page.goto(`${base}/`, { timeout: STEP_TIMEOUT_MS });
+    const username = `chef_${randomBytes(4).toString('hex')}`;
+    await page.getByTestId('username').fill(username);
+    await page.getByTestId('email').fill(`${username}@example.com`);
+    await page.getByTestId('password').fill(`pw-${randomBytes(8).toString('hex')}`);
+    await page.getByTestId('register').click();
+    await page.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
+    await waitText('dishes', '0', 'a new session on Redis');
+    await page.getByTestId('cook').click();
+    await waitText('dishes', '1', 'a cook on Redis');
+    const playerId = await page.getByTestId('player').getAttribute('title');
+    const resyncs = await logEntries('resync').count();
+    const resumes = await logEntries('gatehouse.resumed').count();
+
+    const { code } = await stopProcess(processes.server);
+    check(code === 0, `the gateway exited ${code} after SIGTERM; see ${serverLog}`);
+    check(!SANITIZER_REPORT.test(readFileSync(serverLog, 'utf8')), `sanitizer report in ${serverLog}`);
+    await page.waitForSelector('[data-testid="status"]:not([data-state="connected"])', { timeout: STEP_TIMEOUT_MS });
+    // The command as a gateway would have appended it (PROTOCOL.md section 4).
+    await redisCli(redisPort, 'XADD', COMMAND_STREAM, '*', 'type', 'cook', 'payload', '{}', 'codec', 'json',
+      'correlation_id', 'browser-test-restart', 'player_id', playerId, 'connection_id', 'browser-test',
+      'gateway_id', 'browser-test', 'client', 'player', 'ts_ms', String(Date.now()));
+    await waitUntil(async () => JSON.parse(await redisCli(redisPort, 'GET', `demo:session:${playerId}`)).dishes === 2,
+      STEP_TIMEOUT_MS, 'the game cooking while the gateway is down');
+    check((await text('dishes')) === '1', 'the page changed while its gateway was down');
+
+    processes.server = await startServer(binaries.server, serverLog.replace('.log', '-2.log'),
+      { ...serverOptions, listen: new URL(base).host });
+    await waitText('dishes', '2', 'after the gateway restarted', RECONNECT_TIMEOUT_MS);
+    await page.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
+    check((await logEntries('gatehouse.resumed').count()) === resumes + 1, 'no gatehouse.resumed after the restart');
+    check((await logEntries('resync').count()) === resyncs, 'the page re-synced instead of resuming after the restart');
+    return username;
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
+async function stopAll(processes, problems) {
+  for (const name of ['server', 'game', 'redis']) {
+    const child = processes[name];
+    if (!child?.proc || child.proc.exitCode !== null || child.proc.signalCode !== null) continue;
+    child.exited ??= new Promise((resolve) => child.proc.on('exit', (code, signal) => resolve({ code, signal })));
+    const { code, signal } = await stopProcess(child);
+    if (name !== 'redis' && code !== 0) problems.push(`${name} exit ${code ?? signal} after SIGTERM, want 0`);
+    if (child.logPath && SANITIZER_REPORT.test(readFileSync(child.logPath, 'utf8'))) {
+      problems.push(`sanitizer report in ${child.logPath}`);
+    }
+  }
+  if (processes.redisDir) rmSync(processes.redisDir, { recursive: true, force: true });
+}
+
 async function main() {
-  const [binary, artifactDir] = process.argv.slice(2);
-  if (!binary || !artifactDir) usage();
+  const [binary, artifactDir, gameBinary] = process.argv.slice(2);
+  if (!binary || !artifactDir || !gameBinary) usage();
   mkdirSync(artifactDir, { recursive: true });
   const logPath = path.resolve(artifactDir, 'server.log');
-  requireChromium();
+  requireProgram(CHROMIUM, "install Debian's chromium (./dev.sh setup does)");
+  requireProgram(REDIS_SERVER, 'install redis-server (./dev.sh setup does)');
+  requireProgram(REDIS_CLI, 'install redis-tools (./dev.sh setup does)');
   const chromium = await loadPlaywright();
 
   const server = await startServer(binary, logPath);
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-chromium-'));
+  const restart = {};
   let context = null;
   let page = null;
   let passed = false;
@@ -293,6 +455,14 @@ async function main() {
       timeout: 30_000,
       viewport: { width: 1200, height: 900 },
     });
+    context.on('page', (opened) => {
+      opened.setDefaultTimeout(STEP_TIMEOUT_MS);
+      opened.on('pageerror', (error) => pageErrors.push(error.message));
+      opened.on('console', (message) => {
+        // While the restarted gateway is down, Chromium reports each refused connection.
+        if (message.type() === 'error' && !CONNECTION_REFUSED.test(message.text())) pageErrors.push(message.text());
+      });
+    });
     page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(STEP_TIMEOUT_MS);
     page.on('pageerror', (error) => pageErrors.push(error.message));
@@ -301,10 +471,12 @@ async function main() {
     });
 
     const username = await play(page, server.base);
-    check(pageErrors.length === 0, `errors in the page's console: ${pageErrors.join(' | ')}`);
     const shot = path.resolve(artifactDir, 'demo.png');
     await page.screenshot({ path: shot, fullPage: true });
-    console.log(`browser.demo: ${username} registered, cooked, sold, reconnected, resumed; screenshot ${shot}`);
+    const chef = await playRestart(context, { server: binary, game: gameBinary }, artifactDir, restart);
+    check(pageErrors.length === 0, `errors in the pages' consoles: ${pageErrors.join(' | ')}`);
+    console.log(`browser.demo: ${username} registered, cooked, sold, reconnected, resumed; ` +
+      `${chef} resumed after a gateway restart on Redis; screenshot ${shot}`);
     passed = true;
   } catch (error) {
     if (page) {
@@ -316,9 +488,12 @@ async function main() {
   } finally {
     await context?.close().catch(() => {});
     rmSync(userDataDir, { recursive: true, force: true });
-    const { code, signal } = await stopServer(server);
+    const problems = [];
+    await stopAll(restart, problems);
+    const { code, signal } = await stopProcess(server);
     // Checked after a passing run only, so that they never hide the first failure.
     if (passed) {
+      check(problems.length === 0, problems.join('; '));
       check(!SANITIZER_REPORT.test(readFileSync(logPath, 'utf8')), `sanitizer report in the server log: see ${logPath}`);
       check(code === 0, `server exit ${code ?? signal} after SIGTERM, want 0; see ${logPath}`);
     }
@@ -327,7 +502,7 @@ async function main() {
 
 const watchdog = setTimeout(() => {
   console.error(`browser.demo: FAILED: the test took longer than ${TEST_TIMEOUT_MS} ms`);
-  serverProc?.kill('SIGKILL');
+  for (const child of children) child.kill('SIGKILL');
   process.exit(1);
 }, TEST_TIMEOUT_MS);
 
