@@ -283,7 +283,9 @@ class Client:
             self._resync(ResyncRequired("gap", resume))
         else:
             if message.type == "gatehouse.reconnect" and isinstance(message.payload, dict):
-                self._reconnect_after = max(0, message.payload.get("after_ms", 0)) / 1000
+                after_ms = message.payload.get("after_ms")
+                if isinstance(after_ms, (int, float)) and not isinstance(after_ms, bool):
+                    self._reconnect_after = max(0, after_ms) / 1000
             self._updates.put_nowait(message)
 
     def _resync(self, required):
