@@ -339,7 +339,8 @@ async function waitUntil(probe, timeoutMs, what) {
 // while it is down the game gets a `cook` of that player straight from the command stream and
 // pushes the new state through the update log; the gateway starts again on the same port (same
 // accounts database and JWT secret). The page must reconnect by itself, resume, and show the
-// pushed state without re-syncing.
+// pushed state without re-syncing. Then the player's log is deleted while the page is away and
+// the game pushes again: gatehouse.gap, and the page re-syncs with `session`.
 async function playRestart(context, binaries, artifactDir, processes) {
   const redisPort = await freePort();
   const redisDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-browser-redis-'));
@@ -410,7 +411,40 @@ async function playRestart(context, binaries, artifactDir, processes) {
     await page.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
     check((await logEntries('gatehouse.resumed').count()) === resumes + 1, 'no gatehouse.resumed after the restart');
     check((await logEntries('resync').count()) === resyncs, 'the page re-synced instead of resuming after the restart');
+
+    // The player's log lost (as with Redis restarted empty) while the page is away and the
+    // game pushes another cook: the gateway answers gatehouse.gap, and the page re-syncs with
+    // `session`, which brings the state the replay could not.
+    let release;
+    const released = new Promise((resolve) => { release = resolve; });
+    let held;
+    const holding = new Promise((resolve) => { held = resolve; });
+    const hold = async (route) => {
+      held();
+      await released;
+      await route.continue();
+    };
+    await page.route('**/token/refresh', hold);
+    await page.evaluate(() => window.clickAndCook.dropConnection());
+    await holding;
+    await redisCli(redisPort, 'XADD', COMMAND_STREAM, '*', 'type', 'cook', 'payload', '{}', 'codec', 'json',
+      'correlation_id', 'browser-test-gap', 'player_id', playerId, 'connection_id', 'browser-test',
+      'gateway_id', 'browser-test', 'client', 'player', 'ts_ms', String(Date.now()));
+    await waitUntil(async () => JSON.parse(await redisCli(redisPort, 'GET', `demo:session:${playerId}`)).dishes === 3,
+      STEP_TIMEOUT_MS, 'the game cooking while the page is away');
+    check(Number(await redisCli(redisPort, 'DEL', `${UPDATES_CHANNEL}:log:${playerId}`)) === 1,
+      `no update log key ${UPDATES_CHANNEL}:log:${playerId} in Redis`);
+    release();
+    await waitText('dishes', '3', 'after the gap');
+    await page.unroute('**/token/refresh', hold);
+    check((await logEntries('gatehouse.gap').count()) === 1, 'no gatehouse.gap after the log was lost');
+    check((await logEntries('resync').count()) === resyncs + 1, 'the page did not re-sync after the gap');
     return username;
+  } catch (error) {
+    const shot = path.resolve(artifactDir, 'failure-restart.png');
+    await page.screenshot({ path: shot, fullPage: true, timeout: 5_000 }).catch(() => {});
+    console.error(`browser.demo: screenshot of the Redis part's failure: ${shot}`);
+    throw error;
   } finally {
     await page.close().catch(() => {});
   }
@@ -476,7 +510,7 @@ async function main() {
     const chef = await playRestart(context, { server: binary, game: gameBinary }, artifactDir, restart);
     check(pageErrors.length === 0, `errors in the pages' consoles: ${pageErrors.join(' | ')}`);
     console.log(`browser.demo: ${username} registered, cooked, sold, reconnected, resumed; ` +
-      `${chef} resumed after a gateway restart on Redis; screenshot ${shot}`);
+      `${chef} resumed after a gateway restart on Redis and re-synced after a lost log; screenshot ${shot}`);
     passed = true;
   } catch (error) {
     if (page) {
