@@ -58,7 +58,7 @@ export class GatehouseClient {
     this.generation = 0; // bumped by start() and stop(): an attempt of an older one gives up
     this.failures = 0;
     this.lastUpdateId = null;
-    this.opened = false; // a welcome has been seen since start()
+    this.opened = false; // a welcome has been seen on some connection of this client
     this.reconnectAfterMs = null; // set by gatehouse.reconnect (a draining gateway)
     this.pending = new Map(); // correlation id -> {resolve, reject, timer}
     this.nextId = 1;
@@ -100,8 +100,8 @@ export class GatehouseClient {
   }
 
   /**
-   * Closes the current socket as a network failure would (for tests and the developer
-   * console): the client reconnects with backoff and resumes.
+   * Closes the current socket without stopping the client (for tests and the developer
+   * console): it reconnects with backoff and resumes, as after a network failure.
    */
   drop() {
     this.ws?.close();
