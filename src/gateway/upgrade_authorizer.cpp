@@ -133,11 +133,14 @@ authorization upgrade_authorizer::authorize_event_stream(const http_request& req
     setup.text_codec = json_;
     setup.binary_codec = json_;
     setup.event_stream = true;
-    // The query wins over the header: a page that reconnects with its own `?resume=` means it.
-    setup.resume = find_query_param(request.query, "resume");
-    if (!setup.resume) {
-        const auto last_event_id = request.header("Last-Event-ID");
-        if (!last_event_id.empty()) setup.resume = std::string(last_event_id);
+    // The header wins over the query: a fresh EventSource never sends it, and one that
+    // reconnects by itself reuses its first URL (`?resume=` an older id) while the header
+    // names the last event it got, so the query would replay what the client already has.
+    const auto last_event_id = request.header("Last-Event-ID");
+    if (!last_event_id.empty()) {
+        setup.resume = std::string(last_event_id);
+    } else {
+        setup.resume = find_query_param(request.query, "resume");
     }
     return {};
 }

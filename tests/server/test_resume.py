@@ -265,6 +265,26 @@ class InProcess(h.ServerTestCase):
                 finally:
                     await st.close()
 
+    async def test_event_stream_last_event_id_wins_over_the_query(self):
+        # An EventSource that reconnects by itself reuses its first URL (`?resume=` an older id)
+        # and sends the newer Last-Event-ID: the header wins, so nothing arrives twice.
+        p = self.player()
+        ids = [json.loads(self.server.publish_ok(tick([p], n)))["update_ids"][p]
+               for n in (1, 2, 3, 4)]
+        st = await SseStream.open(self.server, token=self.server.token(p),
+                                  path="/sse/player?resume=" + ids[0],
+                                  headers={"Last-Event-ID": ids[2]})
+        try:
+            self.assertEqual(st.status, 200, st.body)
+            ev = await st.next_event()
+            self.assertEqual((ev["event"], ev["data"]["payload"]), ("tick", {"n": 4}))
+            self.assertIn(("id", ids[3]), ev["fields"])
+            ev = await st.next_event()
+            self.assertEqual(ev["event"], "gatehouse.resumed")
+            self.assertEqual(ev["data"]["payload"], {"replayed": 1})
+        finally:
+            await st.close()
+
     async def test_reserved_namespace_is_refused(self):
         c = await Client.player(self.server, self.player())
         try:
