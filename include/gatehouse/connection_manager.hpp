@@ -137,9 +137,10 @@ public:
     /// for clients that fall behind, not for frames no buffer could hold.
     /// For a connection past `max_buffered_bytes`, `u.delivery` decides (PROTOCOL.md 6.6):
     /// `droppable` is dropped, `latest` replaces the queued update with the same `u.key`
-    /// (`connection::send_keyed`), `reliable` gets the slow-consumer policy; past twice
-    /// `max_buffered_bytes` a `latest` update closes the connection with 4008 too (the `drop`
-    /// policy drops it instead).
+    /// (`connection::send_keyed`), `reliable` gets the slow-consumer policy. A `latest` update
+    /// that takes the unsent bytes past twice `max_buffered_bytes` even once the replaced frame
+    /// is withdrawn closes the connection with 4008 too (the `drop` policy drops any that might
+    /// pass it, counting no withdrawal).
     /// Sends run on the calling thread, outside the manager's locks.
     /// A logged update (`u.update_ids`) reaches each player's connections with that player's
     /// `update_id` in the envelope. For a connection still resuming the frame is held, not

@@ -139,14 +139,11 @@ struct connection_manager::impl {
         }
         // Past the send buffer. The hard bound is the transport's too (gateway.cpp), checked
         // here as well so that a connection of an embedder's own is bounded the same way.
-        const std::size_t hard = limit > SIZE_MAX / 2 ? SIZE_MAX : 2 * limit;
+        const std::size_t hard = hard_bound();
         const bool past_hard = size > hard || buffered > hard - size;
         switch (delivery) {
             case delivery_class::droppable: return outcome::dropped;
-            case delivery_class::latest:
-                if (!past_hard) return outcome_of(c.send_keyed(frame, key, true));
-                if (options.slow_consumer == slow_consumer_policy::drop) return outcome::dropped;
-                return close_slow(e, close_code::slow_consumer);
+            case delivery_class::latest: return send_latest(e, frame, key, past_hard);
             case delivery_class::reliable: break;
         }
         switch (options.slow_consumer) {
@@ -156,6 +153,34 @@ struct connection_manager::impl {
         }
         if (past_hard) return close_slow(e, close_code::slow_consumer);
         return outcome_of(c.send(frame));
+    }
+
+    // Twice the send buffer: no update may take a connection's unsent bytes past it (4008).
+    std::size_t hard_bound() const noexcept {
+        const std::size_t limit = options.max_buffered_bytes;
+        return limit > SIZE_MAX / 2 ? SIZE_MAX : 2 * limit;
+    }
+
+    // A `latest` frame past the send buffer replaces the queued one with its key. Only the
+    // connection knows whether that one is still withdrawable (not yet being written), and the
+    // bound is tested after the withdrawal, as the transport's enqueue_keyed does: a frame that
+    // replaces one of its own size never passes it. `past_hard` (counting no withdrawal) says
+    // the bound may be passed: then the drop policy drops the frame rather than risk the close,
+    // and a `closed` answer is the transport's own 4008 (counted here). A connection that does
+    // not bound itself is closed here when the frame took it past the bound.
+    outcome send_latest(entry& e, const shared_frame& frame, std::string_view key, bool past_hard) {
+        if (past_hard &&
+            (options.slow_consumer == slow_consumer_policy::drop || frame.size() > hard_bound())) {
+            if (options.slow_consumer == slow_consumer_policy::drop) return outcome::dropped;
+            return close_slow(e, close_code::slow_consumer);
+        }
+        const send_status st = e.conn->send_keyed(frame, key, true);
+        if (st == send_status::closed) {
+            return past_hard ? close_slow(e, close_code::slow_consumer) : outcome::closed;
+        }
+        if (e.conn->buffered_bytes() > hard_bound())
+            return close_slow(e, close_code::slow_consumer);
+        return outcome_of(st);
     }
 
     // The close (and its counter) happens once; later frames are refused without asking the

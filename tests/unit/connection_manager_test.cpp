@@ -704,13 +704,28 @@ TEST_CASE("connection_manager: delivery classes past the send buffer (PROTOCOL.m
         CHECK(s.frames_sent == 3 + 5 + 1);
         CHECK(s.slow_consumers_closed == 0);
 
-        // Past twice the bound, latest closes with 4008 (the drop policy drops it instead).
+        // Near twice the bound: a latest update that replaces a queued one of its own size adds
+        // no byte, so it is coalesced, as the transport's enqueue_keyed would (the drop policy
+        // drops whatever might pass the bound, without asking the connection).
+        slow->accumulate_buffered(true);
         slow->set_buffered_bytes(1990);
         r = m.deliver(latest("pos", 4));
+        if (policy == slow_consumer_policy::drop) {
+            CHECK(r.queued == 1);
+            CHECK(m.stats().latest.dropped == 1);
+        } else {
+            CHECK(r.queued == 2);
+            CHECK(r.coalesced == 1);
+            CHECK(slow->texts().back() == R"({"type":"t","payload":4})");
+            CHECK(slow->buffered_bytes() == 1990);
+        }
+        CHECK_FALSE(slow->closed());
+        // A new key would take it past twice the bound: 4008 (the drop policy drops it).
+        r = m.deliver(latest("mp", 5));
         CHECK(r.queued == 1);
         if (policy == slow_consumer_policy::drop) {
             CHECK_FALSE(slow->closed());
-            CHECK(m.stats().latest.dropped == 1);
+            CHECK(m.stats().latest.dropped == 2);
         } else {
             REQUIRE(slow->close_calls().size() == 1);
             CHECK(slow->close_calls()[0].code == close_code::slow_consumer);
@@ -719,6 +734,40 @@ TEST_CASE("connection_manager: delivery classes past the send buffer (PROTOCOL.m
             CHECK(m.stats().slow_consumers_closed == 1);
         }
         CHECK_FALSE(fast->closed());
+    }
+}
+
+TEST_CASE(
+    "connection_manager: a latest update replacing a queued one of its size never closes "
+    "(PROTOCOL.md 6.6)",
+    "[connection_manager]") {
+    using gatehouse::delivery_class;
+    for (const auto policy : {slow_consumer_policy::queue, slow_consumer_policy::close}) {
+        INFO("policy " << static_cast<int>(policy));
+        connection_manager_options options;
+        options.max_buffered_bytes = 1000;
+        options.slow_consumer = policy;
+        connection_manager m(options);
+        auto c = add(m, "c", "p1");
+        c->accumulate_buffered(true);
+        // `{"type":"t","payload":"..."}`: 25 bytes around the payload's text.
+        const auto k = [](char fill) {
+            return with_class(
+                gatehouse::update_for_player("p1", "t", "\"" + std::string(145, fill) + "\""),
+                delivery_class::latest, "k");
+        };
+        REQUIRE(m.deliver(k('a')).queued == 1);
+        REQUIRE(c->buffered_bytes() == 170);
+        // 1842 bytes unsent, the 170 of k among them: a new k of 170 leaves them at 1842.
+        c->set_buffered_bytes(1842);
+        const auto r = m.deliver(k('b'));
+        CHECK(r.queued == 1);
+        CHECK(r.coalesced == 1);
+        CHECK_FALSE(c->closed());
+        CHECK(c->buffered_bytes() == 1842);
+        REQUIRE(c->frame_count() == 1);
+        CHECK(c->texts()[0].find("bbb") != std::string::npos);
+        CHECK(m.stats().slow_consumers_closed == 0);
     }
 }
 
