@@ -83,6 +83,19 @@ struct connection_manager_stats {
     delivery_outcomes latest;
 };
 
+/// What `connection_manager::finish_resume()` sent, and how the sends went.
+struct resume_result {
+    /// Which end of the resume was sent.
+    enum class answer : std::uint8_t {
+        none,    ///< Nothing: the connection is unknown, or its resume had already finished.
+        replay,  ///< The replay (it fitted under the hard bound).
+        gap,     ///< `gatehouse.gap`: there was no replay, or it did not fit.
+    };
+    answer sent = answer::none;
+    /// The last send's status: `closed` when nothing was sent, or the connection closed.
+    send_status status = send_status::closed;
+};
+
 /// The result of `deliver()`.
 struct delivery_result {
     std::size_t queued = 0;   ///< Connections the update was queued on (coalesced included).
@@ -149,19 +162,25 @@ public:
     delivery_result deliver(const update& u);
 
     /// Ends the resume of a connection added with `connection_info::resuming`, all under that
-    /// connection's lock so that no concurrent `deliver()` can come in between: sends `frames`
-    /// (the replay, then `gatehouse.resumed` or `gatehouse.gap`), then the frames `deliver()`
-    /// held meanwhile except the logged ones whose update id is at or before
-    /// `replayed_through` (those were in the replay; nothing is skipped when it is empty), and
-    /// from then on `deliver()` sends to it directly, still skipping logged updates at or
-    /// before `replayed_through` (one published before the log was read may reach the router
-    /// after the log's answer). These sends bypass the slow-consumer
-    /// policy (a dropped replay frame would break exactly-once): only the transport's hard
-    /// bound applies. Returns the status of the last send: `closed` for an unknown connection
-    /// or one closed meanwhile (a second call finds nothing held and sends nothing). For a
-    /// connection not added resuming it only sends `frames`.
-    send_status finish_resume(const connection_id& id, const std::vector<shared_frame>& frames,
-                              std::string_view replayed_through);
+    /// connection's lock so that no concurrent `deliver()` can come in between. Sends `replay`
+    /// (the replayed updates, then `gatehouse.resumed`) when it fits: when the connection's
+    /// `buffered_bytes()`, the replay and the frames `deliver()` held meanwhile that follow it
+    /// stay within the hard bound (twice `max_buffered_bytes`, PROTOCOL.md 6.6), which every
+    /// byte of them will be queued against; else, or when `replay` is empty (the log answered
+    /// gap), sends `gap` (`gatehouse.gap`) in its place. A replay that could never be queued
+    /// would close the connection with 4008 at every attempt to resume from the same id; after
+    /// a gap the client re-syncs instead. Then it sends the held frames, except, after a
+    /// replay, the logged ones whose update id is at or before `replayed_through` (those were
+    /// in the replay); `latest` ones keep their key (`connection::send_keyed`) so a later one
+    /// can still replace them. From then on `deliver()` sends to it directly, still skipping
+    /// logged updates at or before `replayed_through` after a replay (one published before the
+    /// log was read may reach the router after the log's answer); after a gap nothing is
+    /// skipped. These sends bypass the slow-consumer policy (a dropped replay frame would break
+    /// exactly-once): only the transport's hard bound applies. A second call finds the resume
+    /// finished and sends nothing (`answer::none`). For a connection not added resuming it
+    /// only sends `replay` (when it fits) or `gap`.
+    resume_result finish_resume(const connection_id& id, const std::vector<shared_frame>& replay,
+                                std::string_view replayed_through, const shared_frame& gap);
 
     /// Adds the player to `room` / removes it. Returns false when the player has no
     /// connection here, or (join) `room` is empty; nothing changes then.

@@ -28,11 +28,17 @@ std::size_t shard_count(std::size_t wanted) {
 }
 
 // A frame deliver() held for a resuming connection, with the update id it carries (empty for an
-// unlogged update).
+// unlogged update), and the key of a `latest` one (empty otherwise), which it keeps when flushed.
 struct held_frame {
     shared_frame frame;
     std::string update_id;
+    std::string key;
 };
+
+// What a WebSocket frame's header may add to a frame's bytes on the transport's queue (2 to 10
+// bytes; an event stream adds none): the fit of a replay is tested against the transport's
+// count, not ours, so that a replay judged to fit never meets the transport's bound.
+constexpr std::size_t frame_overhead = 10;
 
 // The resume state of a connection added resuming (PROTOCOL.md 6.4). Allocated only for those,
 // so an ordinary connection pays one null pointer for it.
@@ -211,7 +217,7 @@ struct connection_manager::impl {
                         delivery_class delivery, std::string_view key) {
         if (e.resume) {
             std::lock_guard<std::mutex> lock(e.resume->mutex);
-            if (e.resume->active) return hold(e, frame, update_id, delivery);
+            if (e.resume->active) return hold(e, frame, update_id, delivery, key);
             // Already replayed: the client has it (counted as sent).
             if (replayed(*e.resume, update_id)) return outcome::sent;
         }
@@ -228,9 +234,10 @@ struct connection_manager::impl {
     // Caller holds e.resume->mutex. The held frames are bounded like a send buffer: past it a
     // droppable update is dropped, and anything else makes the connection a slow consumer
     // whatever the policy (dropping it would break exactly-once): closed with 4008, it resumes
-    // again from its last update id. Held frames are not coalesced by key.
+    // again from its last update id. Held frames are not coalesced by key; a `latest` one keeps
+    // its key, so that once flushed a later one can replace it.
     outcome hold(entry& e, const shared_frame& frame, std::string_view update_id,
-                 delivery_class delivery) {
+                 delivery_class delivery, std::string_view key) {
         resume_state& r = *e.resume;
         if (e.closed_as_slow.load(std::memory_order_acquire)) return outcome::closed;
         if (frame.size() >
@@ -241,7 +248,9 @@ struct connection_manager::impl {
             r.held_bytes = 0;
             return close_slow(e, close_code::slow_consumer);
         }
-        r.held.push_back(held_frame{frame, std::string(update_id)});
+        r.held.push_back(
+            held_frame{frame, std::string(update_id),
+                       delivery == delivery_class::latest ? std::string(key) : std::string()});
         r.held_bytes += frame.size();
         return outcome::sent;
     }
@@ -513,54 +522,86 @@ delivery_result connection_manager::deliver(const update& u) {
     return result;
 }
 
-send_status connection_manager::finish_resume(const connection_id& id,
-                                              const std::vector<shared_frame>& frames,
-                                              std::string_view replayed_through) {
+resume_result connection_manager::finish_resume(const connection_id& id,
+                                                const std::vector<shared_frame>& replay,
+                                                std::string_view replayed_through,
+                                                const shared_frame& gap) {
+    resume_result result;
     entry_ptr target;
     {
         connection_shard& cs = impl_->shard_of_connection(id);
         std::lock_guard<std::mutex> lock(cs.mutex);
         const auto it = cs.connections.find(id);
-        if (it == cs.connections.end()) return send_status::closed;
+        if (it == cs.connections.end()) return result;
         target = it->second;
     }
     entry& e = *target;
-    const auto send_all = [&e, this](const shared_frame& frame) {
+    const auto send_all = [&e, this](const shared_frame& frame, std::string_view key) {
         if (e.closed_as_slow.load(std::memory_order_acquire)) return send_status::closed;
-        const send_status st = e.conn->send(frame);
+        const send_status st =
+            key.empty() ? e.conn->send(frame) : e.conn->send_keyed(frame, key, false);
         if (st == send_status::queued) {
             impl_->frames_sent.fetch_add(1, std::memory_order_relaxed);
         }
         return st;
     };
+    const auto bytes_of = [](const shared_frame& f) { return f.size() + frame_overhead; };
+    // The replay fits when everything this call queues stays within the transport's hard bound:
+    // the replay and the held frames that follow it, on top of what is queued already (the
+    // welcome, replies).
+    const auto fits = [&](std::size_t held_bytes) {
+        if (replay.empty()) return false;
+        std::size_t bytes = e.conn->buffered_bytes();
+        const std::size_t hard = impl_->hard_bound();
+        if (bytes > hard) return false;
+        for (const auto& f : replay) {
+            if (bytes_of(f) > hard - bytes) return false;
+            bytes += bytes_of(f);
+        }
+        return held_bytes <= hard - bytes;
+    };
+    const auto send_end = [&](bool replayed) {
+        result.sent = replayed ? resume_result::answer::replay : resume_result::answer::gap;
+        result.status = send_status::queued;
+        // A gap the codec could not encode: nothing in its place, the held frames still go.
+        if (!replayed) return result.status = gap.bytes ? send_all(gap, {}) : send_status::queued;
+        for (const auto& f : replay) {
+            result.status = send_all(f, {});
+            if (result.status != send_status::queued) break;
+        }
+        return result.status;
+    };
     if (!e.resume) {
-        send_status st = send_status::queued;
-        for (const auto& f : frames) st = send_all(f);
-        return st;
+        send_end(fits(0));
+        return result;
     }
     // Everything below under the resume lock: a deliver() running now either held its frame
     // before this (flushed here, in order) or waits and then sends after the flush.
     resume_state& r = *e.resume;
     std::lock_guard<std::mutex> lock(r.mutex);
-    if (!r.active) return send_status::closed;
+    if (!r.active) return result;
     r.active = false;
     r.through = std::string(replayed_through);
-    send_status st = send_status::queued;
-    for (const auto& f : frames) {
-        st = send_all(f);
-        if (st != send_status::queued) break;
+    // The held frames a replay would be followed by: those it does not cover already.
+    std::size_t held_after_replay = 0;
+    for (const auto& h : r.held) {
+        if (!impl::replayed(r, h.update_id)) held_after_replay += bytes_of(h.frame);
     }
-    if (st == send_status::queued) {
+    const bool replayed = fits(held_after_replay);
+    // Nothing is skipped after a gap: the client's `resume` may be any id at all (one from a
+    // lost log, or forged), and a watermark there could hide live updates.
+    if (!replayed) r.through.clear();
+    if (send_end(replayed) == send_status::queued) {
         for (const auto& h : r.held) {
             if (impl::replayed(r, h.update_id)) continue;
-            st = send_all(h.frame);
-            if (st != send_status::queued) break;
+            result.status = send_all(h.frame, h.key);
+            if (result.status != send_status::queued) break;
         }
     }
     r.held.clear();
     r.held.shrink_to_fit();
     r.held_bytes = 0;
-    return st;
+    return result;
 }
 
 bool connection_manager::join(std::string_view player_id, std::string_view room) {

@@ -68,13 +68,14 @@ void resume_join::start(const std::shared_ptr<session>& s,
         setup.who.player_id, resume,
         [connections = connections_, metrics = metrics_, options = options_, id = setup.id,
          wire = setup.wire_codec, resume](log_read_result result) {
-            std::vector<shared_frame> frames;
+            // The replay, then `gatehouse.resumed`; finish_resume() sends it when it fits under
+            // the transport's hard bound (twice the send buffer, PROTOCOL.md 6.6) with what is
+            // queued and held, else the gap: a replay that could never be queued would close
+            // the connection with 4008 at every resume, and the client re-syncs instead.
+            std::vector<shared_frame> replay;
             std::string through = resume;
-            // A replay that could never be queued (past the transport's hard bound, twice the
-            // send buffer, PROTOCOL.md 6.6) would close the connection with 4008 at every
-            // resume: it is answered as a gap, and the client re-syncs instead.
             const std::size_t bound = 2 * options->connections.max_buffered_bytes;
-            bool fits = true;
+            bool too_large = false;
             std::size_t replayed = 0;
             if (result.status == log_read_status::replay) {
                 update parsed;
@@ -83,37 +84,45 @@ void resume_join::start(const std::shared_ptr<session>& s,
                     through = logged.update_id;
                     if (parse_update(logged.message, parsed)) continue;  // not from a logger
                     parsed.message.update_id = std::move(logged.update_id);
-                    if (!encode_frame(*wire, parsed.message, frames)) continue;
+                    if (!encode_frame(*wire, parsed.message, replay)) continue;
                     ++replayed;
-                    bytes += frames.back().size();
+                    bytes += replay.back().size();
+                    // Past the bound on its own: no need to encode the rest.
                     if (bytes > bound) {
-                        fits = false;
+                        too_large = true;
                         break;
                     }
                 }
-            }
-            if (result.status == log_read_status::replay && fits) {
-                metrics->resumes_replayed.add();
-                metrics->updates_replayed.add(replayed);
-                encode_frame(*wire,
-                             control_message("gatehouse.resumed",
-                                             "{\"replayed\":" + std::to_string(replayed) + "}"),
-                             frames);
-            } else {
-                if (!fits && options->log) {
-                    options->log(log_level::info,
-                                 "resume answered gap: the replay is larger than twice the send "
-                                 "buffer (" +
-                                     std::to_string(bound / 2) + " bytes)");
+                if (too_large) {
+                    replay.clear();
+                } else {
+                    encode_frame(*wire,
+                                 control_message("gatehouse.resumed",
+                                                 "{\"replayed\":" + std::to_string(replayed) + "}"),
+                                 replay);
                 }
-                // Nothing is skipped after a gap: `resume` may be any id at all (one from a
-                // lost log, or forged), and a watermark there could hide live updates.
-                frames.clear();
-                through.clear();
-                metrics->resumes_gap.add();
-                encode_frame(*wire, control_message("gatehouse.gap", gap_payload(resume)), frames);
             }
-            connections->finish_resume(id, frames, through);
+            std::vector<shared_frame> gap;
+            encode_frame(*wire, control_message("gatehouse.gap", gap_payload(resume)), gap);
+            const auto done = connections->finish_resume(id, replay, through,
+                                                         gap.empty() ? shared_frame{} : gap[0]);
+            switch (done.sent) {
+                case resume_result::answer::replay:
+                    metrics->resumes_replayed.add();
+                    metrics->updates_replayed.add(replayed);
+                    break;
+                case resume_result::answer::gap:
+                    metrics->resumes_gap.add();
+                    if ((too_large || !replay.empty()) && options->log) {
+                        options->log(log_level::info,
+                                     "resume answered gap: the replay, with what the connection "
+                                     "has queued and held, is larger than twice the send buffer "
+                                     "(" +
+                                         std::to_string(bound / 2) + " bytes)");
+                    }
+                    break;
+                case resume_result::answer::none: break;
+            }
         });
 }
 

@@ -34,10 +34,19 @@ namespace gatehouse_test {
 using namespace gatehouse;
 using namespace gatehouse::detail;
 
-// A stream_link that keeps what it was sent and fails the Nth send (1-based; 0: never).
+// A stream_link that keeps what it was sent and fails the Nth send (1-based; 0: never). With
+// bound_queue(), every frame it keeps counts as unwritten, and one that would pass the bound
+// closes it with 4008, as the transport does past transport_options::max_queued_bytes.
 class memory_link final : public stream_link {
 public:
     explicit memory_link(std::size_t fail_at = 0) : fail_at_(fail_at) {}
+
+    // buffered_bytes() from now on: the bytes of the frames kept (none are ever written), and
+    // `max_queued` the bound they may not pass.
+    void bound_queue(std::size_t max_queued) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        max_queued_ = max_queued;
+    }
 
     send_status send(const shared_frame& frame) override {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -47,6 +56,12 @@ public:
             closed_ = true;
             return send_status::closed;
         }
+        if (max_queued_ != 0 && queued_bytes_ + frame.size() > max_queued_) {
+            close_code_ = static_cast<std::uint16_t>(gatehouse::close_code::slow_consumer);
+            closed_ = true;
+            return send_status::closed;
+        }
+        queued_bytes_ += frame.size();
         frames_.push_back(*frame.bytes);
         keys_.emplace_back();
         return send_status::queued;
@@ -59,6 +74,7 @@ public:
             std::lock_guard<std::mutex> lock(mutex_);
             for (std::size_t i = keys_.size(); replace && !closed_ && i-- > 0;) {
                 if (keys_[i] != key) continue;
+                queued_bytes_ -= frames_[i].size();
                 frames_.erase(frames_.begin() + static_cast<std::ptrdiff_t>(i));
                 keys_.erase(keys_.begin() + static_cast<std::ptrdiff_t>(i));
                 replaced = true;
@@ -71,7 +87,10 @@ public:
         keys_.back() = std::string(key);
         return replaced ? send_status::coalesced : st;
     }
-    std::size_t buffered_bytes() const noexcept override { return 0; }
+    std::size_t buffered_bytes() const noexcept override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return max_queued_ != 0 ? queued_bytes_ : 0;
+    }
     void close(close_code code, std::string_view) override {
         std::lock_guard<std::mutex> lock(mutex_);
         if (!closed_) close_code_ = static_cast<std::uint16_t>(code);
@@ -86,6 +105,11 @@ public:
     std::vector<std::string> frames() const {
         std::lock_guard<std::mutex> lock(mutex_);
         return frames_;
+    }
+    // The key each kept frame was sent with (empty: none).
+    std::vector<std::string> keys() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return keys_;
     }
     std::uint16_t close_code() const {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -103,6 +127,8 @@ private:
     std::size_t pings_ = 0;
     bool closed_ = false;
     std::uint16_t close_code_ = 0;
+    std::size_t max_queued_ = 0;  // 0: unbounded, and buffered_bytes() is 0
+    std::size_t queued_bytes_ = 0;
     std::vector<std::string> frames_;
     std::vector<std::string> keys_;  // of each frame; empty when sent without one
 };

@@ -195,6 +195,81 @@ TEST_CASE("resume: what is held during the read is bounded by the send buffer (4
     s.handler->on_close(4008);
 }
 
+namespace {
+
+// A session for `player` resuming from `resume` on a link bounded like the transport (twice the
+// send buffer).
+std::pair<std::shared_ptr<stream_handler>, std::shared_ptr<memory_link>> open_bounded(
+    resume_fixture& r, const std::string& player, const std::string& resume,
+    std::size_t max_queued) {
+    auto decision = r.f.upgrade(player, "resume=" + resume);
+    REQUIRE(decision.accepted);
+    auto link = std::make_shared<memory_link>();
+    link->bound_queue(max_queued);
+    decision.handler->on_open(link);
+    return {decision.handler, link};
+}
+
+std::string big(const std::string& player, int n) {
+    return R"({"player_id":")" + player + R"(","type":"big","payload":{"n":)" + std::to_string(n) +
+           R"(,"pad":")" + std::string(100, 'x') + "\"}}";
+}
+
+}  // namespace
+
+TEST_CASE("resume: a replay that fits only without what is queued and held answers gap",
+          "[resume]") {
+    auto options = test_options();
+    options.connections.max_buffered_bytes = 350;
+    // The transport's bound. The welcome is 93 bytes, each replayed `big` 159, the resumed 45.
+    const std::size_t hard = 700;
+    resume_fixture r(options);
+    r.log->defer_reads = true;
+    const auto first = r.log->publish(numbered("ann", 0));
+    for (int n = 1; n <= 3; ++n) r.log->publish(big("ann", n));
+    auto [handler, link] = open_bounded(r, "ann", first, hard);
+    // Held during the read: within the send buffer, so the connection stays open.
+    r.log->publish(big("ann", 4));
+    REQUIRE(link->close_code() == 0);
+    const auto welcome = link->buffered_bytes();
+    REQUIRE(r.log->answer_reads() == 1);
+    // The replay alone fits the bound; with the welcome and the held update it would not, and
+    // the transport would close the connection with 4008 at every resume from `first`.
+    CHECK(link->close_code() == 0);
+    CHECK(labels(link->frames()) == V{"welcome", "gap=" + first, "n=4"});
+    CHECK(link->buffered_bytes() > welcome);
+    const auto text = r.f.core->metrics().render();
+    CHECK(text.find("gatehouse_resumes_total{outcome=\"gap\"} 1") != std::string::npos);
+    // Nothing is skipped after the gap.
+    r.log->publish(numbered("ann", 5));
+    CHECK(labels(link->frames()).back() == "n=5");
+    handler->on_close(1000);
+
+    // The same replay with nothing held fits: replayed.
+    resume_fixture again(options);
+    const auto from = again.log->publish(numbered("ann", 0));
+    for (int n = 1; n <= 3; ++n) again.log->publish(big("ann", n));
+    auto [h2, l2] = open_bounded(again, "ann", from, hard);
+    CHECK(l2->close_code() == 0);
+    CHECK(labels(l2->frames()) == V{"welcome", "n=1", "n=2", "n=3", "resumed=3"});
+    CHECK(l2->buffered_bytes() <= hard);
+    h2->on_close(1000);
+}
+
+TEST_CASE("resume: a latest update held during the read keeps its key", "[resume]") {
+    resume_fixture r;
+    r.log->defer_reads = true;
+    const auto first = r.log->publish(numbered("ann", 1));
+    auto s = r.f.open("ann", 0, "resume=" + first);
+    r.log->publish(
+        R"({"player_id":"ann","type":"pos","payload":{"n":2},"delivery":"latest","key":"k"})");
+    REQUIRE(r.log->answer_reads() == 1);
+    CHECK(labels(s.link->frames()) == V{"welcome", "resumed=0", "n=2"});
+    // Flushed keyed: a later value of `k` can still replace it.
+    CHECK(s.link->keys().back() == "k");
+    s.handler->on_close(1000);
+}
+
 TEST_CASE("resume: an event stream resumes from Last-Event-ID and its events carry id:",
           "[resume]") {
     resume_fixture r;
