@@ -297,6 +297,32 @@ TEST_CASE("resume: an event stream resumes from Last-Event-ID and its events car
     decision.handler->on_close(0);
 }
 
+TEST_CASE("resume: an event stream's Last-Event-ID wins over ?resume=", "[resume]") {
+    // An EventSource that reconnects by itself reuses its first URL and sends the id of the
+    // last event it got: the query's older id would replay what the client has.
+    resume_fixture r;
+    const auto first = r.log->publish(numbered("ann", 1));
+    r.log->publish(numbered("ann", 2));
+    const auto third = r.log->publish(numbered("ann", 3));
+    r.log->publish(numbered("ann", 4));
+    http_request request;
+    request.method = "GET";
+    request.path = "/sse/player";
+    request.query = "resume=" + first;
+    request.headers.emplace_back("Authorization", "Bearer " + test_token("ann"));
+    request.headers.emplace_back("Last-Event-ID", third);
+    auto decision = r.f.core->authorize_event_stream(request);
+    REQUIRE(decision.accepted);
+    auto link = std::make_shared<memory_link>();
+    decision.handler->on_open(link);
+    const auto frames = link->frames();
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0].find("\"n\":4") != std::string::npos);
+    CHECK(frames[1].rfind("event: gatehouse.resumed\ndata: ", 0) == 0);
+    CHECK(frames[1].find("\"replayed\":1") != std::string::npos);
+    decision.handler->on_close(0);
+}
+
 TEST_CASE("resume: a players update carries each player's own id", "[resume]") {
     resume_fixture r;
     const auto stream = [&r](const std::string& player) {
