@@ -175,11 +175,10 @@ struct connection_manager::impl {
     // and a `closed` answer is the transport's own 4008 (counted here). A connection that does
     // not bound itself is closed here when the frame took it past the bound.
     outcome send_latest(entry& e, const shared_frame& frame, std::string_view key, bool past_hard) {
-        if (past_hard &&
-            (options.slow_consumer == slow_consumer_policy::drop || frame.size() > hard_bound())) {
-            if (options.slow_consumer == slow_consumer_policy::drop) return outcome::dropped;
-            return close_slow(e, close_code::slow_consumer);
+        if (past_hard && options.slow_consumer == slow_consumer_policy::drop) {
+            return outcome::dropped;
         }
+        if (frame.size() > hard_bound()) return close_slow(e, close_code::slow_consumer);
         const send_status st = e.conn->send_keyed(frame, key, true);
         if (st == send_status::closed) {
             return past_hard ? close_slow(e, close_code::slow_consumer) : outcome::closed;
