@@ -117,6 +117,8 @@ public:
     /// pubsub_listener: subscribes to the updates channel (now and after every reconnect)
     /// and hands each message to `on_message`. Called once; later calls are ignored.
     void start(update_handler on_message) override;
+    /// pubsub_listener: see `redis_update_subscriber::on_resubscribed`.
+    void on_resubscribed(resubscribed_handler handler) override;
     /// pubsub_listener: stops delivering and unsubscribes; when it returns, `on_message` is
     /// not running and will not be called again. Idempotent.
     void stop() override;

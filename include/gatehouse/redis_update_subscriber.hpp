@@ -69,6 +69,10 @@ public:
     /// pubsub_listener: subscribes to the channel (now and after every reconnect) and hands
     /// each message to `on_message`. Once; later calls, and calls after `stop()`, are ignored.
     void start(update_handler on_message) override;
+    /// pubsub_listener: `handler` runs on the I/O thread each time the subscription is
+    /// re-established after a loss, once the new SUBSCRIBE is confirmed and before any message
+    /// it brings is handed to `on_message`. Ignored once `start()` was called.
+    void on_resubscribed(resubscribed_handler handler) override;
     /// pubsub_listener: stops delivering and unsubscribes; when it returns, `on_message` is
     /// not running (unless called from it) and will not be called again. Idempotent. It waits
     /// for a delivery in progress, so `on_message` must not wait on a thread that is calling

@@ -93,6 +93,10 @@ void redis_bus::start(update_handler on_message) {
     impl_->subscriber.start(std::move(on_message));
 }
 
+void redis_bus::on_resubscribed(resubscribed_handler handler) {
+    impl_->subscriber.on_resubscribed(std::move(handler));
+}
+
 void redis_bus::stop() {
     impl_->listening.store(false, std::memory_order_release);
     impl_->subscriber.stop();

@@ -39,10 +39,11 @@ struct redis_update_subscriber::state : std::enable_shared_from_this<state> {
     bool ever_up = false;
     std::atomic<bool> subscribed{false};
 
-    // Guards `handler`, `started` and `closed`. The handler is a shared_ptr so that delivery
-    // calls a copy: stop() from inside the handler may drop it while it runs.
+    // Guards `handler`, `resubscribed`, `started` and `closed`. The handlers are shared_ptrs
+    // so that delivery calls a copy: stop() from inside one may drop it while it runs.
     std::mutex handler_mutex;
     std::shared_ptr<update_handler> handler;
+    std::shared_ptr<resubscribed_handler> resubscribed;
     bool started = false;
     bool closed = false;
     // Held while the handler runs, so that stop() from another thread returns only once it
@@ -113,9 +114,28 @@ struct redis_update_subscriber::state : std::enable_shared_from_this<state> {
         if (ever_up) reconnects.fetch_add(1, std::memory_order_relaxed);
         log(log_level::info,
             (ever_up ? "resubscribed to " : "subscribed to ") + options.updates_channel);
+        const bool again = ever_up;
         ever_up = true;
         subscribed.store(true, std::memory_order_release);
         notify_state();
+        // Here, before this connection's first message is read: whatever the listener does
+        // about the updates it missed happens before any update of the new subscription.
+        if (again) tell_resubscribed();
+    }
+
+    void tell_resubscribed() {
+        std::lock_guard<std::mutex> delivering(deliver_mutex);
+        std::shared_ptr<resubscribed_handler> h;
+        {
+            std::lock_guard<std::mutex> lock(handler_mutex);
+            if (handler) h = resubscribed;  // not after stop()
+        }
+        if (!h) return;
+        try {
+            (*h)();
+        } catch (...) {
+            // As in deliver(): the handler must not throw; this keeps the I/O thread alive.
+        }
     }
 
     void schedule_retry() {
@@ -202,13 +222,23 @@ void redis_update_subscriber::start(update_handler on_message) {
     });
 }
 
+void redis_update_subscriber::on_resubscribed(resubscribed_handler handler) {
+    auto& s = *state_;
+    std::lock_guard<std::mutex> lock(s.handler_mutex);
+    if (s.started || s.closed) return;
+    s.resubscribed = handler ? std::make_shared<resubscribed_handler>(std::move(handler)) : nullptr;
+}
+
 void redis_update_subscriber::stop() {
     auto& s = *state_;
     std::shared_ptr<update_handler> finished;
+    std::shared_ptr<resubscribed_handler> finished_too;
     {
         std::lock_guard<std::mutex> lock(s.handler_mutex);
         finished = std::move(s.handler);
         s.handler = nullptr;
+        finished_too = std::move(s.resubscribed);
+        s.resubscribed = nullptr;
     }
     if (!finished) return;
     if (s.io.on_this_thread()) {
@@ -220,7 +250,8 @@ void redis_update_subscriber::stop() {
     // Waits out a delivery in progress; later ones find no handler.
     { std::lock_guard<std::mutex> delivering(s.deliver_mutex); }
     asio::post(s.io.context(), [self = state_] { self->unsubscribe(); });
-    // `finished` is released here, on this thread, after its last call.
+    // `finished` (and `finished_too`) are released here, on this thread, after their last
+    // call.
 }
 
 bool redis_update_subscriber::connected() const noexcept {

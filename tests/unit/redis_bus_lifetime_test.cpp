@@ -327,6 +327,32 @@ TEST_CASE("redis lifetime: stop(), close() and destruction from the subscriber's
     }
 }
 
+TEST_CASE("redis lifetime: a subscriber destroyed from its resubscribed handler",
+          "[redis_lifetime]") {
+    redis_server server;
+    auto subscriber = std::make_shared<redis_update_subscriber>(subscriber_options(server));
+    std::atomic<int> told{0};
+    std::weak_ptr<redis_update_subscriber> watch = subscriber;
+    auto owner = std::make_shared<std::shared_ptr<redis_update_subscriber>>(subscriber);
+    subscriber->on_resubscribed([&told, owner] {
+        told.fetch_add(1);
+        owner->reset();  // destroys the subscriber, on its own I/O thread
+    });
+    subscriber->start([](std::string_view) {});
+    REQUIRE(subscriber->wait_connected(5000ms));
+    subscriber.reset();
+    {
+        gatehouse::redis_client_options o;
+        o.url = server.url();
+        gatehouse::redis_client client(o);
+        gatehouse::redis_reply r;
+        REQUIRE_FALSE(client.command({"CLIENT", "KILL", "TYPE", "pubsub"}, r));
+        CHECK(r.integer == 1);
+    }
+    REQUIRE(eventually([&] { return watch.expired(); }));
+    CHECK(told.load() == 1);
+}
+
 TEST_CASE("redis lifetime: redis_bus destroyed with appends in flight and Redis killed",
           "[redis_lifetime]") {
     redis_server server;

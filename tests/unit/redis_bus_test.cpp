@@ -415,6 +415,40 @@ TEST_CASE("redis_bus: published messages reach the handler in order; stop() ends
     CHECK(bus.connected());
 }
 
+TEST_CASE("redis_bus: a lost subscription, once back, is told before its first message",
+          "[redis_bus]") {
+    redis_server server;
+    redis_bus bus(options_for(server));
+    inbox received;
+    // Into the same list as the messages, so that the order of the two shows.
+    bus.on_resubscribed([&received] {
+        std::lock_guard<std::mutex> lock(received.m);
+        received.messages.emplace_back("<resubscribed>");
+    });
+    bus.start(received.handler());
+    REQUIRE(bus.wait_connected(5000ms));
+    sync_client redis(server);
+    redis.run({"PUBLISH", "test:updates", "before"});
+    REQUIRE(eventually([&] { return received.size() == 1; }));  // the first subscribe is not told
+
+    CHECK(redis.integer({"CLIENT", "KILL", "TYPE", "pubsub"}) == 1);
+    // Published until the new subscription takes it: the first one it delivers follows the
+    // signal.
+    REQUIRE(eventually([&] { return redis.integer({"PUBLISH", "test:updates", "after"}) == 1; }));
+    REQUIRE(eventually([&] { return received.size() == 3; }));
+    {
+        std::lock_guard<std::mutex> lock(received.m);
+        CHECK(received.messages == std::vector<std::string>{"before", "<resubscribed>", "after"});
+    }
+    CHECK(bus.stats().listener_reconnects == 1);
+
+    // After stop() neither handler is called again, and nothing resubscribes.
+    bus.stop();
+    redis.run({"CLIENT", "KILL", "TYPE", "pubsub"});
+    REQUIRE(eventually([&] { return redis.integer({"PUBLISH", "test:updates", "late"}) == 0; }));
+    CHECK(received.size() == 3);
+}
+
 TEST_CASE("redis_bus: AUTH and SELECT come from the URL", "[redis_bus]") {
     redis_server server({"--requirepass", "s3cret"});
     auto o = options_for(server);
