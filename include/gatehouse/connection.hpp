@@ -55,6 +55,10 @@ enum class close_code : std::uint16_t {
     policy_violation = 1008,  ///< Idle timeout, or a slow consumer closed by policy.
     message_too_big = 1009,   ///< Over `max_message_bytes`.
     internal_error = 1011,
+    /// The gateway's update subscription was lost and is back (RFC 6455 "service restart"):
+    /// updates published meanwhile were not sent, so the client reconnects with `?resume=`
+    /// to get them from the update log (PROTOCOL.md 6.4).
+    updates_interrupted = 1012,
     token_expired = 4001,  ///< The session's access token expired (PROTOCOL.md 6.3).
     slow_consumer = 4008,  ///< The connection queued more than its hard bound (PROTOCOL.md 6.6).
 };

@@ -45,7 +45,7 @@ struct session_reply {
     }
     static void finish(session& s) {
         // The last answer of a draining session lets it close (PROTOCOL.md section 1).
-        if (s.end_command()) s.close_for_shutdown();
+        if (s.end_command()) s.close_drained();
     }
 };
 

@@ -287,6 +287,27 @@ std::chrono::milliseconds gateway_core::sweep_interval() const noexcept {
 
 void gateway_core::start_listener() {
     if (listener_started_.exchange(true)) return;
+    // Updates published while the subscription was down are in the log but were never routed,
+    // and the next live one would move each client's last id past them (PROTOCOL.md 6.4): so
+    // every connection is closed, and its client resumes from the last update it got.
+    // Synchronously, on the listener's thread, before it routes the first update of the new
+    // subscription: no connection open now gets a live update after the missed ones (each is
+    // unregistered from routing here, and closed once its commands are answered). A connection
+    // registered later reads the log after this, so it misses nothing either.
+    listener_->on_resubscribed([sessions = std::weak_ptr<session_registry>(sessions_),
+                                metrics = std::weak_ptr<gateway_metrics>(metrics_),
+                                log = options_->log] {
+        const auto s = sessions.lock();
+        const auto m = metrics.lock();
+        if (!s || !m) return;
+        m->update_link_restored.add();
+        const auto closing = s->interrupt_updates();
+        if (log) {
+            log(log_level::warn, "update subscription restored: closing " +
+                                     std::to_string(closing) +
+                                     " connections (1012) so that their clients resume");
+        }
+    });
     // Held weakly: the listener keeps its handler, and routing must not keep the core's parts.
     listener_->start([weak = std::weak_ptr<update_router>(updates_)](std::string_view message) {
         if (const auto updates = weak.lock()) updates->route(message);

@@ -66,7 +66,10 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
       resumes_gap(registry_->counter("gatehouse_resumes_total",
                                      "Resumes (PROTOCOL.md 6.4), by outcome.", "outcome=\"gap\"")),
       updates_replayed(registry_->counter("gatehouse_updates_replayed_total",
-                                          "Logged updates replayed to resuming clients.")) {
+                                          "Logged updates replayed to resuming clients.")),
+      update_link_restored(registry_->counter("gatehouse_update_link_restored_total",
+                                              "Update subscriptions re-established after a loss; "
+                                              "each closed every connection (1012).")) {
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
     // start so that dashboards see the family before the first close.
     for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {

@@ -58,6 +58,7 @@ public:
     metric_counter& resumes_replayed;
     metric_counter& resumes_gap;
     metric_counter& updates_replayed;
+    metric_counter& update_link_restored;
 };
 
 }  // namespace gatehouse::detail

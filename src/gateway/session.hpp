@@ -90,8 +90,17 @@ public:
     // An `error` reply (PROTOCOL.md section 3): `{"code":..,"message":..}`.
     void reply_error(std::string_view code, std::string_view message,
                      std::string_view correlation_id, const log_sink& log);
-    // Closes with 1001 once shutdown began and nothing is pending.
-    void close_for_shutdown() { close(close_code::going_away, "server shutting down"); }
+    // Once it drains and nothing is pending: closes with the code of its drain, 1001 for
+    // shutdown, 1012 when the updates were interrupted (the client resumes what it missed).
+    void close_drained() {
+        close_code code;
+        {
+            std::lock_guard<std::mutex> lock(drain_mutex_);
+            code = drain_code_;
+        }
+        close(code,
+              code == close_code::going_away ? "server shutting down" : "updates interrupted");
+    }
 
     // --- stream_handler: the transport's calls, handed to the registry and the ingress ---
     void on_open(const std::shared_ptr<stream_link>& link) override;
@@ -103,9 +112,10 @@ public:
     token_bucket& bucket() noexcept { return bucket_; }
     std::uint64_t next_sequence() noexcept { return ++sequence_; }
 
-    // --- shutdown accounting: commands handed to the bus and not yet answered ---
+    // --- drain accounting: commands handed to the bus and not yet answered ---
     // Returns false when the session is draining: the command must be ignored (PROTOCOL.md
-    // section 1: a command that arrives after shutdown began is neither accepted nor answered).
+    // section 1: a command that arrives after shutdown began is neither accepted nor answered;
+    // the close that follows tells the client to send it again, the same after 1012).
     bool begin_command() {
         std::lock_guard<std::mutex> lock(drain_mutex_);
         if (draining_) return false;
@@ -122,9 +132,11 @@ public:
         std::lock_guard<std::mutex> lock(drain_mutex_);
         return draining_;
     }
-    // Returns true when nothing is pending, so the session may close now.
-    bool start_draining() {
+    // Returns true when nothing is pending, so the session may close now. `code`: going_away
+    // (shutdown, which wins over an earlier drain) or updates_interrupted.
+    bool start_draining(close_code code = close_code::going_away) {
         std::lock_guard<std::mutex> lock(drain_mutex_);
+        if (!draining_ || code == close_code::going_away) drain_code_ = code;
         draining_ = true;
         return in_flight_ == 0;
     }
@@ -156,6 +168,7 @@ private:
 
     std::mutex drain_mutex_;
     bool draining_ = false;
+    close_code drain_code_ = close_code::going_away;
     std::size_t in_flight_ = 0;
 
     std::atomic<std::int64_t> last_seen_ms_{0};

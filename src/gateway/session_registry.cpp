@@ -68,7 +68,7 @@ void session_registry::add(const std::shared_ptr<session>& s, bool resuming) {
     if (!setup.event_stream) metrics_->connections_opened.add();
     metrics_->open_gauge(setup).add(1);
     // A connection that opened while shutdown began is closed like the others.
-    if (shutting_down_ && s->start_draining()) s->close_for_shutdown();
+    if (shutting_down_ && s->start_draining()) s->close_drained();
 }
 
 void session_registry::close(const std::shared_ptr<session>& s, std::uint16_t code) {
@@ -133,8 +133,23 @@ void session_registry::begin_shutdown() {
         for (const auto& entry : sessions_) live.push_back(entry.second);
     }
     for (const auto& s : live) {
-        if (s->start_draining()) s->close_for_shutdown();
+        if (s->start_draining()) s->close_drained();
     }
+}
+
+std::size_t session_registry::interrupt_updates() {
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const auto& entry : sessions_) live.push_back(entry.second);
+    }
+    for (const auto& s : live) {
+        // Unregistered first, so that no update routed from now on reaches it (its replies
+        // still do), then drained like a shutdown: its commands are answered before the close.
+        connections_->remove(s->id());
+        if (s->start_draining(close_code::updates_interrupted)) s->close_drained();
+    }
+    return live.size();
 }
 
 bool session_registry::wait_for_sessions(std::chrono::steady_clock::time_point deadline) {

@@ -58,6 +58,11 @@ public:
     // From now on upgrades are refused and sessions read nothing; each closes (1001) once its
     // pending commands are answered, at once when none are.
     void begin_shutdown();
+    // The listener's subscription was lost and is back (PROTOCOL.md 6.4): updates published
+    // meanwhile reached no connection. Every open session is unregistered from routing at once
+    // and closes with 1012 once its pending commands are answered (at once when none are),
+    // so that its client resumes from the last update it got. Returns how many.
+    std::size_t interrupt_updates();
     // Waits until every session has closed or `deadline` passed; true when all closed.
     bool wait_for_sessions(std::chrono::steady_clock::time_point deadline);
     // Forgets every session still registered, as the gateway goes away after a drain that

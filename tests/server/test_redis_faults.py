@@ -16,6 +16,8 @@ import secrets
 import signal
 import time
 
+import websockets
+
 import gatehouse_harness as h
 from gatehouse_harness import Client
 import redis_helpers as rh
@@ -32,10 +34,21 @@ class Traffic:
     """Several clients sending commands continuously, not waiting for answers (so some are
     always in flight), until `stop()` or `max_per_client` each; every answer recorded with its
     arrival time. Bounded: at most max_per_client commands, and answers are awaited at most
-    `answer_wait` seconds after the last send."""
+    `answer_wait` seconds after the last send.
 
-    def __init__(self, clients, prefix, max_per_client=400, interval=0.025, answer_wait=8.0):
-        self.clients = clients
+    A connection the gateway closes with 1012 (its update subscription came back after the
+    outage) is replaced through `reopen(i)`, as a real client reconnects. The gateway answered
+    every command it had read before that close; the ones it did not answer were sent after
+    its drain began, were ignored, and are `lost` (checked not to be on the stream)."""
+
+    def __init__(self, clients, prefix, max_per_client=400, interval=0.025, answer_wait=8.0,
+                 reopen=None):
+        self.clients = clients  # replaced in place on a 1012
+        self.reopen = reopen
+        self.generation = [0] * len(clients)
+        self.connection_of = {}  # correlation id -> (client index, generation)
+        self.lost = []  # correlation ids unanswered on a connection closed with 1012
+        self.interrupted = 0  # connections closed with 1012
         self.prefix = prefix
         self.max_per_client = max_per_client
         self.interval = interval
@@ -69,8 +82,19 @@ class Traffic:
                 if self._stop.is_set():
                     break
                 cid = f"{self.prefix}-{i}-{k}"
+                c = self.clients[i]
                 self.sent[cid] = (i, time.monotonic())
-                await c.send("traffic", {"client": i, "k": k}, cid)
+                self.connection_of[cid] = (i, self.generation[i])
+                try:
+                    await c.send("traffic", {"client": i, "k": k}, cid)
+                except websockets.ConnectionClosed:
+                    # Not sent; the receiver reconnects (bounded wait).
+                    del self.sent[cid]
+                    deadline = time.monotonic() + 10
+                    while self.clients[i] is c and time.monotonic() < deadline:
+                        await asyncio.sleep(0.02)
+                    if self.clients[i] is c:
+                        raise
                 await asyncio.sleep(self.interval)
         finally:
             self._sending -= 1
@@ -80,13 +104,17 @@ class Traffic:
         hard_deadline = time.monotonic() + self.max_per_client * self.interval * 4 + 60
         while time.monotonic() < hard_deadline:
             mine = [cid for cid, (j, _) in list(self.sent.items()) if j == i]
-            if self._sending == 0 and all(cid in self.answers for cid in mine):
+            if self._sending == 0 and all(cid in self.answers or cid in self.lost
+                                          for cid in mine):
                 break
             if self._sending == 0 and time.monotonic() > self._send_end + self.answer_wait:
                 break
             try:
-                env = await c.recv(timeout=0.5)
+                env = await self.clients[i].recv(timeout=0.5)
             except asyncio.TimeoutError:
+                continue
+            except websockets.ConnectionClosed:
+                await self._reopen(i)
                 continue
             cid = env.get("correlation_id")
             if cid in self.sent and self.sent[cid][0] == i:
@@ -95,10 +123,22 @@ class Traffic:
                 self.strays.append((i, env))
         # A late duplicate answer would show up here.
         try:
-            env = await c.recv(timeout=0.2)
+            env = await self.clients[i].recv(timeout=0.2)
             self.strays.append((i, env))
         except asyncio.TimeoutError:
             pass
+
+    async def _reopen(self, i):
+        old = self.clients[i]
+        if old.ws.close_code != 1012 or self.reopen is None:
+            raise AssertionError(f"client {i} closed with {old.ws.close_code}")
+        self.interrupted += 1
+        # The close frame came after every answer of that connection.
+        here = (i, self.generation[i])
+        self.lost += [cid for cid, conn in list(self.connection_of.items())
+                      if conn == here and cid in self.sent and cid not in self.answers]
+        self.clients[i] = await self.reopen(i)
+        self.generation[i] += 1
 
     def acked(self, since=None, sent_after=None):
         """{correlation id: stream id} of the acks received so far (after `since`, of commands
@@ -131,7 +171,7 @@ class Traffic:
         counts {"ack": n, "bus_unavailable": n}."""
         case.assertEqual(self.failures, [], "a client failed during the traffic")
         case.assertEqual(self.strays, [], "answers to nothing sent, or duplicates")
-        unanswered = sorted(set(self.sent) - set(self.answers))
+        unanswered = sorted(set(self.sent) - set(self.answers) - set(self.lost))
         case.assertEqual(unanswered, [], f"{len(unanswered)} of {len(self.sent)} commands "
                          "never answered")
         counts = {"ack": 0, "bus_unavailable": 0}
@@ -146,6 +186,12 @@ class Traffic:
                 check_bus_unavailable(case, env, cid)
             counts[kind] += 1
         return counts
+
+    def check_lost_not_on_the_stream(self, case, entries):
+        """The commands unanswered at a 1012 were never accepted: none is on the stream."""
+        ids = {f.get("correlation_id") for f in entries.values()}
+        on_stream = [cid for cid in self.lost if cid.encode() in ids]
+        case.assertEqual(on_stream, [], "a command left unanswered at the 1012 is on the stream")
 
 
 class FaultCase(h.AsyncCase):
@@ -209,13 +255,18 @@ class Outage(FaultCase):
             await asyncio.to_thread(self.redis.start)  # the same port, empty
             waited = await self.wait_status(200, READY_UP_WITHIN_S)
             h.note(f"/ready 200 {waited:.2f} s after Redis was back")
+            # The subscription is back: the connection open all along is closed with 1012, so
+            # that a client resumes the logged updates published during the outage (6.4).
+            code, got = await c.wait_closed()
+            self.assertEqual((code, got), (1012, []))
+            self.assertEqual(self.server.metric("gatehouse_update_link_restored_total"), 1)
+            c = await Client.player(self.server, "patient", "json")
             stream_id = check_ack(self, await c.command("t", {"back": True}, "up-2"), "up-2")
             r = self.redis.client()
             fields = entry(r, self.stream, stream_id)
             self.assertIsNotNone(fields, "acked after the recovery but not on the stream")
             self.assertEqual(fields["correlation_id"], b"up-2")
-            # The listener resubscribed: an update published now reaches the connection that
-            # was open all along.
+            # The listener resubscribed: an update published now reaches the new connection.
             self.assertEqual(r.pubsub_numsub(self.channel), [(self.channel.encode(), 1)])
             await rh.apublish(r, self.channel, {"player_id": "patient", "type": "healed",
                                                 "payload": {"ok": 1}})
@@ -253,12 +304,15 @@ class Outage(FaultCase):
 
 
 class TrafficInvariant(FaultCase):
+    def open_client(self, i):
+        """Client `i` of the traffic (again, after a 1012)."""
+        if i == 3:
+            return Client.bot(self.server, "rover")
+        return Client.player(self.server, ("load-json", "load-mp", "load-pb")[i],
+                             ("json", "msgpack", "protobuf")[i])
+
     async def open_clients(self):
-        clients = [await Client.player(self.server, "load-json", "json"),
-                   await Client.player(self.server, "load-mp", "msgpack"),
-                   await Client.player(self.server, "load-pb", "protobuf"),
-                   await Client.bot(self.server, "rover")]
-        return clients
+        return [await self.open_client(i) for i in range(4)]
 
     def check_entries(self, acked, entries, what):
         """Every acked (cid -> stream id) is an entry of `entries` holding that cid."""
@@ -275,7 +329,7 @@ class TrafficInvariant(FaultCase):
     async def test_sigkill_mid_traffic(self):
         self.start_pair("--ws-rate-limit", "0")
         clients = await self.open_clients()
-        traffic = Traffic(clients, "k")
+        traffic = Traffic(clients, "k", reopen=self.open_client)
         task = asyncio.create_task(traffic.run())
         try:
             self.assertTrue(await traffic.wait_acks(10, timeout=10), "no traffic before the kill")
@@ -307,6 +361,8 @@ class TrafficInvariant(FaultCase):
         after = rh.all_entries(self.redis.client(), self.stream)
         acked_after = traffic.acked(sent_after=t_restarted)
         self.check_entries(acked_after, after, "sent after the restart")
+        traffic.check_lost_not_on_the_stream(self, after)
+        self.assertEqual(traffic.interrupted, len(clients), "each client got one 1012")
         # Nothing can be acked while Redis is dead: commands sent well inside the outage
         # were all refused.
         in_outage = [cid for cid, (_, at) in traffic.sent.items()
@@ -320,7 +376,8 @@ class TrafficInvariant(FaultCase):
         self.assertEqual(h.metric_value(m, "gatehouse_commands_refused_total",
                                         reason="bus_unavailable"), counts["bus_unavailable"])
         h.note(f"{len(traffic.sent)} commands: {counts['ack']} acked, "
-               f"{counts['bus_unavailable']} bus_unavailable; /ready 503 after "
+               f"{counts['bus_unavailable']} bus_unavailable, {len(traffic.lost)} unanswered "
+               f"at the 1012; /ready 503 after "
                f"{down_after:.2f} s, 200 after {up_after:.2f} s; {len(acked_before)} acks "
                f"checked before the kill, {len(acked_after)} after the restart")
         self.assert_clean_exit()
@@ -331,7 +388,7 @@ class TrafficInvariant(FaultCase):
         # the acks of commands sent after the second restart are judged against the stream.
         self.start_pair("--ws-rate-limit", "0", keep_data=True)
         clients = await self.open_clients()
-        traffic = Traffic(clients, "t")
+        traffic = Traffic(clients, "t", reopen=self.open_client)
         task = asyncio.create_task(traffic.run())
         try:
             self.assertTrue(await traffic.wait_acks(10, timeout=10), "no traffic before stop")
@@ -370,6 +427,8 @@ class TrafficInvariant(FaultCase):
         final = rh.all_entries(self.redis.client(), self.stream)
         self.check_entries(traffic.acked(sent_after=t_restarted_2), final,
                            "sent after the last restart")
+        traffic.check_lost_not_on_the_stream(self, final)
+        self.assertEqual(traffic.interrupted, 2 * len(clients), "a 1012 after each outage")
         h.note(f"{len(traffic.sent)} commands: {counts['ack']} acked, "
                f"{counts['bus_unavailable']} bus_unavailable; {len(acked_phase_1)} acks checked "
                f"across the SIGTERM")
