@@ -441,5 +441,86 @@ class OnRedis(h.AsyncCase):
                f"{[f.resumes for f in followers]}")
 
 
+@unittest.skipIf(rh is None, "python3-redis is not installed")
+class SubscriptionLost(h.AsyncCase):
+    """The reviewer's case: the gateway's Pub/Sub link dies and comes back; an update published
+    meanwhile is in the log only. Every connection is closed with 1012 once the link is back,
+    so its client resumes and gets exactly the missed update, then live ones."""
+
+    def setUp(self):
+        self.redis = RedisServer().start()
+        self.r = self.redis.client()
+        self.channel = rh.unique("gh:updates")
+        self.gw = rh.redis_gateway(
+            self.redis.url, rh.unique("gh:commands"), self.channel, rh.unique("gw"),
+            *rh.FAST_RECOVERY, *LOG_ARGS, bot_keys={"rover": "botkey-" + secrets.token_hex(8)})
+        try:
+            self.gw.start()
+            status, waited = rh.wait_ready(self.gw, 200, 5.0)
+            self.assertEqual(status, 200, f"not ready after {waited:.1f} s")
+        except BaseException:
+            self.redis.close()
+            raise
+
+    def tearDown(self):
+        try:
+            problems = rh.stop_and_check(self.gw)
+        finally:
+            self.redis.close()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    def fcall_command(self, message):
+        return ["FCALL", "gatehouse_publish", 0, self.channel, json.dumps(message)]
+
+    def fcall(self, message):
+        reply = self.r.execute_command(*self.fcall_command(message))
+        flat = [x.decode() for x in reply]
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    async def test_update_missed_while_unsubscribed_comes_back_by_resume(self):
+        p = "cut-" + secrets.token_hex(3)
+        c = await resume(self.gw, p, None)
+        bot = await Client.bot(self.gw, "rover")
+        sse = await SseStream.open(self.gw, token=self.gw.token(p))
+        self.assertEqual(sse.status, 200, sse.body)
+        first = self.fcall(tick([p], 1))[p]
+        self.assertEqual((await c.recv())["update_id"], first)
+        self.assertEqual((await sse.next_event())["data"]["payload"], {"n": 1})
+        self.assertEqual(self.gw.metric("gatehouse_update_link_restored_total"), 0)
+
+        # The link is cut and 2 published in one transaction: the gateway cannot have
+        # resubscribed in between, so 2 is certainly in the log only.
+        pipe = self.r.pipeline(transaction=True)
+        pipe.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        pipe.execute_command(*self.fcall_command(tick([p], 2)))
+        killed, reply = pipe.execute()
+        self.assertGreaterEqual(killed, 1, "the gateway's subscription was killed")
+        flat = [x.decode() for x in reply]
+        missed = dict(zip(flat[0::2], flat[1::2]))[p]
+
+        # Once resubscribed, every connection is closed: players, bots and event streams.
+        for who in (c, bot):
+            code, got = await who.wait_closed(10.0)
+            self.assertEqual(code, 1012, got)
+            self.assertEqual(who.ws.close_reason, "updates interrupted")
+            self.assertEqual(got, [], "nothing live after the missed update")
+        self.assertIsNone(await sse.next_event(10.0), "the event stream ended")
+        await sse.close()
+        self.assertEqual(self.gw.metric("gatehouse_update_link_restored_total"), 1)
+        self.gw.wait_metric("gatehouse_connections_closed_total", lambda v: v >= 2, code="1012")
+
+        # The client resumes from the last update it got: 2 once, then 3 live, once.
+        c = await resume(self.gw, p, first)
+        replayed, end = await read_join(c)
+        self.assertEqual([(e["payload"]["n"], e["update_id"]) for e in replayed], [(2, missed)])
+        self.assertEqual((end["type"], end["payload"]), ("gatehouse.resumed", {"replayed": 1}))
+        self.fcall(tick([p], 3))
+        env = await c.recv()
+        self.assertEqual(env["payload"], {"n": 3})
+        await c.expect_nothing(0.3)
+        await c.close()
+
+
 if __name__ == "__main__":
     h.run_main()
