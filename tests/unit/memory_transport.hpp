@@ -162,6 +162,22 @@ public:
     void stop() override {
         std::lock_guard<std::mutex> lock(mutex_);
         handler_ = nullptr;
+        resubscribed_ = nullptr;
+    }
+    void on_resubscribed(resubscribed_handler handler) override {
+        std::lock_guard<std::mutex> lock(mutex_);
+        resubscribed_ = std::move(handler);
+    }
+    // Tells the listener's owner that a lost subscription is back; false when not started.
+    bool resubscribe() {
+        resubscribed_handler h;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!handler_) return false;
+            h = resubscribed_;
+        }
+        if (h) h();
+        return true;
     }
     // Delivers one update as a listener would; false when not started.
     bool deliver(std::string_view message) {
@@ -207,6 +223,7 @@ private:
     std::deque<append_handler> waiting_;
     std::vector<std::string> appended_;
     update_handler handler_;
+    resubscribed_handler resubscribed_;
     int ids_ = 0;
 };
 

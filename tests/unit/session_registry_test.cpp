@@ -99,6 +99,42 @@ TEST_CASE("session registry: shutdown closes idle sessions at once and refuses u
     closer.join();
 }
 
+TEST_CASE(
+    "session registry: a restored update subscription leaves no session routed, answers "
+    "its commands, then closes each with 1012",
+    "[session_registry]") {
+    core_on<manual_bus> f;
+    f.core->start_listener();
+    auto busy = f.open("ola");
+    auto idle = f.open("pia");
+    busy.handler->on_message(true, R"({"type":"move","correlation_id":"c1"})");
+    REQUIRE(f.bus->waiting() == 1);
+
+    REQUIRE(f.bus->resubscribe());
+    CHECK(idle.link->close_code() == 1012);
+    CHECK(busy.link->close_code() == 0);  // its command first
+    CHECK(f.core->connections().size() == 0);
+    // No update reaches it any more: the client resumes the missed ones, then this one.
+    const auto before = busy.link->frames().size();
+    REQUIRE(f.bus->deliver(to_json(update_for_player("ola", "late", "{}"))));
+    CHECK(busy.link->frames().size() == before);
+    // A command read now is neither accepted nor answered (as in a drain); the 1012 tells the
+    // client to send it again.
+    busy.handler->on_message(true, R"({"type":"move","correlation_id":"c2"})");
+    CHECK(f.bus->appended() == std::vector<std::string>{"c1"});
+    REQUIRE(f.bus->answer_next());
+    const auto frames = busy.link->frames();
+    REQUIRE(frames.size() == before + 1);
+    CHECK(frames.back().find("\"type\":\"ack\"") != std::string::npos);
+    CHECK(busy.link->close_code() == 1012);
+    CHECK(f.core->metrics().render().find("gatehouse_update_link_restored_total 1") !=
+          std::string::npos);
+    busy.handler->on_close(1012);
+    idle.handler->on_close(1012);
+    CHECK(f.core->metrics().render().find("gatehouse_connections_closed_total{code=\"1012\"} 2") !=
+          std::string::npos);
+}
+
 TEST_CASE("session registry: abandoned sessions let go of the core's parts", "[session_registry]") {
     std::weak_ptr<stream_handler> weak;
     {
