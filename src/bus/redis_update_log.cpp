@@ -53,6 +53,118 @@ local function logged_players(m)
   return nil
 end
 
+-- True when `s` is well-formed UTF-8 of at most `max_chars` characters (no surrogates, no
+-- overlong forms), as the client codecs check a correlation_id.
+local function utf8_within(s, max_chars)
+  local i, n, chars = 1, #s, 0
+  while i <= n do
+    local c = string.byte(s, i)
+    local len, lo, hi = 1, 0x80, 0xBF
+    if c < 0x80 then len = 1
+    elseif c >= 0xC2 and c <= 0xDF then len = 2
+    elseif c == 0xE0 then len, lo = 3, 0xA0
+    elseif c == 0xED then len, hi = 3, 0x9F
+    elseif c >= 0xE1 and c <= 0xEF then len = 3
+    elseif c == 0xF0 then len, lo = 4, 0x90
+    elseif c == 0xF4 then len, hi = 4, 0x8F
+    elseif c >= 0xF1 and c <= 0xF3 then len = 4
+    else return false end
+    if len > 1 then
+      if i + len - 1 > n then return false end
+      local b = string.byte(s, i + 1)
+      if b < lo or b > hi then return false end
+      for j = i + 2, i + len - 1 do
+        b = string.byte(s, j)
+        if b < 0x80 or b > 0xBF then return false end
+      end
+    end
+    i = i + len
+    chars = chars + 1
+    if chars > max_chars then return false end
+  end
+  return true
+end
+
+-- The top-level keys parse_update() reads; a message naming one of them twice is refused.
+local routing_keys = {'"player_id"', '"player_ids"', '"connection_id"', '"room"', '"broadcast"',
+  '"op"', '"type"', '"update_ids"', '"delivery"', '"key"', '"correlation_id"', '"payload"'}
+
+-- True when the object `text` (already decoded by cjson, so well-formed) names a top-level key
+-- twice. Walks only the structural characters, skipping strings; keys with escapes are
+-- compared decoded.
+local function repeats_top_key(text)
+  local seen, depth, pos, want_key = {}, 0, 1, false
+  while true do
+    local s, _, c = string.find(text, '([{}%[%]",])', pos)
+    if s == nil then return false end
+    if c == '"' then
+      local e, escaped = s + 1, false
+      while true do
+        local q = string.find(text, '["\\]', e)
+        if q == nil then return false end
+        if string.byte(text, q) == 92 then
+          e, escaped = q + 2, true
+        else
+          e = q
+          break
+        end
+      end
+      if depth == 1 and want_key then
+        local k = string.sub(text, s + 1, e - 1)
+        if escaped then k = cjson.decode(string.sub(text, s, e)) end
+        if seen[k] then return true end
+        seen[k] = true
+        want_key = false
+      end
+      pos = e + 1
+    else
+      if c == '{' or c == '[' then
+        depth = depth + 1
+        want_key = depth == 1
+      elseif c == '}' or c == ']' then
+        depth = depth - 1
+      else
+        want_key = depth == 1
+      end
+      pos = s + 1
+    end
+  end
+end
+
+-- Why a logged message would be refused by parse_update() (PROTOCOL.md 5, 6.6), or nil: a
+-- message the gateway drops must not be logged (no one receives it, and it pushes real
+-- updates out of the log). The full scan for repeated keys runs only when a key the routing
+-- reads occurs twice in the text, or a key may be escaped.
+local function refusal(m, text)
+  if type(m.type) ~= 'string' or #m.type == 0 or #m.type > 64 or
+     string.find(m.type, '[^%w_.:%-]') then
+    return 'type must be 1-64 characters of A-Z a-z 0-9 _ . : -'
+  end
+  local d = m.delivery
+  if present(d) and d ~= 'reliable' and d ~= 'droppable' then
+    if d ~= 'latest' then return 'delivery must be reliable, droppable or latest' end
+    if type(m.key) ~= 'string' or #m.key == 0 or #m.key > 256 then
+      return 'a latest update needs a key of 1-256 bytes'
+    end
+  end
+  local c = m.correlation_id
+  if present(c) and (type(c) ~= 'string' or #c == 0 or #c > 512 or not utf8_within(c, 128)) then
+    return 'correlation_id must be 1-128 characters of UTF-8'
+  end
+  local scan = string.find(text, '\\', 1, true) ~= nil
+  if not scan then
+    for i = 1, #routing_keys do
+      local at = string.find(text, routing_keys[i], 1, true)
+      if at and string.find(text, routing_keys[i], at + 1, true) then
+        scan = true
+        break
+      end
+    end
+  end
+  if scan and repeats_top_key(text) then return 'a top-level key is given twice' end
+  return nil
+end
+
 local function gatehouse_publish(keys, args)
   local channel, text = args[1], args[2]
   if channel == nil or text == nil then
@@ -70,9 +182,22 @@ local function gatehouse_publish(keys, args)
     redis.call('PUBLISH', channel, text)
     return {}
   end
-  local ids, pairs_json = {}, {}
-  for _, p in ipairs(players) do
+  local why = refusal(m, text)
+  if why then return redis.error_reply('invalid_update: ' .. why) end
+  -- Every key is checked before the first write: a log key of another type (written by
+  -- something else) must fail the publish whole, not after some players' logs took it.
+  local log_keys = {}
+  for i, p in ipairs(players) do
     local key = channel .. ':log:' .. p
+    local t = redis.call('TYPE', key).ok
+    if t ~= 'none' and t ~= 'stream' then
+      return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not an update log')
+    end
+    log_keys[i] = key
+  end
+  local ids, pairs_json = {}, {}
+  for i, p in ipairs(players) do
+    local key = log_keys[i]
     local id = redis.call('XADD', key, 'MAXLEN', log_size, '*', 'm', text)
     redis.call('PEXPIRE', key, log_ttl_ms)
     ids[#ids + 1] = p

@@ -245,7 +245,8 @@ TEST_CASE("redis update log: unlogged shapes are published as they are",
     }
     CHECK(received.wait_for(unlogged.size()) == unlogged);
     // null counts as absent: this is the player shape.
-    const auto logged = publish(bus, R"({"op":null,"connection_id":null,"player_id":"p"})");
+    const auto logged =
+        publish(bus, R"({"op":null,"connection_id":null,"player_id":"p","type":"t"})");
     CHECK(logged.ids.size() == 1);
     sync_client redis(server);
     CHECK(redis.integer({"XLEN", "test:updates:log:p"}) == 1);
@@ -264,6 +265,92 @@ TEST_CASE("redis update log: a message that is not a JSON object is refused, not
         CHECK(answer.error == errc::invalid_update);
         CHECK(answer.ids.empty());
     }
+    // Nothing was published: the next message is the first to arrive.
+    REQUIRE_FALSE(publish(bus, R"({"room":"r","type":"t"})").error);
+    CHECK(received.wait_for(1)[0] == R"({"room":"r","type":"t"})");
+}
+
+TEST_CASE("redis update log: a logged shape the gateway would refuse is refused, not logged",
+          "[redis_bus][update_log]") {
+    redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
+    redis_bus bus(options_for(server));
+    bus.start(received.handler());
+    REQUIRE(bus.wait_connected(5000ms));
+    const std::string long_type(65, 't');
+    const std::string long_key(257, 'k');
+    std::string long_corr;
+    for (int i = 0; i < 129; ++i) long_corr += "\xc3\xa9";  // 129 characters, 258 bytes
+    const std::vector<std::string> refused{
+        R"({"player_id":"p"})",
+        R"({"player_id":"p","type":""})",
+        R"({"player_id":"p","type":7})",
+        R"({"player_id":"p","type":"a b"})",
+        R"({"player_ids":["p","q"],"type":"t/u"})",
+        R"({"player_id":"p","type":")" + long_type + R"("})",
+        R"({"player_id":"p","type":"t","delivery":"sometimes"})",
+        R"({"player_id":"p","type":"t","delivery":1})",
+        R"({"player_id":"p","type":"t","delivery":"latest"})",
+        R"({"player_id":"p","type":"t","delivery":"latest","key":""})",
+        R"({"player_id":"p","type":"t","delivery":"latest","key":3})",
+        R"({"player_id":"p","type":"t","delivery":"latest","key":")" + long_key + R"("})",
+        R"({"player_id":"p","type":"t","correlation_id":""})",
+        R"({"player_id":"p","type":"t","correlation_id":5})",
+        R"({"player_id":"p","type":"t","correlation_id":")" + long_corr + R"("})",
+        "{\"player_id\":\"p\",\"type\":\"t\",\"correlation_id\":\"\xff\"}",
+        "{\"player_id\":\"p\",\"type\":\"t\",\"correlation_id\":\"\xed\xa0\x80\"}",
+        // A repeated top-level key: cjson keeps the last, parse_update refuses.
+        R"({"player_id":"p","type":"t","player_id":"q"})",
+        R"({"player_id":"p","type":"t","type":"u"})",
+        R"({"player_ids":["p"],"type":"t","payload":1,"payload":2})",
+        R"({"player_id":"p","type":"t","typ\u0065":"u"})",
+        R"({"player_id":"p","type":"t","x":{"a":"\"}"},"x":1})",
+    };
+    for (const auto& message : refused) {
+        INFO(message);
+        const auto answer = publish(bus, message);
+        CHECK(answer.error == errc::invalid_update);
+        CHECK(answer.ids.empty());
+    }
+    sync_client redis(server);
+    CHECK(redis.integer({"EXISTS", "test:updates:log:p"}) == 0);
+    CHECK(redis.integer({"EXISTS", "test:updates:log:q"}) == 0);
+
+    // Keys nested in the payload or inside strings are not top-level repeats.
+    std::string corr;
+    for (int i = 0; i < 128; ++i) corr += "\xc3\xa9";
+    const std::vector<std::string> accepted{
+        R"({"player_id":"p","type":"a.B-9_:z","payload":{"type":"x","player_id":"y"}})",
+        R"({"player_id":"p","type":"t","payload":[{"type":1},{"type":2}],"note":"\"type\":"})",
+        R"({"player_id":"p","type":"t","payload":"\\","delivery":"latest","key":")" +
+            std::string(256, 'k') + R"("})",
+        R"({"player_id":"p","type":"t","delivery":"droppable","key":3,"correlation_id":null})",
+        R"({"player_id":"p","type":"t","delivery":null,"correlation_id":")" + corr + R"("})",
+        R"({"player_id":"p","type":")" + std::string(64, 't') + R"(","delivery":"reliable"})",
+    };
+    for (const auto& message : accepted) {
+        INFO(message);
+        const auto answer = publish(bus, message);
+        CHECK_FALSE(answer.error);
+        CHECK(answer.ids.size() == 1);
+    }
+    CHECK(received.wait_for(accepted.size()).size() == accepted.size());
+    CHECK(redis.integer({"XLEN", "test:updates:log:p"}) == static_cast<long long>(accepted.size()));
+}
+
+TEST_CASE("redis update log: a log key of another type fails the publish before any write",
+          "[redis_bus][update_log]") {
+    redis_server server;
+    inbox received;  // outlives the bus, which delivers to it
+    redis_bus bus(options_for(server));
+    bus.start(received.handler());
+    REQUIRE(bus.wait_connected(5000ms));
+    sync_client redis(server);
+    (void)redis.run({"SET", "test:updates:log:z", "1"});
+    const auto answer = publish(bus, R"({"player_ids":["y","z"],"type":"t"})");
+    CHECK(answer.error == errc::bus_unavailable);
+    CHECK(answer.ids.empty());
+    CHECK(redis.integer({"EXISTS", "test:updates:log:y"}) == 0);
     // Nothing was published: the next message is the first to arrive.
     REQUIRE_FALSE(publish(bus, R"({"room":"r","type":"t"})").error);
     CHECK(received.wait_for(1)[0] == R"({"room":"r","type":"t"})");
