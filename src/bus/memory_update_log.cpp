@@ -58,7 +58,10 @@ bool has_update_ids(std::string_view message) {
 
 memory_update_log::memory_update_log(std::size_t size, std::chrono::milliseconds ttl,
                                      std::size_t max_bytes)
-    : size_(std::max<std::size_t>(size, 1)), ttl_ms_(ttl.count()), max_bytes_(max_bytes) {}
+    : size_(std::max<std::size_t>(size, 1)),
+      ttl_ms_(ttl.count()),
+      max_bytes_(max_bytes),
+      random_(std::random_device{}()) {}
 
 std::size_t memory_update_log::entry_bytes(const std::string& player,
                                            const entry& e) const noexcept {
@@ -67,11 +70,17 @@ std::size_t memory_update_log::entry_bytes(const std::string& player,
 
 // Redis's rule for stream ids: the time part never goes backwards, even when the clock does;
 // within one millisecond the sequence counts up. One id serves all players of an update.
+// Unlike Redis, nothing remembers the last id across a restart: a process restarted within
+// the same millisecond, or after the clock stepped back, would issue `<ms>-0` again and an
+// old resume id would find a different update. So each millisecond's sequence starts at a
+// random 32-bit value: two processes' ids meet only if they use the same millisecond and
+// their sequences overlap (about one chance in 2^32 per millisecond shared), and the 32 bits
+// of headroom above keep the sequence from wrapping.
 void memory_update_log::next_id(std::int64_t now_ms) {
     const auto now = static_cast<std::uint64_t>(std::max<std::int64_t>(now_ms, 0));
     if (now > last_ms_) {
         last_ms_ = now;
-        last_seq_ = 0;
+        last_seq_ = random_() & 0xFFFFFFFFU;
     } else if (last_seq_ == std::numeric_limits<std::uint64_t>::max()) {
         ++last_ms_;
         last_seq_ = 0;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <list>
 #include <memory>
+#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -80,6 +81,7 @@ private:
     std::size_t bytes_ = 0;
     std::uint64_t last_ms_ = 0;
     std::uint64_t last_seq_ = 0;
+    std::mt19937_64 random_;  // each millisecond's first sequence number
 };
 
 }  // namespace gatehouse::detail
