@@ -85,10 +85,6 @@ local function utf8_within(s, max_chars)
   return true
 end
 
--- The top-level keys parse_update() reads; a message naming one of them twice is refused.
-local routing_keys = {'"player_id"', '"player_ids"', '"connection_id"', '"room"', '"broadcast"',
-  '"op"', '"type"', '"update_ids"', '"delivery"', '"key"', '"correlation_id"', '"payload"'}
-
 -- True when the object `text` (already decoded by cjson, so well-formed) names a top-level key
 -- twice. Walks only the structural characters, skipping strings; keys with escapes are
 -- compared decoded.
@@ -133,8 +129,7 @@ end
 
 -- Why a logged message would be refused by parse_update() (PROTOCOL.md 5, 6.6), or nil: a
 -- message the gateway drops must not be logged (no one receives it, and it pushes real
--- updates out of the log). The full scan for repeated keys runs only when a key the routing
--- reads occurs twice in the text, or a key may be escaped.
+-- updates out of the log).
 local function refusal(m, text)
   if type(m.type) ~= 'string' or #m.type == 0 or #m.type > 64 or
      string.find(m.type, '[^%w_.:%-]') then
@@ -151,11 +146,14 @@ local function refusal(m, text)
   if present(c) and (type(c) ~= 'string' or #c == 0 or #c > 512 or not utf8_within(c, 128)) then
     return 'correlation_id must be 1-128 characters of UTF-8'
   end
+  -- cjson kept one value per key, so a repeated key is one of m's; a key written with an
+  -- escape is not found by its name, hence the full scan whenever the text has a backslash.
   local scan = string.find(text, '\\', 1, true) ~= nil
   if not scan then
-    for i = 1, #routing_keys do
-      local at = string.find(text, routing_keys[i], 1, true)
-      if at and string.find(text, routing_keys[i], at + 1, true) then
+    for k in pairs(m) do
+      local quoted = '"' .. k .. '"'
+      local at = string.find(text, quoted, 1, true)
+      if at and string.find(text, quoted, at + #quoted, true) then
         scan = true
         break
       end
@@ -184,14 +182,17 @@ local function gatehouse_publish(keys, args)
   end
   local why = refusal(m, text)
   if why then return redis.error_reply('invalid_update: ' .. why) end
-  -- Every key is checked before the first write: a log key of another type (written by
-  -- something else) must fail the publish whole, not after some players' logs took it.
+  -- Every key after the first is checked before the first write: a log key of another type
+  -- (written by something else) must fail the publish whole, not after some players' logs
+  -- took it. The first player's XADD fails before anything is written anyway.
   local log_keys = {}
   for i, p in ipairs(players) do
     local key = channel .. ':log:' .. p
-    local t = redis.call('TYPE', key).ok
-    if t ~= 'none' and t ~= 'stream' then
-      return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not an update log')
+    if i > 1 then
+      local t = redis.call('TYPE', key).ok
+      if t ~= 'none' and t ~= 'stream' then
+        return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not an update log')
+      end
     end
     log_keys[i] = key
   end
