@@ -121,7 +121,8 @@ public:
     void publish_logged(std::string message, logged_publish_handler done) override;
     /// update_log: reads the log in memory; `done` runs on the calling thread, before this
     /// returns. Never `unavailable`.
-    void read_after(std::string player_id, std::string after_id, log_read_handler done) override;
+    void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
+                    log_read_handler done) override;
 
     /// Updates refused because the delivery queue was full.
     std::uint64_t updates_refused() const noexcept;

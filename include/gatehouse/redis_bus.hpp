@@ -108,7 +108,8 @@ public:
     void publish_logged(std::string message, logged_publish_handler done) override;
     /// update_log: `FCALL_RO gatehouse_read` on the command connection (see
     /// `redis_command_producer::read_after`).
-    void read_after(std::string player_id, std::string after_id, log_read_handler done) override;
+    void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
+                    log_read_handler done) override;
 
     /// True while the command connection is up and, once `start()` was called, the
     /// subscription is confirmed (both base classes share this; `GET /ready` wants both).

@@ -86,8 +86,9 @@ struct redis_command_producer_stats {
 /// `publish_logged`. A Redis that refuses it (older than 7.0, an ACL without FUNCTION) is
 /// logged as an error; commands still work, and the update log answers `bus_unavailable` /
 /// `unavailable`. `publish_logged` sends `FCALL gatehouse_publish 0 <channel> <message>`,
-/// `read_after` sends `FCALL_RO gatehouse_read 1 <log key> <after_id>` (a malformed
-/// `after_id` is `gap` without asking Redis); both fail like `append` while Redis is away.
+/// `read_after` sends `FCALL_RO gatehouse_read 1 <log key> <after_id> <max_bytes> <count>`
+/// (read in pages of `count` entries; a malformed `after_id` is `gap` without asking Redis);
+/// both fail like `append` while Redis is away.
 ///
 /// Faults: a broken connection is reconnected with backoff until the producer is closed;
 /// nothing needs restarting when Redis returns on the same address.
@@ -122,13 +123,15 @@ public:
 
     /// update_log: `FCALL gatehouse_publish`, pipelined with the commands; `done` gets the
     /// ids, `errc::invalid_update` when the function refused the message (not a JSON object,
-    /// or it already has `update_ids`), `errc::bus_unavailable` when Redis is away, the link
+    /// it already has `update_ids`, or a logged shape `parse_update` would refuse: docs/redis.md),
+    /// `errc::bus_unavailable` when Redis is away, a log key holds another type, the link
     /// broke with it in flight (it may or may not have been published), or the library is
     /// not loaded.
     void publish_logged(std::string message, logged_publish_handler done) override;
     /// update_log: `FCALL_RO gatehouse_read`; `unavailable` when Redis is away or answered
     /// an error.
-    void read_after(std::string player_id, std::string after_id, log_read_handler done) override;
+    void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
+                    log_read_handler done) override;
 
     /// Answers every command still in flight with `errc::bus_unavailable` (each `done` runs
     /// before `close()` returns), closes the connection and ends the I/O thread; from then on

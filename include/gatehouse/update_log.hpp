@@ -3,6 +3,7 @@
 /// `update_log`: the per-player log of updates that lets a client that reconnects, to any
 /// instance, get what it missed (PROTOCOL.md section 6.4).
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -31,7 +32,8 @@ struct logged_update {
 /// What `update_log::read_after()` found.
 enum class log_read_status : std::uint8_t {
     replay,       ///< `updates` holds everything logged for the player after the id (maybe none).
-    gap,          ///< The log no longer holds the update after the id, or never issued it.
+    gap,          ///< The log no longer holds the update after the id, or never issued it, or
+                  ///< what came after it is more than the read's byte budget.
     unavailable,  ///< The log could not be read (Redis away); the gateway answers `gap`.
 };
 
@@ -65,9 +67,13 @@ public:
     virtual void publish_logged(std::string message, logged_publish_handler done) = 0;
 
     /// The updates logged for `player_id` after `after_id`. `replay` only when the update
-    /// with id `after_id` is still in the log (then everything after it is, too) and has not
-    /// outlived the log's time to live; otherwise `gap`. `done` is called exactly once.
-    virtual void read_after(std::string player_id, std::string after_id, log_read_handler done) = 0;
+    /// with id `after_id` is still in the log (then everything after it is, too), has not
+    /// outlived the log's time to live, and the messages after it take at most `max_bytes`
+    /// (their text, summed); otherwise `gap`. The budget bounds what the log copies and
+    /// sends: a replay that could not be delivered anyway is not read whole. `done` is
+    /// called exactly once.
+    virtual void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
+                            log_read_handler done) = 0;
 };
 
 /// Orders two update ids: negative, zero or positive as `a` is before, equal to or after

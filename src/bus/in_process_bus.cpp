@@ -313,12 +313,12 @@ void in_process_bus::publish_logged(std::string message, logged_publish_handler 
     done({}, std::move(ids));
 }
 
-void in_process_bus::read_after(std::string player_id, std::string after_id,
+void in_process_bus::read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
                                 log_read_handler done) {
     log_read_result result;
     {
         std::lock_guard<std::mutex> lock(impl_->updates_mutex);
-        result = impl_->log.read_after(player_id, after_id, detail::unix_now_ms());
+        result = impl_->log.read_after(player_id, after_id, max_bytes, detail::unix_now_ms());
     }
     done(std::move(result));
 }

@@ -157,7 +157,7 @@ std::string memory_update_log::append(const std::vector<std::string>& players,
 }
 
 log_read_result memory_update_log::read_after(std::string_view player, std::string_view after_id,
-                                              std::int64_t now_ms) const {
+                                              std::size_t max_bytes, std::int64_t now_ms) const {
     log_read_result result;  // gap
     if (!valid_update_id(after_id)) return result;
     const auto it = logs_.find(std::string(player));
@@ -169,6 +169,13 @@ log_read_result memory_update_log::read_after(std::string_view player, std::stri
     if (at == entries.end() || compare_update_ids(at->id, after_id) != 0) return result;
     const auto now = static_cast<std::uint64_t>(std::max<std::int64_t>(now_ms, 0));
     if (at->ms < now && now - at->ms > static_cast<std::uint64_t>(ttl_ms_)) return result;
+    // Summed before anything is copied: the caller holds the bus-wide lock, and a replay past
+    // the budget would be answered with a gap anyway.
+    std::size_t bytes = 0;
+    for (auto next = at + 1; next != entries.end(); ++next) {
+        if (next->message->size() > max_bytes - bytes) return result;
+        bytes += next->message->size();
+    }
     result.status = log_read_status::replay;
     result.updates.reserve(static_cast<std::size_t>(entries.end() - at - 1));
     for (auto next = at + 1; next != entries.end(); ++next) {

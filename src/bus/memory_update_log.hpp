@@ -46,9 +46,10 @@ public:
     std::string append(const std::vector<std::string>& players, const std::string& message,
                        std::int64_t now_ms);
 
-    /// What `update_log::read_after` answers (never `unavailable`).
+    /// What `update_log::read_after` answers (never `unavailable`); past `max_bytes` of
+    /// messages the copy stops and the answer is `gap`.
     log_read_result read_after(std::string_view player, std::string_view after_id,
-                               std::int64_t now_ms) const;
+                               std::size_t max_bytes, std::int64_t now_ms) const;
 
     /// Bytes counted now, and players with a log.
     std::size_t bytes() const noexcept { return bytes_; }

@@ -76,8 +76,10 @@ void redis_bus::publish_logged(std::string message, logged_publish_handler done)
     impl_->producer.publish_logged(std::move(message), std::move(done));
 }
 
-void redis_bus::read_after(std::string player_id, std::string after_id, log_read_handler done) {
-    impl_->producer.read_after(std::move(player_id), std::move(after_id), std::move(done));
+void redis_bus::read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
+                           log_read_handler done) {
+    impl_->producer.read_after(std::move(player_id), std::move(after_id), max_bytes,
+                               std::move(done));
 }
 
 bool redis_bus::connected() const noexcept {

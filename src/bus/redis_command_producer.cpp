@@ -346,7 +346,7 @@ void redis_command_producer::publish_logged(std::string message, logged_publish_
 }
 
 void redis_command_producer::read_after(std::string player_id, std::string after_id,
-                                        log_read_handler done) {
+                                        std::size_t max_bytes, log_read_handler done) {
     auto& s = *state_;
     if (!valid_update_id(after_id)) {
         done(log_read_result{});  // not an id the log could have issued: gap
@@ -357,7 +357,7 @@ void redis_command_producer::read_after(std::string player_id, std::string after
         return;
     }
     const auto format = [&](std::string& out) {
-        r::format_log_read(out, s.options.updates_channel, player_id, after_id);
+        r::format_log_read(out, s.options.updates_channel, player_id, after_id, max_bytes);
     };
     auto answer = [done = std::move(done)](std::error_code ec, const r::reply& reply) {
         if (ec) {

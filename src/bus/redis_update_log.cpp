@@ -22,7 +22,8 @@ namespace {
 //   reused by this Redis, and an id from a Redis since restarted empty is simply not found.
 // - gatehouse_read answers in one round trip, and `gap` unless the entry the client last saw
 //   is still there and younger than the TTL (by Redis's clock): then everything after it is
-//   there too (trimming removes the oldest first) and younger still.
+//   there too (trimming removes the oldest first) and younger still. It reads in pages and
+//   stops at the caller's byte budget: a log may hold a million entries of any size.
 constexpr std::string_view library_template = R"LUA(#!lua name=gatehouse
 -- The gatehouse update log (PROTOCOL.md 6.4), loaded by the gateway: do not edit in Redis.
 local log_size = '@SIZE@'
@@ -220,15 +221,31 @@ local function gatehouse_read(keys, args)
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
   local at_ms = tonumber(string.match(after, '^(%d+)'))
   if at_ms == nil or now_ms - at_ms > log_ttl_ms then return 'gap' end
-  local out = {}
-  for _, e in ipairs(redis.call('XRANGE', key, '(' .. after, '+')) do
-    local fields, message = e[2], ''
-    for i = 1, #fields - 1, 2 do
-      if fields[i] == 'm' then message = fields[i + 1] end
+  -- Read in pages of `page` entries, the messages summed: past `max_bytes` the answer is
+  -- `gap`, so neither this script nor the reply holds more than the budget and a page. A
+  -- caller that gives neither (an older gateway) reads the rest in one XRANGE.
+  local max_bytes, page = tonumber(args[2]), tonumber(args[3])
+  if page ~= nil and page < 1 then page = nil end
+  local out, bytes, from = {}, 0, '(' .. after
+  while true do
+    local entries
+    if page then
+      entries = redis.call('XRANGE', key, from, '+', 'COUNT', page)
+    else
+      entries = redis.call('XRANGE', key, from, '+')
     end
-    out[#out + 1] = {e[1], message}
+    for _, e in ipairs(entries) do
+      local fields, message = e[2], ''
+      for i = 1, #fields - 1, 2 do
+        if fields[i] == 'm' then message = fields[i + 1] end
+      end
+      bytes = bytes + #message
+      if max_bytes and bytes > max_bytes then return 'gap' end
+      out[#out + 1] = {e[1], message}
+    end
+    if page == nil or #entries < page then return out end
+    from = '(' .. entries[#entries][1]
   end
-  return out
 end
 
 redis.register_function('gatehouse_publish', gatehouse_publish)
@@ -269,13 +286,15 @@ void format_logged_publish(std::string& out, std::string_view channel, std::stri
 }
 
 void format_log_read(std::string& out, std::string_view channel, std::string_view player_id,
-                     std::string_view after_id) {
-    format_array_header(out, 5);
+                     std::string_view after_id, std::size_t max_bytes) {
+    format_array_header(out, 7);
     format_bulk(out, "FCALL_RO");
     format_bulk(out, "gatehouse_read");
     format_bulk(out, "1");
     format_bulk(out, update_log_key(channel, player_id));
     format_bulk(out, after_id);
+    format_bulk(out, std::to_string(max_bytes));
+    format_bulk(out, std::to_string(log_read_page));
 }
 
 std::error_code parse_logged_publish(const reply& r, update_ids& out) {

@@ -24,9 +24,13 @@ std::string update_log_key(std::string_view channel, std::string_view player_id)
 
 /// Appends `FCALL gatehouse_publish 0 <channel> <message>` in RESP form.
 void format_logged_publish(std::string& out, std::string_view channel, std::string_view message);
-/// Appends `FCALL_RO gatehouse_read 1 <log key> <after_id>` in RESP form.
+/// The entries `gatehouse_read` takes per XRANGE: a replay is read in pages of this many.
+inline constexpr std::size_t log_read_page = 100;
+
+/// Appends `FCALL_RO gatehouse_read 1 <log key> <after_id> <max_bytes> <log_read_page>` in
+/// RESP form.
 void format_log_read(std::string& out, std::string_view channel, std::string_view player_id,
-                     std::string_view after_id);
+                     std::string_view after_id, std::size_t max_bytes);
 
 /// Reads `gatehouse_publish`'s reply: the ids (a flat array `player, id, ...`), or
 /// `errc::invalid_update` for its `invalid_update` error, `errc::bus_unavailable` for any

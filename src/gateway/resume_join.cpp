@@ -65,7 +65,7 @@ void resume_join::start(const std::shared_ptr<session>& s,
     // before it is in the answer. finish_resume() drops what is in both.
     add(true);
     log_->read_after(
-        setup.who.player_id, resume,
+        setup.who.player_id, resume, 2 * options_->connections.max_buffered_bytes,
         [connections = connections_, metrics = metrics_, options = options_, id = setup.id,
          wire = setup.wire_codec, resume](log_read_result result) {
             // The replay, then `gatehouse.resumed`; finish_resume() sends it when it fits under

@@ -639,13 +639,14 @@ logged_answer publish_logged(gatehouse::in_process_bus& bus, std::string message
 }
 
 gatehouse::log_read_result read_after(gatehouse::in_process_bus& bus, std::string player,
-                                      std::string after) {
+                                      std::string after, std::size_t max_bytes = 1 << 20) {
     gatehouse::log_read_result out;
     int calls = 0;
-    bus.read_after(std::move(player), std::move(after), [&](gatehouse::log_read_result r) {
-        ++calls;
-        out = std::move(r);
-    });
+    bus.read_after(std::move(player), std::move(after), max_bytes,
+                   [&](gatehouse::log_read_result r) {
+                       ++calls;
+                       out = std::move(r);
+                   });
     CHECK(calls == 1);
     return out;
 }
@@ -852,6 +853,29 @@ TEST_CASE("in_process_bus: log order is delivery order, across publishing thread
     bus.stop();
 }
 
+TEST_CASE("in_process_bus: a read past its byte budget is a gap", "[in_process_bus][update_log]") {
+    gatehouse::in_process_bus bus;
+    std::vector<std::string> ids;
+    std::vector<std::string> sent;
+    std::size_t bytes = 0;
+    for (int n = 0; n < 5; ++n) {
+        sent.push_back(R"({"player_id":"p","type":"t","payload":)" + std::to_string(n * 1000) +
+                       "}");
+        ids.push_back(publish_logged(bus, sent.back()).ids.at(0).second);
+        if (n > 0) bytes += sent.back().size();
+    }
+    const auto all = read_after(bus, "p", ids[0], bytes);
+    REQUIRE(all.status == gatehouse::log_read_status::replay);
+    REQUIRE(all.updates.size() == 4);
+    CHECK(all.updates.back().message == sent.back());
+    const auto over = read_after(bus, "p", ids[0], bytes - 1);
+    CHECK(over.status == gatehouse::log_read_status::gap);
+    CHECK(over.updates.empty());
+    CHECK(read_after(bus, "p", ids[3], sent[4].size() - 1).status ==
+          gatehouse::log_read_status::gap);
+    CHECK(read_after(bus, "p", ids[4], 0).status == gatehouse::log_read_status::replay);
+}
+
 TEST_CASE("in_process_bus: ids do not repeat across logs in the same millisecond",
           "[in_process_bus][update_log]") {
     // Two processes' logs (one restarted within the millisecond, or after the clock stepped
@@ -867,7 +891,7 @@ TEST_CASE("in_process_bus: ids do not repeat across logs in the same millisecond
     CHECK(first != old_id);
     CHECK(second != old_id);
     CHECK(gatehouse::compare_update_ids(first, second) < 0);
-    CHECK(after.read_after("p", old_id, now).status == gatehouse::log_read_status::gap);
+    CHECK(after.read_after("p", old_id, 1 << 20, now).status == gatehouse::log_read_status::gap);
     // Within one log ids keep increasing, also in one millisecond and when the clock goes back.
     std::string previous = second;
     for (int n = 0; n < 100; ++n) {

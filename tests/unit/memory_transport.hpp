@@ -263,11 +263,13 @@ public:
         done({}, std::move(ids));
     }
 
-    void read_after(std::string player_id, std::string after_id, log_read_handler done) override {
+    void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
+                    log_read_handler done) override {
         log_read_result result;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             ++reads_;
+            last_max_bytes_ = max_bytes;
             if (unavailable) {
                 result.status = log_read_status::unavailable;
             } else if (!lost) {
@@ -301,6 +303,11 @@ public:
         std::lock_guard<std::mutex> lock(mutex_);
         return reads_;
     }
+    // The byte budget the last read was given (not applied here).
+    std::size_t last_max_bytes() const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return last_max_bytes_;
+    }
 
     // Publishes and returns the player's id (the first one for `players` shapes).
     std::string publish(const std::string& message) {
@@ -323,6 +330,7 @@ private:
     std::deque<std::pair<log_read_handler, log_read_result>> deferred_;
     std::uint64_t sequence_ = 0;
     std::size_t reads_ = 0;
+    std::size_t last_max_bytes_ = 0;
 };
 
 inline gateway_options test_options() {

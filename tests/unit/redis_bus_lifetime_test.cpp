@@ -183,7 +183,7 @@ TEST_CASE("redis lifetime: a producer destroyed with logged publishes and reads 
                     if (t == 0) producer.append(sample_command(), a.handler(n));
                     if (t == 1)
                         producer.publish_logged(R"({"player_id":"p","type":"t"})", a.logged(n));
-                    if (t == 2) producer.read_after("p", known_id, a.read(n));
+                    if (t == 2) producer.read_after("p", known_id, 1 << 20, a.read(n));
                 }
             });
         }
@@ -207,7 +207,7 @@ TEST_CASE("redis lifetime: a producer on a hung Redis closes at once, answering 
     for (int n = 0; n < count; ++n) {
         if (n % 3 == 0) producer->append(sample_command(), a.handler(n));
         if (n % 3 == 1) producer->publish_logged(R"({"player_id":"p","type":"t"})", a.logged(n));
-        if (n % 3 == 2) producer->read_after("p", "1-0", a.read(n));
+        if (n % 3 == 2) producer->read_after("p", "1-0", 1 << 20, a.read(n));
     }
     const auto t0 = std::chrono::steady_clock::now();
     producer.reset();
@@ -374,7 +374,7 @@ TEST_CASE("redis lifetime: redis_bus destroyed with appends in flight and Redis 
         for (int n = count / 2; n < count; ++n) {
             if (n % 2 == 0)
                 bus.publish_logged(R"({"player_ids":["p","q"],"type":"t"})", a.logged(n));
-            if (n % 2 == 1) bus.read_after("p", "1-0", a.read(n));
+            if (n % 2 == 1) bus.read_after("p", "1-0", 1 << 20, a.read(n));
         }
     }
     a.gone = true;
@@ -426,7 +426,7 @@ TEST_CASE("redis lifetime: redis_bus destroyed from its update handler and from 
                 owner.reset();
                 answered.fetch_add(1);
             });
-        bus->read_after("p", "1-0", [&, owner = bus](gatehouse::log_read_result) mutable {
+        bus->read_after("p", "1-0", 1 << 20, [&, owner = bus](gatehouse::log_read_result) mutable {
             owner.reset();
             answered.fetch_add(1);
         });

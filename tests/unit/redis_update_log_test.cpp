@@ -86,9 +86,10 @@ publish_answer publish(redis_bus& bus, std::string message) {
     return a.get();
 }
 
-log_read_result read(redis_bus& bus, std::string player, std::string after) {
+log_read_result read(redis_bus& bus, std::string player, std::string after,
+                     std::size_t max_bytes = 1 << 20) {
     awaited<log_read_result> a;
-    bus.read_after(std::move(player), std::move(after),
+    bus.read_after(std::move(player), std::move(after), max_bytes,
                    [&a](log_read_result r) { a.set(std::move(r)); });
     return a.get();
 }
@@ -387,6 +388,43 @@ TEST_CASE("redis update log: the size cap trims, and a trimmed or unknown id is 
     for (const std::string malformed : {"", "abc", "1-", "-1", "1-2-3", "(1-0", "+"}) {
         CHECK(read(bus, "dave", malformed).status == log_read_status::gap);
     }
+}
+
+TEST_CASE("redis update log: a read is paged and answers gap past its byte budget",
+          "[redis_bus][update_log]") {
+    redis_server server;
+    redis_bus bus(options_for(server));
+    REQUIRE(bus.wait_connected(5000ms));
+    // More entries than one page (log_read_page, 100) of the library's XRANGE.
+    std::vector<std::string> ids;
+    std::vector<std::string> sent;
+    std::size_t bytes = 0;
+    for (int n = 0; n < 251; ++n) {
+        sent.push_back(R"({"player_id":"hal","type":"n","payload":)" + std::to_string(n) + "}");
+        const auto answer = publish(bus, sent.back());
+        REQUIRE(answer.ids.size() == 1);
+        ids.push_back(answer.ids[0].second);
+        if (n > 0) bytes += sent.back().size();
+    }
+    const auto all = read(bus, "hal", ids[0], bytes);
+    REQUIRE(all.status == log_read_status::replay);
+    REQUIRE(all.updates.size() == 250);
+    for (std::size_t i = 0; i < 250; ++i) {
+        CHECK(all.updates[i].update_id == ids[i + 1]);
+        CHECK(all.updates[i].message == sent[i + 1]);
+    }
+    CHECK(read(bus, "hal", ids[0], bytes - 1).status == log_read_status::gap);
+    CHECK(read(bus, "hal", ids[249], sent[250].size()).updates.size() == 1);
+    CHECK(read(bus, "hal", ids[249], sent[250].size() - 1).status == log_read_status::gap);
+    const auto none = read(bus, "hal", ids[250], 0);
+    CHECK(none.status == log_read_status::replay);
+    CHECK(none.updates.empty());
+
+    // A caller without budget and page (an older gateway) reads everything.
+    sync_client redis(server);
+    auto* r = redis.run({"FCALL_RO", "gatehouse_read", "1", "test:updates:log:hal", ids[0]});
+    REQUIRE(r->type == REDIS_REPLY_ARRAY);
+    CHECK(r->elements == 250);
 }
 
 TEST_CASE("redis update log: an update older than the TTL is a gap", "[redis_bus][update_log]") {

@@ -149,6 +149,17 @@ TEST_CASE("resume: every gap case answers gatehouse.gap, then live", "[resume]")
     }
 }
 
+TEST_CASE("resume: the log is read with a budget of twice the send buffer", "[resume]") {
+    auto options = test_options();
+    options.connections.max_buffered_bytes = 300;
+    resume_fixture r(options);
+    const auto id = r.log->publish(numbered("ann", 0));
+    auto s = r.f.open("ann", 0, "resume=" + id);
+    REQUIRE(r.log->reads() == 1);
+    CHECK(r.log->last_max_bytes() == 600);
+    s.handler->on_close(1000);
+}
+
 TEST_CASE("resume: updates delivered during the read are held, then sent once, after the replay",
           "[resume]") {
     resume_fixture r;
