@@ -86,10 +86,36 @@ local function utf8_within(s, max_chars)
   return true
 end
 
--- True when the object `text` (already decoded by cjson, so well-formed) names a top-level key
--- twice. Walks only the structural characters, skipping strings; keys with escapes are
--- compared decoded.
-local function repeats_top_key(text)
+-- The keys parse_update() reads, quoted as they are searched for (no concatenation per call).
+local quoted_keys = {player_id = '"player_id"', player_ids = '"player_ids"',
+  connection_id = '"connection_id"', room = '"room"', broadcast = '"broadcast"', op = '"op"',
+  type = '"type"', payload = '"payload"', update_ids = '"update_ids"', delivery = '"delivery"',
+  key = '"key"', correlation_id = '"correlation_id"'}
+
+-- True when the object `text` (already decoded by cjson into `m`, so well-formed) names a
+-- top-level key twice, as parse_update() refuses (cjson keeps the last). Cheap first: without
+-- a backslash every key of `m` is spelled as it is, and a repeated one occurs twice in the
+-- text; only then are the members counted. With no backslash every string is `"[^"]*"`, so
+-- with the strings taken out nested objects and arrays are balanced brackets, and between the
+-- outer braces one comma fewer than members is left; a repeat means more members than `m`
+-- has keys. With a backslash (an escaped key may repeat a plain one) the text is walked and
+-- its keys decoded.
+local function repeats_top_key(m, text)
+  if not string.find(text, '\\', 1, true) then
+    local again, keys = false, 0
+    for k in pairs(m) do
+      keys = keys + 1
+      local q = quoted_keys[k] or ('"' .. k .. '"')
+      local at = string.find(text, q, 1, true)
+      if at and string.find(text, q, at + #q, true) then again = true end
+    end
+    if not again then return false end
+    local s = string.gsub(text, '"[^"]*"', '')
+    s = string.match(s, '^%s*{(.*)}%s*$')
+    s = string.gsub(string.gsub(s, '%b{}', ''), '%b[]', '')
+    local _, commas = string.gsub(s, ',', '')
+    return commas + 1 > keys
+  end
   local seen, depth, pos, want_key = {}, 0, 1, false
   while true do
     local s, _, c = string.find(text, '([{}%[%]",])', pos)
@@ -147,20 +173,7 @@ local function refusal(m, text)
   if present(c) and (type(c) ~= 'string' or #c == 0 or #c > 512 or not utf8_within(c, 128)) then
     return 'correlation_id must be 1-128 characters of UTF-8'
   end
-  -- cjson kept one value per key, so a repeated key is one of m's; a key written with an
-  -- escape is not found by its name, hence the full scan whenever the text has a backslash.
-  local scan = string.find(text, '\\', 1, true) ~= nil
-  if not scan then
-    for k in pairs(m) do
-      local quoted = '"' .. k .. '"'
-      local at = string.find(text, quoted, 1, true)
-      if at and string.find(text, quoted, at + #quoted, true) then
-        scan = true
-        break
-      end
-    end
-  end
-  if scan and repeats_top_key(text) then return 'a top-level key is given twice' end
+  if repeats_top_key(m, text) then return 'a top-level key is given twice' end
   return nil
 end
 
@@ -186,20 +199,16 @@ local function gatehouse_publish(keys, args)
   -- Every key after the first is checked before the first write: a log key of another type
   -- (written by something else) must fail the publish whole, not after some players' logs
   -- took it. The first player's XADD fails before anything is written anyway.
-  local log_keys = {}
-  for i, p in ipairs(players) do
-    local key = channel .. ':log:' .. p
-    if i > 1 then
-      local t = redis.call('TYPE', key).ok
-      if t ~= 'none' and t ~= 'stream' then
-        return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not an update log')
-      end
+  for i = 2, #players do
+    local key = channel .. ':log:' .. players[i]
+    local t = redis.call('TYPE', key).ok
+    if t ~= 'none' and t ~= 'stream' then
+      return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. t .. ', not an update log')
     end
-    log_keys[i] = key
   end
   local ids, pairs_json = {}, {}
-  for i, p in ipairs(players) do
-    local key = log_keys[i]
+  for _, p in ipairs(players) do
+    local key = channel .. ':log:' .. p
     local id = redis.call('XADD', key, 'MAXLEN', log_size, '*', 'm', text)
     redis.call('PEXPIRE', key, log_ttl_ms)
     ids[#ids + 1] = p

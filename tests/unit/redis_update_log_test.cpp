@@ -306,6 +306,8 @@ TEST_CASE("redis update log: a logged shape the gateway would refuse is refused,
         R"({"player_ids":["p"],"type":"t","payload":1,"payload":2})",
         R"({"player_id":"p","type":"t","typ\u0065":"u"})",
         R"({"player_id":"p","type":"t","x":{"a":"\"}"},"x":1})",
+        R"({"player_id":"p","type":"t","payload":{"a":1},"payload":[{"x":","}]})",
+        R"({"player_id":"p","type":"t","note":"{,}","note":[1,{"a":[2,3]}]})",
     };
     for (const auto& message : refused) {
         INFO(message);
@@ -323,6 +325,8 @@ TEST_CASE("redis update log: a logged shape the gateway would refuse is refused,
     const std::vector<std::string> accepted{
         R"({"player_id":"p","type":"a.B-9_:z","payload":{"type":"x","player_id":"y"}})",
         R"({"player_id":"p","type":"t","payload":[{"type":1},{"type":2}],"note":"\"type\":"})",
+        R"({"player_id":"p","type":"t","note":"{[,","payload":{"a":[1,{"b":2}],"c":"},]"}})",
+        R"({ "player_id" : "p" , "type" : "t" , "payload" : [ [ ] , { } , "," ] } )",
         R"({"player_id":"p","type":"t","payload":"\\","delivery":"latest","key":")" +
             std::string(256, 'k') + R"("})",
         R"({"player_id":"p","type":"t","delivery":"droppable","key":3,"correlation_id":null})",
