@@ -376,6 +376,13 @@ class CppServiceAcrossRedisRestart(RedisGatewayCase):
                 return any(g["name"].decode() == group for g in groups)
 
             wait_until(group_exists, 10.0, "the service re-creating its group")
+            # The gateway's update subscription came back too: it closes the connection open
+            # all along with 1012 so that a client resumes what it missed (PROTOCOL.md 6.4);
+            # the player reconnects, as every client does.
+            code, got = await c.wait_closed()
+            self.assertEqual((code, got), (1012, []))
+            await c.close()
+            c = await self.player("cpp-x")
             p = await self.roundtrip(c, {"after": True}, "x-2")
             self.assertEqual(p["payload"], {"after": True})
             self.assert_nothing_pending(group)
