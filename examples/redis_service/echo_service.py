@@ -2,7 +2,7 @@
 """Echo service: answers each gatehouse command with an "echo" update to the sending connection.
 
 The Python twin of main.cpp (docs/services.md shows this file). Needs python3-redis only.
-Replies go through the update log (FCALL gatehouse_publish, PROTOCOL.md 6.4), falling back to
+Replies go through the update log (FCALL gatehouse_publish, docs/updates.md), falling back to
 PUBLISH until a gateway has loaded the function. XACK comes after the publish: a crash between
 the two answers that command again (at-least-once).
 """
