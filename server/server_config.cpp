@@ -29,6 +29,14 @@ std::chrono::milliseconds seconds_to_ms(double seconds) {
 }
 
 // The update log's flags, for either bus (PROTOCOL.md 6.4).
+bool check_dedupe_window(const config& c, std::string& problem) {
+    if (c.dedupe_window > 86400) {
+        problem = "--dedupe-window is seconds from 0 (off) to 86400";
+        return false;
+    }
+    return true;
+}
+
 bool check_update_log(const config& c, std::string& problem) {
     if (c.update_log_size == 0 || c.update_log_size > 1000000) {
         problem = "--update-log-size is updates per player, from 1 to 1000000";
@@ -122,6 +130,20 @@ void add_flags(CLI::App& app, config& c) {
          "updates kept in each player's log for resume (PROTOCOL.md 6.4)");
     flag(app, "--update-log-ttl", c.update_log_ttl,
          "seconds a logged update can be replayed for on resume");
+    flag(app, "--session-expiry", c.session_expiry,
+         "on: a player session ends when its access token does, unless refreshed in band "
+         "(PROTOCOL.md 6.3); off: sessions outlive their tokens")
+        ->check(CLI::IsMember({"on", "off"}));
+    flag(app, "--dedupe-window", c.dedupe_window,
+         "seconds a command's (player_id, correlation_id) is remembered, so a retried command "
+         "is acked with its first stream id and not appended again; 0: off");
+    flag(app, "--drain-spread-ms", c.drain_spread_ms,
+         "on SIGTERM, spread the clients' reconnects (gatehouse.reconnect after_ms) over this "
+         "many milliseconds, serving them meanwhile; 0: close at once");
+    app.add_flag("--presence-events", c.presence_events,
+                 "append gatehouse.connected / gatehouse.disconnected entries to the command "
+                 "stream for every WebSocket")
+        ->envname(env_twin("--presence-events"));
     app.add_flag("--demo", c.demo,
                  "serve the Click & Cook demo: the browser client at / and, without --redis, "
                  "the game itself (with --redis, run gatehouse-demo-game beside it)")
@@ -189,6 +211,13 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
         c.slow_consumer == "drop"    ? gatehouse::slow_consumer_policy::drop
         : c.slow_consumer == "close" ? gatehouse::slow_consumer_policy::close
                                      : gatehouse::slow_consumer_policy::queue;
+    if (c.drain_spread_ms > 3600000) {
+        problem = "--drain-spread-ms is milliseconds from 0 to 3600000";
+        return false;
+    }
+    out.session_expiry = c.session_expiry != "off";
+    out.drain_spread = std::chrono::milliseconds(c.drain_spread_ms);
+    out.presence_events = c.presence_events;
     out.gateway_id = c.gateway_id.empty() ? gatehouse::make_gateway_id() : c.gateway_id;
     return true;
 }
@@ -249,6 +278,8 @@ bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway
     if (!check_update_log(c, problem)) return false;
     out.update_log_size = c.update_log_size;
     out.update_log_ttl = std::chrono::seconds(c.update_log_ttl);
+    if (!check_dedupe_window(c, problem)) return false;
+    out.dedupe_window = std::chrono::seconds(c.dedupe_window);
     return true;
 }
 
@@ -258,6 +289,8 @@ bool to_in_process_options(const config& c, const gatehouse::gateway_options& ga
     out.gateway_id = gateway.gateway_id;
     out.update_log_size = c.update_log_size;
     out.update_log_ttl = std::chrono::seconds(c.update_log_ttl);
+    if (!check_dedupe_window(c, problem)) return false;
+    out.dedupe_window = std::chrono::seconds(c.dedupe_window);
     return true;
 }
 

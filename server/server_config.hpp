@@ -59,6 +59,11 @@ struct config {
     // PROTOCOL.md section 6.4.
     std::size_t update_log_size = 1000;
     unsigned update_log_ttl = 3600;
+    // PROTOCOL.md sections 6.3, 6.5, 6.7 and 6.8.
+    std::string session_expiry = "on";
+    unsigned dedupe_window = 120;
+    unsigned drain_spread_ms = 0;
+    bool presence_events = false;
     // The Click & Cook demo (docs/examples/demo-game.md).
     bool demo = false;
 };

@@ -106,7 +106,7 @@ bool journal_bus::write_line(std::uint64_t number, const gatehouse::envelope& co
         {"correlation_id", command.correlation_id},
         {"player_id", origin.player_id},
         {"connection_id", origin.connection_id},
-        {"client", origin.client == gatehouse::client_kind::bot ? "bot" : "player"},
+        {"client", std::string(gatehouse::bus_client_name(origin.client))},
         {"ts_ms", origin.accepted_at_ms},
         {"gateway_id", gateway_id_},
     };

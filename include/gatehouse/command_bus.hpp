@@ -45,4 +45,7 @@ public:
 /// The `codec` field value for a payload format: `json`, `msgpack` or `protobuf`.
 std::string_view bus_codec_name(payload_format format) noexcept;
 
+/// The `client` field value for a client kind: `player`, `bot` or `system`.
+std::string_view bus_client_name(client_kind client) noexcept;
+
 }  // namespace gatehouse

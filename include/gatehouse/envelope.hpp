@@ -13,8 +13,9 @@ namespace gatehouse {
 /// What an envelope's payload bytes hold (JSON text, one MessagePack value, or opaque bytes).
 using client::payload_format;
 
-/// Which kind of client sent a command: PROTOCOL.md section 4's `client` field.
-enum class client_kind : std::uint8_t { player, bot };
+/// Which kind of client sent a command: PROTOCOL.md section 4's `client` field. `system` is
+/// the gateway itself: its presence entries (PROTOCOL.md 6.8).
+enum class client_kind : std::uint8_t { player, bot, system };
 
 /// Where a command came from. Filled by the gateway when it accepts a command, never by
 /// codecs; the command bus writes it beside the envelope (PROTOCOL.md section 4).
@@ -23,6 +24,10 @@ struct command_origin {
     std::string connection_id;  ///< The sending connection, `http:<request id>` over HTTP.
     client_kind client = client_kind::player;
     std::int64_t accepted_at_ms = 0;  ///< Acceptance time, Unix milliseconds.
+    /// True when the gateway made up `correlation_id` (the client sent none). Such ids are
+    /// unique, so a bus never de-duplicates on them (PROTOCOL.md 6.5); only a client's own
+    /// correlation id names a command it may send again.
+    bool correlation_assigned = false;
 };
 
 /// An envelope that owns its bytes (PROTOCOL.md section 3).

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,6 +32,9 @@ struct identity {
     std::string player_id;  ///< The JWT `sub`, or `bot:NAME`.
     client_kind client = client_kind::player;
     std::vector<std::string> roles;
+    /// When the credential stops being valid, Unix seconds (the JWT `exp`); 0: never (bots,
+    /// or a `token_verifier` that does not say). A session ends then (PROTOCOL.md 6.3).
+    std::int64_t expires_at = 0;
 };
 
 /// Verifies a player's access token: fills `who` or returns an error (any error is a 401).
@@ -89,6 +93,19 @@ struct gateway_options {
     bool ws_compression = false;
     /// Send queues and the slow-consumer policy.
     connection_manager_options connections;
+    /// End each player session when its access token expires (PROTOCOL.md 6.3):
+    /// `gatehouse.token_expiring` a minute before `identity::expires_at`, in-band
+    /// `gatehouse.refresh`, close 4001 (an event stream ends) at expiry. False: sessions
+    /// outlive their tokens, as in v1. Bot sessions never expire.
+    bool session_expiry = true;
+    /// Draining (PROTOCOL.md 6.7): at `shutdown()` every WebSocket is first sent
+    /// `gatehouse.reconnect` with `after_ms` spread evenly over `0..drain_spread`, and open
+    /// connections are served until their time has passed or they closed; then the section 1
+    /// shutdown. 0: every `after_ms` is 0 and shutdown is exactly section 1's.
+    std::chrono::milliseconds drain_spread{0};
+    /// Append `gatehouse.connected` / `gatehouse.disconnected` entries (client `system`) to
+    /// the command bus for every WebSocket, player or bot (PROTOCOL.md 6.8).
+    bool presence_events = false;
 
     /// Serve `POST /commands` (PROTOCOL.md section 2): a command over HTTP onto the same bus,
     /// with a Bearer access token, answered 202 once the bus accepted it. Rate-limited per

@@ -43,6 +43,11 @@ struct in_process_bus_options {
     /// A logged update is replayed for at most this long (positive); a player's log not
     /// written for this long is dropped.
     std::chrono::seconds update_log_ttl{3600};
+    /// Idempotent commands (PROTOCOL.md 6.5): a command whose `(player_id, correlation_id)`
+    /// was accepted within this window is not appended again; `done` gets the original
+    /// entry id. Only client-chosen correlation ids count
+    /// (`command_origin::correlation_assigned` is false). 0: off.
+    std::chrono::seconds dedupe_window{120};
     /// The whole update log's memory bound (message and player bytes plus about 100 bytes
     /// per entry). Past it, the logs of the players written to least recently are dropped
     /// whole (their resumes get `gap`); a single player's log over it keeps its newest update.

@@ -40,6 +40,11 @@ struct redis_bus_options {
     std::size_t update_log_size = 1000;
     /// A logged update is replayed for at most this long (positive; `--update-log-ttl`).
     std::chrono::seconds update_log_ttl{3600};
+    /// Idempotent commands (PROTOCOL.md 6.5): a command whose `(player_id, correlation_id)`
+    /// was accepted within this window is not appended again; `done` gets the original
+    /// entry id. Only client-chosen correlation ids count
+    /// (`command_origin::correlation_assigned` is false). 0: off.
+    std::chrono::seconds dedupe_window{120};
     /// Longest wait for a connection to be set up and for any reply. A link that stays silent
     /// longer is treated as broken: its commands in flight fail with `errc::bus_unavailable`
     /// and it is reconnected. Also the interval of the health-check PING on each connection

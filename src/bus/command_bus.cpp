@@ -13,4 +13,13 @@ std::string_view bus_codec_name(payload_format format) noexcept {
     return "protobuf";
 }
 
+std::string_view bus_client_name(client_kind client) noexcept {
+    switch (client) {
+        case client_kind::player: return "player";
+        case client_kind::bot: return "bot";
+        case client_kind::system: return "system";
+    }
+    return "player";
+}
+
 }  // namespace gatehouse

@@ -18,6 +18,7 @@ redis_command_producer_options producer_options(const redis_bus_options& o) {
     p.updates_channel = o.updates_channel;
     p.update_log_size = o.update_log_size;
     p.update_log_ttl = o.update_log_ttl;
+    p.dedupe_window = o.dedupe_window;
     p.timeout = o.timeout;
     p.reconnect_min = o.reconnect_min;
     p.reconnect_max = o.reconnect_max;

@@ -256,12 +256,14 @@ void redis_command_producer::append(const envelope& command, append_handler done
     if (!s.up.load(std::memory_order_acquire)) return refuse(done);
     // Formatted here, on the caller's thread, straight into the connection's batch: the I/O
     // thread takes a whole batch per wake-up and only appends it to its output. Nine fields,
-    // plus payload_codec when the envelope names one.
+    // plus payload_codec when the envelope names one and traceparent when it carries one
+    // (PROTOCOL.md 6.8).
     const auto& o = command.origin;
     const bool named = !command.payload_codec.empty();
+    const bool traced = !command.traceparent.empty();
     const std::string ts = std::to_string(o.accepted_at_ms);
     const auto format = [&](std::string& out) {
-        r::format_array_header(out, s.head_args + 18 + (named ? 2 : 0));
+        r::format_array_header(out, s.head_args + 18 + (named ? 2 : 0) + (traced ? 2 : 0));
         out += s.xadd_head;
         r::format_bulk(out, "type");
         r::format_bulk(out, command.type);
@@ -277,12 +279,16 @@ void redis_command_producer::append(const envelope& command, append_handler done
         r::format_bulk(out, o.connection_id);
         out += s.gateway_field;
         r::format_bulk(out, "client");
-        r::format_bulk(out, o.client == client_kind::bot ? "bot" : "player");
+        r::format_bulk(out, bus_client_name(o.client));
         r::format_bulk(out, "ts_ms");
         r::format_bulk(out, ts);
         if (named) {
             r::format_bulk(out, "payload_codec");
             r::format_bulk(out, command.payload_codec);
+        }
+        if (traced) {
+            r::format_bulk(out, "traceparent");
+            r::format_bulk(out, command.traceparent);
         }
     };
     std::weak_ptr<state> weak = state_;

@@ -84,7 +84,9 @@ struct session_answer {
     }
     void fill_origin(envelope& command) const {
         const auto& setup = s->setup();
-        if (command.correlation_id.empty()) {
+        // Set on every command: the envelope is reused for the connection's next message.
+        command.origin.correlation_assigned = command.correlation_id.empty();
+        if (command.origin.correlation_assigned) {
             command.correlation_id = setup.id + "." + std::to_string(s->next_sequence());
         }
         command.origin.player_id = setup.who.player_id;
@@ -117,7 +119,8 @@ struct http_answer {
         respond(std::move(r));
     }
     void fill_origin(envelope& command) const {
-        if (command.correlation_id.empty()) command.correlation_id = "http:" + request_id;
+        command.origin.correlation_assigned = command.correlation_id.empty();
+        if (command.origin.correlation_assigned) command.correlation_id = "http:" + request_id;
         command.origin.player_id = who.player_id;
         command.origin.connection_id = "http:" + request_id;
         command.origin.client = who.client;

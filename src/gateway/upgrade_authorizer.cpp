@@ -38,6 +38,7 @@ std::error_code upgrade_authorizer::authenticate(std::string_view token, identit
     who.player_id = std::move(claims.sub);
     who.client = client_kind::player;
     who.roles = std::move(claims.roles);
+    who.expires_at = claims.exp;
     return {};
 }
 

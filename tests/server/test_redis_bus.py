@@ -43,8 +43,9 @@ class StreamEntries(OneGateway):
         return ack, fields
 
     def check_entry(self, fields, client, ack, *, type_, payload, codec, player_id,
-                    kind="player", payload_codec=None):
-        want_keys = set(rh.ENTRY_FIELDS) | ({"payload_codec"} if payload_codec else set())
+                    kind="player", payload_codec=None, traceparent=None):
+        want_keys = (set(rh.ENTRY_FIELDS) | ({"payload_codec"} if payload_codec else set())
+                     | ({"traceparent"} if traceparent else set()))
         self.assertEqual(set(fields), want_keys, f"entry fields: {fields!r:.600}")
         self.assertEqual(fields["type"], type_.encode(), fields)
         self.assertEqual(fields["payload"], payload, fields)
@@ -60,6 +61,8 @@ class StreamEntries(OneGateway):
         self.assertLess(skew_ms, 5000, f"ts_ms {fields['ts_ms']!r} is not about now")
         if payload_codec:
             self.assertEqual(fields["payload_codec"], payload_codec.encode(), fields)
+        if traceparent:
+            self.assertEqual(fields["traceparent"], traceparent.encode(), fields)
 
     async def test_json_commands(self):
         c = await Client.player(self.server, "json-entry", "json")
@@ -128,10 +131,10 @@ class StreamEntries(OneGateway):
         finally:
             await c.close()
 
-    async def test_update_id_and_traceparent_from_clients_stay_off_the_stream(self):
+    async def test_update_id_stays_off_the_stream_and_traceparent_goes_on(self):
         # PROTOCOL.md 6: a client's update_id means nothing on a command (it must not reach
-        # the bus as a forged field), and its traceparent is not a stream field yet. Junk in
-        # either is dropped, never an error: v1 clients could send any unknown field.
+        # the bus as a forged field); a well-formed traceparent becomes a stream field (6.8).
+        # Junk in either is dropped, never an error: v1 clients could send any unknown field.
         trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         for codec in CODECS:
             with self.subTest(codec=codec):
@@ -150,7 +153,8 @@ class StreamEntries(OneGateway):
                         self.check_entry(fields, c, ack, type_="t",
                                          payload=h.mp_pack([1]) if codec == "msgpack"
                                          else b"[1]", codec="msgpack" if codec == "msgpack"
-                                         else "json", player_id="extras-" + codec)
+                                         else "json", player_id="extras-" + codec,
+                                         traceparent=trace if i == 0 else None)
                 finally:
                     await c.close()
 
