@@ -21,10 +21,14 @@
 
 namespace gatehouse {
 
-/// One command on the in-process stream.
+/// One command on the in-process stream: a client's, or with `command.origin.client`
+/// `client_kind::system` the gateway's own presence entry (`gatehouse.connected` /
+/// `gatehouse.disconnected`, PROTOCOL.md 6.8).
 struct bus_entry {
-    std::string id;    ///< `<ms>-<seq>`, increasing, like a Redis stream entry id.
-    envelope command;  ///< The command with its `origin` filled by the gateway.
+    std::string id;  ///< `<ms>-<seq>`, increasing, like a Redis stream entry id.
+    /// The command with its `origin` filled by the gateway, and its `traceparent` when it came
+    /// with one (PROTOCOL.md 6.8); `update_id` is always empty.
+    envelope command;
     std::string gateway_id;
 };
 

@@ -49,8 +49,8 @@ struct update {
     /// `{player_id, update_id}` from the `update_ids` object the update log adds to a logged
     /// message (PROTOCOL.md 6.4); empty for an unlogged one.
     std::vector<std::pair<std::string, std::string>> update_ids;
-    /// What the clients receive: `type`, `payload` (JSON text) and `correlation_id` (empty
-    /// when absent). Unused for join and leave.
+    /// What the clients receive: `type`, `payload` (JSON text), `correlation_id` and
+    /// `traceparent` (PROTOCOL.md 6.8; each empty when absent). Unused for join and leave.
     envelope message;
     /// Routing keys of PROTOCOL.md 6.6, never sent to clients; unused for join and leave.
     delivery_class delivery = delivery_class::reliable;
@@ -64,7 +64,8 @@ struct update {
 /// `room`; a key set to `null` counts as absent. The key that decides the shape must be a
 /// non-empty string (`player_ids`: a non-empty array of them); the others are ignored.
 /// `message.payload` is the payload's JSON text exactly as published, validated
-/// (`"null"` when missing).
+/// (`"null"` when missing). A `traceparent` that is a valid W3C one
+/// (`client::is_valid_traceparent`) goes into `message.traceparent`; any other is ignored.
 /// Errors: `errc::invalid_update` when the message is not a JSON object, has no valid
 /// target, a missing `type` or one that is not a valid envelope type (join/leave take
 /// none), a `correlation_id` that is not a valid one, a `delivery` that is not one of

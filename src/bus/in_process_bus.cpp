@@ -139,10 +139,9 @@ in_process_bus::~in_process_bus() { stop(); }
 void in_process_bus::append(const envelope& command, append_handler done) {
     auto entry = std::make_shared<bus_entry>();
     entry->command = command;
-    // The stream holds PROTOCOL.md section 4's fields: a command has no update id, and its
-    // traceparent joins the stream fields only with section 6.8 (issues 18/19).
+    // The stream holds PROTOCOL.md section 4's fields and 6.8's traceparent: a command has no
+    // update id.
     entry->command.update_id.clear();
-    entry->command.traceparent.clear();
     entry->gateway_id = impl_->options.gateway_id;
     std::shared_ptr<const std::function<void(const bus_entry&)>> handler;
     {

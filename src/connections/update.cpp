@@ -71,6 +71,7 @@ enum class top_key : std::uint8_t {
     delivery,
     key,
     update_ids,
+    traceparent,
     other,
 };
 
@@ -87,6 +88,7 @@ top_key classify(std::string_view key) noexcept {
     if (key == "delivery") return top_key::delivery;
     if (key == "key") return top_key::key;
     if (key == "update_ids") return top_key::update_ids;
+    if (key == "traceparent") return top_key::traceparent;
     return top_key::other;
 }
 
@@ -94,6 +96,7 @@ top_key classify(std::string_view key) noexcept {
 struct scanned_message {
     scanned_value op, connection_id, player_id, room, type, correlation_id;
     scanned_value delivery, key;  // PROTOCOL.md 6.6
+    scanned_value traceparent;    // PROTOCOL.md 6.8
     bool broadcast = false;       // `broadcast` is the literal true
     value_kind player_ids_kind = value_kind::absent;
     bool player_ids_valid = true;  // an array of non-empty strings
@@ -262,6 +265,7 @@ bool scan_message(std::string_view text, scanned_message& m) noexcept {
                     break;
                 }
                 case top_key::update_ids: ok = scan_update_ids(r, m); break;
+                case top_key::traceparent: ok = scan_string_value(r, m.traceparent); break;
                 case top_key::other: ok = r.skip_value(1) == status::ok; break;
             }
             if (!ok) return false;
@@ -295,6 +299,12 @@ std::error_code read_message(scanned_message& m, envelope& out) {
     if (m.correlation_id.kind == value_kind::string) {
         if (!client::is_valid_correlation_id(m.correlation_id.text)) return errc::invalid_update;
         out.correlation_id = std::move(m.correlation_id.text);
+    }
+    // PROTOCOL.md 6.8: a valid traceparent reaches the clients unchanged; anything else is
+    // ignored, as on a command (v1 let a service send any extra key, so it cannot refuse).
+    if (m.traceparent.kind == value_kind::string &&
+        client::is_valid_traceparent(m.traceparent.text)) {
+        out.traceparent = std::move(m.traceparent.text);
     }
     out.type = std::move(m.type.text);
     out.payload = m.payload.empty() ? std::string("null") : std::string(m.payload);
@@ -454,6 +464,7 @@ std::string to_json(const update& u) {
     if (has_message) {
         j["type"] = u.message.type;
         if (!u.message.correlation_id.empty()) j["correlation_id"] = u.message.correlation_id;
+        if (!u.message.traceparent.empty()) j["traceparent"] = u.message.traceparent;
         if (u.delivery == delivery_class::droppable) j["delivery"] = "droppable";
         if (u.delivery == delivery_class::latest) {
             j["delivery"] = "latest";

@@ -29,6 +29,8 @@ public:
     std::size_t pending() const noexcept {
         return static_cast<std::size_t>(state_.load() & pending_mask);
     }
+    // True once `cancel()` began: an append started now would have its answer dropped.
+    bool cancelled() const noexcept { return (state_.load() & cancelled_bit) != 0; }
     // Waits until nothing is pending or `deadline` passed; true when nothing is.
     bool wait_drained(std::chrono::steady_clock::time_point deadline);
     // From now on `handling()` is false. Returns once no answer is being handled. Idempotent;

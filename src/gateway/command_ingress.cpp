@@ -6,15 +6,36 @@
 
 #include "common/clock.hpp"
 #include "common/retry_after.hpp"
+#include "gatehouse/client/envelope.hpp"
 #include "gatehouse/codec_error.hpp"
 #include "gateway/json_text.hpp"
 #include "gateway/session.hpp"
+#include "http/text.hpp"
 
 namespace gatehouse::detail {
 namespace {
 
 // Message types of the gateway's own control messages (PROTOCOL.md section 6).
 constexpr std::string_view reserved_prefix = "gatehouse.";
+
+// How often a presence entry the bus refused is logged, at most (a bus that is down refuses
+// every connection's: the metric counts them all).
+constexpr std::int64_t presence_failure_log_interval_ms = 10000;
+
+// The `traceparent` header of `POST /commands` (PROTOCOL.md 6.8): the value when there is
+// exactly one and it is a valid W3C traceparent (as the codecs judge an envelope's), else
+// empty: a header given twice names no single parent, and an invalid one is ignored.
+std::string_view traceparent_header(const http_request& request) noexcept {
+    std::string_view found;
+    bool seen = false;
+    for (const auto& [name, value] : request.headers) {
+        if (!iequals(name, "traceparent")) continue;
+        if (seen) return {};
+        seen = true;
+        found = value;
+    }
+    return client::is_valid_traceparent(found) ? found : std::string_view();
+}
 
 // The envelope the calling thread decodes into, when the gateway bound one (scratch_binding).
 thread_local envelope* bound_scratch = nullptr;
@@ -180,6 +201,8 @@ void command_ingress::on_http_command(const http_request& request, const identit
     }
     envelope command;
     const auto decoded = json_->decode(request.body, command);
+    // The envelope's own traceparent wins over the header's (PROTOCOL.md 6.8).
+    if (!decoded && command.traceparent.empty()) command.traceparent = traceparent_header(request);
     bool within_rate = true;
     std::chrono::milliseconds wait{};
     if (!decoded) {
@@ -251,6 +274,58 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
         }
         answers->tracker.answered();
     });
+}
+
+bool command_ingress::append_presence(const session_setup& setup, bool connected) {
+    // The gateway is done with the bus once its drain cancelled what was pending: an entry
+    // now would be answered to no one, perhaps by a bus the embedder is tearing down.
+    if (!options_->presence_events || answers_->tracker.cancelled()) return false;
+    envelope entry;
+    entry.type = connected ? "gatehouse.connected" : "gatehouse.disconnected";
+    entry.payload = "{\"connection_id\":";
+    append_json_string(entry.payload, setup.id);
+    entry.payload += ",\"client\":";
+    append_json_string(entry.payload, bus_client_name(setup.who.client));
+    entry.payload += ",\"codec\":";
+    append_json_string(entry.payload, setup.wire_codec->name());
+    entry.payload += '}';
+    entry.format = payload_format::json;
+    // Unique per connection and event (a session's own assigned ids are `<id>.<n>`), and made
+    // up by the gateway: never de-duplicated (PROTOCOL.md 6.5).
+    entry.correlation_id = setup.id + (connected ? ".connected" : ".disconnected");
+    entry.origin.player_id = setup.who.player_id;
+    entry.origin.connection_id = setup.id;
+    entry.origin.client = client_kind::system;
+    entry.origin.accepted_at_ms = unix_now_ms();
+    entry.origin.correlation_assigned = true;
+    answers_->tracker.appended();
+    bus_->append(entry, [answers = answers_](std::error_code error, std::string_view) {
+        if (answers->tracker.handling()) {
+            if (error) {
+                answers->metrics->presence_failed.add();
+                answers->presence_refused(error);
+            } else {
+                answers->metrics->presence_appended.add();
+            }
+        }
+        answers->tracker.answered();
+    });
+    return true;
+}
+
+void command_ingress::answer_context::presence_refused(std::error_code error) {
+    const auto unlogged = presence_failures_unlogged.fetch_add(1) + 1;
+    const auto now = steady_now_ms();
+    auto last = presence_failure_logged_ms.load();
+    if (last != 0 && now - last < presence_failure_log_interval_ms) return;
+    // One thread wins the right to log for this interval.
+    if (!presence_failure_logged_ms.compare_exchange_strong(last, now)) return;
+    const auto count = presence_failures_unlogged.exchange(0);
+    if (options->log) {
+        options->log(log_level::warn, "presence entries not appended: " + error.message() + " (" +
+                                          std::to_string(count == 0 ? unlogged : count) +
+                                          " since the last report)");
+    }
 }
 
 void command_ingress::forget_idle_buckets(std::int64_t now_ms) {

@@ -1,8 +1,9 @@
 #pragma once
 // Command acceptance, the one path every command takes whichever way it came (a WebSocket
 // message or `POST /commands`): decode -> rate limit -> bus append -> ack, or an error
-// (PROTOCOL.md sections 2 and 3). It also keeps track of its appends still waiting for the
-// bus, so that shutdown can drain them and then cancel what is left.
+// (PROTOCOL.md sections 2 and 3). It also appends the gateway's own presence entries
+// (PROTOCOL.md 6.8) through the same bus, and keeps track of all its appends still waiting for
+// the bus, so that shutdown can drain them and then cancel what is left.
 
 #include <atomic>
 #include <chrono>
@@ -26,6 +27,7 @@
 namespace gatehouse::detail {
 
 class session;
+struct session_setup;
 
 // Thread safety: every member may be called from any thread; one session's messages come one
 // at a time (the transport's promise), which is what lets a session's bucket go unlocked.
@@ -49,6 +51,15 @@ public:
     // 415, 429 with Retry-After (a bucket per player), or 503 `bus_unavailable`.
     void on_http_command(const http_request& request, const identity& who,
                          const http_responder& respond);
+
+    // PROTOCOL.md 6.8, with `presence_events`: appends `gatehouse.connected` (`connected`) or
+    // `gatehouse.disconnected` for the WebSocket `setup` describes; false when it did not (the
+    // option is off, or shutdown is over). Never blocks or fails the
+    // session: a bus that refuses the entry is counted and logged (at most every ten seconds),
+    // and the entry is lost. Counted with the commands pending, so that shutdown's drain
+    // waits for the disconnected entries of the sessions it closes; once `cancel_appends()`
+    // ran, nothing more is appended (the gateway is done with the bus).
+    bool append_presence(const session_setup& setup, bool connected);
 
     // Forgets per-player HTTP buckets unused for a minute (a full bucket again, so nothing
     // changes for that player, and the map stays bounded).
@@ -95,6 +106,11 @@ private:
         std::shared_ptr<const gateway_options> options;
         std::shared_ptr<gateway_metrics> metrics;
         append_tracker tracker;
+        // Presence entries the bus refused: when one was last logged (steady ms), and how many
+        // failed since, so that a bus that is down is reported, not once per connection.
+        std::atomic<std::int64_t> presence_failure_logged_ms{0};
+        std::atomic<std::uint64_t> presence_failures_unlogged{0};
+        void presence_refused(std::error_code error);
     };
 
     const std::shared_ptr<const gateway_options> options_;

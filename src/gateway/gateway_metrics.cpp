@@ -69,7 +69,15 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
                                           "Logged updates replayed to resuming clients.")),
       update_link_restored(registry_->counter("gatehouse_update_link_restored_total",
                                               "Update subscriptions re-established after a loss; "
-                                              "each closed every connection (1012).")) {
+                                              "each closed every connection (1012).")),
+      presence_appended(registry_->counter("gatehouse_presence_entries_total",
+                                           "Presence entries (PROTOCOL.md 6.8) for the command "
+                                           "bus, by outcome.",
+                                           "outcome=\"appended\"")),
+      presence_failed(registry_->counter("gatehouse_presence_entries_total",
+                                         "Presence entries (PROTOCOL.md 6.8) for the command "
+                                         "bus, by outcome.",
+                                         "outcome=\"failed\"")) {
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
     // start so that dashboards see the family before the first close.
     for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {

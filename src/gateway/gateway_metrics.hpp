@@ -59,6 +59,8 @@ public:
     metric_counter& resumes_gap;
     metric_counter& updates_replayed;
     metric_counter& update_link_restored;
+    metric_counter& presence_appended;
+    metric_counter& presence_failed;
 };
 
 }  // namespace gatehouse::detail

@@ -12,6 +12,10 @@ namespace gatehouse::detail {
 void session::on_open(const std::shared_ptr<stream_link>& link) {
     link_ = link;
     registry_->open(shared_from_this());
+    // After the welcome (PROTOCOL.md 6.8); event streams are no WebSockets and have none.
+    if (!setup_.event_stream && ingress_->append_presence(setup_, true)) {
+        presence_reported_.store(true);
+    }
 }
 
 void session::on_message(bool text, std::string_view bytes) {
@@ -20,7 +24,12 @@ void session::on_message(bool text, std::string_view bytes) {
 
 void session::on_activity() { touch(steady_now_ms()); }
 
-void session::on_close(std::uint16_t code) { registry_->close(shared_from_this(), code); }
+void session::on_close(std::uint16_t code) {
+    // Before the registry lets go: shutdown waits for the sessions, then for the appends, so
+    // an entry counted here is one it drains.
+    if (presence_reported_.exchange(false)) ingress_->append_presence(setup_, false);
+    registry_->close(shared_from_this(), code);
+}
 
 void session::reply(std::string_view type, std::string payload_json,
                     std::string_view correlation_id, const log_sink& log) {

@@ -171,6 +171,10 @@ private:
     close_code drain_code_ = close_code::going_away;
     std::size_t in_flight_ = 0;
 
+    // A WebSocket whose `gatehouse.connected` entry was appended (PROTOCOL.md 6.8): only it
+    // gets a `gatehouse.disconnected` one.
+    std::atomic<bool> presence_reported_{false};
+
     std::atomic<std::int64_t> last_seen_ms_{0};
     std::atomic<bool> pinged_{false};
     std::atomic<bool> idle_closed_{false};

@@ -147,15 +147,18 @@ TEST_CASE("gateway core: event streams get keep-alives and are never idle-closed
     decision.handler->on_close(0);
 }
 
-TEST_CASE("gateway core: a command's update_id and traceparent never reach the command stream",
-          "[gateway_core]") {
+TEST_CASE(
+    "gateway core: a command's update_id never reaches the command stream, a valid "
+    "traceparent does",
+    "[gateway_core]") {
     core_fixture f;
     auto decision = f.upgrade("alice");
     REQUIRE(decision.accepted);
     auto link = std::make_shared<memory_link>();
     decision.handler->on_open(link);
     // A client may send either field (a v1 client may even send junk in them): the command
-    // is acked as usual, and the stream gets the section 4 fields only.
+    // is acked as usual, and the stream gets the section 4 fields plus a well-formed
+    // traceparent (PROTOCOL.md 6.8).
     decision.handler->on_message(
         true, R"({"type":"move","correlation_id":"c1","update_id":"99999999999999-9",)"
               R"("traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})");
@@ -168,7 +171,9 @@ TEST_CASE("gateway core: a command's update_id and traceparent never reach the c
     for (const auto& entry : entries) {
         CHECK(entry.command.type == "move");
         CHECK(entry.command.update_id.empty());
-        CHECK(entry.command.traceparent.empty());
     }
+    CHECK(entries[0].command.traceparent ==
+          "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    CHECK(entries[1].command.traceparent.empty());
     decision.handler->on_close(1000);
 }

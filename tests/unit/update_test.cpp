@@ -446,3 +446,25 @@ TEST_CASE("update: update_ids, added by the update log (PROTOCOL.md 6.4)", "[upd
     CHECK(gatehouse::to_json(parse_ok(R"({"player_id":"a","type":"t"})")).find("update_ids") ==
           std::string::npos);
 }
+
+TEST_CASE("update: traceparent reaches the message (PROTOCOL.md 6.8)", "[update]") {
+    const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    auto u = parse_ok(R"({"player_id":"a","type":"t","traceparent":")" + trace + R"("})");
+    CHECK(u.message.traceparent == trace);
+    CHECK(parse_ok(gatehouse::to_json(u)).message.traceparent == trace);
+    CHECK(parse_ok(R"({"room":"r","type":"t","traceparent":")" + trace + R"("})")
+              .message.traceparent == trace);
+    // Anything else is ignored, never a reason to drop the update (v1 allowed any extra key).
+    for (const auto* bad : {R"("00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01")",
+                            R"("00-00000000000000000000000000000000-00f067aa0ba902b7-01")",
+                            R"("garbage")", "17", "null", R"({"a":1})"}) {
+        INFO(bad);
+        const auto v =
+            parse_ok(R"({"player_id":"a","type":"t","traceparent":)" + std::string(bad) + "}");
+        CHECK(v.message.traceparent.empty());
+        CHECK(gatehouse::to_json(v).find("traceparent") == std::string::npos);
+    }
+    // Given twice, like any top-level key: which one was meant is unknown.
+    CHECK(malformed(R"({"player_id":"a","type":"t","traceparent":")" + trace +
+                    R"(","traceparent":")" + trace + R"("})"));
+}
