@@ -314,17 +314,17 @@ bool command_ingress::append_presence(const session_setup& setup, bool connected
 }
 
 void command_ingress::answer_context::presence_refused(std::error_code error) {
-    const auto unlogged = presence_failures_unlogged.fetch_add(1) + 1;
+    presence_failures_unlogged.fetch_add(1);
     const auto now = steady_now_ms();
     auto last = presence_failure_logged_ms.load();
     if (last != 0 && now - last < presence_failure_log_interval_ms) return;
-    // One thread wins the right to log for this interval.
+    // One thread wins the right to log for this interval, and reports every failure since the
+    // last report (its own included).
     if (!presence_failure_logged_ms.compare_exchange_strong(last, now)) return;
-    const auto count = presence_failures_unlogged.exchange(0);
+    const auto count = std::max<std::uint64_t>(presence_failures_unlogged.exchange(0), 1);
     if (options->log) {
         options->log(log_level::warn, "presence entries not appended: " + error.message() + " (" +
-                                          std::to_string(count == 0 ? unlogged : count) +
-                                          " since the last report)");
+                                          std::to_string(count) + " since the last report)");
     }
 }
 
