@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PROTOCOL.md 6.8 on gatehouse-server with a real redis-server, read back with XRANGE:
+"""PROTOCOL.md 6.8 on gatehouse-server with a real redis-server, read back with XRANGE (and
+once on the in-process bus, counted):
 `--presence-events` entries (`gatehouse.connected` / `gatehouse.disconnected`, client `system`)
 for players and bots in every codec, after a client's close, a server's close and a shutdown,
 none for event streams and none without the flag; a command's `traceparent` from the
@@ -260,6 +261,27 @@ class PresenceWhileRedisIsDown(h.AsyncCase):
         self.assertIn("presence entries not appended", server.stderr_text() +
                       server.stdout_text())
         self.assertEqual(rh.stop_and_check(server), [])
+
+
+class PresenceInProcess(h.ServerTestCase):
+    """Without --redis the in-process bus takes the entries (tests/unit/presence_test.cpp reads
+    them back); here the server counts them."""
+
+    @classmethod
+    def server_args(cls):
+        return ["--presence-events"]
+
+    async def test_entries_are_appended(self):
+        c = await Client.player(self.server, rh.unique("local"), "msgpack")
+        self.assertEqual(await asyncio.to_thread(
+            self.server.wait_metric, "gatehouse_presence_entries_total", lambda v: v == 1,
+            outcome="appended"), 1)
+        await c.close()
+        self.assertEqual(await asyncio.to_thread(
+            self.server.wait_metric, "gatehouse_presence_entries_total", lambda v: v == 2,
+            outcome="appended"), 2)
+        self.assertEqual(self.server.metric("gatehouse_presence_entries_total",
+                                            outcome="failed"), 0)
 
 
 class CommandTraceparent(PresenceCase):
