@@ -9,10 +9,12 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <ctime>
 #include <iostream>
 #include <memory>
 #include <stdexcept>
@@ -288,8 +290,30 @@ int run(int argc, char** argv) {
 
     int signal_number = 0;
     sigwait(&stop_signals, &signal_number);
-    logger->info("signal {}: shutting down", signal_number);
-    gw->shutdown();
+    if (options.drain_spread.count() > 0) {
+        logger->info("signal {}: draining over {} ms, then shutting down", signal_number,
+                     options.drain_spread.count());
+    } else {
+        logger->info("signal {}: shutting down", signal_number);
+    }
+    // The shutdown runs on a thread of its own while this one still takes signals: a second
+    // SIGINT/SIGTERM during the drain's spread cuts it short (shutdown() called again does
+    // that, then waits for the first call). Polled, as sigwait cannot also wait for a thread.
+    std::atomic<bool> stopped{false};
+    std::thread stopper([&gw, &stopped] {
+        gw->shutdown();
+        stopped = true;
+    });
+    constexpr timespec poll{0, 20 * 1000 * 1000};
+    while (!stopped.load()) {
+        const int again = sigtimedwait(&stop_signals, nullptr, &poll);
+        if (again > 0) {
+            logger->info("signal {} again: cutting the drain short", again);
+            gw->shutdown();
+            break;
+        }
+    }
+    stopper.join();
     // Graceful, not required for safety: account requests the gateway already read are
     // answered by the jobs still queued before their workers stop.
     account_services.workers->stop();

@@ -214,12 +214,17 @@ class EmbedTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(first["client"], "player")
         self.assertEqual((lines[4]["type"], lines[4]["correlation_id"]), ("tip", tip_corr))
 
-        # Graceful stop: both connections closed with 1001, exit code 0.
+        # Graceful stop: each connection is told to reconnect now (PROTOCOL.md 6.7, no drain
+        # spread), in its codec, then closed with 1001; exit code 0.
         self.assertEqual(await asyncio.to_thread(self.server.stop), 0, self.server.stderr())
+        type_, _, payload = decode(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))
+        self.assertEqual((type_, payload), ("gatehouse.reconnect", {"after_ms": 0}))
+        m = json.loads(await asyncio.wait_for(js.recv(), RECV_TIMEOUT_S))
+        self.assertEqual((m["type"], m["payload"]), ("gatehouse.reconnect", {"after_ms": 0}))
         for conn in (ws, js):
             try:
                 await asyncio.wait_for(conn.recv(), RECV_TIMEOUT_S)
-                self.fail("a message after shutdown")
+                self.fail("a message after the reconnect")
             except websockets.ConnectionClosed:
                 pass
             self.assertEqual(conn.close_code, 1001)

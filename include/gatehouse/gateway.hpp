@@ -99,9 +99,10 @@ struct gateway_options {
     /// outlive their tokens, as in v1. Bot sessions never expire.
     bool session_expiry = true;
     /// Draining (PROTOCOL.md 6.7): at `shutdown()` every WebSocket is first sent
-    /// `gatehouse.reconnect` with `after_ms` spread evenly over `0..drain_spread`, and open
-    /// connections are served until their time has passed or they closed; then the section 1
-    /// shutdown. 0: every `after_ms` is 0 and shutdown is exactly section 1's.
+    /// `gatehouse.reconnect` with `after_ms` spread evenly over `0..drain_spread` (an event
+    /// stream gets it as an event with a `retry:` field), and open connections are served
+    /// until the spread has passed or they all closed; then the section 1 shutdown. 0: every
+    /// WebSocket's `after_ms` is 0 and shutdown is exactly section 1's.
     std::chrono::milliseconds drain_spread{0};
     /// Append `gatehouse.connected` / `gatehouse.disconnected` entries (client `system`) to
     /// the command bus for every WebSocket, player or bot (PROTOCOL.md 6.8).
@@ -155,8 +156,8 @@ std::string make_gateway_id();
 /// Thread safety: configure (`add_route`) before `start()`; `start`, `shutdown` and the
 /// accessors may then be called from any thread. Route handlers, bus callbacks and listener
 /// callbacks run on the gateway's I/O threads or the bus's threads, as documented there.
-/// Lifetime: the destructor shuts down (gracefully, bounded by `shutdown_timeout`) and joins
-/// every thread. The gateway shares ownership of the bus and the listener, and the callbacks it
+/// Lifetime: the destructor shuts down (gracefully, bounded by `shutdown_timeout`, without
+/// serving a `drain_spread`: see `shutdown()`) and joins every thread. The gateway shares ownership of the bus and the listener, and the callbacks it
 /// hands them hold only shared or weak state: the gateway, the bus and the listener may be
 /// destroyed in any order, and a bus answer that comes after the gateway is gone is ignored.
 class gateway {
@@ -187,11 +188,21 @@ public:
     /// The bound address as `HOST:PORT` (the real port when 0 was asked), after `start()`.
     std::string local_address() const;
 
-    /// Graceful shutdown (PROTOCOL.md section 1): stops accepting and reading commands,
-    /// answers every command already read (ack or error), closes each WebSocket with 1001,
-    /// stops the listener and joins the I/O threads. Idempotent; blocks until done or
-    /// `shutdown_timeout` passed; what the bus has not answered by then is cancelled (a later
-    /// answer is ignored).
+    /// Graceful shutdown (PROTOCOL.md section 1 and 6.7). With a `drain_spread`, first the
+    /// drain: `/ready`, new upgrades and event streams answer 503 at once, every open
+    /// connection is sent `gatehouse.reconnect` with its `after_ms` (spread evenly over
+    /// `0..drain_spread`), and the open connections keep being served (commands acked, updates
+    /// delivered, `POST /commands` too) until the spread has passed or every one has closed.
+    /// Then section 1: stops reading commands, answers every command already read (ack or
+    /// error), sends each WebSocket not told yet `gatehouse.reconnect` with `after_ms` 0 and
+    /// closes it with 1001, stops the listener and joins the I/O threads. Blocks until done:
+    /// at most `drain_spread` plus `shutdown_timeout`; what the bus has not answered by then is
+    /// cancelled (a later answer is ignored).
+    /// Idempotent. Called again from another thread during the spread, it cuts the spread
+    /// short (the section 1 shutdown starts at once; the `after_ms` already sent stand) and
+    /// returns once the first call has finished; later in the shutdown it just waits for it.
+    /// The destructor does the same: it sends the spread `after_ms` values but does not serve
+    /// the spread, and it may run while another thread is inside `shutdown()`.
     void shutdown();
 
     /// True when `/ready` would answer 200.

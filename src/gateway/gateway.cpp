@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -140,10 +141,32 @@ struct gateway::impl {
         io.run();
     }
 
-    void shutdown() {
-        std::lock_guard<std::mutex> lock(lifecycle);
-        if (!started || stopped) return;
-        stopped = true;
+    // `serve_spread`: wait out `drain_spread` serving the open connections (shutdown()); the
+    // destructor does not (it still sends the spread `after_ms` values). A call while another
+    // thread is in the spread cuts it short and returns once that shutdown has finished.
+    void shutdown(bool serve_spread) {
+        std::unique_lock<std::mutex> lock(lifecycle);
+        if (phase == lifecycle_phase::spreading) {
+            core->log(log_level::info, "drain cut short: closing the connections now");
+            core->end_spread();
+            stopped_changed.wait(lock, [this] { return phase == lifecycle_phase::stopped; });
+            return;
+        }
+        if (phase != lifecycle_phase::running) return;
+        const auto spread = core->options().drain_spread;
+        if (spread.count() > 0) {
+            // PROTOCOL.md 6.7: new clients are refused from here, and the open ones told when to
+            // come back, then served until the spread has passed or every one has left. The
+            // lock is not held meanwhile, so that a second call can cut the spread short.
+            core->begin_drain(spread);
+            if (serve_spread) {
+                phase = lifecycle_phase::spreading;
+                lock.unlock();
+                core->wait_for_spread(std::chrono::steady_clock::now() + spread);
+                lock.lock();
+            }
+        }
+        phase = lifecycle_phase::stopping;
         const auto deadline = std::chrono::steady_clock::now() + core->options().shutdown_timeout;
         // From here every upgrade is refused with 503 and no more commands are read; the
         // sessions close (1001) as their pending commands are answered, and what the bus has
@@ -162,6 +185,8 @@ struct gateway::impl {
         threads.clear();
         sweep.reset();
         server->stop_listening();
+        phase = lifecycle_phase::stopped;
+        stopped_changed.notify_all();
     }
 
     std::shared_ptr<detail::gateway_core> core;
@@ -170,9 +195,12 @@ struct gateway::impl {
     std::unique_ptr<detail::transport_server> server;
     std::vector<std::thread> threads;
     std::string local_address;
+    // Not started, running, serving the drain's spread (the lock released), in the section 1
+    // shutdown (the lock held), stopped.
+    enum class lifecycle_phase { idle, running, spreading, stopping, stopped };
     std::mutex lifecycle;
-    bool started = false;
-    bool stopped = false;
+    std::condition_variable stopped_changed;
+    lifecycle_phase phase = lifecycle_phase::idle;
 };
 
 gateway::gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
@@ -181,7 +209,7 @@ gateway::gateway(gateway_options options, codec_registry codecs, std::shared_ptr
                                    std::move(listener), std::move(log))) {}
 
 gateway::~gateway() {
-    impl_->shutdown();
+    impl_->shutdown(false);
     // The listener before the I/O context it accepts on.
     impl_->server.reset();
     impl_->sweep.reset();
@@ -194,7 +222,7 @@ void gateway::add_route(std::string method, std::string path, http_handler handl
 std::error_code gateway::start() {
     auto& d = *impl_;
     std::lock_guard<std::mutex> lock(d.lifecycle);
-    if (d.started) return {};
+    if (d.phase != impl::lifecycle_phase::idle) return {};
     const auto& options = d.core->options();
     asio::ip::tcp::endpoint endpoint;
     if (auto ec = parse_listen(d.io, options.listen, endpoint)) return ec;
@@ -229,7 +257,7 @@ std::error_code gateway::start() {
     unsigned threads = options.threads;
     if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < threads; ++i) d.threads.emplace_back([&d] { d.run_io_thread(); });
-    d.started = true;
+    d.phase = impl::lifecycle_phase::running;
     d.core->log(log_level::info, "listening on " + d.local_address + " with " +
                                      std::to_string(threads) + " I/O thread(s), gateway_id " +
                                      d.core->gateway_id());
@@ -238,7 +266,7 @@ std::error_code gateway::start() {
 
 std::string gateway::local_address() const { return impl_->local_address; }
 
-void gateway::shutdown() { impl_->shutdown(); }
+void gateway::shutdown() { impl_->shutdown(true); }
 
 bool gateway::ready() const noexcept { return impl_->core->ready(); }
 

@@ -99,7 +99,7 @@ upgrade_decision gateway_core::accept(session_setup setup, std::string subprotoc
 
 upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request) {
     upgrade_decision decision;
-    if (sessions_->shutting_down()) {
+    if (sessions_->refusing_new()) {
         metrics_->upgrades_shutting_down.add();
         decision = refuse(503, "shutting_down", "the gateway is shutting down");
     } else {
@@ -129,7 +129,7 @@ bool gateway_core::is_event_stream_request(const http_request& request) const no
 }
 
 upgrade_decision gateway_core::authorize_event_stream(const http_request& request) {
-    if (sessions_->shutting_down()) {
+    if (sessions_->refusing_new()) {
         return refuse(503, "shutting_down", "the gateway is shutting down");
     }
     session_setup setup;
@@ -163,7 +163,8 @@ void gateway_core::add_builtin_routes() {
         "GET", "/ready",
         [options = options_, sessions = sessions_, bus = bus_, listener = listener_](
             const http_request&, const http_responder& respond) {
-            const bool shutting_down = sessions->shutting_down();
+            // From the drain's start (PROTOCOL.md 6.7): the balancer stops sending new clients.
+            const bool shutting_down = sessions->refusing_new();
             const bool bus_up = bus->connected() && listener->connected();
             const bool extra_up = !options->extra_ready || options->extra_ready();
             auto r = !shutting_down && bus_up && extra_up
@@ -318,6 +319,20 @@ void gateway_core::stop_listener() {
     if (listener_started_.exchange(false)) listener_->stop();
 }
 
+std::size_t gateway_core::begin_drain(std::chrono::milliseconds spread) {
+    const auto told = sessions_->begin_drain(spread);
+    log(log_level::info,
+        "draining: " + std::to_string(told) + " connection(s) told to reconnect within " +
+            std::to_string(spread.count()) + " ms; serving them until then, refusing new ones");
+    return told;
+}
+
+bool gateway_core::wait_for_spread(std::chrono::steady_clock::time_point deadline) {
+    return sessions_->wait_for_spread(deadline);
+}
+
+void gateway_core::end_spread() { sessions_->end_spread(); }
+
 void gateway_core::begin_shutdown() {
     ingress_->stop_accepting();
     sessions_->begin_shutdown();
@@ -340,7 +355,7 @@ bool gateway_core::shutdown(std::chrono::steady_clock::time_point deadline) {
 }
 
 bool gateway_core::ready() const noexcept {
-    return !sessions_->shutting_down() && bus_->connected() && listener_->connected() &&
+    return !sessions_->refusing_new() && bus_->connected() && listener_->connected() &&
            (!options_->extra_ready || options_->extra_ready());
 }
 

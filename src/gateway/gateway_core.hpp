@@ -68,6 +68,15 @@ public:
     // --- lifecycle ---
     void start_listener();
     void stop_listener();
+    // The reconnect spread (PROTOCOL.md 6.7): refuses new upgrades, event streams and `/ready`
+    // (503) from now on, and tells every open session when to reconnect, `after_ms` spread over
+    // `0..spread`, while they are still served. Logs the start; returns how many were told.
+    std::size_t begin_drain(std::chrono::milliseconds spread);
+    // Waits until `deadline`, until every session has closed, or until end_spread(); true when
+    // every session closed.
+    bool wait_for_spread(std::chrono::steady_clock::time_point deadline);
+    // Ends wait_for_spread at once (a second signal, the gateway going away). Any thread.
+    void end_spread();
     // Stops reading commands; closes (1001) each session once its pending commands are
     // answered.
     void begin_shutdown();

@@ -33,12 +33,20 @@ void session::on_close(std::uint16_t code) {
 
 void session::reply(std::string_view type, std::string payload_json,
                     std::string_view correlation_id, const log_sink& log) {
+    std::string bytes;
+    if (encode_reply(type, std::move(payload_json), correlation_id, log, bytes)) {
+        send_reply(make_frame(std::move(bytes), setup_.wire_codec->frame()));
+    }
+}
+
+bool session::encode_reply(std::string_view type, std::string payload_json,
+                           std::string_view correlation_id, const log_sink& log,
+                           std::string& bytes) const {
     envelope out;
     out.type = type;
     out.payload = std::move(payload_json);
     out.format = payload_format::json;
     out.correlation_id = correlation_id;
-    std::string bytes;
     const auto& wire = *setup_.wire_codec;
     if (auto ec = wire.encode(out, bytes)) {
         // Our own JSON payloads are representable in every built-in codec; a custom codec
@@ -47,9 +55,23 @@ void session::reply(std::string_view type, std::string payload_json,
             log(log_level::error, "cannot encode a " + std::string(type) + " reply with codec " +
                                       std::string(wire.name()) + ": " + ec.message());
         }
-        return;
+        return false;
     }
-    send_reply(make_frame(std::move(bytes), wire.frame()));
+    return true;
+}
+
+bool session::send_reconnect(std::int64_t after_ms, const log_sink& log) {
+    if (reconnect_sent_.exchange(true)) return false;
+    const std::string after = std::to_string(after_ms);
+    std::string bytes;
+    if (!encode_reply("gatehouse.reconnect", "{\"after_ms\":" + after + "}", {}, log, bytes)) {
+        return true;
+    }
+    // An event stream has no message channel the client reads control messages from, but
+    // EventSource has its own reconnection delay: a `retry:` field in the same event sets it.
+    if (setup_.event_stream) bytes.insert(0, "retry: " + after + "\n");
+    send_reply(make_frame(std::move(bytes), setup_.wire_codec->frame()));
+    return true;
 }
 
 void session::reply_error(std::string_view code, std::string_view message,

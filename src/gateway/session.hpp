@@ -90,6 +90,11 @@ public:
     // An `error` reply (PROTOCOL.md section 3): `{"code":..,"message":..}`.
     void reply_error(std::string_view code, std::string_view message,
                      std::string_view correlation_id, const log_sink& log);
+    // Draining (PROTOCOL.md 6.7): `gatehouse.reconnect` with `after_ms`, at most once per
+    // session (the first call wins; later ones return false). An event stream gets it as an
+    // event with a `retry:` field of `after_ms` too, so that a browser's EventSource waits that
+    // long before it reconnects on its own.
+    bool send_reconnect(std::int64_t after_ms, const log_sink& log);
     // Once it drains and nothing is pending: closes with the code of its drain, 1001 for
     // shutdown, 1012 when the updates were interrupted (the client resumes what it missed).
     void close_drained() {
@@ -159,6 +164,11 @@ public:
     }
 
 private:
+    // `reply`'s encoding: false (logged) when the codec cannot carry it.
+    bool encode_reply(std::string_view type, std::string payload_json,
+                      std::string_view correlation_id, const log_sink& log,
+                      std::string& bytes) const;
+
     const std::shared_ptr<session_registry> registry_;
     const std::shared_ptr<command_ingress> ingress_;
     std::weak_ptr<stream_link> link_;
@@ -178,6 +188,7 @@ private:
     std::atomic<std::int64_t> last_seen_ms_{0};
     std::atomic<bool> pinged_{false};
     std::atomic<bool> idle_closed_{false};
+    std::atomic<bool> reconnect_sent_{false};
 };
 
 }  // namespace gatehouse::detail

@@ -67,8 +67,27 @@ void session_registry::add(const std::shared_ptr<session>& s, bool resuming) {
         s, connection_info{setup.who.player_id, setup.who.client, setup.wire_codec, resuming});
     if (!setup.event_stream) metrics_->connections_opened.add();
     metrics_->open_gauge(setup).add(1);
-    // A connection that opened while shutdown began is closed like the others.
-    if (shutting_down_ && s->start_draining()) s->close_drained();
+    if (shutting_down_) {
+        // A connection that opened while shutdown began is closed like the others.
+        if (!setup.event_stream) s->send_reconnect(0, options_->log);
+        if (s->start_draining()) s->close_drained();
+    } else if (draining_) {
+        // Its upgrade was accepted before the drain began; it takes a turn at random.
+        std::int64_t after_ms = 0;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            after_ms = std::uniform_int_distribution<std::int64_t>(0, spread_.count())(turns_);
+        }
+        s->send_reconnect(after_ms, options_->log);
+    }
+}
+
+std::vector<std::shared_ptr<session>> session_registry::snapshot() const {
+    std::vector<std::shared_ptr<session>> live;
+    std::lock_guard<std::mutex> lock(mutex_);
+    live.reserve(sessions_.size());
+    for (const auto& entry : sessions_) live.push_back(entry.second);
+    return live;
 }
 
 void session_registry::close(const std::shared_ptr<session>& s, std::uint16_t code) {
@@ -96,12 +115,7 @@ std::chrono::milliseconds session_registry::sweep_interval() const noexcept {
 }
 
 void session_registry::sweep(std::int64_t now) {
-    std::vector<std::shared_ptr<session>> live;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        live.reserve(sessions_.size());
-        for (const auto& entry : sessions_) live.push_back(entry.second);
-    }
+    const auto live = snapshot();
     const auto ping_after = options_->ping_interval.count();
     const auto idle_after = options_->idle_timeout.count();
     for (const auto& s : live) {
@@ -125,24 +139,52 @@ void session_registry::sweep(std::int64_t now) {
     }
 }
 
-void session_registry::begin_shutdown() {
-    if (shutting_down_.exchange(true)) return;
+std::size_t session_registry::begin_drain(std::chrono::milliseconds spread) {
     std::vector<std::shared_ptr<session>> live;
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        // Set under the lock that add() takes for its turn, so that a session opening now is
+        // either in this snapshot or sees the flag (the session's once-only send settles both).
+        if (draining_.exchange(true)) return 0;
+        spread_ = std::max(spread, std::chrono::milliseconds{0});
+        turns_.seed(std::random_device{}());
+        live.reserve(sessions_.size());
         for (const auto& entry : sessions_) live.push_back(entry.second);
+        std::shuffle(live.begin(), live.end(), turns_);
     }
-    for (const auto& s : live) {
+    const auto count = static_cast<std::int64_t>(live.size());
+    const auto span = std::max<std::int64_t>(spread.count(), 0);
+    for (std::int64_t i = 0; i < count; ++i) {
+        live[static_cast<std::size_t>(i)]->send_reconnect(i * span / count, options_->log);
+    }
+    return live.size();
+}
+
+bool session_registry::wait_for_spread(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    all_closed_.wait_until(lock, deadline,
+                           [this] { return spread_cut_ || (sessions_.empty() && opening_ == 0); });
+    return sessions_.empty() && opening_ == 0;
+}
+
+void session_registry::end_spread() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    spread_cut_ = true;
+    all_closed_.notify_all();
+}
+
+void session_registry::begin_shutdown() {
+    if (shutting_down_.exchange(true)) return;
+    for (const auto& s : snapshot()) {
+        // PROTOCOL.md 6.7: every WebSocket hears when to come back before its 1001; after a
+        // spread it was told already (a second send is refused by the session).
+        if (!s->setup().event_stream) s->send_reconnect(0, options_->log);
         if (s->start_draining()) s->close_drained();
     }
 }
 
 std::size_t session_registry::interrupt_updates() {
-    std::vector<std::shared_ptr<session>> live;
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        for (const auto& entry : sessions_) live.push_back(entry.second);
-    }
+    const auto live = snapshot();
     for (const auto& s : live) {
         // Unregistered first, so that no update routed from now on reaches it (its replies
         // still do), then drained like a shutdown: its commands are answered before the close.

@@ -1,7 +1,8 @@
 #pragma once
 // The open sessions of a gateway: admission (the connection cap, connection ids), each
 // session's open (welcome, then routing) and close, the keepalive sweep, and the drain on
-// shutdown that closes each session once its pending commands are answered.
+// shutdown: the reconnect spread (PROTOCOL.md 6.7), then each session closed once its pending
+// commands are answered.
 
 #include <atomic>
 #include <chrono>
@@ -10,7 +11,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <unordered_map>
+#include <vector>
 
 #include "gatehouse/connection_manager.hpp"
 #include "gatehouse/gateway.hpp"
@@ -35,6 +38,9 @@ public:
 
     // --- admission ---
     bool shutting_down() const noexcept { return shutting_down_.load(); }
+    // True from the drain's start (begin_drain, or begin_shutdown without one): new upgrades,
+    // event streams and `/ready` answer 503, while open sessions may still be served.
+    bool refusing_new() const noexcept { return draining_.load() || shutting_down_.load(); }
     // Counts an accepted upgrade until it opens or fails; false when over max_connections.
     bool reserve_slot();
     // `<gateway_id>-<n>`, unique for this gateway's life.
@@ -55,8 +61,22 @@ public:
     std::chrono::milliseconds sweep_interval() const noexcept;
 
     // --- drain ---
+    // The reconnect spread (PROTOCOL.md 6.7): from now on upgrades are refused while the open
+    // sessions are still served. Each is sent `gatehouse.reconnect` with an `after_ms` spread
+    // evenly over `0..spread` (`i * spread / count`, in random order, so that nothing about a
+    // connection decides its turn); one whose upgrade was accepted just before and opens later
+    // gets a random `after_ms` in that range. Returns how many were told.
+    std::size_t begin_drain(std::chrono::milliseconds spread);
+    // Waits until every session has closed, `deadline` passed or end_spread() was called; true
+    // when every session closed.
+    bool wait_for_spread(std::chrono::steady_clock::time_point deadline);
+    // Cuts the spread short: wait_for_spread returns at once, now and later. Any thread.
+    void end_spread();
     // From now on upgrades are refused and sessions read nothing; each closes (1001) once its
-    // pending commands are answered, at once when none are.
+    // pending commands are answered, at once when none are. A WebSocket not told yet by
+    // begin_drain is sent `gatehouse.reconnect` with `after_ms` 0 first (an event stream is
+    // sent nothing: it ends as in PROTOCOL.md section 1, and its browser waits its own retry
+    // delay).
     void begin_shutdown();
     // The listener's subscription was lost and is back (PROTOCOL.md 6.4): updates published
     // meanwhile reached no connection. Every open session is unregistered from routing at once
@@ -73,12 +93,14 @@ public:
 
 private:
     void add(const std::shared_ptr<session>& s, bool resuming);
+    std::vector<std::shared_ptr<session>> snapshot() const;
 
     const std::shared_ptr<const gateway_options> options_;
     const std::shared_ptr<connection_manager> connections_;
     const std::shared_ptr<gateway_metrics> metrics_;
     const std::shared_ptr<resume_join> resumes_;
 
+    std::atomic<bool> draining_{false};
     std::atomic<bool> shutting_down_{false};
     std::atomic<std::uint64_t> connection_counter_{0};
 
@@ -88,6 +110,10 @@ private:
     std::unordered_map<const session*, std::shared_ptr<session>> sessions_;
     // Upgrades accepted whose open has not run yet.
     std::size_t opening_ = 0;
+    // The drain's spread, the turns of the sessions that open during it, and its cut.
+    std::chrono::milliseconds spread_{0};
+    std::minstd_rand turns_;
+    bool spread_cut_ = false;
 };
 
 }  // namespace gatehouse::detail

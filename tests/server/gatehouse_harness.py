@@ -662,6 +662,15 @@ class Client:
             got.append(decode_envelope(self.codec, frame))
 
 
+def without_reconnect(case, got, after_ms=0):
+    """`got` (what a connection read before its close) without the one `gatehouse.reconnect`
+    a drain sends every WebSocket before the 1001 (PROTOCOL.md 6.7), which the test asserts
+    is there, exactly once, with `after_ms` (0 without --drain-spread-ms)."""
+    reconnects = [e for e in got if e.get("type") == "gatehouse.reconnect"]
+    case.assertEqual([e.get("payload") for e in reconnects], [{"after_ms": after_ms}], got)
+    return [e for e in got if e.get("type") != "gatehouse.reconnect"]
+
+
 def note(text):
     """An informational line in the test output (what a passing test measured)."""
     print(f"    note: {text}", file=sys.stderr, flush=True)

@@ -89,6 +89,7 @@ public:
         reader_.join();
         ::close(fd_);
     }
+    std::uint64_t sent() const { return sent_; }
     // Waits (bounded) until `n` commands were written.
     bool sent_at_least(std::uint64_t n) {
         for (int i = 0; i < 500 && sent_ < n; ++i) std::this_thread::sleep_for(10ms);
@@ -248,4 +249,60 @@ TEST_CASE("gateway lifetime: a core and a redis_bus with commands waiting on a h
         decision.handler.reset();
         server.resume();
     }
+}
+
+// The drain's spread (PROTOCOL.md 6.7) ends early without a dangling thread or callback: a
+// second shutdown() from another thread, or the gateway destroyed, while clients keep sending.
+TEST_CASE("gateway lifetime: a second shutdown() cuts the drain's spread short",
+          "[gateway_lifetime][drain]") {
+    auto options = gateway_settings(500ms);
+    options.drain_spread = 60000ms;
+    auto bus = std::make_shared<in_process_bus>();
+    gateway gw(options, codec_registry::with_builtin_codecs(), bus, bus);
+    REQUIRE_FALSE(gw.start());
+    blasting_client client(gw.local_address(), "spread");
+    REQUIRE(client.sent_at_least(100));
+    const auto t0 = std::chrono::steady_clock::now();
+    std::atomic<bool> first_returned{false};
+    std::thread first([&] {
+        gw.shutdown();
+        first_returned = true;
+    });
+    // Refusing new clients from the start of the spread, while serving the open one.
+    for (int i = 0; i < 500 && gw.ready(); ++i) std::this_thread::sleep_for(1ms);
+    CHECK_FALSE(gw.ready());
+    REQUIRE(client.sent_at_least(client.sent() + 100));  // commands still flowing
+    CHECK_FALSE(first_returned.load());
+    gw.shutdown();  // cuts the spread short; returns once the first call has finished
+    first.join();
+    CHECK(std::chrono::steady_clock::now() - t0 < 20s);
+}
+
+TEST_CASE("gateway lifetime: the gateway destroyed during the drain's spread",
+          "[gateway_lifetime][drain]") {
+    auto options = gateway_settings(500ms);
+    options.drain_spread = 60000ms;
+    auto bus = std::make_shared<in_process_bus>();
+    auto gw = std::make_unique<gateway>(options, codec_registry::with_builtin_codecs(), bus, bus);
+    REQUIRE_FALSE(gw->start());
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+        blasting_client client(gw->local_address(), "leaving");
+        REQUIRE(client.sent_at_least(100));
+        gateway* raw = gw.get();
+        std::thread shutting([raw] { raw->shutdown(); });
+        for (int i = 0; i < 500 && gw->ready(); ++i) std::this_thread::sleep_for(1ms);
+        gw.reset();  // cuts the spread short and waits for the other thread's shutdown()
+        shutting.join();
+    }
+    // Never started a spread of its own: a destructor does not wait one out either.
+    auto again =
+        std::make_unique<gateway>(options, codec_registry::with_builtin_codecs(), bus, bus);
+    REQUIRE_FALSE(again->start());
+    {
+        blasting_client client(again->local_address(), "dropped");
+        REQUIRE(client.sent_at_least(100));
+        again.reset();
+    }
+    CHECK(std::chrono::steady_clock::now() - t0 < 20s);
 }

@@ -1,10 +1,12 @@
 #include "gateway/session_registry.hpp"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "memory_transport.hpp"
@@ -97,6 +99,177 @@ TEST_CASE("session registry: shutdown closes idle sessions at once and refuses u
     });
     CHECK(f.core->wait_for_sessions(std::chrono::steady_clock::now() + 5s));
     closer.join();
+}
+
+namespace {
+
+// The `after_ms` of the one `gatehouse.reconnect` among `frames`; -1 when there is none, -2
+// when there are several.
+long long reconnect_after_ms(const std::vector<std::string>& frames) {
+    long long found = -1;
+    for (const auto& f : frames) {
+        if (f.find("gatehouse.reconnect") == std::string::npos) continue;
+        if (found != -1) return -2;
+        const auto at = f.find("\"after_ms\":");
+        REQUIRE(at != std::string::npos);
+        found = std::stoll(f.substr(at + 11));
+    }
+    return found;
+}
+
+}  // namespace
+
+TEST_CASE("session registry: shutdown without a spread tells each WebSocket after_ms 0 first",
+          "[session_registry][drain]") {
+    core_on<> f;
+    auto a = f.open("ann");
+    f.core->begin_shutdown();
+    const auto frames = a.link->frames();
+    REQUIRE(frames.size() == 2);  // the welcome, then the reconnect, then the 1001
+    CHECK(frames[1] == R"({"type":"gatehouse.reconnect","payload":{"after_ms":0}})");
+    CHECK(a.link->close_code() == 1001);
+    a.handler->on_close(1001);
+}
+
+TEST_CASE("session registry: the drain spreads after_ms evenly and keeps serving",
+          "[session_registry][drain]") {
+    core_on<manual_bus> f;
+    f.core->start_listener();
+    std::vector<core_on<manual_bus>::open_session> open;
+    for (int i = 0; i < 8; ++i) open.push_back(f.open("p" + std::to_string(i)));
+    CHECK(f.core->begin_drain(std::chrono::milliseconds(8000)) == 8);
+    CHECK_FALSE(f.core->ready());
+    const auto refused = f.upgrade("late");
+    CHECK_FALSE(refused.accepted);
+    CHECK(refused.refusal.status == 503);
+    std::vector<long long> after;
+    for (const auto& s : open) after.push_back(reconnect_after_ms(s.link->frames()));
+    std::sort(after.begin(), after.end());
+    CHECK(after == std::vector<long long>{0, 1000, 2000, 3000, 4000, 5000, 6000, 7000});
+
+    // Served meanwhile: a command is acked, an update delivered, nothing closed.
+    auto& s = open.front();
+    s.handler->on_message(true, R"({"type":"move","correlation_id":"m1"})");
+    REQUIRE(f.bus->answer_next());
+    CHECK(contains(s.link->frames(), R"("type":"ack")"));
+    REQUIRE(f.bus->deliver(to_json(update_for_player("p0", "tick", "{}"))));
+    CHECK(contains(s.link->frames(), R"("type":"tick")"));
+    for (const auto& o : open) CHECK(o.link->close_code() == 0);
+    // A second drain tells nobody again; the shutdown after it sends no second reconnect.
+    CHECK(f.core->begin_drain(std::chrono::milliseconds(8000)) == 0);
+    f.core->begin_shutdown();
+    for (const auto& o : open) {
+        CHECK(reconnect_after_ms(o.link->frames()) >= 0);
+        CHECK(o.link->close_code() == 1001);
+        o.handler->on_close(1001);
+    }
+}
+
+TEST_CASE("session registry: the spread ends when every session left or when cut short",
+          "[session_registry][drain]") {
+    using clock = std::chrono::steady_clock;
+    core_on<> f;
+    auto a = f.open("amy");
+    auto b = f.open("bo");
+    f.core->begin_drain(std::chrono::milliseconds(60000));
+    CHECK_FALSE(f.core->wait_for_spread(clock::now() + 10ms));  // both still there
+    std::thread leaving([&] {
+        std::this_thread::sleep_for(20ms);
+        a.handler->on_close(1000);
+        b.handler->on_close(1000);
+    });
+    const auto t0 = clock::now();
+    CHECK(f.core->wait_for_spread(clock::now() + 60s));
+    CHECK(clock::now() - t0 < 10s);
+    leaving.join();
+}
+
+TEST_CASE("session registry: end_spread cuts the spread short, from any thread",
+          "[session_registry][drain]") {
+    using clock = std::chrono::steady_clock;
+    core_on<> f;
+    auto a = f.open("cy");
+    f.core->begin_drain(std::chrono::milliseconds(60000));
+    std::thread cutting([&] {
+        std::this_thread::sleep_for(20ms);
+        f.core->end_spread();
+    });
+    const auto t0 = clock::now();
+    CHECK_FALSE(f.core->wait_for_spread(clock::now() + 60s));  // cut, not empty
+    CHECK(clock::now() - t0 < 10s);
+    cutting.join();
+    CHECK_FALSE(f.core->wait_for_spread(clock::now() + 60s));  // stays cut
+    CHECK(a.link->close_code() == 0);  // the section 1 shutdown closes it, not the cut
+    f.core->begin_shutdown();
+    CHECK(a.link->close_code() == 1001);
+    a.handler->on_close(1001);
+}
+
+TEST_CASE("session registry: an upgrade accepted before the drain and opened during it is told",
+          "[session_registry][drain]") {
+    core_on<> f;
+    auto early = f.upgrade("eve");
+    REQUIRE(early.accepted);
+    f.core->begin_drain(std::chrono::milliseconds(500));
+    auto link = std::make_shared<memory_link>();
+    early.handler->on_open(link);
+    const auto after = reconnect_after_ms(link->frames());
+    CHECK(after >= 0);
+    CHECK(after <= 500);
+    CHECK(link->frames().front().find("\"type\":\"welcome\"") != std::string::npos);
+    early.handler->on_close(1000);
+}
+
+TEST_CASE("session registry: an event stream gets the reconnect with a retry field in a drain",
+          "[session_registry][drain]") {
+    core_on<> f;
+    const auto stream = [&] {
+        http_request request;
+        request.method = "GET";
+        request.path = "/sse/player";
+        request.headers.emplace_back("Authorization", "Bearer " + test_token("sue"));
+        auto decision = f.core->authorize_event_stream(request);
+        REQUIRE(decision.accepted);
+        return decision;
+    };
+    auto a = stream();
+    auto link = std::make_shared<memory_link>();
+    a.handler->on_open(link);
+    auto b = stream();
+    auto quiet = std::make_shared<memory_link>();
+    b.handler->on_open(quiet);
+    b.handler->on_close(0);
+    f.core->begin_drain(std::chrono::milliseconds(3000));
+    const auto frames = link->frames();
+    REQUIRE(frames.size() == 1);
+    CHECK(frames[0] ==
+          "retry: 0\nevent: gatehouse.reconnect\ndata: "
+          R"({"type":"gatehouse.reconnect","payload":{"after_ms":0}})"
+          "\n\n");
+    http_request late;
+    late.method = "GET";
+    late.path = "/sse/player";
+    late.headers.emplace_back("Authorization", "Bearer " + test_token("sam"));
+    CHECK(f.core->authorize_event_stream(late).refusal.status == 503);
+    f.core->begin_shutdown();
+    CHECK(link->frames().size() == 1);  // nothing more before the stream ends
+    a.handler->on_close(0);
+}
+
+TEST_CASE("session registry: without a spread an event stream ends with no reconnect event",
+          "[session_registry][drain]") {
+    core_on<> f;
+    http_request request;
+    request.method = "GET";
+    request.path = "/sse/player";
+    request.headers.emplace_back("Authorization", "Bearer " + test_token("ted"));
+    auto decision = f.core->authorize_event_stream(request);
+    REQUIRE(decision.accepted);
+    auto link = std::make_shared<memory_link>();
+    decision.handler->on_open(link);
+    f.core->begin_shutdown();
+    CHECK(link->frames().empty());
+    decision.handler->on_close(0);
 }
 
 TEST_CASE(
