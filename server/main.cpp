@@ -304,7 +304,7 @@ int run(int argc, char** argv) {
         gw->shutdown();
         stopped = true;
     });
-    constexpr timespec poll{0, 20 * 1000 * 1000};
+    constexpr timespec poll{0, 20L * 1000 * 1000};
     while (!stopped.load()) {
         const int again = sigtimedwait(&stop_signals, nullptr, &poll);
         if (again > 0) {

@@ -157,9 +157,10 @@ std::string make_gateway_id();
 /// accessors may then be called from any thread. Route handlers, bus callbacks and listener
 /// callbacks run on the gateway's I/O threads or the bus's threads, as documented there.
 /// Lifetime: the destructor shuts down (gracefully, bounded by `shutdown_timeout`, without
-/// serving a `drain_spread`: see `shutdown()`) and joins every thread. The gateway shares ownership of the bus and the listener, and the callbacks it
-/// hands them hold only shared or weak state: the gateway, the bus and the listener may be
-/// destroyed in any order, and a bus answer that comes after the gateway is gone is ignored.
+/// serving a `drain_spread`: see `shutdown()`) and joins every thread. The gateway shares ownership
+/// of the bus and the listener, and the callbacks it hands them hold only shared or weak state: the
+/// gateway, the bus and the listener may be destroyed in any order, and a bus answer that comes
+/// after the gateway is gone is ignored.
 class gateway {
 public:
     /// Builds a gateway. Throws `std::invalid_argument` for unusable options: a TLS
