@@ -308,7 +308,10 @@ int run(int argc, char** argv) {
     while (!stopped.load()) {
         const int again = sigtimedwait(&stop_signals, nullptr, &poll);
         if (again > 0) {
-            logger->info("signal {} again: cutting the drain short", again);
+            logger->info(options.drain_spread.count() > 0
+                             ? "signal {} again: cutting the drain short"
+                             : "signal {} again: already shutting down",
+                         again);
             gw->shutdown();
             break;
         }
