@@ -84,6 +84,9 @@ void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::
             "Times the command connection was re-established.", &stats::command_reconnects);
     counter("gatehouse_redis_listener_reconnects_total",
             "Times the subscription was re-established.", &stats::listener_reconnects);
+    counter("gatehouse_commands_deduplicated_total",
+            "Retried commands answered with their first stream id, not appended again.",
+            &stats::duplicates);
     m.gauge_callback("gatehouse_redis_connected",
                      "1 while the command connection and the subscription are up.",
                      [redis] { return redis->connected() ? 1.0 : 0.0; });
@@ -259,6 +262,13 @@ int run(int argc, char** argv) {
     const auto account_services = make_account_services(config, options, *gw, *logger);
     if (!account_services.workers) return account_services.exit_code;
     if (redis) add_redis_metrics(*gw, redis);
+    if (local_bus) {
+        // The same counter as on Redis (add_redis_metrics), from the in-process bus.
+        gw->metrics().counter_callback(
+            "gatehouse_commands_deduplicated_total",
+            "Retried commands answered with their first stream id, not appended again.",
+            [local_bus] { return static_cast<double>(local_bus->duplicates()); });
+    }
     health->bus_connected = [local_bus, redis] { return local_bus || redis->connected(); };
     gatehouse_server::add_fleet_metrics(*gw, health);
     gatehouse_server::store_probe probe(account_services.store, health,

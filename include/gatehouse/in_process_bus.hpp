@@ -50,7 +50,9 @@ struct in_process_bus_options {
     /// Idempotent commands (PROTOCOL.md 6.5): a command whose `(player_id, correlation_id)`
     /// was accepted within this window is not appended again; `done` gets the original
     /// entry id. Only client-chosen correlation ids count
-    /// (`command_origin::correlation_assigned` is false). 0: off.
+    /// (`command_origin::correlation_assigned` is false). 0: off. The pairs are remembered
+    /// in at most 16 MiB (key and id bytes plus 128 each: about 80,000 pairs of short ids);
+    /// past it the oldest are forgotten first, and a retry of one of those is appended again.
     std::chrono::seconds dedupe_window{120};
     /// The whole update log's memory bound (message and player bytes plus about 100 bytes
     /// per entry). Past it, the logs of the players written to least recently are dropped
@@ -68,8 +70,8 @@ struct in_process_bus_options {
 /// Lifetime: the delivery thread runs from `start()` to `stop()` or destruction.
 class in_process_bus final : public command_bus, public pubsub_listener, public update_log {
 public:
-    /// Throws `std::invalid_argument` when `update_log_size` is 0 or `update_log_ttl` is not
-    /// positive (up to a year).
+    /// Throws `std::invalid_argument` when `update_log_size` is 0, `update_log_ttl` is not
+    /// positive (up to a year) or `dedupe_window` is negative or over a year.
     explicit in_process_bus(in_process_bus_options options = {});
     ~in_process_bus() override;
     in_process_bus(const in_process_bus&) = delete;
@@ -77,7 +79,9 @@ public:
 
     /// command_bus: stores a copy of `command` (with `gateway_id` from the options) under a
     /// new id, then calls the `on_command` handler, then `done` with the entry id, all on the
-    /// calling thread. Never fails: `done` always reports success.
+    /// calling thread. Never fails: `done` always reports success. A retry (the same
+    /// `(player_id, correlation_id)` within `dedupe_window`, the id the client's own) is not
+    /// stored and not handed to `on_command`: `done` gets the first entry's id.
     void append(const envelope& command, append_handler done) override;
     /// Always true: an in-memory bus cannot be disconnected (for both base classes).
     bool connected() const noexcept override;
@@ -132,6 +136,9 @@ public:
     /// returns. Never `unavailable`.
     void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
                     log_read_handler done) override;
+
+    /// Retried commands answered with their first entry id, not appended (PROTOCOL.md 6.5).
+    std::uint64_t duplicates() const noexcept;
 
     /// Updates refused because the delivery queue was full.
     std::uint64_t updates_refused() const noexcept;

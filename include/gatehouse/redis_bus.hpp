@@ -70,6 +70,8 @@ struct redis_bus_stats {
     std::uint64_t updates_received = 0;     ///< Pub/Sub messages handed to the handler.
     std::uint64_t command_reconnects = 0;   ///< Times the command connection was re-established.
     std::uint64_t listener_reconnects = 0;  ///< Times the subscription was re-established.
+    /// Retried commands answered with their first entry id, not appended (PROTOCOL.md 6.5).
+    std::uint64_t duplicates = 0;
 };
 
 /// A `command_bus` and `pubsub_listener` on one Redis server: a `redis_command_producer`

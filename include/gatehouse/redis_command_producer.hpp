@@ -70,6 +70,8 @@ struct redis_command_producer_stats {
     std::uint64_t appended = 0;         ///< Commands Redis answered with an entry id.
     std::uint64_t append_failures = 0;  ///< Commands answered with `bus_unavailable`.
     std::uint64_t reconnects = 0;       ///< Times the connection was re-established.
+    /// Retried commands answered with their first entry id, not appended (PROTOCOL.md 6.5).
+    std::uint64_t duplicates = 0;
 };
 
 /// A `command_bus` on one Redis server: one connection carries every `XADD`, pipelined (many
@@ -80,7 +82,14 @@ struct redis_command_producer_stats {
 /// Commands: `append` sends `XADD <stream> [MAXLEN ~ N] * type .. payload .. codec ..
 /// correlation_id .. player_id .. connection_id .. gateway_id .. client .. ts_ms ..`
 /// (plus `payload_codec` when the envelope names one) and reports the entry id Redis
-/// answered. While the connection is down it fails at once with `errc::bus_unavailable`;
+/// answered. A command with a client-chosen correlation id (not
+/// `command_origin::correlation_assigned`) is sent instead as `FCALL gatehouse_append 2
+/// <stream> <stream>:dedupe:<len>:<player_id>:<correlation_id> <dedupe_window> <maxlen>
+/// field value ...` (PROTOCOL.md 6.5, docs/redis.md): Redis appends it and remembers the pair
+/// for `dedupe_window` seconds, or answers the entry id of the first append when the pair is
+/// remembered, in the same round trip; `done` gets that id either way. With `dedupe_window`
+/// 0, or while the library is not loaded, every command is a plain XADD.
+/// While the connection is down it fails at once with `errc::bus_unavailable`;
 /// commands in flight when the link breaks fail with it too (Redis may or may not have
 /// appended them: an error never means "certainly not on the stream", only an ack means
 /// "certainly on it").
@@ -113,14 +122,15 @@ public:
     /// Starts the I/O thread and begins connecting; returns without waiting for Redis (see
     /// `wait_connected`). Throws `std::invalid_argument` naming the option when `url` is not
     /// a valid `redis://` URL, `command_stream` or `updates_channel` is empty, a duration is
-    /// not positive, or `update_log_size` is 0.
+    /// not positive, `update_log_size` is 0, or `dedupe_window` is negative or over a year.
     explicit redis_command_producer(redis_command_producer_options options);
     ~redis_command_producer() override;
     redis_command_producer(const redis_command_producer&) = delete;
     redis_command_producer& operator=(const redis_command_producer&) = delete;
 
-    /// command_bus: formats the XADD on the calling thread and pipelines it; `done` runs with
-    /// the entry id, or with `errc::bus_unavailable`.
+    /// command_bus: formats the XADD (or `FCALL gatehouse_append`) on the calling thread and
+    /// pipelines it; `done` runs with the entry id (a duplicate's: the first one's), or with
+    /// `errc::bus_unavailable`.
     void append(const envelope& command, append_handler done) override;
 
     /// True while the connection is up.

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "bus/memory_update_log.hpp"
+#include "bus/recent_commands.hpp"
 #include "common/clock.hpp"
 #include "gatehouse/errc.hpp"
 
@@ -63,7 +64,12 @@ struct stored_entry {
 struct in_process_bus::impl {
     explicit impl(in_process_bus_options o)
         : options(std::move(o)),
+          recent(options.dedupe_window, dedupe_bytes),
           log(options.update_log_size, options.update_log_ttl, options.update_log_bytes) {}
+
+    // The memory bound of the remembered command pairs (PROTOCOL.md 6.5): about 80,000 pairs
+    // of short ids. Past it the oldest are forgotten first.
+    static constexpr std::size_t dedupe_bytes = std::size_t{16} * 1024 * 1024;
 
     const in_process_bus_options options;
 
@@ -73,6 +79,9 @@ struct in_process_bus::impl {
     std::deque<stored_entry> entries;  // Ascending ids.
     stream_id last_id;
     std::shared_ptr<const std::function<void(const bus_entry&)>> command_handler;
+    // Under commands_mutex, so that a pair's check and its append are one step.
+    detail::recent_commands recent;
+    std::atomic<std::uint64_t> duplicates{0};
 
     // Update side. `lifecycle_mutex` serialises start() and stop() (including the join),
     // so that two concurrent stop()s both return only once the handler has finished;
@@ -131,6 +140,10 @@ in_process_bus::in_process_bus(in_process_bus_options options) {
             "in_process_bus: update_log_size must be at least 1 and update_log_ttl positive (up "
             "to a year)");
     }
+    if (options.dedupe_window.count() < 0 || options.dedupe_window > std::chrono::hours(24 * 365)) {
+        throw std::invalid_argument(
+            "in_process_bus: dedupe_window must be 0 (off) or positive (up to a year)");
+    }
     impl_ = std::make_unique<impl>(std::move(options));
 }
 
@@ -143,14 +156,39 @@ void in_process_bus::append(const envelope& command, append_handler done) {
     // update id.
     entry->command.update_id.clear();
     entry->gateway_id = impl_->options.gateway_id;
+    // A client's own correlation id may name a retry (PROTOCOL.md 6.5); gateway-made ids are
+    // unique and never looked up. The check and the append share one critical section, so
+    // that two copies sent at once are appended once.
+    const bool dedupe =
+        !command.origin.correlation_assigned && impl_->options.dedupe_window.count() > 0;
+    std::string first_id;
     std::shared_ptr<const std::function<void(const bus_entry&)>> handler;
     {
         std::lock_guard<std::mutex> lock(impl_->commands_mutex);
-        const stream_id id = impl_->next_id();
-        entry->id = std::to_string(id.ms) + "-" + std::to_string(id.seq);
-        impl_->entries.push_back({id, entry});
-        while (impl_->entries.size() > impl_->options.max_entries) impl_->entries.pop_front();
-        handler = impl_->command_handler;
+        const std::int64_t now = dedupe ? detail::steady_now_ms() : 0;
+        const std::string* seen =
+            dedupe ? impl_->recent.find(command.origin.player_id, command.correlation_id, now)
+                   : nullptr;
+        if (seen) {
+            first_id = *seen;
+        } else {
+            const stream_id id = impl_->next_id();
+            entry->id = std::to_string(id.ms) + "-" + std::to_string(id.seq);
+            impl_->entries.push_back({id, entry});
+            while (impl_->entries.size() > impl_->options.max_entries) {
+                impl_->entries.pop_front();
+            }
+            if (dedupe) {
+                impl_->recent.remember(command.origin.player_id, command.correlation_id, entry->id,
+                                       now);
+            }
+            handler = impl_->command_handler;
+        }
+    }
+    if (!first_id.empty()) {
+        impl_->duplicates.fetch_add(1, std::memory_order_relaxed);
+        if (done) done(std::error_code{}, first_id);
+        return;
     }
     impl_->commands_cv.notify_all();
     // Outside the lock: the handler may read() or append() itself. With several appending
@@ -320,6 +358,10 @@ void in_process_bus::read_after(std::string player_id, std::string after_id, std
         result = impl_->log.read_after(player_id, after_id, max_bytes, detail::unix_now_ms());
     }
     done(std::move(result));
+}
+
+std::uint64_t in_process_bus::duplicates() const noexcept {
+    return impl_->duplicates.load(std::memory_order_relaxed);
 }
 
 std::uint64_t in_process_bus::updates_refused() const noexcept {

@@ -121,6 +121,7 @@ redis_bus_stats redis_bus::stats() const noexcept {
     redis_bus_stats out;
     out.appended = p.appended;
     out.append_failures = p.append_failures;
+    out.duplicates = p.duplicates;
     out.updates_received = s.updates_received;
     out.command_reconnects = p.reconnects;
     out.listener_reconnects = s.reconnects;

@@ -6,10 +6,12 @@
 #include <shared_mutex>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 
+#include "bus/recent_commands.hpp"
 #include "bus/redis_reconnect.hpp"
 #include "bus/redis_update_log.hpp"
 #include "gatehouse/errc.hpp"
@@ -46,6 +48,14 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         r::format_bulk(xadd_head, "*");
         r::format_bulk(gateway_field, "gateway_id");
         r::format_bulk(gateway_field, options.gateway_id);
+        // `FCALL gatehouse_append 1 <stream> <window> <maxlen>`: the head of a batch of
+        // commands that may be retries (PROTOCOL.md 6.5).
+        r::format_bulk(append_head, "FCALL");
+        r::format_bulk(append_head, "gatehouse_append");
+        r::format_bulk(append_head, "1");
+        r::format_bulk(append_head, options.command_stream);
+        r::format_bulk(append_head, std::to_string(options.dedupe_window.count()));
+        r::format_bulk(append_head, std::to_string(options.stream_maxlen));
     }
 
     // First member: destroyed last, after everything that holds its io_context's objects.
@@ -56,6 +66,27 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     std::string xadd_head;
     std::size_t head_args = 0;
     std::string gateway_field;
+    std::string append_head;
+    static constexpr std::size_t append_head_args = 6;
+    // Commands per `FCALL gatehouse_append`: Lua unpacks a call's pairs in one go, and its
+    // stack holds some thousands of values.
+    static constexpr std::size_t append_batch_max = 256;
+
+    // While de-duplication is on, every command waits here (formatted on the appending thread:
+    // its pair, its field count, its fields), and the I/O thread sends all that waited as few
+    // `FCALL gatehouse_append`s, so that Redis pays a function call's own cost per batch, not
+    // per command. All commands take this path then, so that one connection's commands stay in
+    // order on the stream.
+    std::mutex batch_mutex;
+    std::string batch_bytes;
+    struct batched {
+        std::size_t end;   // of its bytes in batch_bytes
+        std::size_t args;  // bulk strings it added
+    };
+    std::vector<batched> batch_commands;
+    std::vector<append_handler> batch_handlers;
+    bool batch_scheduled = false;
+    bool batch_closed = false;
     // The `gatehouse` function library, loaded at every connect.
     const std::string library;
 
@@ -68,6 +99,9 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     bool closed = false;
 
     std::atomic<bool> up{false};
+    // Whether the last FUNCTION LOAD succeeded: without the library, commands are appended
+    // with a plain XADD, not de-duplicated (logged when it is refused).
+    std::atomic<bool> library_loaded{false};
     asio::steady_timer retry;
     r::backoff reconnect_backoff;
     bool ever_up = false;
@@ -76,7 +110,8 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     mutable std::mutex state_mutex;
     mutable std::condition_variable state_changed;
 
-    std::atomic<std::uint64_t> appended{0}, append_failures{0}, reconnects{0}, reply_errors{0};
+    std::atomic<std::uint64_t> appended{0}, append_failures{0}, reconnects{0}, reply_errors{0},
+        duplicates{0};
 
     void log(log_level level, const std::string& message) const {
         if (options.log) options.log(level, "redis " + redacted + ": " + message);
@@ -119,11 +154,14 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                   [weak](std::error_code ec, const r::reply& reply) {
                       auto self = weak.lock();
                       if (!self || ec) return;  // a broken link: on_failure retries
+                      self->library_loaded.store(!reply.is_error(), std::memory_order_release);
                       if (reply.is_error()) {
-                          // Commands still work without it; only the update log does not.
+                          // Commands still work without it (a plain XADD); the update log and
+                          // the de-duplication of retried commands do not.
                           self->log(log_level::error,
                                     "FUNCTION LOAD of the gatehouse library refused (" + reply.str +
-                                        "); logged publishes and resumes fail until it loads "
+                                        "); logged publishes and resumes fail and retried "
+                                        "commands are appended again until it loads "
                                         "(Redis 7.0 or later, and the FUNCTION command, needed)");
                       }
                       self->on_connected();
@@ -188,6 +226,109 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         up.store(false, std::memory_order_release);
         notify_state();
         if (c) c->close_now();  // each pending done() runs now, once
+        std::vector<append_handler> waiting;
+        {
+            std::lock_guard<std::mutex> lock(batch_mutex);
+            batch_closed = true;
+            waiting.swap(batch_handlers);
+            batch_commands.clear();
+            batch_bytes.clear();
+        }
+        for (auto& done : waiting) {
+            append_failures.fetch_add(1, std::memory_order_relaxed);
+            done(make_error_code(errc::bus_unavailable), {});
+        }
+    }
+
+    // Appending threads: queues one formatted command for the next batch. False when closed.
+    template <class Format>
+    bool queue_batched(Format&& format, append_handler& done) {
+        bool schedule = false;
+        {
+            std::lock_guard<std::mutex> lock(batch_mutex);
+            if (batch_closed) return false;
+            const std::size_t args = format(batch_bytes);
+            batch_commands.push_back({batch_bytes.size(), args});
+            batch_handlers.push_back(std::move(done));
+            schedule = !batch_scheduled;
+            batch_scheduled = true;
+        }
+        if (schedule) {
+            std::weak_ptr<state> weak = shared_from_this();
+            asio::post(io.context(), [weak] {
+                if (auto self = weak.lock()) self->send_batch();
+            });
+        }
+        return true;
+    }
+
+    // On the I/O thread: everything queued, as `FCALL gatehouse_append`s of up to
+    // append_batch_max commands each, pipelined like any command.
+    void send_batch() {
+        std::string bytes;
+        std::vector<batched> commands;
+        std::vector<append_handler> handlers;
+        {
+            std::lock_guard<std::mutex> lock(batch_mutex);
+            bytes.swap(batch_bytes);
+            commands.swap(batch_commands);
+            handlers.swap(batch_handlers);
+            batch_scheduled = false;
+        }
+        std::size_t from = 0, byte_from = 0;
+        while (from < commands.size()) {
+            const std::size_t to = std::min(commands.size(), from + append_batch_max);
+            std::size_t args = 0;
+            for (std::size_t i = from; i < to; ++i) args += commands[i].args;
+            const std::string_view part(bytes.data() + byte_from, commands[to - 1].end - byte_from);
+            auto group = std::make_shared<std::vector<append_handler>>(
+                std::make_move_iterator(handlers.begin() + static_cast<std::ptrdiff_t>(from)),
+                std::make_move_iterator(handlers.begin() + static_cast<std::ptrdiff_t>(to)));
+            const auto format = [&](std::string& out) {
+                r::format_array_header(out, append_head_args + args);
+                out += append_head;
+                out += part;
+            };
+            std::weak_ptr<state> weak = shared_from_this();
+            send(format, [weak, group](std::error_code ec, const r::reply& reply) {
+                auto self = weak.lock();
+                answer_batch(self.get(), ec, reply, *group);
+            });
+            byte_from = commands[to - 1].end;
+            from = to;
+        }
+    }
+
+    // One reply per command: a bulk string is a fresh entry's id, a status a duplicate's first
+    // id. Anything else (the link broke, the function failed, the library is gone) fails all.
+    static void answer_batch(state* self, std::error_code ec, const r::reply& reply,
+                             std::vector<append_handler>& group) {
+        const bool whole =
+            !ec && reply.kind == r::reply_kind::array && reply.elements.size() == group.size();
+        for (std::size_t i = 0; i < group.size(); ++i) {
+            const r::reply* one = whole ? &reply.elements[i] : nullptr;
+            if (one && (one->kind == r::reply_kind::string || one->kind == r::reply_kind::status)) {
+                if (self) {
+                    (one->kind == r::reply_kind::string ? self->appended : self->duplicates)
+                        .fetch_add(1, std::memory_order_relaxed);
+                }
+                group[i]({}, one->str);
+                continue;
+            }
+            if (self) self->append_failures.fetch_add(1, std::memory_order_relaxed);
+            group[i](make_error_code(errc::bus_unavailable), {});
+        }
+        if (self && !ec && !whole) self->count_reply_error("FCALL gatehouse_append", reply.str);
+    }
+
+    // Redis refused a command itself (the key holds another type, OOM, the function is
+    // missing, ...): logged sparingly, a misconfiguration would otherwise log once per command.
+    void count_reply_error(const char* what, const std::string& message) {
+        const auto n = reply_errors.fetch_add(1, std::memory_order_relaxed);
+        if (n % 1000 == 0) {
+            log(log_level::error, std::string(what) + " refused: " + message + " (" +
+                                      std::to_string(n + 1) + " so far)");
+        }
     }
 };
 
@@ -208,6 +349,10 @@ redis_command_producer::redis_command_producer(redis_command_producer_options op
         throw std::invalid_argument(
             "redis_command_producer: update_log_size must be at least 1 and update_log_ttl "
             "positive (up to a year)");
+    }
+    if (options.dedupe_window.count() < 0 || options.dedupe_window > std::chrono::hours(24 * 365)) {
+        throw std::invalid_argument(
+            "redis_command_producer: dedupe_window must be 0 (off) or positive (up to a year)");
     }
     if (options.timeout.count() <= 0 || options.reconnect_min.count() <= 0 ||
         options.reconnect_max < options.reconnect_min) {
@@ -262,9 +407,8 @@ void redis_command_producer::append(const envelope& command, append_handler done
     const bool named = !command.payload_codec.empty();
     const bool traced = !command.traceparent.empty();
     const std::string ts = std::to_string(o.accepted_at_ms);
-    const auto format = [&](std::string& out) {
-        r::format_array_header(out, s.head_args + 18 + (named ? 2 : 0) + (traced ? 2 : 0));
-        out += s.xadd_head;
+    const std::size_t fields = std::size_t{18} + (named ? 2U : 0U) + (traced ? 2U : 0U);
+    const auto format_fields = [&](std::string& out) {
         r::format_bulk(out, "type");
         r::format_bulk(out, command.type);
         r::format_bulk(out, "payload");
@@ -291,6 +435,27 @@ void redis_command_producer::append(const envelope& command, append_handler done
             r::format_bulk(out, command.traceparent);
         }
     };
+    // De-duplication on (PROTOCOL.md 6.5): the check and the append are one function call,
+    // atomic in Redis, batched with the other commands waiting (see queue_batched). Only a
+    // client's own correlation id is looked up: gateway-made ids are unique, their pair is
+    // sent empty. With the window 0, or without the library, a plain XADD.
+    if (s.options.dedupe_window.count() > 0 && s.library_loaded.load(std::memory_order_acquire)) {
+        const auto format_batched = [&](std::string& out) {
+            r::format_bulk(out, o.correlation_assigned
+                                    ? std::string()
+                                    : detail::command_pair(o.player_id, command.correlation_id));
+            r::format_bulk(out, std::to_string(fields));
+            format_fields(out);
+            return fields + 2;
+        };
+        if (!s.queue_batched(format_batched, done)) refuse(done);
+        return;
+    }
+    const auto format = [&](std::string& out) {
+        r::format_array_header(out, s.head_args + fields);
+        out += s.xadd_head;
+        format_fields(out);
+    };
     std::weak_ptr<state> weak = state_;
     auto answer = [weak, done = std::move(done)](std::error_code ec,
                                                  const r::reply& reply) mutable {
@@ -302,16 +467,8 @@ void redis_command_producer::append(const envelope& command, append_handler done
         }
         if (self) {
             self->append_failures.fetch_add(1, std::memory_order_relaxed);
-            if (!ec) {
-                // Redis refused the XADD itself (the key holds another type, OOM, ...): the
-                // command is not on the stream. Logged sparingly: a misconfiguration would
-                // otherwise log once per command.
-                const auto n = self->reply_errors.fetch_add(1, std::memory_order_relaxed);
-                if (n % 1000 == 0) {
-                    self->log(log_level::error, "XADD refused: " + reply.str + " (" +
-                                                    std::to_string(n + 1) + " so far)");
-                }
-            }
+            // Redis refused the XADD itself: the command is not on the stream.
+            if (!ec) self->count_reply_error("XADD", reply.str);
         }
         done(make_error_code(errc::bus_unavailable), {});
     };
@@ -392,6 +549,7 @@ redis_command_producer_stats redis_command_producer::stats() const noexcept {
     out.appended = s.appended.load(std::memory_order_relaxed);
     out.append_failures = s.append_failures.load(std::memory_order_relaxed);
     out.reconnects = s.reconnects.load(std::memory_order_relaxed);
+    out.duplicates = s.duplicates.load(std::memory_order_relaxed);
     return out;
 }
 

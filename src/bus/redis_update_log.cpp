@@ -25,7 +25,8 @@ namespace {
 //   there too (trimming removes the oldest first) and younger still. It reads in pages and
 //   stops at the caller's byte budget: a log may hold a million entries of any size.
 constexpr std::string_view library_template = R"LUA(#!lua name=gatehouse
--- The gatehouse update log (PROTOCOL.md 6.4), loaded by the gateway: do not edit in Redis.
+-- The gatehouse update log (PROTOCOL.md 6.4) and idempotent commands (6.5), loaded by the
+-- gateway: do not edit in Redis.
 local log_size = '@SIZE@'
 local log_ttl_ms = @TTL_MS@
 
@@ -257,7 +258,79 @@ local function gatehouse_read(keys, args)
   end
 end
 
+-- Idempotent commands (PROTOCOL.md 6.5), several commands per call (the gateway batches what
+-- its pipeline holds: a function call's own cost is paid once). KEYS[1] the command stream;
+-- ARGV: the window in seconds, the stream's MAXLEN (~; 0: none), then per command its pair
+-- (`<bytes of player_id>:<player_id>:<correlation_id>`, or '' for a command never looked up),
+-- its field count and its fields. The pairs accepted in window w = floor(now / window) are the
+-- fields of one hash `<stream>:dedupe:<w>` (one HSET per call, not a key and a SET per
+-- command), looked up in this window's hash and the last one's, and valid while their entry
+-- id (its time part is Redis's clock at the XADD) is younger than the window. Answers one
+-- element per command: a fresh entry's id as a bulk string, a duplicate's first id as a
+-- status reply.
+local function gatehouse_append(keys, args)
+  local stream, window, maxlen = keys[1], tonumber(args[1]), args[2]
+  if stream == nil or window == nil or window < 1 or maxlen == nil then
+    return redis.error_reply('ERR usage: FCALL gatehouse_append 1 <stream> <window> <maxlen> ' ..
+                             '(<pair> <n> field value ...)...')
+  end
+  local starts, pairs_, looked = {}, {}, {}
+  local at = 3
+  while at <= #args do
+    local n = tonumber(args[at + 1])
+    if n == nil or n < 2 or at + 1 + n > #args then
+      return redis.error_reply('ERR gatehouse_append: a command\'s field count is wrong')
+    end
+    starts[#starts + 1] = at
+    pairs_[#pairs_ + 1] = args[at]
+    if args[at] ~= '' then looked[#looked + 1] = args[at] end
+    at = at + 2 + n
+  end
+  local now = redis.call('TIME')
+  local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local w = math.floor(tonumber(now[1]) / window)
+  local current = stream .. ':dedupe:' .. w
+  local seen = {}
+  if #looked > 0 then
+    local a = redis.call('HMGET', current, unpack(looked))
+    local b = redis.call('HMGET', stream .. ':dedupe:' .. (w - 1), unpack(looked))
+    for i = 1, #looked do
+      local id = a[i] or b[i]
+      local ms = id and tonumber(string.match(id, '^(%d+)'))
+      if ms and now_ms - ms < window * 1000 then seen[looked[i]] = id end
+    end
+  end
+  local out, remember = {}, {}
+  for i = 1, #starts do
+    local pair, s = pairs_[i], starts[i]
+    local first = pair ~= '' and seen[pair]
+    if first then
+      out[i] = {ok = first}
+    else
+      local last = s + 1 + tonumber(args[s + 1])
+      local id
+      if maxlen == '0' then
+        id = redis.call('XADD', stream, '*', unpack(args, s + 2, last))
+      else
+        id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(args, s + 2, last))
+      end
+      out[i] = id
+      if pair ~= '' then
+        seen[pair] = id  -- the same pair later in this call is a duplicate too
+        remember[#remember + 1] = pair
+        remember[#remember + 1] = id
+      end
+    end
+  end
+  if #remember > 0 then
+    redis.call('HSET', current, unpack(remember))
+    redis.call('EXPIRE', current, 2 * window + 1)
+  end
+  return out
+end
+
 redis.register_function('gatehouse_publish', gatehouse_publish)
+redis.register_function('gatehouse_append', gatehouse_append)
 redis.register_function{function_name = 'gatehouse_read', callback = gatehouse_read,
                         flags = {'no-writes'}}
 )LUA";

@@ -1,8 +1,8 @@
 #pragma once
-// The Redis side of the update log (PROTOCOL.md 6.4): the text of the `gatehouse` function
-// library the command producer loads at every connect, the FCALLs that use it, and what their
-// replies mean. Kept apart from the producer so that the Lua and its reply shapes are read in
-// one place.
+// The Redis side of the update log (PROTOCOL.md 6.4) and of idempotent commands (6.5): the
+// text of the `gatehouse` function library the command producer loads at every connect, the
+// FCALLs that use it, and what their replies mean. Kept apart from the producer so that the Lua and
+// its reply shapes are read in one place.
 
 #include <chrono>
 #include <cstddef>
@@ -16,7 +16,10 @@
 namespace gatehouse::detail::redis {
 
 /// The library (`#!lua name=gatehouse`) with the log's size and time to live baked in: what
-/// `FUNCTION LOAD REPLACE` is given. Defines `gatehouse_publish` and `gatehouse_read`.
+/// `FUNCTION LOAD REPLACE` is given. Defines `gatehouse_publish`, `gatehouse_read` and
+/// `gatehouse_append` (`FCALL gatehouse_append 1 <stream> <window s> <maxlen> (<pair> <n>
+/// field value ...)...`: one reply per command, the entry id as a bulk string, or as a status
+/// reply for a duplicate, the id of its first append; see the Lua's comment).
 std::string update_log_library(std::size_t log_size, std::chrono::seconds log_ttl);
 
 /// The key of a player's log: `<channel>:log:<player_id>`.

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Idempotent commands (PROTOCOL.md 6.5): a command whose (player_id, correlation_id) was
+accepted within --dedupe-window is acked with the original stream_id and not appended again,
+across connections, over POST /commands, and across two gateways sharing one Redis; and the
+same without Redis, on the in-process bus.
+
+Usage: test_idempotent_commands.py PATH/TO/gatehouse-server [unittest args]
+
+The stream is read back with XRANGE from a real redis-server (redis_fixture.py); without
+Redis, the count of appended commands is read from the gateway's metrics.
+"""
+
+import asyncio
+import secrets
+import time
+
+import gatehouse_harness as h
+from gatehouse_harness import Client
+from accounts_helpers import check_json, post
+import redis_helpers as rh
+from redis_fixture import RedisServer
+
+DEDUPED = "gatehouse_commands_deduplicated_total"
+
+
+def cid():
+    return "retry-" + secrets.token_hex(4)
+
+
+def entries_with(r, stream, correlation_id):
+    """The stream ids of the entries carrying `correlation_id`."""
+    return [i for i, f in rh.all_entries(r, stream).items()
+            if f["correlation_id"] == correlation_id.encode()]
+
+
+def post_command(server, sub, body):
+    return post(server, "/commands", body, token=server.token(sub))
+
+
+async def acked_id(case, client, correlation_id):
+    """Sends one command with `correlation_id` (None: none) and returns its ack's stream_id."""
+    kw = {} if correlation_id is None else {"correlation_id": correlation_id}
+    return rh.check_ack(case, await client.command("player_action", {"n": 1}, **kw),
+                        correlation_id)
+
+
+class TwoGatewaysOneRedis(h.AsyncCase):
+    """Two gatehouse-servers on one redis-server and one stream, default window (120 s)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer().start()
+        cls.r = cls.redis.client()
+        cls.stream = rh.unique("gh:commands")
+        channel = rh.unique("gh:updates")
+        secret = "s3cr3t-" + secrets.token_hex(16)
+        cls.gw = []
+        try:
+            for name in ("a", "b"):
+                cls.gw.append(rh.redis_gateway(cls.redis.url, cls.stream, channel,
+                                               rh.unique("gw-" + name),
+                                               jwt_secret=secret).start())
+        except BaseException:
+            for s in cls.gw:
+                s.kill()
+            cls.redis.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        problems = []
+        try:
+            for s in cls.gw:
+                problems += rh.stop_and_check(s)
+        finally:
+            cls.redis.close()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    def entries(self, correlation_id):
+        return entries_with(self.r, self.stream, correlation_id)
+
+    async def test_retry_on_another_connection_gets_the_original_id(self):
+        c = cid()
+        first = await Client.player(self.gw[0], "retrier")
+        try:
+            original = await acked_id(self, first, c)
+        finally:
+            await first.close()
+        again = await Client.player(self.gw[0], "retrier", "msgpack")
+        try:
+            self.assertEqual(await acked_id(self, again, c), original)
+        finally:
+            await again.close()
+        self.assertEqual(await asyncio.to_thread(self.entries, c), [original])
+
+    async def test_retry_on_the_other_instance(self):
+        c = cid()
+        a = await Client.player(self.gw[0], "roamer")
+        b = await Client.player(self.gw[1], "roamer")
+        try:
+            before = self.gw[1].metric(DEDUPED)
+            original = await acked_id(self, a, c)
+            self.assertEqual(await acked_id(self, b, c), original)
+            self.assertEqual(await asyncio.to_thread(self.entries, c), [original])
+            self.assertEqual(self.gw[1].metric(DEDUPED), before + 1)
+        finally:
+            await a.close()
+            await b.close()
+
+    async def test_post_commands_duplicate_is_202_with_the_original_id(self):
+        c = cid()
+        ws = await Client.player(self.gw[0], "poster")
+        try:
+            original = await acked_id(self, ws, c)
+        finally:
+            await ws.close()
+        body = {"type": "player_action", "payload": {"n": 1}, "correlation_id": c}
+        for server in self.gw:
+            r = await asyncio.to_thread(post_command, server, "poster", body)
+            doc = check_json(self, r, 202)
+            self.assertEqual(doc, {"correlation_id": c, "stream_id": original})
+        self.assertEqual(await asyncio.to_thread(self.entries, c), [original])
+
+    async def test_different_players_same_correlation_id_are_both_appended(self):
+        c = cid()
+        one = await Client.player(self.gw[0], "player-one")
+        two = await Client.player(self.gw[0], "player-two")
+        # Pairs are length-prefixed: ("x:y", "z") and ("x", "y:z") are different commands.
+        three = await Client.player(self.gw[1], "x:y")
+        four = await Client.player(self.gw[1], "x")
+        try:
+            ids = [await acked_id(self, one, c), await acked_id(self, two, c)]
+            ids += [await acked_id(self, three, "z"), await acked_id(self, four, "y:z")]
+            self.assertEqual(len(set(ids)), 4, ids)
+            self.assertEqual(sorted(await asyncio.to_thread(self.entries, c)), sorted(ids[:2]))
+        finally:
+            for client in (one, two, three, four):
+                await client.close()
+
+    async def test_gateway_assigned_ids_never_deduplicate(self):
+        a = await Client.player(self.gw[0], "anonymous-ids")
+        try:
+            ids = [await acked_id(self, a, None) for _ in range(3)]
+        finally:
+            await a.close()
+        self.assertEqual(len(set(ids)), 3, ids)
+        for i in ids:
+            self.assertIsNotNone(await asyncio.to_thread(rh.entry, self.r, self.stream, i))
+
+    async def test_concurrent_duplicates_appear_once(self):
+        # Many connections of one player, on both instances, send the same pair at once.
+        c = cid()
+        clients = [await Client.player(self.gw[i % 2], "racer") for i in range(8)]
+        try:
+            await asyncio.gather(*(x.send("player_action", {"n": 1}, c) for x in clients))
+            acks = await asyncio.gather(*(x.recv() for x in clients))
+        finally:
+            for x in clients:
+                await x.close()
+        ids = {a["payload"]["stream_id"] for a in acks if a["type"] == "ack"}
+        self.assertEqual(len(ids), 1, acks)
+        self.assertEqual(await asyncio.to_thread(self.entries, c), list(ids))
+
+
+class ShortWindow(rh.OneRedisGateway):
+    """--dedupe-window 1: a retry after the window is appended again."""
+
+    @classmethod
+    def extra_args(cls):
+        return ["--dedupe-window", "1"]
+
+    async def test_appended_again_after_the_window(self):
+        c = cid()
+        a = await Client.player(self.server, "slow-retrier")
+        try:
+            t0 = time.monotonic()
+            original = await acked_id(self, a, c)
+            # Within the window: the original; then, bounded, a new entry.
+            later = original
+            deadline = t0 + 5.0
+            while later == original and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+                later = await acked_id(self, a, c)
+            self.assertNotEqual(later, original, "still deduplicated 5 s into a 1 s window")
+            self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+        finally:
+            await a.close()
+        self.assertEqual(sorted(await asyncio.to_thread(entries_with, self.r, self.stream, c)),
+                         sorted([original, later]))
+
+
+class WindowOff(rh.OneRedisGateway):
+    """--dedupe-window 0: every command is appended (v1 behaviour)."""
+
+    @classmethod
+    def extra_args(cls):
+        return ["--dedupe-window", "0"]
+
+    async def test_appended_twice(self):
+        c = cid()
+        a = await Client.player(self.server, "no-window")
+        try:
+            ids = [await acked_id(self, a, c), await acked_id(self, a, c)]
+        finally:
+            await a.close()
+        self.assertNotEqual(ids[0], ids[1])
+        self.assertEqual(sorted(await asyncio.to_thread(entries_with, self.r, self.stream, c)),
+                         sorted(ids))
+        self.assertEqual(self.server.metric(DEDUPED), 0)
+
+
+class InProcessBus(h.ServerTestCase):
+    """Without Redis: the same rules on the in-process bus."""
+
+    async def test_retry_and_post_get_the_original_id(self):
+        c = cid()
+        first = await Client.player(self.server, "local-retrier")
+        try:
+            original = await acked_id(self, first, c)
+        finally:
+            await first.close()
+        again = await Client.player(self.server, "local-retrier", "protobuf")
+        other = await Client.player(self.server, "local-other")
+        try:
+            self.assertEqual(await acked_id(self, again, c), original)
+            self.assertNotEqual(await acked_id(self, other, c), original)
+            anonymous = {await acked_id(self, again, None) for _ in range(2)}
+            self.assertEqual(len(anonymous), 2)
+        finally:
+            await again.close()
+            await other.close()
+        body = {"type": "player_action", "payload": {"n": 1}, "correlation_id": c}
+        r = await asyncio.to_thread(post_command, self.server, "local-retrier", body)
+        self.assertEqual(check_json(self, r, 202), {"correlation_id": c, "stream_id": original})
+        self.assertEqual(self.server.metric(DEDUPED), 2)
+
+
+if __name__ == "__main__":
+    h.run_main()
