@@ -74,9 +74,11 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
 
     // While de-duplication is on, every command waits here (formatted on the appending thread:
     // its pair, its field count, its fields), and the I/O thread sends all that waited as few
-    // `FCALL gatehouse_append`s, so that Redis pays a function call's own cost per batch, not
-    // per command. All commands take this path then, so that one connection's commands stay in
-    // order on the stream.
+    // `FCALL gatehouse_append`s, so that Redis pays a function call's own cost (several times
+    // an XADD's) per batch, not per command. Batches form by themselves: at most
+    // `append_calls_max` calls are in flight, and what arrives meanwhile waits for the next
+    // one; a lone command leaves at once. All commands take this path then, so that one
+    // connection's commands stay in order on the stream.
     std::mutex batch_mutex;
     std::string batch_bytes;
     struct batched {
@@ -86,6 +88,10 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     std::vector<batched> batch_commands;
     std::vector<append_handler> batch_handlers;
     bool batch_scheduled = false;
+    // I/O thread only: calls sent and not answered, and whether a batch waits for one.
+    static constexpr std::size_t append_calls_max = 16;
+    std::size_t append_calls = 0;
+    bool batch_held = false;
     bool batch_closed = false;
     // The `gatehouse` function library, loaded at every connect.
     const std::string library;
@@ -265,6 +271,10 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     // On the I/O thread: everything queued, as `FCALL gatehouse_append`s of up to
     // append_batch_max commands each, pipelined like any command.
     void send_batch() {
+        if (append_calls >= append_calls_max) {
+            batch_held = true;  // batch_scheduled stays set: the answer sends it
+            return;
+        }
         std::string bytes;
         std::vector<batched> commands;
         std::vector<append_handler> handlers;
@@ -290,12 +300,23 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                 out += part;
             };
             std::weak_ptr<state> weak = shared_from_this();
+            ++append_calls;
             send(format, [weak, group](std::error_code ec, const r::reply& reply) {
                 auto self = weak.lock();
                 answer_batch(self.get(), ec, reply, *group);
+                if (self) self->on_append_answered();
             });
             byte_from = commands[to - 1].end;
             from = to;
+        }
+    }
+
+    // On the I/O thread (every answer runs there, or in close_now on it).
+    void on_append_answered() {
+        --append_calls;
+        if (batch_held) {
+            batch_held = false;
+            send_batch();
         }
     }
 

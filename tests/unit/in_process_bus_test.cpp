@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bus/memory_update_log.hpp"
+#include "bus/recent_commands.hpp"
 #include "gatehouse/errc.hpp"
 #include "gatehouse/update.hpp"
 
@@ -34,6 +35,17 @@ gatehouse::envelope make_command(std::string type, std::string correlation_id = 
     e.origin.connection_id = "conn-1";
     e.origin.client = gatehouse::client_kind::player;
     e.origin.accepted_at_ms = 1700000000000;
+    // As the gateway marks a command that came without a correlation id: these tests are about
+    // the stream, and append the same command many times. The de-duplication tests below
+    // (PROTOCOL.md 6.5) send client-chosen ids.
+    e.origin.correlation_assigned = true;
+    return e;
+}
+
+gatehouse::envelope client_command(std::string player_id, std::string correlation_id) {
+    auto e = make_command("player_action", std::move(correlation_id));
+    e.origin.player_id = std::move(player_id);
+    e.origin.correlation_assigned = false;
     return e;
 }
 
@@ -917,4 +929,109 @@ TEST_CASE("in_process_bus: an id of a bus since destroyed is a gap; a full queue
     const auto refused = publish_logged(after, R"({"player_id":"p","type":"t"})");
     CHECK(refused.error == gatehouse::errc::bus_unavailable);
     CHECK(read_after(after, "p", first).updates.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idempotent commands (PROTOCOL.md 6.5)
+
+TEST_CASE("in_process_bus: a retried command gets its first id and is stored once",
+          "[in_process_bus][dedupe]") {
+    gatehouse::in_process_bus bus;
+    std::atomic<int> handled{0};
+    bus.on_command([&](const gatehouse::bus_entry&) { ++handled; });
+    auto first = client_command("p-1", "c-9");
+    const auto id = append_sync(bus, first);
+    auto retry = client_command("p-1", "c-9");
+    retry.origin.connection_id = "conn-2";  // another connection, later
+    retry.payload = R"({"other":true})";
+    CHECK(append_sync(bus, retry) == id);
+    CHECK(append_sync(bus, retry) == id);
+    CHECK(bus.size() == 1);
+    CHECK(handled == 1);
+    CHECK(bus.duplicates() == 2);
+    const auto entries = bus.read("", 10);
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].command.payload == R"({"move":[1,2]})");
+}
+
+TEST_CASE("in_process_bus: pairs differ by player, and ':' does not join two pairs",
+          "[in_process_bus][dedupe]") {
+    gatehouse::in_process_bus bus;
+    const auto a = append_sync(bus, client_command("p-1", "c-1"));
+    const auto b = append_sync(bus, client_command("p-2", "c-1"));
+    const auto c = append_sync(bus, client_command("x:y", "z"));
+    const auto d = append_sync(bus, client_command("x", "y:z"));
+    CHECK(std::set<std::string>{a, b, c, d}.size() == 4);
+    CHECK(bus.size() == 4);
+    CHECK(bus.duplicates() == 0);
+}
+
+TEST_CASE("in_process_bus: gateway-assigned ids and a window of 0 never de-duplicate",
+          "[in_process_bus][dedupe]") {
+    gatehouse::in_process_bus bus;
+    auto assigned = client_command("p-1", "gw.1");
+    assigned.origin.correlation_assigned = true;
+    CHECK(append_sync(bus, assigned) != append_sync(bus, assigned));
+
+    gatehouse::in_process_bus_options off;
+    off.dedupe_window = std::chrono::seconds{0};
+    gatehouse::in_process_bus v1(off);
+    const auto command = client_command("p-1", "c-1");
+    CHECK(append_sync(v1, command) != append_sync(v1, command));
+    CHECK(v1.size() == 2);
+    CHECK(v1.duplicates() == 0);
+
+    gatehouse::in_process_bus_options negative;
+    negative.dedupe_window = std::chrono::seconds{-1};
+    CHECK_THROWS_AS(gatehouse::in_process_bus(negative), std::invalid_argument);
+}
+
+TEST_CASE("in_process_bus: the same pair sent at once from many threads is stored once",
+          "[in_process_bus][dedupe]") {
+    gatehouse::in_process_bus bus;
+    std::vector<std::string> ids(8);
+    std::vector<std::thread> threads;
+    std::atomic<bool> go{false};
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+        threads.emplace_back([&, t] {
+            while (!go.load()) std::this_thread::yield();
+            bus.append(client_command("racer", "same"),
+                       [&, t](std::error_code, std::string_view id) { ids[t] = std::string(id); });
+        });
+    }
+    go = true;
+    for (auto& t : threads) t.join();
+    CHECK(std::set<std::string>(ids.begin(), ids.end()).size() == 1);
+    CHECK(bus.size() == 1);
+    CHECK(bus.duplicates() == ids.size() - 1);
+}
+
+TEST_CASE("recent_commands: a pair is forgotten after the window", "[in_process_bus][dedupe]") {
+    gatehouse::detail::recent_commands recent(std::chrono::seconds{2}, 1 << 20);
+    CHECK(recent.find("p", "c", 1000) == nullptr);
+    recent.remember("p", "c", "1-0", 1000);
+    REQUIRE(recent.find("p", "c", 2999) != nullptr);
+    CHECK(*recent.find("p", "c", 2999) == "1-0");
+    CHECK(recent.find("p", "c", 3000) == nullptr);
+    CHECK(recent.size() == 0);
+    CHECK(recent.bytes() == 0);
+}
+
+TEST_CASE("recent_commands: past the memory bound the oldest pairs go first",
+          "[in_process_bus][dedupe]") {
+    const std::size_t each = gatehouse::detail::command_pair("p", "c-0").size() + 3 +
+                             gatehouse::detail::recent_command_overhead;
+    gatehouse::detail::recent_commands recent(std::chrono::seconds{60}, 3 * each);
+    for (int i = 0; i < 5; ++i) {
+        recent.remember("p", "c-" + std::to_string(i), "1-" + std::to_string(i), 1000 + i);
+        CHECK(recent.bytes() <= 3 * each);
+    }
+    CHECK(recent.size() == 3);
+    CHECK(recent.find("p", "c-0", 2000) == nullptr);
+    CHECK(recent.find("p", "c-1", 2000) == nullptr);
+    REQUIRE(recent.find("p", "c-4", 2000) != nullptr);
+    CHECK(*recent.find("p", "c-2", 2000) == "1-2");
+    // A pair bigger than the whole bound is not remembered (and evicts nothing).
+    recent.remember(std::string(4 * each, 'p'), "c", "1-9", 2000);
+    CHECK(recent.size() == 3);
 }

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -217,6 +218,7 @@ TEST_CASE("redis_bus: an appended command is one stream entry with section 4's f
         e.format = gatehouse::payload_format::msgpack;
         e.payload = std::string("\x81\xa1x\x01", 4);
         e.payload_codec.clear();
+        e.correlation_id = "c-3";  // another command: the same pair would be a retry (6.5)
         append_result packed;
         bus.append(e, packed.handler());
         REQUIRE(packed.wait());
@@ -269,6 +271,81 @@ TEST_CASE("redis_bus: many appends from several threads are pipelined and all ac
             REQUIRE((ams < bms || (ams == bms && aseq < bseq)));
         }
     }
+}
+
+TEST_CASE("redis_bus: a retried command gets its first id and is on the stream once",
+          "[redis_bus][dedupe]") {
+    redis_server server;
+    redis_bus bus(options_for(server));
+    REQUIRE(bus.wait_connected(5000ms));
+
+    append_result first;
+    bus.append(sample_command("r-1"), first.handler());
+    REQUIRE(first.wait());
+    REQUIRE_FALSE(first.error);
+
+    // Retries from many threads at once, mixed with fresh commands, one gateway-assigned id
+    // sent twice, and the same correlation id of another player: every retry gets the first
+    // id, the others are appended, and one thread's commands keep their order.
+    constexpr int threads = 4;
+    constexpr int per_thread = 200;
+    std::mutex m;
+    std::map<std::string, std::set<std::string>> ids;  // correlation id -> ids acked
+    std::atomic<int> failures{0}, answered{0};
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+            for (int n = 0; n < per_thread; ++n) {
+                const auto cid = n % 2 == 0 ? std::string("r-1")
+                                            : "f-" + std::to_string(t) + "-" + std::to_string(n);
+                bus.append(sample_command(cid), [&, cid](std::error_code ec, std::string_view id) {
+                    if (ec) failures.fetch_add(1);
+                    std::lock_guard<std::mutex> lock(m);
+                    ids[cid].emplace(id);
+                    answered.fetch_add(1);
+                });
+            }
+        });
+    }
+    for (auto& w : workers) w.join();
+    auto assigned = sample_command("gw-1.1");
+    assigned.origin.correlation_assigned = true;
+    append_result a1, a2, other;
+    bus.append(assigned, a1.handler());
+    bus.append(assigned, a2.handler());
+    auto bob = sample_command("r-1");
+    bob.origin.player_id = "bob";
+    bus.append(bob, other.handler());
+    REQUIRE(eventually([&] { return answered.load() == threads * per_thread; }, 10000ms));
+    REQUIRE(a1.wait());
+    REQUIRE(a2.wait());
+    REQUIRE(other.wait());
+    CHECK(failures.load() == 0);
+    CHECK(ids["r-1"] == std::set<std::string>{first.id});
+    CHECK(a1.id != a2.id);
+    CHECK(other.id != first.id);
+
+    sync_client redis(server);
+    const int fresh = threads * per_thread / 2;
+    CHECK(redis.integer({"XLEN", "test:commands"}) == 1 + fresh + 3);
+    const auto stats = bus.stats();
+    CHECK(stats.duplicates == static_cast<std::uint64_t>(threads * per_thread / 2));
+    CHECK(stats.appended == static_cast<std::uint64_t>(1 + fresh + 3));
+}
+
+TEST_CASE("redis_bus: a dedupe window of 0 appends every command", "[redis_bus][dedupe]") {
+    redis_server server;
+    auto o = options_for(server);
+    o.dedupe_window = std::chrono::seconds{0};
+    redis_bus bus(o);
+    REQUIRE(bus.wait_connected(5000ms));
+    append_result one, two;
+    bus.append(sample_command("same"), one.handler());
+    REQUIRE(one.wait());
+    bus.append(sample_command("same"), two.handler());
+    REQUIRE(two.wait());
+    CHECK(one.id != two.id);
+    CHECK(bus.stats().duplicates == 0);
 }
 
 TEST_CASE("redis_bus: stream_maxlen trims the stream approximately", "[redis_bus]") {
