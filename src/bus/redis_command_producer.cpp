@@ -12,6 +12,7 @@
 #include <asio/steady_timer.hpp>
 
 #include "bus/recent_commands.hpp"
+#include "bus/redis_append_batch.hpp"
 #include "bus/redis_reconnect.hpp"
 #include "bus/redis_update_log.hpp"
 #include "gatehouse/errc.hpp"
@@ -31,6 +32,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         : options(std::move(o)),
           where(std::move(u)),
           redacted(r::redacted(where)),
+          batch(options.command_stream, options.dedupe_window, options.stream_maxlen),
           library(r::update_log_library(options.update_log_size, options.update_log_ttl)),
           retry(io.context()),
           reconnect_backoff(options.reconnect_min, options.reconnect_max) {
@@ -48,14 +50,6 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         r::format_bulk(xadd_head, "*");
         r::format_bulk(gateway_field, "gateway_id");
         r::format_bulk(gateway_field, options.gateway_id);
-        // `FCALL gatehouse_append 1 <stream> <window> <maxlen>`: the head of a batch of
-        // commands that may be retries (PROTOCOL.md 6.5).
-        r::format_bulk(append_head, "FCALL");
-        r::format_bulk(append_head, "gatehouse_append");
-        r::format_bulk(append_head, "1");
-        r::format_bulk(append_head, options.command_stream);
-        r::format_bulk(append_head, std::to_string(options.dedupe_window.count()));
-        r::format_bulk(append_head, std::to_string(options.stream_maxlen));
     }
 
     // First member: destroyed last, after everything that holds its io_context's objects.
@@ -66,33 +60,10 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     std::string xadd_head;
     std::size_t head_args = 0;
     std::string gateway_field;
-    std::string append_head;
-    static constexpr std::size_t append_head_args = 6;
-    // Commands per `FCALL gatehouse_append`: Lua unpacks a call's pairs in one go, and its
-    // stack holds some thousands of values.
-    static constexpr std::size_t append_batch_max = 256;
-
-    // While de-duplication is on, every command waits here (formatted on the appending thread:
-    // its pair, its field count, its fields), and the I/O thread sends all that waited as few
-    // `FCALL gatehouse_append`s, so that Redis pays a function call's own cost (several times
-    // an XADD's) per batch, not per command. Batches form by themselves: at most
-    // `append_calls_max` calls are in flight, and what arrives meanwhile waits for the next
-    // one; a lone command leaves at once. All commands take this path then, so that one
-    // connection's commands stay in order on the stream.
-    std::mutex batch_mutex;
-    std::string batch_bytes;
-    struct batched {
-        std::size_t end;   // of its bytes in batch_bytes
-        std::size_t args;  // bulk strings it added
-    };
-    std::vector<batched> batch_commands;
-    std::vector<append_handler> batch_handlers;
-    bool batch_scheduled = false;
-    // I/O thread only: calls sent and not answered, and whether a batch waits for one.
-    static constexpr std::size_t append_calls_max = 16;
-    std::size_t append_calls = 0;
-    bool batch_held = false;
-    bool batch_closed = false;
+    // While de-duplication is on, every command goes through here (PROTOCOL.md 6.5), those
+    // with a gateway-assigned correlation id too, so that one connection's commands stay in
+    // order on the stream.
+    r::append_batch batch;
     // The `gatehouse` function library, loaded at every connect.
     const std::string library;
 
@@ -232,15 +203,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         up.store(false, std::memory_order_release);
         notify_state();
         if (c) c->close_now();  // each pending done() runs now, once
-        std::vector<append_handler> waiting;
-        {
-            std::lock_guard<std::mutex> lock(batch_mutex);
-            batch_closed = true;
-            waiting.swap(batch_handlers);
-            batch_commands.clear();
-            batch_bytes.clear();
-        }
-        for (auto& done : waiting) {
+        for (auto& done : batch.close()) {
             append_failures.fetch_add(1, std::memory_order_relaxed);
             done(make_error_code(errc::bus_unavailable), {});
         }
@@ -250,15 +213,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     template <class Format>
     bool queue_batched(Format&& format, append_handler& done) {
         bool schedule = false;
-        {
-            std::lock_guard<std::mutex> lock(batch_mutex);
-            if (batch_closed) return false;
-            const std::size_t args = format(batch_bytes);
-            batch_commands.push_back({batch_bytes.size(), args});
-            batch_handlers.push_back(std::move(done));
-            schedule = !batch_scheduled;
-            batch_scheduled = true;
-        }
+        if (!batch.add(std::forward<Format>(format), done, schedule)) return false;
         if (schedule) {
             std::weak_ptr<state> weak = shared_from_this();
             asio::post(io.context(), [weak] {
@@ -268,78 +223,29 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         return true;
     }
 
-    // On the I/O thread: everything queued, as `FCALL gatehouse_append`s of up to
-    // append_batch_max commands each, pipelined like any command.
+    // On the I/O thread: everything queued, as `FCALL gatehouse_append`s, pipelined like any
+    // command.
     void send_batch() {
-        if (append_calls >= append_calls_max) {
-            batch_held = true;  // batch_scheduled stays set: the answer sends it
-            return;
-        }
-        std::string bytes;
-        std::vector<batched> commands;
-        std::vector<append_handler> handlers;
-        {
-            std::lock_guard<std::mutex> lock(batch_mutex);
-            bytes.swap(batch_bytes);
-            commands.swap(batch_commands);
-            handlers.swap(batch_handlers);
-            batch_scheduled = false;
-        }
-        std::size_t from = 0, byte_from = 0;
-        while (from < commands.size()) {
-            const std::size_t to = std::min(commands.size(), from + append_batch_max);
-            std::size_t args = 0;
-            for (std::size_t i = from; i < to; ++i) args += commands[i].args;
-            const std::string_view part(bytes.data() + byte_from, commands[to - 1].end - byte_from);
-            auto group = std::make_shared<std::vector<append_handler>>(
-                std::make_move_iterator(handlers.begin() + static_cast<std::ptrdiff_t>(from)),
-                std::make_move_iterator(handlers.begin() + static_cast<std::ptrdiff_t>(to)));
-            const auto format = [&](std::string& out) {
-                r::format_array_header(out, append_head_args + args);
-                out += append_head;
-                out += part;
-            };
+        auto taken = batch.take();
+        for (auto& call : taken.calls) {
+            const auto format = [&](std::string& out) { batch.format_call(out, taken, call); };
             std::weak_ptr<state> weak = shared_from_this();
-            ++append_calls;
-            send(format, [weak, group](std::error_code ec, const r::reply& reply) {
-                auto self = weak.lock();
-                answer_batch(self.get(), ec, reply, *group);
-                if (self) self->on_append_answered();
-            });
-            byte_from = commands[to - 1].end;
-            from = to;
+            send(format,
+                 [weak, handlers = call.handlers](std::error_code ec, const r::reply& reply) {
+                     auto self = weak.lock();
+                     if (self) {
+                         const auto outcome = r::count_appends(ec, reply, handlers->size());
+                         self->appended.fetch_add(outcome.appended, std::memory_order_relaxed);
+                         self->duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
+                         self->append_failures.fetch_add(outcome.failed, std::memory_order_relaxed);
+                         if (outcome.refused)
+                             self->count_reply_error("FCALL gatehouse_append", reply.str);
+                     }
+                     r::answer_appends(ec, reply, *handlers);
+                     // Every answer runs on the I/O thread (or in close_now, on it too).
+                     if (self && self->batch.answered()) self->send_batch();
+                 });
         }
-    }
-
-    // On the I/O thread (every answer runs there, or in close_now on it).
-    void on_append_answered() {
-        --append_calls;
-        if (batch_held) {
-            batch_held = false;
-            send_batch();
-        }
-    }
-
-    // One reply per command: a bulk string is a fresh entry's id, a status a duplicate's first
-    // id. Anything else (the link broke, the function failed, the library is gone) fails all.
-    static void answer_batch(state* self, std::error_code ec, const r::reply& reply,
-                             std::vector<append_handler>& group) {
-        const bool whole =
-            !ec && reply.kind == r::reply_kind::array && reply.elements.size() == group.size();
-        for (std::size_t i = 0; i < group.size(); ++i) {
-            const r::reply* one = whole ? &reply.elements[i] : nullptr;
-            if (one && (one->kind == r::reply_kind::string || one->kind == r::reply_kind::status)) {
-                if (self) {
-                    (one->kind == r::reply_kind::string ? self->appended : self->duplicates)
-                        .fetch_add(1, std::memory_order_relaxed);
-                }
-                group[i]({}, one->str);
-                continue;
-            }
-            if (self) self->append_failures.fetch_add(1, std::memory_order_relaxed);
-            group[i](make_error_code(errc::bus_unavailable), {});
-        }
-        if (self && !ec && !whole) self->count_reply_error("FCALL gatehouse_append", reply.str);
     }
 
     // Redis refused a command itself (the key holds another type, OOM, the function is

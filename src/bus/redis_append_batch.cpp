@@ -1,0 +1,122 @@
+#include "bus/redis_append_batch.hpp"
+
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
+#include "gatehouse/errc.hpp"
+#include "redis/connection.hpp"
+
+namespace gatehouse::detail::redis {
+namespace {
+
+constexpr std::size_t head_args = 6;
+
+}  // namespace
+
+append_batch::append_batch(std::string_view stream, std::chrono::seconds window,
+                           std::size_t maxlen) {
+    format_bulk(head_, "FCALL");
+    format_bulk(head_, "gatehouse_append");
+    format_bulk(head_, "1");
+    format_bulk(head_, stream);
+    format_bulk(head_, std::to_string(window.count()));
+    format_bulk(head_, std::to_string(maxlen));
+}
+
+append_batch::taken append_batch::take() {
+    taken out;
+    if (in_flight_ >= max_calls_in_flight) {
+        held_ = true;  // scheduled_ stays set: answered() has the batch taken
+        return out;
+    }
+    std::vector<command> commands;
+    std::vector<append_handler> handlers;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        out.bytes.swap(bytes_);
+        commands.swap(commands_);
+        handlers.swap(handlers_);
+        scheduled_ = false;
+    }
+    std::size_t byte_from = 0;
+    for (std::size_t from = 0; from < commands.size();) {
+        const std::size_t to = std::min(commands.size(), from + max_commands_per_call);
+        call c;
+        c.from = byte_from;
+        c.to = commands[to - 1].end;
+        for (std::size_t i = from; i < to; ++i) c.args += commands[i].args;
+        c.handlers = std::make_shared<std::vector<append_handler>>(
+            std::make_move_iterator(handlers.begin() + static_cast<std::ptrdiff_t>(from)),
+            std::make_move_iterator(handlers.begin() + static_cast<std::ptrdiff_t>(to)));
+        out.calls.push_back(std::move(c));
+        byte_from = commands[to - 1].end;
+        from = to;
+    }
+    in_flight_ += out.calls.size();
+    return out;
+}
+
+void append_batch::format_call(std::string& out, const taken& t, const call& c) const {
+    format_array_header(out, head_args + c.args);
+    out += head_;
+    out.append(t.bytes, c.from, c.to - c.from);
+}
+
+bool append_batch::answered() {
+    if (in_flight_ > 0) --in_flight_;
+    if (!held_) return false;
+    held_ = false;
+    return true;
+}
+
+std::vector<append_handler> append_batch::close() {
+    std::vector<append_handler> waiting;
+    std::lock_guard<std::mutex> lock(mutex_);
+    closed_ = true;
+    waiting.swap(handlers_);
+    commands_.clear();
+    bytes_.clear();
+    return waiting;
+}
+
+namespace {
+
+bool whole_reply(std::error_code ec, const reply& r, std::size_t commands) {
+    return !ec && r.kind == reply_kind::array && r.elements.size() == commands;
+}
+
+bool is_id(const reply& one) {
+    return one.kind == reply_kind::string || one.kind == reply_kind::status;
+}
+
+}  // namespace
+
+append_outcome count_appends(std::error_code ec, const reply& r, std::size_t commands) {
+    append_outcome outcome;
+    const bool whole = whole_reply(ec, r, commands);
+    outcome.refused = !ec && !whole;
+    for (std::size_t i = 0; i < commands; ++i) {
+        const reply* one = whole ? &r.elements[i] : nullptr;
+        if (one && is_id(*one)) {
+            ++(one->kind == reply_kind::string ? outcome.appended : outcome.duplicates);
+        } else {
+            ++outcome.failed;
+        }
+    }
+    return outcome;
+}
+
+void answer_appends(std::error_code ec, const reply& r, std::vector<append_handler>& handlers) {
+    const bool whole = whole_reply(ec, r, handlers.size());
+    for (std::size_t i = 0; i < handlers.size(); ++i) {
+        const reply* one = whole ? &r.elements[i] : nullptr;
+        if (one && is_id(*one)) {
+            handlers[i]({}, one->str);
+        } else {
+            handlers[i](make_error_code(errc::bus_unavailable), {});
+        }
+    }
+}
+
+}  // namespace gatehouse::detail::redis

@@ -1,0 +1,113 @@
+#pragma once
+// The batches of `FCALL gatehouse_append` (idempotent commands, PROTOCOL.md 6.5) that the Redis
+// command producer sends while de-duplication is on. A function call costs Redis several times
+// an XADD of its own, so commands wait here (formatted on the appending thread) and the
+// producer's I/O thread sends everything that waited as few calls as it can. Batches form by
+// themselves: at most `max_calls_in_flight` calls are unanswered, and what arrives meanwhile
+// waits for the next one; a lone command leaves at once.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "gatehouse/command_bus.hpp"
+#include "redis/reply.hpp"
+
+namespace gatehouse::detail::redis {
+
+class append_batch {
+public:
+    /// Commands per call: Lua unpacks a call's pairs in one go, and its stack holds some
+    /// thousands of values.
+    static constexpr std::size_t max_commands_per_call = 256;
+    static constexpr std::size_t max_calls_in_flight = 16;
+
+    /// The calls go to `stream`, with the window and the stream's MAXLEN (0: none).
+    append_batch(std::string_view stream, std::chrono::seconds window, std::size_t maxlen);
+
+    /// Appending threads: queues one command. `format(out)` appends its bulk strings (pair,
+    /// field count, fields) to `out` and returns how many. Returns false (and leaves `done`)
+    /// when closed; sets `schedule` when the caller must have the I/O thread call `take()`.
+    template <class Format>
+    bool add(Format&& format, append_handler& done, bool& schedule) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (closed_) return false;
+        const std::size_t before = bytes_.size();
+        try {
+            const std::size_t args = format(bytes_);
+            commands_.push_back({bytes_.size(), args});
+            handlers_.push_back(std::move(done));
+        } catch (...) {
+            bytes_.resize(before);
+            throw;
+        }
+        schedule = !scheduled_;
+        scheduled_ = true;
+        return true;
+    }
+
+    /// One `FCALL gatehouse_append`: its commands' handlers, in order.
+    struct call {
+        std::size_t from = 0, to = 0;  // its commands' bytes in `taken::bytes`
+        std::size_t args = 0;
+        std::shared_ptr<std::vector<append_handler>> handlers;
+    };
+    struct taken {
+        std::string bytes;
+        std::vector<call> calls;
+    };
+
+    /// I/O thread: everything that waited, as calls, each counted in flight; nothing while
+    /// `max_calls_in_flight` are (the next `answered()` says when to take again).
+    taken take();
+    /// Appends call `c` of `t` in RESP form: `FCALL gatehouse_append 1 <stream> <window>
+    /// <maxlen>` and its commands.
+    void format_call(std::string& out, const taken& t, const call& c) const;
+    /// I/O thread: a call was answered. True when a batch waits for `take()`.
+    bool answered();
+    /// Refuses every later `add`; returns the handlers still waiting (the caller answers them).
+    std::vector<append_handler> close();
+
+private:
+    struct command {
+        std::size_t end;   // of its bytes in bytes_
+        std::size_t args;  // bulk strings it added
+    };
+
+    std::string head_;  // `FCALL gatehouse_append 1 <stream> <window> <maxlen>`, formatted
+
+    std::mutex mutex_;
+    std::string bytes_;
+    std::vector<command> commands_;
+    std::vector<append_handler> handlers_;
+    bool scheduled_ = false;  // a take() is due
+    bool closed_ = false;
+
+    // I/O thread only.
+    std::size_t in_flight_ = 0;
+    bool held_ = false;
+};
+
+/// What one call's answer did to its commands.
+struct append_outcome {
+    std::uint64_t appended = 0;    ///< Answered with a new entry id.
+    std::uint64_t duplicates = 0;  ///< Answered with the first entry's id (a status reply).
+    std::uint64_t failed = 0;      ///< Answered with `errc::bus_unavailable`.
+    bool refused = false;          ///< Redis answered, but not with one id per command.
+};
+
+/// What a call's reply means for its `commands`: one element per command, a bulk string for a
+/// fresh entry, a status for a duplicate; anything else (the link broke, the function failed
+/// or is missing) fails them all. Counted before `answer_appends`, so that counters are
+/// current when a handler runs.
+append_outcome count_appends(std::error_code ec, const reply& r, std::size_t commands);
+/// Answers each handler as `count_appends` counted: with its id, or `errc::bus_unavailable`.
+void answer_appends(std::error_code ec, const reply& r, std::vector<append_handler>& handlers);
+
+}  // namespace gatehouse::detail::redis
