@@ -40,9 +40,10 @@ FIELDS = ["type", "bench.cmd", "payload", '{"seq":12345,"t":987654321}', "codec"
 
 
 def append_call(n, pair):
-    argv = ["FCALL", "gatehouse_append", "1", STREAM, "120", "100000"]
+    argv = ["FCALL", "gatehouse_append", "1", STREAM, "120", "100000", "gw-cost"]
+    values = [v for i, v in enumerate(FIELDS) if i % 2 == 1 and FIELDS[i - 1] != "gateway_id"]
     for _ in range(n):
-        argv += [pair, str(len(FIELDS)), *FIELDS]
+        argv += [pair, "0", *values]
     return argv
 
 

@@ -10,18 +10,19 @@
 namespace gatehouse::detail::redis {
 namespace {
 
-constexpr std::size_t head_args = 6;
+constexpr std::size_t head_args = 7;
 
 }  // namespace
 
-append_batch::append_batch(std::string_view stream, std::chrono::seconds window,
-                           std::size_t maxlen) {
+append_batch::append_batch(std::string_view stream, std::chrono::seconds window, std::size_t maxlen,
+                           std::string_view gateway_id) {
     format_bulk(head_, "FCALL");
     format_bulk(head_, "gatehouse_append");
     format_bulk(head_, "1");
     format_bulk(head_, stream);
     format_bulk(head_, std::to_string(window.count()));
     format_bulk(head_, std::to_string(maxlen));
+    format_bulk(head_, gateway_id);
 }
 
 append_batch::taken append_batch::take() {

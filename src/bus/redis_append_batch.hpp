@@ -28,11 +28,14 @@ public:
     static constexpr std::size_t max_commands_per_call = 256;
     static constexpr std::size_t max_calls_in_flight = 16;
 
-    /// The calls go to `stream`, with the window and the stream's MAXLEN (0: none).
-    append_batch(std::string_view stream, std::chrono::seconds window, std::size_t maxlen);
+    /// The calls go to `stream`, with the window, the stream's MAXLEN (0: none) and the
+    /// gateway_id every entry carries.
+    append_batch(std::string_view stream, std::chrono::seconds window, std::size_t maxlen,
+                 std::string_view gateway_id);
 
     /// Appending threads: queues one command. `format(out)` appends its bulk strings (pair,
-    /// field count, fields) to `out` and returns how many. Returns false (and leaves `done`)
+    /// extra count, the eight values, the extra fields; see `gatehouse_append`) to `out` and
+    /// returns how many. Returns false (and leaves `done`)
     /// when closed; sets `schedule` when the caller must have the I/O thread call `take()`.
     template <class Format>
     bool add(Format&& format, append_handler& done, bool& schedule) {
@@ -67,7 +70,7 @@ public:
     /// `max_calls_in_flight` are (the next `answered()` says when to take again).
     taken take();
     /// Appends call `c` of `t` in RESP form: `FCALL gatehouse_append 1 <stream> <window>
-    /// <maxlen>` and its commands.
+    /// <maxlen> <gateway_id>` and its commands.
     void format_call(std::string& out, const taken& t, const call& c) const;
     /// I/O thread: a call was answered. True when a batch waits for `take()`.
     bool answered();
@@ -80,7 +83,7 @@ private:
         std::size_t args;  // bulk strings it added
     };
 
-    std::string head_;  // `FCALL gatehouse_append 1 <stream> <window> <maxlen>`, formatted
+    std::string head_;  // `FCALL gatehouse_append 1 <stream> <window> <maxlen> <gateway_id>`
 
     std::mutex mutex_;
     std::string bytes_;

@@ -32,7 +32,8 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         : options(std::move(o)),
           where(std::move(u)),
           redacted(r::redacted(where)),
-          batch(options.command_stream, options.dedupe_window, options.stream_maxlen),
+          batch(options.command_stream, options.dedupe_window, options.stream_maxlen,
+                options.gateway_id),
           library(r::update_log_library(options.update_log_size, options.update_log_ttl)),
           retry(io.context()),
           reconnect_backoff(options.reconnect_min, options.reconnect_max) {
@@ -367,13 +368,30 @@ void redis_command_producer::append(const envelope& command, append_handler done
     // client's own correlation id is looked up: gateway-made ids are unique, their pair is
     // sent empty. With the window 0, or without the library, a plain XADD.
     if (s.options.dedupe_window.count() > 0 && s.library_loaded.load(std::memory_order_acquire)) {
+        // Values only: gatehouse_append writes the names (and the gateway_id) itself.
+        const std::size_t extra = fields - 18;
         const auto format_batched = [&](std::string& out) {
             r::format_bulk(out, o.correlation_assigned
                                     ? std::string()
                                     : detail::command_pair(o.player_id, command.correlation_id));
-            r::format_bulk(out, std::to_string(fields));
-            format_fields(out);
-            return fields + 2;
+            r::format_bulk(out, std::to_string(extra));
+            r::format_bulk(out, command.type);
+            r::format_bulk(out, command.payload);
+            r::format_bulk(out, bus_codec_name(command.format));
+            r::format_bulk(out, command.correlation_id);
+            r::format_bulk(out, o.player_id);
+            r::format_bulk(out, o.connection_id);
+            r::format_bulk(out, bus_client_name(o.client));
+            r::format_bulk(out, ts);
+            if (named) {
+                r::format_bulk(out, "payload_codec");
+                r::format_bulk(out, command.payload_codec);
+            }
+            if (traced) {
+                r::format_bulk(out, "traceparent");
+                r::format_bulk(out, command.traceparent);
+            }
+            return std::size_t{10} + extra;
         };
         if (!s.queue_batched(format_batched, done)) refuse(done);
         return;

@@ -260,31 +260,35 @@ end
 
 -- Idempotent commands (PROTOCOL.md 6.5), several commands per call (the gateway batches what
 -- its pipeline holds: a function call's own cost is paid once). KEYS[1] the command stream;
--- ARGV: the window in seconds, the stream's MAXLEN (~; 0: none), then per command its pair
--- (`<bytes of player_id>:<player_id>:<correlation_id>`, or '' for a command never looked up),
--- its field count and its fields. The pairs accepted in window w = floor(now / window) are the
--- fields of one hash `<stream>:dedupe:<w>` (one HSET per call, not a key and a SET per
--- command), looked up in this window's hash and the last one's, and valid while their entry
--- id (its time part is Redis's clock at the XADD) is younger than the window. Answers one
--- element per command: a fresh entry's id as a bulk string, a duplicate's first id as a
--- status reply.
+-- ARGV: the window in seconds, the stream's MAXLEN (~; 0: none), the gateway_id, then per
+-- command: its pair (`<bytes of player_id>:<player_id>:<correlation_id>`, or '' for a command
+-- never looked up), the count of its extra arguments, the values of type, payload, codec,
+-- correlation_id, player_id, connection_id, client and ts_ms, then its extra fields as name
+-- value ... (payload_codec, traceparent). The field names are written here, not sent: every
+-- argument costs Redis a Lua string and back. The pairs accepted in window
+-- w = floor(now / window) are the fields of one hash `<stream>:dedupe:<w>` (one HSET per
+-- call, not a key and a SET per command), looked up in this window's hash and the last
+-- one's, and valid while their entry id (its time part is Redis's clock at the XADD) is
+-- younger than the window. Answers one element per command: a fresh entry's id as a bulk
+-- string, a duplicate's first id as a status reply.
 local function gatehouse_append(keys, args)
-  local stream, window, maxlen = keys[1], tonumber(args[1]), args[2]
-  if stream == nil or window == nil or window < 1 or maxlen == nil then
+  local stream, window, maxlen, gateway = keys[1], tonumber(args[1]), args[2], args[3]
+  if stream == nil or window == nil or window < 1 or gateway == nil then
     return redis.error_reply('ERR usage: FCALL gatehouse_append 1 <stream> <window> <maxlen> ' ..
-                             '(<pair> <n> field value ...)...')
+                             '<gateway_id> (<pair> <extra> <8 values> [name value]...)...')
   end
   local starts, pairs_, looked = {}, {}, {}
-  local at = 3
-  while at <= #args do
-    local n = tonumber(args[at + 1])
-    if n == nil or n < 2 or at + 1 + n > #args then
-      return redis.error_reply('ERR gatehouse_append: a command\'s field count is wrong')
+  local at, count = 4, #args
+  while at <= count do
+    local extra = tonumber(args[at + 1])
+    if extra == nil or extra < 0 or extra % 2 ~= 0 or at + 9 + extra > count then
+      return redis.error_reply('ERR gatehouse_append: a command\'s argument count is wrong')
     end
     starts[#starts + 1] = at
-    pairs_[#pairs_ + 1] = args[at]
-    if args[at] ~= '' then looked[#looked + 1] = args[at] end
-    at = at + 2 + n
+    local pair = args[at]
+    pairs_[#pairs_ + 1] = pair
+    if pair ~= '' then looked[#looked + 1] = pair end
+    at = at + 10 + extra
   end
   local now = redis.call('TIME')
   local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -307,12 +311,18 @@ local function gatehouse_append(keys, args)
     if first then
       out[i] = {ok = first}
     else
-      local last = s + 1 + tonumber(args[s + 1])
+      local last = s + 9 + tonumber(args[s + 1])
       local id
       if maxlen == '0' then
-        id = redis.call('XADD', stream, '*', unpack(args, s + 2, last))
+        id = redis.call('XADD', stream, '*', 'type', args[s + 2], 'payload', args[s + 3],
+          'codec', args[s + 4], 'correlation_id', args[s + 5], 'player_id', args[s + 6],
+          'connection_id', args[s + 7], 'gateway_id', gateway, 'client', args[s + 8],
+          'ts_ms', args[s + 9], unpack(args, s + 10, last))
       else
-        id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', unpack(args, s + 2, last))
+        id = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', args[s + 2],
+          'payload', args[s + 3], 'codec', args[s + 4], 'correlation_id', args[s + 5],
+          'player_id', args[s + 6], 'connection_id', args[s + 7], 'gateway_id', gateway,
+          'client', args[s + 8], 'ts_ms', args[s + 9], unpack(args, s + 10, last))
       end
       out[i] = id
       if pair ~= '' then

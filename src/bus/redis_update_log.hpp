@@ -17,9 +17,10 @@ namespace gatehouse::detail::redis {
 
 /// The library (`#!lua name=gatehouse`) with the log's size and time to live baked in: what
 /// `FUNCTION LOAD REPLACE` is given. Defines `gatehouse_publish`, `gatehouse_read` and
-/// `gatehouse_append` (`FCALL gatehouse_append 1 <stream> <window s> <maxlen> (<pair> <n>
-/// field value ...)...`: one reply per command, the entry id as a bulk string, or as a status
-/// reply for a duplicate, the id of its first append; see the Lua's comment).
+/// `gatehouse_append` (`FCALL gatehouse_append 1 <stream> <window s> <maxlen> <gateway_id>
+/// (<pair> <extra> <8 field values> [name value]...)...`: one reply per command, the entry id
+/// as a bulk string, or as a status reply for a duplicate, the id of its first append; see
+/// the Lua's comment).
 std::string update_log_library(std::size_t log_size, std::chrono::seconds log_ttl);
 
 /// The key of a player's log: `<channel>:log:<player_id>`.

@@ -333,15 +333,18 @@ class CommandTraceparent(PresenceCase):
             with self.subTest(codec=codec):
                 c = await Client.player(self.server, rh.unique("ws-tracer"), codec)
                 try:
-                    for trace, want in ((TRACE, TRACE), (BAD_TRACES[0], None)):
+                    # Two commands: one correlation id each (the same one twice would be a
+                    # retry, acked with the first entry's id: PROTOCOL.md 6.5).
+                    for cid, (trace, want) in (("c1", (TRACE, TRACE)),
+                                               ("c2", (BAD_TRACES[0], None))):
                         if codec == "protobuf":
-                            frame = h.pb_encode("t", b"[1]", "c1", "json", traceparent=trace)
+                            frame = h.pb_encode("t", b"[1]", cid, "json", traceparent=trace)
                         else:
-                            env = {"type": "t", "payload": [1], "correlation_id": "c1",
+                            env = {"type": "t", "payload": [1], "correlation_id": cid,
                                    "traceparent": trace}
                             frame = json.dumps(env) if codec == "json" else h.mp_pack(env)
                         await c.send_raw(frame)
-                        stream_id = rh.check_ack(self, await c.recv(), "c1")
+                        stream_id = rh.check_ack(self, await c.recv(), cid)
                         fields = await asyncio.to_thread(rh.entry, self.r, self.stream,
                                                          stream_id)
                         self.assertEqual(fields.get("traceparent"),
