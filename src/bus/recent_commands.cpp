@@ -23,13 +23,13 @@ const std::string* recent_commands::find(std::string_view player_id,
 }
 
 void recent_commands::remember(std::string_view player_id, std::string_view correlation_id,
-                               std::string id, std::int64_t now_ms) {
+                               const std::string& id, std::int64_t now_ms) {
     if (window_ms_ <= 0) return;
     auto key = command_pair(player_id, correlation_id);
     const std::size_t bytes = key.size() + id.size() + recent_command_overhead;
     if (bytes > max_bytes_) return;  // one pair over the whole bound: not remembered
     while (!order_.empty() && bytes_ + bytes > max_bytes_) forget_oldest();
-    const auto [it, fresh] = ids_.try_emplace(std::move(key), std::move(id));
+    const auto [it, fresh] = ids_.try_emplace(std::move(key), id);
     if (!fresh) return;  // find() said it was not there; kept for safety
     order_.push_back({&it->first, now_ms + window_ms_, bytes});
     bytes_ += bytes;

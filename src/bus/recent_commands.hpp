@@ -38,8 +38,8 @@ public:
     const std::string* find(std::string_view player_id, std::string_view correlation_id,
                             std::int64_t now_ms);
     /// Remembers that the pair was appended as `id` at `now_ms` (after `find` returned null).
-    void remember(std::string_view player_id, std::string_view correlation_id, std::string id,
-                  std::int64_t now_ms);
+    void remember(std::string_view player_id, std::string_view correlation_id,
+                  const std::string& id, std::int64_t now_ms);
 
     std::size_t size() const noexcept { return ids_.size(); }
     std::size_t bytes() const noexcept { return bytes_; }
