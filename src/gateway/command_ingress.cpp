@@ -94,6 +94,7 @@ struct http_reply {
 struct session_answer {
     const std::shared_ptr<session>& s;
     const log_sink& log;
+    const session_control& control;
 
     void invalid(std::string_view code, std::string_view message,
                  std::string_view correlation_id) const {
@@ -118,6 +119,9 @@ struct session_answer {
     // own drain decides: its pending commands keep it open).
     bool begin() const { return s->begin_command(); }
     session_reply detach() const { return session_reply{s}; }
+    // A session's control messages (gatehouse.refresh) are answered by the gateway itself.
+    bool is_control(std::string_view type) const { return session_control::handles(type); }
+    void handle_control(const envelope& message) const { control.handle(s, message); }
 };
 
 // The HTTP side: refusals are problem+json answers.
@@ -153,6 +157,9 @@ struct http_answer {
         return false;
     }
     http_reply detach() const { return http_reply{respond}; }
+    // A control message belongs to a session: over HTTP every reserved type is refused.
+    bool is_control(std::string_view) const { return false; }
+    void handle_control(const envelope&) const {}
 };
 
 }  // namespace
@@ -160,12 +167,13 @@ struct http_answer {
 command_ingress::command_ingress(std::shared_ptr<const gateway_options> options,
                                  std::shared_ptr<command_bus> bus,
                                  std::shared_ptr<const codec> json,
-                                 std::shared_ptr<gateway_metrics> metrics)
+                                 std::shared_ptr<gateway_metrics> metrics, token_verifier verify)
     : options_(std::move(options)),
       bus_(std::move(bus)),
       json_(std::move(json)),
       metrics_(std::move(metrics)),
-      answers_(std::make_shared<answer_context>()) {
+      answers_(std::make_shared<answer_context>()),
+      control_(options_, std::move(verify), metrics_) {
     answers_->options = options_;
     answers_->metrics = metrics_;
 }
@@ -189,7 +197,7 @@ void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
     const auto decoded = reader.decode(bytes, command);
     // Every message takes a token, valid or not, so a flood of garbage is limited too.
     const bool within_rate = s->bucket().try_take();
-    accept(decoded, within_rate, {}, command, session_answer{s, options_->log});
+    accept(decoded, within_rate, {}, command, session_answer{s, options_->log, control_});
 }
 
 void command_ingress::on_http_command(const http_request& request, const identity& who,
@@ -240,7 +248,17 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
         return;
     }
     if (command.type.compare(0, reserved_prefix.size(), reserved_prefix) == 0) {
-        // PROTOCOL.md 6: the gateway's own control messages; none is a command for the bus.
+        // PROTOCOL.md 6: the gateway's own control messages; none is a command for the bus. A
+        // session's own (gatehouse.refresh) counts against its rate like a command (6.3).
+        if (answer.is_control(command.type)) {
+            if (!within_rate) {
+                metrics_->refused_rate_limited.add();
+                answer.rate_limited(retry_after, command.correlation_id);
+                return;
+            }
+            answer.handle_control(command);
+            return;
+        }
         metrics_->refused_invalid_envelope.add();
         answer.invalid("invalid_envelope", "message types beginning with gatehouse. are reserved",
                        command.correlation_id);

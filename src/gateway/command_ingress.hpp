@@ -1,9 +1,11 @@
 #pragma once
 // Command acceptance, the one path every command takes whichever way it came (a WebSocket
 // message or `POST /commands`): decode -> rate limit -> bus append -> ack, or an error
-// (PROTOCOL.md sections 2 and 3). It also appends the gateway's own presence entries
-// (PROTOCOL.md 6.8) through the same bus, and keeps track of all its appends still waiting for
-// the bus, so that shutdown can drain them and then cancel what is left.
+// (PROTOCOL.md sections 2 and 3). A session's control messages (the reserved `gatehouse.`
+// types, PROTOCOL.md 6) branch off to session_control after the rate limit. It also appends
+// the gateway's own presence entries (PROTOCOL.md 6.8) through the same bus, and keeps track of
+// all its appends still waiting for the bus, so that shutdown can drain them and then cancel
+// what is left.
 
 #include <atomic>
 #include <chrono>
@@ -23,6 +25,7 @@
 #include "gatehouse/token_bucket.hpp"
 #include "gateway/append_tracker.hpp"
 #include "gateway/gateway_metrics.hpp"
+#include "gateway/session_control.hpp"
 
 namespace gatehouse::detail {
 
@@ -36,9 +39,10 @@ struct session_setup;
 // release what it held, whenever the bus calls it.
 class command_ingress {
 public:
+    // `verify`: how the upgrade checks an access token, for in-band refreshes.
     command_ingress(std::shared_ptr<const gateway_options> options,
                     std::shared_ptr<command_bus> bus, std::shared_ptr<const codec> json,
-                    std::shared_ptr<gateway_metrics> metrics);
+                    std::shared_ptr<gateway_metrics> metrics, token_verifier verify);
     command_ingress(const command_ingress&) = delete;
     command_ingress& operator=(const command_ingress&) = delete;
 
@@ -118,6 +122,7 @@ private:
     const std::shared_ptr<const codec> json_;
     const std::shared_ptr<gateway_metrics> metrics_;
     const std::shared_ptr<answer_context> answers_;
+    const session_control control_;
     std::atomic<bool> accepting_{true};
 
     // POST /commands: a token bucket per player (PROTOCOL.md section 2), with when it was last

@@ -54,8 +54,12 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
       metrics_(std::make_shared<gateway_metrics>(connections_, bus_)),
       authorizer_(std::make_shared<upgrade_authorizer>(options_, std::move(codecs))),
       sessions_(std::make_shared<session_registry>(options_, connections_, metrics_, log_)),
-      ingress_(
-          std::make_shared<command_ingress>(options_, bus_, authorizer_->json_codec(), metrics_)),
+      ingress_(std::make_shared<command_ingress>(
+          options_, bus_, authorizer_->json_codec(), metrics_,
+          // The refresh's check is the upgrade's; the authorizer is const and outlives nothing.
+          [authorizer = authorizer_](std::string_view token, identity& who) {
+              return authorizer->authenticate(token, who);
+          })),
       updates_(std::make_shared<update_router>(options_, connections_, metrics_)),
       router_(options_->log) {
     add_builtin_routes();
@@ -92,8 +96,8 @@ upgrade_decision gateway_core::accept(session_setup setup, std::string subprotoc
     upgrade_decision decision;
     decision.accepted = true;
     decision.subprotocol = std::move(subprotocol);
-    decision.handler =
-        std::make_shared<session>(sessions_, ingress_, std::move(setup), rate, 2 * rate);
+    decision.handler = std::make_shared<session>(sessions_, ingress_, std::move(setup), rate,
+                                                 2 * rate, options_->session_expiry);
     return decision;
 }
 
@@ -276,7 +280,7 @@ void gateway_core::add_publish_route() {
 void gateway_core::sweep() {
     const auto now = steady_now_ms();
     ingress_->forget_idle_buckets(now);
-    sessions_->sweep(now);
+    sessions_->sweep(now, unix_now_ms());
 }
 
 std::chrono::milliseconds gateway_core::sweep_interval() const noexcept {

@@ -24,6 +24,13 @@ metric_counter& command_refusals(metrics_registry& m, std::string_view reason) {
                      "reason=\"" + std::string(reason) + "\"");
 }
 
+metric_counter& refresh_outcomes(metrics_registry& m, std::string_view outcome) {
+    return m.counter("gatehouse_token_refreshes_total",
+                     "In-band gatehouse.refresh messages (PROTOCOL.md 6.3), by outcome: ok "
+                     "(gatehouse.refreshed) or refused (invalid_token).",
+                     "outcome=\"" + std::string(outcome) + "\"");
+}
+
 metric_counter& closed_counter(metrics_registry& m, std::uint16_t code) {
     return m.counter("gatehouse_connections_closed_total", closed_help,
                      "code=\"" + std::to_string(code) + "\"");
@@ -77,7 +84,12 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
       presence_failed(registry_->counter("gatehouse_presence_entries_total",
                                          "Presence entries (PROTOCOL.md 6.8) for the command "
                                          "bus, by outcome.",
-                                         "outcome=\"failed\"")) {
+                                         "outcome=\"failed\"")),
+      sessions_expired(registry_->counter("gatehouse_sessions_expired_total",
+                                          "Sessions ended because their access token expired "
+                                          "(WebSockets closed 4001, event streams ended).")),
+      refreshes_ok(refresh_outcomes(*registry_, "ok")),
+      refreshes_refused(refresh_outcomes(*registry_, "refused")) {
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
     // start so that dashboards see the family before the first close.
     for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {

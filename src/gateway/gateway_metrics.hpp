@@ -61,6 +61,9 @@ public:
     metric_counter& update_link_restored;
     metric_counter& presence_appended;
     metric_counter& presence_failed;
+    metric_counter& sessions_expired;
+    metric_counter& refreshes_ok;
+    metric_counter& refreshes_refused;
 };
 
 }  // namespace gatehouse::detail

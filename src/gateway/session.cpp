@@ -31,6 +31,10 @@ void session::on_close(std::uint16_t code) {
     registry_->close(shared_from_this(), code);
 }
 
+bool session::check_lifetime(std::int64_t unix_ms) {
+    return registry_->check_lifetime(shared_from_this(), unix_ms);
+}
+
 void session::reply(std::string_view type, std::string payload_json,
                     std::string_view correlation_id, const log_sink& log) {
     std::string bytes;

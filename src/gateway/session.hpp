@@ -22,6 +22,7 @@
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/log.hpp"
 #include "gatehouse/token_bucket.hpp"
+#include "gateway/session_lifetime.hpp"
 #include "transport/transport_events.hpp"
 
 namespace gatehouse::detail {
@@ -46,12 +47,15 @@ class session final : public connection,
                       public stream_handler,
                       public std::enable_shared_from_this<session> {
 public:
+    // `session_expiry`: gateway_options::session_expiry (bots never expire).
     session(std::shared_ptr<session_registry> registry, std::shared_ptr<command_ingress> ingress,
-            session_setup setup, double rate, double burst)
+            session_setup setup, double rate, double burst, bool session_expiry)
         : registry_(std::move(registry)),
           ingress_(std::move(ingress)),
           setup_(std::move(setup)),
-          bucket_(rate, burst) {}
+          bucket_(rate, burst),
+          lifetime_(setup_.who.expires_at,
+                    session_expiry && setup_.who.client == client_kind::player) {}
 
     const connection_id& id() const noexcept override { return setup_.id; }
     const session_setup& setup() const noexcept { return setup_; }
@@ -96,15 +100,17 @@ public:
     // long before it reconnects on its own.
     bool send_reconnect(std::int64_t after_ms, const log_sink& log);
     // Once it drains and nothing is pending: closes with the code of its drain, 1001 for
-    // shutdown, 1012 when the updates were interrupted (the client resumes what it missed).
+    // shutdown, 1012 when the updates were interrupted (the client resumes what it missed),
+    // 4001 when its token expired (PROTOCOL.md 6.3).
     void close_drained() {
         close_code code;
         {
             std::lock_guard<std::mutex> lock(drain_mutex_);
             code = drain_code_;
         }
-        close(code,
-              code == close_code::going_away ? "server shutting down" : "updates interrupted");
+        close(code, code == close_code::going_away      ? "server shutting down"
+                    : code == close_code::token_expired ? "token expired"
+                                                        : "updates interrupted");
     }
 
     // --- stream_handler: the transport's calls, handed to the registry and the ingress ---
@@ -138,13 +144,19 @@ public:
         return draining_;
     }
     // Returns true when nothing is pending, so the session may close now. `code`: going_away
-    // (shutdown, which wins over an earlier drain) or updates_interrupted.
+    // (shutdown, which wins over an earlier drain), updates_interrupted or token_expired.
     bool start_draining(close_code code = close_code::going_away) {
         std::lock_guard<std::mutex> lock(drain_mutex_);
         if (!draining_ || code == close_code::going_away) drain_code_ = code;
         draining_ = true;
         return in_flight_ == 0;
     }
+
+    // --- session lifetime (PROTOCOL.md 6.3), swept with the keepalive ---
+    session_lifetime& lifetime() noexcept { return lifetime_; }
+    // Sends what the lifetime has due at `unix_ms`: gatehouse.token_expiring, or the expiry.
+    // Returns true when the session expired now.
+    bool check_lifetime(std::int64_t unix_ms);
 
     // --- keepalive, read by the sweeper on another thread ---
     void touch(std::int64_t now_ms) noexcept {
@@ -175,6 +187,7 @@ private:
     session_setup setup_;
     token_bucket bucket_;
     std::uint64_t sequence_ = 0;
+    session_lifetime lifetime_;
 
     std::mutex drain_mutex_;
     bool draining_ = false;

@@ -49,6 +49,8 @@ void session_registry::open(const std::shared_ptr<session>& s) {
         payload += '}';
         s->reply("welcome", std::move(payload), {}, options_->log);
     }
+    // A token with less than a minute left is told so at once, right after the welcome.
+    check_lifetime(s, unix_now_ms());
     if (setup.resume) {
         resumes_->start(s, [this, &s](bool resuming) { add(s, resuming); });
     } else {
@@ -114,11 +116,31 @@ std::chrono::milliseconds session_registry::sweep_interval() const noexcept {
     return std::max(shortest, milliseconds{10});
 }
 
-void session_registry::sweep(std::int64_t now) {
+bool session_registry::check_lifetime(const std::shared_ptr<session>& s, std::int64_t unix_ms) {
+    std::int64_t exp = 0;
+    switch (s->lifetime().check(unix_ms, exp)) {
+        case session_lifetime::due::nothing: return false;
+        case session_lifetime::due::warn:
+            s->reply("gatehouse.token_expiring", "{\"exp\":" + std::to_string(exp) + "}", {},
+                     options_->log);
+            return false;
+        case session_lifetime::due::expire: break;
+    }
+    metrics_->sessions_expired.add();
+    // No update reaches a session whose token expired (its replies still do); like the drain,
+    // the commands it has pending are answered before the 4001, and anything it sends from now
+    // on is neither accepted nor answered.
+    connections_->remove(s->id());
+    if (s->start_draining(close_code::token_expired)) s->close_drained();
+    return true;
+}
+
+void session_registry::sweep(std::int64_t now, std::int64_t unix_ms) {
     const auto live = snapshot();
     const auto ping_after = options_->ping_interval.count();
     const auto idle_after = options_->idle_timeout.count();
     for (const auto& s : live) {
+        if (check_lifetime(s, unix_ms)) continue;
         const auto quiet = now - s->last_seen_ms();
         if (s->setup().event_stream) {
             // A client never writes on an event stream, so it is never idle: the keep-alive

@@ -1,8 +1,8 @@
 #pragma once
 // The open sessions of a gateway: admission (the connection cap, connection ids), each
-// session's open (welcome, then routing) and close, the keepalive sweep, and the drain on
-// shutdown: the reconnect spread (PROTOCOL.md 6.7), then each session closed once its pending
-// commands are answered.
+// session's open (welcome, then routing) and close, the sweep (keepalive and each token's
+// expiry, PROTOCOL.md 6.3), and the drain on shutdown: the reconnect spread (PROTOCOL.md 6.7),
+// then each session closed once its pending commands are answered.
 
 #include <atomic>
 #include <chrono>
@@ -54,11 +54,19 @@ public:
     // Unregisters it (or gives back the slot of one that never opened) and counts the close.
     void close(const std::shared_ptr<session>& s, std::uint16_t code);
 
-    // --- keepalive ---
-    // Pings quiet WebSockets, closes idle ones (1008), sends event streams their keep-alive.
-    void sweep(std::int64_t now_ms);
-    // How often sweep() should run for the configured ping and idle intervals.
+    // --- the sweep: keepalive and session lifetime ---
+    // Pings quiet WebSockets, closes idle ones (1008), sends event streams their keep-alive
+    // (`now_ms`: the steady clock); and ends sessions whose token expired (`unix_ms`: the Unix
+    // clock tokens are written in), after sending `gatehouse.token_expiring` a minute before.
+    void sweep(std::int64_t now_ms, std::int64_t unix_ms);
+    // How often sweep() should run for the configured ping and idle intervals: at most a second,
+    // which is how late after its token's exp a session may close.
     std::chrono::milliseconds sweep_interval() const noexcept;
+    // What `s`'s lifetime has due at `unix_ms` (PROTOCOL.md 6.3): `gatehouse.token_expiring`
+    // once a minute before the deadline; at it the session is taken out of routing and closed
+    // with 4001 once its pending commands are answered (an event stream ends). True when it
+    // expired now.
+    bool check_lifetime(const std::shared_ptr<session>& s, std::int64_t unix_ms);
 
     // --- drain ---
     // The reconnect spread (PROTOCOL.md 6.7): from now on upgrades are refused while the open

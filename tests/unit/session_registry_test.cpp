@@ -66,17 +66,18 @@ TEST_CASE("session registry: quiet sessions are pinged once, idle ones closed on
     auto s = f.open("jack");
     auto& registry = f.core->sessions();
     const auto now = [] { return steady_now_ms(); };
-    registry.sweep(now());
+    registry.sweep(now(), unix_now_ms());
     CHECK(s.link->pings() == 0);
-    registry.sweep(now() + 30);
-    registry.sweep(now() + 40);
+    registry.sweep(now() + 30, unix_now_ms());
+    registry.sweep(now() + 40, unix_now_ms());
     CHECK(s.link->pings() == 1);  // once per quiet spell
     s.handler->on_activity();
-    registry.sweep(now() + 30);
+    registry.sweep(now() + 30, unix_now_ms());
     CHECK(s.link->pings() == 2);
-    registry.sweep(now() + 100);
+    registry.sweep(now() + 100, unix_now_ms());
     CHECK(s.link->close_code() == 1008);
-    registry.sweep(now() + 200);  // still registered (its close is queued): counted once
+    registry.sweep(now() + 200,
+                   unix_now_ms());  // still registered (its close is queued): counted once
     CHECK(f.core->metrics().render().find("gatehouse_idle_closed_total 1") != std::string::npos);
     s.handler->on_close(1008);
 }
