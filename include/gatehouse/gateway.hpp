@@ -38,7 +38,9 @@ struct identity {
 };
 
 /// Verifies a player's access token: fills `who` or returns an error (any error is a 401).
-/// The default verifies HS256 JWTs with `gateway_options::jwt_secret`.
+/// The default verifies HS256 JWTs with `gateway_options::jwt_secret`. Also called for each
+/// in-band `gatehouse.refresh` (PROTOCOL.md 6.3), where an error answers `invalid_token`; set
+/// `who.expires_at` for sessions to end with the token.
 using token_verifier = std::function<std::error_code(std::string_view token, identity& who)>;
 
 /// Settings of a `gateway`; the reference server fills them from its flags.
