@@ -113,6 +113,23 @@ class Expiry(h.ServerTestCase):
         self.assertEqual(self.server.metric("gatehouse_token_refreshes_total", outcome="ok"),
                          before + 3)
 
+    async def test_protobuf_refresh_may_carry_a_msgpack_payload(self):
+        c, _ = await player(self.server, "pb-msgpack", "protobuf")
+        try:
+            fresh = self.server.token("pb-msgpack", ttl=900)
+            await c.send("gatehouse.refresh", {"access_token": fresh}, "r-mp",
+                         payload_codec="msgpack")
+            answer = await c.recv()
+            self.assertEqual(answer["type"], "gatehouse.refreshed", answer)
+            self.assertEqual(answer["payload"], {"exp": exp_of(fresh)})
+            # Opaque bytes hold no token the gateway could read.
+            await c.send("gatehouse.refresh", fresh.encode(), "r-bytes",
+                         payload_codec="my.Token")
+            answer = await c.recv()
+            self.assertEqual(answer["payload"]["code"], "invalid_token", answer)
+        finally:
+            await c.close()
+
     async def test_refused_refreshes_change_nothing(self):
         s = self.server
         sub = "refused"
