@@ -18,7 +18,7 @@ readonly packages=(
     # libs: the libraries gatehouse and gatehouse-server link or include
     libasio-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
     protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
-    libhiredis-dev libsodium-dev libsqlite3-dev libpq-dev
+    libhiredis-dev libsodium-dev libsqlite3-dev libpq-dev librabbitmq-dev
     # tests: unit-test framework, the real Redis and PostgreSQL the integration tests start,
     # their scripts, and the microbenchmarks the ci preset builds
     catch2 redis-server postgresql python3 python3-websockets python3-msgpack python3-redis openssl libbenchmark-dev
@@ -27,6 +27,9 @@ readonly packages=(
     # Debian's Boost 1.74 (libboost-dev): libmsgpack-cxx-dev depends on it, and libboost1.81-dev
     # conflicts with it, so installing 1.81 would remove msgpack-c.
     libboost-dev python3-autobahn python3-requests curl
+    # RabbitMQ (issue 20, docs/amqp.md): the broker the amqp suites start, and pika, the
+    # Python client they and the example service use
+    rabbitmq-server python3-pika
     # tests of deploy/: the load balancer the fleet test runs and `haproxy -c` validates, and
     # the YAML parser that reads the compose file
     haproxy python3-yaml

@@ -27,6 +27,7 @@
 
 #include "fleet_health.hpp"
 #include "gatehouse/accounts.hpp"
+#include "gatehouse/amqp_bus.hpp"
 #include "gatehouse/builtin_codecs.hpp"
 #include "gatehouse/errc.hpp"
 #include "gatehouse/gateway.hpp"
@@ -92,6 +93,27 @@ void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::
                      [redis] { return redis->connected() ? 1.0 : 0.0; });
 }
 
+// The RabbitMQ bus's counters on /metrics.
+void add_amqp_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::amqp_bus>& amqp) {
+    auto& m = gw.metrics();
+    using stats = gatehouse::amqp_bus_stats;
+    const auto counter = [&m, amqp](const char* name, const char* help,
+                                    std::uint64_t stats::*field) {
+        m.counter_callback(name, help,
+                           [amqp, field] { return static_cast<double>(amqp->stats().*field); });
+    };
+    counter("gatehouse_amqp_commands_appended_total", "Commands the broker confirmed.",
+            &stats::appended);
+    counter("gatehouse_amqp_append_failures_total",
+            "Commands the AMQP bus answered with bus_unavailable.", &stats::append_failures);
+    counter("gatehouse_amqp_updates_received_total", "Update messages received.",
+            &stats::updates_received);
+    counter("gatehouse_amqp_reconnects_total", "Times the broker connection was re-established.",
+            &stats::reconnects);
+    m.gauge_callback("gatehouse_amqp_connected", "1 while the AMQP bus is connected and consuming.",
+                     [amqp] { return amqp->connected() ? 1.0 : 0.0; });
+}
+
 // --demo: the browser client's routes, and the game itself on the embedded bus. With Redis the
 // game is a process of its own (it must share the sessions across gateway instances), so this
 // only says how to run it. Null when the game does not run in this process.
@@ -100,6 +122,12 @@ std::unique_ptr<gatehouse_demo::game::in_process_game> start_demo(
     gatehouse::gateway& gw, const std::shared_ptr<gatehouse::in_process_bus>& local_bus,
     const std::shared_ptr<gatehouse::redis_bus>& redis, spdlog::logger& logger) {
     gatehouse_demo::add_web_client_routes(gw);
+    if (!local_bus && !redis) {
+        logger.warn(
+            "demo: serving the web client; on --amqp the game is not run by this server: run "
+            "a service on the command queue (docs/amqp.md)");
+        return nullptr;
+    }
     if (!local_bus) {
         std::string flags;
         if (config.command_stream != gatehouse_server::config{}.command_stream) {
@@ -215,7 +243,7 @@ int run(int argc, char** argv) {
     // Which bus and store, and whether each answers: on /ready (503 while the store does not)
     // and /metrics.
     auto health = std::make_shared<gatehouse_server::fleet_health>();
-    health->bus = config.redis.empty() ? "in-process" : "redis";
+    health->bus = !config.amqp.empty() ? "amqp" : config.redis.empty() ? "in-process" : "redis";
     health->store = gatehouse_server::store_kind(config.db);
     gatehouse_server::add_ready_checks(options, health);
 
@@ -231,9 +259,21 @@ int run(int argc, char** argv) {
     // stop calls at the end is only what makes shutdown graceful.
     std::shared_ptr<gatehouse::in_process_bus> local_bus;
     std::shared_ptr<gatehouse::redis_bus> redis;
+    std::shared_ptr<gatehouse::amqp_bus> amqp;
     std::unique_ptr<gatehouse::gateway> gw;
     try {
-        if (config.redis.empty()) {
+        if (!config.amqp.empty()) {
+            gatehouse::amqp_bus_options amqp_options;
+            if (!gatehouse_server::to_amqp_options(config, options, amqp_options, problem)) {
+                logger->error("{}", problem);
+                return exit_usage_error;
+            }
+            amqp_options.log = options.log;
+            amqp = std::make_shared<gatehouse::amqp_bus>(amqp_options);
+            // No update log on RabbitMQ (docs/amqp.md): every resume gets gatehouse.gap.
+            gw = std::make_unique<gatehouse::gateway>(
+                options, gatehouse::codec_registry::with_builtin_codecs(), amqp, amqp);
+        } else if (config.redis.empty()) {
             gatehouse::in_process_bus_options bus_options;
             if (!gatehouse_server::to_in_process_options(config, options, bus_options, problem)) {
                 logger->error("{}", problem);
@@ -269,7 +309,10 @@ int run(int argc, char** argv) {
             "Retried commands answered with their first stream id, not appended again.",
             [local_bus] { return static_cast<double>(local_bus->duplicates()); });
     }
-    health->bus_connected = [local_bus, redis] { return local_bus || redis->connected(); };
+    if (amqp) add_amqp_metrics(*gw, amqp);
+    health->bus_connected = [local_bus, redis, amqp] {
+        return local_bus || (redis && redis->connected()) || (amqp && amqp->connected());
+    };
     gatehouse_server::add_fleet_metrics(*gw, health);
     gatehouse_server::store_probe probe(account_services.store, health,
                                         std::chrono::milliseconds(2000), options.log);
@@ -292,6 +335,16 @@ int run(int argc, char** argv) {
                 std::chrono::milliseconds(static_cast<long long>(config.redis_timeout * 1000)))) {
             logger->warn(
                 "redis not reachable yet: serving anyway, /ready answers 503 and "
+                "commands get bus_unavailable until it is");
+        }
+    }
+    if (amqp) {
+        logger->info("amqp: {}, command exchange {}, updates exchange {}", amqp->redacted_url(),
+                     config.amqp_exchange, config.amqp_updates_exchange);
+        if (!amqp->wait_connected(
+                std::chrono::milliseconds(static_cast<long long>(config.amqp_timeout * 1000)))) {
+            logger->warn(
+                "amqp broker not reachable yet: serving anyway, /ready answers 503 and "
                 "commands get bus_unavailable until it is");
         }
     }
@@ -335,6 +388,7 @@ int run(int argc, char** argv) {
     if (game) game->stop();
     // Answers anything still waiting on a hung Redis now rather than at destruction.
     if (redis) redis->close();
+    if (amqp) amqp->close();
     logger->info("stopped");
     return 0;
 }

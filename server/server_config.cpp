@@ -56,6 +56,15 @@ void add_flags(CLI::App& app, config& c) {
          "HTTP + WebSocket listener HOST:PORT (a host name is resolved once; port 0: any free "
          "port)");
     flag(app, "--redis", c.redis, "redis://[user:pass@]host:port[/db]; unset: in-process bus");
+    flag(app, "--amqp", c.amqp,
+         "amqp://[user:pass@]host[:port][/vhost]: RabbitMQ as the bus instead (not with "
+         "--redis; docs/amqp.md)");
+    flag(app, "--amqp-exchange", c.amqp_exchange,
+         "with --amqp: durable topic exchange (and queue) receiving commands");
+    flag(app, "--amqp-updates-exchange", c.amqp_updates_exchange,
+         "with --amqp: durable fanout exchange services publish updates to");
+    flag(app, "--amqp-timeout", c.amqp_timeout,
+         "with --amqp: connect, declare and publisher-confirm deadline, seconds");
     flag(app, "--db", c.db,
          "user store: sqlite:PATH, sqlite::memory: or postgresql://[user[:pw]@]host[:port]/db");
     flag(app, "--jwt-secret", c.jwt_secret, "HS256 key for access tokens (default: random)");
@@ -280,6 +289,24 @@ bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway
     out.update_log_ttl = std::chrono::seconds(c.update_log_ttl);
     if (!check_dedupe_window(c, problem)) return false;
     out.dedupe_window = std::chrono::seconds(c.dedupe_window);
+    return true;
+}
+
+bool to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
+                     gatehouse::amqp_bus_options& out, std::string& problem) {
+    if (!c.redis.empty()) {
+        problem = "--amqp and --redis exclude each other: choose one bus";
+        return false;
+    }
+    if (!(c.amqp_timeout > 0) || c.amqp_timeout > 3600) {
+        problem = "--amqp-timeout is seconds above 0, up to 3600";
+        return false;
+    }
+    out.url = c.amqp;
+    out.command_exchange = c.amqp_exchange;
+    out.updates_exchange = c.amqp_updates_exchange;
+    out.gateway_id = gateway.gateway_id;
+    out.timeout = seconds_to_ms(c.amqp_timeout);
     return true;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gatehouse/accounts.hpp"
+#include "gatehouse/amqp_bus.hpp"
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/in_process_bus.hpp"
 #include "gatehouse/redis_bus.hpp"
@@ -16,6 +17,10 @@ namespace gatehouse_server {
 struct config {
     std::string listen = "0.0.0.0:8080";
     std::string redis;
+    std::string amqp;  // issue 20: RabbitMQ instead of Redis (docs/amqp.md)
+    std::string amqp_exchange = "gateway.commands";
+    std::string amqp_updates_exchange = "gateway.updates";
+    double amqp_timeout = 5;
     std::string db = "sqlite:gatehouse.db";
     std::string jwt_secret;
     unsigned access_ttl = 900;
@@ -83,6 +88,11 @@ bool to_accounts_options(const config& c, const gatehouse::gateway_options& gate
 // with `problem` saying why (never quoting the URL, which may hold a password).
 bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway,
                       gatehouse::redis_bus_options& out, std::string& problem);
+
+// With `--amqp`: fills `out` (gateway id from `gateway`); false with `problem` on a bad value
+// or when `--redis` is given too (never quoting the URL).
+bool to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
+                     gatehouse::amqp_bus_options& out, std::string& problem);
 
 // Without `--redis`: fills `out` (gateway id from `gateway`, the update log's flags); false
 // with `problem` on a bad value.

@@ -151,7 +151,7 @@ done
 source_build="$work/source"
 if ! cmake -S "$GH_SOURCE_DIR" -B "$source_build/core" -G "$GH_GENERATOR" \
     -DCMAKE_MAKE_PROGRAM="$GH_MAKE_PROGRAM" -DCMAKE_CXX_COMPILER="$GH_CXX" \
-    -DGATEHOUSE_BUILD_REDIS=OFF -DGATEHOUSE_BUILD_ACCOUNTS=OFF -DGATEHOUSE_BUILD_TESTS=OFF \
+    -DGATEHOUSE_BUILD_REDIS=OFF -DGATEHOUSE_BUILD_AMQP=OFF -DGATEHOUSE_BUILD_ACCOUNTS=OFF -DGATEHOUSE_BUILD_TESTS=OFF \
     -DGATEHOUSE_BUILD_SERVER=OFF -DGATEHOUSE_BUILD_EXAMPLES=OFF -DGATEHOUSE_BUILD_BINDINGS=OFF \
     >"$source_build.core.log" 2>&1; then
     fail "gatehouse without its optional components does not configure: $(cat "$source_build.core.log")"

@@ -1,0 +1,191 @@
+"""A real RabbitMQ broker for tests: Debian's rabbitmq-server on free 127.0.0.1 ports, stopped by
+PID.
+
+Everything the broker writes lives in one temporary directory: its node name (a random one on
+localhost), its Mnesia database and message store, its logs, its Erlang cookie ($HOME), an
+empty plugin list (no management listener). The Erlang port mapper is a private `epmd` on a
+free loopback port, started and stopped here by PID, so no daemon outlives the test and two
+test files never share one. The distribution port is bound to 127.0.0.1 too. The broker runs
+as the current user (root on CI works as well). A restart keeps the directory, so durable
+queues and persistent messages survive it as they would in production. Every wait is bounded.
+Starting takes a few seconds: share one broker per test file.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pika  # Debian's python3-pika
+
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+EPMD = shutil.which("epmd") or next(
+    (os.path.join(root, "epmd") for root, _, files in os.walk("/usr/lib/erlang")
+     if "epmd" in files), "epmd")
+START_TIMEOUT_S = 60.0
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RabbitMQServer:
+    """One broker (and its private epmd) as child processes.
+
+    `stop()` ends it with SIGTERM (SIGKILL after a bounded wait), `kill()` with SIGKILL at once
+    (a crash), `start()` again brings it back on the same ports with the same data.
+    """
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="gatehouse-rabbitmq-")
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.epmd_port = free_port()
+        self.node = f"gatehouse_test_{uuid.uuid4().hex[:8]}@localhost"
+        self.proc = None
+        self.epmd = None
+        self._log = None
+
+    @property
+    def url(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        env.update({
+            "HOME": self.dir,  # the Erlang cookie
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.dir, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(self.dir, "log"),
+            "RABBITMQ_CONFIG_FILE": os.path.join(self.dir, "rabbitmq"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": os.path.join(self.dir, "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(self.dir, "enabled_plugins"),
+            "RABBITMQ_PID_FILE": os.path.join(self.dir, "rabbitmq.pid"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS":
+                "-kernel inet_dist_use_interface {127,0,0,1}",
+        })
+        return env
+
+    def start(self):
+        with open(os.path.join(self.dir, "enabled_plugins"), "w") as f:
+            f.write("[].\n")
+        with open(os.path.join(self.dir, "rabbitmq.conf"), "w") as f:
+            f.write("log.console = true\nlog.console.level = warning\n")
+        self._log = open(os.path.join(self.dir, "rabbitmq.log"), "ab")
+        if self.epmd is None or self.epmd.poll() is not None:
+            self.epmd = subprocess.Popen(
+                [EPMD, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                env=self._env())
+        self.proc = subprocess.Popen([RABBITMQ_SERVER], stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self._env(), cwd=self.dir, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited with {self.proc.returncode}: "
+                                   f"{self.log_text()[-1500:]}")
+            try:
+                self.connection().close()
+                return self
+            except pika.exceptions.AMQPError:
+                time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"rabbitmq-server did not accept AMQP within {START_TIMEOUT_S} s: "
+                           f"{self.log_text()[-1500:]}")
+
+    def connection(self):
+        """A pika BlockingConnection to this broker."""
+        params = pika.ConnectionParameters(
+            host="127.0.0.1", port=self.port, credentials=pika.PlainCredentials("guest", "guest"),
+            connection_attempts=1, socket_timeout=2, blocked_connection_timeout=5)
+        return pika.BlockingConnection(params)
+
+    def _beam_pid(self):
+        try:
+            with open(os.path.join(self.dir, "rabbitmq.pid")) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _signal(self, sig):
+        beam = self._beam_pid()
+        for pid in (beam, self.proc.pid if self.proc else None):
+            if pid:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def stop(self, timeout=15.0):
+        """SIGTERM: the broker shuts down cleanly; SIGKILL if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        beam = self._beam_pid()
+        if beam:
+            try:
+                os.kill(beam, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self):
+        """SIGKILL to the Erlang VM: the broker dies mid-whatever, as in a crash."""
+        if self.proc is None:
+            return
+        self._signal(signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.unlink(os.path.join(self.dir, "rabbitmq.pid"))
+        except OSError:
+            pass
+
+    def queue_depth(self, queue):
+        """Messages ready in `queue` (a passive declare)."""
+        conn = self.connection()
+        try:
+            return conn.channel().queue_declare(queue, passive=True).method.message_count
+        finally:
+            conn.close()
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.dir, "rabbitmq.log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def close(self):
+        """Stops the broker and its epmd, and removes the directory."""
+        self.stop()
+        if self.epmd is not None and self.epmd.poll() is None:
+            self.epmd.kill()
+            self.epmd.wait(timeout=5)
+        if self._log:
+            self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.close()
