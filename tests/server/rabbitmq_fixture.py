@@ -175,8 +175,9 @@ class RabbitMQServer:
             return ""
 
     def close(self):
-        """Stops the broker and its epmd, and removes the directory."""
-        self.stop()
+        """Ends the broker (SIGKILL: its data goes with the directory, so a clean shutdown
+        would only cost time) and its epmd, and removes the directory."""
+        self.kill()
         if self.epmd is not None and self.epmd.poll() is None:
             self.epmd.kill()
             self.epmd.wait(timeout=5)
