@@ -110,6 +110,7 @@ struct amqp_bus::state {
     std::uint64_t last_id_seq = 0;
     bool ever_up = false;
     bool ever_consumed = false;
+    bool redeclare = false;  // a command came back unroutable: declare the topology again
     // A message whose content frames are still coming, per channel.
     struct incoming {
         bool active = false;
@@ -221,6 +222,7 @@ void amqp_bus::state::run() {
 std::string amqp_bus::state::serve(a::link& l) {
     update_in = incoming{};
     return_in = incoming{};
+    redeclare = false;
     next_tag = 0;  // a new channel's delivery tags start at 1
     for (;;) {
         bool want_consume = false;
@@ -245,6 +247,10 @@ std::string amqp_bus::state::serve(a::link& l) {
         } else if (want_cancel && consuming.load(std::memory_order_acquire)) {
             if (auto why = l.cancel(); !why.empty()) return why;
             consuming.store(false, std::memory_order_release);
+        }
+        if (redeclare) {
+            redeclare = false;
+            if (auto why = l.declare_commands(options.command_exchange); !why.empty()) return why;
         }
         if (auto why = publish_queued(l); !why.empty()) return why;
 
@@ -442,7 +448,10 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
                     if (options.gateway_id + "/" + f.entry_id == id) f.returned = true;
                 }
             }
-            log(log_level::error, "the broker returned a command as unroutable");
+            log(log_level::error,
+                "the broker returned a command as unroutable (was the command queue or its "
+                "binding deleted?); it gets bus_unavailable, and the queue is declared again");
+            redeclare = true;
         }
     } else if (frame.frame_type == AMQP_FRAME_BODY && in.header_seen) {
         if (&in == &update_in) {

@@ -77,6 +77,10 @@ std::string link::open(const url& where, std::chrono::milliseconds timeout, int 
     if (auto why = describe_reply(amqp_get_rpc_reply(conn_), "confirm.select"); !why.empty()) {
         return why;
     }
+    return declare_commands(exchange);
+}
+
+std::string link::declare_commands(const std::string& exchange) {
     // Durable, not auto-deleted: the exchange and its catch-all queue outlive every gateway,
     // so commands accepted while no service runs wait in the queue.
     amqp_exchange_declare(conn_, command_channel, bytes(exchange), amqp_cstring_bytes("topic"), 0,

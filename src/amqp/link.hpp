@@ -34,6 +34,11 @@ public:
     std::string open(const url& where, std::chrono::milliseconds timeout, int heartbeat_s,
                      const std::string& exchange);
 
+    /// Declares `exchange` (durable topic) and the durable queue of the same name bound to it
+    /// by `#` (again: after the broker returned a command as unroutable, say because someone
+    /// deleted the queue). Confirms arriving meanwhile are kept for `next_frame`.
+    std::string declare_commands(const std::string& exchange);
+
     /// Opens the updates channel, declares the durable fanout `exchange`, an exclusive
     /// server-named queue bound to it, and consumes that queue without acknowledgements.
     std::string consume(const std::string& exchange);

@@ -188,6 +188,20 @@ class Commands(OneGateway):
         finally:
             await c.close()
 
+    async def test_deleted_queue_unroutable_command_refused_then_queue_declared_again(self):
+        await asyncio.to_thread(self.broker.drain, self.exchange)
+        await asyncio.to_thread(self.broker.ch.queue_delete, self.exchange)
+        c = await Client.player(self.server, "unroutable", "json")
+        try:
+            # The broker returns the mandatory message: an error, never an ack.
+            answer = await c.command("lost", 1, "u-1")
+            rh.check_bus_unavailable(self, answer, "u-1")
+            # The bus declared its queue again: the next command is acked and queued.
+            ack, got = await self.command(c, '{"type":"kept","correlation_id":"u-2"}', "u-2")
+            self.assertEqual(got[0].routing_key, "kept")
+        finally:
+            await c.close()
+
     def test_ready_and_metrics(self):
         status, _, body = self.server.http("GET", "/ready")
         self.assertEqual(status, 200, body)
