@@ -93,6 +93,7 @@ struct amqp_bus::state {
     std::atomic<bool> up{false};         // connected, the command topology declared
     std::atomic<bool> listening{false};  // start() called, stop() not
     std::atomic<bool> consuming{false};  // the updates consumer is on
+    std::atomic<bool> blocked{false};    // the broker blocks publishing (a resource alarm)
 
     std::atomic<std::uint64_t> appended{0}, append_failures{0}, updates_received{0}, reconnects{0};
 
@@ -129,9 +130,17 @@ struct amqp_bus::state {
         [[maybe_unused]] const auto n = ::write(wake_fd, &one, sizeof one);
     }
 
+    void set_changed() {
+        { std::lock_guard<std::mutex> lock(mutex); }
+        changed.notify_all();
+    }
+
     void set_up(bool value) {
         up.store(value, std::memory_order_release);
-        if (!value) consuming.store(false, std::memory_order_release);
+        if (!value) {
+            consuming.store(false, std::memory_order_release);
+            blocked.store(false, std::memory_order_release);
+        }
         { std::lock_guard<std::mutex> lock(mutex); }
         changed.notify_all();
     }
@@ -146,6 +155,13 @@ struct amqp_bus::state {
         done(make_error_code(errc::bus_unavailable), {});
     }
 
+    // Answers every command in flight as not appended.
+    void fail_flying() {
+        auto flown = std::move(flying);
+        flying.clear();
+        for (auto& [tag, f] : flown) refuse(f.done);
+    }
+
     // Answers every command queued or in flight as not appended.
     void fail_all() {
         std::vector<queued_command> pending;
@@ -153,9 +169,7 @@ struct amqp_bus::state {
             std::lock_guard<std::mutex> lock(mutex);
             pending.swap(queued);
         }
-        auto flown = std::move(flying);
-        flying.clear();
-        for (auto& [tag, f] : flown) refuse(f.done);
+        fail_flying();
         for (auto& q : pending) refuse(q.done);
     }
 
@@ -290,6 +304,11 @@ std::string amqp_bus::state::publish_queued(a::link& l) {
         std::lock_guard<std::mutex> lock(mutex);
         batch.swap(queued);
     }
+    if (blocked.load(std::memory_order_acquire)) {
+        // Handed over just before the block: the broker would not read them.
+        for (auto& q : batch) refuse(q.done);
+        return {};
+    }
     for (std::size_t i = 0; i < batch.size(); ++i) {
         const envelope& c = batch[i].command;
         const auto& o = c.origin;
@@ -423,11 +442,20 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
                        ")";
             }
             case AMQP_CONNECTION_BLOCKED_METHOD:
+                // The broker reads nothing more from us: the commands in flight are answered
+                // now (their confirms, should they come after the alarm, are ignored), new
+                // ones are refused, and /ready says 503, until the alarm clears.
                 log(log_level::warn,
-                    "the broker blocked publishing (a resource alarm): confirms wait");
+                    "the broker blocked publishing (a memory or disk alarm): commands get "
+                    "bus_unavailable until it unblocks");
+                blocked.store(true, std::memory_order_release);
+                set_changed();
+                fail_flying();
                 return {};
             case AMQP_CONNECTION_UNBLOCKED_METHOD:
                 log(log_level::info, "the broker unblocked publishing");
+                blocked.store(false, std::memory_order_release);
+                set_changed();
                 return {};
             default: return {};
         }
@@ -522,7 +550,7 @@ void amqp_bus::close() {
 
 void amqp_bus::append(const envelope& command, append_handler done) {
     auto& s = *state_;
-    if (s.up.load(std::memory_order_acquire)) {
+    if (s.up.load(std::memory_order_acquire) && !s.blocked.load(std::memory_order_acquire)) {
         std::unique_lock<std::mutex> lock(s.mutex);
         if (!s.closed) {
             const bool first = s.queued.empty();
@@ -537,8 +565,9 @@ void amqp_bus::append(const envelope& command, append_handler done) {
 
 bool amqp_bus::connected() const noexcept {
     const auto& s = *state_;
-    return s.up.load(std::memory_order_acquire) && (!s.listening.load(std::memory_order_acquire) ||
-                                                    s.consuming.load(std::memory_order_acquire));
+    return s.up.load(std::memory_order_acquire) && !s.blocked.load(std::memory_order_acquire) &&
+           (!s.listening.load(std::memory_order_acquire) ||
+            s.consuming.load(std::memory_order_acquire));
 }
 
 void amqp_bus::start(update_handler on_message) {

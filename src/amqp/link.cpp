@@ -66,8 +66,29 @@ std::string link::open(const url& where, std::chrono::milliseconds timeout, int 
         return "connect: " + describe_status(status);
     }
     open_ = true;
-    auto reply = amqp_login(conn_, where.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
-                            AMQP_SASL_METHOD_PLAIN, where.user.c_str(), where.password.c_str());
+    // Asks the broker to say when it blocks publishing (a memory or disk alarm), so that the
+    // bus can refuse commands at once instead of waiting for confirms that will not come.
+    amqp_table_entry_t capability[2];
+    capability[0].key = amqp_cstring_bytes("connection.blocked");
+    capability[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capability[0].value.value.boolean = 1;
+    capability[1].key = amqp_cstring_bytes("consumer_cancel_notify");
+    capability[1].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    capability[1].value.value.boolean = 1;
+    amqp_table_entry_t property[2];
+    property[0].key = amqp_cstring_bytes("capabilities");
+    property[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    property[0].value.value.table.num_entries = 2;
+    property[0].value.value.table.entries = capability;
+    property[1].key = amqp_cstring_bytes("product");
+    property[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    property[1].value.value.bytes = amqp_cstring_bytes("gatehouse");
+    amqp_table_t properties;
+    properties.num_entries = 2;
+    properties.entries = property;
+    auto reply = amqp_login_with_properties(conn_, where.vhost.c_str(), 0, AMQP_DEFAULT_FRAME_SIZE,
+                                            heartbeat_s, &properties, AMQP_SASL_METHOD_PLAIN,
+                                            where.user.c_str(), where.password.c_str());
     if (auto why = describe_reply(reply, "login"); !why.empty()) return why;
     amqp_channel_open(conn_, command_channel);
     if (auto why = describe_reply(amqp_get_rpc_reply(conn_), "channel.open"); !why.empty()) {

@@ -159,6 +159,12 @@ class RabbitMQServer:
         except OSError:
             pass
 
+    def ctl(self, *args, timeout=60):
+        """Runs rabbitmqctl against this broker; its CompletedProcess (text)."""
+        return subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args],
+                              env=self._env(), capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
     def queue_depth(self, queue):
         """Messages ready in `queue` (a passive declare)."""
         conn = self.connection()

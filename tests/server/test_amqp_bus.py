@@ -209,6 +209,39 @@ class Commands(OneGateway):
         self.assertEqual(self.server.metric("gatehouse_amqp_connected"), 1)
 
 
+class Alarm(OneGateway):
+    """A broker that blocks publishing (its memory alarm, forced with rabbitmqctl): unready and
+    bus_unavailable at once, never an ack; healed when the alarm clears."""
+
+    async def test_memory_alarm_refuses_commands_until_it_clears(self):
+        c = await Client.player(self.server, "alarmed", "json")
+        try:
+            check_ack(self, await c.command("t", 1, "a-1"), "a-1")
+            r = await asyncio.to_thread(RABBIT.ctl, "set_vm_memory_high_watermark", "0.000001")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            try:
+                # The broker blocks a connection when it next publishes: commands, each
+                # answered (an ack while the alarm is not in force yet), until /ready says 503.
+                deadline = time.monotonic() + 15
+                k = 0
+                while rh.ready_status(self.server) != 503:
+                    self.assertLess(time.monotonic(), deadline, "/ready never said 503")
+                    k += 1
+                    answer = await c.command("t", 2, f"a-2-{k}")
+                    self.assertIn(rh.answer_kind(answer), ("ack", "bus_unavailable"), answer)
+                    await asyncio.sleep(0.1)
+                for k in range(3):
+                    rh.check_bus_unavailable(self, await c.command("t", 2, f"b-{k}"), f"b-{k}")
+            finally:
+                r = await asyncio.to_thread(RABBIT.ctl, "set_vm_memory_high_watermark", "0.4")
+                self.assertEqual(r.returncode, 0, r.stderr)
+            status, waited = await asyncio.to_thread(rh.wait_ready, self.server, 200, 10)
+            self.assertEqual(status, 200, f"/ready still {status} after {waited:.1f} s")
+            check_ack(self, await c.command("t", 3, "a-3"), "a-3")
+        finally:
+            await c.close()
+
+
 class Updates(OneGateway):
     """Section 5's shapes, published with pika to the updates exchange."""
 

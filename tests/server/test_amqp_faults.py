@@ -69,7 +69,9 @@ class BrokerOutage(h.AsyncCase):
 
         # 2. Traffic; the broker killed under it, down a while, restarted with its data.
         clients = [await self.open_client(i) for i in range(4)]
-        traffic = Traffic(clients, "k", reopen=self.open_client)
+        # Bounded at 3000 commands a client (75 s of sending): enough for a broker restart
+        # that takes long on a loaded machine; stop() ends it as soon as the checks are done.
+        traffic = Traffic(clients, "k", max_per_client=3000, reopen=self.open_client)
         task = asyncio.create_task(traffic.run())
         try:
             self.assertTrue(await traffic.wait_acks(10, timeout=10), "no traffic before the kill")
@@ -86,7 +88,8 @@ class BrokerOutage(h.AsyncCase):
             t_restarted = time.monotonic()
             up_after = await self.wait_status(self.server, 200, READY_UP_WITHIN_S)
             self.assertTrue(await traffic.wait_acks(10, timeout=15, sent_after=t_restarted),
-                            "no acks after the restart")
+                            "no acks after the restart; the server's log: "
+                            f"{self.server.stderr_text()[-2500:]}")
             traffic.stop()
             await asyncio.wait_for(task, 60)
         finally:
