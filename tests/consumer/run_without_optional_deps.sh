@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CTest consumer.without_optional_deps: an in-process gateway builds, links and runs against an
-# installed gatehouse on a machine without hiredis, SQLite, libpq and libsodium; and asking for
-# the components that need them fails, saying why.
+# installed gatehouse on a machine without hiredis, rabbitmq-c, SQLite, libpq and libsodium; and
+# asking for the components that need them fails, saying why.
 #
 # Usage: run_without_optional_deps.sh BUILD_DIR SOURCE_DIR WORK_DIR GENERATOR MAKE_PROGRAM
 #                                     CXX_COMPILER CXX_FLAGS BUILD_TYPE
@@ -30,7 +30,8 @@ if [[ "${1:-}" != --inside ]]; then
         fail "cmake --install failed: $(cat "$GH_WORK_DIR/install.log")"
     if ! probe="$(unshare -m --propagation private true 2>&1)"; then
         fail "cannot create a mount namespace (unshare -m: ${probe:-no message}). This test hides" \
-            "hiredis, SQLite, libpq and libsodium inside one and needs root or CAP_SYS_ADMIN;" \
+            "hiredis, rabbitmq-c, SQLite, libpq and libsodium inside one and needs root or" \
+            "CAP_SYS_ADMIN;" \
             "without it nothing is proven, so it does not pass."
     fi
     exec unshare -m --propagation private "$0" --inside
@@ -60,16 +61,18 @@ hide() {
 shopt -s nullglob
 for prefix in /usr /usr/local; do
     hide "$prefix"/include/{hiredis,sodium,postgresql} "$prefix"/include/{sqlite3.h,sqlite3ext.h,sodium.h,libpq-fe.h}
+    hide "$prefix"/include/{amqp.h,amqp_framing.h,amqp_tcp_socket.h,amqp_ssl_socket.h}
     for libdir in "$prefix"/lib "$prefix"/lib64 "$prefix"/lib/*-linux-gnu; do
         hide "$libdir"/libhiredis* "$libdir"/libsqlite3* "$libdir"/libsodium* "$libdir"/libpq.*
-        hide "$libdir"/cmake/{Hiredis,hiredis,hiredis_ssl,SQLite3,sodium,PostgreSQL}
+        hide "$libdir"/librabbitmq*
+        hide "$libdir"/cmake/{Hiredis,hiredis,hiredis_ssl,SQLite3,sodium,PostgreSQL,rabbitmq-c}
         for pcdir in "$libdir"/pkgconfig "$prefix"/share/pkgconfig; do
-            hide "$pcdir"/{hiredis,hiredis_ssl,sqlite3,libsodium,libpq}.pc
+            hide "$pcdir"/{hiredis,hiredis_ssl,sqlite3,libsodium,libpq,librabbitmq}.pc
         done
     done
 done
 shopt -u nullglob
-say "hid $hidden files and directories of hiredis, SQLite, libpq and libsodium"
+say "hid $hidden files and directories of hiredis, rabbitmq-c, SQLite, libpq and libsodium"
 
 # Check that they are gone: pkg-config knows none of them, and a program using any of them
 # neither compiles nor links. A control program on zlib must still build, so that a broken
@@ -83,7 +86,7 @@ builds() { # builds NAME SOURCE LINK_FLAGS...
     "$GH_CXX" -I/usr/include/postgresql "$probe_dir/$name.cpp" -o "$probe_dir/$name" "$@" \
         >"$probe_dir/$name.log" 2>&1
 }
-for module in hiredis sqlite3 libsodium libpq; do
+for module in hiredis librabbitmq sqlite3 libsodium libpq; do
     if pkg-config --exists "$module" 2>/dev/null; then fail "pkg-config still finds $module"; fi
 done
 builds zlib_control $'#include <zlib.h>\nint main() { return zlibVersion()[0] == 0; }' -lz ||
@@ -91,6 +94,7 @@ builds zlib_control $'#include <zlib.h>\nint main() { return zlibVersion()[0] ==
 # NAME HEADER SYMBOL (a C function of the library) LINK_FLAG
 probes=(
     hiredis hiredis/hiredis.h redisFree -lhiredis
+    librabbitmq amqp.h amqp_version -lrabbitmq
     sqlite3 sqlite3.h sqlite3_libversion_number -lsqlite3
     libsodium sodium.h sodium_init -lsodium
     libpq libpq-fe.h PQlibVersion -lpq
@@ -133,7 +137,7 @@ say "$output"
 
 # Asking for a component whose dependencies are missing fails at configure time, naming it and
 # what it needs.
-for case in "redis|hiredis" "accounts|libsodium"; do
+for case in "redis|hiredis" "amqp|librabbitmq" "accounts|libsodium"; do
     component="${case%%|*}" needs="${case#*|}"
     if configure "$GH_SOURCE_DIR/tests/consumer/components_project" "$work/components_$component" \
         -DGATEHOUSE_COMPONENTS="$component" >"$work/components_$component.log" 2>&1; then
