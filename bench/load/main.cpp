@@ -28,7 +28,7 @@ void usage(const char* argv0) {
                  "  [--label NAME] [--redis-port P] [--channel NAME] [--connections N]\n"
                  "  [--window W] [--rate R] [--warmup S] [--duration S] [--drain S]\n"
                  "  [--concurrency N] [--server-pid PID] [--redis-pid PID] [--player-prefix TEXT]\n"
-                 "  [--publish-via publish|fcall]\n"
+                 "  [--publish-via publish|fcall] [--amqp-port P] [--amqp-exchange NAME]\n"
                  "  [--source-addresses 127.0.0.2-127.0.0.9[,ADDR...]]\n"
                  "defaults: ingress 100 connections x window 8; fanout 1000 connections,\n"
                  "window 1000; broadcast 1000 connections, window 16; roundtrip 50\n"
@@ -36,7 +36,8 @@ void usage(const char* argv0) {
                  "idle 1000 connections held until SIGTERM or --duration;\n"
                  "--warmup 1 --duration 5 --drain 5 (seconds); fanout and broadcast publish\n"
                  "with PUBLISH, or with --publish-via fcall through the update log's\n"
-                 "FCALL gatehouse_publish (PROTOCOL.md 6.4)\n",
+                 "FCALL gatehouse_publish (PROTOCOL.md 6.4), or with --amqp-port to a\n"
+                 "RabbitMQ broker's fanout exchange (gatehouse-server --amqp)\n",
                  argv0);
 }
 
@@ -78,6 +79,8 @@ int run(int argc, char** argv) {
             o.secret = value;
         } else if (flag == "--channel") {
             o.channel = value;
+        } else if (flag == "--amqp-exchange") {
+            o.amqp_exchange = value;
         } else if (flag == "--player-prefix") {
             o.player_prefix = value;
         } else if (flag == "--publish-via") {
@@ -98,6 +101,8 @@ int run(int argc, char** argv) {
             o.port = static_cast<std::uint16_t>(v);
         } else if (flag == "--redis-port") {
             o.redis_port = static_cast<std::uint16_t>(v);
+        } else if (flag == "--amqp-port") {
+            o.amqp_port = static_cast<std::uint16_t>(v);
         } else if (flag == "--connections") {
             o.connections = static_cast<std::size_t>(v);
         } else if (flag == "--window") {
@@ -123,7 +128,7 @@ int run(int argc, char** argv) {
         }
     }
     const bool needs_redis = o.workload == "fanout" || o.workload == "broadcast";
-    if (o.port == 0 || o.secret.empty() || (needs_redis && o.redis_port == 0) ||
+    if (o.port == 0 || o.secret.empty() || (needs_redis && o.redis_port == 0 && o.amqp_port == 0) ||
         o.duration_s <= 0 || o.duration_s > 600 || o.warmup_s > 600 || o.drain_s > 60 ||
         o.rate <= 0 || o.rate > 1e6) {
         usage(argv[0]);

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "amqp_publisher.hpp"
 #include "event_loop.hpp"
 #include "gatehouse/client/codec.hpp"
 #include "histogram.hpp"
@@ -463,16 +464,26 @@ public:
         n_ = n;
         cpu_meter cpu(o_.server_pid, o_.redis_pid);
         redis_pipe redis(loop_);
+        amqp_publisher amqp;
+        const bool on_amqp = o_.amqp_port != 0;
         std::string setup_error;
         bool ok = open(n, open_timeout_s);
-        if (ok && !redis.connect(o_.redis_port)) setup_error = "redis: " + redis.error();
-        // Both servers subscribe once; a publish before that would be lost for no fault of theirs.
-        if (ok && setup_error.empty() && !redis.wait_subscribers(o_.channel, 1, 10000)) {
-            setup_error = redis.error();
-        }
-        if (ok && setup_error.empty() &&
-            !redis.start([&](const redisReply& r) { on_publish_reply(r); })) {
-            setup_error = "redis: cannot switch to nonblocking";
+        if (on_amqp) {
+            // The caller waited for the server's /ready, which means its queue is bound.
+            if (ok && !amqp.connect(o_.amqp_port, o_.amqp_exchange)) {
+                setup_error = "amqp: " + amqp.error();
+            }
+        } else {
+            if (ok && !redis.connect(o_.redis_port)) setup_error = "redis: " + redis.error();
+            // Both servers subscribe once; a publish before that would be lost for no fault
+            // of theirs.
+            if (ok && setup_error.empty() && !redis.wait_subscribers(o_.channel, 1, 10000)) {
+                setup_error = redis.error();
+            }
+            if (ok && setup_error.empty() &&
+                !redis.start([&](const redisReply& r) { on_publish_reply(r); })) {
+                setup_error = "redis: cannot switch to nonblocking";
+            }
         }
         ok = ok && setup_error.empty();
         const std::int64_t start = now_ns();
@@ -482,10 +493,17 @@ public:
         bool measuring = false;
         if (ok) {
             std::string msg;
-            while (now_ns() < measure_to_ && clean() && !redis.broken()) {
+            while (now_ns() < measure_to_ && clean() && !redis.broken() && !amqp.broken()) {
                 // Keep W updates in flight: published, not yet received (by every connection,
                 // for broadcasts).
-                while (published_ - completed_ < w) publish(redis, msg);
+                while (published_ - completed_ < w) {
+                    format(msg);
+                    if (on_amqp) {
+                        amqp.publish(msg);
+                    } else {
+                        redis.publish(o_.channel, msg, o_.publish_via_fcall);
+                    }
+                }
                 loop_.flush_now();
                 loop_.run_once(5);
                 if (!measuring && now_ns() >= measure_from_) {
@@ -496,6 +514,7 @@ public:
             if (measuring) cpu.stop();
             drain(o_.drain_s, [&] { return completed_ >= published_ || !clean(); });
             if (redis.broken()) setup_error = "redis: " + redis.error();
+            if (amqp.broken()) setup_error = "amqp: " + amqp.error();
         }
         const std::uint64_t expected = published_ * (broadcast_ ? n : 1);
         const std::uint64_t lost = expected - received_;
@@ -514,7 +533,9 @@ public:
             .field("duplicates", duplicates_)
             .field("misrouted", misrouted_)
             .field("publish_no_subscriber", unsubscribed_)
-            .field("publish_via", o_.publish_via_fcall ? "fcall" : "publish")
+            .field("publish_via", on_amqp                ? "amqp"
+                                  : o_.publish_via_fcall ? "fcall"
+                                                         : "publish")
             .field(broadcast_ ? "deliveries_per_s" : "delivered_per_s",
                    static_cast<double>(window_received_) / o_.duration_s);
         if (broadcast_) {
@@ -529,7 +550,8 @@ public:
     }
 
 private:
-    void publish(redis_pipe& redis, std::string& msg) {
+    // The next update's JSON into `msg`.
+    void format(std::string& msg) {
         const std::uint64_t seq = published_++;
         const long long t = now_ns() - t0_;
         char buf[160];
@@ -549,7 +571,6 @@ private:
             counts_.push_back(0);
         }
         msg.assign(buf, static_cast<std::size_t>(len));
-        redis.publish(o_.channel, msg, o_.publish_via_fcall);
     }
 
     // PUBLISH answers how many subscribers got the message; FCALL gatehouse_publish answers

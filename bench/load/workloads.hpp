@@ -33,6 +33,10 @@ struct options {
     // fanout, broadcast: publish with `FCALL gatehouse_publish 0 <channel> <json>` (the update
     // log, PROTOCOL.md 6.4) instead of `PUBLISH <channel> <json>`.
     bool publish_via_fcall = false;
+    // fanout, broadcast: when not 0, updates are published to this RabbitMQ broker's
+    // `amqp_exchange` (a gatehouse-server --amqp, docs/amqp.md) instead of Redis.
+    std::uint16_t amqp_port = 0;
+    std::string amqp_exchange = "gateway.updates";
     // Local addresses to connect from, round robin (empty: the kernel's choice, 127.0.0.1).
     // Each gives one ephemeral port range (about 28k ports) towards the server's one port.
     std::vector<in_addr> source_addresses;

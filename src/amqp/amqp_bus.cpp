@@ -190,7 +190,7 @@ struct amqp_bus::state {
     std::string publish_queued(a::link& l);
     std::string handle(a::link& l, const amqp_frame_t& frame);
     void confirm(std::uint64_t tag, bool multiple, bool ok);
-    void deliver(std::string body);
+    void deliver(const std::string& body);
 };
 
 void amqp_bus::state::run() {
@@ -386,7 +386,7 @@ void amqp_bus::state::confirm(std::uint64_t tag, bool multiple, bool ok) {
     }
 }
 
-void amqp_bus::state::deliver(std::string body) {
+void amqp_bus::state::deliver(const std::string& body) {
     std::lock_guard<std::mutex> lock(handler_mutex);
     // stop() made on this thread (from a command's callback) cannot clear the handler; it
     // turns `listening` off instead.
@@ -417,8 +417,10 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
                 return_in.active = true;
                 return {};
             case AMQP_BASIC_DELIVER_METHOD:
-                update_in = incoming{};
                 update_in.active = true;
+                update_in.header_seen = false;
+                update_in.size = 0;
+                update_in.body.clear();  // keeps its capacity for the next message
                 return {};
             case AMQP_BASIC_CANCEL_METHOD:
                 // The broker ended the consumer (its queue was deleted): consume anew.
@@ -493,7 +495,7 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
     const bool complete = &in == &update_in ? in.body.size() >= in.size : in.size == 0;
     if (complete) {
         in.active = false;
-        if (&in == &update_in) deliver(std::move(in.body));
+        if (&in == &update_in) deliver(in.body);
     }
     return {};
 }
