@@ -43,6 +43,7 @@ class OneGateway(h.AsyncCase):
     """One gatehouse-server on the file's broker, with exchanges of its own."""
 
     bot_keys = {"rover": "botkey-rover-amqp"}
+    extra_args = ()
 
     @classmethod
     def setUpClass(cls):
@@ -50,7 +51,7 @@ class OneGateway(h.AsyncCase):
         cls.updates = ah.unique("gh.updates")
         cls.gateway_id = ah.unique("gw")
         cls.server = amqp_gateway(RABBIT.url, cls.exchange, cls.updates, cls.gateway_id,
-                                  bot_keys=cls.bot_keys).start()
+                                  *cls.extra_args, bot_keys=cls.bot_keys).start()
         cls.broker = Broker(RABBIT)
         cls.pending = {}
 
@@ -207,6 +208,32 @@ class Commands(OneGateway):
         self.assertEqual(status, 200, body)
         self.assertIn(b'"bus":"amqp"', body)
         self.assertEqual(self.server.metric("gatehouse_amqp_connected"), 1)
+
+
+class Presence(OneGateway):
+    """--presence-events (PROTOCOL.md 6.8) on RabbitMQ: gatehouse.connected/disconnected are
+    messages on the command exchange like any command, routed by their type."""
+
+    extra_args = ("--presence-events",)
+
+    async def test_connected_and_disconnected_messages(self):
+        c = await Client.player(self.server, "present", "msgpack")
+        cid = c.welcome["payload"]["connection_id"]
+        await c.close()
+        want = ["gatehouse.connected", "gatehouse.disconnected"]
+        got = []
+        deadline = time.monotonic() + 5
+        while len(got) < 2 and time.monotonic() < deadline:
+            got += await asyncio.to_thread(self.broker.drain, self.exchange)
+            await asyncio.sleep(0.05)
+        self.assertEqual([m.routing_key for m, _, _ in got], want)
+        for method, props, body in got:
+            headers = {k: (v.decode() if isinstance(v, bytes) else v)
+                       for k, v in props.headers.items()}
+            self.assertEqual(headers["client"], "system", headers)
+            self.assertEqual(headers["player_id"], "present", headers)
+            self.assertEqual(headers["connection_id"], cid, headers)
+            self.assertEqual(json.loads(body)["connection_id"], cid)
 
 
 class Alarm(OneGateway):
