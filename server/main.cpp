@@ -123,9 +123,10 @@ std::unique_ptr<gatehouse_demo::game::in_process_game> start_demo(
     const std::shared_ptr<gatehouse::redis_bus>& redis, spdlog::logger& logger) {
     gatehouse_demo::add_web_client_routes(gw);
     if (!local_bus && !redis) {
-        logger.warn(
-            "demo: serving the web client; on --amqp the game is not run by this server: run "
-            "a service on the command queue (docs/amqp.md)");
+        logger.info(
+            "demo: serving the web client; with --amqp the game runs as its own process: "
+            "gatehouse-demo-game --amqp URL (with the same --amqp-exchange and "
+            "--amqp-updates-exchange)");
         return nullptr;
     }
     if (!local_bus) {
