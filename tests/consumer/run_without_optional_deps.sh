@@ -168,5 +168,5 @@ if cmake -S "$GH_SOURCE_DIR" -B "$source_build/default" -G "$GH_GENERATOR" \
 fi
 grep -q "hiredis" "$source_build.default.log" ||
     fail "gatehouse without hiredis failed to configure without naming it: $(cat "$source_build.default.log")"
-say "gatehouse from source: configures with GATEHOUSE_BUILD_REDIS/ACCOUNTS=OFF, and names hiredis otherwise"
+say "gatehouse from source: configures with GATEHOUSE_BUILD_REDIS/AMQP/ACCOUNTS=OFF, and names hiredis otherwise"
 say "ok"
