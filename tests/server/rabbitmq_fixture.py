@@ -165,6 +165,18 @@ class RabbitMQServer:
                               env=self._env(), capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
 
+    def pause(self):
+        """SIGSTOP to the Erlang VM: the broker keeps its sockets but answers nothing."""
+        self._signal_beam(signal.SIGSTOP)
+
+    def resume(self):
+        self._signal_beam(signal.SIGCONT)
+
+    def _signal_beam(self, sig):
+        beam = self._beam_pid()
+        if beam:
+            os.kill(beam, sig)
+
     def queue_depth(self, queue):
         """Messages ready in `queue` (a passive declare)."""
         conn = self.connection()

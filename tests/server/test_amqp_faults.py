@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gatehouse-server in RabbitMQ mode when the broker fails (issue 20): started before the broker,
-the broker killed (SIGKILL) mid-traffic and restarted on the same ports with its data, the
-gateway never restarted.
+the broker killed (SIGKILL) mid-traffic and restarted on the same ports with its data, then
+hung (SIGSTOP) and resumed; the gateway never restarted.
 
 Usage: test_amqp_faults.py PATH/TO/gatehouse-server [unittest args]
 
@@ -25,6 +25,7 @@ from test_redis_faults import Traffic
 
 READY_DOWN_WITHIN_S = 5.0   # a killed broker closes the socket: seen at once, plus slack
 READY_UP_WITHIN_S = 10.0    # backoff capped at 2 s; a sanitizer build reconnects slowly
+HUNG_SEEN_WITHIN_S = 4.0    # --amqp-timeout 2: the confirm deadline, plus slack
 BROKER_START_S = 60.0
 
 
@@ -131,6 +132,31 @@ class BrokerOutage(h.AsyncCase):
             rh.assert_update(self, await c.recv(), "back", 1)
         finally:
             await c.close()
+        # 5. A hung broker (SIGSTOP): nothing closes, so the confirm deadline (--amqp-timeout 2)
+        # answers the command in flight and breaks the link; SIGCONT heals it.
+        c = await Client.player(self.server, "hung", "json")
+        try:
+            check_ack(self, await c.command("t", 1, "hung-1"), "hung-1")
+            rabbit.pause()
+            try:
+                t_sent = time.monotonic()
+                await c.send("t", 2, "hung-2")
+                answer = await c.recv(timeout=HUNG_SEEN_WITHIN_S + 2)
+                waited = time.monotonic() - t_sent
+                check_bus_unavailable(self, answer, "hung-2")
+                self.assertLess(waited, HUNG_SEEN_WITHIN_S, "the confirm deadline")
+                await self.wait_status(self.server, 503, 2.0)
+            finally:
+                rabbit.resume()
+            hung_up_after = await self.wait_status(self.server, 200, READY_UP_WITHIN_S)
+        finally:
+            await c.close()
+        c = await Client.player(self.server, "unhung", "json")
+        try:
+            check_ack(self, await c.command("t", 3, "hung-3"), "hung-3")
+        finally:
+            await c.close()
+
         m = self.server.metrics()
         self.assertGreaterEqual(h.metric_value(m, "gatehouse_amqp_reconnects_total"), 1)
         h.note(f"{len(traffic.sent)} commands: {counts['ack']} acked (all {len(acked)} found "
@@ -138,7 +164,8 @@ class BrokerOutage(h.AsyncCase):
                f"{len(traffic.lost)} unanswered at the 1012; ready {up_first:.2f} s after the "
                f"first start; /ready 503 {down_after:.2f} s after the kill, 200 "
                f"{up_after:.2f} s after the restart; a gateway stopped in the outage in "
-               f"{stop_took:.2f} s")
+               f"{stop_took:.2f} s; hung broker: bus_unavailable after {waited:.2f} s, ready "
+               f"{hung_up_after:.2f} s after SIGCONT")
         self.assertEqual(rh.stop_and_check(self.server), [])
 
 
