@@ -208,3 +208,38 @@ class RabbitMQServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+# As a script, for a test in another language (tests/unit/amqp_bus_broker_test.cpp):
+#   rabbitmq_fixture.py start DIR   start a broker, write DIR/broker.json (url, port, pids, dir)
+#   rabbitmq_fixture.py stop DIR    end the processes DIR/broker.json names, remove its dir
+def _main(argv):
+    import json
+    import sys
+    if len(argv) != 3 or argv[1] not in ("start", "stop"):
+        sys.exit("usage: rabbitmq_fixture.py start|stop DIR")
+    state = os.path.join(argv[2], "broker.json")
+    if argv[1] == "start":
+        os.makedirs(argv[2], exist_ok=True)
+        b = RabbitMQServer()
+        b.start()
+        with open(state, "w") as f:
+            json.dump({"url": b.url, "port": b.port, "dir": b.dir, "beam": b._beam_pid(),
+                       "shell": b.proc.pid, "epmd": b.epmd.pid}, f)
+        # The children outlive this script; `stop` ends them by PID.
+        os._exit(0)
+    with open(state) as f:
+        s = json.load(f)
+    for pid in (s.get("beam"), s.get("shell"), s.get("epmd")):
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    shutil.rmtree(s["dir"], ignore_errors=True)
+    os.unlink(state)
+
+
+if __name__ == "__main__":
+    import sys
+    _main(sys.argv)
