@@ -307,7 +307,9 @@ bool to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
     out.updates_exchange = c.amqp_updates_exchange;
     out.gateway_id = gateway.gateway_id;
     out.timeout = seconds_to_ms(c.amqp_timeout);
-    return true;
+    // Checked as with the other buses, though the AMQP bus does not de-duplicate
+    // (docs/amqp.md): a value out of range is the same usage error everywhere.
+    return check_dedupe_window(c, problem);
 }
 
 bool to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
