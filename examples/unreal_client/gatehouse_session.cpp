@@ -1,5 +1,6 @@
 #include "gatehouse_session.hpp"
 
+#include <random>
 #include <utility>
 
 #include "json_fields.hpp"
@@ -8,9 +9,28 @@ namespace gh_client {
 
 namespace gc = gatehouse::client;
 
+namespace {
+
+// 64 random bits as hex: the prefix of this session's correlation ids. The gateway remembers
+// a player's correlation ids for --dedupe-window (PROTOCOL.md 6.5) and acks a repeated one
+// with the first command's stream id without appending it, so ids must not repeat across
+// sessions or processes of one player: a counter alone would, after a restart.
+std::string random_prefix() {
+    std::random_device random;
+    std::uint64_t bits = (std::uint64_t{random()} << 32) | random();
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string out = "u-";
+    for (int shift = 60; shift >= 0; shift -= 4) out += digits[(bits >> shift) & 0xF];
+    out += '-';
+    return out;
+}
+
+}  // namespace
+
 gatehouse_session::gatehouse_session(transport& t, delegates d)
     : transport_(t),
       delegates_(std::move(d)),
+      id_prefix_(random_prefix()),
       socket_(t, websocket_client::callbacks{
                      nullptr, [this](bool text, std::string_view data) { on_message(text, data); },
                      [this](std::uint16_t code, std::string_view why) {
@@ -31,7 +51,7 @@ bool gatehouse_session::connect(const std::string& host, std::uint16_t port,
 std::string gatehouse_session::send_command(std::string_view type, std::string_view payload_json,
                                             reply_handler on_reply) {
     if (!ready()) return {};
-    std::string id = "u-" + std::to_string(next_command_++);
+    std::string id = id_prefix_ + std::to_string(next_command_++);
     gc::envelope command;
     if (command.set_type(type) != gc::status::ok) return {};
     if (command.set_correlation_id(id) != gc::status::ok) return {};

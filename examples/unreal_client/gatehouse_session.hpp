@@ -64,6 +64,7 @@ private:
 
     transport& transport_;
     delegates delegates_;
+    std::string id_prefix_;  // random per session: correlation ids never repeat (6.5)
     websocket_client socket_;
     std::string host_header_;
     bool welcomed_ = false;
