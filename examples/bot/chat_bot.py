@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import secrets
 import sys
 import threading
 
@@ -89,7 +90,11 @@ def describe(message):
 class Bot:
     def __init__(self, ws):
         self.ws = ws
-        self.ids = (f"bot-{n}" for n in itertools.count(1))
+        # A random prefix per session: the gateway acks a correlation id it saw from this bot
+        # within --dedupe-window as a retry, without appending it, so a restarted bot must
+        # not count from bot-1 again.
+        prefix = f"bot-{secrets.token_hex(6)}-"
+        self.ids = (f"{prefix}{n}" for n in itertools.count(1))
         self.waiting = {}  # correlation_id -> future of the game's reply
 
     async def receive(self):
