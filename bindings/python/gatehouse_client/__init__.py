@@ -1,4 +1,4 @@
-"""A small asyncio client for gatehouse-server's player WebSocket (PROTOCOL.md section 3).
+"""A small asyncio client for gatehouse-server's player WebSocket (PROTOCOL.md sections 3, 6).
 
     client = await gatehouse_client.connect("ws://127.0.0.1:8080", token, codec="msgpack")
     client.welcome.payload["player_id"]
@@ -14,19 +14,31 @@ was missed, and tells the application when that is impossible (a gap in the log,
 to resume from) so that it re-syncs its state: `on_resync(reason)`, or a ResyncRequired raised
 by next_update() / updates() at that point of the stream.
 
+A command whose connection ends before its answer is sent again after the reconnect, with the
+same correlation id, so that the gateway's de-duplication (PROTOCOL.md 6.5) acks it with the
+original stream id rather than appending it twice; at most `max_pending` commands (default 100)
+await their answer, one more raises CommandError "too_many_pending". When the gateway warns
+that the session's token expires (`gatehouse.token_expiring`, 6.3), the client gets a new
+access token (`refresh=` callable, or the gateway's POST /token/refresh with `refresh_token=`,
+or the `token` callable) and renews the session in band; after a 4001 close it reconnects with
+a new token. A draining gateway's `gatehouse.reconnect` (6.7) is followed at its `after_ms`.
+
 Frames are encoded and decoded by the gatehouse_codec module (the client codec); payloads are
 Python values, carried as JSON on json and protobuf connections and as MessagePack on msgpack
 ones. Built on python3-websockets (its legacy asyncio client in 10.x, the new one from 14).
 """
 
 import asyncio
+import base64
 import inspect
 import itertools
 import json
 import logging
 import os
 import random
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import gatehouse_codec
 import websockets
@@ -36,7 +48,8 @@ try:
 except ImportError:  # only msgpack connections need it
     msgpack = None
 
-__all__ = ["Client", "CommandError", "Message", "ResyncRequired", "connect", "CodecError"]
+__all__ = ["Client", "CommandError", "Message", "RefreshRefused", "ResyncRequired", "connect",
+           "CodecError"]
 
 CodecError = gatehouse_codec.CodecError
 
@@ -45,6 +58,16 @@ _WS_MAJOR = int(websockets.__version__.split(".")[0])
 _HEADERS_ARG = "additional_headers" if _WS_MAJOR >= 14 else "extra_headers"
 
 _log = logging.getLogger("gatehouse_client")
+
+# The close code of a session whose token expired (PROTOCOL.md 6.3).
+_CLOSE_TOKEN_EXPIRED = 4001
+# When the gateway says the token expires soon: refresh two thirds into the token's lifetime
+# (at once if that has passed), never later than this many seconds after the notice (a notice
+# comes 60 s before `exp`).
+_REFRESH_AT_LIFETIME = 2 / 3
+_REFRESH_LATEST_S = 30.0
+# An in-band refresh answered `rate_limited` is tried again after this many seconds.
+_REFRESH_RETRY_S = 1.0
 
 
 class Message:
@@ -70,15 +93,38 @@ class Message:
 
 class CommandError(Exception):
     """The server answered a command with an `error` envelope (PROTOCOL.md section 3): `code`
-    is e.g. "rate_limited", "invalid_envelope" or "bus_unavailable"; `message` its text."""
+    is e.g. "rate_limited", "invalid_envelope" or "bus_unavailable"; `message` its text;
+    `reply` the error Message. Or the client refused it before sending (`reply` None): code
+    "too_many_pending"."""
 
     def __init__(self, message):
         payload = message.payload if isinstance(message.payload, dict) else {}
-        self.code = payload.get("code")
-        self.message = payload.get("message")
-        self.correlation_id = message.correlation_id
-        self.reply = message
-        super().__init__(f"{self.code}: {self.message} (correlation_id {self.correlation_id!r})")
+        self._set(payload.get("code"), payload.get("message"), message.correlation_id, message)
+
+    @classmethod
+    def local(cls, code, text, correlation_id):
+        """A refusal of the client's own: nothing was sent."""
+        error = cls.__new__(cls)
+        error._set(code, text, correlation_id, None)
+        return error
+
+    def _set(self, code, text, correlation_id, reply):
+        self.code = code
+        self.message = text
+        self.correlation_id = correlation_id
+        self.reply = reply
+        Exception.__init__(self, f"{code}: {text} (correlation_id {correlation_id!r})")
+
+
+class RefreshRefused(ConnectionError):
+    """The gateway's POST /token/refresh refused the client's refresh token (`status` 400 or
+    401, `code` e.g. "invalid_token"): the player must log in again. A reconnecting client that
+    needs a new token then closes with it (updates() ends)."""
+
+    def __init__(self, status, code):
+        self.status = status
+        self.code = code
+        super().__init__(f"token refresh refused: HTTP {status} {code}")
 
 
 class ResyncRequired(Exception):
@@ -122,30 +168,76 @@ def _player_url(url):
     return url
 
 
+class _Pending:
+    """A command sent and not yet answered: its encoded frame (sent again after a reconnect),
+    the future its ack or error resolves, and the connection it was last sent on."""
+
+    __slots__ = ("frame", "future", "ws")
+
+    def __init__(self, frame, future):
+        self.frame = frame
+        self.future = future
+        self.ws = None
+
+
+class _Session:
+    """The access token a connection (or its last in-band refresh) presented: when the client
+    got it (loop time), and the token's `exp` and lifetime (`exp - iat`, seconds) when it is
+    a readable JWT."""
+
+    __slots__ = ("token", "obtained", "exp", "lifetime")
+
+    def __init__(self, token, obtained):
+        self.token = token
+        self.obtained = obtained
+        self.exp, self.lifetime = _token_lifetime(token)
+
+
+def _token_lifetime(token):
+    try:
+        part = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        exp, iat = claims["exp"], claims["iat"]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (exp, iat)) \
+                and exp > iat:
+            return exp, exp - iat
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        pass  # not a JWT we can read: refresh as soon as the gateway warns
+    return None, None
+
+
 class Client:
     """A connected player. Use `connect()`; not constructed directly.
 
     Thread safety: one asyncio event loop; not for use from other threads. A reader task
     started by `connect()` decodes every frame: the ack or error for a pending command resolves
-    that command, everything else (updates, `gatehouse.resumed`, errors naming no pending
-    command) goes to `updates()` in arrival order. With `reconnect=True` the same task
-    reconnects when the connection ends, until close().
+    that command, everything else (updates, `gatehouse.*` control messages, errors naming no
+    pending command) goes to `updates()` in arrival order. With `reconnect=True` the same task
+    reconnects when the connection ends, until close(), sends the commands still awaiting an
+    answer again, and renews the session in band when the gateway says its token expires.
     """
 
-    def __init__(self, ws, codec, welcome, opener=None, on_resync=None, backoff=(0.5, 15.0),
-                 resumed_from=None):
+    def __init__(self, ws, codec, welcome, session, opener=None, tokens=None, on_resync=None,
+                 backoff=(0.5, 15.0), resumed_from=None, max_pending=100):
         self.codec = codec
         self.welcome = welcome
         self.last_update_id = resumed_from
         self._ws = ws
+        self._session = session
         self._connected = True
         self._opener = opener  # None: no reconnects
+        self._tokens = tokens
         self._on_resync = on_resync
         self._backoff = backoff
-        self._reconnect_after = None  # seconds, from a draining gateway's gatehouse.reconnect
+        self._max_pending = max_pending
+        self._reconnect_at = None  # loop time a draining gateway asked us to come back at
+        self._timers = []  # call_later handles of this connection (refresh, leave)
+        self._tasks = set()  # refreshes and leaves in flight
+        self._refreshes = {}  # correlation id -> the _Session an in-band refresh presented
+        self._token_expired = False  # closed with 4001: the next connection needs a new token
         self._closing = asyncio.Event()
         self._resync_tasks = set()
-        self._pending = {}  # correlation id -> Future of the ack Message
+        self._pending = {}  # correlation id -> _Pending, in sending order
         self._updates = asyncio.Queue()
         self._ids = itertools.count(1)
         self._id_prefix = os.urandom(4).hex()
@@ -169,35 +261,57 @@ class Client:
         """True while a connection is open (False while a reconnecting client waits)."""
         return self._connected and self._closed_error is None
 
+    @property
+    def refresh_token(self):
+        """With `refresh_token=` on connect(): the refresh token the client holds now (it
+        rotates at each refresh), e.g. for POST /logout. Otherwise None."""
+        return self._tokens.refresh_token if self._tokens is not None else None
+
+    def new_correlation_id(self):
+        """A fresh correlation id: `py-`, a random prefix per client, and a counter."""
+        return f"py-{self._id_prefix}-{next(self._ids)}"
+
     async def command(self, type, payload=None, correlation_id=None, timeout=10.0):
         """Sends a command and waits (at most `timeout` seconds) for its ack; returns the ack
         Message (payload {"stream_id": ...}). Raises CommandError when the server answers with
-        an error, CodecError when the envelope cannot be encoded (an invalid type, say: then
-        nothing is sent), asyncio.TimeoutError, or ConnectionError when there is no connection
-        (closed, or reconnecting: nothing was sent) or it ended before the answer (the command
-        may or may not be on the bus).
-        Without a correlation_id one is generated, so that the answer can be matched."""
+        an error, or with code "too_many_pending" when `max_pending` commands are already
+        awaiting their answer (nothing is sent); CodecError when the envelope cannot be encoded
+        (an invalid type, say: then nothing is sent); asyncio.TimeoutError; ConnectionError
+        when there is no connection (closed, or reconnecting: nothing was sent) or, without
+        reconnect, when it ended before the answer (the command may or may not be on the bus).
+        With reconnect=True a command whose connection ends before the answer is sent again,
+        with the same correlation id, after the reconnect: the gateway acks a repeat with the
+        original stream id (PROTOCOL.md 6.5). `timeout` bounds the whole wait.
+        Without a correlation_id one is generated (new_correlation_id())."""
         if self._closed_error is not None:
             raise ConnectionError("connection closed") from self._closed_error
         if not self._connected:
             raise ConnectionError("not connected (reconnecting)")
         if correlation_id is None:
-            correlation_id = f"py-{self._id_prefix}-{next(self._ids)}"
+            correlation_id = self.new_correlation_id()
         if correlation_id in self._pending:
             raise ValueError(f"correlation id {correlation_id!r} is already awaiting an answer")
+        if len(self._pending) >= self._max_pending:
+            raise CommandError.local("too_many_pending",
+                                     f"{len(self._pending)} commands are awaiting an answer",
+                                     correlation_id)
         payload_bytes, payload_format = _encode_payload(self.codec, payload)
         frame = gatehouse_codec.encode(self.codec, type, payload_bytes,
                                        payload_format=payload_format,
                                        correlation_id=correlation_id)
-        future = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = future
+        if gatehouse_codec.is_text(self.codec):
+            frame = frame.decode()
+        entry = _Pending(frame, asyncio.get_running_loop().create_future())
+        self._pending[correlation_id] = entry
         try:
+            entry.ws = self._ws
             try:
-                await self._ws.send(frame.decode() if gatehouse_codec.is_text(self.codec)
-                                    else frame)
+                await entry.ws.send(frame)
             except websockets.ConnectionClosed as e:
-                raise ConnectionError("connection closed") from e
-            reply = await asyncio.wait_for(future, timeout)
+                if self._opener is None:
+                    raise ConnectionError("connection closed") from e
+                # Kept: the reconnect sends it again.
+            reply = await asyncio.wait_for(entry.future, timeout)
         finally:
             self._pending.pop(correlation_id, None)
         if reply.type == "error":
@@ -229,6 +343,7 @@ class Client:
         """Closes the connection (bounded by websockets' close timeout), stops reconnecting
         and stops the reader."""
         self._closing.set()
+        self._end_session()
         await self._ws.close()
         try:
             await asyncio.wait_for(self._reader, 5.0)
@@ -241,16 +356,21 @@ class Client:
             while True:
                 error = await self._read_connection(self._ws)
                 self._connected = False
+                self._end_session()
                 if self._opener is None or self._closing.is_set():
                     break
-                self._fail_pending()
+                if self._ws.close_code == _CLOSE_TOKEN_EXPIRED:
+                    self._token_expired = True
                 if not await self._reconnect():
                     break
         except asyncio.CancelledError:
             error = ConnectionError("connection closed")
             raise
+        except RefreshRefused as e:
+            error = e
         finally:
             self._connected = False
+            self._end_session()
             self._closed_error = error or ConnectionError("connection closed")
             self._fail_pending()
             self._updates.put_nowait(self._closed_error)
@@ -271,22 +391,110 @@ class Client:
         # Kept before the application sees the update: a reconnect right after resumes past it.
         if message.update_id is not None:
             self.last_update_id = message.update_id
-        future = None
+        entry = None
         if message.type in ("ack", "error") and message.correlation_id is not None:
-            future = self._pending.get(message.correlation_id)
-        if future is not None and not future.done():
-            future.set_result(message)
-        elif message.type == "gatehouse.gap":
+            entry = self._pending.get(message.correlation_id)
+        if entry is not None and not entry.future.done():
+            entry.future.set_result(message)
+            return
+        if message.type == "gatehouse.gap":
             # Nothing was replayed, and the id cannot be resumed from again.
             self.last_update_id = None
             resume = message.payload.get("resume") if isinstance(message.payload, dict) else None
             self._resync(ResyncRequired("gap", resume))
-        else:
-            if message.type == "gatehouse.reconnect" and isinstance(message.payload, dict):
-                after_ms = message.payload.get("after_ms")
-                if isinstance(after_ms, (int, float)) and not isinstance(after_ms, bool):
-                    self._reconnect_after = max(0, after_ms) / 1000
-            self._updates.put_nowait(message)
+            return
+        payload = message.payload if isinstance(message.payload, dict) else {}
+        if message.type == "gatehouse.reconnect" and self._opener is not None:
+            after_ms = payload.get("after_ms")
+            if isinstance(after_ms, (int, float)) and not isinstance(after_ms, bool):
+                self._leave_after(max(0, after_ms) / 1000)
+        elif message.type == "gatehouse.token_expiring" and self._tokens is not None \
+                and self._tokens.can_refresh:
+            self._schedule_refresh(payload.get("exp"))
+        elif message.type == "gatehouse.refreshed" and message.correlation_id in self._refreshes:
+            self._session = self._refreshes.pop(message.correlation_id)
+        elif message.type == "error" and message.correlation_id in self._refreshes:
+            del self._refreshes[message.correlation_id]
+            if payload.get("code") == "rate_limited":  # not looked at: try again shortly
+                self._refresh_later(_REFRESH_RETRY_S)
+            else:
+                _log.warning("in-band token refresh refused: %s", payload.get("code"))
+        self._updates.put_nowait(message)
+
+    def _start(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task):
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("gatehouse_client task failed", exc_info=task.exception())
+
+    def _end_session(self):
+        """The connection ended: its timers and in-band refreshes end with it."""
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        self._refreshes.clear()
+
+    def _leave_after(self, delay):
+        # A draining gateway (PROTOCOL.md 6.7) serves this connection until its spread has
+        # passed and asked us to come back after `delay`: leave then and reconnect at once
+        # (elsewhere, behind a load balancer). Should it close first, the reconnect still
+        # waits for that moment rather than for a backoff.
+        loop = asyncio.get_running_loop()
+        self._reconnect_at = loop.time() + delay
+        ws = self._ws
+
+        def leave():
+            if self._ws is ws and self._connected:
+                self._start(ws.close(code=1000))
+        self._timers.append(loop.call_later(delay, leave))
+
+    def _schedule_refresh(self, exp):
+        # Two thirds into the token's lifetime, measured from when we got it (at once if that
+        # has passed, never more than 30 s after the notice): with tokens shorter than the
+        # gateway's 60 s notice, refreshing at every notice would refresh at once, forever.
+        loop = asyncio.get_running_loop()
+        delay = 0.0
+        session = self._session
+        if session is not None and session.lifetime is not None and session.exp == exp:
+            at = session.obtained + session.lifetime * _REFRESH_AT_LIFETIME
+            delay = min(_REFRESH_LATEST_S, max(0.0, at - loop.time()))
+        self._refresh_later(delay)
+
+    def _refresh_later(self, delay):
+        ws = self._ws
+        self._timers.append(asyncio.get_running_loop().call_later(
+            delay, lambda: self._start(self._refresh_in_band(ws))))
+
+    async def _refresh_in_band(self, ws):
+        if self._ws is not ws or not self.connected:
+            return
+        try:
+            token = await self._tokens.fresh()
+        except RefreshRefused:
+            _log.warning("the refresh token was refused: the session ends at its token's exp")
+            return
+        except Exception as e:  # the application's token source failed
+            _log.warning("getting a new access token failed: %r", e)
+            return
+        if self._ws is not ws or not self.connected:
+            return  # the next connection uses the new token
+        if token == self._session.token:
+            _log.warning("the token source returned the session's own token: not refreshed")
+            return
+        correlation_id = self.new_correlation_id()
+        self._refreshes[correlation_id] = _Session(token, asyncio.get_running_loop().time())
+        payload_bytes, payload_format = _encode_payload(self.codec, {"access_token": token})
+        frame = gatehouse_codec.encode(self.codec, "gatehouse.refresh", payload_bytes,
+                                       payload_format=payload_format,
+                                       correlation_id=correlation_id)
+        try:
+            await ws.send(frame.decode() if gatehouse_codec.is_text(self.codec) else frame)
+        except websockets.ConnectionClosed:
+            pass  # the reconnect presents a new token anyway
 
     def _resync(self, required):
         if self._on_resync is None:
@@ -310,12 +518,15 @@ class Client:
             _log.error("on_resync failed", exc_info=task.exception())
 
     async def _reconnect(self):
-        """Reconnects with backoff until a welcome or close(); True when connected."""
+        """Reconnects with backoff until a welcome or close(); True when connected. Raises
+        RefreshRefused when the refresh token was refused (the client then closes)."""
         first, cap = self._backoff
         failures = 0
+        fresh = self._token_expired
+        loop = asyncio.get_running_loop()
         while True:
-            if self._reconnect_after is not None:
-                delay, self._reconnect_after = self._reconnect_after, None
+            if self._reconnect_at is not None:
+                delay, self._reconnect_at = max(0.0, self._reconnect_at - loop.time()), None
             else:
                 # Full jitter: anywhere below the exponential ceiling, so that clients dropped
                 # together (a gateway restart) come back spread out.
@@ -327,26 +538,140 @@ class Client:
                 pass
             resume = self.last_update_id
             try:
-                ws, welcome = await self._opener(resume)
+                ws, welcome, session = await self._opener(resume, fresh)
             except (OSError, asyncio.TimeoutError, websockets.WebSocketException,
                     ConnectionError, CodecError) as e:
+                if isinstance(e, RefreshRefused):
+                    raise
                 failures += 1
+                # A refused token (401) is replaced by a new one on the next attempt.
+                fresh = fresh or _http_status(e) == 401
                 _log.debug("reconnect attempt %d failed: %r", failures, e)
                 continue
             if self._closing.is_set():
                 await ws.close()
                 return False
             self._ws = ws
+            self._session = session
             self.welcome = welcome
+            self._token_expired = False
+            # Commands that were not answered go again, in their order, before anything the
+            # application sends next: the gateway acks a repeat with the original stream id.
+            for entry in list(self._pending.values()):
+                if entry.future.done() or entry.ws is ws:
+                    continue
+                entry.ws = ws
+                try:
+                    await ws.send(entry.frame)
+                except websockets.ConnectionClosed:
+                    break  # the reader sees the close and reconnects again
             self._connected = True
             if resume is None:
                 self._resync(ResyncRequired("no_update_id"))
             return True
 
     def _fail_pending(self):
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("connection closed"))
+        for entry in self._pending.values():
+            if not entry.future.done():
+                entry.future.set_exception(ConnectionError("connection closed"))
+
+
+def _http_status(error):
+    """The HTTP status of a refused WebSocket upgrade, or None."""
+    response = getattr(error, "response", None)  # websockets 14: InvalidStatus
+    status = getattr(response, "status_code", None)
+    return status if status is not None else getattr(error, "status_code", None)
+
+
+class _Tokens:
+    """Where access tokens come from: `token` (a string or callable) for connections; for a
+    new one (an in-band refresh, after a 4001 close or a refused upgrade) `refresh` (an
+    application callable), else the gateway's POST /token/refresh with the client's refresh
+    token, else `token` when it is a callable."""
+
+    def __init__(self, token, refresh, refresh_token, refresh_url, on_tokens, ssl_context):
+        self.token = token
+        self.refresh = refresh
+        self.refresh_token = refresh_token
+        self.refresh_url = refresh_url
+        self.on_tokens = on_tokens
+        self.ssl_context = ssl_context
+        self.latest = None  # the newest token a refresh gave: later connections present it
+        self.refused = None  # the refresh route's RefreshRefused: not asked again
+        self.refreshing = None  # the refresh in flight: refresh tokens rotate, one at a time
+
+    @property
+    def can_refresh(self):
+        return self.refresh is not None or self.refresh_token is not None or callable(self.token)
+
+    async def for_connection(self, fresh):
+        if fresh and self.can_refresh:
+            return await self.fresh()
+        if self.latest is not None:
+            return self.latest
+        if self.token is None:  # refresh_token only: the first connection refreshes first
+            return await self.fresh()
+        return await _token_value(self.token)
+
+    async def fresh(self):
+        if self.refreshing is None:
+            self.refreshing = asyncio.ensure_future(self._fresh())
+            self.refreshing.add_done_callback(self._refreshed)
+        return await asyncio.shield(self.refreshing)
+
+    def _refreshed(self, task):
+        if self.refreshing is task:
+            self.refreshing = None
+
+    async def _fresh(self):
+        if self.refresh is not None:
+            token = await _token_value(self.refresh)
+        elif self.refresh_token is not None:
+            token = await self._refresh_pair()
+        else:
+            token = await _token_value(self.token)
+        self.latest = token
+        return token
+
+    async def _refresh_pair(self):
+        if self.refused is not None:
+            raise self.refused
+        status, body = await asyncio.to_thread(_post_json, self.refresh_url,
+                                               {"refresh_token": self.refresh_token},
+                                               self.ssl_context)
+        if status in (400, 401):
+            body = body if isinstance(body, dict) else {}
+            self.refused = RefreshRefused(status, body.get("code"))
+            raise self.refused
+        if status != 200 or not isinstance(body, dict) or "access_token" not in body:
+            raise ConnectionError(f"token refresh failed: HTTP {status}")
+        self.refresh_token = body["refresh_token"]
+        if self.on_tokens is not None:
+            result = self.on_tokens(body)
+            if inspect.isawaitable(result):
+                await result
+        return body["access_token"]
+
+
+def _post_json(url, body, ssl_context):
+    """(status, parsed body or None) of a JSON POST; OSError when the server is unreachable."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=ssl_context) as response:
+            status, data = response.status, response.read()
+    except urllib.error.HTTPError as e:
+        status, data = e.code, e.read()
+    try:
+        return status, json.loads(data) if data else None
+    except ValueError:
+        return status, None
+
+
+def _refresh_url_for(player_url):
+    parts = urllib.parse.urlsplit(player_url)
+    scheme = "https" if parts.scheme == "wss" else "http"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, "/token/refresh", "", ""))
 
 
 async def _token_value(token):
@@ -366,35 +691,59 @@ def _resume_url(url, resume):
 
 
 async def connect(url, token, codec="json", open_timeout=10.0, *, reconnect=False, resume=None,
-                  on_resync=None, backoff=(0.5, 15.0), **websocket_options):
+                  on_resync=None, backoff=(0.5, 15.0), refresh=None, refresh_token=None,
+                  refresh_url=None, on_tokens=None, max_pending=100, **websocket_options):
     """Connects a player and waits for the server's welcome.
 
     `url`: the server, "ws://host:port" (or wss://), or the full "/ws/player" URL. `token`: an
     access token, sent in the Authorization header so that it stays out of URLs and logs; or a
-    callable returning one (or an awaitable of one), called before every connection attempt,
-    so that a reconnect can use a refreshed token.
+    callable returning one (or an awaitable of one), called before a connection attempt,
+    so that a reconnect can use a refreshed token; None with `refresh_token` (the first
+    connection then refreshes first).
     `codec`: "json", "msgpack" or "protobuf", offered as the WebSocket subprotocol.
     `reconnect`: when the connection ends (not by close()), reconnect until close(): wait a
     random time below `backoff` = (first, cap) seconds, doubling the ceiling per failed
-    attempt up to `cap` (or what a draining gateway's `gatehouse.reconnect` asked), and resume
-    from `client.last_update_id`. Meanwhile command() raises ConnectionError; updates() goes
-    on after the reconnect with the replayed updates, a `gatehouse.resumed` Message, then live
-    ones.
+    attempt up to `cap` (or until the moment a draining gateway's `gatehouse.reconnect`
+    named: the client leaves the draining gateway then by itself), and resume from
+    `client.last_update_id`. Meanwhile command() raises ConnectionError; commands sent
+    before and not answered are sent again after the reconnect with their correlation ids;
+    updates() goes on after the reconnect with the replayed updates, a `gatehouse.resumed`
+    Message, then live ones.
+    Session renewal (PROTOCOL.md 6.3): on `gatehouse.token_expiring` the client gets a new
+    access token and sends `gatehouse.refresh` with it, two thirds into the old token's
+    lifetime; after a 4001 close, or an upgrade refused with 401, the next attempt gets a new
+    one too; later connections present the newest. A new token comes from `refresh` (a
+    callable, plain or async, returning a new access token), else from the gateway's
+    POST /token/refresh with `refresh_token` (at `refresh_url`, default the same host; the
+    rotated refresh token is kept, `client.refresh_token`, and `on_tokens(pair)`, plain or
+    async, sees every new pair; a refused refresh token raises RefreshRefused, and closes a
+    reconnecting client), else from `token` when it is a callable. Without any of them the
+    session ends at the token's exp (4001).
     `resume`: an update id to resume from on this first connection (one kept from an earlier
     client, say).
     `on_resync(reason)`: called when the application must re-sync (see ResyncRequired); it may
     be a coroutine function, run as a task beside the reader (so it can await command()).
     Without it, next_update() raises ResyncRequired instead.
+    `max_pending`: commands awaiting their answer at most; command() beyond it raises
+    CommandError "too_many_pending" without sending.
     Other keyword arguments go to websockets.connect(). Returns a Client whose `welcome` is the
     welcome Message (payload: connection_id, player_id, codec)."""
     if codec not in gatehouse_codec.CODECS:
         raise ValueError(f"unknown codec {codec!r}: expected one of {gatehouse_codec.CODECS}")
+    if refresh is not None and refresh_token is not None:
+        raise ValueError("give refresh or refresh_token, not both")
+    if token is None and refresh_token is None:
+        raise ValueError("token is required without refresh_token")
     player_url = _player_url(url)
+    tokens = _Tokens(token, refresh, refresh_token, refresh_url or _refresh_url_for(player_url),
+                     on_tokens, websocket_options.get("ssl"))
 
-    async def open_connection(resume_from):
+    async def open_connection(resume_from, fresh=False):
+        presented = await tokens.for_connection(fresh)
+        session = _Session(presented, asyncio.get_running_loop().time())
         options = dict(subprotocols=[gatehouse_codec.subprotocol(codec)],
                        open_timeout=open_timeout, max_size=None)
-        options[_HEADERS_ARG] = {"Authorization": f"Bearer {await _token_value(token)}"}
+        options[_HEADERS_ARG] = {"Authorization": f"Bearer {presented}"}
         options.update(websocket_options)
         ws = await websockets.connect(_resume_url(player_url, resume_from), **options)
         try:
@@ -405,8 +754,9 @@ async def connect(url, token, codec="json", open_timeout=10.0, *, reconnect=Fals
         except BaseException:
             await ws.close()
             raise
-        return ws, welcome
+        return ws, welcome, session
 
-    ws, welcome = await open_connection(resume)
-    return Client(ws, codec, welcome, opener=open_connection if reconnect else None,
-                  on_resync=on_resync, backoff=backoff, resumed_from=resume)
+    ws, welcome, session = await open_connection(resume)
+    return Client(ws, codec, welcome, session, opener=open_connection if reconnect else None,
+                  tokens=tokens, on_resync=on_resync, backoff=backoff, resumed_from=resume,
+                  max_pending=max_pending)

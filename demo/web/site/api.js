@@ -40,11 +40,6 @@ export function login(username, password) {
   return post('/login', { username, password });
 }
 
-/** A new pair as for login; the refresh token given stops working. 401 invalid_token. */
-export function refresh(refreshToken) {
-  return post('/token/refresh', { refresh_token: refreshToken });
-}
-
 /** Revokes the refresh token's family. */
 export function logout(refreshToken) {
   return post('/logout', { refresh_token: refreshToken });

@@ -3,7 +3,6 @@
 
 import { ApiError, login, logout, register } from './api.js';
 import { GatehouseClient } from './gatehouse.js';
-import { Tokens } from './tokens.js';
 
 // How often the page asks the game to credit passive income (stoves).
 const PASSIVE_INTERVAL_MS = 5_000;
@@ -15,7 +14,6 @@ const xpRequired = (level) => 20 * level * level;
 
 const $ = (id) => document.getElementById(id);
 
-let tokens = null;
 let socket = null;
 let passiveTimer = null;
 // correlation id -> command type, so acks (which do not say) can be labelled.
@@ -42,8 +40,7 @@ async function doLogin() {
   try {
     const pair = await login(username, password);
     log('http', 'login', null, `POST /login: player ${pair.player_id}, token for ${pair.expires_in} s`);
-    const onRefresh = () => log('http', 'refresh', null, 'POST /token/refresh: new token pair');
-    start(new Tokens(pair, onRefresh), username);
+    start(pair, username);
   } catch (error) {
     authMessage(`Login failed: ${explain(error)}`);
   }
@@ -68,10 +65,11 @@ async function doRegister() {
 }
 
 async function doLogout() {
-  const pair = tokens;
+  // The client rotates the refresh token at each refresh: the one it holds now is the live one.
+  const refreshToken = socket?.refreshToken;
   stop('Logged out.');
   try {
-    await logout(pair.refreshToken);
+    await logout(refreshToken);
   } catch {
     // The page forgets the tokens either way; a refresh token left valid expires by itself.
   }
@@ -79,16 +77,20 @@ async function doLogout() {
 
 // ---- session ----------------------------------------------------------------------------------
 
-function start(newTokens, username) {
-  tokens = newTokens;
+function start(pair, username) {
   authMessage('');
   $('password').value = '';
   $('player').textContent = username;
-  $('player').title = tokens.playerId;
+  $('player').title = pair.player_id;
   $('auth').hidden = true;
   $('game').hidden = false;
+  // The client keeps the token pair: it renews the session in band when the gateway says the
+  // access token expires soon (gatehouse.token_expiring), and gets a new access token before
+  // each reconnect, both through POST /token/refresh.
   socket = new GatehouseClient({
-    token: accessToken,
+    token: pair.access_token,
+    refreshToken: pair.refresh_token,
+    onTokens: () => log('http', 'refresh', null, 'POST /token/refresh: new token pair'),
     onMessage: received,
     onStatus: statusChanged,
     onResync: resync,
@@ -101,27 +103,11 @@ function stop(why) {
   clearInterval(passiveTimer);
   socket?.stop();
   socket = null;
-  tokens = null;
   $('game').hidden = true;
   $('auth').hidden = false;
   authMessage(why);
   showState(null);
   status('logged-out', 'Not logged in');
-}
-
-// The token for the next connection attempt. After a failed attempt the token may be what the
-// server refused (an upgrade refused with 401 looks like any other failure to a browser), so
-// get a fresh one. A refused refresh (401, 400) means logging in again.
-async function accessToken({ failures }) {
-  const current = tokens;
-  try {
-    return await current.accessToken({ force: failures > 0 });
-  } catch (error) {
-    if ((error.status === 401 || error.status === 400) && tokens === current) {
-      stop(`Your session expired (${error.message}); log in again.`);
-    }
-    throw error;
-  }
 }
 
 // The state on the page may be behind the game's: the first connection, a reconnect before any
@@ -149,6 +135,10 @@ function statusChanged(state, detail) {
       // Resuming, the gateway now replays what this page missed; otherwise resync() asks the
       // game for the whole state.
       status('connected', `Connected as ${detail.player_id} (${detail.connection_id})`);
+      break;
+    case 'stopped':
+      // The refresh token was refused (expired, or its family revoked): log in again.
+      if (detail?.error) stop(`Your session expired (${detail.error.message}); log in again.`);
       break;
     case 'waiting': {
       const retry = `retrying in ${(detail.delayMs / 1000).toFixed(1)} s`;

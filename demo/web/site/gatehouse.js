@@ -1,19 +1,39 @@
-// A gatehouse player client for the browser (PROTOCOL.md sections 3 and 6.4): one WebSocket
-// with the JSON codec, commands answered by their ack or error, and reconnects that resume the
-// player's update log, so that a dropped connection or a restarted gateway loses no logged
-// update. A plain ES module with no dependencies: docs/clients.md describes its API.
+// A gatehouse player client for the browser (PROTOCOL.md sections 3 and 6): one WebSocket with
+// the JSON codec; commands answered by their ack or error, and retried with their own
+// correlation id after a reconnect, so that the gateway's de-duplication (6.5) puts each on the
+// bus once; reconnects that resume the player's update log (6.4), come back when a draining
+// gateway asks (6.7), and renew the session in band before its token expires (6.3). A plain ES
+// module with no dependencies: docs/clients.md describes its API.
 
 const DEFAULTS = {
   backoffInitialMs: 500, // the first reconnect waits up to this long...
   backoffMaxMs: 15_000, // ...each further one up to twice as long, never more than this
   commandTimeoutMs: 10_000,
+  // Commands sent and not yet answered, kept to be sent again after a reconnect. One more is
+  // refused at once (`too_many_pending`). At the default rate limit (100 per second, burst
+  // 200) a reconnect can send them all again without being refused.
+  maxPendingCommands: 100,
+  // With `refreshToken`: a reconnect first gets a new pair when the access token expires
+  // within this long, so that it is not refused on its way.
+  refreshMarginMs: 30_000,
 };
+
+// An in-band refresh asked for too early is answered `rate_limited`: try again after this.
+const REFRESH_RETRY_MS = 1_000;
+// When the gateway says a token expires soon, refresh two thirds into its lifetime (at once if
+// that has passed), never later than this after the notice (a notice comes 60 s before `exp`).
+const REFRESH_AT_LIFETIME = 2 / 3;
+const REFRESH_LATEST_MS = 30_000;
+// The close code of a session whose token expired (PROTOCOL.md 6.3).
+const CLOSE_TOKEN_EXPIRED = 4001;
 
 /**
  * A command that was not acked: `code` is the server's error code (`rate_limited`,
  * `invalid_envelope`, `bus_unavailable`, ...), or `not_connected` (nothing was sent),
- * `connection_closed` (the connection ended before the answer: the command may or may not be
- * on the bus) or `timeout`. `reply` is the server's error envelope, when there is one.
+ * `too_many_pending` (nothing was sent: `maxPendingCommands` are awaiting their answer),
+ * `connection_closed` (stop() was called before the answer: the command may or may not be on
+ * the bus), `timeout` (no answer within the command's timeout, reconnects included: the same)
+ * or `duplicate_correlation_id`. `reply` is the server's error envelope, when there is one.
  */
 export class CommandError extends Error {
   constructor(code, message, correlationId, reply = null) {
@@ -25,17 +45,62 @@ export class CommandError extends Error {
   }
 }
 
+/** The refresh route refused the refresh token (`status` 400 or 401): log in again. */
+export class RefreshError extends Error {
+  constructor(status, code, message) {
+    super(`token refresh refused (${status} ${code ?? ''}): ${message}`);
+    this.name = 'RefreshError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
 /** The same-origin player WebSocket URL: `ws:` or `wss:` as the page came. */
 export function defaultPlayerUrl() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${scheme}//${location.host}/ws/player`;
 }
 
+// The gateway's refresh route next to a player WebSocket URL: same host, http(s).
+function refreshUrlFor(wsUrl) {
+  if (!wsUrl) return '/token/refresh';
+  const url = new URL(wsUrl);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  url.pathname = '/token/refresh';
+  url.search = '';
+  return url.toString();
+}
+
+// `exp - iat` of a JWT in milliseconds (both are the server's seconds, so no clock skew), or
+// null when the token does not say.
+function tokenLifetimeMs(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const claims = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+    if (Number.isFinite(claims.exp) && Number.isFinite(claims.iat) && claims.exp > claims.iat) {
+      return { exp: claims.exp, lifetimeMs: (claims.exp - claims.iat) * 1000 };
+    }
+  } catch {
+    // not a JWT we can read: refresh as soon as the gateway warns
+  }
+  return { exp: null, lifetimeMs: null };
+}
+
+const monotonicNow = () => performance.now();
+
 export class GatehouseClient {
   /**
-   * `token({failures})`: resolves with the access token for the next attempt (`failures`:
-   * attempts failed since the last welcome, so > 0 hints that the last token may have been
-   * refused); a plain string works too. A rejection counts as a failed attempt.
+   * `token`: the access token. A string, or a function `({failures, reason})` resolving with
+   *   one: `reason` 'connect' before an attempt (`failures`: attempts failed since the last
+   *   welcome, so > 0 hints that the last token may have been refused), 'expiring' when the
+   *   gateway warned that the session's token expires soon (return a NEW token: the client
+   *   renews the session in band with it), 'expired' after the gateway closed the session
+   *   with 4001 (return a new one). A rejection counts as a failed attempt.
+   * `refreshToken`: instead of a token function, the client renews the access token itself
+   *   through the gateway's `POST /token/refresh` (at `refreshUrl`, default: the WebSocket
+   *   URL's host), keeping the rotated refresh token; `token` is then the first access token
+   *   (optional) and `onTokens(pair)` sees every new pair. A refused refresh token stops the
+   *   client (status 'stopped' with the RefreshError).
    * `url`: the player WebSocket URL without the token (default: same origin `/ws/player`).
    * Callbacks, each optional:
    * `onMessage(envelope)`: every envelope from the server, in order, before anything below.
@@ -46,11 +111,18 @@ export class GatehouseClient {
    * `onStatus(status, detail)`: 'connecting'; 'open' (detail: the welcome's payload plus
    *   `resuming`, the update id resumed from or null); 'waiting' (detail: `delayMs` until the
    *   next attempt, the close `code` if a socket closed, the `error` if the token failed);
-   *   'stopped' (stop() was called).
-   * `backoffInitialMs`, `backoffMaxMs`, `commandTimeoutMs`: see DEFAULTS.
+   *   'refreshed' (detail: `exp`, the session's new end); 'refresh_failed' (detail: `error`
+   *   or the server's `code`; the session ends at its old `exp` and the client reconnects
+   *   with a new token); 'stopped' (stop() was called, or detail `error`: the refresh token
+   *   was refused).
+   * `backoffInitialMs`, `backoffMaxMs`, `commandTimeoutMs`, `maxPendingCommands`,
+   * `refreshMarginMs`: see DEFAULTS.
    */
   constructor(options) {
     this.options = { ...DEFAULTS, ...options };
+    if (this.options.refreshToken !== undefined && typeof this.options.token === 'function') {
+      throw new TypeError('GatehouseClient: give a token function or a refreshToken, not both');
+    }
     this.ws = null;
     this.welcomed = false; // the current socket has had its welcome
     this.timer = null;
@@ -59,11 +131,24 @@ export class GatehouseClient {
     this.failures = 0;
     this.lastUpdateId = null;
     this.opened = false; // a welcome has been seen on some connection of this client
-    this.reconnectAfterMs = null; // set by gatehouse.reconnect (a draining gateway)
-    this.pending = new Map(); // correlation id -> {resolve, reject, timer}
+    this.reconnectAt = null; // monotonic ms a draining gateway asked us to come back at
+    this.moveTimer = null; // closes the connection at reconnectAt
+    this.tokenExpired = false; // the last session ended with 4001: the next needs a new token
+    // Commands sent and not answered, in sending order: correlation id -> {frame, resolve,
+    // reject, timer}. Sent again after each welcome until answered or timed out.
+    this.pending = new Map();
     this.nextId = 1;
     // A prefix per client, so that the correlation ids of two tabs of one player differ.
     this.prefix = `js-${Math.random().toString(36).slice(2, 8)}-`;
+    // The token of the current session: {token, obtainedAt, exp, lifetimeMs}.
+    this.session = null;
+    this.refreshTimer = null;
+    this.refreshes = new Map(); // correlation id -> the token info an in-band refresh sent
+    // refreshToken mode: the pair the client holds.
+    this.refreshToken = this.options.refreshToken ?? null;
+    this.accessToken = typeof this.options.token === 'string' ? this.options.token : null;
+    this.accessExpiresAt = null; // monotonic ms, from the refresh route's expires_in
+    this.refreshing = null; // the refresh request in flight (one at a time: tokens rotate)
     this.onOnline = () => {
       // The browser has a network again: try now rather than at the end of a long backoff.
       if (!this.stopped && this.ws === null && this.timer !== null) this.#connectNow();
@@ -85,18 +170,19 @@ export class GatehouseClient {
   }
 
   /** Closes the connection (code 1000) and stops reconnecting; pending commands fail. */
-  stop() {
+  stop(detail = undefined) {
     if (this.stopped) return;
     this.stopped = true;
     this.generation++;
     globalThis.removeEventListener?.('online', this.onOnline);
     clearTimeout(this.timer);
     this.timer = null;
+    this.#endSession();
     const ws = this.ws;
     this.ws = null;
     ws?.close(1000);
     this.#failPending('connection_closed', 'the client was stopped');
-    this.#emit('onStatus', 'stopped');
+    this.#emit('onStatus', 'stopped', detail);
   }
 
   /**
@@ -114,7 +200,10 @@ export class GatehouseClient {
 
   /**
    * Sends a command; resolves with its `ack` envelope (payload `{stream_id}`), rejects with a
-   * CommandError. `correlationId` defaults to newCorrelationId().
+   * CommandError. `correlationId` defaults to newCorrelationId(). When the connection ends
+   * before the answer, the command is sent again, with the same correlation id, after the
+   * next welcome: the gateway acks a repeat with the original stream id. `timeoutMs` bounds
+   * the whole wait, reconnects included.
    */
   command(type, payload = {}, { correlationId, timeoutMs } = {}) {
     const id = correlationId ?? this.newCorrelationId();
@@ -124,13 +213,19 @@ export class GatehouseClient {
     if (this.pending.has(id)) {
       return Promise.reject(new CommandError('duplicate_correlation_id', 'already awaiting an answer', id));
     }
+    if (this.pending.size >= this.options.maxPendingCommands) {
+      return Promise.reject(new CommandError('too_many_pending',
+        `${this.pending.size} commands are awaiting their answer`, id));
+    }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const entry = { frame: JSON.stringify({ type, payload, correlation_id: id }), resolve, reject };
+      entry.timer = setTimeout(() => {
+        if (this.pending.get(id) !== entry) return;
         this.pending.delete(id);
         reject(new CommandError('timeout', 'no answer in time', id));
       }, timeoutMs ?? this.options.commandTimeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-      this.ws.send(JSON.stringify({ type, payload, correlation_id: id }));
+      this.pending.set(id, entry);
+      this.ws.send(entry.frame);
     });
   }
 
@@ -146,13 +241,15 @@ export class GatehouseClient {
     this.#emit('onStatus', 'connecting');
     let token;
     try {
-      const { token: source } = this.options;
-      token = typeof source === 'function' ? await source({ failures: this.failures }) : source;
+      token = await this.#token(this.tokenExpired ? 'expired' : 'connect');
     } catch (error) {
-      if (generation === this.generation) this.#retry({ error });
+      if (generation !== this.generation) return;
+      if (error instanceof RefreshError) this.stop({ error });
+      else this.#retry({ error });
       return;
     }
     if (generation !== this.generation) return;
+    const obtainedAt = monotonicNow();
 
     // Browsers cannot set an Authorization header on a WebSocket, so the token is in the path
     // (the gateway logs it redacted).
@@ -162,6 +259,7 @@ export class GatehouseClient {
     const ws = new WebSocket(url, ['gatehouse.json']);
     this.ws = ws;
     this.welcomed = false;
+    this.session = { token, obtainedAt, ...tokenLifetimeMs(token) };
     ws.onmessage = (event) => {
       if (this.ws !== ws) return;
       let envelope;
@@ -172,13 +270,25 @@ export class GatehouseClient {
       }
       this.#received(envelope, resuming);
     };
-    ws.onclose = (event) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.welcomed = false;
-      this.#failPending('connection_closed', `connection closed (${event.code})`);
-      if (!this.stopped) this.#retry({ code: event.code });
-    };
+    ws.onclose = (event) => this.#closed(ws, event.code);
+  }
+
+  // The socket `ws` ended (or we left it): reconnect, keeping the unanswered commands.
+  #closed(ws, code) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.welcomed = false;
+    this.#endSession();
+    if (code === CLOSE_TOKEN_EXPIRED) this.tokenExpired = true;
+    if (!this.stopped) this.#retry({ code });
+  }
+
+  #endSession() {
+    clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
+    clearTimeout(this.moveTimer);
+    this.moveTimer = null;
+    this.refreshes.clear();
   }
 
   #received(envelope, resuming) {
@@ -190,15 +300,23 @@ export class GatehouseClient {
       case 'welcome': {
         this.welcomed = true;
         this.failures = 0;
-        this.reconnectAfterMs = null;
+        this.tokenExpired = false;
+        this.reconnectAt = null;
         const first = !this.opened;
         this.opened = true;
+        // Unanswered commands of the last connection go again, in their order and before
+        // anything the application sends from the callbacks below.
+        for (const entry of this.pending.values()) this.ws.send(entry.frame);
         this.#emit('onStatus', 'open', { ...payload, resuming });
         if (resuming === null) this.#emit('onResync', { reason: first ? 'initial' : 'no_update_id' });
         break;
       }
       case 'ack':
       case 'error': {
+        if (id != null && this.refreshes.has(id)) {
+          this.#refreshRefused(id, payload?.code);
+          break;
+        }
         const waiter = id == null ? undefined : this.pending.get(id);
         if (!waiter) break;
         this.pending.delete(id);
@@ -217,19 +335,141 @@ export class GatehouseClient {
         this.#emit('onResync', { reason: 'gap' });
         break;
       case 'gatehouse.reconnect':
-        this.reconnectAfterMs = Math.max(0, Number(payload?.after_ms) || 0);
+        this.#reconnectLater(Math.max(0, Number(payload?.after_ms) || 0));
         break;
+      case 'gatehouse.token_expiring':
+        this.#scheduleRefresh(payload?.exp);
+        break;
+      case 'gatehouse.refreshed': {
+        const sent = this.refreshes.get(id);
+        if (!sent) break;
+        this.refreshes.delete(id);
+        this.session = sent;
+        this.#emit('onStatus', 'refreshed', { exp: payload?.exp });
+        break;
+      }
       default:
         break;
     }
   }
 
+  // A draining gateway (PROTOCOL.md 6.7) serves this connection until its spread has passed
+  // and asked us to come back after `afterMs`: leave then and reconnect at once (elsewhere,
+  // behind a load balancer). Should the gateway close first, the reconnect still waits for
+  // that moment, not for a backoff.
+  #reconnectLater(afterMs) {
+    this.reconnectAt = monotonicNow() + afterMs;
+    clearTimeout(this.moveTimer);
+    const ws = this.ws;
+    this.moveTimer = setTimeout(() => {
+      if (this.ws !== ws) return;
+      ws.close(1000);
+      this.#closed(ws, 1000);
+    }, afterMs);
+  }
+
+  // The gateway warned that the session's token expires (`exp`, its seconds). Refresh two
+  // thirds into the token's lifetime, measured from when we got it: with tokens shorter than
+  // the gateway's 60 s notice, refreshing at every notice would refresh at once, forever.
+  #scheduleRefresh(exp) {
+    clearTimeout(this.refreshTimer);
+    const { session } = this;
+    let delayMs = 0;
+    if (session?.lifetimeMs != null && session.exp === exp) {
+      const at = session.obtainedAt + session.lifetimeMs * REFRESH_AT_LIFETIME;
+      delayMs = Math.min(REFRESH_LATEST_MS, Math.max(0, at - monotonicNow()));
+    }
+    const ws = this.ws;
+    this.refreshTimer = setTimeout(() => this.#refreshInBand(ws), delayMs);
+  }
+
+  async #refreshInBand(ws) {
+    this.refreshTimer = null;
+    if (this.ws !== ws || !this.connected) return;
+    let token;
+    try {
+      token = await this.#token('expiring');
+    } catch (error) {
+      if (error instanceof RefreshError) this.stop({ error });
+      else if (this.ws === ws) this.#emit('onStatus', 'refresh_failed', { error });
+      return;
+    }
+    if (this.ws !== ws || !this.connected) return; // the next connection uses the new token
+    if (token === this.session?.token) {
+      this.#emit('onStatus', 'refresh_failed', { error: new Error('the token source returned the same token') });
+      return;
+    }
+    const id = this.newCorrelationId();
+    this.refreshes.set(id, { token, obtainedAt: monotonicNow(), ...tokenLifetimeMs(token) });
+    ws.send(JSON.stringify({ type: 'gatehouse.refresh', payload: { access_token: token }, correlation_id: id }));
+  }
+
+  #refreshRefused(id, code) {
+    this.refreshes.delete(id);
+    if (code === 'rate_limited') {
+      // Not looked at: try again shortly, with the same token source.
+      const ws = this.ws;
+      clearTimeout(this.refreshTimer);
+      this.refreshTimer = setTimeout(() => this.#refreshInBand(ws), REFRESH_RETRY_MS);
+      return;
+    }
+    this.#emit('onStatus', 'refresh_failed', { code });
+  }
+
+  // An access token for `reason` ('connect', 'expiring', 'expired'; see the constructor).
+  async #token(reason) {
+    const { token } = this.options;
+    if (this.refreshToken === null) {
+      if (typeof token !== 'function') return token;
+      const failures = reason === 'expired' ? Math.max(1, this.failures) : this.failures;
+      return token({ failures, reason });
+    }
+    const expiresSoon = this.accessExpiresAt !== null &&
+      monotonicNow() > this.accessExpiresAt - this.options.refreshMarginMs;
+    if (reason !== 'connect' || this.failures > 0 || this.accessToken === null || expiresSoon) {
+      await this.#refreshPair();
+    }
+    return this.accessToken;
+  }
+
+  // POST /token/refresh: a new pair. One request at a time: presenting a refresh token that
+  // was already rotated revokes its whole family.
+  #refreshPair() {
+    this.refreshing ??= (async () => {
+      const url = this.options.refreshUrl ?? refreshUrlFor(this.options.url);
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ refresh_token: this.refreshToken }),
+      });
+      let body = null;
+      try {
+        body = await response.json();
+      } catch {
+        body = null;
+      }
+      if (response.status === 400 || response.status === 401) {
+        throw new RefreshError(response.status, body?.code, body?.detail || body?.title || '');
+      }
+      if (!response.ok || typeof body?.access_token !== 'string') {
+        throw new Error(`token refresh failed: HTTP ${response.status}`);
+      }
+      this.refreshToken = body.refresh_token;
+      this.accessToken = body.access_token;
+      this.accessExpiresAt = monotonicNow() + Number(body.expires_in) * 1000;
+      this.#emit('onTokens', body);
+    })().finally(() => {
+      this.refreshing = null;
+    });
+    return this.refreshing;
+  }
+
   #retry(detail) {
     let delayMs;
-    if (this.reconnectAfterMs !== null) {
+    if (this.reconnectAt !== null) {
       // A draining gateway spread its clients' returns; it told us when to come back.
-      delayMs = this.reconnectAfterMs;
-      this.reconnectAfterMs = null;
+      delayMs = Math.max(0, Math.round(this.reconnectAt - monotonicNow()));
+      this.reconnectAt = null;
     } else {
       // Exponential backoff with full jitter: anywhere in [0, min(max, initial * 2^n)), so a
       // fleet of clients dropped at once (a gateway restart) spreads out instead of returning
