@@ -68,6 +68,8 @@ _REFRESH_AT_LIFETIME = 2 / 3
 _REFRESH_LATEST_S = 30.0
 # An in-band refresh answered `rate_limited` is tried again after this many seconds.
 _REFRESH_RETRY_S = 1.0
+# A token source that returned the session's own token is asked again after this long.
+_REFRESH_SAME_TOKEN_S = 0.25
 
 
 class Message:
@@ -182,8 +184,8 @@ class _Pending:
 
 class _Session:
     """The access token a connection (or its last in-band refresh) presented: when the client
-    got it (loop time), and the token's `exp` and lifetime (`exp - iat`, seconds) when it is
-    a readable JWT."""
+    got it (loop time), and the token's `exp` and the lifetime it had at least when issued
+    (`exp - iat - 1`, seconds) when it is a readable JWT."""
 
     __slots__ = ("token", "obtained", "exp", "lifetime")
 
@@ -200,7 +202,9 @@ def _token_lifetime(token):
         exp, iat = claims["exp"], claims["iat"]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (exp, iat)) \
                 and exp > iat:
-            return exp, exp - iat
+            # Whole seconds: a token issued just before a second ticks over has up to one
+            # second less than exp - iat.
+            return exp, max(0, exp - iat - 1)
     except (AttributeError, IndexError, KeyError, TypeError, ValueError):
         pass  # not a JWT we can read: refresh as soon as the gateway warns
     return None, None
@@ -483,7 +487,9 @@ class Client:
         if self._ws is not ws or not self.connected:
             return  # the next connection uses the new token
         if token == self._session.token:
-            _log.warning("the token source returned the session's own token: not refreshed")
+            # Issued in the same second as the session's token (the same claims make the same
+            # JWT): ask again once the clock has moved on.
+            self._refresh_later(_REFRESH_SAME_TOKEN_S)
             return
         correlation_id = self.new_correlation_id()
         self._refreshes[correlation_id] = _Session(token, asyncio.get_running_loop().time())

@@ -20,6 +20,8 @@ const DEFAULTS = {
 
 // An in-band refresh asked for too early is answered `rate_limited`: try again after this.
 const REFRESH_RETRY_MS = 1_000;
+// A token source that returned the session's own token is asked again after this long.
+const REFRESH_SAME_TOKEN_MS = 250;
 // When the gateway says a token expires soon, refresh two thirds into its lifetime (at once if
 // that has passed), never later than this after the notice (a notice comes 60 s before `exp`).
 const REFRESH_AT_LIFETIME = 2 / 3;
@@ -71,14 +73,15 @@ function refreshUrlFor(wsUrl) {
   return url.toString();
 }
 
-// `exp - iat` of a JWT in milliseconds (both are the server's seconds, so no clock skew), or
-// null when the token does not say.
+// The lifetime a JWT had at least when issued, in milliseconds: `exp - iat` (both the server's
+// seconds, so no clock skew) less one second, as a token issued just before a second ticks
+// over has that much less. Null when the token does not say.
 function tokenLifetimeMs(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const claims = JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
     if (Number.isFinite(claims.exp) && Number.isFinite(claims.iat) && claims.exp > claims.iat) {
-      return { exp: claims.exp, lifetimeMs: (claims.exp - claims.iat) * 1000 };
+      return { exp: claims.exp, lifetimeMs: Math.max(0, claims.exp - claims.iat - 1) * 1000 };
     }
   } catch {
     // not a JWT we can read: refresh as soon as the gateway warns
@@ -396,7 +399,9 @@ export class GatehouseClient {
     }
     if (this.ws !== ws || !this.connected) return; // the next connection uses the new token
     if (token === this.session?.token) {
-      this.#emit('onStatus', 'refresh_failed', { error: new Error('the token source returned the same token') });
+      // Issued in the same second as the session's token (the same claims make the same JWT):
+      // ask again once the clock has moved on.
+      this.refreshTimer = setTimeout(() => this.#refreshInBand(ws), REFRESH_SAME_TOKEN_MS);
       return;
     }
     const id = this.newCorrelationId();
