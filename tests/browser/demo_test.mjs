@@ -1,15 +1,19 @@
 // End-to-end test of the Click & Cook web client: a real gatehouse-server --demo, the page in
 // headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core), a player who
-// registers, cooks, sells, logs out and in again, survives a dropped connection with an
-// access token about to expire, and resumes after a dropped connection during which another
+// registers, cooks, sells, logs out and in again, survives a dropped connection (getting a new
+// token pair first), and resumes after a dropped connection during which another
 // tab of the same player changed the state (PROTOCOL.md 6.4). Then, on Redis with the game as
 // its own process, a gateway restarted while the game pushed a state change: the page resumes
-// on the restarted gateway and shows it.
+// on the restarted gateway and shows it; and a cook whose ack was lost with its connection is
+// sent again after the reconnect and is on the stream once, with its first stream id (6.5).
+// Last, a gateway issuing two-second access tokens: the page renews its session in band (6.3)
+// and keeps one connection well past the first token's exp.
 //
 // usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR GATEHOUSE_DEMO_GAME
 // Exit 0 when every check passed; 1 with the reason otherwise. ARTIFACT_DIR receives
 // demo.png (the page at the end), failure.png (the page when a check failed), server.log, and
-// for the Redis part restart-server.log, game.log and redis.log.
+// for the Redis part restart-server.log, game.log and redis.log, for the last part
+// short-session-server.log.
 
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -36,9 +40,21 @@ const TEST_TIMEOUT_MS = 140_000; // the whole run; CTest's TIMEOUT is above this
 // The restarted gateway is back within a second or two; the page's backoff after a few failed
 // attempts may wait up to 8 s before it tries again.
 const RECONNECT_TIMEOUT_MS = 20_000;
-// Shorter than the page's 30 s refresh margin plus a little: after a few seconds the page
-// treats the token as about to expire and refreshes it before reconnecting.
+// Under the gateway's 60 s notice, so the page is told at once that its token expires and
+// renews the session in band about 21 s into each token (two thirds of its lifetime).
 const ACCESS_TTL_S = 33;
+// The short-session part's access tokens: the page renews its session in band about every
+// second (PROTOCOL.md 6.3), and it must outlive many of them on one connection.
+const SHORT_TTL_S = 2;
+// The stream ids of the command stream entries with correlation id ARGV[1].
+const ENTRIES_WITH_CORRELATION_ID = `local found = {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local fields = entry[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'correlation_id' and fields[i + 1] == ARGV[1] then table.insert(found, entry[1]) end
+  end
+end
+return found`;
 const CONNECTION_REFUSED = /ERR_CONNECTION_REFUSED|WebSocket connection to '.*' failed/;
 const SANITIZER_REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer/;
 
@@ -134,12 +150,12 @@ function startProcess(binary, args, logPath, ready) {
 // Starts gatehouse-server --demo; resolves with {proc, base, exited, logPath, ...} once it
 // printed its ready line. `options`: listen (default a free port), db (default in memory),
 // jwtSecret (default random), extra arguments.
-async function startServer(binary, logPath, { listen = '127.0.0.1:0', db = 'sqlite::memory:', jwtSecret, extra = [] } = {}) {
+async function startServer(binary, logPath, { listen = '127.0.0.1:0', db = 'sqlite::memory:', jwtSecret, accessTtl = ACCESS_TTL_S, extra = [] } = {}) {
   const args = [
     '--demo', '--listen', listen, '--db', db,
     '--jwt-secret', jwtSecret ?? `browser-test-${randomBytes(16).toString('hex')}`,
     '--password-hash-kib', '8192', '--password-hash-passes', '1',
-    '--access-ttl', String(ACCESS_TTL_S), '--shutdown-timeout', '3', ...extra,
+    '--access-ttl', String(accessTtl), '--shutdown-timeout', '3', ...extra,
   ];
   const server = await startProcess(binary, args, logPath, /^gatehouse ready listen=(\S+)$/);
   return { ...server, base: `http://${server.match[1]}` };
@@ -215,11 +231,10 @@ async function play(page, base) {
   await waitConnected('after logging in');
   await waitText('dishes', '3', 'the session after logging in again');
 
-  // Drop the connection once the access token is close to expiry: the page refreshes it and
-  // reconnects, and the game answers the new connection.
+  // Drop the connection: the page gets a new token pair before it reconnects (a browser cannot
+  // tell a refused token from a network failure), and the game answers the new connection.
   const refreshed = page.waitForResponse((r) => r.url().endsWith('/token/refresh'), { timeout: 3 * STEP_TIMEOUT_MS });
   const welcomes = await logEntries('welcome').count();
-  await page.waitForTimeout(4_000);
   await page.evaluate(() => window.clickAndCook.dropConnection());
   const refresh = await refreshed;
   check(refresh.status() === 200, `token refresh answered ${refresh.status()}`);
@@ -439,11 +454,83 @@ async function playRestart(context, binaries, artifactDir, processes) {
     await page.unroute('**/token/refresh', hold);
     check((await logEntries('gatehouse.gap').count()) === 1, 'no gatehouse.gap after the log was lost');
     check((await logEntries('resync').count()) === resyncs + 1, 'the page did not re-sync after the gap');
+
+    // A cook whose ack is lost with its connection: the page stops reading, the cook reaches
+    // the stream, the connection drops. The client sends the cook again after the reconnect
+    // with the same correlation id; the gateway acks it with the first append's stream id
+    // (PROTOCOL.md 6.5), so the game cooks once.
+    const lost = await page.evaluate(() => {
+      window.clickAndCook.client.ws.onmessage = () => {};
+      return window.clickAndCook.command('cook');
+    });
+    check(lost, 'the page did not send the cook');
+    const entries = async () => (await redisCli(redisPort, 'EVAL', ENTRIES_WITH_CORRELATION_ID, '1', COMMAND_STREAM, lost))
+      .split('\n').filter(Boolean);
+    const [first] = await waitUntil(async () => {
+      const found = await entries();
+      return found.length > 0 && found;
+    }, STEP_TIMEOUT_MS, 'the cook reaching the command stream');
+    await page.evaluate(() => window.clickAndCook.dropConnection());
+    await waitText('dishes', '4', 'after the retried cook');
+    const ack = logEntries('ack').and(page.locator(`[data-correlation-id="${lost}"]`));
+    await ack.first().waitFor({ timeout: STEP_TIMEOUT_MS });
+    const acked = await ack.first().textContent();
+    check(acked.endsWith(`on the bus as ${first}`), `the retried cook was acked as ${acked}, want stream id ${first}`);
+    check((await entries()).length === 1, `the cook is on the stream ${(await entries()).length} times, want once`);
+    check(JSON.parse(await redisCli(redisPort, 'GET', `demo:session:${playerId}`)).dishes === 4, 'the game cooked twice');
     return username;
   } catch (error) {
     const shot = path.resolve(artifactDir, 'failure-restart.png');
     await page.screenshot({ path: shot, fullPage: true, timeout: 5_000 }).catch(() => {});
     console.error(`browser.demo: screenshot of the Redis part's failure: ${shot}`);
+    throw error;
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
+// A gateway issuing access tokens for two seconds, which ends sessions at their token's exp: the
+// page renews its session in band with the refresh token, again and again, on one connection,
+// and keeps playing well past the first token's exp.
+async function playShortSession(context, binary, artifactDir, processes) {
+  const logPath = path.resolve(artifactDir, 'short-session-server.log');
+  processes.server = await startServer(binary, logPath, { accessTtl: SHORT_TTL_S });
+  const page = await context.newPage();
+  const text = (testId) => page.getByTestId(testId).textContent();
+  const logEntries = (type) => page.locator(`[data-testid="log"] li[data-type="${type}"]`);
+  try {
+    await page.goto(`${processes.server.base}/`, { timeout: STEP_TIMEOUT_MS });
+    const username = `brief_${randomBytes(4).toString('hex')}`;
+    await page.getByTestId('username').fill(username);
+    await page.getByTestId('email').fill(`${username}@example.com`);
+    await page.getByTestId('password').fill(`pw-${randomBytes(8).toString('hex')}`);
+    await page.getByTestId('register').click();
+    await page.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
+    const connectedAt = Date.now();
+    // Three renewals take the session well past the first token's exp.
+    try {
+      await page.waitForFunction(
+        () => document.querySelectorAll('[data-testid="log"] li[data-type="gatehouse.refreshed"]').length >= 3,
+        null, { timeout: STEP_TIMEOUT_MS });
+    } catch {
+      throw new Failure(`no three in-band renewals; log shows ${await logEntries('gatehouse.refreshed').count()} ` +
+        `gatehouse.refreshed, ${await logEntries('closed').count()} closes`);
+    }
+    check(Date.now() - connectedAt > SHORT_TTL_S * 1000, 'three renewals within the first token\'s lifetime');
+    check((await page.getByTestId('status').getAttribute('data-state')) === 'connected', 'not connected after the renewals');
+    check((await logEntries('welcome').count()) === 1, `${await logEntries('welcome').count()} welcomes: the session was not kept`);
+    check((await logEntries('closed').count()) === 0, 'the connection closed during the renewals');
+    check((await logEntries('refresh').count()) >= 3, 'the renewals did not go through POST /token/refresh');
+    await page.getByTestId('cook').click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="dishes"]')?.textContent === '1',
+      null, { timeout: STEP_TIMEOUT_MS }).catch(async () => {
+      throw new Failure(`a cook after the renewals: dishes is ${await text('dishes')}`);
+    });
+    return username;
+  } catch (error) {
+    const shot = path.resolve(artifactDir, 'failure-short-session.png');
+    await page.screenshot({ path: shot, fullPage: true, timeout: 5_000 }).catch(() => {});
+    console.error(`browser.demo: screenshot of the short-session part's failure: ${shot}`);
     throw error;
   } finally {
     await page.close().catch(() => {});
@@ -477,6 +564,7 @@ async function main() {
   const server = await startServer(binary, logPath);
   const userDataDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-chromium-'));
   const restart = {};
+  const short = {};
   let context = null;
   let page = null;
   let passed = false;
@@ -508,9 +596,11 @@ async function main() {
     const shot = path.resolve(artifactDir, 'demo.png');
     await page.screenshot({ path: shot, fullPage: true });
     const chef = await playRestart(context, { server: binary, game: gameBinary }, artifactDir, restart);
+    const brief = await playShortSession(context, binary, artifactDir, short);
     check(pageErrors.length === 0, `errors in the pages' consoles: ${pageErrors.join(' | ')}`);
     console.log(`browser.demo: ${username} registered, cooked, sold, reconnected, resumed; ` +
-      `${chef} resumed after a gateway restart on Redis and re-synced after a lost log; screenshot ${shot}`);
+      `${chef} resumed after a gateway restart on Redis, re-synced after a lost log, and had a cook ` +
+      `whose ack was lost retried once; ${brief} kept a session of two-second tokens; screenshot ${shot}`);
     passed = true;
   } catch (error) {
     if (page) {
@@ -524,6 +614,7 @@ async function main() {
     rmSync(userDataDir, { recursive: true, force: true });
     const problems = [];
     await stopAll(restart, problems);
+    await stopAll(short, problems);
     const { code, signal } = await stopProcess(server);
     // Checked after a passing run only, so that they never hide the first failure.
     if (passed) {

@@ -153,9 +153,10 @@ function statusChanged(state, detail) {
 
 // ---- commands and updates --------------------------------------------------------------------
 
+// Sends a command; returns its correlation id (undefined when not connected).
 function command(type, payload = {}) {
   const client = socket;
-  if (!client?.connected) return;
+  if (!client?.connected) return undefined;
   const id = client.newCorrelationId();
   client.command(type, payload, { correlationId: id }).catch((error) => {
     // The gateway's error envelopes are logged as they arrive; a command whose connection
@@ -166,6 +167,7 @@ function command(type, payload = {}) {
   // Kept after the answer (the game's update may overtake the gateway's ack), so bounded.
   if (sent.size > 500) sent.delete(sent.keys().next().value);
   log('out', type, id, JSON.stringify(payload), type === 'passive');
+  return id;
 }
 
 function received(envelope) {
@@ -262,8 +264,11 @@ showState(null);
 status('logged-out', 'Not logged in');
 
 // A handle for the browser's developer console (and the end-to-end test): send any command, or
-// drop the connection to watch the client reconnect.
+// drop the connection to watch the client reconnect; `client` is the GatehouseClient.
 window.clickAndCook = {
   command,
   dropConnection: () => socket?.drop(),
+  get client() {
+    return socket;
+  },
 };

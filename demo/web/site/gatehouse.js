@@ -13,9 +13,6 @@ const DEFAULTS = {
   // refused at once (`too_many_pending`). At the default rate limit (100 per second, burst
   // 200) a reconnect can send them all again without being refused.
   maxPendingCommands: 100,
-  // With `refreshToken`: a reconnect first gets a new pair when the access token expires
-  // within this long, so that it is not refused on its way.
-  refreshMarginMs: 30_000,
 };
 
 // An in-band refresh asked for too early is answered `rate_limited`: try again after this.
@@ -101,9 +98,10 @@ export class GatehouseClient {
    *   with 4001 (return a new one). A rejection counts as a failed attempt.
    * `refreshToken`: instead of a token function, the client renews the access token itself
    *   through the gateway's `POST /token/refresh` (at `refreshUrl`, default: the WebSocket
-   *   URL's host), keeping the rotated refresh token; `token` is then the first access token
-   *   (optional) and `onTokens(pair)` sees every new pair. A refused refresh token stops the
-   *   client (status 'stopped' with the RefreshError).
+   *   URL's host), keeping the rotated refresh token: in band when the gateway warns, and
+   *   before every reconnect. `token` is then the first access token (optional) and
+   *   `onTokens(pair)` sees every new pair. A refused refresh token stops the client (status
+   *   'stopped' with the RefreshError).
    * `url`: the player WebSocket URL without the token (default: same origin `/ws/player`).
    * Callbacks, each optional:
    * `onMessage(envelope)`: every envelope from the server, in order, before anything below.
@@ -118,8 +116,8 @@ export class GatehouseClient {
    *   or the server's `code`; the session ends at its old `exp` and the client reconnects
    *   with a new token); 'stopped' (stop() was called, or detail `error`: the refresh token
    *   was refused).
-   * `backoffInitialMs`, `backoffMaxMs`, `commandTimeoutMs`, `maxPendingCommands`,
-   * `refreshMarginMs`: see DEFAULTS.
+   * `backoffInitialMs`, `backoffMaxMs`, `commandTimeoutMs`, `maxPendingCommands`: see
+   *   DEFAULTS.
    */
   constructor(options) {
     this.options = { ...DEFAULTS, ...options };
@@ -150,7 +148,6 @@ export class GatehouseClient {
     // refreshToken mode: the pair the client holds.
     this.refreshToken = this.options.refreshToken ?? null;
     this.accessToken = typeof this.options.token === 'string' ? this.options.token : null;
-    this.accessExpiresAt = null; // monotonic ms, from the refresh route's expires_in
     this.refreshing = null; // the refresh request in flight (one at a time: tokens rotate)
     this.onOnline = () => {
       // The browser has a network again: try now rather than at the end of a long backoff.
@@ -429,9 +426,9 @@ export class GatehouseClient {
       const failures = reason === 'expired' ? Math.max(1, this.failures) : this.failures;
       return token({ failures, reason });
     }
-    const expiresSoon = this.accessExpiresAt !== null &&
-      monotonicNow() > this.accessExpiresAt - this.options.refreshMarginMs;
-    if (reason !== 'connect' || this.failures > 0 || this.accessToken === null || expiresSoon) {
+    // Only a first attempt presents the token it has: any later one may follow a refusal (a
+    // browser cannot tell a 401 from a network failure) or a long absence.
+    if (reason !== 'connect' || this.failures > 0 || this.accessToken === null) {
       await this.#refreshPair();
     }
     return this.accessToken;
@@ -461,7 +458,6 @@ export class GatehouseClient {
       }
       this.refreshToken = body.refresh_token;
       this.accessToken = body.access_token;
-      this.accessExpiresAt = monotonicNow() + Number(body.expires_in) * 1000;
       this.#emit('onTokens', body);
     })().finally(() => {
       this.refreshing = null;
