@@ -468,7 +468,10 @@ export class GatehouseClient {
   #retry(detail) {
     let delayMs;
     if (this.reconnectAt !== null) {
-      // A draining gateway spread its clients' returns; it told us when to come back.
+      // A draining gateway spread its clients' returns; it told us when to come back. Leaving
+      // it is no failure: the next attempt presents the token the session had (a refresh
+      // racing the gateway's exit could lose its answer, and with it the rotated refresh
+      // token).
       delayMs = Math.max(0, Math.round(this.reconnectAt - monotonicNow()));
       this.reconnectAt = null;
     } else {
@@ -478,8 +481,8 @@ export class GatehouseClient {
       const { backoffInitialMs, backoffMaxMs } = this.options;
       const ceiling = Math.min(backoffMaxMs, backoffInitialMs * 2 ** Math.min(this.failures, 30));
       delayMs = Math.round(Math.random() * ceiling);
+      this.failures++;
     }
-    this.failures++;
     this.#emit('onStatus', 'waiting', { delayMs, ...detail });
     this.timer = setTimeout(() => this.#connect(), delayMs);
   }
