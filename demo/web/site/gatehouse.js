@@ -99,7 +99,7 @@ export class GatehouseClient {
    * `refreshToken`: instead of a token function, the client renews the access token itself
    *   through the gateway's `POST /token/refresh` (at `refreshUrl`, default: the WebSocket
    *   URL's host), keeping the rotated refresh token: in band when the gateway warns, and
-   *   before every reconnect. `token` is then the first access token (optional) and
+   *   before every reconnect but one leaving a draining gateway. `token` is then the first access token (optional) and
    *   `onTokens(pair)` sees every new pair. A refused refresh token stops the client (status
    *   'stopped' with the RefreshError).
    * `url`: the player WebSocket URL without the token (default: same origin `/ws/player`).
