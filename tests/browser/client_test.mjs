@@ -314,8 +314,8 @@ async function main() {
     '--dir', redisDir, '--loglevel', 'warning'], { stdio: 'ignore' });
   children.add(redis);
   try {
-    await until(async () => (await promisify(execFile)(REDIS_CLI, ['-p', String(redisPort), 'PING']).catch(() => ({ stdout: '' }))).stdout.trim() === 'PONG',
-      'redis-server answering PING');
+    const ping = () => promisify(execFile)(REDIS_CLI, ['-p', String(redisPort), 'PING']).catch(() => ({ stdout: '' }));
+    await until(async () => (await ping()).stdout.trim() === 'PONG', 'redis-server answering PING');
     const stream = `client-test:commands:${randomBytes(4).toString('hex')}`;
     const onRedis = await startServer(binary, ['--redis', `redis://127.0.0.1:${redisPort}`, '--command-stream', stream]);
     try {

@@ -68,8 +68,10 @@ _REFRESH_AT_LIFETIME = 2 / 3
 _REFRESH_LATEST_S = 30.0
 # An in-band refresh answered `rate_limited` is tried again after this many seconds.
 _REFRESH_RETRY_S = 1.0
-# A token source that returned the session's own token is asked again after this long.
+# A token source that returned the session's own token is asked again after this long, this
+# many times (a token issued in the same second as the last one is the same JWT).
 _REFRESH_SAME_TOKEN_S = 0.25
+_REFRESH_SAME_TOKEN_TRIES = 8
 
 
 class Message:
@@ -239,6 +241,7 @@ class Client:
         self._tasks = set()  # refreshes and leaves in flight
         self._refreshes = {}  # correlation id -> the _Session an in-band refresh presented
         self._token_expired = False  # closed with 4001: the next connection needs a new token
+        self._same_token_tries = 0  # in-band refreshes the token source answered with the old one
         self._closing = asyncio.Event()
         self._resync_tasks = set()
         self._pending = {}  # correlation id -> _Pending, in sending order
@@ -462,6 +465,7 @@ class Client:
         # gateway's 60 s notice, refreshing at every notice would refresh at once, forever.
         loop = asyncio.get_running_loop()
         delay = 0.0
+        self._same_token_tries = 0
         session = self._session
         if session is not None and session.lifetime is not None and session.exp == exp:
             at = session.obtained + session.lifetime * _REFRESH_AT_LIFETIME
@@ -488,8 +492,13 @@ class Client:
             return  # the next connection uses the new token
         if token == self._session.token:
             # Issued in the same second as the session's token (the same claims make the same
-            # JWT): ask again once the clock has moved on.
-            self._refresh_later(_REFRESH_SAME_TOKEN_S)
+            # JWT): ask again once the clock has moved on. A source that keeps returning it
+            # cannot renew the session: it ends at its exp, and the reconnect asks again.
+            self._same_token_tries += 1
+            if self._same_token_tries <= _REFRESH_SAME_TOKEN_TRIES:
+                self._refresh_later(_REFRESH_SAME_TOKEN_S)
+            else:
+                _log.warning("the token source keeps returning the session's token")
             return
         correlation_id = self.new_correlation_id()
         self._refreshes[correlation_id] = _Session(token, asyncio.get_running_loop().time())

@@ -74,7 +74,8 @@ class RefreshTest(harness.AsyncCase):
         code = cls.server.stop()
         report = cls.server.sanitizer_report()
         if report or code != 0:
-            raise AssertionError(f"server exit {code}; {report or cls.server.stderr_text()[-1500:]}")
+            raise AssertionError(f"server exit {code}; "
+                                 f"{report or cls.server.stderr_text()[-1500:]}")
 
     async def connect(self, token, codec="json", **kw):
         client = await gatehouse_client.connect(self.server.ws_base, token, codec=codec,

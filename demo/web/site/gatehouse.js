@@ -17,8 +17,10 @@ const DEFAULTS = {
 
 // An in-band refresh asked for too early is answered `rate_limited`: try again after this.
 const REFRESH_RETRY_MS = 1_000;
-// A token source that returned the session's own token is asked again after this long.
+// A token source that returned the session's own token is asked again after this long, this
+// many times (a token issued in the same second as the last one is the same JWT).
 const REFRESH_SAME_TOKEN_MS = 250;
+const REFRESH_SAME_TOKEN_TRIES = 8;
 // When the gateway says a token expires soon, refresh two thirds into its lifetime (at once if
 // that has passed), never later than this after the notice (a notice comes 60 s before `exp`).
 const REFRESH_AT_LIFETIME = 2 / 3;
@@ -144,6 +146,7 @@ export class GatehouseClient {
     // The token of the current session: {token, obtainedAt, exp, lifetimeMs}.
     this.session = null;
     this.refreshTimer = null;
+    this.sameTokenTries = 0; // in-band refreshes the token source answered with the old token
     this.refreshes = new Map(); // correlation id -> the token info an in-band refresh sent
     // refreshToken mode: the pair the client holds.
     this.refreshToken = this.options.refreshToken ?? null;
@@ -373,6 +376,7 @@ export class GatehouseClient {
   // the gateway's 60 s notice, refreshing at every notice would refresh at once, forever.
   #scheduleRefresh(exp) {
     clearTimeout(this.refreshTimer);
+    this.sameTokenTries = 0;
     const { session } = this;
     let delayMs = 0;
     if (session?.lifetimeMs != null && session.exp === exp) {
@@ -397,8 +401,13 @@ export class GatehouseClient {
     if (this.ws !== ws || !this.connected) return; // the next connection uses the new token
     if (token === this.session?.token) {
       // Issued in the same second as the session's token (the same claims make the same JWT):
-      // ask again once the clock has moved on.
-      this.refreshTimer = setTimeout(() => this.#refreshInBand(ws), REFRESH_SAME_TOKEN_MS);
+      // ask again once the clock has moved on. A source that keeps returning it cannot renew
+      // the session: it ends at its exp, and the reconnect asks with reason 'expired'.
+      if (++this.sameTokenTries <= REFRESH_SAME_TOKEN_TRIES) {
+        this.refreshTimer = setTimeout(() => this.#refreshInBand(ws), REFRESH_SAME_TOKEN_MS);
+      } else {
+        this.#emit('onStatus', 'refresh_failed', { error: new Error('the token source keeps returning the session\'s token') });
+      }
       return;
     }
     const id = this.newCorrelationId();
