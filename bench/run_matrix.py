@@ -15,7 +15,7 @@ the generator, redis-server and the echo service together on core 0. Both server
 single core, so the comparison is per core; what runs on core 0 is the same for both.
 
     bench/run_matrix.py [--reps 3] [--quick] [--threads 1] [--workloads a,b] [--servers a,b]
-                        [--baseline OTHER/gatehouse-server]
+                        [--baseline OTHER/gatehouse-server] [--variant NAME="FLAGS"]...
 
 Every wait is bounded and every process this script starts is stopped by its PID.
 """
@@ -155,13 +155,15 @@ def wait_http_ready(host, port, timeout=START_TIMEOUT_S):
     raise RuntimeError(f"gatehouse /ready did not answer 200 within {timeout} s")
 
 
-def start_gatehouse(binary, redis_url, secret, threads, cpus, log_dir, wrap=(), timeout=None):
-    """gatehouse-server as the matrix runs it; `wrap` goes before the binary (a profiler)."""
+def start_gatehouse(binary, redis_url, secret, threads, cpus, log_dir, wrap=(), timeout=None,
+                    flags=()):
+    """gatehouse-server as the matrix runs it; `wrap` goes before the binary (a profiler),
+    `flags` after the matrix's own (a --variant's)."""
     p = Proc("gatehouse", ["taskset", "-c", cpus, *wrap, binary, "--listen", "127.0.0.1:0",
                            "--redis", redis_url, "--jwt-secret", secret, "--threads",
                            str(threads), "--ws-rate-limit", "0", "--db", "sqlite::memory:",
                            "--log-level", "warn", "--stream-maxlen", str(STREAM_MAXLEN),
-                           "--command-stream", STREAM, "--updates-channel", CHANNEL], log_dir)
+                           "--command-stream", STREAM, "--updates-channel", CHANNEL, *flags], log_dir)
     m = p.wait_line(r"^gatehouse ready listen=(\S+):(\d+)$", timeout or START_TIMEOUT_S)
     wait_http_ready(m.group(1), int(m.group(2)))
     return p, int(m.group(2))
@@ -213,10 +215,11 @@ def one_run(args, server, workload, params, log_dir):
     try:
         redis.start()
         pin(redis.proc.pid, args.client_cpus)
-        if server in GATEHOUSE_BUILDS:
+        if server in GATEHOUSE_BUILDS or server in args.variants:
             binary = args.baseline if server == "baseline" else args.gatehouse
             srv, port = start_gatehouse(binary, redis.url, secret, args.threads,
-                                        args.server_cpus, log_dir)
+                                        args.server_cpus, log_dir,
+                                        flags=args.variants.get(server, ()))
         else:
             srv, port = start_node(args.node_dir, redis.url, secret, args.node_cpus, log_dir)
         procs.append(srv)
@@ -229,6 +232,11 @@ def one_run(args, server, workload, params, log_dir):
         if srv.proc.poll() is not None:
             result["ok"] = False
             result["server_died"] = srv.proc.returncode
+        # What the server asked of Redis (commands a function ran count too): calls and
+        # microseconds per call, e.g. commands per FCALL = XADD calls / FCALL calls.
+        stats = redis.client().info("commandstats")
+        result["redis_commandstats"] = {k.removeprefix("cmdstat_"): {
+            "calls": v["calls"], "usec_per_call": v["usec_per_call"]} for k, v in stats.items()}
         return result
     finally:
         for p in reversed(procs):
@@ -427,6 +435,9 @@ def parse_args(argv=None):
                     help="another gatehouse-server binary (e.g. an older commit's release "
                          "build), run as the server `baseline`, placed and run exactly as "
                          "gatehouse; the table adds gatehouse/baseline paired ratios")
+    ap.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
+                    help="this gatehouse build with extra server flags, run as the server NAME "
+                         "(repeatable; list NAME in --servers), e.g. off=\"--dedupe-window 0\"")
     ap.add_argument("--rates", default=None,
                     help="roundtrip offered loads, commands/s (default 1000,2500,5000,10000,"
                          "20000; --quick 1000,5000)")
@@ -458,11 +469,18 @@ def parse_args(argv=None):
     if args.servers is None:
         args.servers = "gatehouse,baseline,node" if args.baseline else "gatehouse,node"
     args.servers = [s for s in args.servers.split(",") if s]
+    variants = {}
+    for v in args.variant:
+        name, eq, flags = v.partition("=")
+        if not eq or not name or name in SERVERS:
+            ap.error(f"--variant {v}: NAME=FLAGS with a NAME not in " + ",".join(SERVERS))
+        variants[name] = flags.split()
+    args.variants = variants
     for w in args.workloads:
         if w not in WORKLOADS:
             ap.error(f"unknown workload {w}")
     for s in args.servers:
-        if s not in SERVERS:
+        if s not in SERVERS and s not in variants:
             ap.error(f"unknown server {s}")
     if "baseline" in args.servers and not args.baseline:
         ap.error("server baseline needs --baseline PATH")
@@ -478,7 +496,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     needed = [(args.load, "gatehouse_load"), (args.echo, "gatehouse_bench_echo")]
-    if "gatehouse" in args.servers or "logged" in args.servers:
+    if any(s in args.servers for s in ("gatehouse", "logged", *args.variants)):
         needed.append((args.gatehouse, "gatehouse-server"))
     if "baseline" in args.servers and not os.path.exists(args.baseline):
         sys.exit(f"run_matrix: --baseline {args.baseline} not found")
@@ -524,7 +542,7 @@ def main(argv=None):
                         r = {"workload": workload, "server": server, "ok": False,
                              "error": str(e)[-600:], **params}
                     r["rep"] = rep
-                    r["threads"] = args.threads if server in GATEHOUSE_BUILDS else 1
+                    r["threads"] = args.threads if server != "node" else 1
                     results.append(r)
                     raw.write(json.dumps(r) + "\n")
                     raw.flush()
