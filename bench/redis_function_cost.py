@@ -45,9 +45,10 @@ CASES = [
 ]
 
 
-def rps(port, argv, requests, cpu):
+def rps(port, argv, requests, cpu, keyspace=1000):
+    """Requests per second; __rand_int__ draws from [0, keyspace)."""
     cmd = ["redis-benchmark", "-p", str(port), "-n", str(requests), "-P", "64", "-c", "4",
-           "-r", "1000", "-q", "--csv", *argv]
+           "-r", str(keyspace), "-q", "--csv", *argv]
     if cpu is not None:
         cmd = ["taskset", "-c", str(cpu), *cmd]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
