@@ -269,8 +269,9 @@ end
 -- w = floor(now / window) are the fields of one hash `<stream>:dedupe:<w>` (one HSET per
 -- call, not a key and a SET per command), looked up in this window's hash and the last
 -- one's, and valid while their entry id (its time part is Redis's clock at the XADD) is
--- younger than the window. Answers one element per command: a fresh entry's id as a bulk
--- string, a duplicate's first id as a status reply.
+-- younger than the window; a hash is unlinked once the window after its own has ended.
+-- Answers one element per command: a fresh entry's id as a bulk string, a duplicate's first
+-- id as a status reply.
 local function gatehouse_append(keys, args)
   local stream, window, maxlen, gateway = keys[1], tonumber(args[1]), args[2], args[3]
   if stream == nil or window == nil or window < 1 or gateway == nil then
@@ -334,7 +335,13 @@ local function gatehouse_append(keys, args)
   end
   if #remember > 0 then
     redis.call('HSET', current, unpack(remember))
-    redis.call('EXPIRE', current, 2 * window + 1)
+    -- A hash is read only while its window or the next is current. The one before the last
+    -- is dropped here with UNLINK, which frees it on Redis's background thread: an expiring
+    -- hash of millions of pairs is freed on the main thread (unless lazyfree-lazy-expire),
+    -- blocking every client for seconds. So Redis holds at most two windows of pairs; the
+    -- expiry only catches the last hash once the traffic stops.
+    redis.call('UNLINK', stream .. ':dedupe:' .. (w - 2))
+    redis.call('EXPIREAT', current, (w + 3) * window)
   end
   return out
 end
