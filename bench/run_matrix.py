@@ -163,7 +163,8 @@ def start_gatehouse(binary, redis_url, secret, threads, cpus, log_dir, wrap=(), 
                            "--redis", redis_url, "--jwt-secret", secret, "--threads",
                            str(threads), "--ws-rate-limit", "0", "--db", "sqlite::memory:",
                            "--log-level", "warn", "--stream-maxlen", str(STREAM_MAXLEN),
-                           "--command-stream", STREAM, "--updates-channel", CHANNEL, *flags], log_dir)
+                           "--command-stream", STREAM, "--updates-channel", CHANNEL, *flags],
+             log_dir)
     m = p.wait_line(r"^gatehouse ready listen=(\S+):(\d+)$", timeout or START_TIMEOUT_S)
     wait_http_ready(m.group(1), int(m.group(2)))
     return p, int(m.group(2))
