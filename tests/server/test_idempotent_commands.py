@@ -189,6 +189,28 @@ class ShortWindow(rh.OneRedisGateway):
         self.assertEqual(sorted(await asyncio.to_thread(entries_with, self.r, self.stream, c)),
                          sorted([original, later]))
 
+    async def test_at_most_two_windows_of_pairs(self):
+        """A window's hash is read only while it or the next is current: the one before is
+        unlinked by the next call, so Redis never holds three."""
+        a = await Client.player(self.server, "steady-sender")
+        windows, held = set(), []
+        try:
+            deadline = time.monotonic() + 6.0
+            while len(windows) < 4 and time.monotonic() < deadline:
+                await acked_id(self, a, cid())
+                now = int(self.r.time()[0])
+                keys = [k.decode() for k in self.r.keys(f"{self.stream}:dedupe:*")]
+                windows.add(now)
+                held.append((now, sorted(int(k.rsplit(":", 1)[1]) - now for k in keys)))
+                await asyncio.sleep(0.1)
+        finally:
+            await a.close()
+        self.assertGreaterEqual(len(windows), 4, held)
+        later = [h for now, h in held if now >= min(windows) + 2]
+        self.assertTrue(later, held)
+        for relative in later:
+            self.assertTrue(set(relative) <= {-1, 0}, held)
+
 
 class WindowOff(rh.OneRedisGateway):
     """--dedupe-window 0: every command is appended (v1 behaviour)."""
