@@ -15,7 +15,9 @@ import asyncio
 import json
 import secrets
 import signal
+import struct
 import subprocess
+import threading
 import time
 
 import websockets
@@ -31,6 +33,9 @@ SPREAD_MS = 3000
 BUSY = 20  # of the clients keep sending commands and receive updates through the spread
 OPEN_AT_ONCE = 25  # handshakes in flight at a time while the fleet connects
 BUCKETS = 10  # of the reconnect histogram over the window
+PROBES = 5  # of the clients time the close handshake on threads of their own (CloseProbe)
+CLOSE_WITHIN_S = 1.0  # the draining gateway's answer to a leaving client's close frame
+LOOP_LAG_LIMIT_S = 0.15  # the histogram bounds need a test event loop this punctual
 
 
 def reconnect_of(env):
@@ -69,6 +74,59 @@ class LoopLag:
             self.worst = max(self.worst, time.monotonic() - t - tick)
 
 
+class CloseProbe:
+    """A client on a thread of its own (blocking sockets, away from the event loop the other
+    clients share): leaves at its `after_ms` like them and times the draining gateway's
+    answer to its close frame, which the loop's own stalls cannot inflate."""
+
+    def __init__(self, server, index):
+        self.player = f"probe-{index}-{secrets.token_hex(3)}"
+        self.ws = RawWs(server.port, "/ws/player/" + server.token(self.player) + "?codec=json")
+        if self.ws.status != 101:
+            raise AssertionError(f"probe upgrade: {self.ws.status} {self.ws.body!r}")
+        welcome = self.ws.recv_message()
+        if not welcome or json.loads(welcome[1]).get("type") != "welcome":
+            raise AssertionError(f"probe welcome: {welcome!r}")
+        self.after_ms = None
+        self.close_s = None  # close frame sent .. the server's close frame read
+        self.eof_s = None  # close frame sent .. the server's FIN
+        self.echoed = None
+        self.problem = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while self.after_ms is None:
+                m = self.ws.recv_message(timeout=15)
+                if m is None or m[0] == "close":
+                    raise AssertionError(f"ended before the reconnect message: {m!r}")
+                self.after_ms = reconnect_of(json.loads(m[1]))
+            told_at = time.monotonic()
+            time.sleep(max(0.0, told_at + self.after_ms / 1000 - time.monotonic()))
+            t = time.monotonic()
+            self.ws.send_frame(0x8, struct.pack(">H", 1000))
+            while True:
+                m = self.ws.recv_message(timeout=10)
+                if m is None or m[0] == "close":
+                    break
+            self.close_s = time.monotonic() - t
+            self.echoed = m
+            while self.ws.recv_frame(timeout=10) is not None:
+                pass
+            self.eof_s = time.monotonic() - t
+        except Exception as e:  # reported by the test
+            self.problem = repr(e)
+        finally:
+            self.ws.sock.close()
+
+    def result(self, timeout):
+        self.thread.join(timeout)
+        return self.problem or ("still running" if self.thread.is_alive() else None)
+
+
 class FleetClient:
     """One player on the draining gateway: reads everything, records when it was told to
     reconnect, and (unless it `stays`) leaves at its `after_ms` for the other gateway."""
@@ -81,7 +139,8 @@ class FleetClient:
         self.conn = None
         self.after_ms = None
         self.told_at = None  # monotonic
-        self.left_at = None
+        self.left_at = None  # its close handshake with the draining gateway begins
+        self.dialled_at = None  # that handshake done (its reader ended): dials the second
         self.arrived_at = None  # welcome from the second gateway
         self.close_code = None
         self.closed_at = None
@@ -162,6 +221,7 @@ class FleetClient:
             self.left_at = time.monotonic()
             await self.conn.close()
             await asyncio.wait_for(reader, 5)
+            self.dialled_at = time.monotonic()
             again = await Client.player(other, self.player, "json")
             self.arrived_at = time.monotonic()
             self.case.assertEqual(again.welcome["type"], "welcome")
@@ -187,14 +247,17 @@ class DrainAcrossTwoGateways(h.AsyncCase):
             draining.start()
             other.start()
             r = redis.client()
-            fleet = [FleetClient(self, i, busy=i < BUSY, stays=i == CLIENTS - 1)
-                     for i in range(CLIENTS)]
+            fleet = [FleetClient(self, i, busy=i < BUSY, stays=i == CLIENTS - PROBES - 1)
+                     for i in range(CLIENTS - PROBES)]
             gate = asyncio.Semaphore(OPEN_AT_ONCE)
 
             async def connect(c):
                 async with gate:
                     await c.connect(draining)
             await asyncio.wait_for(asyncio.gather(*(connect(c) for c in fleet)), 60)
+            probes = [await asyncio.to_thread(CloseProbe, draining, i) for i in range(PROBES)]
+            for p in probes:
+                p.start()
             self.assertEqual(rh.ready_status(draining), 200)
 
             # Updates for the busy players all along (through Redis, as a game service would).
@@ -204,9 +267,12 @@ class DrainAcrossTwoGateways(h.AsyncCase):
                 n = 0
                 while not stop_publishing.is_set():
                     n += 1
-                    for c in fleet[:BUSY]:
-                        await rh.apublish(r, channel, {"player_id": c.player, "type": "tick",
-                                                       "payload": {"n": n}})
+                    # One round per thread hop: this loop is shared with the fleet, and a
+                    # publish awaited one by one would stretch a round on a starved loop.
+                    await asyncio.to_thread(
+                        lambda n=n: [rh.publish(r, channel, {"player_id": c.player,
+                                                             "type": "tick", "payload": {"n": n}})
+                                     for c in fleet[:BUSY]])
                     try:
                         await asyncio.wait_for(stop_publishing.wait(), 0.2)
                     except asyncio.TimeoutError:
@@ -248,40 +314,68 @@ class DrainAcrossTwoGateways(h.AsyncCase):
             # Every client was told exactly once, and the turns cover the window evenly.
             for c in fleet:
                 self.assertEqual(c.unexpected, [], c.player)
-            after = sorted(c.after_ms for c in fleet)
+            after = sorted([c.after_ms for c in fleet] + [p.after_ms for p in probes])
             self.assertEqual(after, [i * SPREAD_MS // CLIENTS for i in range(CLIENTS)])
 
+            # The draining gateway lets a leaving client go at once: timed on the probes' own
+            # threads, so that this process's event loop (below) cannot inflate it.
+            for p in probes:
+                self.assertIsNone(await asyncio.to_thread(p.result, 10), p.player)
+            h.note("close handshakes with the draining gateway (probes, after_ms: close frame "
+                   "answered, FIN): " + ", ".join(
+                       f"{p.after_ms}: {p.close_s * 1000:.0f}/{p.eof_s * 1000:.0f} ms"
+                       for p in probes))
+            for p in probes:
+                self.assertEqual(p.echoed, ("close", 1000), p.player)
+                self.assertLess(p.close_s, CLOSE_WITHIN_S, f"{p.player} (after_ms {p.after_ms})")
+
             # The reconnects to the other gateway: spread over the window, not at once. Both
-            # when each client dialled it (its after_ms, kept by the client's timer) and when
-            # its welcome arrived (plus the handshake, which a loaded machine stretches: a
-            # looser bound). A section 1 shutdown would put them all in the first bucket.
+            # when each client dialled it (its after_ms, kept by the client's timer, then its
+            # close handshake with the draining gateway) and when its welcome arrived (plus the
+            # handshake). A section 1 shutdown would put them all in the first bucket.
             def histogram(times):
                 buckets = [0] * (BUCKETS + 1)  # the last: later than the window
                 for t in times:
                     buckets[min(BUCKETS, int(t / (SPREAD_MS / 1000 / BUCKETS)))] += 1
                 return buckets
+
+            def spans_ms(times):
+                ordered = sorted(times)
+                return "/".join(f"{ordered[int(q * (len(ordered) - 1))] * 1000:.0f}"
+                                for q in (0.5, 0.9, 1))
             # Counted from the first reconnect message's arrival: how fast a signal reaches
             # the process and the message the clients is not what is measured here.
             told = min(c.told_at for c in fleet)
-            leaving = [c.left_at - told for c in fleet if not c.stays]
-            arrivals = [c.arrived_at - told for c in fleet if not c.stays]
-            dialled, welcomed = histogram(leaving), histogram(arrivals)
+            gone = [c for c in fleet if not c.stays]
+            dials = [c.dialled_at - told for c in gone]
+            arrivals = [c.arrived_at - told for c in gone]
+            dialled, welcomed = histogram(dials), histogram(arrivals)
             h.note(f"reconnects per {SPREAD_MS // BUCKETS} ms from the drain's start "
                    f"({told - t0:.2f} s after SIGTERM): dialled {dialled}, welcomed {welcomed}; "
-                   f"event loop late by up to {lag.worst * 1000:.0f} ms")
-            # Even would be a tenth in each; at once would be nearly all in one. The bounds
-            # leave room for a test process that a busy machine stalls now and then (how long
-            # it stalled at most is in the messages).
-            stalled = f"(this test's event loop stalled up to {lag.worst * 1000:.0f} ms)"
-            self.assertLessEqual(max(dialled), 0.3 * len(leaving),
-                                 f"reconnects bunched: {dialled} {stalled}")
-            self.assertGreaterEqual(sum(1 for b in dialled[:BUCKETS] if b), 0.6 * BUCKETS,
-                                    f"reconnects in a part of the window only: {dialled} "
-                                    f"{stalled}")
-            self.assertLessEqual(max(welcomed), 0.45 * len(arrivals),
-                                 f"arrivals bunched: {welcomed} {stalled}")
-            self.assertGreater(max(arrivals) - min(arrivals), 0.5 * SPREAD_MS / 1000,
-                               f"arrivals {welcomed} {stalled}")
+                   f"on this test's loop (median/90%/max ms): close handshake "
+                   f"{spans_ms([c.dialled_at - c.left_at for c in gone])}, connect and "
+                   f"welcome {spans_ms([c.arrived_at - c.dialled_at for c in gone])}; event "
+                   f"loop late by up to {lag.worst * 1000:.0f} ms")
+            # The clients' timing is this process's: two hundred clients on one event loop,
+            # which a busy machine starves (every close handshake and dial then waits its turn
+            # on the loop, up to seconds, while the probes above show the gateway answering at
+            # once). The histogram is evidence only from a loop that kept time; the exact
+            # after_ms list above proves the spread either way.
+            if lag.worst < LOOP_LAG_LIMIT_S:
+                stalled = f"(this test's event loop stalled up to {lag.worst * 1000:.0f} ms)"
+                # Even would be a tenth in each; at once would be nearly all in one.
+                self.assertLessEqual(max(dialled), 0.3 * len(dials),
+                                     f"reconnects bunched: {dialled} {stalled}")
+                self.assertGreaterEqual(sum(1 for b in dialled[:BUCKETS] if b), 0.6 * BUCKETS,
+                                        f"reconnects in a part of the window only: {dialled} "
+                                        f"{stalled}")
+                self.assertLessEqual(max(welcomed), 0.45 * len(arrivals),
+                                     f"arrivals bunched: {welcomed} {stalled}")
+                self.assertGreater(max(arrivals) - min(arrivals), 0.5 * SPREAD_MS / 1000,
+                                   f"arrivals {welcomed} {stalled}")
+            else:
+                h.note(f"histogram bounds not applied: this test's event loop was late by up to "
+                       f"{lag.worst * 1000:.0f} ms (limit {LOOP_LAG_LIMIT_S * 1000:.0f} ms)")
 
             # Served through the spread: every command acked, updates delivered.
             acked_during = sum(c.acked_after_sigterm for c in fleet)
