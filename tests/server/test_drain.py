@@ -405,7 +405,10 @@ class DrainAcrossTwoGateways(h.AsyncCase):
             self.assertEqual(code, 0, draining.stderr_text()[-1500:])
             h.note(f"stayer closed {closed_after:.2f} s, exit {exited_after:.2f} s after "
                    f"SIGTERM (spread {SPREAD_MS} ms)")
-            self.assertLess(exited_after, SPREAD_MS / 1000 + 3)
+            # The contract's bound: the spread, then the section 1 shutdown within
+            # --shutdown-timeout (200 clients under a sanitizer may use much of it).
+            shutdown_s = float(draining.args[draining.args.index("--shutdown-timeout") + 1])
+            self.assertLess(exited_after, SPREAD_MS / 1000 + shutdown_s)
             self.assertIn(f"draining: {CLIENTS} connection(s) told to reconnect within "
                           f"{SPREAD_MS} ms", draining.stderr_text())
             self.assertIsNone(draining.sanitizer_report(), draining.sanitizer_report())
