@@ -80,7 +80,10 @@ void session_registry::add(const std::shared_ptr<session>& s, bool resuming) {
             std::lock_guard<std::mutex> lock(mutex_);
             after_ms = std::uniform_int_distribution<std::int64_t>(0, spread_.count())(turns_);
         }
-        s->send_reconnect(after_ms, options_->log);
+        if (s->send_reconnect(after_ms, options_->log) && setup.event_stream) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            schedule_stream_end_locked(s, after_ms);
+        }
     }
 }
 
@@ -176,16 +179,57 @@ std::size_t session_registry::begin_drain(std::chrono::milliseconds spread) {
     }
     const auto count = static_cast<std::int64_t>(live.size());
     const auto span = std::max<std::int64_t>(spread.count(), 0);
+    std::vector<std::pair<std::shared_ptr<session>, std::int64_t>> streams;
     for (std::int64_t i = 0; i < count; ++i) {
-        live[static_cast<std::size_t>(i)]->send_reconnect(i * span / count, options_->log);
+        const auto& s = live[static_cast<std::size_t>(i)];
+        const auto after_ms = i * span / count;
+        if (s->send_reconnect(after_ms, options_->log) && s->setup().event_stream) {
+            streams.emplace_back(s, after_ms);
+        }
+    }
+    if (!streams.empty()) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (const auto& [s, after_ms] : streams) schedule_stream_end_locked(s, after_ms);
     }
     return live.size();
 }
 
+void session_registry::schedule_stream_end_locked(const std::shared_ptr<session>& s,
+                                                  std::int64_t after_ms) {
+    stream_ends_.emplace(std::chrono::steady_clock::now() + std::chrono::milliseconds(after_ms), s);
+    // A waiting wait_for_spread wakes for a turn earlier than the one it waits for.
+    all_closed_.notify_all();
+}
+
 bool session_registry::wait_for_spread(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock<std::mutex> lock(mutex_);
-    all_closed_.wait_until(lock, deadline,
-                           [this] { return spread_cut_ || (sessions_.empty() && opening_ == 0); });
+    const auto done = [this] { return spread_cut_ || (sessions_.empty() && opening_ == 0); };
+    while (!done()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= deadline) break;
+        std::vector<std::shared_ptr<session>> due;
+        while (!stream_ends_.empty() && stream_ends_.begin()->first <= now) {
+            if (auto s = stream_ends_.begin()->second.lock()) due.push_back(std::move(s));
+            stream_ends_.erase(stream_ends_.begin());
+        }
+        if (!due.empty()) {
+            // PROTOCOL.md 6.7: the stream has its `retry:` and reconnect event; it ends after
+            // them, as in section 1, and its browser comes back `retry` later. Outside the lock:
+            // a stream that ends at once calls close() here.
+            lock.unlock();
+            for (const auto& s : due) {
+                if (s->start_draining()) s->close_drained();
+            }
+            due.clear();  // a session's last reference goes outside the lock too
+            lock.lock();
+            continue;
+        }
+        const auto wake =
+            stream_ends_.empty() ? deadline : std::min(deadline, stream_ends_.begin()->first);
+        all_closed_.wait_until(lock, wake);
+    }
+    // The turns not reached stay listed (a later wait takes them up); after a cut, the
+    // section 1 shutdown ends those streams.
     return sessions_.empty() && opening_ == 0;
 }
 

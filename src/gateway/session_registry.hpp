@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -76,7 +77,9 @@ public:
     // gets a random `after_ms` in that range. Returns how many were told.
     std::size_t begin_drain(std::chrono::milliseconds spread);
     // Waits until every session has closed, `deadline` passed or end_spread() was called; true
-    // when every session closed.
+    // when every session closed. Meanwhile it ends each event stream at its own `after_ms`
+    // (a client never closes one, so streams would otherwise hold the drain for the whole
+    // spread): the calling thread does, as their turns come.
     bool wait_for_spread(std::chrono::steady_clock::time_point deadline);
     // Cuts the spread short: wait_for_spread returns at once, now and later. Any thread.
     void end_spread();
@@ -101,6 +104,9 @@ public:
 
 private:
     void add(const std::shared_ptr<session>& s, bool resuming);
+    // Puts an event stream told `after_ms` now on the drain's list of streams to end; under
+    // mutex_.
+    void schedule_stream_end_locked(const std::shared_ptr<session>& s, std::int64_t after_ms);
     std::vector<std::shared_ptr<session>> snapshot() const;
 
     const std::shared_ptr<const gateway_options> options_;
@@ -122,6 +128,9 @@ private:
     std::chrono::milliseconds spread_{0};
     std::minstd_rand turns_;
     bool spread_cut_ = false;
+    // When each event stream's turn comes (wait_for_spread ends it then); a stream that closed
+    // first is found expired.
+    std::multimap<std::chrono::steady_clock::time_point, std::weak_ptr<session>> stream_ends_;
 };
 
 }  // namespace gatehouse::detail

@@ -474,37 +474,89 @@ class DrainOnOneGateway(h.AsyncCase):
 
     async def test_clients_that_stay_are_closed_after_the_spread(self):
         # An event stream is served through the spread too: it gets the reconnect as an event
-        # with a `retry:` field (EventSource's own reconnection delay), then ends.
+        # with a `retry:` field (EventSource's own reconnection delay), then ends at its own
+        # after_ms (a client never closes a stream); a WebSocket that stays is closed with 1001
+        # after the spread. Three streams beside it, so that the last stream's turn is at least
+        # half the spread: time on a loaded machine for a publish and its delivery.
         publish_key = "pub-" + secrets.token_hex(8)
-        # Long enough on a loaded machine for an event, a publish, its delivery and an ack.
-        server = Server("--drain-spread-ms", "3000", publish_key=publish_key).start()
+        server = Server("--drain-spread-ms", "4000", publish_key=publish_key).start()
         try:
             ws = await Client.player(server, "stays", "msgpack")
-            sse = await SseStream.open(server, token=server.token("stays"))
-            self.assertEqual(sse.status, 200, sse.body)
+            streams = [await SseStream.open(server, token=server.token("stays"))
+                       for _ in range(3)]
+            for sse in streams:
+                self.assertEqual(sse.status, 200, sse.body)
             t0 = time.monotonic()
             server.proc.send_signal(signal.SIGTERM)
             after_ws = reconnect_of(await ws.recv())
-            event = await sse.next_event()
-            self.assertEqual(event["event"], "gatehouse.reconnect", event)
-            after_sse = event["data"]["payload"]["after_ms"]
-            self.assertIn(("retry", str(after_sse)), event["fields"])
-            self.assertEqual(sorted([after_ws, after_sse]), [0, 1500])
-            # Served meanwhile: an update reaches both, a command is acked.
+            after_sse = []
+            for sse in streams:
+                event = await sse.next_event()
+                self.assertEqual(event["event"], "gatehouse.reconnect", event)
+                after_sse.append(event["data"]["payload"]["after_ms"])
+                self.assertIn(("retry", str(after_sse[-1])), event["fields"])
+            self.assertEqual(sorted([after_ws] + after_sse), [0, 1000, 2000, 3000])
+            # Served meanwhile: an update reaches the WebSocket and the last stream, a command
+            # is acked.
+            last = streams[after_sse.index(max(after_sse))]
             await server.apublish({"player_id": "stays", "type": "news", "payload": 1})
             self.assertEqual((await ws.recv())["type"], "news")
-            self.assertEqual((await sse.next_event())["event"], "news")
+            self.assertEqual((await last.next_event())["event"], "news")
             ack = await ws.command("t", None, "kept")
             self.assertEqual((ack["type"], ack["correlation_id"]), ("ack", "kept"))
+            # Each stream ends at its own turn (bounded waits, in turn order).
+            for after, sse in sorted(zip(after_sse, streams), key=lambda p: p[0]):
+                await sse.wait_eof(timeout=8)
+                ended_after = time.monotonic() - t0
+                h.note(f"stream with after_ms {after} ended {ended_after:.2f} s after SIGTERM")
+                self.assertGreaterEqual(ended_after, after / 1000 - 0.1)
             code, got = await ws.wait_closed(timeout=8)
             closed_after = time.monotonic() - t0
             self.assertEqual((code, got), (1001, []))
-            self.assertGreaterEqual(closed_after, 2.9)
-            await sse.wait_eof(timeout=8)
+            self.assertGreaterEqual(closed_after, 3.9)
             code, _ = await exit_code_within(server, 10)
             self.assertEqual(code, 0, server.stderr_text()[-1500:])
-            h.note(f"closed {closed_after:.2f} s after SIGTERM with a 3 s spread")
-            await sse.close()
+            h.note(f"closed {closed_after:.2f} s after SIGTERM with a 4 s spread")
+            for sse in streams:
+                await sse.close()
+            self.assertIsNone(server.sanitizer_report(), server.sanitizer_report())
+        finally:
+            server.kill()
+
+    async def test_event_streams_alone_end_the_drain_as_their_turns_pass(self):
+        # Streams end themselves at their after_ms, so a drain with only event streams ends
+        # once the last turn has passed, not at the spread's end.
+        spread_s = 6
+        server = Server("--drain-spread-ms", str(spread_s * 1000)).start()
+        try:
+            streams = [await SseStream.open(server, token=server.token(f"sse-{i}"))
+                       for i in range(2)]
+            for sse in streams:
+                self.assertEqual(sse.status, 200, sse.body)
+            t0 = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            turns = []
+            for sse in streams:
+                event = await sse.next_event()
+                self.assertEqual(event["event"], "gatehouse.reconnect", event)
+                turns.append((event["data"]["payload"]["after_ms"], sse))
+            turns.sort(key=lambda t: t[0])
+            self.assertEqual([after for after, _ in turns], [0, 3000])
+            ended = []
+            for after, sse in turns:
+                await sse.wait_eof(timeout=spread_s + 2)
+                ended.append(time.monotonic() - t0)
+            code, _ = await exit_code_within(server, spread_s + 10)
+            exited_after = time.monotonic() - t0
+            h.note(f"streams ended {ended[0]:.2f} s and {ended[1]:.2f} s, exit "
+                   f"{exited_after:.2f} s after SIGTERM (turns 0 and 3 s of a {spread_s} s "
+                   f"spread)")
+            self.assertEqual(code, 0, server.stderr_text()[-1500:])
+            self.assertLess(ended[0], 1.5, "the stream whose turn is 0 ends at once")
+            self.assertGreaterEqual(ended[1], 2.9)
+            self.assertLess(exited_after, spread_s - 0.5, "the drain waited out the spread")
+            for sse in streams:
+                await sse.close()
             self.assertIsNone(server.sanitizer_report(), server.sanitizer_report())
         finally:
             server.kill()

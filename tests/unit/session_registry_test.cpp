@@ -257,6 +257,39 @@ TEST_CASE("session registry: an event stream gets the reconnect with a retry fie
     a.handler->on_close(0);
 }
 
+TEST_CASE("session registry: the spread ends each event stream at its own after_ms",
+          "[session_registry][drain]") {
+    using clock = std::chrono::steady_clock;
+    core_on<> f;
+    const auto stream = [&](const std::string& who) {
+        http_request request;
+        request.method = "GET";
+        request.path = "/sse/player";
+        request.headers.emplace_back("Authorization", "Bearer " + test_token(who));
+        auto decision = f.core->authorize_event_stream(request);
+        REQUIRE(decision.accepted);
+        return decision;
+    };
+    auto a = stream("ann");
+    auto b = stream("ben");
+    auto link_a = std::make_shared<memory_link>();
+    auto link_b = std::make_shared<memory_link>();
+    a.handler->on_open(link_a);
+    b.handler->on_open(link_b);
+    const auto t0 = clock::now();
+    f.core->begin_drain(std::chrono::milliseconds(600));  // turns 0 and 300 ms
+    auto first = reconnect_after_ms(link_a->frames()) == 0 ? link_a : link_b;
+    auto second = first == link_a ? link_b : link_a;
+    CHECK_FALSE(f.core->wait_for_spread(clock::now() + 100ms));
+    CHECK(first->close_code() == 1001);  // its turn was at once
+    CHECK(second->close_code() == 0);
+    CHECK_FALSE(f.core->wait_for_spread(clock::now() + 2s));  // the memory links stay open
+    CHECK(second->close_code() == 1001);
+    CHECK(clock::now() - t0 >= 300ms);
+    a.handler->on_close(0);
+    b.handler->on_close(0);
+}
+
 TEST_CASE("session registry: without a spread an event stream ends with no reconnect event",
           "[session_registry][drain]") {
     core_on<> f;
