@@ -58,10 +58,10 @@ append_batch::taken append_batch::take() {
     return out;
 }
 
-void append_batch::format_call(std::string& out, const taken& t, const call& c) const {
+void append_batch::format_call(std::string& out, const std::string& bytes, const call& c) const {
     format_array_header(out, head_args + c.args);
     out += head_;
-    out.append(t.bytes, c.from, c.to - c.from);
+    out.append(bytes, c.from, c.to - c.from);
 }
 
 bool append_batch::answered() {
@@ -118,6 +118,51 @@ void answer_appends(std::error_code ec, const reply& r, std::vector<append_handl
             handlers[i](make_error_code(errc::bus_unavailable), {});
         }
     }
+}
+
+bool function_missing(std::error_code ec, const reply& r) {
+    return !ec && r.is_error("ERR Function not found");
+}
+
+namespace {
+
+// One RESP bulk string (`$<len>\r\n<bytes>\r\n`) at `at`, which it moves past it.
+bool next_bulk(std::string_view bytes, std::size_t& at, std::string_view& value) {
+    if (at >= bytes.size() || bytes[at] != '$') return false;
+    const auto crlf = bytes.find("\r\n", at);
+    if (crlf == std::string_view::npos || crlf == at + 1) return false;
+    std::size_t len = 0;
+    for (std::size_t i = at + 1; i < crlf; ++i) {
+        if (bytes[i] < '0' || bytes[i] > '9') return false;
+        len = len * 10 + static_cast<std::size_t>(bytes[i] - '0');
+    }
+    const std::size_t from = crlf + 2;
+    if (len > bytes.size() || from + len + 2 > bytes.size()) return false;
+    value = bytes.substr(from, len);
+    at = from + len + 2;
+    return true;
+}
+
+}  // namespace
+
+std::vector<std::vector<std::string_view>> split_call(std::string_view bytes) {
+    std::vector<std::vector<std::string_view>> commands;
+    std::size_t at = 0;
+    while (at < bytes.size()) {
+        std::vector<std::string_view> one(2);
+        if (!next_bulk(bytes, at, one[0]) || !next_bulk(bytes, at, one[1])) return {};
+        std::size_t extra = 0;
+        for (const char ch : one[1]) {
+            if (ch < '0' || ch > '9' || extra > 64) return {};
+            extra = extra * 10 + static_cast<std::size_t>(ch - '0');
+        }
+        one.resize(10 + extra);
+        for (std::size_t i = 2; i < one.size(); ++i) {
+            if (!next_bulk(bytes, at, one[i])) return {};
+        }
+        commands.push_back(std::move(one));
+    }
+    return commands;
 }
 
 }  // namespace gatehouse::detail::redis

@@ -69,9 +69,9 @@ public:
     /// I/O thread: everything that waited, as calls, each counted in flight; nothing while
     /// `max_calls_in_flight` are (the next `answered()` says when to take again).
     taken take();
-    /// Appends call `c` of `t` in RESP form: `FCALL gatehouse_append 1 <stream> <window>
-    /// <maxlen> <gateway_id>` and its commands.
-    void format_call(std::string& out, const taken& t, const call& c) const;
+    /// Appends call `c` of a `taken` whose bytes are `bytes` in RESP form: `FCALL
+    /// gatehouse_append 1 <stream> <window> <maxlen> <gateway_id>` and its commands.
+    void format_call(std::string& out, const std::string& bytes, const call& c) const;
     /// I/O thread: a call was answered. True when a batch waits for `take()`.
     bool answered();
     /// Refuses every later `add`; returns the handlers still waiting (the caller answers them).
@@ -112,5 +112,14 @@ struct append_outcome {
 append_outcome count_appends(std::error_code ec, const reply& r, std::size_t commands);
 /// Answers each handler as `count_appends` counted: with its id, or `errc::bus_unavailable`.
 void answer_appends(std::error_code ec, const reply& r, std::vector<append_handler>& handlers);
+
+/// True when Redis answered a call of the `gatehouse` library that it does not have (flushed,
+/// or replaced by a library without it): nothing of the call ran.
+bool function_missing(std::error_code ec, const reply& r);
+
+/// The commands of one call (its bytes in `taken::bytes`, as `add` formatted them), each as
+/// the values of its bulk strings: pair, extra count, the eight values, the extra fields.
+/// Empty when the bytes are not that (they always are: a sanity check).
+std::vector<std::vector<std::string_view>> split_call(std::string_view bytes);
 
 }  // namespace gatehouse::detail::redis

@@ -65,7 +65,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     // with a gateway-assigned correlation id too, so that one connection's commands stay in
     // order on the stream.
     r::append_batch batch;
-    // The `gatehouse` function library, loaded at every connect.
+    // The `gatehouse` function library, loaded at every connect and when found missing.
     const std::string library;
 
     // Guards `command` and `closed`. Appending threads hold it shared while they hand a
@@ -77,8 +77,9 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     bool closed = false;
 
     std::atomic<bool> up{false};
-    // Whether the last FUNCTION LOAD succeeded: without the library, commands are appended
-    // with a plain XADD, not de-duplicated (logged when it is refused).
+    // Whether the library is loaded: set by the answer to each FUNCTION LOAD, cleared when a
+    // call finds it missing. Without it, commands are appended with a plain XADD, not
+    // de-duplicated (logged when it is refused or lost).
     std::atomic<bool> library_loaded{false};
     asio::steady_timer retry;
     r::backoff reconnect_backoff;
@@ -123,13 +124,14 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         });
     }
 
-    // Before the producer reports connected: a Redis restarted empty has lost the library,
-    // and a gateway that said "ready" without it would fail every logged publish. REPLACE,
-    // because another gateway (or an older version of this one) may have loaded it already.
-    void load_library(r::connection& c) {
+    // At connect, before the producer reports connected: a Redis restarted empty has lost the
+    // library, and a gateway that said "ready" without it would fail every logged publish.
+    // Again when a call finds it missing (library_missing). REPLACE, because another gateway
+    // (or another version of this one) may have loaded it already.
+    void load_library(r::connection& c, bool connecting = true) {
         std::weak_ptr<state> weak = shared_from_this();
         c.command({"FUNCTION", "LOAD", "REPLACE", library},
-                  [weak](std::error_code ec, const r::reply& reply) {
+                  [weak, connecting](std::error_code ec, const r::reply& reply) {
                       auto self = weak.lock();
                       if (!self || ec) return;  // a broken link: on_failure retries
                       self->library_loaded.store(!reply.is_error(), std::memory_order_release);
@@ -141,8 +143,12 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                                         "); logged publishes and resumes fail and retried "
                                         "commands are appended again until it loads "
                                         "(Redis 7.0 or later, and the FUNCTION command, needed)");
+                      } else if (!connecting) {
+                          self->log(log_level::info,
+                                    "the gatehouse function library is loaded "
+                                    "again; commands are de-duplicated");
                       }
-                      self->on_connected();
+                      if (connecting) self->on_connected();
                   });
     }
 
@@ -224,28 +230,105 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         return true;
     }
 
+    // The answer to a plain XADD of one command.
+    auto plain_answer(append_handler done) {
+        std::weak_ptr<state> weak = shared_from_this();
+        return [weak, done = std::move(done)](std::error_code ec, const r::reply& reply) mutable {
+            auto self = weak.lock();
+            if (!ec && reply.kind == r::reply_kind::string) {
+                if (self) self->appended.fetch_add(1, std::memory_order_relaxed);
+                done({}, reply.str);
+                return;
+            }
+            if (self) {
+                self->append_failures.fetch_add(1, std::memory_order_relaxed);
+                // Redis refused the XADD itself: the command is not on the stream.
+                if (!ec) self->count_reply_error("XADD", reply.str);
+            }
+            done(make_error_code(errc::bus_unavailable), {});
+        };
+    }
+
     // On the I/O thread: everything queued, as `FCALL gatehouse_append`s, pipelined like any
     // command.
     void send_batch() {
         auto taken = batch.take();
+        // Kept until the calls are answered: a call that found the library missing is resent.
+        const auto bytes = std::make_shared<const std::string>(std::move(taken.bytes));
         for (auto& call : taken.calls) {
-            const auto format = [&](std::string& out) { batch.format_call(out, taken, call); };
+            const auto format = [&](std::string& out) { batch.format_call(out, *bytes, call); };
             std::weak_ptr<state> weak = shared_from_this();
-            send(format,
-                 [weak, handlers = call.handlers](std::error_code ec, const r::reply& reply) {
-                     auto self = weak.lock();
-                     if (self) {
-                         const auto outcome = r::count_appends(ec, reply, handlers->size());
-                         self->appended.fetch_add(outcome.appended, std::memory_order_relaxed);
-                         self->duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
-                         self->append_failures.fetch_add(outcome.failed, std::memory_order_relaxed);
-                         if (outcome.refused)
-                             self->count_reply_error("FCALL gatehouse_append", reply.str);
-                     }
-                     r::answer_appends(ec, reply, *handlers);
-                     // Every answer runs on the I/O thread (or in close_now, on it too).
-                     if (self && self->batch.answered()) self->send_batch();
-                 });
+            send(format, [weak, bytes, from = call.from, to = call.to, handlers = call.handlers](
+                             std::error_code ec, const r::reply& reply) {
+                auto self = weak.lock();
+                if (self && r::function_missing(ec, reply)) {
+                    // Certainly not appended: nothing of the call ran.
+                    self->library_missing();
+                    self->resend_plain(std::string_view(*bytes).substr(from, to - from), *handlers);
+                } else {
+                    if (self) {
+                        const auto outcome = r::count_appends(ec, reply, handlers->size());
+                        self->appended.fetch_add(outcome.appended, std::memory_order_relaxed);
+                        self->duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
+                        self->append_failures.fetch_add(outcome.failed, std::memory_order_relaxed);
+                        if (outcome.refused)
+                            self->count_reply_error("FCALL gatehouse_append", reply.str);
+                    }
+                    r::answer_appends(ec, reply, *handlers);
+                }
+                // Every answer runs on the I/O thread (or in close_now, on it too).
+                if (self && self->batch.answered()) self->send_batch();
+            });
+        }
+    }
+
+    // On the I/O thread: Redis answered a call of the library that it no longer has (a
+    // FUNCTION FLUSH, or a gateway of another version loaded its own with REPLACE). Commands
+    // take the plain XADD from now on, and the library is loaded once more on this connection;
+    // only the first call to find it missing does so, so a burst of failures loads it once.
+    void library_missing() {
+        if (!library_loaded.exchange(false, std::memory_order_acq_rel)) return;
+        std::shared_ptr<r::connection> c;
+        {
+            std::shared_lock<std::shared_mutex> lock(command_mutex);
+            if (closed || !command) return;
+            c = command;
+        }
+        log(log_level::warn,
+            "the gatehouse function library is missing from Redis (FUNCTION FLUSH, or another "
+            "gateway version's library loaded over it): loading it again; until then commands "
+            "are appended by plain XADD, not de-duplicated");
+        load_library(*c, false);
+    }
+
+    // On the I/O thread: the commands of a call that found the library missing, each as the
+    // plain XADD that append() would have sent.
+    void resend_plain(std::string_view call_bytes, std::vector<append_handler>& handlers) {
+        static constexpr const char* names[] = {"type",           "payload",   "codec",
+                                                "correlation_id", "player_id", "connection_id"};
+        const auto commands = r::split_call(call_bytes);
+        for (std::size_t i = 0; i < handlers.size(); ++i) {
+            if (commands.size() != handlers.size()) {
+                append_failures.fetch_add(1, std::memory_order_relaxed);
+                handlers[i](make_error_code(errc::bus_unavailable), {});
+                continue;
+            }
+            const auto& v = commands[i];  // pair, extra count, eight values, extra fields
+            const auto format = [&](std::string& out) {
+                r::format_array_header(out, head_args + 18 + (v.size() - 10));
+                out += xadd_head;
+                for (std::size_t k = 0; k < 6; ++k) {
+                    r::format_bulk(out, names[k]);
+                    r::format_bulk(out, v[2 + k]);
+                }
+                out += gateway_field;
+                r::format_bulk(out, "client");
+                r::format_bulk(out, v[8]);
+                r::format_bulk(out, "ts_ms");
+                r::format_bulk(out, v[9]);
+                for (std::size_t k = 10; k < v.size(); ++k) r::format_bulk(out, v[k]);
+            };
+            send(format, plain_answer(std::move(handlers[i])));
         }
     }
 
@@ -401,23 +484,7 @@ void redis_command_producer::append(const envelope& command, append_handler done
         out += s.xadd_head;
         format_fields(out);
     };
-    std::weak_ptr<state> weak = state_;
-    auto answer = [weak, done = std::move(done)](std::error_code ec,
-                                                 const r::reply& reply) mutable {
-        auto self = weak.lock();
-        if (!ec && reply.kind == r::reply_kind::string) {
-            if (self) self->appended.fetch_add(1, std::memory_order_relaxed);
-            done({}, reply.str);
-            return;
-        }
-        if (self) {
-            self->append_failures.fetch_add(1, std::memory_order_relaxed);
-            // Redis refused the XADD itself: the command is not on the stream.
-            if (!ec) self->count_reply_error("XADD", reply.str);
-        }
-        done(make_error_code(errc::bus_unavailable), {});
-    };
-    s.send(format, std::move(answer));
+    s.send(format, s.plain_answer(std::move(done)));
 }
 
 void redis_command_producer::publish_logged(std::string message, logged_publish_handler done) {
@@ -439,6 +506,7 @@ void redis_command_producer::publish_logged(std::string message, logged_publish_
         const auto refused = r::parse_logged_publish(reply, ids);
         if (refused == errc::bus_unavailable) {
             if (auto self = weak.lock()) {
+                if (r::function_missing(ec, reply)) self->library_missing();
                 // Typically the library is not loaded (see load_library); logged sparingly.
                 const auto n = self->reply_errors.fetch_add(1, std::memory_order_relaxed);
                 if (n % 1000 == 0) {
@@ -467,10 +535,14 @@ void redis_command_producer::read_after(std::string player_id, std::string after
     const auto format = [&](std::string& out) {
         r::format_log_read(out, s.options.updates_channel, player_id, after_id, max_bytes);
     };
-    auto answer = [done = std::move(done)](std::error_code ec, const r::reply& reply) {
+    std::weak_ptr<state> weak = state_;
+    auto answer = [weak, done = std::move(done)](std::error_code ec, const r::reply& reply) {
         if (ec) {
             done(log_read_result{log_read_status::unavailable, {}});
             return;
+        }
+        if (r::function_missing(ec, reply)) {
+            if (auto self = weak.lock()) self->library_missing();
         }
         done(r::parse_log_read(reply));
     };

@@ -232,6 +232,100 @@ class WindowOff(rh.OneRedisGateway):
         self.assertEqual(self.server.metric(DEDUPED), 0)
 
 
+# A `gatehouse` library without gatehouse_append: what an older gateway of a rolling deploy
+# loads with FUNCTION LOAD REPLACE when it reconnects.
+LIBRARY_WITHOUT_APPEND = ("#!lua name=gatehouse\n"
+                          "redis.register_function('gatehouse_other', function() return 1 end)")
+
+
+class LibraryLost(rh.OneRedisGateway):
+    """The library flushed or replaced mid-run: the next commands are acked by a plain XADD,
+    the gateway loads the library again, and de-duplication works again."""
+
+    def has_append(self):
+        libs = self.r.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "gatehouse")
+        return b"gatehouse_append" in repr(libs).encode()
+
+    async def check_lost_and_reloaded(self, lose):
+        warned = self.server.stderr_text().count("function library is missing")
+        a = await Client.player(self.server, "survivor")
+        try:
+            before = await acked_id(self, a, cid())
+            await asyncio.to_thread(lose)
+            self.assertFalse(await asyncio.to_thread(self.has_append))
+            # The commands of the calls that found the library missing: acked, on the stream.
+            sent = [cid() for _ in range(3)]
+            acked = [await acked_id(self, a, c) for c in sent]
+            for c, i in zip(sent, acked):
+                self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
+                                 [i])
+            self.assertNotIn(before, acked)
+            deadline = time.monotonic() + 5.0
+            while not await asyncio.to_thread(self.has_append):
+                self.assertLess(time.monotonic(), deadline, "the library was not loaded again")
+                await asyncio.sleep(0.05)
+            self.assertEqual(await asyncio.to_thread(rh.ready_status, self.server), 200)
+            c = cid()
+            original = await acked_id(self, a, c)
+            self.assertEqual(await acked_id(self, a, c), original)
+            self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
+                             [original])
+        finally:
+            await a.close()
+        self.assertEqual(self.server.stderr_text().count("function library is missing"),
+                         warned + 1)
+
+    async def test_flushed(self):
+        await self.check_lost_and_reloaded(lambda: self.r.execute_command("FUNCTION", "FLUSH"))
+
+    async def test_replaced_without_append(self):
+        await self.check_lost_and_reloaded(lambda: self.r.execute_command(
+            "FUNCTION", "LOAD", "REPLACE", LIBRARY_WITHOUT_APPEND))
+
+
+class LibraryRefused(h.AsyncCase):
+    """An ACL user without FUNCTION: the load is refused, commands are acked by plain XADD
+    (not de-duplicated)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = RedisServer().start()
+        cls.r = cls.redis.client()
+        password = secrets.token_hex(8)
+        cls.r.execute_command("ACL", "SETUSER", "nofunction", "on", ">" + password, "~*", "&*",
+                              "+@all", "-function")
+        cls.stream = rh.unique("gh:commands")
+        try:
+            cls.server = rh.redis_gateway(
+                f"redis://nofunction:{password}@127.0.0.1:{cls.redis.port}", cls.stream,
+                rh.unique("gh:updates"), rh.unique("gw")).start()
+        except BaseException:
+            cls.redis.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            problems = rh.stop_and_check(cls.server)
+        finally:
+            cls.redis.close()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+    async def test_commands_acked_by_plain_xadd(self):
+        c = cid()
+        a = await Client.player(self.server, "no-library")
+        try:
+            ids = [await acked_id(self, a, c), await acked_id(self, a, c)]
+        finally:
+            await a.close()
+        self.assertNotEqual(ids[0], ids[1])
+        self.assertEqual(sorted(await asyncio.to_thread(entries_with, self.r, self.stream, c)),
+                         sorted(ids))
+        self.assertIn("FUNCTION LOAD of the gatehouse library refused", self.server.stderr_text())
+        self.assertEqual(self.server.metric(DEDUPED), 0)
+
+
 class InProcessBus(h.ServerTestCase):
     """Without Redis: the same rules on the in-process bus."""
 
