@@ -81,14 +81,17 @@ struct redis_command_producer_stats {
 ///
 /// Commands: `append` sends `XADD <stream> [MAXLEN ~ N] * type .. payload .. codec ..
 /// correlation_id .. player_id .. connection_id .. gateway_id .. client .. ts_ms ..`
-/// (plus `payload_codec` when the envelope names one) and reports the entry id Redis
-/// answered. A command with a client-chosen correlation id (not
-/// `command_origin::correlation_assigned`) is sent instead as `FCALL gatehouse_append 2
-/// <stream> <stream>:dedupe:<len>:<player_id>:<correlation_id> <dedupe_window> <maxlen>
-/// field value ...` (PROTOCOL.md 6.5, docs/redis.md): Redis appends it and remembers the pair
-/// for `dedupe_window` seconds, or answers the entry id of the first append when the pair is
-/// remembered, in the same round trip; `done` gets that id either way. With `dedupe_window`
-/// 0, or while the library is not loaded, every command is a plain XADD.
+/// (plus `payload_codec` and `traceparent` when the envelope has them) and reports the entry id
+/// Redis answered. While `dedupe_window` is above 0 and the library is loaded, every command (those
+/// with a gateway-assigned correlation id too, so that a connection's commands stay in order)
+/// is queued instead and sent in batches, up to 256 commands per call, as `FCALL
+/// gatehouse_append 1 <stream> <dedupe_window> <maxlen> <gateway_id>` followed by, per command,
+/// its pair (`<len>:<player_id>:<correlation_id>`, empty for a gateway-assigned id, which is
+/// never looked up), the count of its extra arguments, the values of the fields above and
+/// its extra fields (PROTOCOL.md 6.5, docs/redis.md): Redis appends each command and remembers
+/// its pair for `dedupe_window` seconds, or answers the entry id of the first append when the
+/// pair is remembered, in the same round trip; `done` gets that id either way. With
+/// `dedupe_window` 0, or while the library is not loaded, every command is a plain XADD.
 /// While the connection is down it fails at once with `errc::bus_unavailable`;
 /// commands in flight when the link breaks fail with it too (Redis may or may not have
 /// appended them: an error never means "certainly not on the stream", only an ack means
@@ -97,12 +100,13 @@ struct redis_command_producer_stats {
 /// Update log: at every connect, before `connected()` turns true, the connection runs
 /// `FUNCTION LOAD REPLACE` with the `gatehouse` library (docs/redis.md), its log size and TTL
 /// taken from the options, so a Redis restarted empty has it again before the first
-/// `publish_logged`. A Redis that refuses it (older than 7.0, an ACL without FUNCTION) is
-/// logged as an error; commands still work, and the update log answers `bus_unavailable` /
-/// `unavailable`. `publish_logged` sends `FCALL gatehouse_publish 0 <channel> <message>`,
-/// `read_after` sends `FCALL_RO gatehouse_read 1 <log key> <after_id> <max_bytes> <count>`
-/// (read in pages of `count` entries; a malformed `after_id` is `gap` without asking Redis);
-/// both fail like `append` while Redis is away.
+/// `publish_logged`; and again, once, when a call finds it missing (`FUNCTION FLUSH`, another
+/// version's library), the commands of that call being resent as plain XADDs. A Redis that refuses
+/// it (older than 7.0, an ACL without FUNCTION) is logged as an error; commands still work, and the
+/// update log answers `bus_unavailable` / `unavailable`. `publish_logged` sends `FCALL
+/// gatehouse_publish 0 <channel> <message>`, `read_after` sends `FCALL_RO gatehouse_read 1 <log
+/// key> <after_id> <max_bytes> <count>` (read in pages of `count` entries; a malformed `after_id`
+/// is `gap` without asking Redis); both fail like `append` while Redis is away.
 ///
 /// Faults: a broken connection is reconnected with backoff until the producer is closed;
 /// nothing needs restarting when Redis returns on the same address.
