@@ -23,6 +23,23 @@
 namespace gatehouse {
 namespace r = detail::redis;
 
+namespace {
+
+// The fields a command carries only when it has them, as name and value, on either path:
+// payload_codec when the envelope names one, traceparent when it carries one (PROTOCOL.md 6.8).
+void format_optional_fields(std::string& out, const envelope& command) {
+    if (!command.payload_codec.empty()) {
+        r::format_bulk(out, "payload_codec");
+        r::format_bulk(out, command.payload_codec);
+    }
+    if (!command.traceparent.empty()) {
+        r::format_bulk(out, "traceparent");
+        r::format_bulk(out, command.traceparent);
+    }
+}
+
+}  // namespace
+
 // Everything not atomic and not guarded by a named mutex is touched only on the I/O thread,
 // which runs every handler, so they need no strand. Callbacks hold a weak_ptr to this state:
 // the I/O thread itself holds it until its last handler ran, so a handler that finds it gone
@@ -437,14 +454,7 @@ void redis_command_producer::append(const envelope& command, append_handler done
         r::format_bulk(out, bus_client_name(o.client));
         r::format_bulk(out, "ts_ms");
         r::format_bulk(out, ts);
-        if (named) {
-            r::format_bulk(out, "payload_codec");
-            r::format_bulk(out, command.payload_codec);
-        }
-        if (traced) {
-            r::format_bulk(out, "traceparent");
-            r::format_bulk(out, command.traceparent);
-        }
+        format_optional_fields(out, command);
     };
     // De-duplication on (PROTOCOL.md 6.5): the check and the append are one function call,
     // atomic in Redis, batched with the other commands waiting (see queue_batched). Only a
@@ -466,14 +476,7 @@ void redis_command_producer::append(const envelope& command, append_handler done
             r::format_bulk(out, o.connection_id);
             r::format_bulk(out, bus_client_name(o.client));
             r::format_bulk(out, ts);
-            if (named) {
-                r::format_bulk(out, "payload_codec");
-                r::format_bulk(out, command.payload_codec);
-            }
-            if (traced) {
-                r::format_bulk(out, "traceparent");
-                r::format_bulk(out, command.traceparent);
-            }
+            format_optional_fields(out, command);
             return std::size_t{10} + extra;
         };
         if (!s.queue_batched(format_batched, done)) refuse(done);
