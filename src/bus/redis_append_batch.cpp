@@ -31,14 +31,31 @@ append_batch::taken append_batch::take() {
         held_ = true;  // scheduled_ stays set: answered() has the batch taken
         return out;
     }
+    const std::size_t most = (max_calls_in_flight - in_flight_) * max_commands_per_call;
     std::vector<command> commands;
     std::vector<append_handler> handlers;
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        out.bytes.swap(bytes_);
-        commands.swap(commands_);
-        handlers.swap(handlers_);
-        scheduled_ = false;
+        if (commands_.size() <= most) {
+            out.bytes.swap(bytes_);
+            commands.swap(commands_);
+            handlers.swap(handlers_);
+            scheduled_ = false;
+        } else {
+            // More than the calls left can carry: the first `most` go, the rest waits for
+            // the next answer (scheduled_ stays set). Only while Redis lags, so the copy is rare.
+            const auto n = static_cast<std::ptrdiff_t>(most);
+            const std::size_t cut = commands_[most - 1].end;
+            out.bytes.assign(bytes_, 0, cut);
+            bytes_.erase(0, cut);
+            commands.assign(commands_.begin(), commands_.begin() + n);
+            commands_.erase(commands_.begin(), commands_.begin() + n);
+            for (auto& c : commands_) c.end -= cut;
+            handlers.assign(std::make_move_iterator(handlers_.begin()),
+                            std::make_move_iterator(handlers_.begin() + n));
+            handlers_.erase(handlers_.begin(), handlers_.begin() + n);
+            held_ = true;
+        }
     }
     std::size_t byte_from = 0;
     for (std::size_t from = 0; from < commands.size();) {

@@ -4,7 +4,9 @@
 // an XADD of its own, so commands wait here (formatted on the appending thread) and the
 // producer's I/O thread sends everything that waited as few calls as it can. Batches form by
 // themselves: at most `max_calls_in_flight` calls are unanswered, and what arrives meanwhile
-// waits for the next one; a lone command leaves at once.
+// waits for the next one; a lone command leaves at once. What the producer holds is bounded:
+// in flight, `max_calls_in_flight` calls of `max_commands_per_call` commands; waiting, about
+// `max_waiting_bytes` (past it a command is refused, and answered `bus_unavailable`).
 
 #include <chrono>
 #include <cstddef>
@@ -26,7 +28,12 @@ public:
     /// Commands per call: Lua unpacks a call's pairs in one go, and its stack holds some
     /// thousands of values.
     static constexpr std::size_t max_commands_per_call = 256;
+    /// A hard cap: `take()` never has more calls unanswered.
     static constexpr std::size_t max_calls_in_flight = 16;
+    /// Bytes of commands waiting for a call: `add` refuses once they reach it. Some 80,000
+    /// commands of 200 bytes, seconds of a busy gateway's traffic: reached only while Redis
+    /// answers far slower than commands arrive, where refusing at once beats holding them.
+    static constexpr std::size_t max_waiting_bytes = std::size_t{16} << 20U;
 
     /// The calls go to `stream`, with the window, the stream's MAXLEN (0: none) and the
     /// gateway_id every entry carries.
@@ -35,12 +42,13 @@ public:
 
     /// Appending threads: queues one command. `format(out)` appends its bulk strings (pair,
     /// extra count, the eight values, the extra fields; see `gatehouse_append`) to `out` and
-    /// returns how many. Returns false (and leaves `done`)
-    /// when closed; sets `schedule` when the caller must have the I/O thread call `take()`.
+    /// returns how many. Returns false (and leaves `done`) when closed or when
+    /// `max_waiting_bytes` wait already; sets `schedule` when the caller must have the I/O
+    /// thread call `take()`.
     template <class Format>
     bool add(Format&& format, append_handler& done, bool& schedule) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (closed_) return false;
+        if (closed_ || bytes_.size() >= max_waiting_bytes) return false;
         const std::size_t before = bytes_.size();
         try {
             const std::size_t args = format(bytes_);
@@ -66,8 +74,9 @@ public:
         std::vector<call> calls;
     };
 
-    /// I/O thread: everything that waited, as calls, each counted in flight; nothing while
-    /// `max_calls_in_flight` are (the next `answered()` says when to take again).
+    /// I/O thread: what waited, as calls, each counted in flight, as many as fit under
+    /// `max_calls_in_flight`; the rest keeps waiting (the next `answered()` says when to take
+    /// again).
     taken take();
     /// Appends call `c` of a `taken` whose bytes are `bytes` in RESP form: `FCALL
     /// gatehouse_append 1 <stream> <window> <maxlen> <gateway_id>` and its commands.
