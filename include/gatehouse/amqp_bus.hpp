@@ -6,6 +6,7 @@
 /// durable fanout exchange. See docs/amqp.md for the delivery guarantees.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,6 +41,10 @@ struct amqp_bus_options {
     /// `reconnect_max` while the broker stays away.
     std::chrono::milliseconds reconnect_min{50};
     std::chrono::milliseconds reconnect_max{2000};
+    /// Commands handed to the bus and not answered yet (queued for the I/O thread or waiting
+    /// for their confirm) at most: beyond it `append` answers `errc::bus_unavailable` at once,
+    /// so that a broker slower than the clients cannot grow the gateway's memory.
+    std::size_t max_in_flight = 65536;
     /// Where connection losses, recoveries and malformed traffic are reported. Never given
     /// passwords: the URL is logged without its credentials.
     log_sink log;
@@ -85,8 +90,8 @@ class amqp_bus final : public command_bus, public pubsub_listener {
 public:
     /// Starts the I/O thread and begins connecting; returns without waiting for the broker
     /// (see `wait_connected`). Throws `std::invalid_argument` when `options.url` is not a
-    /// valid `amqp://` URL, an exchange name is empty or longer than 255 bytes, or a duration
-    /// is not positive.
+    /// valid `amqp://` URL, an exchange name is empty or longer than 255 bytes, a duration is
+    /// not positive or `max_in_flight` is 0.
     explicit amqp_bus(amqp_bus_options options);
     ~amqp_bus() override;
     amqp_bus(const amqp_bus&) = delete;
@@ -94,7 +99,8 @@ public:
 
     /// command_bus: hands the command to the I/O thread, which publishes it; `done` runs on the
     /// I/O thread with the entry id once confirmed, or with `errc::bus_unavailable` (at once,
-    /// on the calling thread, when the link is down).
+    /// on the calling thread, when the link is down or `max_in_flight` commands are
+    /// unanswered).
     void append(const envelope& command, append_handler done) override;
 
     /// True while the connection is up and, once `start()` was called, the updates queue is

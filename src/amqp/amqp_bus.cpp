@@ -41,6 +41,19 @@ amqp_bytes_t bytes(std::string_view s) {
     return b;
 }
 
+// An update larger than this is dropped unread (the broker's own limit is 128 MiB): the same
+// bound Redis puts on a Pub/Sub subscriber by default (client-output-buffer-limit pubsub).
+constexpr std::uint64_t max_update_bytes = 32u << 20;
+
+// True when the socket takes more bytes now. A publish is written whole and rabbitmq-c waits
+// without a deadline for room in the socket, so the bus only publishes into a writable socket:
+// a broker that stops reading (paused, or TCP flow control) stalls the queue, not the thread,
+// and the confirm deadline still runs.
+bool writable(int fd) {
+    pollfd p{fd, POLLOUT, 0};
+    return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
+}
+
 amqp_table_entry_t text_entry(const char* key, std::string_view value) {
     amqp_table_entry_t e{};
     e.key = amqp_cstring_bytes(key);
@@ -96,6 +109,9 @@ struct amqp_bus::state {
     std::atomic<bool> blocked{false};    // the broker blocks publishing (a resource alarm)
 
     std::atomic<std::uint64_t> appended{0}, append_failures{0}, updates_received{0}, reconnects{0};
+    // Commands accepted by append() and not answered yet (queued or flying): at most
+    // options.max_in_flight.
+    std::atomic<std::size_t> outstanding{0};
 
     // --- I/O thread only ---
     detail::backoff reconnect_backoff;
@@ -112,10 +128,12 @@ struct amqp_bus::state {
     bool ever_up = false;
     bool ever_consumed = false;
     bool redeclare = false;  // a command came back unroutable: declare the topology again
+    std::int64_t stalled_since_ms = 0;  // commands wait for a writable socket since then; 0: not
     // A message whose content frames are still coming, per channel.
     struct incoming {
         bool active = false;
         bool header_seen = false;
+        bool skipped = false;  // over max_update_bytes: its body is counted down, not kept
         std::uint64_t size = 0;
         std::string body;
     };
@@ -155,11 +173,22 @@ struct amqp_bus::state {
         done(make_error_code(errc::bus_unavailable), {});
     }
 
+    // Answers a command append() accepted (room is made first: `done` may append again).
+    void answer(append_handler& done, std::string_view entry_id) {
+        outstanding.fetch_sub(1, std::memory_order_acq_rel);
+        if (entry_id.empty()) {
+            refuse(done);
+        } else {
+            appended.fetch_add(1, std::memory_order_relaxed);
+            done({}, entry_id);
+        }
+    }
+
     // Answers every command in flight as not appended.
     void fail_flying() {
         auto flown = std::move(flying);
         flying.clear();
-        for (auto& [tag, f] : flown) refuse(f.done);
+        for (auto& [tag, f] : flown) answer(f.done, {});
     }
 
     // Answers every command queued or in flight as not appended.
@@ -170,7 +199,7 @@ struct amqp_bus::state {
             pending.swap(queued);
         }
         fail_flying();
-        for (auto& q : pending) refuse(q.done);
+        for (auto& q : pending) answer(q.done, {});
     }
 
     // `<ms>-<seq>`, increasing within this bus like a Redis stream id.
@@ -237,6 +266,7 @@ std::string amqp_bus::state::serve(a::link& l) {
     update_in = incoming{};
     return_in = incoming{};
     redeclare = false;
+    stalled_since_ms = 0;
     next_tag = 0;  // a new channel's delivery tags start at 1
     for (;;) {
         bool want_consume = false;
@@ -278,16 +308,23 @@ std::string amqp_bus::state::serve(a::link& l) {
         }
         l.release();
 
-        // A confirm overdue means a broker that no longer answers.
+        // A confirm overdue, or a socket that takes nothing for as long, means a broker that
+        // no longer answers.
         std::int64_t wait_ms = 200;  // also paces the heartbeats rabbitmq-c sends
+        const auto now = detail::steady_now_ms();
         if (!flying.empty()) {
-            const auto now = detail::steady_now_ms();
             const auto oldest = flying.begin()->second.deadline_ms;
             if (now >= oldest) return "no publisher confirm within the timeout";
             wait_ms = std::min(wait_ms, oldest - now);
         }
+        if (stalled_since_ms != 0) {
+            const auto until = stalled_since_ms + options.timeout.count();
+            if (now >= until) return "the broker read no command within the timeout";
+            wait_ms = std::min(wait_ms, until - now);
+        }
         if (l.buffered()) continue;
-        pollfd fds[2] = {{l.fd(), POLLIN, 0}, {wake_fd, POLLIN, 0}};
+        const short events = stalled_since_ms != 0 ? POLLIN | POLLOUT : POLLIN;
+        pollfd fds[2] = {{l.fd(), events, 0}, {wake_fd, POLLIN, 0}};
         if (::poll(fds, 2, static_cast<int>(wait_ms)) < 0 && errno != EINTR) {
             return "poll failed";
         }
@@ -306,10 +343,20 @@ std::string amqp_bus::state::publish_queued(a::link& l) {
     }
     if (blocked.load(std::memory_order_acquire)) {
         // Handed over just before the block: the broker would not read them.
-        for (auto& q : batch) refuse(q.done);
+        for (auto& q : batch) answer(q.done, {});
         return {};
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (!writable(l.fd())) {
+            // The rest waits, ahead of what came meanwhile, until the socket takes more.
+            if (stalled_since_ms == 0) stalled_since_ms = detail::steady_now_ms();
+            std::lock_guard<std::mutex> lock(mutex);
+            queued.insert(queued.begin(),
+                          std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(i)),
+                          std::make_move_iterator(batch.end()));
+            return {};
+        }
+        stalled_since_ms = 0;
         const envelope& c = batch[i].command;
         const auto& o = c.origin;
         const std::string entry_id = next_entry_id();
@@ -376,14 +423,7 @@ void amqp_bus::state::confirm(std::uint64_t tag, bool multiple, bool ok) {
         answered.push_back(std::move(it->second));
         flying.erase(it);
     }
-    for (auto& f : answered) {
-        if (ok && !f.returned) {
-            appended.fetch_add(1, std::memory_order_relaxed);
-            f.done({}, f.entry_id);
-        } else {
-            refuse(f.done);
-        }
-    }
+    for (auto& f : answered) answer(f.done, ok && !f.returned ? f.entry_id : std::string{});
 }
 
 void amqp_bus::state::deliver(const std::string& body) {
@@ -419,6 +459,7 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
             case AMQP_BASIC_DELIVER_METHOD:
                 update_in.active = true;
                 update_in.header_seen = false;
+                update_in.skipped = false;
                 update_in.size = 0;
                 update_in.body.clear();  // keeps its capacity for the next message
                 return {};
@@ -467,6 +508,11 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
     if (frame.frame_type == AMQP_FRAME_HEADER) {
         in.header_seen = true;
         in.size = frame.payload.properties.body_size;
+        if (&in == &update_in && in.size > max_update_bytes) {
+            in.skipped = true;
+            log(log_level::warn, "dropped an update of " + std::to_string(in.size) +
+                                     " bytes (more than " + std::to_string(max_update_bytes) + ")");
+        }
         if (&in == &return_in) {
             // A returned command is named by its message id; its confirm follows.
             const auto* p =
@@ -484,7 +530,7 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
             redeclare = true;
         }
     } else if (frame.frame_type == AMQP_FRAME_BODY && in.header_seen) {
-        if (&in == &update_in) {
+        if (&in == &update_in && !in.skipped) {
             in.body.append(static_cast<const char*>(frame.payload.body_fragment.bytes),
                            frame.payload.body_fragment.len);
         } else {
@@ -492,10 +538,12 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
         }
     }
     if (!in.header_seen) return {};
-    const bool complete = &in == &update_in ? in.body.size() >= in.size : in.size == 0;
+    const bool complete =
+        &in == &update_in && !in.skipped ? in.body.size() >= in.size : in.size == 0;
     if (complete) {
         in.active = false;
-        if (&in == &update_in) deliver(in.body);
+        if (&in == &update_in && !in.skipped) deliver(in.body);
+        if (in.body.capacity() > (1u << 20)) std::string().swap(in.body);  // after a large one
     }
     return {};
 }
@@ -517,6 +565,9 @@ amqp_bus::amqp_bus(amqp_bus_options options) {
         throw std::invalid_argument(
             "amqp_bus: timeout and reconnect_min must be positive, reconnect_max >= "
             "reconnect_min");
+    }
+    if (options.max_in_flight == 0) {
+        throw std::invalid_argument("amqp_bus: max_in_flight must be positive");
     }
     state_ = std::make_shared<state>(std::move(options), std::move(where));
     state_->wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -553,14 +604,19 @@ void amqp_bus::close() {
 void amqp_bus::append(const envelope& command, append_handler done) {
     auto& s = *state_;
     if (s.up.load(std::memory_order_acquire) && !s.blocked.load(std::memory_order_acquire)) {
-        std::unique_lock<std::mutex> lock(s.mutex);
-        if (!s.closed) {
-            const bool first = s.queued.empty();
-            s.queued.push_back({command, std::move(done)});
-            lock.unlock();
-            if (first) s.wake();  // later ones ride on the same wake-up
-            return;
+        if (s.outstanding.fetch_add(1, std::memory_order_acq_rel) < s.options.max_in_flight) {
+            state::queued_command q{command, std::move(done)};  // copied outside the lock
+            std::unique_lock<std::mutex> lock(s.mutex);
+            if (!s.closed) {
+                const bool first = s.queued.empty();
+                s.queued.push_back(std::move(q));
+                lock.unlock();
+                if (first) s.wake();  // later ones ride on the same wake-up
+                return;
+            }
+            done = std::move(q.done);
         }
+        s.outstanding.fetch_sub(1, std::memory_order_acq_rel);
     }
     s.refuse(done);
 }

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -168,5 +169,46 @@ TEST_CASE("amqp_bus on a real broker: pipelined appends and every lifetime promi
         CHECK(closed_inside.load());
         std::lock_guard<std::mutex> lock(got.m);
         CHECK(got.ok + got.failed == 200);
+    }
+    {
+        // 4. max_in_flight bounds what waits: with the I/O thread held inside an answer, the
+        // first 8 appends wait and the other 92 are refused at once; answers make room again.
+        std::promise<void> release;
+        auto released = release.get_future().share();
+        struct releaser {  // a failed REQUIRE must not leave the I/O thread held
+            std::promise<void>& p;
+            bool done = false;
+            void operator()() {
+                if (!done) p.set_value();
+                done = true;
+            }
+            ~releaser() { (*this)(); }
+        } let_go{release};
+        auto o = options_for(b.url, "unit.d");
+        o.max_in_flight = 8;
+        auto bus = std::make_unique<amqp_bus>(o);
+        REQUIRE(bus->wait_connected(30s));
+        std::promise<std::error_code> first;
+        auto first_answer = first.get_future();
+        bus->append(command(0), [&first, released](std::error_code ec, std::string_view) {
+            first.set_value(ec);
+            released.wait();  // holds the I/O thread: nothing else is answered meanwhile
+        });
+        REQUIRE(first_answer.wait_for(30s) == std::future_status::ready);
+        CHECK_FALSE(first_answer.get());
+        answers got;
+        for (int i = 1; i <= 100; ++i) bus->append(command(i), got.handler());
+        {
+            std::lock_guard<std::mutex> lock(got.m);
+            CHECK(got.failed == 92);
+            CHECK(got.ok == 0);
+        }
+        let_go();
+        REQUIRE(got.wait(100, 30s));
+        CHECK(got.ok == 8);
+        answers again;
+        for (int i = 0; i < 8; ++i) bus->append(command(200 + i), again.handler());
+        REQUIRE(again.wait(8, 30s));
+        CHECK(again.ok == 8);
     }
 }
