@@ -27,6 +27,7 @@ EPMD = shutil.which("epmd") or next(
     (os.path.join(root, "epmd") for root, _, files in os.walk("/usr/lib/erlang")
      if "epmd" in files), "epmd")
 START_TIMEOUT_S = 60.0
+EPMD_START_TIMEOUT_S = 30.0
 
 
 def free_port():
@@ -90,6 +91,9 @@ class RabbitMQServer:
                 [EPMD, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 env=self._env())
+            # The broker must find this epmd listening: one it cannot reach, it would start
+            # itself as a daemon (`epmd -daemon`, its own session), which no PID here names.
+            self._wait_for_epmd()
         self.proc = subprocess.Popen([RABBITMQ_SERVER], stdin=subprocess.DEVNULL,
                                      stdout=self._log, stderr=subprocess.STDOUT,
                                      env=self._env(), cwd=self.dir, start_new_session=True)
@@ -107,6 +111,19 @@ class RabbitMQServer:
         raise RuntimeError(f"rabbitmq-server did not accept AMQP within {START_TIMEOUT_S} s: "
                            f"{self.log_text()[-1500:]}")
 
+    def _wait_for_epmd(self):
+        deadline = time.monotonic() + EPMD_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.epmd.poll() is not None:
+                raise RuntimeError(f"epmd exited with {self.epmd.returncode}: "
+                                   f"{self.log_text()[-500:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.epmd_port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"epmd did not listen within {EPMD_START_TIMEOUT_S} s")
+
     def connection(self):
         """A pika BlockingConnection to this broker."""
         params = pika.ConnectionParameters(
@@ -122,13 +139,20 @@ class RabbitMQServer:
             return None
 
     def _signal(self, sig):
+        # The shell script, the Erlang VM and its helpers (erl_child_setup, inet_gethost) share
+        # the session start() made, whose group id is the script's PID: all of them, even
+        # before the VM wrote its PID file.
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
         beam = self._beam_pid()
-        for pid in (beam, self.proc.pid if self.proc else None):
-            if pid:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+        if beam:
+            try:
+                os.kill(beam, sig)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout=15.0):
         """SIGTERM: the broker shuts down cleanly; SIGKILL if it lingers."""
@@ -230,6 +254,11 @@ def _main(argv):
         os._exit(0)
     with open(state) as f:
         s = json.load(f)
+    if s.get("shell"):
+        try:
+            os.killpg(s["shell"], signal.SIGKILL)  # the session start() made (see _signal)
+        except ProcessLookupError:
+            pass
     for pid in (s.get("beam"), s.get("shell"), s.get("epmd")):
         if pid:
             try:
