@@ -99,9 +99,25 @@ cmd_setup() {
             die "missing packages: ${missing[*]}; run as root or install sudo, or run: apt-get install ${missing[*]}"
         sudo=(sudo)
     fi
-    "${sudo[@]}" apt-get update
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y --no-install-recommends "${missing[@]}"
+    # rabbitmq-server, redis-server and postgresql start their service from their postinst
+    # unless policy-rc.d forbids it. The tests start their own on free ports; in a container
+    # without an init system such a start fails (rabbitmq-server's postinst then fails the
+    # whole install) or leaves a daemon and an epmd running. So, on a machine without a
+    # policy of its own, starts are denied while installing.
+    local policy=/usr/sbin/policy-rc.d own_policy=0 rc=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\n# dev.sh setup: no service starts while installing\nexit 101\n' |
+            "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        own_policy=1
+    fi
+    { "${sudo[@]}" apt-get update &&
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y --no-install-recommends "${missing[@]}"; } || rc=$?
+    if ((own_policy)); then
+        "${sudo[@]}" rm -f "$policy"
+    fi
+    return "$rc"
 }
 
 # build_preset PRESET [extra `cmake --build` args...]
