@@ -442,6 +442,25 @@ class Flags(h.AsyncCase):
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertNotIn(b"topsecret", p.stdout + p.stderr)
 
+    def test_refused_login_never_shows_the_password(self):
+        # The broker refuses the login; at debug level, neither the logs nor /ready may
+        # carry the password, while the redacted URL says which broker is meant.
+        password = "wr0ng-" + ah.unique("pw")
+        url = RABBIT.url.replace("guest:guest@", f"guest:{password}@")
+        server = amqp_gateway(url, ah.unique("gh.c"), ah.unique("gh.u"), ah.unique("gw"),
+                              "--amqp-timeout", "1", "--log-level", "debug")
+        server.start()
+        self.addCleanup(server.kill)
+        deadline = time.monotonic() + 30
+        while "cannot connect" not in server.stdout_text() + server.stderr_text():
+            self.assertLess(time.monotonic(), deadline, server.stderr_text()[-1500:])
+            time.sleep(0.05)
+        status, _, body = server.http("GET", "/ready", timeout=5)
+        self.assertEqual(status, 503)
+        logs = server.stdout_text() + server.stderr_text()
+        self.assertIn("guest:***@", logs)
+        self.assertNotIn(password, logs + repr(body))
+
 
 if __name__ == "__main__":
     h.run_main()
