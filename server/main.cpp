@@ -240,6 +240,13 @@ int run(int argc, char** argv) {
             "no --jwt-secret given: a random one was generated for this run, so tokens "
             "will not survive a restart nor verify on another instance");
     }
+    if (!config.amqp.empty() && app.count("--dedupe-window") > 0) {
+        // Accepted, so that one configuration serves Redis and RabbitMQ deployments alike;
+        // said once, so that nobody relies on it (docs/amqp.md).
+        logger->warn(
+            "--dedupe-window has no effect with --amqp: commands are not de-duplicated on "
+            "RabbitMQ; deduplicate in the services on (player_id, correlation_id)");
+    }
     options.log = sink_for(logger);
     // Which bus and store, and whether each answers: on /ready (503 while the store does not)
     // and /metrics.

@@ -442,6 +442,14 @@ class Flags(h.AsyncCase):
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertNotIn(b"topsecret", p.stdout + p.stderr)
 
+    def test_dedupe_window_is_accepted_with_a_warning(self):
+        server = amqp_gateway(RABBIT.url, ah.unique("gh.c"), ah.unique("gh.u"), ah.unique("gw"),
+                              "--dedupe-window", "30")
+        server.start()
+        self.addCleanup(server.kill)
+        self.assertIn("--dedupe-window has no effect with --amqp", server.stderr_text())
+        self.assertEqual(rh.wait_ready(server, 200, 30)[0], 200)
+
     def test_refused_login_never_shows_the_password(self):
         # The broker refuses the login; at debug level, neither the logs nor /ready may
         # carry the password, while the redacted URL says which broker is meant.
