@@ -136,8 +136,10 @@ class Follower:
         self.next += 1
         self.last = env["update_id"]
 
-    async def join(self, server, timeout=h.RECV_TIMEOUT_S):
-        """Connects (resuming when it has an id) and takes the replay."""
+    async def join(self, server, timeout=3 * h.RECV_TIMEOUT_S):
+        """Connects (resuming when it has an id) and takes the replay. The race runs many
+        followers on one event loop beside a publisher: on a loaded machine reading a replay
+        can take a while, so the wait is longer than a single receive's."""
         c = await resume(server, self.player, self.last)
         if self.last is not None:
             replayed, end = await read_join(c, timeout)
