@@ -197,7 +197,10 @@ class Client:
         self._backoff = backoff
         self._max_pending = max_pending
         self._reconnect_at = None  # loop time a draining gateway asked us to come back at
-        self._timers = []  # call_later handles of this connection (refresh, leave)
+        # This connection's timers: one each, replaced when set again, so that a long session
+        # of short tokens does not pile up handles.
+        self._refresh_timer = None  # the next in-band refresh (scheduled, or retried)
+        self._leave_timer = None  # leaving a draining gateway at its after_ms
         self._tasks = set()  # refreshes and leaves in flight
         self._refreshes = {}  # correlation id -> the _Session an in-band refresh presented
         self._token_expired = False  # closed with 4001: the next connection needs a new token
@@ -400,9 +403,10 @@ class Client:
 
     def _end_session(self):
         """The connection ended: its timers and in-band refreshes end with it."""
-        for handle in self._timers:
-            handle.cancel()
-        self._timers.clear()
+        for handle in (self._refresh_timer, self._leave_timer):
+            if handle is not None:
+                handle.cancel()
+        self._refresh_timer = self._leave_timer = None
         self._refreshes.clear()
 
     def _leave_after(self, delay):
@@ -417,7 +421,9 @@ class Client:
         def leave():
             if self._ws is ws and self._connected:
                 self._start(ws.close(code=1000))
-        self._timers.append(loop.call_later(delay, leave))
+        if self._leave_timer is not None:
+            self._leave_timer.cancel()
+        self._leave_timer = loop.call_later(delay, leave)
 
     def _schedule_refresh(self, exp):
         # Two thirds into the token's lifetime, measured from when we got it (at once if that
@@ -434,8 +440,10 @@ class Client:
 
     def _refresh_later(self, delay):
         ws = self._ws
-        self._timers.append(asyncio.get_running_loop().call_later(
-            delay, lambda: self._start(self._refresh_in_band(ws))))
+        if self._refresh_timer is not None:
+            self._refresh_timer.cancel()
+        self._refresh_timer = asyncio.get_running_loop().call_later(
+            delay, lambda: self._start(self._refresh_in_band(ws)))
 
     async def _refresh_in_band(self, ws):
         if self._ws is not ws or not self.connected:
