@@ -529,7 +529,10 @@ class Client:
                 failures += 1
                 # A refused token (401) is replaced by a new one on the next attempt.
                 fresh = fresh or _http_status(e) == 401
-                _log.debug("reconnect attempt %d failed: %r", failures, e)
+                # The type and status only: an exception's text may hold the URL, and so the
+                # access token in its path (websockets' InvalidURI).
+                _log.debug("reconnect attempt %d failed: %s%s", failures, type(e).__name__,
+                           "" if _http_status(e) is None else f" (HTTP {_http_status(e)})")
                 continue
             if self._closing.is_set():
                 await ws.close()
