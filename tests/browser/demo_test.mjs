@@ -44,8 +44,10 @@ const RECONNECT_TIMEOUT_MS = 20_000;
 // renews the session in band about 21 s into each token (two thirds of its lifetime).
 const ACCESS_TTL_S = 33;
 // The short-session part's access tokens: the page renews its session in band about every
-// second (PROTOCOL.md 6.3), and it must outlive many of them on one connection.
-const SHORT_TTL_S = 2;
+// 2.7 s (PROTOCOL.md 6.3: two thirds of the lifetime less a second for whole-second iat), and it
+// must outlive the first on one connection. Shorter tokens leave too little time for a refresh's
+// round trip on a loaded machine (2 s tokens left 0.33 s).
+const SHORT_TTL_S = 5;
 // The stream ids of the command stream entries with correlation id ARGV[1].
 const ENTRIES_WITH_CORRELATION_ID = `local found = {}
 for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
@@ -489,7 +491,7 @@ async function playRestart(context, binaries, artifactDir, processes) {
   }
 }
 
-// A gateway issuing access tokens for two seconds, which ends sessions at their token's exp: the
+// A gateway issuing access tokens for SHORT_TTL_S seconds, which ends sessions at their token's exp: the
 // page renews its session in band with the refresh token, again and again, on one connection,
 // and keeps playing well past the first token's exp.
 async function playShortSession(context, binary, artifactDir, processes) {
@@ -507,20 +509,20 @@ async function playShortSession(context, binary, artifactDir, processes) {
     await page.getByTestId('register').click();
     await page.waitForSelector('[data-testid="status"][data-state="connected"]', { timeout: STEP_TIMEOUT_MS });
     const connectedAt = Date.now();
-    // At least three renewals, and a second past the first token's exp.
+    // At least two renewals (the second about 5.3 s in), and a second past the first token's exp.
     try {
       await page.waitForFunction(
-        ([since, ms]) => document.querySelectorAll('[data-testid="log"] li[data-type="gatehouse.refreshed"]').length >= 3 &&
+        ([since, ms]) => document.querySelectorAll('[data-testid="log"] li[data-type="gatehouse.refreshed"]').length >= 2 &&
           Date.now() - since > ms,
-        [connectedAt, (SHORT_TTL_S + 1) * 1000], { timeout: STEP_TIMEOUT_MS });
+        [connectedAt, (SHORT_TTL_S + 1) * 1000], { timeout: 2 * STEP_TIMEOUT_MS });
     } catch {
-      throw new Failure(`no three in-band renewals; log shows ${await logEntries('gatehouse.refreshed').count()} ` +
+      throw new Failure(`no two in-band renewals; log shows ${await logEntries('gatehouse.refreshed').count()} ` +
         `gatehouse.refreshed, ${await logEntries('closed').count()} closes`);
     }
     check((await page.getByTestId('status').getAttribute('data-state')) === 'connected', 'not connected after the renewals');
     check((await logEntries('welcome').count()) === 1, `${await logEntries('welcome').count()} welcomes: the session was not kept`);
     check((await logEntries('closed').count()) === 0, 'the connection closed during the renewals');
-    check((await logEntries('refresh').count()) >= 3, 'the renewals did not go through POST /token/refresh');
+    check((await logEntries('refresh').count()) >= 2, 'the renewals did not go through POST /token/refresh');
     await page.getByTestId('cook').click();
     await page.waitForFunction(() => document.querySelector('[data-testid="dishes"]')?.textContent === '1',
       null, { timeout: STEP_TIMEOUT_MS }).catch(async () => {
@@ -600,7 +602,7 @@ async function main() {
     check(pageErrors.length === 0, `errors in the pages' consoles: ${pageErrors.join(' | ')}`);
     console.log(`browser.demo: ${username} registered, cooked, sold, reconnected, resumed; ` +
       `${chef} resumed after a gateway restart on Redis, re-synced after a lost log, and had a cook ` +
-      `whose ack was lost retried once; ${brief} kept a session of two-second tokens; screenshot ${shot}`);
+      `whose ack was lost retried once; ${brief} kept a session of ${SHORT_TTL_S}-second tokens; screenshot ${shot}`);
     passed = true;
   } catch (error) {
     if (page) {
