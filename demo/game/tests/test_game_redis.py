@@ -102,14 +102,15 @@ def run_game(*args):
 
 
 class GameOnRedis(h.AsyncCase):
-    """One redis-server and two gateways on it: A with --demo, B without."""
+    """One redis-server and two gateways on it: A with --demo, B without, and without
+    de-duplication (so B sends plain XADDs and never reloads a missing function library)."""
 
     @classmethod
     def setUpClass(cls):
         cls.redis = RedisServer().start()
         cls.gateways = []
         try:
-            for gateway_id, extra in (("gw-a", ["--demo"]), ("gw-b", [])):
+            for gateway_id, extra in (("gw-a", ["--demo"]), ("gw-b", ["--dedupe-window", "0"])):
                 cls.gateways.append(h.Server(
                     "--redis", cls.redis.url, "--command-stream", STREAM, "--updates-channel",
                     CHANNEL, "--gateway-id", gateway_id, *extra, binary=h.SERVER_BINARY).start())
@@ -257,13 +258,14 @@ class GameOnRedis(h.AsyncCase):
 
     async def test_unlogged_publish_until_the_functions_are_loaded(self):
         # A game that runs before any gateway has loaded the library (or after Redis restarted
-        # empty) still answers, with a plain PUBLISH, and says so once.
+        # empty) still answers, with a plain PUBLISH, and says so once. The player is on B:
+        # A's de-duplicating appends would find the library missing and load it again.
         r = self.redis.client()
         saved = r.execute_command("FUNCTION", "DUMP")
         r.execute_command("FUNCTION", "DELETE", "gatehouse")
         try:
             game = self.game("game-unlogged")
-            a = await self.player(self.gw_a, "chef-u")
+            a = await self.player(self.gw_b, "chef-u")
             await state_of(self, a, "session")
             s = await state_of(self, a, "cook", {"count": 1})
             self.assertEqual(s["dishes"], 1, s)
