@@ -153,6 +153,21 @@ void add_flags(CLI::App& app, config& c) {
                  "append gatehouse.connected / gatehouse.disconnected entries to the command "
                  "stream for every WebSocket")
         ->envname(env_twin("--presence-events"));
+    flag(app, "--log-format", c.log_format,
+         "text: one human-readable line per event; json: one JSON object per line (UTC "
+         "timestamps either way)")
+        ->check(CLI::IsMember({"text", "json"}));
+    flag(app, "--metrics-listen", c.metrics_listen,
+         "HOST:PORT: serve /metrics on this separate listener only (not on --listen)");
+    flag(app, "--allowed-origins", c.allowed_origins,
+         "ORIGIN,...: browser origins (https://game.example) allowed on the JSON API (CORS), "
+         "upgrades and SSE; *: any; default: no CORS, no Origin check")
+        ->delimiter(',');
+    flag(app, "--otlp-endpoint", c.otlp_endpoint,
+         "http://HOST:PORT[/PATH]: export trace spans there over OTLP/HTTP (default path "
+         "/v1/traces); unset: no tracing");
+    flag(app, "--otlp-service-name", c.otlp_service_name,
+         "with --otlp-endpoint: the service.name resource attribute of exported spans");
     app.add_flag("--demo", c.demo,
                  "serve the Click & Cook demo: the browser client at / and, without --redis, "
                  "the game itself (with --redis, run gatehouse-demo-game beside it)")
@@ -227,6 +242,8 @@ bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string&
     out.session_expiry = c.session_expiry != "off";
     out.drain_spread = std::chrono::milliseconds(c.drain_spread_ms);
     out.presence_events = c.presence_events;
+    out.allowed_origins = c.allowed_origins;
+    out.metrics_listen = c.metrics_listen;
     out.gateway_id = c.gateway_id.empty() ? gatehouse::make_gateway_id() : c.gateway_id;
     return true;
 }

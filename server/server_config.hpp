@@ -69,6 +69,12 @@ struct config {
     unsigned dedupe_window = 120;
     unsigned drain_spread_ms = 0;
     bool presence_events = false;
+    // Issue 19: operations.
+    std::string log_format = "text";  // text | json
+    std::string metrics_listen;
+    std::vector<std::string> allowed_origins;
+    std::string otlp_endpoint;
+    std::string otlp_service_name = "gatehouse";
     // The Click & Cook demo (docs/examples/demo-game.md).
     bool demo = false;
 };

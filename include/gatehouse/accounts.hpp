@@ -57,6 +57,8 @@ struct accounts_options {
     std::chrono::milliseconds queue_timeout{2000};
     /// Where it reports store failures and refresh-token reuse (never a secret).
     log_sink log;
+    /// Login failures, lockouts and refresh-token reuse, for an audit log; empty: none.
+    audit_sink audit;
 };
 
 /// The account routes. Route handlers parse and validate on the gateway's I/O thread, and do

@@ -136,8 +136,21 @@ struct gateway_options {
     /// members without the braces (`"bus":"redis","store_up":true`), or empty. Called as
     /// `extra_ready` is.
     std::function<std::string()> ready_fields;
+    /// Origins (`scheme://host[:port]`, compared case-insensitively) of browser pages on
+    /// another origin allowed to use the gateway: CORS answers (preflight included) on the
+    /// JSON API, and the `Origin` check on WebSocket upgrades and event streams (403
+    /// `origin_not_allowed` for a request whose `Origin` is not listed). `*` allows any
+    /// origin. Empty: no CORS headers and no `Origin` check (v1 behaviour).
+    std::vector<std::string> allowed_origins;
+    /// `HOST:PORT` of a second listener that serves only `GET /metrics` (and `/health`), so
+    /// that metrics need not be public; `/metrics` is then not served on `listen`. Empty:
+    /// `/metrics` on `listen`.
+    std::string metrics_listen;
     /// Where log messages go; empty: nowhere.
     log_sink log;
+    /// One record per answered HTTP request and per ended WebSocket or event stream; empty:
+    /// none.
+    access_log_sink access_log;
 };
 
 /// A fresh gateway id: the host name, the process id and a random suffix, at most 64

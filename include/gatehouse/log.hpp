@@ -2,6 +2,7 @@
 /// @file
 /// `log_sink`: how the library reports what it does, without owning a logging library.
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -16,6 +17,46 @@ enum class log_level : std::uint8_t { debug, info, warn, error };
 /// paths and query strings that may carry them are redacted before they get here.
 /// Called from any thread, concurrently: the sink synchronises if it must. Empty: silent.
 using log_sink = std::function<void(log_level level, std::string_view message)>;
+
+/// One line of the access log: an HTTP request answered, or a WebSocket or event stream that
+/// ended. Views into the gateway's buffers, valid only during the call.
+struct access_record {
+    enum class kind : std::uint8_t { http, websocket, event_stream };
+    kind what = kind::http;
+    std::string_view method;  ///< The request's method (`GET` for upgrades and streams).
+    std::string_view target;  ///< Path and query as `redact_target` leaves them.
+    std::string_view route;   ///< The route pattern that answered (`/ws/player`,
+                              ///< `/login`, ...); `other` when none did.
+    int status = 0;           ///< HTTP status (101 for a WebSocket that opened).
+    int close_code = 0;       ///< WebSocket: the close code sent or received; 1006 when
+                              ///< the connection ended without one. 0 otherwise.
+    std::chrono::microseconds duration{0};  ///< First byte of the request to the last written
+                                            ///< byte (for streams: their whole life).
+    std::uint64_t bytes_received = 0;       ///< Body (HTTP) or message payload bytes read.
+    std::uint64_t bytes_sent = 0;           ///< Body (HTTP) or message payload bytes written.
+    std::string_view client_address;        ///< As PROTOCOL.md 6.2 defines it.
+    std::string_view player_id;             ///< The authenticated identity; empty if none.
+};
+
+/// Receives one `access_record` per answered request and per ended stream. Called from the
+/// I/O threads, concurrently; must not block. Empty: no access log.
+using access_log_sink = std::function<void(const access_record& record)>;
+
+/// One security-relevant event of the account routes, for an audit log. Never a password or a
+/// token. Views valid only during the call.
+struct audit_record {
+    /// `login_failed`, `login_locked_out` (a login refused during a lockout),
+    /// `lockout_started`, `refresh_token_reused` (a rotated refresh token presented again:
+    /// its whole family is revoked), ...
+    std::string_view event;
+    std::string_view username;        ///< As the request gave it; empty when not applicable.
+    std::string_view player_id;       ///< When known.
+    std::string_view client_address;  ///< As PROTOCOL.md 6.2 defines it.
+    std::string_view detail;          ///< A short reason, never secret.
+};
+
+/// Receives audit records; called from the account workers, concurrently. Empty: none.
+using audit_sink = std::function<void(const audit_record& record)>;
 
 /// A request target (`path` with its query, if any) with anything that may be a secret
 /// replaced by `[redacted]`. The rule keeps what is known to be harmless rather than hunting
