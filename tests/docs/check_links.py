@@ -6,6 +6,9 @@ directory that exists; an anchor into a Markdown file must be one of its heading
 GitHub slugs them, or an explicit `<a id="...">` / `<a name="...">`. Absolute URLs
 (`https:`, `mailto:` ...) are not fetched. Code spans and fenced code blocks are skipped.
 
+The wire contract is docs/protocol.md: no page may cite it as PROTOCOL.md, a file the
+repository does not have (it lived beside the repository while the project was planned).
+
 Usage: check_links.py SOURCE_DIR
 """
 
@@ -86,11 +89,16 @@ def links(text):
 
 
 def check(root):
+    """(problems, relative links checked)."""
     problems, count = [], 0
     for path in markdown_files(root):
         with open(path, encoding="utf-8") as f:
             text = f.read()
         where = os.path.relpath(path, root)
+        for number, line in enumerate(text.split("\n"), 1):
+            if "PROTOCOL.md" in line:
+                problems.append(f"{where}:{number}: cites PROTOCOL.md, which the repository "
+                                f"does not have: link docs/protocol.md's sections instead")
         for number, target in links(text):
             if not target or re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
                 continue  # absolute URLs are not fetched
@@ -110,7 +118,7 @@ def main(root):
     problems, count = check(root)
     for problem in problems:
         print(problem)
-    print(f"{count - len(problems)} of {count} relative links resolve")
+    print(f"{count} relative links checked, {len(problems)} problems")
     return 1 if problems or count == 0 else 0
 
 
