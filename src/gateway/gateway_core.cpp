@@ -1,5 +1,6 @@
 #include "gateway/gateway_core.hpp"
 
+#include <iterator>
 #include <stdexcept>
 #include <utility>
 
@@ -8,6 +9,7 @@
 #include "gatehouse/update.hpp"
 #include "gateway/gateway_id.hpp"
 #include "gateway/json_text.hpp"
+#include "gateway/origin_policy.hpp"
 #include "gateway/update_router.hpp"
 #include "gateway/upgrade_authorizer.hpp"
 #include "transport/client_address.hpp"
@@ -32,6 +34,7 @@ std::shared_ptr<const gateway_options> checked(gateway_options options, bool hav
         throw std::invalid_argument("gateway: trusted_proxies entry \"" + bad +
                                     "\" is not ADDRESS or ADDRESS/PREFIX");
     }
+    const origin_policy origins(options.allowed_origins);  // throws naming a bad entry
     for (const auto& [name, key] : options.bot_keys) {
         if (name.empty() || key.empty()) {
             throw std::invalid_argument("gateway: bot keys need a name and a key");
@@ -61,6 +64,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
               return authorizer->authenticate(token, who);
           })),
       updates_(std::make_shared<update_router>(options_, connections_, metrics_)),
+      cors_(options_->allowed_origins),
       router_(options_->log) {
     add_builtin_routes();
 }
@@ -103,7 +107,11 @@ upgrade_decision gateway_core::accept(session_setup setup, std::string subprotoc
 
 upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request) {
     upgrade_decision decision;
-    if (sessions_->refusing_new()) {
+    if (!cors_.allows_stream(request.origin, request.host)) {
+        // A page on another origin, not listed: the browser would let it open the socket.
+        metrics_->upgrades_origin_not_allowed.add();
+        decision.refusal = cors::refusal();
+    } else if (sessions_->refusing_new()) {
         metrics_->upgrades_shutting_down.add();
         decision = refuse(503, "shutting_down", "the gateway is shutting down");
     } else {
@@ -133,14 +141,30 @@ bool gateway_core::is_event_stream_request(const http_request& request) const no
 }
 
 upgrade_decision gateway_core::authorize_event_stream(const http_request& request) {
-    if (sessions_->refusing_new()) {
-        return refuse(503, "shutting_down", "the gateway is shutting down");
+    const auto origin = request.header("Origin");
+    const auto host = request.header("Host");
+    if (!cors_.allows_stream(origin, host)) {
+        upgrade_decision refused;
+        refused.refusal = cors::refusal();
+        return refused;
     }
-    session_setup setup;
-    const auto verdict = authorizer_->authorize_event_stream(request, setup);
-    if (!verdict) return refuse(verdict.status, verdict.code, verdict.detail);
-    // An event stream carries no commands: its bucket is never used.
-    return accept(std::move(setup), {}, 0);
+    upgrade_decision decision;
+    if (sessions_->refusing_new()) {
+        decision = refuse(503, "shutting_down", "the gateway is shutting down");
+    } else {
+        session_setup setup;
+        const auto verdict = authorizer_->authorize_event_stream(request, setup);
+        // An event stream carries no commands: its bucket is never used.
+        decision = verdict ? accept(std::move(setup), {}, 0)
+                           : refuse(verdict.status, verdict.code, verdict.detail);
+    }
+    // EventSource reads a stream from another origin only with CORS headers; a page reads why
+    // it was refused the same way.
+    auto headers = cors_.response_headers(origin, host);
+    auto& to = decision.accepted ? decision.headers : decision.refusal.headers;
+    to.insert(to.end(), std::make_move_iterator(headers.begin()),
+              std::make_move_iterator(headers.end()));
+    return decision;
 }
 
 std::error_code gateway_core::authenticate(std::string_view token, identity& who) const {
@@ -155,7 +179,21 @@ void gateway_core::add_route(std::string method, std::string path, http_handler 
 }
 
 void gateway_core::handle_http(const http_request& request, http_responder respond) {
-    router_.handle(request, respond);
+    if (cors_.is_preflight(request)) {
+        respond(cors_.preflight(request, router_.methods(request.path)));
+        return;
+    }
+    auto headers = cors_.response_headers(request.header("Origin"), request.header("Host"));
+    if (headers.empty()) {
+        // No allowed origins configured (v1), or `*` and a request without `Origin`.
+        router_.handle(request, respond);
+        return;
+    }
+    router_.handle(request,
+                   [respond = std::move(respond), headers = std::move(headers)](http_response r) {
+                       r.headers.insert(r.headers.end(), headers.begin(), headers.end());
+                       respond(std::move(r));
+                   });
 }
 
 void gateway_core::add_builtin_routes() {

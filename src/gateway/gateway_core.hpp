@@ -2,8 +2,8 @@
 // The transport-independent heart of a gateway, composed of its parts: the upgrade_authorizer
 // (who may connect, in which codec), the session_registry (open sessions, keepalive, drain),
 // the command_ingress (commands onto the bus), the update_router (updates to connections), the
-// http_router (routes) and the gateway_metrics. It implements `transport_events`, the seam the
-// transport (src/transport/) calls; it never sees a socket.
+// http_router (routes), cors (browser origins) and the gateway_metrics. It implements
+// `transport_events`, the seam the transport (src/transport/) calls; it never sees a socket.
 
 #include <atomic>
 #include <chrono>
@@ -20,6 +20,7 @@
 #include "gatehouse/pubsub_listener.hpp"
 #include "gatehouse/update_log.hpp"
 #include "gateway/command_ingress.hpp"
+#include "gateway/cors.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/http_router.hpp"
 #include "gateway/session_registry.hpp"
@@ -107,6 +108,7 @@ private:
     const std::shared_ptr<session_registry> sessions_;
     const std::shared_ptr<command_ingress> ingress_;
     const std::shared_ptr<update_router> updates_;
+    const cors cors_;
     http_router router_;
     std::atomic<bool> listener_started_{false};
 };

@@ -53,6 +53,7 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
       upgrades_shutting_down(upgrade_refusals(*registry_, "shutting_down")),
       upgrades_not_found(upgrade_refusals(*registry_, "not_found")),
       upgrades_over_capacity(upgrade_refusals(*registry_, "over_capacity")),
+      upgrades_origin_not_allowed(upgrade_refusals(*registry_, "origin_not_allowed")),
       commands_accepted(registry_->counter("gatehouse_commands_accepted_total",
                                            "Commands the bus accepted (and that were acked).")),
       http_commands_accepted(registry_->counter("gatehouse_http_commands_accepted_total",

@@ -46,6 +46,7 @@ public:
     metric_counter& upgrades_shutting_down;
     metric_counter& upgrades_not_found;
     metric_counter& upgrades_over_capacity;
+    metric_counter& upgrades_origin_not_allowed;
     metric_counter& commands_accepted;
     metric_counter& http_commands_accepted;
     metric_counter& refused_invalid_frame;

@@ -34,17 +34,23 @@ void http_router::handle(const http_request& request, const http_responder& resp
     }
     const auto method = path->second.find(request.method);
     if (method == path->second.end()) {
-        std::string allow;
-        for (const auto& entry : path->second) {
-            if (!allow.empty()) allow += ", ";
-            allow += entry.first;
-        }
         auto r = http_response::problem(405, "method_not_allowed");
-        r.headers.emplace_back("Allow", std::move(allow));
+        r.headers.emplace_back("Allow", methods(request.path));
         respond(std::move(r));
         return;
     }
     call(method->second.handler, request, respond);
+}
+
+std::string http_router::methods(std::string_view path) const {
+    std::string out;
+    const auto found = routes_.find(path);
+    if (found == routes_.end()) return out;
+    for (const auto& entry : found->second) {
+        if (!out.empty()) out += ", ";
+        out += entry.first;
+    }
+    return out;
 }
 
 void http_router::call(const http_handler& handler, const http_request& request,

@@ -1,9 +1,9 @@
 #pragma once
 // The route table of plain HTTP requests: exact paths, one handler per method, and prefix
 // routes (`/ws/`); 404 for an unknown path and 405 with `Allow` for a known path asked with
-// another method. The gateway's own routes (`/health`, `/ready`, `/metrics`, `/commands`,
-// `/sse/player`, `/ws/`) are registered in it like an embedder's, as built-ins an embedder's
-// route cannot replace.
+// another method (the methods a path has also answer CORS preflights). The gateway's own routes
+// (`/health`, `/ready`, `/metrics`, `/commands`, `/sse/player`, `/ws/`) are registered in it
+// like an embedder's, as built-ins an embedder's route cannot replace.
 
 #include <map>
 #include <string>
@@ -31,6 +31,10 @@ public:
     // Dispatches one request. A handler's exception answers 500 (ignored when the handler had
     // answered already) instead of unwinding through the I/O thread.
     void handle(const http_request& request, const http_responder& respond) const;
+
+    // The methods of the exact path `path` (`GET, POST`), as 405's `Allow` and a CORS
+    // preflight name them; empty for a path without exact routes (prefix routes included).
+    std::string methods(std::string_view path) const;
 
 private:
     struct route {

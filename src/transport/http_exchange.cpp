@@ -23,6 +23,16 @@ std::shared_ptr<const std::string> shared_text(std::string text) {
     return std::make_shared<const std::string>(std::move(text));
 }
 
+void append_headers(std::string& out,
+                    const std::vector<std::pair<std::string, std::string>>& headers) {
+    for (const auto& [name, value] : headers) {
+        out += name;
+        out += ": ";
+        out += value;
+        out += "\r\n";
+    }
+}
+
 }  // namespace
 
 http_exchange::http_exchange(http_exchange_host& host, transport_events& events,
@@ -219,6 +229,8 @@ void http_exchange::handle_upgrade(parsed_request& parsed) {
     request.path = path;
     request.query = query;
     request.authorization = parsed.header("Authorization");
+    request.origin = parsed.header("Origin");
+    request.host = parsed.header("Host");
     std::vector<std::string_view> extension_offers;
     for (const auto& [name, value] : parsed.headers) {
         if (iequals(name, "Sec-WebSocket-Protocol")) {
@@ -249,6 +261,7 @@ void http_exchange::handle_upgrade(parsed_request& parsed) {
         answer += deflate.response;
         answer += "\r\n";
     }
+    append_headers(answer, decision.headers);
     answer += "\r\n";
     host_.queue_bytes(shared_text(std::move(answer)));
 
@@ -264,9 +277,12 @@ void http_exchange::handle_upgrade(parsed_request& parsed) {
 void http_exchange::start_event_stream(const http_request& request) {
     auto decision = events_.authorize_event_stream(request);
     if (!decision.accepted) return answer_refusal(decision.refusal);
-    host_.queue_bytes(shared_text(
+    std::string answer =
         "HTTP/1.1 200 OK\r\nServer: gatehouse\r\nContent-Type: text/event-stream\r\n"
-        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n\r\n"));
+        "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\nConnection: close\r\n";
+    append_headers(answer, decision.headers);
+    answer += "\r\n";
+    host_.queue_bytes(shared_text(std::move(answer)));
     switch_.kind = stream_kind::event_stream;
     switch_.handler = std::move(decision.handler);
 }

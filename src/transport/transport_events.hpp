@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gatehouse/connection.hpp"
@@ -61,6 +62,8 @@ struct upgrade_request {
     std::string_view path;
     std::string_view query;
     std::string_view authorization;  // the Authorization header, possibly empty
+    std::string_view origin;         // the Origin header (browsers send it), possibly empty
+    std::string_view host;           // the Host header
     std::vector<std::string> offered_subprotocols;
     std::string_view remote_address;
 };
@@ -68,8 +71,9 @@ struct upgrade_request {
 // The gateway's answer to an upgrade or event-stream request.
 struct upgrade_decision {
     bool accepted = false;
-    http_response refusal;    // when not accepted
-    std::string subprotocol;  // to echo; empty when none
+    http_response refusal;                                     // when not accepted
+    std::string subprotocol;                                   // to echo; empty when none
+    std::vector<std::pair<std::string, std::string>> headers;  // more headers of the acceptance
     std::shared_ptr<stream_handler> handler;
 };
 
