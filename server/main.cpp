@@ -304,7 +304,7 @@ int run(int argc, char** argv) {
                 options, gatehouse::codec_registry::with_builtin_codecs(), redis, redis, redis);
         }
     } catch (const std::invalid_argument& e) {
-        logger->error("{}", e.what());
+        logger->error("{}", gatehouse_server::name_the_flag(e.what()));
         return exit_usage_error;
     }
     const auto account_services = make_account_services(config, options, *gw, *logger);

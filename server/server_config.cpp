@@ -6,6 +6,8 @@
 #include <cctype>
 #include <chrono>
 #include <cmath>
+#include <string_view>
+#include <utility>
 
 namespace gatehouse_server {
 namespace {
@@ -338,6 +340,22 @@ bool to_in_process_options(const config& c, const gatehouse::gateway_options& ga
     if (!check_dedupe_window(c, problem)) return false;
     out.dedupe_window = std::chrono::seconds(c.dedupe_window);
     return true;
+}
+
+std::string name_the_flag(std::string_view message) {
+    // The gateway options whose entries the constructor checks, and their flags.
+    static constexpr std::pair<std::string_view, std::string_view> options[] = {
+        {"allowed_origins", "--allowed-origins"},
+        {"trusted_proxies", "--trusted-proxies"},
+    };
+    constexpr std::string_view prefix = "gateway: ";
+    for (const auto& [option, flag] : options) {
+        const std::string named = std::string(prefix) + std::string(option) + " ";
+        if (message.compare(0, named.size(), named) == 0) {
+            return std::string(flag) + ": " + std::string(message.substr(named.size()));
+        }
+    }
+    return std::string(message);
 }
 
 }  // namespace gatehouse_server

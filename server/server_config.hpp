@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gatehouse/accounts.hpp"
@@ -104,5 +105,10 @@ bool to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
 // with `problem` on a bad value.
 bool to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
                            gatehouse::in_process_bus_options& out, std::string& problem);
+
+// The message of the gateway constructor's std::invalid_argument for a bad option
+// (`gateway: allowed_origins entry "x" is ...`) with the option named by its flag
+// (`--allowed-origins: entry "x" is ...`); other messages unchanged.
+std::string name_the_flag(std::string_view message);
 
 }  // namespace gatehouse_server
