@@ -136,11 +136,16 @@ struct gateway_options {
     /// members without the braces (`"bus":"redis","store_up":true`), or empty. Called as
     /// `extra_ready` is.
     std::function<std::string()> ready_fields;
-    /// Origins (`scheme://host[:port]`, compared case-insensitively) of browser pages on
-    /// another origin allowed to use the gateway: CORS answers (preflight included) on the
-    /// JSON API, and the `Origin` check on WebSocket upgrades and event streams (403
-    /// `origin_not_allowed` for a request whose `Origin` is not listed). `*` allows any
-    /// origin. Empty: no CORS headers and no `Origin` check (v1 behaviour).
+    /// Origins (`scheme://host[:port]`, compared as RFC 6454 serializes them: scheme and host
+    /// case-insensitively, a default port the same as none) of browser pages on another
+    /// origin allowed to use the gateway: CORS answers (preflight included) on the HTTP
+    /// routes, `add_route`'s too, and the `Origin` check on WebSocket upgrades and event
+    /// streams (403 `origin_not_allowed` for a request whose `Origin` is not allowed; one
+    /// without `Origin`, not a browser's, passes). The request's own origin (its `Host`) is
+    /// always allowed. `*` allows any origin. No `Access-Control-Allow-Credentials`: tokens
+    /// are never cookies. Empty: no CORS headers and no `Origin` check (v1 behaviour). An
+    /// entry that is neither `*` nor an origin: the constructor throws
+    /// `std::invalid_argument` naming it.
     std::vector<std::string> allowed_origins;
     /// `HOST:PORT` of a second listener that serves only `GET /metrics` (and `/health`), so
     /// that metrics need not be public; `/metrics` is then not served on `listen`. Empty:

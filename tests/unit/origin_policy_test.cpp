@@ -40,8 +40,7 @@ TEST_CASE("origin policy: origins parse as scheme://host[:port] and nothing else
                             "https://game.example:8x",
                             "https://game.example?q",
                             "https://game example",
-                            "https://b\xc3\xbc"
-                            "cher.example",
+                            "https://b\u00fccher.example",
                             "1http://a",
                             "https://a https://b",
                             "https://[::1",
