@@ -71,6 +71,10 @@ TEST_CASE("http router: exact routes, 404, 405 with Allow, prefixes and exceptio
     CHECK(a.got[5].status == 500);
     REQUIRE(logged.size() == 1);
     CHECK(logged[0].find("threw") != std::string::npos);
+    // What a CORS preflight lists: exact paths only.
+    CHECK(router.methods("/a") == "GET, PUT");
+    CHECK(router.methods("/nope").empty());
+    CHECK(router.methods("/p/anything").empty());
 }
 
 TEST_CASE("http router: a built-in route stays in place; other methods may be added",
