@@ -26,7 +26,6 @@ RFC 6454 (origins), RFC 6455 10.2 (Origin on upgrades); requests, http.client an
 python3-websockets are third-party clients. Every wait is bounded.
 """
 
-import asyncio
 import socket
 import subprocess
 
