@@ -122,6 +122,12 @@ struct gateway_options {
     /// events, routed exactly as for WebSocket connections, with a keep-alive comment after
     /// every `ping_interval` without an event.
     bool event_streams = true;
+    /// Serve `GET /openapi.json`: the OpenAPI 3.1 description of the HTTP API
+    /// (docs/openapi.json, compiled into the library), with only the operations of the routes
+    /// this gateway has when `start()` runs: the built-ins it serves and the `accounts` routes
+    /// if added (docs/openapi.md). Routes an embedder adds at other paths are not described.
+    /// False: no such route (an embedder may serve its own document there with `add_route`).
+    bool openapi = true;
     /// This instance's name on the command stream (`gateway_id`); empty: generated from the
     /// host name, the process id and a random suffix.
     std::string gateway_id;
@@ -169,7 +175,8 @@ std::string make_gateway_id();
 /// Built-in routes: `GET /health`, `GET /ready` (200 while the bus and listener are
 /// connected, `gateway_options::extra_ready` holds and the gateway is not shutting down, 503
 /// problem+json otherwise),
-/// `GET /metrics`, `POST /commands` and `GET /sse/player` (see the options); WebSocket upgrades at
+/// `GET /metrics`, `GET /openapi.json`, `POST /commands`, `POST /updates` and `GET /sse/player`
+/// (see the options); WebSocket upgrades at
 /// `/ws/player/{token}`, `/ws/player` (Bearer) and
 /// `/ws/bot/{key}`. Other paths go to routes added with `add_route`.
 ///
@@ -200,6 +207,14 @@ public:
     /// Routes `method` requests for exactly `path` to `handler`. A path registered with
     /// another method answers 405; an unregistered path 404. Call before `start()`.
     void add_route(std::string method, std::string path, http_handler handler);
+
+    /// The route table: the built-in routes (WebSocket upgrades as the prefix route `/ws/`,
+    /// which answers 426 to a request that is not an upgrade) and those added with `add_route`,
+    /// exact routes sorted by path and method, then the prefix routes. `HEAD` is not listed: it
+    /// is answered as `GET` wherever `GET` is routed. For checking a route table against a
+    /// description of it (tests/unit/openapi_document_test.cpp does so for docs/openapi.json).
+    /// Thread safety: call before `start()` or after it, not during `add_route`.
+    std::vector<http_route> routes() const;
 
     /// Binds the listener, starts the update listener and the I/O threads.
     /// Errors: `errc::invalid_listen_address`, `errc::tls_setup_failed`, or the system

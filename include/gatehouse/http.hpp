@@ -58,6 +58,16 @@ struct http_response {
     static http_response json(int status, std::string body);
 };
 
+/// One entry of a gateway's route table, as `gateway::routes()` lists it.
+///
+/// Thread safety: a plain value.
+struct http_route {
+    std::string method;    ///< `GET`, `POST`, ...; empty for a prefix route (every method).
+    std::string path;      ///< The exact path; for a prefix route, the prefix (`/ws/`).
+    bool prefix = false;   ///< True: the route takes every path that begins with `path`.
+    bool builtin = false;  ///< One of the gateway's own, rather than added with `add_route`.
+};
+
 /// Completes a request. Call it exactly once, from any thread.
 using http_responder = std::function<void(http_response)>;
 

@@ -219,10 +219,13 @@ void gateway::add_route(std::string method, std::string path, http_handler handl
     impl_->core->add_route(std::move(method), std::move(path), std::move(handler));
 }
 
+std::vector<http_route> gateway::routes() const { return impl_->core->routes(); }
+
 std::error_code gateway::start() {
     auto& d = *impl_;
     std::lock_guard<std::mutex> lock(d.lifecycle);
     if (d.phase != impl::lifecycle_phase::idle) return {};
+    d.core->routes_complete();
     const auto& options = d.core->options();
     asio::ip::tcp::endpoint endpoint;
     if (auto ec = parse_listen(d.io, options.listen, endpoint)) return ec;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "gatehouse/codec_registry.hpp"
 #include "gatehouse/command_bus.hpp"
@@ -61,6 +62,10 @@ public:
 
     // --- HTTP ---
     void add_route(std::string method, std::string path, http_handler handler);
+    std::vector<http_route> routes() const { return router_.routes(); }
+    // The route table is final (the gateway is starting): builds what describes all of it, the
+    // `/openapi.json` answer.
+    void routes_complete();
 
     // --- keepalive: called periodically by the gateway ---
     void sweep();
@@ -110,6 +115,9 @@ private:
     const std::shared_ptr<update_router> updates_;
     const cors cors_;
     http_router router_;
+    // What `GET /openapi.json` answers (null when `options.openapi` is off); filled by
+    // routes_complete() before the transport accepts a connection.
+    std::shared_ptr<std::string> openapi_text_;
     std::atomic<bool> listener_started_{false};
 };
 

@@ -20,6 +20,18 @@ void http_router::add_prefix(std::string prefix, http_handler handler) {
     prefixes_.emplace_back(std::move(prefix), std::move(handler));
 }
 
+std::vector<http_route> http_router::routes() const {
+    std::vector<http_route> out;
+    for (const auto& [path, methods] : routes_) {
+        for (const auto& [method, entry] : methods) {
+            out.push_back(http_route{method, path, false, entry.builtin});
+        }
+    }
+    // Only the gateway adds prefix routes.
+    for (const auto& entry : prefixes_) out.push_back(http_route{{}, entry.first, true, true});
+    return out;
+}
+
 void http_router::handle(const http_request& request, const http_responder& respond) const {
     for (const auto& [prefix, handler] : prefixes_) {
         if (request.path.compare(0, prefix.size(), prefix) == 0) {

@@ -28,6 +28,9 @@ public:
     // Every request whose path starts with `prefix`, whatever its method.
     void add_prefix(std::string prefix, http_handler handler);
 
+    // Every route: the exact ones by path, then method; then the prefix routes.
+    std::vector<http_route> routes() const;
+
     // Dispatches one request. A handler's exception answers 500 (ignored when the handler had
     // answered already) instead of unwinding through the I/O thread.
     void handle(const http_request& request, const http_responder& respond) const;
