@@ -30,11 +30,11 @@ readonly packages=(
     # RabbitMQ (issue 20, docs/amqp.md): the broker the amqp suites start, and pika, the
     # Python client they and the example service use
     rabbitmq-server python3-pika
+    # the JSON Schema validator (Draft 2020-12) that checks docs/openapi.json against OpenAPI 3.1
+    python3-jsonschema
     # tests of deploy/: the load balancer the fleet test runs and `haproxy -c` validates, and
     # the YAML parser that reads the compose file
     haproxy python3-yaml
-    # the JSON Schema validator (Draft 2020-12) that checks docs/openapi.json against OpenAPI 3.1
-    python3-jsonschema
     # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
     # playwright-core from the npm registry with the machine's Node.js)
     pybind11-dev python3-dev chromium

@@ -175,10 +175,11 @@ std::string make_gateway_id();
 /// Built-in routes: `GET /health`, `GET /ready` (200 while the bus and listener are
 /// connected, `gateway_options::extra_ready` holds and the gateway is not shutting down, 503
 /// problem+json otherwise),
-/// `GET /metrics`, `GET /openapi.json`, `POST /commands`, `POST /updates` and `GET /sse/player`
-/// (see the options); WebSocket upgrades at
+/// `GET /metrics`, `POST /commands` and `GET /sse/player` (see the options); WebSocket upgrades at
 /// `/ws/player/{token}`, `/ws/player` (Bearer) and
 /// `/ws/bot/{key}`. Other paths go to routes added with `add_route`.
+/// Also `POST /updates` (with a `publish_key`) and `GET /openapi.json` (`openapi`), the
+/// description of the HTTP API (docs/openapi.md).
 ///
 /// Thread safety: configure (`add_route`) before `start()`; `start`, `shutdown` and the
 /// accessors may then be called from any thread. Route handlers, bus callbacks and listener
@@ -207,14 +208,6 @@ public:
     /// Routes `method` requests for exactly `path` to `handler`. A path registered with
     /// another method answers 405; an unregistered path 404. Call before `start()`.
     void add_route(std::string method, std::string path, http_handler handler);
-
-    /// The route table: the built-in routes (WebSocket upgrades as the prefix route `/ws/`,
-    /// which answers 426 to a request that is not an upgrade) and those added with `add_route`,
-    /// exact routes sorted by path and method, then the prefix routes. `HEAD` is not listed: it
-    /// is answered as `GET` wherever `GET` is routed. For checking a route table against a
-    /// description of it (tests/unit/openapi_document_test.cpp does so for docs/openapi.json).
-    /// Thread safety: call before `start()` or after it, not during `add_route`.
-    std::vector<http_route> routes() const;
 
     /// Binds the listener, starts the update listener and the I/O threads.
     /// Errors: `errc::invalid_listen_address`, `errc::tls_setup_failed`, or the system
@@ -257,6 +250,14 @@ public:
     /// Verifies a player token as the WebSocket upgrade does (for an embedding server's own
     /// routes, e.g. `POST /commands`).
     std::error_code authenticate(std::string_view token, identity& who) const;
+
+    /// The route table: the built-in routes (WebSocket upgrades as the prefix route `/ws/`,
+    /// which answers 426 to a request that is not an upgrade) and those added with `add_route`,
+    /// exact routes sorted by path and method, then the prefix routes. `HEAD` is not listed: it
+    /// is answered as `GET` wherever `GET` is routed. For checking a route table against a
+    /// description of it (tests/unit/openapi_document_test.cpp does so for docs/openapi.json).
+    /// Thread safety: call before `start()` or after it, not during `add_route`.
+    std::vector<http_route> routes() const;
 
 private:
     struct impl;

@@ -179,10 +179,6 @@ void gateway_core::add_route(std::string method, std::string path, http_handler 
     router_.add(std::move(method), std::move(path), std::move(handler));
 }
 
-void gateway_core::routes_complete() {
-    if (openapi_text_) *openapi_text_ = openapi_for_routes(openapi_document(), router_.routes());
-}
-
 void gateway_core::handle_http(const http_request& request, http_responder respond) {
     if (cors_.is_preflight(request)) {
         respond(cors_.preflight(request, router_.methods(request.path)));
@@ -232,10 +228,6 @@ void gateway_core::add_builtin_routes() {
                             r.body = metrics->registry().render();
                             respond(std::move(r));
                         });
-    if (options_->openapi) {
-        openapi_text_ = std::make_shared<std::string>();
-        router_.add_builtin("GET", "/openapi.json", openapi_handler(openapi_text_));
-    }
     router_.add_prefix("/ws/", [](const http_request&, const http_responder& respond) {
         auto r =
             http_response::problem(426, "upgrade_required", "this endpoint speaks WebSocket only");
@@ -270,6 +262,11 @@ void gateway_core::add_builtin_routes() {
                                 r.headers.emplace_back("Allow", "GET");
                                 respond(std::move(r));
                             });
+    }
+    // Its text is filled by routes_complete() when start() finds the table final.
+    if (options_->openapi) {
+        openapi_text_ = std::make_shared<std::string>();
+        router_.add_builtin("GET", "/openapi.json", openapi_handler(openapi_text_));
     }
 }
 
@@ -336,6 +333,10 @@ std::chrono::milliseconds gateway_core::sweep_interval() const noexcept {
 
 // ------------------------------------------------------------------------------------------
 // Lifecycle
+
+void gateway_core::routes_complete() {
+    if (openapi_text_) *openapi_text_ = openapi_for_routes(openapi_document(), router_.routes());
+}
 
 void gateway_core::start_listener() {
     if (listener_started_.exchange(true)) return;
