@@ -161,11 +161,14 @@ class Document(unittest.TestCase):
 
 class Served(h.ServerTestCase):
     """A server with every route: accounts (the default sqlite store), `--publish-key` (the
-    harness gives one), commands and event streams on."""
+    harness gives one), commands and event streams on; and one allowed origin, for the 403 of
+    sessions opened from another."""
+
+    ALLOWED_ORIGIN = "https://game.example"
 
     @classmethod
     def server_args(cls):
-        return ah.NO_AUTH_RATE_LIMIT
+        return ah.NO_AUTH_RATE_LIMIT + ["--allowed-origins", cls.ALLOWED_ORIGIN]
 
     def check_documented(self, method, path, r):
         """`r` is one of the answers documented for the operation: its status (or the default
@@ -298,6 +301,10 @@ class Served(h.ServerTestCase):
 
         r = ah.request(s, "GET", "/sse/player?token=not-a-token")
         ah.check_problem(self, r, 401, "unauthorized")
+        self.check_documented("GET", "/sse/player", r)
+        r = ah.request(s, "GET", "/sse/player?token=" + token,
+                       headers={"Origin": "https://elsewhere.example"})
+        ah.check_problem(self, r, 403, "origin_not_allowed")
         self.check_documented("GET", "/sse/player", r)
 
 
