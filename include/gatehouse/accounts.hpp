@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gatehouse/attempt_limiter.hpp"
@@ -60,6 +61,10 @@ struct accounts_options {
     /// Login failures, lockouts and refresh-token reuse, for an audit log; empty: none.
     audit_sink audit;
 };
+
+/// True for what `accounts_options::login_service_url` may be: `http://HOST[:PORT][/PATH]`
+/// (checked as the constructor checks it, without connecting).
+bool valid_login_service_url(std::string_view url);
 
 /// The account routes. Route handlers parse and validate on the gateway's I/O thread, and do
 /// everything that blocks or burns CPU (the store, the limiter, Argon2id) on the worker pool;

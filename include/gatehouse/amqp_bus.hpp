@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 #include "gatehouse/command_bus.hpp"
 #include "gatehouse/log.hpp"
@@ -57,6 +59,11 @@ struct amqp_bus_stats {
     std::uint64_t updates_received = 0;  ///< Update messages handed to the handler.
     std::uint64_t reconnects = 0;        ///< Times the connection was re-established.
 };
+
+/// Checks `amqp_bus_options::url` as the constructor does, without connecting: an
+/// `amqp://[user[:password]@]host[:port][/vhost]` URL. @return empty, or
+/// `std::errc::invalid_argument`.
+std::error_code check_amqp_url(std::string_view url);
 
 /// A `command_bus` and `pubsub_listener` on one RabbitMQ broker.
 ///

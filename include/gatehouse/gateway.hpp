@@ -169,6 +169,21 @@ struct gateway_options {
 /// to give the same id to a bus before the gateway exists.
 std::string make_gateway_id();
 
+/// Start-up checks an embedding server can run before building anything (the reference
+/// server's `check-config`); the constructor and `start()` apply the same rules.
+///
+/// `HOST:PORT` as `start()` reads `gateway_options::listen`: a numeric IPv4 host, a bracketed
+/// IPv6 one or a host name (not resolved here), and a port from 0 to 65535.
+/// @return empty, or `errc::invalid_listen_address`.
+std::error_code check_listen_address(std::string_view host_port);
+
+/// True for what `gateway_options::gateway_id` may be: 1-64 characters of `[A-Za-z0-9_.:-]`.
+bool valid_gateway_id(std::string_view id) noexcept;
+
+/// One `gateway_options::trusted_proxies` entry: `ADDRESS/PREFIX` or a bare address, IPv4 or
+/// IPv6. @return empty, or `std::errc::invalid_argument`.
+std::error_code check_trusted_proxy(std::string_view entry);
+
 /// A gateway: one listener for HTTP and WebSocket, its I/O threads, and the wiring between
 /// connections, codecs, the bus and the update listener.
 ///

@@ -146,6 +146,11 @@ public:
 std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
                                 const log_sink& log = {});
 
+/// Checks a store URL as `open_user_store` does before opening anything (scheme, syntax,
+/// PostgreSQL's parameters and `pool_size`), for a start-up check that must not connect.
+/// Throws `std::invalid_argument` with `open_user_store`'s message for a bad URL.
+void check_user_store_url(std::string_view url);
+
 /// The schema version this build creates and migrates to.
 int user_store_schema_version() noexcept;
 

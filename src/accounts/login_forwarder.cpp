@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "gatehouse/accounts.hpp"
 #include "http/text.hpp"
 
 namespace gatehouse::detail {
@@ -215,3 +216,11 @@ http_response login_forwarder::forward(std::string_view path, std::string_view c
 }
 
 }  // namespace gatehouse::detail
+
+namespace gatehouse {
+
+bool valid_login_service_url(std::string_view url) {
+    return detail::login_forwarder(url, std::chrono::milliseconds(1)).valid();
+}
+
+}  // namespace gatehouse

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "accounts/postgres_url.hpp"
 #include "accounts/postgres_user_store.hpp"
 #include "accounts/sqlite_user_store.hpp"
 #include "gatehouse/errc.hpp"
@@ -18,49 +19,69 @@ bool scheme_char(char c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
 }
 
-}  // namespace
+// Where a store URL leads, checked: the scheme, lower-cased, and what follows its colon.
+// Throws std::invalid_argument for bad configuration (see open_user_store).
+struct store_target {
+    std::string scheme;
+    std::string_view rest;
+};
 
-std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
-                                const log_sink& log) {
-    const auto refuse = [](const std::string& why) -> std::error_code {
-        throw std::invalid_argument(why);
-    };
+store_target checked_target(std::string_view url) {
+    const auto refuse = [](const std::string& why) { throw std::invalid_argument(why); };
     constexpr std::string_view usage =
         "use sqlite:PATH, sqlite::memory: or postgresql://[user[:password]@]host[:port]/dbname";
 
     const std::size_t colon = url.find(':');
     if (colon == std::string_view::npos || colon == 0) {
-        return refuse(std::string("not a store URL; ") + std::string(usage));
+        refuse(std::string("not a store URL; ") + std::string(usage));
     }
-    const std::string scheme = detail::ascii_lower_copy(url.substr(0, colon));
-    const std::string_view rest = url.substr(colon + 1);
-    for (const char c : scheme) {
-        if (!scheme_char(c)) return refuse(std::string("not a store URL; ") + std::string(usage));
+    store_target t{detail::ascii_lower_copy(url.substr(0, colon)), url.substr(colon + 1)};
+    for (const char c : t.scheme) {
+        if (!scheme_char(c)) refuse(std::string("not a store URL; ") + std::string(usage));
     }
-
-    if (scheme == "sqlite") {
-        if (rest.empty()) {
-            return refuse(
-                "sqlite: needs a file name, e.g. sqlite:gatehouse.db, or sqlite::memory:");
+    if (t.scheme == "sqlite") {
+        if (t.rest.empty()) {
+            refuse("sqlite: needs a file name, e.g. sqlite:gatehouse.db, or sqlite::memory:");
         }
         // `sqlite://x` would otherwise open the file `//x`. Other tools read `sqlite:///x` as
         // relative and `sqlite:////x` as absolute; rather than guess which the operator meant,
         // ask for the one spelling PROTOCOL.md documents.
-        if (rest.substr(0, 2) == "//") {
-            return refuse(
+        if (t.rest.substr(0, 2) == "//") {
+            refuse(
                 "sqlite: write sqlite:PATH (e.g. sqlite:/var/lib/gatehouse/users.db), "
                 "not sqlite://...");
         }
+        return t;
+    }
+    if (t.scheme == "postgresql" || t.scheme == "postgres") return t;
+    refuse("unsupported store scheme '" + t.scheme + "'; " + std::string(usage));
+    return t;
+}
+
+}  // namespace
+
+void check_user_store_url(std::string_view url) {
+    const store_target t = checked_target(url);
+    if (t.scheme == "sqlite") return;
+    detail::postgres_options options;
+    detail::postgres::conninfo info;
+    if (auto why = detail::postgres::parse_url("postgresql:" + std::string(t.rest), options, info);
+        !why.empty()) {
+        throw std::invalid_argument("postgresql: " + why);
+    }
+}
+
+std::error_code open_user_store(std::string_view url, std::unique_ptr<user_store>& out,
+                                const log_sink& log) {
+    const store_target t = checked_target(url);
+    if (t.scheme == "sqlite") {
         // `sqlite::memory:` leaves ":memory:", SQLite's own name for a private in-memory database.
-        return detail::open_sqlite_user_store(rest, detail::sqlite_migrations(), out, log);
+        return detail::open_sqlite_user_store(t.rest, detail::sqlite_migrations(), out, log);
     }
-    if (scheme == "postgresql" || scheme == "postgres") {
-        // libpq takes either scheme, in lower case only.
-        const std::string normalised = "postgresql:" + std::string(rest);
-        return detail::open_postgres_user_store(normalised, detail::postgres_migrations(), {}, out,
-                                                log);
-    }
-    return refuse("unsupported store scheme '" + scheme + "'; " + std::string(usage));
+    // libpq takes either scheme, in lower case only.
+    const std::string normalised = "postgresql:" + std::string(t.rest);
+    return detail::open_postgres_user_store(normalised, detail::postgres_migrations(), {}, out,
+                                            log);
 }
 
 std::error_code user_store::prune_refresh_tokens(std::int64_t /*now_ms*/, std::size_t& removed) {

@@ -548,6 +548,11 @@ std::string amqp_bus::state::handle(a::link& l, const amqp_frame_t& frame) {
     return {};
 }
 
+std::error_code check_amqp_url(std::string_view url) {
+    a::url where;
+    return a::parse_url(url, where);
+}
+
 amqp_bus::amqp_bus(amqp_bus_options options) {
     a::url where;
     if (a::parse_url(options.url, where)) {

@@ -46,21 +46,22 @@ std::error_code resolve_listen_host(asio::io_context& io, const std::string& hos
     return {};
 }
 
-// `HOST:PORT`: a numeric IPv4 host, a bracketed IPv6 one, or a host name resolved once, now.
-std::error_code parse_listen(asio::io_context& io, std::string_view text,
-                             asio::ip::tcp::endpoint& out) {
+// The syntax of `HOST:PORT`: a numeric IPv4 host, a bracketed IPv6 one (brackets removed in
+// `host`) or a host name, and a port.
+std::error_code split_listen(std::string_view text, std::string_view& host, unsigned& port,
+                             bool& bracketed) {
     const auto colon = text.rfind(':');
     if (colon == std::string_view::npos || colon == 0) return errc::invalid_listen_address;
-    std::string_view host = text.substr(0, colon);
+    host = text.substr(0, colon);
     const std::string_view port_text = text.substr(colon + 1);
-    const bool bracketed = host.front() == '[';
+    bracketed = host.front() == '[';
     if (bracketed) {
         if (host.size() < 3 || host.back() != ']') return errc::invalid_listen_address;
         host = host.substr(1, host.size() - 2);
     } else if (host.find(':') != std::string_view::npos) {
         return errc::invalid_listen_address;  // IPv6 needs brackets
     }
-    unsigned port = 0;
+    port = 0;
     const auto [end, ec] =
         std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc{} || end != port_text.data() + port_text.size() || port > 65535 ||
@@ -69,9 +70,21 @@ std::error_code parse_listen(asio::io_context& io, std::string_view text,
     }
     if (host.empty()) return errc::invalid_listen_address;
     std::error_code address_error;
+    (void)asio::ip::make_address(std::string(host), address_error);
+    if (address_error && (bracketed || looks_numeric(host))) return errc::invalid_listen_address;
+    return {};
+}
+
+// `HOST:PORT` (split_listen), a host name resolved once, now.
+std::error_code parse_listen(asio::io_context& io, std::string_view text,
+                             asio::ip::tcp::endpoint& out) {
+    std::string_view host;
+    unsigned port = 0;
+    bool bracketed = false;
+    if (auto ec = split_listen(text, host, port, bracketed)) return ec;
+    std::error_code address_error;
     auto address = asio::ip::make_address(std::string(host), address_error);
     if (address_error) {
-        if (bracketed || looks_numeric(host)) return errc::invalid_listen_address;
         if (auto failed = resolve_listen_host(io, std::string(host), address)) return failed;
     }
     out = asio::ip::tcp::endpoint(address, static_cast<unsigned short>(port));
@@ -86,6 +99,13 @@ std::string format_endpoint(const asio::ip::tcp::endpoint& e) {
 }
 
 }  // namespace
+
+std::error_code check_listen_address(std::string_view host_port) {
+    std::string_view host;
+    unsigned port = 0;
+    bool bracketed = false;
+    return split_listen(host_port, host, port, bracketed);
+}
 
 // Runs the core's keepalive sweep every sweep_interval on the gateway's I/O context. Its timer
 // handler holds it weakly: the gateway drops it after the I/O threads stopped, and a handler

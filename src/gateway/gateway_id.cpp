@@ -29,6 +29,8 @@ std::string make_gateway_id() {
     return id + suffix;
 }
 
+bool valid_gateway_id(std::string_view id) noexcept { return detail::is_valid_gateway_id(id); }
+
 }  // namespace gatehouse
 
 namespace gatehouse::detail {

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <system_error>
 
+#include "gatehouse/gateway.hpp"
 #include "http/text.hpp"
 
 namespace gatehouse::detail {
@@ -116,3 +117,13 @@ std::string trusted_proxies::client_address(
 }
 
 }  // namespace gatehouse::detail
+
+namespace gatehouse {
+
+std::error_code check_trusted_proxy(std::string_view entry) {
+    detail::trusted_proxies proxies;
+    std::string bad;
+    return proxies.parse({std::string(entry)}, bad);
+}
+
+}  // namespace gatehouse

@@ -94,6 +94,9 @@ TEST_CASE("amqp URLs: defaults, percent-decoding, the redacted form", "[amqp]") 
 }
 
 TEST_CASE("amqp_bus refuses unusable options at construction", "[amqp]") {
+    CHECK(gatehouse::check_amqp_url("amqps://u:topsecret@h/"));
+    CHECK(gatehouse::check_amqp_url("http://h/"));
+    CHECK_FALSE(gatehouse::check_amqp_url("amqp://u:p@h:5673/vhost"));
     auto bad_url = away_options();
     bad_url.url = "amqps://u:topsecret@h/";
     try {

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/gateway.hpp"
+
 // PROTOCOL.md 6.2: X-Forwarded-For is believed only from trusted peers, and read from the right.
 
 using gatehouse::detail::trusted_proxies;
@@ -60,5 +62,9 @@ TEST_CASE("client address: bad entries are refused by name", "[client_address]")
         std::string named;
         CHECK(p.parse({"127.0.0.1", bad}, named));
         CHECK(named == bad);
+        CHECK(gatehouse::check_trusted_proxy(bad));  // the start-up check agrees
+    }
+    for (const char* good : {"10.0.0.0/8", "127.0.0.1", "::1", "fd00::/8"}) {
+        CHECK_FALSE(gatehouse::check_trusted_proxy(good));
     }
 }

@@ -136,7 +136,18 @@ TEST_CASE("gateway: bad options are refused at construction or start", "[gateway
         options.listen = listen;
         gatehouse::gateway gw(options, codecs, bus, bus);
         CHECK(gw.start() == gatehouse::errc::invalid_listen_address);
+        // The start-up check without a gateway says the same.
+        CHECK(gatehouse::check_listen_address(listen) == gatehouse::errc::invalid_listen_address);
     }
+    for (const char* good : {"127.0.0.1:0", "[::1]:8080", "localhost:8080", "0.0.0.0:65535",
+                             "no-such-host.invalid:80"}) {  // names are not resolved by the check
+        INFO(good);
+        CHECK_FALSE(gatehouse::check_listen_address(good));
+    }
+    CHECK(gatehouse::valid_gateway_id("gw-1.eu:a_b"));
+    CHECK_FALSE(gatehouse::valid_gateway_id(""));
+    CHECK_FALSE(gatehouse::valid_gateway_id("gw 1"));
+    CHECK_FALSE(gatehouse::valid_gateway_id(std::string(65, 'g')));
     // A host name is resolved: localhost listens on its IPv4 address.
     options.listen = "localhost:0";
     {

@@ -14,6 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "gatehouse/accounts.hpp"
+
 // The login forwarder against a real HTTP server on 127.0.0.1 started by each test: one that
 // answers, one that answers slowly or never, one that is not listening, one that answers with
 // something that is not HTTP. Every failure is 502 `login_service_unavailable`, within the
@@ -244,4 +246,8 @@ TEST_CASE("login_forwarder: URLs it accepts and refuses", "[accounts]") {
     CHECK_FALSE(login_forwarder("http://[::1", 1000ms).valid());
     CHECK_FALSE(login_forwarder("http://h/a b", 1000ms).valid());
     CHECK_FALSE(login_forwarder("http://h", 0ms).valid());
+    // The start-up check (gatehouse/accounts.hpp) parses as the forwarder does.
+    CHECK(gatehouse::valid_login_service_url("http://[::1]:8080/auth"));
+    CHECK_FALSE(gatehouse::valid_login_service_url("https://127.0.0.1:1"));
+    CHECK_FALSE(gatehouse::valid_login_service_url("http://127.0.0.1:0"));
 }

@@ -375,6 +375,19 @@ TEST_CASE("store URLs other than sqlite and postgresql are bad configuration", "
         CHECK_FALSE(problem.empty());
         INFO(problem);
         CHECK(problem.find("s3cret") == std::string::npos);  // never echoes credentials
+        // The start-up check refuses it the same way, without opening anything.
+        try {
+            gatehouse::check_user_store_url(url);
+            FAIL("check_user_store_url accepted it");
+        } catch (const std::invalid_argument& e) {
+            CHECK(std::string(e.what()) == problem);
+        }
+    }
+    for (const char* good : {"sqlite:users.db", "SQLite::memory:", "sqlite:/nonexistent/dir/x.db",
+                             "postgresql://gh:pw@db.example.com:5433/users?pool_size=8",
+                             "postgres://db.example.com/users"}) {
+        INFO(good);
+        CHECK_NOTHROW(gatehouse::check_user_store_url(good));
     }
 }
 
