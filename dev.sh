@@ -18,6 +18,7 @@ readonly packages=(
     # libs: the libraries gatehouse and gatehouse-server link or include
     libasio-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
     protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
+    libtomlplusplus-dev
     libhiredis-dev libsodium-dev libsqlite3-dev libpq-dev librabbitmq-dev
     # tests: unit-test framework, the real Redis and PostgreSQL the integration tests start,
     # their scripts, and the microbenchmarks the ci preset builds

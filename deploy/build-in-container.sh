@@ -25,7 +25,7 @@ readonly build_packages=(
     cmake ninja-build g++ pkg-config ca-certificates
     libasio-dev libssl-dev zlib1g-dev libmsgpack-cxx-dev libprotobuf-dev
     protobuf-compiler libfmt-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libsimdjson-dev
-    libhiredis-dev libsodium-dev libsqlite3-dev libpq-dev
+    libhiredis-dev libsodium-dev libsqlite3-dev libpq-dev libtomlplusplus-dev
 )
 # The image's health check probes /ready with curl.
 readonly runtime_extra_packages=(curl ca-certificates)

@@ -1,7 +1,8 @@
 // gatehouse-server: the reference server. It reads PROTOCOL.md section 1's flags (each with
-// its GATEHOUSE_* environment twin), builds a gateway on the in-process bus or, with --redis, on
-// Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM. With --demo it
-// also serves the Click & Cook demo (docs/examples/demo-game.md).
+// its GATEHOUSE_* environment twin, or from a --config TOML file), checks them all before
+// opening anything (`check-config` stops there), builds a gateway on the in-process bus or, with
+// --redis, on Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM. With
+// --demo it also serves the Click & Cook demo (docs/examples/demo-game.md).
 
 #include <pthread.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -25,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "config_file.hpp"
 #include "fleet_health.hpp"
 #include "gatehouse/accounts.hpp"
 #include "gatehouse/amqp_bus.hpp"
@@ -163,11 +165,7 @@ account_services make_account_services(gatehouse_server::config& config,
                                        const gatehouse::gateway_options& options,
                                        gatehouse::gateway& gw, spdlog::logger& logger) {
     gatehouse::accounts_options accounts_options;
-    std::string problem;
-    if (!gatehouse_server::to_accounts_options(config, options, accounts_options, problem)) {
-        logger.error("{}", problem);
-        return {};
-    }
+    gatehouse_server::to_accounts_options(config, options, accounts_options);
     accounts_options.log = options.log;
     std::unique_ptr<gatehouse::user_store> store;
     account_services failed;
@@ -221,20 +219,34 @@ int run(int argc, char** argv) {
     gatehouse_server::config config;
     CLI::App app{"gatehouse-server: realtime game gateway (PROTOCOL.md)"};
     gatehouse_server::add_flags(app, config);
+    auto* check_only =
+        app.add_subcommand("check-config",
+                           "check the flags, GATEHOUSE_* variables and --config file without "
+                           "opening anything: 'configuration ok' and exit 0, or one line per "
+                           "problem and exit 2")
+            ->fallthrough();
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return app.exit(e) == 0 ? 0 : exit_usage_error;
     }
+    // Every flag is checked here, before anything is opened, bound or connected.
+    const auto problems = gatehouse_server::settle_config(app, config);
+    if (check_only->parsed()) {
+        for (const auto& line : problems) std::cerr << line << '\n';
+        if (!problems.empty()) return exit_usage_error;
+        std::cout << "configuration ok" << std::endl;
+        return 0;
+    }
 
     auto logger = make_logger(config.log_level);
-    const bool secret_generated = config.jwt_secret.empty();
-    std::string problem;
-    gatehouse::gateway_options options;
-    if (!gatehouse_server::to_gateway_options(config, options, problem)) {
-        logger->error("{}", problem);
+    if (!problems.empty()) {
+        for (const auto& line : problems) logger->error("{}", line);
         return exit_usage_error;
     }
+    const bool secret_generated = config.jwt_secret.empty();
+    gatehouse::gateway_options options;
+    gatehouse_server::to_gateway_options(config, options);
     if (secret_generated) {
         logger->warn(
             "no --jwt-secret given: a random one was generated for this run, so tokens "
@@ -272,10 +284,7 @@ int run(int argc, char** argv) {
     try {
         if (!config.amqp.empty()) {
             gatehouse::amqp_bus_options amqp_options;
-            if (!gatehouse_server::to_amqp_options(config, options, amqp_options, problem)) {
-                logger->error("{}", problem);
-                return exit_usage_error;
-            }
+            gatehouse_server::to_amqp_options(config, options, amqp_options);
             amqp_options.log = options.log;
             amqp = std::make_shared<gatehouse::amqp_bus>(amqp_options);
             // No update log on RabbitMQ (docs/amqp.md): every resume gets gatehouse.gap.
@@ -283,10 +292,7 @@ int run(int argc, char** argv) {
                 options, gatehouse::codec_registry::with_builtin_codecs(), amqp, amqp);
         } else if (config.redis.empty()) {
             gatehouse::in_process_bus_options bus_options;
-            if (!gatehouse_server::to_in_process_options(config, options, bus_options, problem)) {
-                logger->error("{}", problem);
-                return exit_usage_error;
-            }
+            gatehouse_server::to_in_process_options(config, options, bus_options);
             local_bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
             // The bus is the update log too (PROTOCOL.md 6.4): resume, and POST /updates.
             gw = std::make_unique<gatehouse::gateway>(
@@ -294,10 +300,7 @@ int run(int argc, char** argv) {
                 local_bus);
         } else {
             gatehouse::redis_bus_options redis_options;
-            if (!gatehouse_server::to_redis_options(config, options, redis_options, problem)) {
-                logger->error("{}", problem);
-                return exit_usage_error;
-            }
+            gatehouse_server::to_redis_options(config, options, redis_options);
             redis_options.log = options.log;
             redis = std::make_shared<gatehouse::redis_bus>(redis_options);
             gw = std::make_unique<gatehouse::gateway>(

@@ -1,6 +1,6 @@
 #pragma once
 // The reference server's configuration: PROTOCOL.md section 1's flags and their environment
-// twins, and their translation into gateway options.
+// twins (and the file of config_file.hpp), and their translation into gateway options.
 
 #include <CLI/CLI.hpp>
 #include <string>
@@ -16,6 +16,7 @@
 namespace gatehouse_server {
 
 struct config {
+    std::string config_file;  // --config: the TOML file the other flags may come from
     std::string listen = "0.0.0.0:8080";
     std::string redis;
     std::string amqp;  // issue 20: RabbitMQ instead of Redis (docs/amqp.md)
@@ -80,31 +81,30 @@ struct config {
     bool demo = false;
 };
 
-// Registers every flag, with `GATEHOUSE_<NAME>` as its environment twin.
+// Registers every flag, with `GATEHOUSE_<NAME>` as its environment twin, and `--config`.
 void add_flags(CLI::App& app, config& c);
 
-// Fills `out`; on a bad combination returns false with `problem` saying why. Generates the
-// JWT secret and the gateway id when they were not given.
-bool to_gateway_options(config& c, gatehouse::gateway_options& out, std::string& problem);
+// The translations below expect a configuration check_config (config_check.hpp) found no
+// problem in; they check nothing themselves.
 
-// The accounts routes' settings (PROTOCOL.md section 2); false with `problem` on a bad value.
-bool to_accounts_options(const config& c, const gatehouse::gateway_options& gateway,
-                         gatehouse::accounts_options& out, std::string& problem);
+// The gateway's options. Generates the JWT secret and the gateway id when they were not given.
+void to_gateway_options(config& c, gatehouse::gateway_options& out);
 
-// With `--redis`: fills `out` (gateway id from `gateway`); on a bad URL or value returns false
-// with `problem` saying why (never quoting the URL, which may hold a password).
-bool to_redis_options(const config& c, const gatehouse::gateway_options& gateway,
-                      gatehouse::redis_bus_options& out, std::string& problem);
+// The accounts routes' settings (PROTOCOL.md section 2).
+void to_accounts_options(const config& c, const gatehouse::gateway_options& gateway,
+                         gatehouse::accounts_options& out);
 
-// With `--amqp`: fills `out` (gateway id from `gateway`); false with `problem` on a bad value
-// or when `--redis` is given too (never quoting the URL).
-bool to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
-                     gatehouse::amqp_bus_options& out, std::string& problem);
+// With `--redis` (gateway id from `gateway`).
+void to_redis_options(const config& c, const gatehouse::gateway_options& gateway,
+                      gatehouse::redis_bus_options& out);
 
-// Without `--redis`: fills `out` (gateway id from `gateway`, the update log's flags); false
-// with `problem` on a bad value.
-bool to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
-                           gatehouse::in_process_bus_options& out, std::string& problem);
+// With `--amqp` (gateway id from `gateway`).
+void to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
+                     gatehouse::amqp_bus_options& out);
+
+// Without `--redis` or `--amqp` (gateway id from `gateway`, the update log's flags).
+void to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
+                           gatehouse::in_process_bus_options& out);
 
 // The message of the gateway constructor's std::invalid_argument for a bad option
 // (`gateway: allowed_origins entry "x" is ...`) with the option named by its flag
