@@ -99,6 +99,47 @@ std::string flag_name(std::string_view key) {
     return flag;
 }
 
+// Gives one key's value to its flag unless the command line or the environment set that flag.
+// Returns why it cannot (empty when it could, or when the flag was set already); `applied`
+// says whether the value was taken. `seen`: flag -> the key that named it first.
+std::string apply_key(CLI::App& app, const std::string& name, const toml::node& value,
+                      std::map<std::string, std::string>& seen, bool& applied) {
+    applied = false;
+    const std::string flag = flag_name(name);
+    CLI::Option* option = flag == "--config" || flag == "--help" || flag == "--version"
+                              ? nullptr
+                              : app.get_option_no_throw(flag);
+    if (option == nullptr) {
+        return value.is_table() ? "unknown key (tables are not used: write key = value at the "
+                                  "top level)"
+                                : "unknown key (keys are the long flag names without --)";
+    }
+    if (const auto [first, inserted] = seen.emplace(flag, name); !inserted) {
+        return "sets " + flag + ", as " + first->second + " does: keep one";
+    }
+    const value_kind kind = kind_of(*option);
+    std::vector<std::string> arguments;
+    if (!to_arguments(value, kind, arguments)) return std::string("expects ") + expected(kind);
+    if (option->count() > 0) return {};  // the command line or the environment wins
+    applied = true;
+    // `key = []`: the list's default, which is empty for every list flag.
+    if (arguments.empty()) return {};
+    try {
+        option->add_result(arguments);
+        option->run_callback();
+        return {};
+    } catch (const CLI::Error&) {
+        // CLI11's message quotes the value, which may be a secret.
+        option->clear();
+        applied = false;
+        if (kind == value_kind::whole_number) return "not a whole number in range";
+        const std::string type = option->get_type_name();  // "TEXT:{queue,drop,close}"
+        const auto choices = type.find(":{");
+        if (choices != std::string::npos) return "not one of " + type.substr(choices + 1);
+        return "not a value " + flag + " accepts";
+    }
+}
+
 }  // namespace
 
 std::vector<config_problem> apply_config_file(CLI::App& app, const std::string& path,
@@ -128,54 +169,20 @@ std::vector<config_problem> apply_config_file(CLI::App& app, const std::string& 
                                             ": not valid TOML: " + std::string(e.description())});
         return problems;
     }
-    std::map<std::string, std::string> seen;  // flag -> the key that set it
+    std::map<std::string, std::string> seen;
     // toml++ keeps a table sorted by key; the problems are told in the file's order.
     std::vector<std::pair<std::uint32_t, config_problem>> found;
     for (auto&& [key, value] : table) {
         const std::string name(key.str());
-        const std::string where = path + ":" + std::to_string(key.source().begin.line);
-        const std::string flag = flag_name(name);
-        const auto refuse = [&](const std::string& why) {
-            found.push_back(
-                {key.source().begin.line, {"--config", where + ": " + name + ": " + why}});
-        };
-        CLI::Option* option = flag == "--config" || flag == "--help" || flag == "--version"
-                                  ? nullptr
-                                  : app.get_option_no_throw(flag);
-        if (option == nullptr) {
-            refuse(value.is_table() ? "unknown key (tables are not used: write key = value "
-                                      "at the top level)"
-                                    : "unknown key (keys are the long flag names without --)");
-            continue;
-        }
-        if (const auto [first, inserted] = seen.emplace(flag, name); !inserted) {
-            refuse("sets " + flag + ", as " + first->second + " does: keep one");
-            continue;
-        }
-        const value_kind kind = kind_of(*option);
-        std::vector<std::string> arguments;
-        if (!to_arguments(value, kind, arguments)) {
-            refuse(std::string("expects ") + expected(kind));
-            continue;
-        }
-        if (option->count() > 0) continue;  // the command line or the environment wins
-        if (arguments.empty()) {
-            // `key = []`: the list's default, which is empty for every list flag.
-            origins[flag] = where;
-            continue;
-        }
-        try {
-            option->add_result(arguments);
-            option->run_callback();
-            origins[flag] = where;
-        } catch (const CLI::Error&) {
-            // CLI11's message quotes the value, which may be a secret.
-            option->clear();
-            const std::string type = option->get_type_name();  // "TEXT:{queue,drop,close}"
-            const auto choices = type.find(":{");
-            refuse(kind == value_kind::whole_number ? std::string("not a whole number in range")
-                   : choices != std::string::npos   ? "not one of " + type.substr(choices + 1)
-                                                    : "not a value " + flag + " accepts");
+        const std::uint32_t line = key.source().begin.line;
+        const std::string where = path + ':' + std::to_string(line);
+        bool applied = false;
+        const std::string why = apply_key(app, name, value, seen, applied);
+        if (applied) origins[flag_name(name)] = where;
+        if (!why.empty()) {
+            std::string message = where;
+            message.append(": ").append(name).append(": ").append(why);
+            found.push_back({line, {"--config", std::move(message)}});
         }
     }
     std::stable_sort(found.begin(), found.end(),
