@@ -141,7 +141,8 @@ class BadUrl(ServerTestCase):
             with self.assertRaises(RuntimeError):
                 server.start()
             self.assertEqual(server.proc.returncode, 2, url)
-            self.assertIn("login_service_url", server.stderr_text())
+            # Named by its flag, before anything is opened (tests/server/test_config.py).
+            self.assertIn("--login-service", server.stderr_text())
 
 
 if __name__ == "__main__":
