@@ -63,16 +63,23 @@ std::string number_text(double v) {
     return text;
 }
 
+// "--threads is threads from 0 to 1024 (0: one per core)": a unit's parenthesis goes last.
 std::string range_text(const range_rule& r) {
-    const std::string unit(r.unit);
-    if (r.max == no_limit)
-        return std::string(r.flag) + " is " + unit + ", at least " + number_text(r.min);
-    if (r.above_min) {
-        return std::string(r.flag) + " is " + unit + " above " + number_text(r.min) + ", up to " +
-               number_text(r.max);
+    std::string unit(r.unit);
+    std::string note;
+    if (const auto paren = unit.find(" ("); paren != std::string::npos) {
+        note = unit.substr(paren);
+        unit.erase(paren);
     }
-    return std::string(r.flag) + " is " + unit + " from " + number_text(r.min) + " to " +
-           number_text(r.max);
+    std::string text = std::string(r.flag) + " is " + unit;
+    if (r.max == no_limit) {
+        text += ", at least " + number_text(r.min);
+    } else if (r.above_min) {
+        text += " above " + number_text(r.min) + ", up to " + number_text(r.max);
+    } else {
+        text += " from " + number_text(r.min) + " to " + number_text(r.max);
+    }
+    return text + note;
 }
 
 bool in_range(const range_rule& r, double v) {
