@@ -115,6 +115,13 @@ void check_addresses(const config& c, problems& out) {
                     "--trusted-proxies entry \"" + entry + "\" is not ADDRESS or ADDRESS/PREFIX");
         }
     }
+    for (const auto& entry : c.allowed_origins) {
+        if (gatehouse::check_allowed_origin(entry)) {
+            out.add("--allowed-origins", "--allowed-origins entry \"" + entry +
+                                             "\" is not an origin (scheme://host[:port], no "
+                                             "path) nor *");
+        }
+    }
     if (!c.gateway_id.empty() && !gatehouse::valid_gateway_id(c.gateway_id)) {
         out.add("--gateway-id", "--gateway-id must be 1-64 characters of [A-Za-z0-9_.:-]");
     }

@@ -184,6 +184,10 @@ bool valid_gateway_id(std::string_view id) noexcept;
 /// IPv6. @return empty, or `std::errc::invalid_argument`.
 std::error_code check_trusted_proxy(std::string_view entry);
 
+/// One `gateway_options::allowed_origins` entry: `*` or an origin (`scheme://host[:port]`, no
+/// path). @return empty, or `std::errc::invalid_argument`.
+std::error_code check_allowed_origin(std::string_view entry);
+
 /// A gateway: one listener for HTTP and WebSocket, its I/O threads, and the wiring between
 /// connections, codecs, the bus and the update listener.
 ///

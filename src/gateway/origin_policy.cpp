@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "gatehouse/gateway.hpp"
 #include "http/text.hpp"
 
 namespace gatehouse::detail {
@@ -124,3 +125,12 @@ bool origin_policy::allows(std::string_view origin, std::string_view host) const
 }
 
 }  // namespace gatehouse::detail
+
+namespace gatehouse {
+
+std::error_code check_allowed_origin(std::string_view entry) {
+    if (entry == "*" || detail::parse_origin(entry)) return {};
+    return std::make_error_code(std::errc::invalid_argument);
+}
+
+}  // namespace gatehouse

@@ -214,13 +214,15 @@ class CheckConfig(ConfigCase):
              "--listen", "nonsense", "--metrics-listen", "127.0.0.1:99999",
              "--trusted-proxies", "10.0.0.0/33", "--gateway-id", "has space",
              "--login-service", "https://login.example", "--otlp-endpoint", "grpc://collector",
-             "--command-stream", "", "--amqp-exchange", ""],
+             "--command-stream", "", "--amqp-exchange", "",
+             "--allowed-origins", "https://ok.example,game.example"],
             "--access-ttl", "--refresh-ttl", "--ping-interval", "--http-idle-timeout",
             "--drain-spread-ms", "--update-log-size", "--dedupe-window",
             "--worker-queue-timeout", "--redis-timeout", "--amqp-timeout", "--listen",
             "--metrics-listen", '--trusted-proxies entry "10.0.0.0/33"', "--gateway-id",
-            "--login-service", "--otlp-endpoint", "--command-stream", "--amqp-exchange")
-        self.assertEqual(len(err.strip().splitlines()), 18, err)
+            "--login-service", "--otlp-endpoint", "--command-stream", "--amqp-exchange",
+            '--allowed-origins entry "game.example"')
+        self.assertEqual(len(err.strip().splitlines()), 19, err)
         for line in err.strip().splitlines():
             self.assertRegex(line, r"--[a-z]", "each line names a flag")
 

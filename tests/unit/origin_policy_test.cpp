@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "gatehouse/gateway.hpp"
+
 // Origins parsed and compared as RFC 6454 serializes them, the list checked at construction,
 // and the implicit same-origin rule against the request's Host.
 
@@ -109,5 +111,8 @@ TEST_CASE("origin policy: a bad entry throws invalid_argument naming it", "[orig
             CHECK(what.find("allowed_origins") != std::string::npos);
             CHECK(what.find("\"" + bad + "\"") != std::string::npos);
         }
+        CHECK(gatehouse::check_allowed_origin(bad));  // the start-up check agrees
     }
+    CHECK_FALSE(gatehouse::check_allowed_origin("*"));
+    CHECK_FALSE(gatehouse::check_allowed_origin("https://game.example:8443"));
 }
