@@ -70,10 +70,17 @@ http_response cors::preflight(const http_request& request, std::string_view meth
 header_list cors::response_headers(std::string_view origin, std::string_view host) const {
     header_list out;
     if (!origins_.enabled()) return out;
-    if (!origins_.any()) out.emplace_back("Vary", "Origin");
+    if (origins_.any()) {
+        // Without credentials `*` is a valid answer, and one every cache may share: so it goes on
+        // every answer, `Origin` or not, or a cache holding an answer to a request without
+        // `Origin` would hand it to a page without it (Fetch, "CORS protocol and HTTP caches").
+        out.emplace_back("Access-Control-Allow-Origin", "*");
+        out.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
+        return out;
+    }
+    out.emplace_back("Vary", "Origin");
     if (origin.empty() || !origins_.allows(origin, host)) return out;
-    // Without credentials `*` is a valid answer, and one every cache may share.
-    out.emplace_back("Access-Control-Allow-Origin", origins_.any() ? "*" : std::string(origin));
+    out.emplace_back("Access-Control-Allow-Origin", std::string(origin));
     out.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
     return out;
 }

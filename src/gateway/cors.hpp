@@ -38,7 +38,8 @@ public:
 
     // The headers an answer to `request` (its `Origin` and `Host` as given) carries: the
     // `Access-Control-Allow-Origin` and `-Expose-Headers` when the origin is allowed, and
-    // `Vary: Origin` whenever the answer depends on the origin (enabled, and not `*`). Empty
+    // `Vary: Origin` whenever the answer depends on the origin (enabled, and not `*`). With
+    // `*`, `Access-Control-Allow-Origin: *` on every answer, with or without `Origin`. Empty
     // when the policy is disabled.
     header_list response_headers(std::string_view origin, std::string_view host) const;
 

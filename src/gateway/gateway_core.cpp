@@ -186,7 +186,7 @@ void gateway_core::handle_http(const http_request& request, http_responder respo
     }
     auto headers = cors_.response_headers(request.header("Origin"), request.header("Host"));
     if (headers.empty()) {
-        // No allowed origins configured (v1), or `*` and a request without `Origin`.
+        // No allowed origins configured (v1).
         router_.handle(request, respond);
         return;
     }

@@ -269,6 +269,10 @@ class AnyOrigin(a.AccountsCase):
         got = a.request(self.server, "GET", "/health", headers={"Origin": EVIL})
         self.assertEqual(got.headers.get("access-control-allow-origin"), "*")
         self.assertNotIn("vary", got.headers)
+        # Without Origin too (Fetch, "CORS protocol and HTTP caches"): one answer for everyone.
+        got = a.request(self.server, "GET", "/health")
+        self.assertEqual(got.headers.get("access-control-allow-origin"), "*")
+        self.assertNotIn("vary", got.headers)
         c = await Client.player(self.server, "cors-any", headers={"Origin": EVIL})
         self.assertEqual(c.welcome["type"], "welcome")
         await c.close()
