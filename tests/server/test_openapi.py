@@ -2,8 +2,8 @@
 """`GET /openapi.json` (docs/openapi.json, docs/openapi.md): the document is valid OpenAPI 3.1,
 its examples match their schemas, a server with every route (accounts, `--publish-key`) serves
 the checked-in file byte for byte, its paths and methods are the server's (checked through
-each path's 405 `Allow`), and live answers (login, /ready, errors) match the documented
-responses.
+each path's 405 `Allow`, and a real upgrade for each WebSocket path), and live answers (login,
+/ready, errors) match the documented responses.
 
 Usage: test_openapi.py PATH/TO/gatehouse-server [unittest args]
 
@@ -215,6 +215,28 @@ class Served(h.ServerTestCase):
                 r = ah.request(self.server, "DELETE", path)
                 ah.check_problem(self, r, 405, "method_not_allowed")
                 self.assertEqual(ah.allow_set(r), documented, r)
+
+    async def test_documented_websocket_paths_upgrade(self):
+        # Every path under /ws/ answers 426 to a request that is not an upgrade, and the route
+        # table has /ws/ as one prefix: only a real upgrade tells a documented endpoint from a
+        # path that is none (404 not_found).
+        token = self.server.token("openapi-ws")
+        values = {"{access_token}": token, "{bot_key}": self.server.bot_keys["rover"]}
+        for path in DOCUMENT["paths"]:
+            if not path.startswith("/ws/"):
+                continue
+            concrete = path
+            for name, value in values.items():
+                concrete = concrete.replace(name, value)
+            with self.subTest(path):
+                self.assertNotIn("{", concrete, "a path parameter this test cannot fill")
+                codec = "msgpack" if path.startswith("/ws/bot/") else "json"
+                c = await h.Client.open(self.server, concrete, codec=codec,
+                                        headers={"Authorization": "Bearer " + token})
+                try:
+                    self.assertEqual(c.welcome["type"], "welcome")
+                finally:
+                    await c.close()
 
     def test_an_undocumented_path_is_not_routed(self):
         r = ah.request(self.server, "GET", "/no-such-route")
