@@ -58,7 +58,10 @@ struct accounts_options {
     std::chrono::milliseconds queue_timeout{2000};
     /// Where it reports store failures and refresh-token reuse (never a secret).
     log_sink log;
-    /// Login failures, lockouts and refresh-token reuse, for an audit log; empty: none.
+    /// Login failures, lockouts and refresh-token reuse, for an audit log (`audit_record`:
+    /// `login_failed`, `lockout_started`, `login_locked_out`, `refresh_token_reused`; with
+    /// `login_service_url`, the service's 401 and 429 answers to `/login` as `login_failed` and
+    /// `login_locked_out`). Never a password or a token. Empty: none.
     audit_sink audit;
 };
 

@@ -17,6 +17,9 @@ struct limit_decision {
     /// When refused: how long until an attempt can succeed, rounded up to whole seconds and
     /// at least 1 (what a `Retry-After` header carries). Zero when allowed.
     std::chrono::seconds retry_after{0};
+    /// `begin_attempt` and `record_failure`: this very call locked the key (for the audit log's
+    /// `lockout_started`). A limiter that does not tell leaves it false.
+    bool lockout_started = false;
 };
 
 /// Attempt counters. Keys are opaque strings chosen by the caller (e.g. `login:alice`,

@@ -20,43 +20,69 @@ using log_sink = std::function<void(log_level level, std::string_view message)>;
 
 /// One line of the access log: an HTTP request answered, or a WebSocket or event stream that
 /// ended. Views into the gateway's buffers, valid only during the call.
+///
+/// HTTP: every request the gateway answers, routed or refused (an upgrade or event stream the
+/// gateway refuses is an `http` record with its status). Requests the transport itself rejects
+/// before they reach the gateway (malformed, too large, the header deadline) have none.
 struct access_record {
     enum class kind : std::uint8_t { http, websocket, event_stream };
     kind what = kind::http;
     std::string_view method;  ///< The request's method (`GET` for upgrades and streams).
     std::string_view target;  ///< Path and query as `redact_target` leaves them.
-    std::string_view route;   ///< The route pattern that answered (`/ws/player`,
-                              ///< `/login`, ...); `other` when none did.
-    int status = 0;           ///< HTTP status (101 for a WebSocket that opened).
+    std::string_view route;   ///< The route pattern that answered (`/login`, `/ws/`,
+                              ///< `/ws/player`, `/ws/bot`, `/sse/player`, ...); `other` when
+                              ///< none did (404).
+    int status = 0;           ///< HTTP status (101 for a WebSocket, 200 for an event stream).
     int close_code = 0;       ///< WebSocket: the close code sent or received; 1006 when
                               ///< the connection ended without one. 0 otherwise.
-    std::chrono::microseconds duration{0};  ///< First byte of the request to the last written
-                                            ///< byte (for streams: their whole life).
+    std::chrono::microseconds duration{0};  ///< HTTP: from the whole request read to its
+                                            ///< answer handed to the connection; streams:
+                                            ///< from the upgrade to the end.
     std::uint64_t bytes_received = 0;       ///< Body (HTTP) or message payload bytes read.
-    std::uint64_t bytes_sent = 0;           ///< Body (HTTP) or message payload bytes written.
+    std::uint64_t bytes_sent = 0;           ///< Body (HTTP) or message bytes queued to send.
     std::string_view client_address;        ///< As PROTOCOL.md 6.2 defines it.
-    std::string_view player_id;             ///< The authenticated identity; empty if none.
+    std::string_view player_id;             ///< The authenticated identity (`bot:NAME` for a
+                                            ///< bot); empty if none.
 };
 
+/// `http`, `websocket` or `event_stream`.
+std::string_view to_string(access_record::kind what) noexcept;
+
 /// Receives one `access_record` per answered request and per ended stream. Called from the
-/// I/O threads, concurrently; must not block. Empty: no access log.
+/// I/O threads, concurrently; must not block. Empty: no access log, and the gateway does not
+/// build records.
 using access_log_sink = std::function<void(const access_record& record)>;
 
-/// One security-relevant event of the account routes, for an audit log. Never a password or a
-/// token. Views valid only during the call.
+/// One security-relevant event of the account routes, for an audit log. Never a password, a
+/// token, a hash or a key. Views valid only during the call.
 struct audit_record {
-    /// `login_failed`, `login_locked_out` (a login refused during a lockout),
-    /// `lockout_started`, `refresh_token_reused` (a rotated refresh token presented again:
-    /// its whole family is revoked), ...
+    /// `login_failed` (an unknown login name or a wrong password: one event, so that the log
+    /// does not tell which names exist), `lockout_started` (the attempt that locked the login
+    /// name), `login_locked_out` (a login refused during a lockout), `refresh_token_reused` (a
+    /// rotated refresh token presented again: its whole family is revoked).
     std::string_view event;
-    std::string_view username;        ///< As the request gave it; empty when not applicable.
+    std::string_view username;        ///< The login name as the request gave it; empty when
+                                      ///< not applicable.
     std::string_view player_id;       ///< When known.
     std::string_view client_address;  ///< As PROTOCOL.md 6.2 defines it.
     std::string_view detail;          ///< A short reason, never secret.
 };
 
-/// Receives audit records; called from the account workers, concurrently. Empty: none.
+/// Receives audit records; called from the account workers and the gateway's I/O threads,
+/// concurrently; must not block. Empty: none.
 using audit_sink = std::function<void(const audit_record& record)>;
+
+/// `record` as one line of text, `key=value` pairs after the word `access` (values with spaces,
+/// quotes, `=`, control or non-ASCII characters quoted and escaped as JSON strings), e.g.
+/// `access type=http method=GET target=/health route=/health status=200 duration_ms=0.042
+/// bytes_received=0 bytes_sent=15 client_address=127.0.0.1`. Empty fields are left out.
+/// Thread safety: reentrant.
+std::string access_line(const access_record& record);
+
+/// `record` as one line of text in the same shape, after the word `audit`:
+/// `audit event=login_failed username=alice client_address=127.0.0.1`.
+/// Thread safety: reentrant.
+std::string audit_line(const audit_record& record);
 
 /// A request target (`path` with its query, if any) with anything that may be a secret
 /// replaced by `[redacted]`. The rule keeps what is known to be harmless rather than hunting

@@ -45,6 +45,17 @@ void account_core::log(log_level level, const std::string& message) const {
     if (options_.log) options_.log(level, "accounts: " + message);
 }
 
+void account_core::audit(std::string_view event, std::string_view username,
+                         std::string_view player_id, std::string_view client_address) const {
+    if (!options_.audit) return;
+    audit_record r;
+    r.event = event;
+    r.username = username;
+    r.player_id = player_id;
+    r.client_address = client_address;
+    options_.audit(r);
+}
+
 std::optional<http_response> account_core::address_limited(const std::string& address) const {
     if (options_.auth_rate_limit == 0) return std::nullopt;
     const auto d =

@@ -40,6 +40,11 @@ public:
 
     void log(log_level level, const std::string& message) const;
 
+    // One audit record (accounts_options::audit); nothing when no sink is set. Never pass a
+    // password, a token, a hash or a key.
+    void audit(std::string_view event, std::string_view username, std::string_view player_id,
+               std::string_view client_address) const;
+
     // The per-address limit of the credential routes; nullopt when within it. Blocks (the
     // limiter may be Redis): on a worker only.
     std::optional<http_response> address_limited(const std::string& address) const;

@@ -33,6 +33,22 @@ std::optional<std::string> presented_token(const http_request& request,
     return presented;
 }
 
+// The login service's answers that the audit log records: a refused login (401) and a login
+// refused for too many attempts (429), by the login name of the forwarded body. The service
+// keeps its own lockout and refresh-token families, so whether a lockout started or a refresh
+// token was reused is for its own audit log.
+void audit_forwarded(const account_core& core, std::string_view path, const std::string& body,
+                     std::string_view address, const http_response& answer) {
+    if (path != "/login" || (answer.status != 401 && answer.status != 429)) return;
+    const auto parsed = json::parse(body, nullptr, false);
+    std::string login;
+    if (parsed.is_object()) {
+        if (const auto name = string_member(parsed, "username")) login = *name;
+    }
+    if (!within_login_name_length(login)) login.clear();
+    core.audit(answer.status == 401 ? "login_failed" : "login_locked_out", login, {}, address);
+}
+
 }  // namespace
 
 void register_user(const account_core_ptr& core, const account_jobs& jobs,
@@ -86,7 +102,9 @@ void login(const account_core_ptr& core, const account_jobs& jobs, const http_re
     }
     if (!within_login_name_length(*username)) {
         // No account has such a name, so nothing is checked, counted or kept for it: the
-        // lockout table holds only names that could exist.
+        // lockout table holds only names that could exist. Audited as any failed login, by
+        // address only (the name may be kilobytes).
+        core->audit("login_failed", {}, {}, request.remote_address);
         return respond(invalid_credentials());
     }
     jobs.run(respond,
@@ -109,6 +127,8 @@ void login(const account_core_ptr& core, const account_jobs& jobs, const http_re
                  const auto admitted = core->limiter().begin_attempt(
                      key, options.login_max_failures, options.login_lockout);
                  if (!admitted.allowed) {
+                     core->audit(admitted.lockout_started ? "lockout_started" : "login_locked_out",
+                                 login, {}, address);
                      return too_many("too_many_attempts", admitted.retry_after,
                                      "too many failed logins; retry later");
                  }
@@ -119,7 +139,12 @@ void login(const account_core_ptr& core, const account_jobs& jobs, const http_re
                  } else {
                      ok = verify_password(user.password_hash, p);
                  }
-                 if (!ok) return invalid_credentials();  // already counted by begin_attempt
+                 if (!ok) {
+                     // One event for an unknown name and a wrong password, as the answer is
+                     // one: the audit log does not tell which names exist either.
+                     core->audit("login_failed", login, {}, address);
+                     return invalid_credentials();  // already counted by begin_attempt
+                 }
                  core->limiter().clear_failures(key);
                  const auto token = make_refresh_token();
                  refresh_token_record record;
@@ -148,6 +173,7 @@ void refresh(const account_core_ptr& core, const account_jobs& jobs, const http_
         if (ec == errc::refresh_token_reused) {
             core->log(log_level::warn, "a rotated refresh token was presented again for player " +
                                            next.player_id + ": its whole family is revoked");
+            core->audit("refresh_token_reused", {}, next.player_id, address);
         }
         if (ec == errc::refresh_token_reused || ec == errc::invalid_refresh_token) {
             return http_response::problem(401, "invalid_token",
@@ -184,7 +210,9 @@ void forward_credentials(const account_core_ptr& core, const account_jobs& jobs,
               type = std::string(request.header("Content-Type")),
               body = request.body]() -> http_response {
                  if (auto limited = core->address_limited(address)) return *limited;
-                 return core->forwarder()->forward(path, type, body);
+                 auto answer = core->forwarder()->forward(path, type, body);
+                 audit_forwarded(*core, path, body, address, answer);
+                 return answer;
              });
 }
 

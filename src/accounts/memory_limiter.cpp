@@ -70,8 +70,11 @@ public:
         ++c.count;
         // `>=`, not `==`: failures recorded while locked (a caller that did not check first)
         // renew the lockout instead of slipping past a count that already went by.
+        const bool was_locked = !lock_state(k, now).allowed;
         if (c.count >= max_failures) locks_[k] = now + span;
-        return lock_state(k, now);
+        auto state = lock_state(k, now);
+        state.lockout_started = !state.allowed && !was_locked;
+        return state;
     }
 
     limit_decision begin_attempt(std::string_view key, unsigned max_failures,
@@ -87,7 +90,9 @@ public:
         if (c.ends <= now) c = counter{0, now + span};
         if (++c.count > max_failures) {
             locks_[k] = now + span;
-            return lock_state(k, now);
+            auto state = lock_state(k, now);
+            state.lockout_started = true;
+            return state;
         }
         return {};
     }

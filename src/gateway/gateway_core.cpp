@@ -66,6 +66,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
           })),
       updates_(std::make_shared<update_router>(options_, connections_, metrics_)),
       cors_(options_->allowed_origins),
+      access_(std::make_shared<const access_log>(options_->access_log)),
       router_(options_->log) {
     add_builtin_routes();
 }
@@ -92,12 +93,14 @@ upgrade_decision gateway_core::refuse(int status, std::string_view code, std::st
     return decision;
 }
 
-upgrade_decision gateway_core::accept(session_setup setup, std::string subprotocol, double rate) {
+upgrade_decision gateway_core::accept(session_setup setup, std::string subprotocol, double rate,
+                                      std::shared_ptr<session_access> access) {
     if (!sessions_->reserve_slot()) {
         metrics_->upgrades_over_capacity.add();
         return refuse(503, "over_capacity", "this gateway holds as many connections as it may");
     }
     setup.id = sessions_->next_connection_id();
+    setup.access = std::move(access);
     upgrade_decision decision;
     decision.accepted = true;
     decision.subprotocol = std::move(subprotocol);
@@ -107,6 +110,9 @@ upgrade_decision gateway_core::accept(session_setup setup, std::string subprotoc
 }
 
 upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request) {
+    const bool logged = access_->enabled();
+    const auto started =
+        logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     upgrade_decision decision;
     if (!cors_.allows_stream(request.origin, request.host)) {
         // A page on another origin, not listed: the browser would let it open the socket.
@@ -120,7 +126,15 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
         std::string subprotocol;
         const auto verdict = authorizer_->authorize_websocket(request, setup, subprotocol);
         if (verdict) {
-            decision = accept(std::move(setup), std::move(subprotocol), options_->ws_rate_limit);
+            std::shared_ptr<session_access> access;
+            if (logged) {
+                access = std::make_shared<session_access>(
+                    access_, access_record::kind::websocket,
+                    redacted_target(request.path, request.query), websocket_route(request.path),
+                    std::string(request.remote_address));
+            }
+            decision = accept(std::move(setup), std::move(subprotocol), options_->ws_rate_limit,
+                              std::move(access));
         } else {
             (verdict.status == 404   ? metrics_->upgrades_not_found
              : verdict.status == 400 ? metrics_->upgrades_bad_codec
@@ -133,6 +147,10 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
         log(log_level::info, "upgrade " + redact_target(request.path) + " from " +
                                  std::string(request.remote_address) + " refused with " +
                                  std::to_string(decision.refusal.status));
+        if (logged) {
+            report_refusal(*access_, started, request.path, request.query,
+                           websocket_route(request.path), request.remote_address, decision.refusal);
+        }
     }
     return decision;
 }
@@ -142,34 +160,53 @@ bool gateway_core::is_event_stream_request(const http_request& request) const no
 }
 
 upgrade_decision gateway_core::authorize_event_stream(const http_request& request) {
+    const bool logged = access_->enabled();
+    const auto started =
+        logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     const auto origin = request.header("Origin");
     const auto host = request.header("Host");
-    if (!cors_.allows_stream(origin, host)) {
-        upgrade_decision refused;
-        refused.refusal = cors::refusal();
-        return refused;
-    }
+    const bool origin_allowed = cors_.allows_stream(origin, host);
     upgrade_decision decision;
-    if (sessions_->refusing_new()) {
+    if (!origin_allowed) {
+        decision.refusal = cors::refusal();
+    } else if (sessions_->refusing_new()) {
         decision = refuse(503, "shutting_down", "the gateway is shutting down");
     } else {
         session_setup setup;
-        const auto verdict = authorizer_->authorize_event_stream(request, setup);
-        // An event stream carries no commands: its bucket is never used.
-        decision = verdict ? accept(std::move(setup), {}, 0)
-                           : refuse(verdict.status, verdict.code, verdict.detail);
+        if (const auto verdict = authorizer_->authorize_event_stream(request, setup); !verdict) {
+            decision = refuse(verdict.status, verdict.code, verdict.detail);
+        } else {
+            std::shared_ptr<session_access> access;
+            if (logged) {
+                access =
+                    std::make_shared<session_access>(access_, access_record::kind::event_stream,
+                                                     redacted_target(request.path, request.query),
+                                                     "/sse/player", request.remote_address);
+            }
+            // An event stream carries no commands: its bucket is never used.
+            decision = accept(std::move(setup), {}, 0, std::move(access));
+        }
     }
-    // EventSource reads a stream from another origin only with CORS headers; a page reads why
-    // it was refused the same way.
-    auto headers = cors_.response_headers(origin, host);
-    auto& to = decision.accepted ? decision.headers : decision.refusal.headers;
-    to.insert(to.end(), std::make_move_iterator(headers.begin()),
-              std::make_move_iterator(headers.end()));
+    if (origin_allowed) {
+        // EventSource reads a stream from another origin only with CORS headers; a page reads
+        // why it was refused the same way.
+        auto headers = cors_.response_headers(origin, host);
+        auto& to = decision.accepted ? decision.headers : decision.refusal.headers;
+        to.insert(to.end(), std::make_move_iterator(headers.begin()),
+                  std::make_move_iterator(headers.end()));
+    }
+    if (logged && !decision.accepted) {
+        report_refusal(*access_, started, request.path, request.query, "/sse/player",
+                       request.remote_address, decision.refusal);
+    }
     return decision;
 }
 
 std::error_code gateway_core::authenticate(std::string_view token, identity& who) const {
-    return authorizer_->authenticate(token, who);
+    auto ec = authorizer_->authenticate(token, who);
+    // A route authenticating its request (the settings routes): its access line names whom.
+    if (!ec && access_->enabled()) note_http_player(who.player_id);
+    return ec;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -180,6 +217,17 @@ void gateway_core::add_route(std::string method, std::string path, http_handler 
 }
 
 void gateway_core::handle_http(const http_request& request, http_responder respond) {
+    if (!access_->enabled()) {
+        route_http(request, std::move(respond));
+        return;
+    }
+    const auto access = std::make_shared<http_access>(access_, request, router_.route_of(request));
+    const http_access::scope scope(*access);
+    route_http(request, access->wrap(std::move(respond)));
+}
+
+// CORS (preflight answers, headers on every answer to a listed origin), then the routes.
+void gateway_core::route_http(const http_request& request, http_responder respond) {
     if (cors_.is_preflight(request)) {
         respond(cors_.preflight(request, router_.methods(request.path)));
         return;
@@ -249,6 +297,7 @@ void gateway_core::add_builtin_routes() {
                     respond(http_response::problem(verdict.status, verdict.code, verdict.detail));
                     return;
                 }
+                note_http_player(who.player_id);
                 ingress->on_http_command(request, who, respond);
             });
     }

@@ -20,6 +20,7 @@
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
 #include "gatehouse/update_log.hpp"
+#include "gateway/access_log.hpp"
 #include "gateway/command_ingress.hpp"
 #include "gateway/cors.hpp"
 #include "gateway/gateway_metrics.hpp"
@@ -100,7 +101,11 @@ public:
 private:
     void add_builtin_routes();
     void add_publish_route();
-    upgrade_decision accept(session_setup setup, std::string subprotocol, double rate);
+    // `access`: the stream's access-log state, null when the log is off.
+    upgrade_decision accept(session_setup setup, std::string subprotocol, double rate,
+                            std::shared_ptr<session_access> access);
+    // handle_http after the access log: CORS, then the router.
+    void route_http(const http_request& request, http_responder respond);
     static upgrade_decision refuse(int status, std::string_view code, std::string_view detail);
 
     const std::shared_ptr<const gateway_options> options_;
@@ -114,6 +119,7 @@ private:
     const std::shared_ptr<command_ingress> ingress_;
     const std::shared_ptr<update_router> updates_;
     const cors cors_;
+    const std::shared_ptr<const access_log> access_;
     http_router router_;
     // What `GET /openapi.json` answers (null when `options.openapi` is off); filled by
     // routes_complete() before the transport accepts a connection.

@@ -65,6 +65,15 @@ std::string http_router::methods(std::string_view path) const {
     return out;
 }
 
+std::string_view http_router::route_of(const http_request& request) const noexcept {
+    for (const auto& entry : prefixes_) {
+        if (request.path.compare(0, entry.first.size(), entry.first) == 0) return entry.first;
+    }
+    const auto path = routes_.find(request.path);
+    if (path == routes_.end()) return "other";
+    return path->first;
+}
+
 void http_router::call(const http_handler& handler, const http_request& request,
                        const http_responder& respond) const {
     // A route is often an embedding team's code. The handler gets a copy of `respond`; both

@@ -39,6 +39,11 @@ public:
     // preflight name them; empty for a path without exact routes (prefix routes included).
     std::string methods(std::string_view path) const;
 
+    // The pattern `handle` dispatches `request` under, for the access log and metrics: the
+    // prefix or exact path of its route (also when the method is not allowed there), or
+    // `other` when none matches. Valid as long as the router.
+    std::string_view route_of(const http_request& request) const noexcept;
+
 private:
     struct route {
         http_handler handler;

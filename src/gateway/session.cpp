@@ -19,6 +19,7 @@ void session::on_open(const std::shared_ptr<stream_link>& link) {
 }
 
 void session::on_message(bool text, std::string_view bytes) {
+    if (setup_.access) setup_.access->received(bytes.size());
     ingress_->on_message(shared_from_this(), text, bytes);
 }
 
@@ -29,6 +30,7 @@ void session::on_close(std::uint16_t code) {
     // an entry counted here is one it drains.
     if (presence_reported_.exchange(false)) ingress_->append_presence(setup_, false);
     registry_->close(shared_from_this(), code);
+    if (setup_.access) setup_.access->finished(code, setup_.who.player_id);
 }
 
 bool session::check_lifetime(std::int64_t unix_ms) {

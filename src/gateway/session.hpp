@@ -22,6 +22,7 @@
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/log.hpp"
 #include "gatehouse/token_bucket.hpp"
+#include "gateway/access_log.hpp"
 #include "gateway/session_lifetime.hpp"
 #include "transport/transport_events.hpp"
 
@@ -38,6 +39,8 @@ struct session_setup {
     // `?resume=` (an event stream's `Last-Event-ID` too): the update id to replay after
     // (PROTOCOL.md 6.4), as given, perhaps malformed; unset when not asked.
     std::optional<std::string> resume;
+    // Null unless the access log is on: then the stream's end is reported (session::on_close).
+    std::shared_ptr<session_access> access;
 };
 
 class session_registry;
@@ -65,11 +68,15 @@ public:
     // must not keep a dead socket open.
     send_status send(const shared_frame& frame) override {
         const auto link = link_.lock();
-        return link ? link->send(frame) : send_status::closed;
+        const auto status = link ? link->send(frame) : send_status::closed;
+        if (setup_.access) count_sent(frame, status);
+        return status;
     }
     send_status send_keyed(const shared_frame& frame, std::string_view key, bool replace) override {
         const auto link = link_.lock();
-        return link ? link->send_keyed(frame, key, replace) : send_status::closed;
+        const auto status = link ? link->send_keyed(frame, key, replace) : send_status::closed;
+        if (setup_.access) count_sent(frame, status);
+        return status;
     }
     std::size_t buffered_bytes() const noexcept override {
         const auto link = link_.lock();
@@ -176,6 +183,12 @@ public:
     }
 
 private:
+    void count_sent(const shared_frame& frame, send_status status) noexcept {
+        if ((status == send_status::queued || status == send_status::coalesced) && frame.bytes) {
+            setup_.access->sent(frame.bytes->size());
+        }
+    }
+
     // `reply`'s encoding: false (logged) when the codec cannot carry it.
     bool encode_reply(std::string_view type, std::string payload_json,
                       std::string_view correlation_id, const log_sink& log,

@@ -217,7 +217,11 @@ private:
                     std::to_string(clamp_span(lockout).count())};
         const outcome o = run(req);
         if (!o.ok) return std::nullopt;
-        return stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
+        auto d = stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
+        // The attempt script answers the lockout itself, to the millisecond, only when it
+        // locked the key just now (an earlier lock has less left).
+        d.lockout_started = &lua == &attempt_ && o.values[0] == clamp_span(lockout).count();
+        return d;
     }
 
     std::string name(std::string_view kind, std::string_view key) const {

@@ -1,0 +1,142 @@
+#include "gateway/access_log.hpp"
+
+#include <utility>
+
+namespace gatehouse::detail {
+namespace {
+
+// The request whose handler runs on this thread right now (http_access::scope).
+thread_local http_access* current_http = nullptr;
+
+std::chrono::microseconds since(std::chrono::steady_clock::time_point started) {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                 started);
+}
+
+}  // namespace
+
+std::string redacted_target(std::string_view path, std::string_view query) {
+    if (query.empty()) return redact_target(path);
+    std::string target(path);
+    target += '?';
+    target += query;
+    return redact_target(target);
+}
+
+void access_log::request_finished(const access_record& record) const {
+    if (sink_) sink_(record);
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP
+
+http_access::http_access(std::shared_ptr<const access_log> log, const http_request& request,
+                         std::string_view route)
+    : log_(std::move(log)),
+      started_(std::chrono::steady_clock::now()),
+      method_(request.method),
+      target_(redacted_target(request.path, request.query)),
+      route_(route),
+      client_address_(request.remote_address),
+      bytes_received_(request.body.size()) {}
+
+http_responder http_access::wrap(http_responder respond) {
+    return [self = shared_from_this(), respond = std::move(respond)](http_response response) {
+        // Reported before the answer is handed on: whoever reads the log after the answer
+        // arrived finds its line.
+        self->finished(response);
+        respond(std::move(response));
+    };
+}
+
+void http_access::finished(const http_response& response) {
+    if (reported_.exchange(true)) return;
+    std::string player;
+    {
+        std::lock_guard<std::mutex> lock(player_mutex_);
+        player = player_id_;
+    }
+    access_record r;
+    r.what = access_record::kind::http;
+    r.method = method_;
+    r.target = target_;
+    r.route = route_;
+    r.status = response.status;
+    r.duration = since(started_);
+    r.bytes_received = bytes_received_;
+    r.bytes_sent = response.body.size();
+    r.client_address = client_address_;
+    r.player_id = player;
+    log_->request_finished(r);
+}
+
+void http_access::set_player(std::string_view player_id) {
+    std::lock_guard<std::mutex> lock(player_mutex_);
+    player_id_ = player_id;
+}
+
+http_access::scope::scope(http_access& access) noexcept : previous_(current_http) {
+    current_http = &access;
+}
+
+http_access::scope::~scope() { current_http = previous_; }
+
+void note_http_player(std::string_view player_id) {
+    if (current_http) current_http->set_player(player_id);
+}
+
+// ------------------------------------------------------------------------------------------
+// Streams
+
+session_access::session_access(std::shared_ptr<const access_log> log, access_record::kind what,
+                               std::string target, std::string_view route,
+                               std::string client_address)
+    : log_(std::move(log)),
+      what_(what),
+      target_(std::move(target)),
+      route_(route),
+      client_address_(std::move(client_address)),
+      started_(std::chrono::steady_clock::now()) {}
+
+void session_access::finished(std::uint16_t close_code, std::string_view player_id) const {
+    const bool websocket = what_ == access_record::kind::websocket;
+    access_record r;
+    r.what = what_;
+    r.method = "GET";
+    r.target = target_;
+    r.route = route_;
+    r.status = websocket ? 101 : 200;
+    r.close_code = websocket ? close_code : 0;
+    r.duration = since(started_);
+    r.bytes_received = bytes_received_;
+    r.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
+    r.client_address = client_address_;
+    r.player_id = player_id;
+    log_->request_finished(r);
+}
+
+std::string_view websocket_route(std::string_view path) noexcept {
+    constexpr std::string_view player = "/ws/player";
+    constexpr std::string_view bot = "/ws/bot/";
+    if (path == player || path.substr(0, player.size() + 1) == "/ws/player/") return player;
+    if (path.substr(0, bot.size()) == bot) return "/ws/bot";
+    return "other";
+}
+
+void report_refusal(const access_log& log, std::chrono::steady_clock::time_point started,
+                    std::string_view path, std::string_view query, std::string_view route,
+                    std::string_view client_address, const http_response& refusal) {
+    const std::string target = redacted_target(path, query);
+    access_record r;
+    r.what = access_record::kind::http;
+    r.method = "GET";
+    r.target = target;
+    r.route = route;
+    r.status = refusal.status;
+    r.duration = since(started);
+    r.bytes_sent = refusal.body.size();
+    r.client_address = client_address;
+    log.request_finished(r);
+}
+
+}  // namespace gatehouse::detail
