@@ -5,7 +5,6 @@
 // --demo it also serves the Click & Cook demo (docs/examples/demo-game.md).
 
 #include <pthread.h>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -38,6 +37,7 @@
 #include "gatehouse/redis_limiter.hpp"
 #include "gatehouse/version.hpp"
 #include "in_process_game.hpp"
+#include "log_output.hpp"
 #include "memory_session_store.hpp"
 #include "server_config.hpp"
 #include "web_client.hpp"
@@ -48,25 +48,6 @@ namespace {
 // not let me run" (port in use, unreadable certificate, ...).
 constexpr int exit_runtime_error = 1;
 constexpr int exit_usage_error = 2;
-
-std::shared_ptr<spdlog::logger> make_logger(const std::string& level) {
-    auto logger = spdlog::stderr_color_mt("gatehouse");
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-    logger->set_level(spdlog::level::from_str(level));
-    logger->flush_on(spdlog::level::info);
-    return logger;
-}
-
-gatehouse::log_sink sink_for(std::shared_ptr<spdlog::logger> logger) {
-    return [logger = std::move(logger)](gatehouse::log_level level, std::string_view message) {
-        using gatehouse::log_level;
-        const auto l = level == log_level::debug  ? spdlog::level::debug
-                       : level == log_level::info ? spdlog::level::info
-                       : level == log_level::warn ? spdlog::level::warn
-                                                  : spdlog::level::err;
-        logger->log(l, "{}", message);
-    };
-}
 
 // The Redis bus's counters on /metrics.
 void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::redis_bus>& redis) {
@@ -163,10 +144,12 @@ struct account_services {
 
 account_services make_account_services(gatehouse_server::config& config,
                                        const gatehouse::gateway_options& options,
-                                       gatehouse::gateway& gw, spdlog::logger& logger) {
+                                       gatehouse::gateway& gw, spdlog::logger& logger,
+                                       gatehouse::audit_sink audit) {
     gatehouse::accounts_options accounts_options;
     gatehouse_server::to_accounts_options(config, options, accounts_options);
     accounts_options.log = options.log;
+    accounts_options.audit = std::move(audit);
     std::unique_ptr<gatehouse::user_store> store;
     account_services failed;
     try {
@@ -239,7 +222,9 @@ int run(int argc, char** argv) {
         return 0;
     }
 
-    auto logger = make_logger(config.log_level);
+    const gatehouse_server::log_output logs(gatehouse_server::parse_log_format(config.log_format),
+                                            config.log_level);
+    const auto& logger = logs.logger();
     if (!problems.empty()) {
         for (const auto& line : problems) logger->error("{}", line);
         return exit_usage_error;
@@ -259,7 +244,8 @@ int run(int argc, char** argv) {
             "--dedupe-window has no effect with --amqp: commands are not de-duplicated on "
             "RabbitMQ; deduplicate in the services on (player_id, correlation_id)");
     }
-    options.log = sink_for(logger);
+    options.log = logs.sink();
+    options.access_log = logs.access_sink();
     // Which bus and store, and whether each answers: on /ready (503 while the store does not)
     // and /metrics.
     auto health = std::make_shared<gatehouse_server::fleet_health>();
@@ -310,7 +296,8 @@ int run(int argc, char** argv) {
         logger->error("{}", gatehouse_server::name_the_flag(e.what()));
         return exit_usage_error;
     }
-    const auto account_services = make_account_services(config, options, *gw, *logger);
+    const auto account_services =
+        make_account_services(config, options, *gw, *logger, logs.audit_sink());
     if (!account_services.workers) return account_services.exit_code;
     if (redis) add_redis_metrics(*gw, redis);
     if (local_bus) {
