@@ -7,7 +7,8 @@ not find it in the server's log, at any level. Two log paths see targets: the tr
 line for every HTTP request (`METHOD target from ADDRESS`) and the core's line for a refused
 WebSocket upgrade. Each shape goes both ways (a plain GET and an upgrade attempt), and the test
 checks that those lines were written (so a log that says nothing cannot pass) and that no secret
-is in them.
+is in them. The access log (one line per answered request and per refused upgrade, issue 19)
+carries every target too; the whole test runs again with `--log-format json`.
 
 Usage: test_log_redaction.py PATH/TO/gatehouse-server [unittest args]
 """
@@ -47,6 +48,9 @@ def get(port, target, upgrade=False):
 
 
 class SecretsNeverLogged(h.ServerTestCase):
+    # How an access line names a target in this format.
+    access_target = "target=/ws/[redacted]"
+
     @classmethod
     def server_args(cls):
         return ["--log-level", "debug"]
@@ -116,6 +120,16 @@ class SecretsNeverLogged(h.ServerTestCase):
         self.assertIn("/login?refresh_token=[redacted]", log)
         self.assertRegex(log, r"upgrade /ws/\[redacted\] from 127\.0\.0\.1 refused with 404")
         self.assertIn("GET /health?codec=" + marker, log)
+        # The access lines of the same requests, redacted alike.
+        self.assertIn(self.access_target, log)
+
+
+class SecretsNeverLoggedInJson(SecretsNeverLogged):
+    access_target = '"target":"/ws/[redacted]"'
+
+    @classmethod
+    def server_args(cls):
+        return ["--log-level", "debug", "--log-format", "json"]
 
 
 if __name__ == "__main__":
