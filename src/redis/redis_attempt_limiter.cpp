@@ -74,12 +74,12 @@ return redis.call('PTTL', KEYS[2])
 )lua";
 
 // KEYS[1] the failure counter, KEYS[2] the lock; ARGV[1] max failures, ARGV[2] lockout in ms.
-// Admission of a login attempt: the lock's PTTL when locked (also when this attempt, one past
-// the limit, locked it); -2 when admitted and counted.
+// Admission of a login attempt: {the lock's PTTL when locked, 1 when this attempt (one past the
+// limit) locked it, else 0}; {-2, 0} when admitted and counted.
 constexpr char attempt_script[] = R"lua(
 local locked = redis.call('PTTL', KEYS[2])
 if locked ~= -2 then
-  return locked
+  return {locked, 0}
 end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
@@ -87,9 +87,9 @@ if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 if n > tonumber(ARGV[1]) then
   redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-  return tonumber(ARGV[2])
+  return {tonumber(ARGV[2]), 1}
 end
-return -2
+return {-2, 0}
 )lua";
 
 struct script {
@@ -215,12 +215,14 @@ private:
         req.key_count = 2;
         req.args = {name("fail:", key), name("lock:", key), std::to_string(max_failures),
                     std::to_string(clamp_span(lockout).count())};
+        // The attempt script also says whether it locked the key (the audit log's
+        // lockout_started).
+        const bool attempt = &lua == &attempt_;
+        req.expected_values = attempt ? 2 : 1;
         const outcome o = run(req);
         if (!o.ok) return std::nullopt;
         auto d = stricter(lock_from_pttl(o.values[0]), fallback_->check_lockout(key));
-        // The attempt script answers the lockout itself, to the millisecond, only when it
-        // locked the key just now (an earlier lock has less left).
-        d.lockout_started = &lua == &attempt_ && o.values[0] == clamp_span(lockout).count();
+        d.lockout_started = attempt && o.values[1] == 1;
         return d;
     }
 

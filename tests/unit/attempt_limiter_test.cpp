@@ -373,9 +373,12 @@ TEST_CASE("limiter: begin_attempt admits max_failures attempts, then locks", "[l
     for (int i = 0; i < 3; ++i) CHECK(l->begin_attempt("login:dave", 3, 2s).allowed);
     const auto fourth = l->begin_attempt("login:dave", 3, 2s);
     CHECK_FALSE(fourth.allowed);
+    CHECK(fourth.lockout_started);  // this attempt locked it (the audit log's lockout_started)
     CHECK(within(fourth.retry_after, 1s, 2s));
     CHECK_FALSE(l->check_lockout("login:dave").allowed);
-    CHECK_FALSE(l->begin_attempt("login:dave", 3, 2s).allowed);
+    const auto fifth = l->begin_attempt("login:dave", 3, 2s);
+    CHECK_FALSE(fifth.allowed);
+    CHECK_FALSE(fifth.lockout_started);
 
     // A right password clears what was counted: the next attempts start from zero.
     CHECK(l->begin_attempt("login:erin", 3, 2s).allowed);

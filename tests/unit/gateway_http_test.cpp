@@ -8,12 +8,16 @@
 
 #include <catch2/catch.hpp>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gatehouse/builtin_codecs.hpp"
 #include "gatehouse/in_process_bus.hpp"
+#include "gatehouse/jwt.hpp"
+#include "gatehouse/log.hpp"
 
 // The gateway's HTTP router over a real loopback socket: routes an embedding server adds,
 // answers given later from another thread, and the errors the router itself gives.
@@ -56,8 +60,9 @@ struct test_gateway {
     std::unique_ptr<gatehouse::gateway> gw;
     std::thread worker;
 
-    test_gateway() {
+    explicit test_gateway(gatehouse::access_log_sink access_log = {}) {
         gatehouse::gateway_options options;
+        options.access_log = std::move(access_log);
         options.listen = "127.0.0.1:0";
         options.threads = 2;
         options.jwt_secret = "unit-test-secret";
@@ -160,4 +165,82 @@ TEST_CASE("gateway: bad options are refused at construction or start", "[gateway
     options.tls_key_file = "/nonexistent/key.pem";
     gatehouse::gateway tls(options, codecs, bus, bus);
     CHECK(tls.start() == gatehouse::errc::tls_setup_failed);
+}
+
+namespace {
+
+// An access record with its views copied.
+struct access_copy {
+    std::string method, target, route, client_address, player_id;
+    int status = 0;
+    std::uint64_t bytes_sent = 0;
+};
+
+struct access_records {
+    std::mutex mutex;
+    std::vector<access_copy> all;
+
+    gatehouse::access_log_sink sink() {
+        return [this](const gatehouse::access_record& r) {
+            std::lock_guard<std::mutex> lock(mutex);
+            all.push_back({std::string(r.method), std::string(r.target), std::string(r.route),
+                           std::string(r.client_address), std::string(r.player_id), r.status,
+                           r.bytes_sent});
+        };
+    }
+    std::vector<access_copy> snapshot() {
+        std::lock_guard<std::mutex> lock(mutex);
+        return all;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("gateway: one access record per answered request, with its route", "[gateway]") {
+    access_records records;
+    test_gateway t(records.sink());
+    gatehouse::gateway& gw = *t.gw;
+    t.gw->add_route("GET", "/twice",
+                    [](const gatehouse::http_request&, const gatehouse::http_responder& respond) {
+                        respond(gatehouse::http_response::json(200, "{}"));
+                        respond(gatehouse::http_response::json(500, "{}"));  // ignored
+                    });
+    t.gw->add_route(
+        "GET", "/me",
+        [&gw](const gatehouse::http_request& request, const gatehouse::http_responder& respond) {
+            gatehouse::identity who;
+            const auto ec = gw.authenticate(request.query_param("t"), who);
+            respond(gatehouse::http_response::json(ec ? 401 : 200, "{}"));
+        });
+    REQUIRE_FALSE(t.gw->start());
+    const auto address = t.gw->local_address();
+    gatehouse::jwt_claims claims;
+    claims.sub = "p_alice";
+    claims.iat = gatehouse::unix_now_seconds();
+    claims.exp = claims.iat + 60;
+    const auto token = gatehouse::sign_jwt(claims, "unit-test-secret");
+
+    CHECK(http_get(address, "GET", "/twice").rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(http_get(address, "GET", "/me?t=" + token).rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(http_get(address, "GET", "/nope").rfind("HTTP/1.1 404", 0) == 0);
+    CHECK(http_get(address, "DELETE", "/health").rfind("HTTP/1.1 405", 0) == 0);
+    CHECK(http_get(address, "GET", "/ws/player").rfind("HTTP/1.1 426", 0) == 0);
+
+    const auto all = records.snapshot();
+    REQUIRE(all.size() == 5);
+    CHECK(all[0].route == "/twice");
+    CHECK(all[0].status == 200);
+    CHECK(all[0].bytes_sent == 2);
+    CHECK(all[0].client_address == "127.0.0.1");
+    CHECK(all[1].route == "/me");
+    CHECK(all[1].player_id == "p_alice");
+    CHECK(all[1].target == "/me?t=[redacted]");
+    CHECK(all[2].route == "other");
+    CHECK(all[2].status == 404);
+    CHECK(all[3].route == "/health");
+    CHECK(all[3].method == "DELETE");
+    CHECK(all[3].status == 405);
+    CHECK(all[4].route == "/ws/");
+    CHECK(all[4].status == 426);
+    for (const auto& r : all) CHECK(r.player_id.empty() == (r.route != "/me"));
 }

@@ -75,6 +75,12 @@ TEST_CASE("http router: exact routes, 404, 405 with Allow, prefixes and exceptio
     CHECK(router.methods("/a") == "GET, PUT");
     CHECK(router.methods("/nope").empty());
     CHECK(router.methods("/p/anything").empty());
+    // The patterns the access log names: the path of a route (whatever the method), the
+    // prefix, or `other`.
+    CHECK(router.route_of(request("GET", "/a")) == "/a");
+    CHECK(router.route_of(request("DELETE", "/a")) == "/a");
+    CHECK(router.route_of(request("POST", "/p/anything")) == "/p/");
+    CHECK(router.route_of(request("GET", "/nope")) == "other");
 }
 
 TEST_CASE("http router: a built-in route stays in place; other methods may be added",
