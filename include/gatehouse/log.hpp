@@ -22,8 +22,9 @@ using log_sink = std::function<void(log_level level, std::string_view message)>;
 /// ended. Views into the gateway's buffers, valid only during the call.
 ///
 /// HTTP: every request the gateway answers, routed or refused (an upgrade or event stream the
-/// gateway refuses is an `http` record with its status). Requests the transport itself rejects
-/// before they reach the gateway (malformed, too large, the header deadline) have none.
+/// gateway refuses is an `http` record with its status), and every request its transport
+/// rejects itself (malformed, too large, the header deadline, an upgrade that is not RFC
+/// 6455's: route `other`; method and target empty when the request line was not read whole).
 struct access_record {
     enum class kind : std::uint8_t { http, websocket, event_stream };
     kind what = kind::http;
@@ -31,12 +32,13 @@ struct access_record {
     std::string_view target;  ///< Path and query as `redact_target` leaves them.
     std::string_view route;   ///< The route pattern that answered (`/login`, `/ws/`,
                               ///< `/ws/player`, `/ws/bot`, `/sse/player`, ...); `other` when
-                              ///< none did (404).
+                              ///< none did (404, or the transport refused it).
     int status = 0;           ///< HTTP status (101 for a WebSocket, 200 for an event stream).
     int close_code = 0;       ///< WebSocket: the close code sent or received; 1006 when
                               ///< the connection ended without one. 0 otherwise.
     std::chrono::microseconds duration{0};  ///< HTTP: from the whole request read to its
-                                            ///< answer handed to the connection; streams:
+                                            ///< answer handed to the connection (refused by
+                                            ///< the transport: from its first byte); streams:
                                             ///< from the upgrade to the end.
     std::uint64_t bytes_received = 0;       ///< Body (HTTP) or message payload bytes read.
     std::uint64_t bytes_sent = 0;           ///< Body (HTTP) or message bytes queued to send.

@@ -202,6 +202,23 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
     return decision;
 }
 
+void gateway_core::answered_by_transport(std::string_view method, std::string_view target,
+                                         std::string_view client_address,
+                                         const http_response& response,
+                                         std::chrono::milliseconds duration) {
+    if (!access_->enabled()) return;
+    const std::string redacted = redact_target(target);
+    access_record r;
+    r.method = method;
+    r.target = redacted;
+    r.route = "other";
+    r.status = response.status;
+    r.duration = duration;
+    r.bytes_sent = response.body.size();
+    r.client_address = client_address;
+    access_->request_finished(r);
+}
+
 std::error_code gateway_core::authenticate(std::string_view token, identity& who) const {
     auto ec = authorizer_->authenticate(token, who);
     // A route authenticating its request (the settings routes): its access line names whom.

@@ -60,6 +60,9 @@ public:
     upgrade_decision authorize_upgrade(const upgrade_request& request) override;
     bool is_event_stream_request(const http_request& request) const noexcept override;
     upgrade_decision authorize_event_stream(const http_request& request) override;
+    void answered_by_transport(std::string_view method, std::string_view target,
+                               std::string_view client_address, const http_response& response,
+                               std::chrono::milliseconds duration) override;
 
     // --- HTTP ---
     void add_route(std::string method, std::string path, http_handler handler);

@@ -60,7 +60,8 @@ http_exchange::progress http_exchange::consume_requests(std::string_view& data) 
         const auto result = parser_->parse(data, used);
         data.remove_prefix(used);
         if (!was_in_progress && parser_->in_progress()) {
-            host_.set_deadline_at(steady_now_ms() + options_.http_header_timeout.count());
+            request_started_ms_ = steady_now_ms();
+            host_.set_deadline_at(request_started_ms_ + options_.http_header_timeout.count());
         }
         if (result == http_request_parser::result::need_more) {
             if (parser_->headers_complete()) {
@@ -70,7 +71,9 @@ http_exchange::progress http_exchange::consume_requests(std::string_view& data) 
             return progress::reading;
         }
         if (result == http_request_parser::result::error) {
-            answer_and_close(http_response::problem(parser_->error_status(), parser_->error_code(),
+            if (!was_in_progress) request_started_ms_ = steady_now_ms();
+            refuse_and_close(&parser_->request(), peer_,
+                             http_response::problem(parser_->error_status(), parser_->error_code(),
                                                     parser_->error_detail()));
             return progress::paused;
         }
@@ -169,6 +172,15 @@ void http_exchange::answer_refusal(const http_response& refusal) {
     write_response(refusal, !keep_alive_);
 }
 
+void http_exchange::refuse_and_close(const parsed_request* request, const std::string& client,
+                                     const http_response& response) {
+    const std::chrono::milliseconds duration(steady_now_ms() - request_started_ms_);
+    events_.answered_by_transport(request ? std::string_view(request->method) : std::string_view(),
+                                  request ? std::string_view(request->target) : std::string_view(),
+                                  client, response, duration);
+    answer_and_close(response);
+}
+
 // A response after which the connection ends (a refused request, a parser error, 408).
 void http_exchange::answer_and_close(const http_response& response) {
     head_request_ = false;
@@ -183,7 +195,8 @@ bool http_exchange::header_deadline_passed() {
     }
     // RFC 9110 section 15.5.9: the server would not wait longer for the request.
     host_.set_deadline_at(0);
-    answer_and_close(
+    refuse_and_close(
+        &parser_->request(), peer_,
         http_response::problem(408, "request_timeout", "the request's headers took too long"));
     return true;
 }
@@ -208,10 +221,11 @@ std::string http_exchange::remote_address(const parsed_request& request) const {
 // WebSocket upgrade (RFC 6455 section 4.2)
 
 void http_exchange::handle_upgrade(parsed_request& parsed) {
-    const auto refuse = [this](int status, std::string_view code, std::string_view detail) {
+    const auto refuse = [this, &parsed](int status, std::string_view code,
+                                        std::string_view detail) {
         auto r = http_response::problem(status, code, detail);
         if (status == 426) r.headers.emplace_back("Sec-WebSocket-Version", "13");
-        answer_and_close(r);
+        refuse_and_close(&parsed, remote_address(parsed), r);
     };
     if (parsed.version_minor != 1 || !parsed.has_token("Connection", "upgrade")) {
         return refuse(400, "bad_request",

@@ -97,6 +97,9 @@ private:
     void write_response(const http_response& response, bool close);
     void answer_refusal(const http_response& refusal);
     void answer_and_close(const http_response& response);
+    // answer_and_close for a request the gateway never saw, told to it for the access log.
+    void refuse_and_close(const parsed_request* request, const std::string& client,
+                          const http_response& response);
     std::string remote_address(const parsed_request& request) const;
     http_limits limits() const;
 
@@ -108,6 +111,7 @@ private:
     std::unique_ptr<http_request_parser> parser_;  // while a request is in progress
     std::string pending_input_;                    // requests pipelined behind a pending response
     std::uint64_t request_sequence_ = 0;
+    std::int64_t request_started_ms_ = 0;  // steady ms of the current request's first byte
     stream_switch switch_;
     bool response_pending_ = false;
     bool in_consume_ = false;

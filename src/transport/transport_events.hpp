@@ -5,6 +5,7 @@
 // knows nothing of the gateway behind it; gateway_core implements it. A second transport (the
 // in-memory one of the unit tests) plugs into the same interface.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -95,6 +96,22 @@ public:
     virtual upgrade_decision authorize_event_stream(const http_request& request) = 0;
 
     virtual void log(log_level level, std::string_view message) const = 0;
+
+    // The transport answered a request itself, without the gateway: a malformed or too large
+    // request, the header deadline (408), an upgrade that is not RFC 6455's. For the access
+    // log; `method` and `target` are empty when the request line was not read whole, and
+    // `duration` runs from the request's first byte. Not called for refusals the gateway
+    // decided (authorize_upgrade, authorize_event_stream), which it reports itself.
+    virtual void answered_by_transport(std::string_view method, std::string_view target,
+                                       std::string_view client_address,
+                                       const http_response& response,
+                                       std::chrono::milliseconds duration) {
+        static_cast<void>(method);
+        static_cast<void>(target);
+        static_cast<void>(client_address);
+        static_cast<void>(response);
+        static_cast<void>(duration);
+    }
 };
 
 }  // namespace gatehouse::detail

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import sys
 import time
 
@@ -28,6 +29,19 @@ from accounts_helpers import SseStream, post  # noqa: E402
 WAIT_S = 5.0
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 MAX_FAILURES = 3
+
+
+def raw_request(port, text):
+    """Sends `text` as it is; the status of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+        sock.sendall(text.encode())
+        data = b""
+        while b"\r\n" not in data:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    return int(data.split(b" ", 2)[1])
 
 
 def json_lines(text):
@@ -130,6 +144,17 @@ class JsonLogs(ah.AccountsCase):
         self.assertEqual(r.status, 202, r)
         # And a publish with the publish key.
         s.publish_ok({"player_id": "p_logs", "type": "t", "payload": {}})
+        # Requests the transport refuses itself: a malformed header line, and an upgrade of a
+        # WebSocket version it does not speak (with a token in its path).
+        raw_token = s.token("p_raw")
+        secrets_seen.append(raw_token)
+        self.assertEqual(raw_request(s.port, "GET /bad HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n"),
+                         400)
+        self.assertEqual(raw_request(s.port, f"GET /ws/player/{raw_token} HTTP/1.1\r\nHost: x\r\n"
+                                             "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                                             "Sec-WebSocket-Version: 8\r\n"
+                                             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
+                         426)
 
         # Access lines: HTTP requests with their routes and statuses...
         register = self.access(route="/register", status=201)[0]
@@ -159,6 +184,10 @@ class JsonLogs(ah.AccountsCase):
         self.assertEqual(ws["target"], "/ws/player/[redacted]?codec=json")
         self.assertGreater(ws["bytes_received"], 0)
         self.assertGreater(ws["bytes_sent"], 0)
+        bad = self.access(route="other", status=400, target="/bad")[0]
+        self.check_access_line(bad)
+        upgrade = self.access(route="other", status=426)[0]
+        self.assertEqual(upgrade["target"], "/ws/player/[redacted]")
         sse = self.access(type="event_stream", player_id="p_sse")[0]
         self.check_access_line(sse)
         self.assertEqual(sse["status"], 200)
