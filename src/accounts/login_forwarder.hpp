@@ -1,14 +1,16 @@
 #pragma once
 // Forwards an account request to an external login service over plain HTTP/1.1 and returns its
-// answer (accounts_options::login_service_url): an Asio client on a private io_context, run by
-// the calling worker thread until the answer is in or the deadline passes.
+// answer (accounts_options::login_service_url), through the library's HTTP client
+// (http/http_client.hpp) run by the calling worker thread until the answer is in or the
+// deadline passes.
 
 #include <chrono>
-#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "gatehouse/http.hpp"
+#include "http/http_client.hpp"
 
 namespace gatehouse::detail {
 
@@ -17,7 +19,7 @@ public:
     // Parses `http://HOST[:PORT][/prefix]`; `valid()` says whether it could.
     explicit login_forwarder(std::string_view url, std::chrono::milliseconds timeout);
 
-    bool valid() const noexcept { return valid_; }
+    bool valid() const noexcept { return target_.has_value() && timeout_.count() > 0; }
 
     // POSTs `body` to `<prefix><path>` and returns the service's status, Content-Type,
     // Retry-After and body; a 502 problem `login_service_unavailable` when it cannot be
@@ -26,10 +28,7 @@ public:
                           std::string_view body) const;
 
 private:
-    bool valid_ = false;
-    std::string host_;
-    std::uint16_t port_ = 80;
-    std::string prefix_;
+    std::optional<http_target> target_;
     std::chrono::milliseconds timeout_;
 };
 
