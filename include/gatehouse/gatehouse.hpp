@@ -23,4 +23,5 @@
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
 #include "gatehouse/token_bucket.hpp"
+#include "gatehouse/tracing.hpp"
 #include "gatehouse/update.hpp"

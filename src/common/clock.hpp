@@ -22,6 +22,13 @@ inline std::int64_t unix_now_ms() noexcept {
         .count();
 }
 
+// Nanoseconds since the Unix epoch (trace spans' times, as OTLP writes them).
+inline std::int64_t unix_now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
 // Seconds since the Unix epoch (JWT `iat`/`exp`).
 inline std::int64_t unix_now_seconds() noexcept {
     return std::chrono::duration_cast<std::chrono::seconds>(
