@@ -9,6 +9,7 @@
 #include "gatehouse/credentials.hpp"
 #include "gatehouse/gateway.hpp"
 #include "gatehouse/redis_url.hpp"
+#include "gatehouse/tracing.hpp"
 #include "gatehouse/user_store.hpp"
 
 namespace gatehouse_server {
@@ -194,8 +195,7 @@ void check_accounts(const config& c, problems& out) {
 }
 
 void check_operations(const config& c, problems& out) {
-    constexpr std::string_view http = "http://";
-    if (!c.otlp_endpoint.empty() && c.otlp_endpoint.compare(0, http.size(), http) != 0) {
+    if (!c.otlp_endpoint.empty() && !gatehouse::valid_otlp_endpoint(c.otlp_endpoint)) {
         out.add("--otlp-endpoint", "--otlp-endpoint is not http://HOST:PORT[/PATH]");
     }
     if (c.otlp_service_name.empty()) {

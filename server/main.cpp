@@ -40,6 +40,7 @@
 #include "log_output.hpp"
 #include "memory_session_store.hpp"
 #include "server_config.hpp"
+#include "tracing_setup.hpp"
 #include "web_client.hpp"
 
 namespace {
@@ -246,6 +247,7 @@ int run(int argc, char** argv) {
     }
     options.log = logs.sink();
     options.access_log = logs.access_sink();
+    gatehouse_server::add_tracing(config, options);
     // Which bus and store, and whether each answers: on /ready (503 while the store does not)
     // and /metrics.
     auto health = std::make_shared<gatehouse_server::fleet_health>();

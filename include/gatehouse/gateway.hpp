@@ -23,6 +23,7 @@
 #include "gatehouse/log.hpp"
 #include "gatehouse/metrics.hpp"
 #include "gatehouse/pubsub_listener.hpp"
+#include "gatehouse/tracing.hpp"
 #include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
@@ -157,6 +158,13 @@ struct gateway_options {
     /// that metrics need not be public; `/metrics` is then not served on `listen`. Empty:
     /// `/metrics` on `listen`.
     std::string metrics_listen;
+    /// Trace spans (docs/operations.md, "Tracing"): HTTP requests, WebSocket upgrades,
+    /// command ingress and update routing, ended into this tracer, which exports them. A
+    /// command's stream entry then carries the `traceparent` of the gateway's ingress span
+    /// (a child of the client's `traceparent`, or the root of a new trace), so that a service
+    /// continues the trace. Null: no spans, and a client's `traceparent` reaches the stream
+    /// unchanged (PROTOCOL.md 6.8). One tracer may serve several gateways.
+    std::shared_ptr<tracer> tracing;
     /// Where log messages go; empty: nowhere.
     log_sink log;
     /// One record per answered HTTP request and per ended WebSocket or event stream; empty:

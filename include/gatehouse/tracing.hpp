@@ -130,6 +130,11 @@ struct tracer_stats {
     std::uint64_t export_failures = 0;  ///< Export requests that failed (no answer, not 2xx).
 };
 
+/// True when `url` is an endpoint `tracer_options::endpoint` accepts
+/// (`http://HOST[:PORT][/PATH]`): the tracer's own check, without starting anything, so that
+/// a server can validate its settings before opening anything.
+bool valid_otlp_endpoint(std::string_view url);
+
 /// Makes spans and exports them.
 ///
 /// Thread safety: every member may be called from any thread. `end` takes a short lock to

@@ -8,6 +8,7 @@
 #include "common/retry_after.hpp"
 #include "gatehouse/client/envelope.hpp"
 #include "gatehouse/codec_error.hpp"
+#include "gateway/gateway_tracing.hpp"
 #include "gateway/json_text.hpp"
 #include "gateway/session.hpp"
 #include "http/text.hpp"
@@ -95,6 +96,7 @@ struct session_answer {
     const std::shared_ptr<session>& s;
     const log_sink& log;
     const session_control& control;
+    static constexpr std::string_view transport = "websocket";
 
     void invalid(std::string_view code, std::string_view message,
                  std::string_view correlation_id) const {
@@ -130,6 +132,7 @@ struct http_answer {
     const identity& who;
     const std::string& request_id;
     const std::atomic<bool>& accepting;  // the ingress's: false once shutdown began
+    static constexpr std::string_view transport = "http";
 
     void invalid(std::string_view code, std::string_view message, std::string_view) const {
         // The JSON codec reports text that is not JSON at all as a frame error; anything that
@@ -190,6 +193,7 @@ void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
     s->touch(steady_now_ms());
     // After shutdown began nothing more is read: no ack, no error (PROTOCOL.md section 1).
     if (s->draining()) return;
+    const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     const auto& setup = s->setup();
     const codec& reader = text ? *setup.text_codec : *setup.binary_codec;
     std::optional<envelope> local;
@@ -197,7 +201,8 @@ void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
     const auto decoded = reader.decode(bytes, command);
     // Every message takes a token, valid or not, so a flood of garbage is limited too.
     const bool within_rate = s->bucket().try_take();
-    accept(decoded, within_rate, {}, command, session_answer{s, options_->log, control_});
+    accept(decoded, within_rate, {}, command, session_answer{s, options_->log, control_},
+           started_ns);
 }
 
 void command_ingress::on_http_command(const http_request& request, const identity& who,
@@ -207,6 +212,7 @@ void command_ingress::on_http_command(const http_request& request, const identit
                                        "the body must be application/json"));
         return;
     }
+    const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     envelope command;
     const auto decoded = json_->decode(request.body, command);
     // The envelope's own traceparent wins over the header's (PROTOCOL.md 6.8).
@@ -230,7 +236,8 @@ void command_ingress::on_http_command(const http_request& request, const identit
     const auto request_id =
         options_->gateway_id + "-r" +
         std::to_string(http_request_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
-    accept(decoded, within_rate, wait, command, http_answer{respond, who, request_id, accepting_});
+    accept(decoded, within_rate, wait, command, http_answer{respond, who, request_id, accepting_},
+           started_ns);
 }
 
 // The one acceptance path. `Answer` is how the sender is told (session_answer, http_answer):
@@ -238,7 +245,11 @@ void command_ingress::on_http_command(const http_request& request, const identit
 template <class Answer>
 void command_ingress::accept(std::error_code decoded, bool within_rate,
                              std::chrono::milliseconds retry_after, envelope& command,
-                             Answer answer) {
+                             Answer answer, std::int64_t started_ns) {
+    // Tracing off: an empty span, and nothing below does more than test it.
+    ingress_span traced = options_->tracing ? ingress_span(options_->tracing, started_ns, command,
+                                                           decoded, Answer::transport)
+                                            : ingress_span();
     if (decoded) {
         const auto code = protocol_error_code(decoded);
         (code == "invalid_envelope" ? metrics_->refused_invalid_envelope
@@ -253,6 +264,7 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
         if (answer.is_control(command.type)) {
             if (!within_rate) {
                 metrics_->refused_rate_limited.add();
+                traced.refused("rate_limited");
                 answer.rate_limited(retry_after, command.correlation_id);
                 return;
             }
@@ -260,12 +272,14 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
             return;
         }
         metrics_->refused_invalid_envelope.add();
+        traced.refused("invalid_envelope");
         answer.invalid("invalid_envelope", "message types beginning with gatehouse. are reserved",
                        command.correlation_id);
         return;
     }
     if (!within_rate) {
         metrics_->refused_rate_limited.add();
+        traced.refused("rate_limited");
         answer.rate_limited(retry_after, command.correlation_id);
         return;
     }
@@ -275,11 +289,12 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
     answers_->tracker.appended();
     if (!answer.begin()) {
         answers_->tracker.withdrawn();
+        traced.refused("shutting_down");
         return;
     }
     bus_->append(command, [answers = answers_, reply = answer.detach(),
-                           correlation_id = command.correlation_id](std::error_code error,
-                                                                    std::string_view entry_id) {
+                           correlation_id = command.correlation_id, trace = traced.to_bus(command)](
+                              std::error_code error, std::string_view entry_id) {
         if (answers->tracker.handling()) {
             const auto& log = answers->options->log;
             if (error) {
@@ -290,6 +305,8 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
                 reply.accepted(entry_id, correlation_id, log);
             }
         }
+        // Ended once the client was answered: the span covers decode, append and ack.
+        if (trace) end_ingress_span(*answers->options->tracing, *trace, error, entry_id);
         answers->tracker.answered();
     });
 }

@@ -99,9 +99,10 @@ public:
     };
 
 private:
+    // `started_ns`: when the message arrived, for its span (0 when tracing is off).
     template <class Answer>
     void accept(std::error_code decoded, bool within_rate, std::chrono::milliseconds retry_after,
-                envelope& command, Answer answer);
+                envelope& command, Answer answer, std::int64_t started_ns);
 
     // What a bus callback holds (strongly, one reference per command): what it needs to answer,
     // never the bus itself, so that a callback that outlives the gateway and is the last to

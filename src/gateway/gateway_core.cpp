@@ -8,6 +8,7 @@
 #include "gatehouse/errc.hpp"
 #include "gatehouse/update.hpp"
 #include "gateway/gateway_id.hpp"
+#include "gateway/gateway_tracing.hpp"
 #include "gateway/json_text.hpp"
 #include "gateway/openapi_document.hpp"
 #include "gateway/origin_policy.hpp"
@@ -69,6 +70,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
       access_(std::make_shared<const access_log>(options_->access_log)),
       router_(options_->log) {
     add_builtin_routes();
+    if (options_->tracing) register_tracer_metrics(metrics_->registry(), options_->tracing);
 }
 
 gateway_core::~gateway_core() {
@@ -110,6 +112,7 @@ upgrade_decision gateway_core::accept(session_setup setup, std::string subprotoc
 }
 
 upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request) {
+    const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     const bool logged = access_->enabled();
     const auto started =
         logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
@@ -152,7 +155,27 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
                            websocket_route(request.path), request.remote_address, decision.refusal);
         }
     }
+    if (options_->tracing) {
+        trace_decision(started_ns, request.traceparent, request.path, request.remote_address,
+                       decision, 101);
+    }
     return decision;
+}
+
+void gateway_core::trace_decision(std::int64_t started_ns, std::string_view traceparent,
+                                  std::string_view path, std::string_view remote_address,
+                                  const upgrade_decision& decision, int accepted_status) const {
+    std::string_view connection_id;
+    std::string_view codec;
+    if (decision.accepted) {
+        // accept() made the handler: a session.
+        const auto& setup = static_cast<const session&>(*decision.handler).setup();
+        connection_id = setup.id;
+        codec = setup.wire_codec->name();
+    }
+    trace_upgrade(*options_->tracing, started_ns, traceparent, path, remote_address,
+                  decision.accepted ? accepted_status : decision.refusal.status, connection_id,
+                  codec);
 }
 
 bool gateway_core::is_event_stream_request(const http_request& request) const noexcept {
@@ -160,6 +183,7 @@ bool gateway_core::is_event_stream_request(const http_request& request) const no
 }
 
 upgrade_decision gateway_core::authorize_event_stream(const http_request& request) {
+    const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     const bool logged = access_->enabled();
     const auto started =
         logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
@@ -199,6 +223,10 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
         report_refusal(*access_, started, request.path, request.query, "/sse/player",
                        request.remote_address, decision.refusal);
     }
+    if (options_->tracing) {
+        trace_decision(started_ns, request.header("traceparent"), request.path,
+                       request.remote_address, decision, 200);
+    }
     return decision;
 }
 
@@ -234,6 +262,10 @@ void gateway_core::add_route(std::string method, std::string path, http_handler 
 }
 
 void gateway_core::handle_http(const http_request& request, http_responder respond) {
+    if (options_->tracing) {
+        respond =
+            traced_http(options_->tracing, request, router_.route_of(request), std::move(respond));
+    }
     if (!access_->enabled()) {
         route_http(request, std::move(respond));
         return;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -110,6 +111,10 @@ private:
     // handle_http after the access log: CORS, then the router.
     void route_http(const http_request& request, http_responder respond);
     static upgrade_decision refuse(int status, std::string_view code, std::string_view detail);
+    // The span of an upgrade or event stream (tracing on): `accepted_status` when accepted.
+    void trace_decision(std::int64_t started_ns, std::string_view traceparent,
+                        std::string_view path, std::string_view remote_address,
+                        const upgrade_decision& decision, int accepted_status) const;
 
     const std::shared_ptr<const gateway_options> options_;
     const std::shared_ptr<command_bus> bus_;

@@ -126,6 +126,10 @@ void tracer::state::failed(const std::string& why) {
     failures_unlogged = 0;
 }
 
+bool valid_otlp_endpoint(std::string_view url) {
+    return detail::http_target::parse(url).has_value();
+}
+
 tracer::tracer(tracer_options options) : state_(std::make_shared<state>()) {
     auto target = detail::http_target::parse(options.endpoint);
     if (!target) {

@@ -245,6 +245,7 @@ void http_exchange::handle_upgrade(parsed_request& parsed) {
     request.authorization = parsed.header("Authorization");
     request.origin = parsed.header("Origin");
     request.host = parsed.header("Host");
+    request.traceparent = parsed.header("traceparent");
     std::vector<std::string_view> extension_offers;
     for (const auto& [name, value] : parsed.headers) {
         if (iequals(name, "Sec-WebSocket-Protocol")) {
