@@ -1,25 +1,70 @@
 #include "tracing/otlp_json.hpp"
 
-#include <nlohmann/json.hpp>
-
+#include <charconv>
 #include <cstddef>
+#include <cstdio>
 #include <type_traits>
 
+#include "client/internal.hpp"
 #include "common/hex.hpp"
+#include "gateway/json_text.hpp"
+
+// Written by hand rather than through a JSON DOM: the export thread encodes every span the
+// gateway makes, and a DOM costs an allocation per node.
 
 namespace gatehouse::detail {
 namespace {
 
-using json = nlohmann::ordered_json;
+// A JSON string of valid UTF-8 `value`: runs of characters that need no escape are appended
+// whole (span text is mostly such runs), the rest as json_text.hpp escapes them.
+void append_valid_text(std::string& out, std::string_view value) {
+    out += '"';
+    std::size_t run = 0;
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        const auto c = static_cast<unsigned char>(value[i]);
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        out.append(value.data() + run, i - run);
+        std::string escaped;
+        append_json_string(escaped, value.substr(i, 1));
+        out.append(escaped, 1, escaped.size() - 2);  // without its quotes
+        run = i + 1;
+    }
+    out.append(value.data() + run, value.size() - run);
+    out += '"';
+}
+
+// A JSON string of `value`; bytes that are not UTF-8 (an embedder's attribute, say) become
+// U+FFFD, as a collector would refuse the whole request otherwise.
+void append_text(std::string& out, std::string_view value) {
+    if (client::detail::is_valid_utf8(value)) {
+        append_valid_text(out, value);
+        return;
+    }
+    std::string clean;
+    clean.reserve(value.size() + 8);
+    const auto* p = reinterpret_cast<const unsigned char*>(value.data());
+    const auto* end = p + value.size();
+    while (p < end) {
+        const int n = client::detail::utf8_sequence_length(p, end);
+        if (n <= 0) {
+            clean += "\xef\xbf\xbd";
+            ++p;
+        } else {
+            clean.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n));
+            p += n;
+        }
+    }
+    append_valid_text(out, clean);
+}
 
 template <std::size_t N>
-std::string hex(const std::array<std::uint8_t, N>& bytes) {
-    std::string out(2 * N, '0');
-    for (std::size_t i = 0; i < N; ++i) {
-        out[2 * i] = hex_digits_lower[bytes[i] >> 4];
-        out[2 * i + 1] = hex_digits_lower[bytes[i] & 0x0f];
+void append_hex(std::string& out, const std::array<std::uint8_t, N>& bytes) {
+    out += '"';
+    for (const auto b : bytes) {
+        out += hex_digits_lower[b >> 4];
+        out += hex_digits_lower[b & 0x0f];
     }
-    return out;
+    out += '"';
 }
 
 template <std::size_t N>
@@ -30,80 +75,130 @@ bool all_zero(const std::array<std::uint8_t, N>& bytes) {
     return true;
 }
 
-// An AnyValue: int64 as a decimal string (protobuf's JSON mapping of 64-bit integers).
-json any_value(const std::variant<std::string, std::int64_t, bool, double>& value) {
-    return std::visit(
-        [](const auto& v) -> json {
+// A 64-bit integer as a decimal string: protobuf's JSON mapping of (u)int64 and fixed64.
+void append_int_string(std::string& out, std::int64_t value) {
+    char buffer[24];
+    buffer[0] = '"';
+    char* end = std::to_chars(buffer + 1, buffer + sizeof buffer - 1, value).ptr;
+    *end++ = '"';
+    out.append(buffer, static_cast<std::size_t>(end - buffer));
+}
+
+// An AnyValue.
+void append_value(std::string& out,
+                  const std::variant<std::string, std::int64_t, bool, double>& value) {
+    std::visit(
+        [&out](const auto& v) {
             using t = std::decay_t<decltype(v)>;
             if constexpr (std::is_same_v<t, std::string>) {
-                return {{"stringValue", v}};
+                out += "{\"stringValue\":";
+                append_text(out, v);
             } else if constexpr (std::is_same_v<t, std::int64_t>) {
-                return {{"intValue", std::to_string(v)}};
+                out += "{\"intValue\":";
+                append_int_string(out, v);
             } else if constexpr (std::is_same_v<t, bool>) {
-                return {{"boolValue", v}};
+                out += v ? "{\"boolValue\":true" : "{\"boolValue\":false";
             } else {
-                return {{"doubleValue", v}};
+                char buffer[32];
+                // %.17g round-trips a double; JSON has no NaN or infinity, so those are 0.
+                const bool finite = v == v && v - v == 0;
+                std::snprintf(buffer, sizeof buffer, "%.17g", finite ? v : 0.0);
+                out += "{\"doubleValue\":";
+                out += buffer;
             }
+            out += '}';
         },
         value);
 }
 
-json encode_span(const span& s) {
-    json out = {{"traceId", hex(s.context.trace)}, {"spanId", hex(s.context.span)}};
-    if (!all_zero(s.parent_span)) out["parentSpanId"] = hex(s.parent_span);
-    out["flags"] = static_cast<unsigned>(s.context.flags);
-    out["name"] = s.name;
-    out["kind"] = static_cast<int>(s.kind);
-    out["startTimeUnixNano"] = std::to_string(s.start_unix_ns);
-    out["endTimeUnixNano"] = std::to_string(s.end_unix_ns);
-    json attributes = json::array();
-    for (const auto& a : s.attributes) {
-        attributes.push_back({{"key", a.key}, {"value", any_value(a.value)}});
+void append_key_value(std::string& out, std::string_view key,
+                      const std::variant<std::string, std::int64_t, bool, double>& value) {
+    out += "{\"key\":";
+    append_text(out, key);
+    out += ",\"value\":";
+    append_value(out, value);
+    out += '}';
+}
+
+void append_span(std::string& out, const span& s) {
+    out += "{\"traceId\":";
+    append_hex(out, s.context.trace);
+    out += ",\"spanId\":";
+    append_hex(out, s.context.span);
+    if (!all_zero(s.parent_span)) {
+        out += ",\"parentSpanId\":";
+        append_hex(out, s.parent_span);
     }
-    out["attributes"] = std::move(attributes);
+    out += ",\"flags\":";
+    out += std::to_string(s.context.flags);
+    out += ",\"name\":";
+    append_text(out, s.name);
+    out += ",\"kind\":";
+    out += std::to_string(static_cast<int>(s.kind));
+    out += ",\"startTimeUnixNano\":";
+    append_int_string(out, s.start_unix_ns);
+    out += ",\"endTimeUnixNano\":";
+    append_int_string(out, s.end_unix_ns);
+    out += ",\"attributes\":[";
+    for (std::size_t i = 0; i < s.attributes.size(); ++i) {
+        if (i > 0) out += ',';
+        append_key_value(out, s.attributes[i].key, s.attributes[i].value);
+    }
+    out += ']';
     if (!s.events.empty()) {
-        json events = json::array();
-        for (const auto& e : s.events) {
-            events.push_back({{"timeUnixNano", std::to_string(e.time_unix_ns)}, {"name", e.name}});
+        out += ",\"events\":[";
+        for (std::size_t i = 0; i < s.events.size(); ++i) {
+            if (i > 0) out += ',';
+            out += "{\"timeUnixNano\":";
+            append_int_string(out, s.events[i].time_unix_ns);
+            out += ",\"name\":";
+            append_text(out, s.events[i].name);
+            out += '}';
         }
-        out["events"] = std::move(events);
+        out += ']';
     }
     if (!s.links.empty()) {
-        json links = json::array();
-        for (const auto& l : s.links) {
-            links.push_back({{"traceId", hex(l.trace)}, {"spanId", hex(l.span)}});
+        out += ",\"links\":[";
+        for (std::size_t i = 0; i < s.links.size(); ++i) {
+            if (i > 0) out += ',';
+            out += "{\"traceId\":";
+            append_hex(out, s.links[i].trace);
+            out += ",\"spanId\":";
+            append_hex(out, s.links[i].span);
+            out += '}';
         }
-        out["links"] = std::move(links);
+        out += ']';
     }
-    json status = {{"code", static_cast<int>(s.status)}};
+    out += ",\"status\":{\"code\":";
+    out += std::to_string(static_cast<int>(s.status));
     if (s.status == span_status::error && !s.status_message.empty()) {
-        status["message"] = s.status_message;
+        out += ",\"message\":";
+        append_text(out, s.status_message);
     }
-    out["status"] = std::move(status);
-    return out;
+    out += "}}";
 }
 
 }  // namespace
 
-std::string encode_otlp_json(const std::vector<std::pair<std::string, std::string>>& resource,
-                             const std::vector<span>& spans) {
-    json attributes = json::array();
-    for (const auto& [key, value] : resource) {
-        attributes.push_back({{"key", key}, {"value", {{"stringValue", value}}}});
+void encode_otlp_json(const std::vector<std::pair<std::string, std::string>>& resource,
+                      const span* spans, std::size_t count, std::string& out) {
+    out.clear();
+    out.reserve(256 + 1024 * count);
+    out += "{\"resourceSpans\":[{\"resource\":{\"attributes\":[";
+    for (std::size_t i = 0; i < resource.size(); ++i) {
+        if (i > 0) out += ',';
+        out += "{\"key\":";
+        append_text(out, resource[i].first);
+        out += ",\"value\":{\"stringValue\":";
+        append_text(out, resource[i].second);
+        out += "}}";
     }
-    json encoded = json::array();
-    for (const auto& s : spans) encoded.push_back(encode_span(s));
-    json scope_spans = json::object();
-    scope_spans["scope"] = {{"name", "gatehouse"}};
-    scope_spans["spans"] = std::move(encoded);
-    json resource_spans = json::object();
-    resource_spans["resource"] = {{"attributes", std::move(attributes)}};
-    resource_spans["scopeSpans"] = json::array({std::move(scope_spans)});
-    json request = json::object();
-    request["resourceSpans"] = json::array({std::move(resource_spans)});
-    // `replace`: a name or attribute echoing client input that is not UTF-8 becomes U+FFFD
-    // instead of throwing from dump().
-    return request.dump(-1, ' ', false, json::error_handler_t::replace);
+    out += "]},\"scopeSpans\":[{\"scope\":{\"name\":\"gatehouse\"},\"spans\":[";
+    for (std::size_t i = 0; i < count; ++i) {
+        if (i > 0) out += ',';
+        append_span(out, spans[i]);
+    }
+    out += "]}]}]}";
 }
 
 }  // namespace gatehouse::detail

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <iterator>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -48,16 +47,19 @@ struct tracer::state {
     std::atomic<std::uint64_t> export_failures{0};
     std::int64_t failure_logged_ms = 0;  // export thread only
     std::uint64_t failures_unlogged = 0;
+    std::string body;  // export thread only: reused, so a batch allocates no body
 
     std::thread thread;
 
     void run();
-    bool send(const std::vector<span>& batch);
+    bool send(const span* spans, std::size_t count);
     void failed(const std::string& why);
 };
 
 void tracer::state::run() {
-    std::vector<span> batch;
+    // Swapped with the queue under the lock, so that `end()` never waits while spans are
+    // moved, encoded or sent; both keep their capacity, so steady state allocates nothing here.
+    std::vector<span> taken;
     bool last_failed = false;
     std::unique_lock<std::mutex> lock(mutex);
     for (;;) {
@@ -75,30 +77,30 @@ void tracer::state::run() {
             if (stopping) return;
             continue;
         }
-        const auto n = std::min(queue.size(), options.max_batch_spans);
-        batch.assign(std::make_move_iterator(queue.begin()),
-                     std::make_move_iterator(queue.begin() + static_cast<std::ptrdiff_t>(n)));
-        queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(n));
-        first_queued = std::chrono::steady_clock::now();  // what is left is sent within an interval
-        const bool give_up = stopping && last_failed;
+        taken.swap(queue);
+        const bool ending = stopping;
         lock.unlock();
-        // At the end, once an export failed, the rest is given up on rather than waiting a
-        // timeout per batch for a collector that is down.
-        const bool ok = !give_up && send(batch);
-        last_failed = !ok;
-        (ok ? spans_exported : spans_failed).fetch_add(batch.size(), std::memory_order_relaxed);
-        batch.clear();
+        for (std::size_t at = 0; at < taken.size(); at += options.max_batch_spans) {
+            const auto n = std::min(taken.size() - at, options.max_batch_spans);
+            // At the end, once an export failed, the rest is given up on rather than waiting
+            // a timeout per batch for a collector that is down.
+            const bool ok = !(ending && last_failed) && send(taken.data() + at, n);
+            last_failed = !ok;
+            (ok ? spans_exported : spans_failed).fetch_add(n, std::memory_order_relaxed);
+        }
+        const auto handled = taken.size();
+        taken.clear();
         lock.lock();
-        handled_total += n;
+        handled_total += handled;
         exported.notify_all();
     }
 }
 
-bool tracer::state::send(const std::vector<span>& batch) {
+bool tracer::state::send(const span* spans, std::size_t count) {
+    detail::encode_otlp_json(resource, spans, count, body);
     std::string answer;
-    const auto failure =
-        detail::http_post(target, {}, "application/json", detail::encode_otlp_json(resource, batch),
-                          options.export_timeout, max_answer_bytes, answer);
+    const auto failure = detail::http_post(target, {}, "application/json", body,
+                                           options.export_timeout, max_answer_bytes, answer);
     if (failure) {
         failed("no answer from the collector (" + failure.error.message() + ")");
         return false;
