@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -89,8 +90,14 @@ struct span {
     void set(std::string key, const char* value) {
         attributes.push_back({std::move(key), std::string(value)});
     }
-    void set(std::string key, std::int64_t value) { attributes.push_back({std::move(key), value}); }
     void set(std::string key, bool value) { attributes.push_back({std::move(key), value}); }
+    void set(std::string key, double value) { attributes.push_back({std::move(key), value}); }
+    /// Any integer but `bool`, as a 64-bit one (an unsigned value above 2^63 wraps).
+    template <class Int,
+              std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>, int> = 0>
+    void set(std::string key, Int value) {
+        attributes.push_back({std::move(key), static_cast<std::int64_t>(value)});
+    }
     /// Adds an event at the current time.
     void add_event(std::string event_name);
     /// The `traceparent` a service continuing this span's work should carry: this span's trace

@@ -165,6 +165,8 @@ TEST_CASE("spans in the OTLP/HTTP JSON encoding", "[tracing]") {
     s.set("gatehouse.stream_id", "1700000000000-0");
     s.set("count", std::int64_t{9007199254740993});
     s.set("flag", true);
+    s.set("small", 7);  // an int, not a bool
+    s.set("ratio", 0.5);
     s.set("bad utf8", std::string("\xff", 1));
     s.events.push_back({"acked", 1700000000200000000});
     s.links.push_back(*trace_context::parse(client_traceparent));
@@ -199,6 +201,8 @@ TEST_CASE("spans in the OTLP/HTTP JSON encoding", "[tracing]") {
         {"key":"gatehouse.stream_id","value":{"stringValue":"1700000000000-0"}},
         {"key":"count","value":{"intValue":"9007199254740993"}},
         {"key":"flag","value":{"boolValue":true}},
+        {"key":"small","value":{"intValue":"7"}},
+        {"key":"ratio","value":{"doubleValue":0.5}},
         {"key":"bad utf8","value":{"stringValue":"\ufffd"}}])"));
     CHECK(e.at("events") ==
           json::parse(R"([{"timeUnixNano":"1700000000200000000","name":"acked"}])"));
