@@ -149,8 +149,10 @@ struct gateway_options {
     /// routes, `add_route`'s too, and the `Origin` check on WebSocket upgrades and event
     /// streams (403 `origin_not_allowed` for a request whose `Origin` is not allowed; one
     /// without `Origin`, not a browser's, passes). The request's own origin (its `Host`) is
-    /// always allowed. `*` allows any origin. No `Access-Control-Allow-Credentials`: tokens
-    /// are never cookies. Empty: no CORS headers and no `Origin` check (v1 behaviour). An
+    /// allowed without an entry when that host is an IP address or `localhost`; a host name
+    /// must be listed (with DNS rebinding, a page on any name resolving to the gateway sends
+    /// matching `Host` and `Origin`). `*` allows any origin. No `Access-Control-Allow-Credentials`:
+    /// tokens are never cookies. Empty: no CORS headers and no `Origin` check (v1 behaviour). An
     /// entry that is neither `*` nor an origin: the constructor throws
     /// `std::invalid_argument` naming it.
     std::vector<std::string> allowed_origins;

@@ -53,6 +53,27 @@ std::uint16_t parse_port(std::string_view s) noexcept {
     return value <= 65535 ? static_cast<std::uint16_t>(value) : 0;
 }
 
+// An IPv4 address as browsers serialize it (four decimal parts, each at most 255), or an IPv6
+// address in brackets: a host no DNS answer stands behind.
+bool is_ip_literal(std::string_view host) noexcept {
+    if (!host.empty() && host.front() == '[') return true;  // is_host checked the rest
+    int parts = 0;
+    unsigned value = 0;
+    std::size_t digits = 0;
+    for (const char c : host) {
+        if (c == '.') {
+            if (digits == 0) return false;
+            ++parts;
+            value = 0;
+            digits = 0;
+        } else if (!is_digit(c) || ++digits > 3 ||
+                   (value = value * 10 + static_cast<unsigned>(c - '0')) > 255) {
+            return false;
+        }
+    }
+    return digits > 0 && parts == 3;
+}
+
 std::uint16_t default_port(std::string_view scheme) noexcept {
     if (scheme == "http") return 80;
     if (scheme == "https") return 443;
@@ -115,11 +136,15 @@ bool origin_policy::allows(std::string_view origin, std::string_view host) const
     for (const auto& entry : allowed_) {
         if (entry == *parsed) return true;
     }
-    // The request's own origin: a page this gateway (or the host in front of it) served.
+    // The request's own origin: a page this gateway (or the host in front of it) served. Only
+    // for a Host no DNS answer can point elsewhere (an IP address, `localhost`): a page on
+    // http://rebind.example:PORT whose name an attacker has made resolve to the gateway sends
+    // that name as both Host and Origin (DNS rebinding), so a named host must be listed.
     const auto own = default_port(parsed->scheme);
     std::string_view host_name;
     std::string_view host_port;
     if (own == 0 || !split_authority(trim(host), host_name, host_port)) return false;
+    if (!is_ip_literal(host_name) && !iequals(host_name, "localhost")) return false;
     return iequals(host_name, parsed->host) &&
            (host_port.empty() ? own : parse_port(host_port)) == parsed->port;
 }

@@ -2,9 +2,10 @@
 // Which browser origins may use the gateway (`gateway_options::allowed_origins`). Origins are
 // compared as RFC 6454 serializes them: `scheme://host[:port]`, scheme and host in any case,
 // the default port of http and https (80, 443) the same as none. A page the gateway serves
-// itself is always allowed: an `Origin` naming the request's own `Host` (same host and port,
-// http or https) needs no entry, so the demo page and a single-host deployment work without
-// listing themselves.
+// itself at an IP address or `localhost` is always allowed: an `Origin` naming the request's
+// own `Host` (same host and port, http or https) needs no entry when that host is an IP literal
+// or `localhost`. A named host must be listed: with DNS rebinding a page on any name an
+// attacker controls reaches the gateway with that name as both `Host` and `Origin`.
 
 #include <cstdint>
 #include <optional>
@@ -41,7 +42,8 @@ public:
     bool any() const noexcept { return any_; }
 
     // Whether a request whose `Origin` header is `origin` (non-empty) and whose `Host` header is
-    // `host` may proceed: listed, `*`, or the request's own origin. Always true when disabled.
+    // `host` may proceed: listed, `*`, or the request's own origin when `host` is an IP address
+    // or `localhost`. Always true when disabled.
     bool allows(std::string_view origin, std::string_view host) const;
 
 private:

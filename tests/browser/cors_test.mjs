@@ -4,7 +4,7 @@
 // browser preflights each), opens a WebSocket and an EventSource to the gateway. From the
 // listed origin all of it works; from an origin that is not listed fetch fails (no CORS
 // headers), and the WebSocket and EventSource are refused (403 origin_not_allowed). A page the
-// gateway serves itself (its own origin, not listed) works too.
+// gateway serves itself at its IP address (its own origin, not listed) works too.
 //
 // usage: node cors_test.mjs GATEHOUSE_SERVER
 // Exit 0 when every check passed; 1 with the reason otherwise.
@@ -227,7 +227,7 @@ async function main() {
     const results = [
       await visit(context, `${listed.origin}/`, gateway, `listed_${tag}`, true),
       await visit(context, `${other.origin}/`, gateway, `other_${tag}`, false),
-      // The gateway's own origin, not listed: a page it serves (here its /health answer).
+      // The gateway's own origin at 127.0.0.1, not listed: a page it serves (its /health).
       await visit(context, `${gateway.base}/health`, gateway, `own_${tag}`, true),
     ];
     console.log(`browser.cors: ${results.join('; ')}`);

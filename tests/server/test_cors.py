@@ -11,7 +11,8 @@ What it checks:
 - the answers themselves: an allowed origin gets Allow-Origin, Vary and Expose-Headers
   (Retry-After) on successes and errors alike; another origin is served (the browser withholds
   the answer) with `Vary: Origin` only; the page's origin is matched case-insensitively and
-  with its default port; the gateway's own origin (its Host) needs no entry;
+  with its default port; the gateway's own origin (its Host) needs no entry when that is an
+  IP address, and must be listed when it is a name (DNS rebinding);
 - WebSocket upgrades (python3-websockets with `origin=`) and `GET /sse/player` with a listed,
   an unlisted, the gateway's own, and no Origin: only the unlisted one is refused, 403
   problem+json `origin_not_allowed`, counted in gatehouse_upgrades_refused_total;
@@ -205,24 +206,42 @@ class AllowedOrigins(a.AccountsCase):
                                       lambda v: v >= before + 3, reason="origin_not_allowed")
         self.assertEqual(got, before + 3)
 
-    def test_refused_upgrade_is_problem_json(self):
+    def raw_upgrade(self, host, origin):
         with socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as sock:
             sock.sendall((f"GET /ws/bot/{self.bot_keys['rover']} HTTP/1.1\r\n"
-                          f"Host: 127.0.0.1:{self.server.port}\r\nUpgrade: websocket\r\n"
+                          f"Host: {host}\r\nUpgrade: websocket\r\n"
                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
                           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          f"Origin: {EVIL}\r\n\r\n").encode())
+                          f"Origin: {origin}\r\n\r\n").encode())
             data = b""
             while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 403 "), data)
+        return data.partition(b"\r\n\r\n")
+
+    def test_refused_upgrade_is_problem_json(self):
+        head, _, body = self.raw_upgrade(f"127.0.0.1:{self.server.port}", EVIL)
+        self.assertTrue(head.startswith(b"HTTP/1.1 403 "), head)
         self.assertIn(b"content-type: application/problem+json", head.lower())
         self.assertNotIn(b"access-control-allow-origin", head.lower())
         self.assertIn(b'"code":"origin_not_allowed"', body)
+
+    def test_named_host_must_be_listed_dns_rebinding(self):
+        # A page on rebind.example:PORT whose name an attacker made resolve to the gateway sends
+        # that name as Host and Origin: the same origin only counts for an IP address or
+        # localhost, so it is refused (the own IP origin: test_upgrade_checks_origin_when_sent).
+        port = self.server.port
+        head, _, body = self.raw_upgrade(f"rebind.example:{port}",
+                                         f"http://rebind.example:{port}")
+        self.assertTrue(head.startswith(b"HTTP/1.1 403 "), head)
+        self.assertIn(b'"code":"origin_not_allowed"', body)
+        r = requests.options(f"http://127.0.0.1:{port}/login", timeout=5, headers={
+            "Host": f"rebind.example:{port}", "Origin": f"http://rebind.example:{port}",
+            "Access-Control-Request-Method": "POST"})
+        self.assertEqual(r.status_code, 403, r.text)
+        self.assertEqual(cors_headers(r), {})
 
     # -- event streams ---------------------------------------------------------------------------
     async def test_event_stream_checks_origin_and_answers_with_cors(self):

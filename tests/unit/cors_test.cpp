@@ -16,7 +16,7 @@ namespace {
 using namespace gatehouse_test;
 
 constexpr const char* page = "https://game.example";
-constexpr const char* host = "gw.example:8080";
+constexpr const char* host = "127.0.0.1:8080";
 
 std::string header(const http_response& r, const std::string& name) {
     for (const auto& [n, v] : r.headers) {
@@ -142,9 +142,9 @@ TEST_CASE("cors: answers to an allowed origin carry Allow-Origin, Vary and Expos
     auto missing = c.http(request("GET", "/nope", page));
     CHECK(missing.status == 404);
     CHECK(header(missing, "Access-Control-Allow-Origin") == page);
-    // The gateway's own page (same host and port): allowed without an entry.
-    auto own = c.http(request("GET", "/health", "http://gw.example:8080"));
-    CHECK(header(own, "Access-Control-Allow-Origin") == "http://gw.example:8080");
+    // The gateway's own page (same IP address and port): allowed without an entry.
+    auto own = c.http(request("GET", "/health", "http://127.0.0.1:8080"));
+    CHECK(header(own, "Access-Control-Allow-Origin") == "http://127.0.0.1:8080");
     // Another origin and no origin: served (the browser withholds the answer), only Vary.
     for (const char* origin : {"https://evil.example", static_cast<const char*>(nullptr)}) {
         auto r = c.http(request("GET", "/health", origin));
@@ -174,13 +174,13 @@ TEST_CASE("cors: upgrades and event streams check Origin when it is sent", "[cor
     CHECK(c.f.core->metrics().render().find(
               "gatehouse_upgrades_refused_total{reason=\"origin_not_allowed\"} 1") !=
           std::string::npos);
-    for (std::string_view origin : {std::string_view(page), std::string_view(),
-                                    std::string_view("https://gw.example:8080")}) {
+    for (std::string_view origin :
+         {std::string_view(page), std::string_view(), std::string_view("http://127.0.0.1:8080")}) {
         auto good = c.upgrade(origin);
         CHECK(good.accepted);
         if (good.handler) good.handler->on_close(1006);
     }
-    CHECK(c.upgrade("http://gw.example").refusal.status == 403);  // not the same port
+    CHECK(c.upgrade("http://127.0.0.1").refusal.status == 403);  // not the same port
 
     auto stream_bad = c.stream("https://evil.example");
     CHECK(stream_bad.refusal.status == 403);

@@ -71,21 +71,41 @@ TEST_CASE("origin policy: entries are compared case-insensitively with default p
     CHECK_FALSE(policy.allows("https://game.example https://evil.example", host));
 }
 
-TEST_CASE("origin policy: the request's own origin is allowed without an entry",
-          "[origin_policy]") {
+TEST_CASE(
+    "origin policy: the request's own origin is allowed without an entry at an IP "
+    "address or localhost",
+    "[origin_policy]") {
     const origin_policy policy({"https://game.example"});
     CHECK(policy.allows("http://127.0.0.1:8080", "127.0.0.1:8080"));
-    CHECK(policy.allows("https://gw.example", "GW.example"));
-    CHECK(policy.allows("https://gw.example", "gw.example:443"));
-    CHECK(policy.allows("http://gw.example:80", "gw.example"));
+    CHECK(policy.allows("http://10.0.0.7", "10.0.0.7:80"));
+    CHECK(policy.allows("https://192.168.1.2", "192.168.1.2"));
     CHECK(policy.allows("http://[::1]:8080", "[::1]:8080"));
+    CHECK(policy.allows("http://localhost:8080", "LOCALHOST:8080"));
     CHECK_FALSE(policy.allows("http://127.0.0.1:8081", "127.0.0.1:8080"));
-    CHECK_FALSE(policy.allows("http://gw.example", "gw.example:8080"));
-    CHECK_FALSE(policy.allows("https://gw.example", "gw.example:80"));
+    CHECK_FALSE(policy.allows("http://localhost", "localhost:8080"));
+    CHECK_FALSE(policy.allows("https://127.0.0.1", "127.0.0.1:80"));
     CHECK_FALSE(policy.allows("http://other.example:8080", "127.0.0.1:8080"));
     CHECK_FALSE(policy.allows("http://127.0.0.1:8080", ""));  // HTTP/1.0 without Host
     // Only http and https: another scheme's page is never the gateway's own.
     CHECK_FALSE(policy.allows("capacitor://localhost", "localhost"));
+}
+
+TEST_CASE("origin policy: a named host's own origin must be listed (DNS rebinding)",
+          "[origin_policy]") {
+    // A page on rebind.evil whose name is made to resolve to the gateway sends its own name as
+    // Host and Origin: matching them proves nothing about who served the page.
+    const origin_policy policy({"https://game.example"});
+    CHECK_FALSE(policy.allows("http://rebind.evil:8080", "rebind.evil:8080"));
+    CHECK_FALSE(policy.allows("https://gw.example", "gw.example"));
+    CHECK_FALSE(policy.allows("http://1.2.3.4.evil:80", "1.2.3.4.evil"));
+    CHECK_FALSE(policy.allows("http://1.2.3:80", "1.2.3"));
+    CHECK_FALSE(policy.allows("http://1.2.3.256:80", "1.2.3.256"));
+    CHECK_FALSE(policy.allows("http://localhost.evil:80", "localhost.evil"));
+    // Listed, it is allowed as any other origin.
+    const origin_policy listed({"https://gw.example", "http://gw.example:8080"});
+    CHECK(listed.allows("https://gw.example", "gw.example"));
+    CHECK(listed.allows("http://gw.example:8080", "gw.example:8080"));
+    CHECK_FALSE(listed.allows("http://gw.example:8081", "gw.example:8081"));
 }
 
 TEST_CASE("origin policy: * allows any origin; empty disables", "[origin_policy]") {
