@@ -127,7 +127,8 @@ struct gateway_options {
     /// (docs/openapi.json, compiled into the library), with only the operations of the routes
     /// this gateway has when `start()` runs: the built-ins it serves and the `accounts` routes
     /// if added (docs/openapi.md). Routes an embedder adds at other paths are not described.
-    /// False: no such route (an embedder may serve its own document there with `add_route`).
+    /// An embedder's own `add_route("GET", "/openapi.json", ...)` replaces it (describing its
+    /// routes too). False: no such route.
     bool openapi = true;
     /// This instance's name on the command stream (`gateway_id`); empty: generated from the
     /// host name, the process id and a random suffix.

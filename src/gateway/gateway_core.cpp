@@ -364,7 +364,8 @@ void gateway_core::add_builtin_routes() {
     // Its text is filled by routes_complete() when start() finds the table final.
     if (options_->openapi) {
         openapi_text_ = std::make_shared<std::string>();
-        router_.add_builtin("GET", "/openapi.json", openapi_handler(openapi_text_));
+        // An embedder's own GET /openapi.json (describing its routes too) takes its place.
+        router_.add_default("GET", "/openapi.json", openapi_handler(openapi_text_));
     }
 }
 

@@ -8,12 +8,16 @@ namespace gatehouse::detail {
 
 void http_router::add(std::string method, std::string path, http_handler handler) {
     auto& slot = routes_[std::move(path)][std::move(method)];
-    if (slot.builtin) return;
-    slot.handler = std::move(handler);
+    if (slot.builtin && !slot.replaceable) return;
+    slot = route{std::move(handler), false, false};
 }
 
 void http_router::add_builtin(std::string method, std::string path, http_handler handler) {
-    routes_[std::move(path)][std::move(method)] = route{std::move(handler), true};
+    routes_[std::move(path)][std::move(method)] = route{std::move(handler), true, false};
+}
+
+void http_router::add_default(std::string method, std::string path, http_handler handler) {
+    routes_[std::move(path)][std::move(method)] = route{std::move(handler), true, true};
 }
 
 void http_router::add_prefix(std::string prefix, http_handler handler) {

@@ -3,7 +3,8 @@
 // routes (`/ws/`); 404 for an unknown path and 405 with `Allow` for a known path asked with
 // another method (the methods a path has also answer CORS preflights). The gateway's own routes
 // (`/health`, `/ready`, `/metrics`, `/commands`, `/sse/player`, `/ws/`) are registered in it
-// like an embedder's, as built-ins an embedder's route cannot replace.
+// like an embedder's, as built-ins an embedder's route cannot replace (except `GET
+// /openapi.json`, a default an embedder's own document replaces).
 
 #include <map>
 #include <string>
@@ -21,10 +22,14 @@ class http_router {
 public:
     explicit http_router(log_sink log) : log_(std::move(log)) {}
 
-    // An embedder's route; a built-in one for the same method and path stays in place.
+    // An embedder's route; a built-in one for the same method and path stays in place, unless
+    // it was added as a default.
     void add(std::string method, std::string path, http_handler handler);
     // One of the gateway's own.
     void add_builtin(std::string method, std::string path, http_handler handler);
+    // One of the gateway's own that an embedder's route for the same method and path replaces
+    // (`GET /openapi.json`: an embedder describing routes of its own serves its own document).
+    void add_default(std::string method, std::string path, http_handler handler);
     // Every request whose path starts with `prefix`, whatever its method.
     void add_prefix(std::string prefix, http_handler handler);
 
@@ -48,6 +53,7 @@ private:
     struct route {
         http_handler handler;
         bool builtin = false;
+        bool replaceable = false;  // a default: an embedder's route takes its place
     };
     void call(const http_handler& handler, const http_request& request,
               const http_responder& respond) const;

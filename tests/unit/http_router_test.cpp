@@ -104,6 +104,40 @@ TEST_CASE("http router: a built-in route stays in place; other methods may be ad
     CHECK(header(a.got[2], "Allow") == "GET, POST");
 }
 
+TEST_CASE("http router: a default route gives way to an embedder's", "[http_router]") {
+    http_router router({});
+    router.add_default("GET", "/doc", [](const http_request&, const http_responder& respond) {
+        respond(http_response::json(200, "{\"default\":true}"));
+    });
+    answer a;
+    router.handle(request("GET", "/doc"), a.responder());
+    CHECK(a.got.back().body == "{\"default\":true}");
+    REQUIRE(router.routes().size() == 1);
+    CHECK(router.routes()[0].builtin);
+    router.add("GET", "/doc", [](const http_request&, const http_responder& respond) {
+        respond(http_response::json(200, "{\"mine\":true}"));
+    });
+    router.handle(request("GET", "/doc"), a.responder());
+    CHECK(a.got.back().body == "{\"mine\":true}");
+    REQUIRE(router.routes().size() == 1);
+    CHECK_FALSE(router.routes()[0].builtin);
+}
+
+TEST_CASE("http router: an embedder's GET /openapi.json replaces the gateway's",
+          "[http_router][openapi]") {
+    core_on<manual_bus> f;
+    f.core->add_route("GET", "/openapi.json", [](const http_request&, const http_responder& r) {
+        r(http_response::json(200, "{\"openapi\":\"mine\"}"));
+    });
+    f.core->routes_complete();
+    answer a;
+    f.core->handle_http(request("GET", "/openapi.json"), a.responder());
+    CHECK(a.got.back().body == "{\"openapi\":\"mine\"}");
+    for (const auto& route : f.core->routes()) {
+        if (route.path == "/openapi.json") CHECK_FALSE(route.builtin);
+    }
+}
+
 TEST_CASE("http router: the gateway's built-in routes", "[http_router]") {
     core_on<manual_bus> f;
     answer a;
