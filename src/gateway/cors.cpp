@@ -39,6 +39,17 @@ std::string requested_header_names(std::string_view value) {
 
 }  // namespace
 
+origin_header origin_of(const http_request& request) noexcept {
+    origin_header out;
+    int seen = 0;
+    for (const auto& [name, value] : request.headers) {
+        if (!iequals(name, "Origin")) continue;
+        if (++seen == 1) out.value = value;
+    }
+    out.several = seen > 1;
+    return out;
+}
+
 bool cors::is_preflight(const http_request& request) const noexcept {
     return origins_.enabled() && request.method == "OPTIONS" && !request.header("Origin").empty() &&
            !request.header("Access-Control-Request-Method").empty();
@@ -50,9 +61,9 @@ http_response cors::refusal() {
 }
 
 http_response cors::preflight(const http_request& request, std::string_view methods) const {
-    const auto origin = request.header("Origin");
+    const auto origin = origin_of(request);
     const auto host = request.header("Host");
-    if (!origins_.allows(origin, host)) return refusal();
+    if (origin.several || !origins_.allows(origin.value, host)) return refusal();
     if (methods.empty()) return http_response::problem(404, "not_found");
     http_response r;
     r.status = 204;
@@ -67,7 +78,7 @@ http_response cors::preflight(const http_request& request, std::string_view meth
     return r;
 }
 
-header_list cors::response_headers(std::string_view origin, std::string_view host) const {
+header_list cors::response_headers(origin_header origin, std::string_view host) const {
     header_list out;
     if (!origins_.enabled()) return out;
     if (origins_.any()) {
@@ -79,8 +90,8 @@ header_list cors::response_headers(std::string_view origin, std::string_view hos
         return out;
     }
     out.emplace_back("Vary", "Origin");
-    if (origin.empty() || !origins_.allows(origin, host)) return out;
-    out.emplace_back("Access-Control-Allow-Origin", std::string(origin));
+    if (origin.value.empty() || origin.several || !origins_.allows(origin.value, host)) return out;
+    out.emplace_back("Access-Control-Allow-Origin", std::string(origin.value));
     out.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
     return out;
 }

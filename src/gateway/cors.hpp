@@ -18,6 +18,16 @@ namespace gatehouse::detail {
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
+// A request's `Origin`: its value (empty: none), and whether it came more than once, which is
+// never allowed (a browser sends one; the parser likewise refuses a second `Host`).
+struct origin_header {
+    std::string_view value;
+    bool several = false;
+};
+
+// The `Origin` of `request`, in one pass over its headers.
+origin_header origin_of(const http_request& request) noexcept;
+
 // Thread safety: const after construction; every member may be called from any thread.
 class cors {
 public:
@@ -33,7 +43,7 @@ public:
     // The answer to a preflight on a path whose methods are `methods` (`GET, POST`; empty for
     // a path the gateway does not serve): 204 with the `Access-Control-Allow-*` headers for
     // an allowed origin, 403 `origin_not_allowed` without them for another, 404 `not_found`
-    // for an unknown path.
+    // for an unknown path. More than one `Origin` is another origin.
     http_response preflight(const http_request& request, std::string_view methods) const;
 
     // The headers an answer to `request` (its `Origin` and `Host` as given) carries: the
@@ -41,12 +51,14 @@ public:
     // `Vary: Origin` whenever the answer depends on the origin (enabled, and not `*`). With
     // `*`, `Access-Control-Allow-Origin: *` on every answer, with or without `Origin`. Empty
     // when the policy is disabled.
-    header_list response_headers(std::string_view origin, std::string_view host) const;
+    header_list response_headers(origin_header origin, std::string_view host) const;
 
     // Whether a WebSocket upgrade or event stream with this `Origin` (empty: none, a client
     // that is not a browser) and `Host` may proceed; false answers 403 `origin_not_allowed`.
-    bool allows_stream(std::string_view origin, std::string_view host) const {
-        return origin.empty() || origins_.allows(origin, host);
+    // Never with more than one `Origin`, even with `*`.
+    bool allows_stream(origin_header origin, std::string_view host) const {
+        if (!origins_.enabled()) return true;
+        return !origin.several && (origin.value.empty() || origins_.allows(origin.value, host));
     }
 
     // 403 `origin_not_allowed`.

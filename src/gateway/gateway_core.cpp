@@ -117,7 +117,7 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
     const auto started =
         logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     upgrade_decision decision;
-    if (!cors_.allows_stream(request.origin, request.host)) {
+    if (!cors_.allows_stream({request.origin, request.several_origins}, request.host)) {
         // A page on another origin, not listed: the browser would let it open the socket.
         metrics_->upgrades_origin_not_allowed.add();
         decision.refusal = cors::refusal();
@@ -187,7 +187,7 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
     const bool logged = access_->enabled();
     const auto started =
         logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    const auto origin = request.header("Origin");
+    const auto origin = origin_of(request);
     const auto host = request.header("Host");
     const bool origin_allowed = cors_.allows_stream(origin, host);
     upgrade_decision decision;
@@ -281,7 +281,7 @@ void gateway_core::route_http(const http_request& request, http_responder respon
         respond(cors_.preflight(request, router_.methods(request.path)));
         return;
     }
-    auto headers = cors_.response_headers(request.header("Origin"), request.header("Host"));
+    auto headers = cors_.response_headers(origin_of(request), request.header("Host"));
     if (headers.empty()) {
         // No allowed origins configured (v1).
         router_.handle(request, respond);

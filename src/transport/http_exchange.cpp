@@ -247,8 +247,11 @@ void http_exchange::handle_upgrade(parsed_request& parsed) {
     request.host = parsed.header("Host");
     request.traceparent = parsed.header("traceparent");
     std::vector<std::string_view> extension_offers;
+    int origins = 0;
     for (const auto& [name, value] : parsed.headers) {
-        if (iequals(name, "Sec-WebSocket-Protocol")) {
+        if (iequals(name, "Origin")) {
+            request.several_origins = ++origins > 1;
+        } else if (iequals(name, "Sec-WebSocket-Protocol")) {
             split_header_tokens(value, request.offered_subprotocols);
         } else if (iequals(name, "Sec-WebSocket-Extensions")) {
             extension_offers.push_back(value);

@@ -64,6 +64,7 @@ struct upgrade_request {
     std::string_view query;
     std::string_view authorization;  // the Authorization header, possibly empty
     std::string_view origin;         // the Origin header (browsers send it), possibly empty
+    bool several_origins = false;    // more than one Origin header (`origin` is the first)
     std::string_view host;           // the Host header
     std::string_view traceparent;    // the traceparent header (W3C Trace Context), possibly empty
     std::vector<std::string> offered_subprotocols;

@@ -16,6 +16,7 @@ What it checks:
 - WebSocket upgrades (python3-websockets with `origin=`) and `GET /sse/player` with a listed,
   an unlisted, the gateway's own, and no Origin: only the unlisted one is refused, 403
   problem+json `origin_not_allowed`, counted in gatehouse_upgrades_refused_total;
+- more than one Origin header on an upgrade: 403, even when the first is listed;
 - `*`: any origin, answered `Access-Control-Allow-Origin: *`;
 - no --allowed-origins: v1 (OPTIONS is 405 with Allow, no CORS header, no Origin check);
 - a bad entry (also from GATEHOUSE_ALLOWED_ORIGINS) exits 2 naming --allowed-origins and it.
@@ -206,13 +207,13 @@ class AllowedOrigins(a.AccountsCase):
                                       lambda v: v >= before + 3, reason="origin_not_allowed")
         self.assertEqual(got, before + 3)
 
-    def raw_upgrade(self, host, origin):
+    def raw_upgrade(self, host, *origins):
         with socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as sock:
             sock.sendall((f"GET /ws/bot/{self.bot_keys['rover']} HTTP/1.1\r\n"
                           f"Host: {host}\r\nUpgrade: websocket\r\n"
                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
-                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                          f"Origin: {origin}\r\n\r\n").encode())
+                          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n" +
+                          "".join(f"Origin: {o}\r\n" for o in origins) + "\r\n").encode())
             data = b""
             while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
                 chunk = sock.recv(65536)
@@ -227,6 +228,14 @@ class AllowedOrigins(a.AccountsCase):
         self.assertIn(b"content-type: application/problem+json", head.lower())
         self.assertNotIn(b"access-control-allow-origin", head.lower())
         self.assertIn(b'"code":"origin_not_allowed"', body)
+
+    def test_more_than_one_origin_is_refused(self):
+        # Even when the first is listed: a browser sends one (as the parser refuses two Hosts).
+        head, _, body = self.raw_upgrade(f"127.0.0.1:{self.server.port}", PAGE, EVIL)
+        self.assertTrue(head.startswith(b"HTTP/1.1 403 "), head)
+        self.assertIn(b'"code":"origin_not_allowed"', body)
+        head, _, body = self.raw_upgrade(f"127.0.0.1:{self.server.port}", PAGE, PAGE)
+        self.assertTrue(head.startswith(b"HTTP/1.1 403 "), head)
 
     def test_named_host_must_be_listed_dns_rebinding(self):
         # A page on rebind.example:PORT whose name an attacker made resolve to the gateway sends

@@ -224,3 +224,43 @@ TEST_CASE("cors: the gateway refuses a bad allowed_origins entry at construction
     CHECK_THROWS_AS(core_on<>(cors_core::options({"https://ok.example", "ok.example"})),
                     std::invalid_argument);
 }
+
+TEST_CASE("cors: more than one Origin is never allowed", "[cors]") {
+    for (const char* listed : {page, "*"}) {
+        INFO(listed);
+        cors_core c({listed});
+        auto twice = [](http_request r) {
+            r.headers.emplace_back("origin", page);
+            return r;
+        };
+        auto pre = c.http(twice(preflight("/login", page)));
+        CHECK(pre.status == 403);
+        CHECK(pre.body.find("\"origin_not_allowed\"") != std::string::npos);
+        auto stream = c.f.core->authorize_event_stream([&] {
+            auto r = twice(request("GET", "/sse/player", page));
+            r.headers.emplace_back("Authorization", "Bearer " + test_token("bob"));
+            return r;
+        }());
+        CHECK_FALSE(stream.accepted);
+        CHECK(stream.refusal.status == 403);
+        const std::string path = "/ws/player/" + test_token("alice");
+        upgrade_request up;
+        up.path = path;
+        up.origin = page;
+        up.several_origins = true;
+        up.host = host;
+        auto upgrade = c.f.core->authorize_upgrade(up);
+        CHECK_FALSE(upgrade.accepted);
+        CHECK(upgrade.refusal.status == 403);
+    }
+    // An ordinary answer is served, without the origin echoed.
+    cors_core c({page});
+    auto r = c.http([] {
+        auto req = request("GET", "/health", page);
+        req.headers.emplace_back("Origin", page);
+        return req;
+    }());
+    CHECK(r.status == 200);
+    CHECK(header(r, "Access-Control-Allow-Origin").empty());
+    CHECK(header(r, "Vary") == "Origin");
+}
