@@ -14,6 +14,7 @@
 #include "gateway/origin_policy.hpp"
 #include "gateway/update_router.hpp"
 #include "gateway/upgrade_authorizer.hpp"
+#include "http/text.hpp"
 #include "transport/client_address.hpp"
 
 namespace gatehouse::detail {
@@ -43,6 +44,14 @@ std::shared_ptr<const gateway_options> checked(gateway_options options, bool hav
         }
     }
     return std::make_shared<const gateway_options>(std::move(options));
+}
+
+// Whether a route's answer carries CORS headers of its own.
+bool answers_cors(const http_response& r) noexcept {
+    for (const auto& header : r.headers) {
+        if (iequals(header.first, "Access-Control-Allow-Origin")) return true;
+    }
+    return false;
 }
 
 }  // namespace
@@ -287,11 +296,16 @@ void gateway_core::route_http(const http_request& request, http_responder respon
         router_.handle(request, respond);
         return;
     }
-    router_.handle(request,
-                   [respond = std::move(respond), headers = std::move(headers)](http_response r) {
-                       r.headers.insert(r.headers.end(), headers.begin(), headers.end());
-                       respond(std::move(r));
-                   });
+    router_.handle(request, [respond = std::move(respond),
+                             headers = std::move(headers)](http_response r) mutable {
+        // A handler that answers CORS itself keeps its own headers: a second
+        // Access-Control-Allow-Origin would make the browser refuse the answer.
+        if (!answers_cors(r)) {
+            r.headers.insert(r.headers.end(), std::make_move_iterator(headers.begin()),
+                             std::make_move_iterator(headers.end()));
+        }
+        respond(std::move(r));
+    });
 }
 
 void gateway_core::add_builtin_routes() {

@@ -264,3 +264,29 @@ TEST_CASE("cors: more than one Origin is never allowed", "[cors]") {
     CHECK(header(r, "Access-Control-Allow-Origin").empty());
     CHECK(header(r, "Vary") == "Origin");
 }
+
+TEST_CASE(
+    "cors: a route that answers CORS itself keeps its own headers; preflights never reach "
+    "routes",
+    "[cors]") {
+    cors_core c({page});
+    c.f.core->add_route("GET", "/own", [](const http_request&, const http_responder& r) {
+        auto answer = http_response::json(200, "{}");
+        answer.headers.emplace_back("access-control-allow-origin", "https://mine.example");
+        r(std::move(answer));
+    });
+    bool options_route_called = false;
+    c.f.core->add_route("OPTIONS", "/own",
+                        [&options_route_called](const http_request&, const http_responder& r) {
+                            options_route_called = true;
+                            r(http_response::json(200, "{}"));
+                        });
+    const auto own = c.http(request("GET", "/own", page));
+    CHECK(header(own, "access-control-allow-origin") == "https://mine.example");
+    CHECK(header(own, "Access-Control-Allow-Origin").empty());
+    CHECK(header(own, "Vary").empty());
+    CHECK(c.http(preflight("/own", page, "GET")).status == 204);
+    CHECK_FALSE(options_route_called);
+    CHECK(c.http(request("OPTIONS", "/own", page)).status == 200);
+    CHECK(options_route_called);
+}
