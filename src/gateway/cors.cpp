@@ -39,6 +39,16 @@ std::string requested_header_names(std::string_view value) {
 
 }  // namespace
 
+cors::cors(const std::vector<std::string>& allowed_origins) : origins_(allowed_origins) {
+    // Without credentials `*` is a valid answer, and one every cache may share: so it goes on
+    // every answer, `Origin` or not, or a cache holding an answer to a request without
+    // `Origin` would hand it to a page without it (Fetch, "CORS protocol and HTTP caches").
+    if (origins_.any()) {
+        any_headers_.emplace_back("Access-Control-Allow-Origin", "*");
+        any_headers_.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
+    }
+}
+
 origin_header origin_of(const http_request& request) noexcept {
     origin_header out;
     int seen = 0;
@@ -68,7 +78,7 @@ http_response cors::preflight(const http_request& request, std::string_view meth
     http_response r;
     r.status = 204;
     r.content_type.clear();
-    r.headers = response_headers(origin, host);
+    add_response_headers(origin, host, r.headers);
     r.headers.emplace_back("Access-Control-Allow-Methods", std::string(methods));
     std::string allowed(read_headers);
     const auto requested = requested_header_names(request.header("Access-Control-Request-Headers"));
@@ -78,22 +88,17 @@ http_response cors::preflight(const http_request& request, std::string_view meth
     return r;
 }
 
-header_list cors::response_headers(origin_header origin, std::string_view host) const {
-    header_list out;
-    if (!origins_.enabled()) return out;
+void cors::add_response_headers(origin_header origin, std::string_view host,
+                                header_list& to) const {
+    if (!origins_.enabled()) return;
     if (origins_.any()) {
-        // Without credentials `*` is a valid answer, and one every cache may share: so it goes on
-        // every answer, `Origin` or not, or a cache holding an answer to a request without
-        // `Origin` would hand it to a page without it (Fetch, "CORS protocol and HTTP caches").
-        out.emplace_back("Access-Control-Allow-Origin", "*");
-        out.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
-        return out;
+        to.insert(to.end(), any_headers_.begin(), any_headers_.end());
+        return;
     }
-    out.emplace_back("Vary", "Origin");
-    if (origin.value.empty() || origin.several || !origins_.allows(origin.value, host)) return out;
-    out.emplace_back("Access-Control-Allow-Origin", std::string(origin.value));
-    out.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
-    return out;
+    to.emplace_back("Vary", "Origin");
+    if (origin.value.empty() || origin.several || !origins_.allows(origin.value, host)) return;
+    to.emplace_back("Access-Control-Allow-Origin", std::string(origin.value));
+    to.emplace_back("Access-Control-Expose-Headers", std::string(exposed_headers));
 }
 
 }  // namespace gatehouse::detail

@@ -31,7 +31,7 @@ origin_header origin_of(const http_request& request) noexcept;
 // Thread safety: const after construction; every member may be called from any thread.
 class cors {
 public:
-    explicit cors(const std::vector<std::string>& allowed_origins) : origins_(allowed_origins) {}
+    explicit cors(const std::vector<std::string>& allowed_origins);
 
     const origin_policy& origins() const noexcept { return origins_; }
 
@@ -46,12 +46,12 @@ public:
     // for an unknown path. More than one `Origin` is another origin.
     http_response preflight(const http_request& request, std::string_view methods) const;
 
-    // The headers an answer to `request` (its `Origin` and `Host` as given) carries: the
-    // `Access-Control-Allow-Origin` and `-Expose-Headers` when the origin is allowed, and
+    // Appends to `to` the headers an answer to a request with this `Origin` and `Host` carries:
+    // the `Access-Control-Allow-Origin` and `-Expose-Headers` when the origin is allowed, and
     // `Vary: Origin` whenever the answer depends on the origin (enabled, and not `*`). With
-    // `*`, `Access-Control-Allow-Origin: *` on every answer, with or without `Origin`. Empty
+    // `*`, `Access-Control-Allow-Origin: *` on every answer, with or without `Origin`. None
     // when the policy is disabled.
-    header_list response_headers(origin_header origin, std::string_view host) const;
+    void add_response_headers(origin_header origin, std::string_view host, header_list& to) const;
 
     // Whether a WebSocket upgrade or event stream with this `Origin` (empty: none, a client
     // that is not a browser) and `Host` may proceed; false answers 403 `origin_not_allowed`.
@@ -66,6 +66,7 @@ public:
 
 private:
     origin_policy origins_;
+    header_list any_headers_;  // the headers of every answer with `*`, built once
 };
 
 }  // namespace gatehouse::detail

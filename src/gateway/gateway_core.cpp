@@ -196,9 +196,11 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
     const bool logged = access_->enabled();
     const auto started =
         logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-    const auto origin = origin_of(request);
-    const auto host = request.header("Host");
-    const bool origin_allowed = cors_.allows_stream(origin, host);
+    // Without allowed origins (v1) no header is looked at.
+    const bool checked = cors_.origins().enabled();
+    const auto origin = checked ? origin_of(request) : origin_header{};
+    const auto host = checked ? request.header("Host") : std::string_view{};
+    const bool origin_allowed = !checked || cors_.allows_stream(origin, host);
     upgrade_decision decision;
     if (!origin_allowed) {
         decision.refusal = cors::refusal();
@@ -220,13 +222,11 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
             decision = accept(std::move(setup), {}, 0, std::move(access));
         }
     }
-    if (origin_allowed) {
+    if (checked && origin_allowed) {
         // EventSource reads a stream from another origin only with CORS headers; a page reads
         // why it was refused the same way.
-        auto headers = cors_.response_headers(origin, host);
-        auto& to = decision.accepted ? decision.headers : decision.refusal.headers;
-        to.insert(to.end(), std::make_move_iterator(headers.begin()),
-                  std::make_move_iterator(headers.end()));
+        cors_.add_response_headers(origin, host,
+                                   decision.accepted ? decision.headers : decision.refusal.headers);
     }
     if (logged && !decision.accepted) {
         report_refusal(*access_, started, request.path, request.query, "/sse/player",
@@ -286,16 +286,17 @@ void gateway_core::handle_http(const http_request& request, http_responder respo
 
 // CORS (preflight answers, headers on every answer to a listed origin), then the routes.
 void gateway_core::route_http(const http_request& request, http_responder respond) {
+    if (!cors_.origins().enabled()) {
+        // No allowed origins configured (v1): no header is looked at.
+        router_.handle(request, respond);
+        return;
+    }
     if (cors_.is_preflight(request)) {
         respond(cors_.preflight(request, router_.methods(request.path)));
         return;
     }
-    auto headers = cors_.response_headers(origin_of(request), request.header("Host"));
-    if (headers.empty()) {
-        // No allowed origins configured (v1).
-        router_.handle(request, respond);
-        return;
-    }
+    header_list headers;
+    cors_.add_response_headers(origin_of(request), request.header("Host"), headers);
     router_.handle(request, [respond = std::move(respond),
                              headers = std::move(headers)](http_response r) mutable {
         // A handler that answers CORS itself keeps its own headers: a second

@@ -75,8 +75,8 @@ bool is_ip_literal(std::string_view host) noexcept {
 }
 
 std::uint16_t default_port(std::string_view scheme) noexcept {
-    if (scheme == "http") return 80;
-    if (scheme == "https") return 443;
+    if (iequals(scheme, "http")) return 80;
+    if (iequals(scheme, "https")) return 443;
     return 0;
 }
 
@@ -95,21 +95,36 @@ bool split_authority(std::string_view authority, std::string_view& host, std::st
     return is_host(host) && parse_port(port) != 0;
 }
 
+// An origin's parts as written (any case), without copies: what a request's `Origin` is
+// compared in.
+struct origin_view {
+    std::string_view scheme;
+    std::string_view host;
+    std::uint16_t port = 0;
+};
+
+std::optional<origin_view> view_origin(std::string_view text) noexcept {
+    const auto separator = text.find("://");
+    if (separator == std::string_view::npos) return std::nullopt;
+    origin_view out;
+    out.scheme = text.substr(0, separator);
+    std::string_view port;
+    if (!is_scheme(out.scheme) || !split_authority(text.substr(separator + 3), out.host, port)) {
+        return std::nullopt;
+    }
+    out.port = port.empty() ? default_port(out.scheme) : parse_port(port);
+    return out;
+}
+
 }  // namespace
 
 std::optional<origin_parts> parse_origin(std::string_view text) {
-    const auto separator = text.find("://");
-    if (separator == std::string_view::npos) return std::nullopt;
-    const auto scheme = text.substr(0, separator);
-    std::string_view host;
-    std::string_view port;
-    if (!is_scheme(scheme) || !split_authority(text.substr(separator + 3), host, port)) {
-        return std::nullopt;
-    }
+    const auto view = view_origin(text);
+    if (!view) return std::nullopt;
     origin_parts out;
-    out.scheme = ascii_lower_copy(scheme);
-    out.host = ascii_lower_copy(host);
-    out.port = port.empty() ? default_port(out.scheme) : parse_port(port);
+    out.scheme = ascii_lower_copy(view->scheme);
+    out.host = ascii_lower_copy(view->host);
+    out.port = view->port;
     return out;
 }
 
@@ -131,10 +146,14 @@ origin_policy::origin_policy(const std::vector<std::string>& allowed) : enabled_
 
 bool origin_policy::allows(std::string_view origin, std::string_view host) const {
     if (!enabled_ || any_) return true;
-    const auto parsed = parse_origin(origin);
+    const auto parsed = view_origin(origin);
     if (!parsed) return false;
     for (const auto& entry : allowed_) {
-        if (entry == *parsed) return true;
+        // Entries are in lower case; the request's Origin as sent.
+        if (entry.port == parsed->port && iequals(entry.scheme, parsed->scheme) &&
+            iequals(entry.host, parsed->host)) {
+            return true;
+        }
     }
     // The request's own origin: a page this gateway (or the host in front of it) served. Only
     // for a Host no DNS answer can point elsewhere (an IP address, `localhost`): a page on
