@@ -252,20 +252,4 @@ void to_in_process_options(const config& c, const gatehouse::gateway_options& ga
     out.dedupe_window = std::chrono::seconds(c.dedupe_window);
 }
 
-std::string name_the_flag(std::string_view message) {
-    // The gateway options whose entries the constructor checks, and their flags.
-    static constexpr std::pair<std::string_view, std::string_view> options[] = {
-        {"allowed_origins", "--allowed-origins"},
-        {"trusted_proxies", "--trusted-proxies"},
-    };
-    constexpr std::string_view prefix = "gateway: ";
-    for (const auto& [option, flag] : options) {
-        const std::string named = std::string(prefix) + std::string(option) + " ";
-        if (message.compare(0, named.size(), named) == 0) {
-            return std::string(flag) + ": " + std::string(message.substr(named.size()));
-        }
-    }
-    return std::string(message);
-}
-
 }  // namespace gatehouse_server

@@ -106,9 +106,4 @@ void to_amqp_options(const config& c, const gatehouse::gateway_options& gateway,
 void to_in_process_options(const config& c, const gatehouse::gateway_options& gateway,
                            gatehouse::in_process_bus_options& out);
 
-// The message of the gateway constructor's std::invalid_argument for a bad option
-// (`gateway: allowed_origins entry "x" is ...`) with the option named by its flag
-// (`--allowed-origins: entry "x" is ...`); other messages unchanged.
-std::string name_the_flag(std::string_view message);
-
 }  // namespace gatehouse_server
