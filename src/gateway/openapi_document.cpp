@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "http/text.hpp"
+
 namespace gatehouse::detail {
 namespace {
 
@@ -10,14 +12,6 @@ namespace {
 // not routes.
 constexpr std::string_view operation_methods[] = {"get",     "put",  "post",  "delete",
                                                   "options", "head", "patch", "trace"};
-
-std::string upper(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) {
-        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-    }
-    return out;
-}
 
 }  // namespace
 
@@ -50,7 +44,7 @@ std::string openapi_for_routes(std::string_view document, const std::vector<http
         for (const auto method : operation_methods) {
             const std::string key(method);
             if (!path.value().contains(key)) continue;
-            if (serves(routes, upper(method), path.key())) {
+            if (serves(routes, ascii_upper_copy(method), path.key())) {
                 any_left = true;
             } else {
                 path.value().erase(key);

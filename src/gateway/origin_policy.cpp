@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 
+#include "common/hex.hpp"
 #include "gatehouse/gateway.hpp"
 #include "http/text.hpp"
 
@@ -10,9 +11,6 @@ namespace {
 
 bool is_alpha(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
-bool is_hex(char c) noexcept {
-    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
 
 // RFC 3986 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
 bool is_scheme(std::string_view s) noexcept {
@@ -30,7 +28,7 @@ bool is_host(std::string_view s) noexcept {
     if (s.front() == '[') {
         if (s.size() < 4 || s.back() != ']') return false;
         for (const char c : s.substr(1, s.size() - 2)) {
-            if (!is_hex(c) && c != ':' && c != '.') return false;
+            if (hex_value(c) < 0 && c != ':' && c != '.') return false;
         }
         return true;
     }

@@ -22,6 +22,15 @@ inline std::string ascii_lower_copy(std::string_view s) {
     return out;
 }
 
+// `get` -> `GET`: an OpenAPI operation key as an HTTP method.
+inline std::string ascii_upper_copy(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    }
+    return out;
+}
+
 inline bool iequals(std::string_view a, std::string_view b) noexcept {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i) {
