@@ -6,24 +6,12 @@
 # length.
 cmake_minimum_required(VERSION 3.25)
 
+include("${CMAKE_CURRENT_LIST_DIR}/../../cmake/string_literals.cmake")
+
 string(REPLACE "|" ";" files "${FILES}")
 set(entries "")
 foreach(name IN LISTS files)
-    file(READ "${SOURCE_DIR}/${name}" hex HEX)
-    string(LENGTH "${hex}" hex_length)
-    math(EXPR size "${hex_length} / 2")
-    # 32 bytes per line, each line a string literal; adjacent literals concatenate.
-    set(lines "")
-    set(offset 0)
-    while(offset LESS hex_length)
-        string(SUBSTRING "${hex}" ${offset} 64 chunk)
-        string(REGEX REPLACE "(..)" "\\\\x\\1" chunk "${chunk}")
-        string(APPEND lines "        \"${chunk}\"\n")
-        math(EXPR offset "${offset} + 64")
-    endwhile()
-    if(lines STREQUAL "")
-        set(lines "        \"\"\n")
-    endif()
+    bytes_as_string_literals("${SOURCE_DIR}/${name}" lines size)
     string(APPEND entries
         "    {\"/${name}\", std::string_view(\n${lines}        , ${size})},\n")
 endforeach()
