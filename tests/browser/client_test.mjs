@@ -24,6 +24,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+import { Failure, check, children, runTest, startGateway, stopGateway } from './harness.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REDIS_SERVER = '/usr/bin/redis-server';
 const REDIS_CLI = '/usr/bin/redis-cli';
@@ -44,12 +46,6 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
 end
 return found`;
 
-class Failure extends Error {}
-const children = new Set();
-
-function check(condition, message) {
-  if (!condition) throw new Failure(message);
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -83,42 +79,15 @@ function freePort() {
 }
 
 // gatehouse-server on a free port; {proc, base, ws, secret, exited, stderr()}.
-function startServer(binary, extra = []) {
+async function startServer(binary, extra = []) {
   const secret = `client-test-${randomBytes(16).toString('hex')}`;
-  const args = ['--listen', '127.0.0.1:0', '--db', 'sqlite::memory:', '--jwt-secret', secret,
-    '--password-hash-kib', '8192', '--password-hash-passes', '1', '--shutdown-timeout', '3', ...extra];
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_')));
-  env.ASAN_OPTIONS ??= 'abort_on_error=0:detect_leaks=1';
-  const proc = spawn(binary, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(proc);
-  let stderr = '';
-  proc.stderr.on('data', (chunk) => { stderr += chunk; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
-    children.delete(proc);
-    resolve(code ?? signal);
-  }));
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    const timer = setTimeout(() => reject(new Failure(`no ready line: ${stderr.slice(-1500)}`)), 20_000);
-    exited.then((code) => reject(new Failure(`gatehouse-server exited ${code} before it was ready: ${stderr.slice(-1500)}`)));
-    proc.stdout.on('data', (chunk) => {
-      stdout += chunk;
-      const match = /^gatehouse ready listen=(\S+)\n/.exec(stdout);
-      if (!match) return;
-      clearTimeout(timer);
-      resolve({ proc, secret, exited, base: `http://${match[1]}`, ws: `ws://${match[1]}/ws/player`, stderr: () => stderr });
-    });
-  });
+  const server = await startGateway(binary, ['--listen', '127.0.0.1:0', '--db', 'sqlite::memory:',
+    '--jwt-secret', secret, '--password-hash-kib', '8192', '--password-hash-passes', '1',
+    '--shutdown-timeout', '3', ...extra]);
+  return { ...server, secret, ws: `ws://${server.address}/ws/player` };
 }
 
-async function stopServer(server) {
-  if (server.proc.exitCode === null && server.proc.signalCode === null) server.proc.kill('SIGTERM');
-  const killer = setTimeout(() => server.proc.kill('SIGKILL'), 10_000);
-  const code = await server.exited;
-  clearTimeout(killer);
-  check(code === 0, `gatehouse-server exit ${code}, want 0: ${server.stderr().slice(-1500)}`);
-  check(!/ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/.test(server.stderr()), 'sanitizer report in the server log');
-}
+const stopServer = stopGateway;
 
 async function post(base, route, body) {
   const response = await fetch(`${base}${route}`, {
@@ -342,23 +311,7 @@ async function main() {
 }
 
 function run() {
-  const watchdog = setTimeout(() => {
-    console.error(`browser.client: FAILED: the test took longer than ${TEST_TIMEOUT_MS} ms`);
-    for (const child of children) child.kill('SIGKILL');
-    process.exit(1);
-  }, TEST_TIMEOUT_MS);
-  main().then(
-    () => {
-      clearTimeout(watchdog);
-      console.log('browser.client: passed');
-    },
-    (error) => {
-      clearTimeout(watchdog);
-      for (const child of children) child.kill('SIGKILL');
-      console.error(`browser.client: FAILED: ${error instanceof Failure ? error.message : error.stack}`);
-      process.exitCode = 1;
-    },
-  );
+  runTest('browser.client', main, TEST_TIMEOUT_MS);
 }
 
 if (typeof globalThis.WebSocket === 'undefined') {

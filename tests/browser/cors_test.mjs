@@ -9,37 +9,19 @@
 // usage: node cors_test.mjs GATEHOUSE_SERVER
 // Exit 0 when every check passed; 1 with the reason otherwise.
 
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-const CHROMIUM = '/usr/bin/chromium';
-// The machine's network is closed: without these Chromium waits on updaters, sync and QUIC.
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-const READY_TIMEOUT_MS = 20_000; // an ASan build starts slower
+import {
+  CHROMIUM, CHROMIUM_ARGS, Failure, check, loadPlaywright, runTest, startGateway as startServer,
+  stopGateway,
+} from './harness.mjs';
+
 const STEP_TIMEOUT_MS = 10_000; // every single wait in the page
 const TEST_TIMEOUT_MS = 90_000; // the whole run; CTest's TIMEOUT is above this
-
-class Failure extends Error {}
-const children = new Set();
-
-function check(condition, message) {
-  if (!condition) throw new Failure(message);
-}
-
-async function loadPlaywright() {
-  try {
-    return (await import('playwright-core')).chromium;
-  } catch (error) {
-    throw new Failure(`playwright-core is not installed (${error.code ?? error.message}): run \`npm ci\` in tests/browser`);
-  }
-}
 
 // A page server on a free loopback port: every path answers the same empty HTML page.
 function startPageServer() {
@@ -54,41 +36,9 @@ function startPageServer() {
 
 // gatehouse-server on a free port with `extra` flags; {proc, exited, base, stderr()}.
 function startGateway(binary, extra) {
-  const args = ['--listen', '127.0.0.1:0', '--db', 'sqlite::memory:', '--jwt-secret',
+  return startServer(binary, ['--listen', '127.0.0.1:0', '--db', 'sqlite::memory:', '--jwt-secret',
     `cors-${randomBytes(16).toString('hex')}`, '--password-hash-kib', '8192', '--password-hash-passes', '1',
-    '--shutdown-timeout', '3', ...extra];
-  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_')));
-  env.ASAN_OPTIONS ??= 'abort_on_error=0:detect_leaks=1';
-  const proc = spawn(binary, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(proc);
-  let stderr = '';
-  proc.stderr.on('data', (chunk) => { stderr += chunk; });
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => {
-    children.delete(proc);
-    resolve(code ?? signal);
-  }));
-  return new Promise((resolve, reject) => {
-    let stdout = '';
-    const timer = setTimeout(() => reject(new Failure(`no ready line: ${stderr.slice(-1500)}`)), READY_TIMEOUT_MS);
-    exited.then((code) => reject(new Failure(`gatehouse-server exited ${code}: ${stderr.slice(-1500)}`)));
-    proc.stdout.on('data', (chunk) => {
-      stdout += chunk;
-      const match = /^gatehouse ready listen=(\S+)\n/.exec(stdout);
-      if (!match) return;
-      clearTimeout(timer);
-      resolve({ proc, exited, base: `http://${match[1]}`, stderr: () => stderr });
-    });
-  });
-}
-
-async function stopGateway(gateway) {
-  if (gateway.proc.exitCode === null && gateway.proc.signalCode === null) gateway.proc.kill('SIGTERM');
-  const killer = setTimeout(() => gateway.proc.kill('SIGKILL'), 10_000);
-  const code = await gateway.exited;
-  clearTimeout(killer);
-  check(code === 0, `gatehouse-server exit ${code}, want 0: ${gateway.stderr().slice(-1500)}`);
-  check(!/ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/.test(gateway.stderr()),
-    'sanitizer report in the server log');
+    '--shutdown-timeout', '3', ...extra]);
 }
 
 // Runs in the page: what a page on its origin can do with the gateway at `base`. Each step
@@ -247,21 +197,4 @@ async function main() {
   }
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`browser.cors: FAILED: the test took longer than ${TEST_TIMEOUT_MS} ms`);
-  for (const child of children) child.kill('SIGKILL');
-  process.exit(1);
-}, TEST_TIMEOUT_MS);
-
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    console.log('browser.cors: passed');
-  },
-  (error) => {
-    clearTimeout(watchdog);
-    console.error(`browser.cors: FAILED: ${error instanceof Failure ? error.message : error.stack}`);
-    for (const child of children) child.kill('SIGKILL');
-    process.exit(1);
-  },
-);
+runTest('browser.cors', main, TEST_TIMEOUT_MS);

@@ -23,18 +23,16 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-const CHROMIUM = '/usr/bin/chromium';
+import {
+  CHROMIUM, CHROMIUM_ARGS, Failure, READY_TIMEOUT_MS, SANITIZER_REPORT, check, childEnv, children,
+  loadPlaywright, runTest,
+} from './harness.mjs';
+
 const REDIS_SERVER = '/usr/bin/redis-server';
 const REDIS_CLI = '/usr/bin/redis-cli';
 // The Redis part's names, passed to both the gateway and the game.
 const COMMAND_STREAM = 'browser-test:commands';
 const UPDATES_CHANNEL = 'browser-test:updates';
-// The machine's network is closed: without these Chromium waits on updaters, sync and QUIC.
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
-const READY_TIMEOUT_MS = 20_000; // an ASan build starts slower
 const STEP_TIMEOUT_MS = 10_000; // every single wait in the page
 const TEST_TIMEOUT_MS = 140_000; // the whole run; CTest's TIMEOUT is above this
 // The restarted gateway is back within a second or two; the page's backoff after a few failed
@@ -58,31 +56,10 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
 end
 return found`;
 const CONNECTION_REFUSED = /ERR_CONNECTION_REFUSED|WebSocket connection to '.*' failed/;
-const SANITIZER_REPORT = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|WARNING: ThreadSanitizer/;
-
-class Failure extends Error {}
-
-// Every child process, killed by the watchdog when the run hangs.
-const children = new Set();
-
-function check(condition, message) {
-  if (!condition) throw new Failure(message);
-}
 
 function usage() {
   console.error('usage: node demo_test.mjs GATEHOUSE_SERVER ARTIFACT_DIR GATEHOUSE_DEMO_GAME');
   process.exit(2);
-}
-
-async function loadPlaywright() {
-  try {
-    return (await import('playwright-core')).chromium;
-  } catch (error) {
-    throw new Failure(
-      `playwright-core is not installed (${error.code ?? error.message}): run \`npm ci\` in ` +
-        'tests/browser (./dev.sh test does this before running the tests)',
-    );
-  }
 }
 
 function requireProgram(file, what) {
@@ -91,15 +68,6 @@ function requireProgram(file, what) {
   } catch {
     throw new Failure(`${file} not found: ${what}`);
   }
-}
-
-function childEnv() {
-  const env = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !name.startsWith('GATEHOUSE_')),
-  );
-  env.ASAN_OPTIONS ??= 'abort_on_error=0:detect_leaks=1';
-  env.UBSAN_OPTIONS ??= 'print_stacktrace=1';
-  return env;
 }
 
 // Starts `binary` with its stderr going to logPath (its stdout is piped for a ready line, or
@@ -627,20 +595,4 @@ async function main() {
   }
 }
 
-const watchdog = setTimeout(() => {
-  console.error(`browser.demo: FAILED: the test took longer than ${TEST_TIMEOUT_MS} ms`);
-  for (const child of children) child.kill('SIGKILL');
-  process.exit(1);
-}, TEST_TIMEOUT_MS);
-
-main().then(
-  () => {
-    clearTimeout(watchdog);
-    console.log('browser.demo: passed');
-  },
-  (error) => {
-    clearTimeout(watchdog);
-    console.error(`browser.demo: FAILED: ${error instanceof Failure ? error.message : error.stack}`);
-    process.exitCode = 1;
-  },
-);
+runTest('browser.demo', main, TEST_TIMEOUT_MS);
