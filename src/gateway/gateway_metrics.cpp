@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "gateway/session.hpp"
+#include "metrics/standard_metrics.hpp"
 
 namespace gatehouse::detail {
 namespace {
@@ -158,6 +159,9 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
                          const auto b = weak_bus.lock();
                          return b && b->connected() ? 1.0 : 0.0;
                      });
+    // Build info and the process families: every gateway's /metrics has them, an embedder's
+    // too.
+    register_standard_metrics(r);
 }
 
 metric_gauge& gateway_metrics::open_gauge(const session_setup& setup) noexcept {
