@@ -157,9 +157,10 @@ struct gateway_options {
     /// entry that is neither `*` nor an origin: the constructor throws
     /// `std::invalid_argument` naming it.
     std::vector<std::string> allowed_origins;
-    /// `HOST:PORT` of a second listener that serves only `GET /metrics` (and `/health`), so
-    /// that metrics need not be public; `/metrics` is then not served on `listen`. Empty:
-    /// `/metrics` on `listen`.
+    /// `HOST:PORT` (as `listen`; port 0 picks a free port, see `gateway::metrics_address()`)
+    /// of a second listener that serves only `GET /metrics` and `GET /health`, so that metrics
+    /// need not be public; `/metrics` on `listen` then answers 404. It runs on the same I/O
+    /// threads and speaks TLS when `listen` does. Empty: `/metrics` on `listen`.
     std::string metrics_listen;
     /// Trace spans (docs/operations.md, "Tracing"): HTTP requests, WebSocket upgrades,
     /// command ingress and update routing, ended into this tracer, which exports them. A
@@ -205,7 +206,8 @@ std::error_code check_allowed_origin(std::string_view entry);
 /// Built-in routes: `GET /health`, `GET /ready` (200 while the bus and listener are
 /// connected, `gateway_options::extra_ready` holds and the gateway is not shutting down, 503
 /// problem+json otherwise),
-/// `GET /metrics`, `POST /commands` and `GET /sse/player` (see the options); WebSocket upgrades at
+/// `GET /metrics` (on `metrics_listen` instead when set), `POST /commands` and `GET /sse/player`
+/// (see the options); WebSocket upgrades at
 /// `/ws/player/{token}`, `/ws/player` (Bearer) and
 /// `/ws/bot/{key}`. Other paths go to routes added with `add_route`.
 /// Also `POST /updates` (with a `publish_key`) and `GET /openapi.json` (`openapi`), the
@@ -239,13 +241,18 @@ public:
     /// another method answers 405; an unregistered path 404. Call before `start()`.
     void add_route(std::string method, std::string path, http_handler handler);
 
-    /// Binds the listener, starts the update listener and the I/O threads.
-    /// Errors: `errc::invalid_listen_address`, `errc::tls_setup_failed`, or the system
-    /// error of a failed bind. Returns once connections are being accepted.
+    /// Binds the listener (and the metrics listener, with `metrics_listen`), starts the update
+    /// listener and the I/O threads.
+    /// Errors: `errc::invalid_listen_address` (for either address), `errc::tls_setup_failed`,
+    /// or the system error of a failed bind. Returns once connections are being accepted.
     std::error_code start();
 
     /// The bound address as `HOST:PORT` (the real port when 0 was asked), after `start()`.
     std::string local_address() const;
+
+    /// The metrics listener's bound address as `HOST:PORT` (the real port when 0 was asked)
+    /// after `start()`; empty without `gateway_options::metrics_listen`.
+    std::string metrics_address() const;
 
     /// Graceful shutdown (PROTOCOL.md section 1 and 6.7). With a `drain_spread`, first the
     /// drain: `/ready`, new upgrades and event streams answer 503 at once, every open

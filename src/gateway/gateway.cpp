@@ -16,6 +16,7 @@
 
 #include "gatehouse/errc.hpp"
 #include "gateway/gateway_core.hpp"
+#include "gateway/metrics_endpoint.hpp"
 #include "transport/transport_server.hpp"
 
 namespace gatehouse {
@@ -205,16 +206,45 @@ struct gateway::impl {
         threads.clear();
         sweep.reset();
         server->stop_listening();
+        if (metrics_server) metrics_server->stop_listening();
         phase = lifecycle_phase::stopped;
         stopped_changed.notify_all();
     }
 
+    // Binds the metrics listener (gateway_options::metrics_listen) on the same I/O context and
+    // TLS setting as the main one.
+    std::error_code start_metrics_listener(const std::shared_ptr<asio::ssl::context>& tls) {
+        const auto& text = core->options().metrics_listen;
+        asio::ip::tcp::endpoint endpoint;
+        std::error_code ec = parse_listen(io, text, endpoint);
+        if (!ec) {
+            metrics_events = std::make_unique<detail::metrics_endpoint>(core->shared_metrics(),
+                                                                        core->options().log);
+            metrics_server =
+                detail::make_transport_server(*metrics_events, io, transport_options(), tls);
+            ec = metrics_server->listen(endpoint);
+        }
+        if (ec) {
+            core->log(log_level::error,
+                      "cannot listen for metrics on " + text + ": " + ec.message());
+            metrics_server.reset();
+            return ec;
+        }
+        metrics_address = format_endpoint(metrics_server->local_endpoint());
+        return {};
+    }
+
     std::shared_ptr<detail::gateway_core> core;
+    // What the metrics listener calls: declared before the I/O context and the listener, so
+    // destroyed after both.
+    std::unique_ptr<detail::metrics_endpoint> metrics_events;
     asio::io_context io;
     std::shared_ptr<sweeper> sweep;
     std::unique_ptr<detail::transport_server> server;
+    std::unique_ptr<detail::transport_server> metrics_server;
     std::vector<std::thread> threads;
     std::string local_address;
+    std::string metrics_address;
     // Not started, running, serving the drain's spread (the lock released), in the section 1
     // shutdown (the lock held), stopped.
     enum class lifecycle_phase { idle, running, spreading, stopping, stopped };
@@ -230,8 +260,9 @@ gateway::gateway(gateway_options options, codec_registry codecs, std::shared_ptr
 
 gateway::~gateway() {
     impl_->shutdown(false);
-    // The listener before the I/O context it accepts on.
+    // The listeners before the I/O context they accept on.
     impl_->server.reset();
+    impl_->metrics_server.reset();
     impl_->sweep.reset();
 }
 
@@ -250,8 +281,9 @@ std::error_code gateway::start() {
     asio::ip::tcp::endpoint endpoint;
     if (auto ec = parse_listen(d.io, options.listen, endpoint)) return ec;
 
+    std::shared_ptr<asio::ssl::context> tls;
     if (!options.tls_cert_file.empty()) {
-        auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
         std::error_code ec;
         tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                              asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
@@ -263,14 +295,17 @@ std::error_code gateway::start() {
             d.core->log(log_level::error, "TLS setup failed: " + ec.message());
             return errc::tls_setup_failed;
         }
-        d.server =
-            detail::make_transport_server(*d.core, d.io, d.transport_options(), std::move(tls));
-    } else {
-        d.server = detail::make_transport_server(*d.core, d.io, d.transport_options(), nullptr);
     }
+    d.server = detail::make_transport_server(*d.core, d.io, d.transport_options(), tls);
     if (auto ec = d.server->listen(endpoint)) {
         d.server.reset();
         return ec;
+    }
+    if (!options.metrics_listen.empty()) {
+        if (auto ec = d.start_metrics_listener(tls)) {
+            d.server.reset();
+            return ec;
+        }
     }
     d.local_address = format_endpoint(d.server->local_endpoint());
     d.core->start_listener();
@@ -284,10 +319,15 @@ std::error_code gateway::start() {
     d.core->log(log_level::info, "listening on " + d.local_address + " with " +
                                      std::to_string(threads) + " I/O thread(s), gateway_id " +
                                      d.core->gateway_id());
+    if (d.metrics_server) {
+        d.core->log(log_level::info, "serving /metrics on " + d.metrics_address);
+    }
     return {};
 }
 
 std::string gateway::local_address() const { return impl_->local_address; }
+
+std::string gateway::metrics_address() const { return impl_->metrics_address; }
 
 void gateway::shutdown() { impl_->shutdown(true); }
 

@@ -10,6 +10,7 @@
 #include "gateway/gateway_id.hpp"
 #include "gateway/gateway_tracing.hpp"
 #include "gateway/json_text.hpp"
+#include "gateway/metrics_endpoint.hpp"
 #include "gateway/openapi_document.hpp"
 #include "gateway/origin_policy.hpp"
 #include "gateway/update_router.hpp"
@@ -311,9 +312,7 @@ void gateway_core::route_http(const http_request& request, http_responder respon
 
 void gateway_core::add_builtin_routes() {
     // Each route holds the parts it uses; none holds the core.
-    router_.add_builtin("GET", "/health", [](const http_request&, const http_responder& respond) {
-        respond(http_response::json(200, "{\"status\":\"ok\"}"));
-    });
+    router_.add_builtin("GET", "/health", health_route());
     router_.add_builtin(
         "GET", "/ready",
         [options = options_, sessions = sessions_, bus = bus_, listener = listener_](
@@ -333,13 +332,11 @@ void gateway_core::add_builtin_routes() {
             if (!fields.empty()) r.body.insert(r.body.size() - 1, "," + fields);
             respond(std::move(r));
         });
-    router_.add_builtin("GET", "/metrics",
-                        [metrics = metrics_](const http_request&, const http_responder& respond) {
-                            http_response r;
-                            r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-                            r.body = metrics->registry().render();
-                            respond(std::move(r));
-                        });
+    // With a metrics listener, /metrics is served there only (gateway_options::metrics_listen):
+    // here it is an unknown path, 404.
+    if (options_->metrics_listen.empty()) {
+        router_.add_builtin("GET", "/metrics", metrics_route(metrics_));
+    }
     router_.add_prefix("/ws/", [](const http_request&, const http_responder& respond) {
         auto r =
             http_response::problem(426, "upgrade_required", "this endpoint speaks WebSocket only");

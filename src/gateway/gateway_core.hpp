@@ -52,6 +52,8 @@ public:
     const std::string& gateway_id() const noexcept { return options_->gateway_id; }
     connection_manager& connections() noexcept { return *connections_; }
     metrics_registry& metrics() noexcept { return metrics_->registry(); }
+    // For the metrics listener (metrics_endpoint), which renders the same registry.
+    const std::shared_ptr<gateway_metrics>& shared_metrics() const noexcept { return metrics_; }
     session_registry& sessions() noexcept { return *sessions_; }
     command_ingress& ingress() noexcept { return *ingress_; }
     void log(log_level level, std::string_view message) const override;

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <memory>
 #include <mutex>
@@ -243,4 +244,71 @@ TEST_CASE("gateway: one access record per answered request, with its route", "[g
     CHECK(all[4].route == "/ws/");
     CHECK(all[4].status == 426);
     for (const auto& r : all) CHECK(r.player_id.empty() == (r.route != "/me"));
+}
+
+TEST_CASE("gateway: metrics_listen serves /metrics and /health there only", "[gateway][metrics]") {
+    auto bus = std::make_shared<gatehouse::in_process_bus>();
+    gatehouse::gateway_options options;
+    options.listen = "127.0.0.1:0";
+    options.metrics_listen = "127.0.0.1:0";
+    options.threads = 1;
+    options.jwt_secret = "unit-test-secret";
+    std::vector<std::string> logged;
+    std::mutex logged_mutex;
+    options.log = [&](gatehouse::log_level, std::string_view m) {
+        const std::lock_guard<std::mutex> lock(logged_mutex);
+        logged.emplace_back(m);
+    };
+    gatehouse::gateway gw(options, gatehouse::codec_registry::with_builtin_codecs(), bus, bus);
+    CHECK(gw.metrics_address().empty());
+    REQUIRE_FALSE(gw.start());
+    const auto metrics = gw.metrics_address();
+    REQUIRE(metrics.rfind("127.0.0.1:", 0) == 0);
+    CHECK(metrics != gw.local_address());
+    CHECK(metrics != "127.0.0.1:0");
+    {
+        const std::lock_guard<std::mutex> lock(logged_mutex);
+        CHECK(std::find(logged.begin(), logged.end(), "serving /metrics on " + metrics) !=
+              logged.end());
+    }
+
+    const auto scraped = http_get(metrics, "GET", "/metrics");
+    CHECK(scraped.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(scraped.find("text/plain; version=0.0.4") != std::string::npos);
+    CHECK(scraped.find("gatehouse_connections{client=\"player\"} 0") != std::string::npos);
+    CHECK(scraped.find("gatehouse_build_info{version=\"") != std::string::npos);
+    CHECK(http_get(metrics, "GET", "/health").rfind("HTTP/1.1 200", 0) == 0);
+    // Nothing else of the gateway is served there.
+    for (const char* path : {"/ready", "/commands", "/sse/player", "/ws/player/x", "/"}) {
+        CAPTURE(path);
+        CHECK(http_get(metrics, "GET", path).rfind("HTTP/1.1 404", 0) == 0);
+    }
+    CHECK(http_get(metrics, "POST", "/metrics").rfind("HTTP/1.1 405", 0) == 0);
+    // And /metrics is not served on the main listener.
+    CHECK(http_get(gw.local_address(), "GET", "/metrics").rfind("HTTP/1.1 404", 0) == 0);
+    CHECK(http_get(gw.local_address(), "GET", "/health").rfind("HTTP/1.1 200", 0) == 0);
+    gw.shutdown();
+}
+
+TEST_CASE("gateway: a metrics_listen that cannot be bound fails start", "[gateway][metrics]") {
+    auto bus = std::make_shared<gatehouse::in_process_bus>();
+    const auto codecs = gatehouse::codec_registry::with_builtin_codecs();
+    gatehouse::gateway_options options;
+    options.listen = "127.0.0.1:0";
+    options.threads = 1;
+    options.jwt_secret = "unit-test-secret";
+    options.metrics_listen = "127.0.0.1";
+    {
+        gatehouse::gateway gw(options, codecs, bus, bus);
+        CHECK(gw.start() == gatehouse::errc::invalid_listen_address);
+    }
+    // A port in use: another gateway's listener.
+    options.metrics_listen.clear();
+    gatehouse::gateway first(options, codecs, bus, bus);
+    REQUIRE_FALSE(first.start());
+    options.metrics_listen = first.local_address();
+    gatehouse::gateway second(options, codecs, bus, bus);
+    CHECK(second.start());
+    CHECK(second.local_address().empty());
+    first.shutdown();
 }
