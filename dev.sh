@@ -36,6 +36,9 @@ readonly packages=(
     # tests of deploy/: the load balancer the fleet test runs and `haproxy -c` validates, and
     # the YAML parser that reads the compose file
     haproxy python3-yaml
+    # tests of /metrics and deploy/grafana: promtool lints the exposition and parses the
+    # dashboard's queries, and a real Prometheus evaluates them against a real server
+    prometheus
     # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
     # playwright-core from the npm registry with the machine's Node.js)
     pybind11-dev python3-dev chromium

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """/metrics of gatehouse-server: every family it renders is documented in docs/operations.md
 ("Metrics"), every family documented there is one the sources register, and every family name
-in the sources is documented, so the table cannot rot either way; `--metrics-listen`; the build
-and process families.
+in the sources is documented, so the table cannot rot either way; promtool's lint of the
+exposition; `--metrics-listen`; the build and process families.
 
 Usage: test_metrics.py PATH/TO/gatehouse-server [unittest args]
 
@@ -14,65 +14,25 @@ on a loaded machine; tests/server/test_amqp_bus.py scrapes them).
 import http.client
 import os
 import re
+import shutil
+import subprocess
 import time
 import unittest
 
 import gatehouse_harness as h
 from gatehouse_harness import Server, parse_metrics
+from metrics_docs import documented_families, family_of, source_families
 import redis_helpers as rh
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-OPERATIONS_MD = os.path.join(REPO, "docs", "operations.md")
-# Where families are registered: the library and the reference server.
-SOURCE_DIRS = ("src", "server")
-# String literals of the metric namespaces that are not metric families: the Redis functions
-# the update log and the append batch call (docs/redis.md).
-NOT_FAMILIES = {"gatehouse_append", "gatehouse_publish", "gatehouse_read"}
-
-FAMILY_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-LITERAL_RE = re.compile(r'"((?:gatehouse|process)_[a-z0-9_]+)"')
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 METRICS_LINE_RE = re.compile(r"serving /metrics on (\S+):(\d+)$", re.M)
-
-
-def documented_families():
-    """The first cell of every table row in the Metrics section of docs/operations.md, when it
-    is a backquoted metric name."""
-    with open(OPERATIONS_MD, encoding="utf-8") as f:
-        text = f.read()
-    start = text.index("\n## Metrics\n")
-    end = text.find("\n## ", start + 1)
-    section = text[start:end if end >= 0 else len(text)]
-    families = set()
-    for line in section.splitlines():
-        m = re.match(r"^\|\s*`([^`]+)`\s*\|", line)
-        if m and FAMILY_RE.match(m.group(1)):
-            families.add(m.group(1))
-    return families
-
-
-def source_families():
-    """{family: first file naming it} for every `"gatehouse_..."`/`"process_..."` literal in
-    the sources, less the names that are not families."""
-    found = {}
-    for top in SOURCE_DIRS:
-        for root, _, files in os.walk(os.path.join(REPO, top)):
-            for name in sorted(files):
-                if not name.endswith((".cpp", ".hpp")):
-                    continue
-                path = os.path.join(root, name)
-                with open(path, encoding="utf-8") as f:
-                    for family in LITERAL_RE.findall(f.read()):
-                        if family not in NOT_FAMILIES:
-                            found.setdefault(family, os.path.relpath(path, REPO))
-    return found
 
 
 def rendered_families(parsed):
     """The families a scrape declares (its `# TYPE` lines); every sample must belong to one."""
     families = set(parsed["types"])
     for name, _, _ in parsed["samples"]:
-        base = re.sub(r"_(bucket|sum|count)$", "", name)
-        if name not in families and base not in families:
+        if family_of(name, families) is None:
             raise AssertionError(f"sample {name} has no # TYPE line")
     return families
 
@@ -139,6 +99,14 @@ class ScrapeCase:
             self.assertIn(family, families)
         self.assertEqual(sorted(families - documented_families()), [],
                          "rendered on /metrics but not in docs/operations.md")
+
+    def test_promtool_finds_nothing_to_lint(self):
+        """Prometheus's own linter: HELP and TYPE, counter and unit suffixes, the format."""
+        self.assertTrue(os.path.exists(PROMTOOL),
+                        "promtool not found: ./dev.sh setup installs Debian's prometheus")
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=self.scraped()["text"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_build_info(self):
         parsed = self.scraped()
