@@ -15,7 +15,9 @@ import http.client
 import os
 import re
 import shutil
+import ssl
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -198,6 +200,38 @@ class OnRedisWithMetricsListen(ScrapeCase, rh.OneRedisGateway):
 
     def test_the_ready_line_is_unchanged(self):
         self.assertRegex(self.server.stdout_text().split("\n", 1)[0], h.READY_RE)
+
+
+@unittest.skipUnless(shutil.which("openssl"), "needs the openssl command")
+class MetricsListenWithTls(unittest.TestCase):
+    """With --tls-cert the metrics listener speaks TLS too, with the same certificate."""
+
+    def test_https_metrics(self):
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                            "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"],
+                           check=True, capture_output=True, timeout=30)
+            server = Server("--tls-cert", cert, "--tls-key", key,
+                            "--metrics-listen", "127.0.0.1:0").start()
+            try:
+                host, port = metrics_address(server)
+                conn = http.client.HTTPSConnection(
+                    host, port, timeout=5, context=ssl.create_default_context(cafile=cert))
+                try:
+                    conn.request("GET", "/metrics")
+                    resp = conn.getresponse()
+                    body = resp.read().decode()
+                finally:
+                    conn.close()
+                self.assertEqual(resp.status, 200)
+                self.assertIn("gatehouse_build_info{", body)
+                # Plain HTTP is not served there.
+                with self.assertRaises((http.client.HTTPException, OSError)):
+                    http_get(host, port, "/metrics", timeout=3)
+            finally:
+                self.assertEqual(rh.stop_and_check(server), [])
 
 
 class MetricsListenRefused(unittest.TestCase):
