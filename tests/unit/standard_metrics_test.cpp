@@ -5,6 +5,11 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#ifdef __linux__
+#include <unistd.h>
+#endif
 
 #include "gatehouse/version.hpp"
 
@@ -59,5 +64,22 @@ TEST_CASE("standard metrics: process families read from /proc", "[metrics]") {
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     CHECK(samples.at("process_start_time_seconds") <= now + 1);
     CHECK(samples.at("process_start_time_seconds") > now - 86400);
+}
+
+TEST_CASE("standard metrics: process_open_fds counts descriptors as they open and close",
+          "[metrics]") {
+    gatehouse::metrics_registry registry;
+    gatehouse::detail::register_standard_metrics(registry);
+    const auto open_fds = [&registry] {
+        return unlabelled_samples(registry.render()).at("process_open_fds");
+    };
+    const double before = open_fds();
+    std::vector<int> fds;
+    for (int i = 0; i < 100; ++i) fds.push_back(dup(0));
+    // Other threads of the test binary may open or close a few meanwhile.
+    CHECK(open_fds() >= before + 95);
+    CHECK(open_fds() <= before + 105);
+    for (const int fd : fds) close(fd);
+    CHECK(open_fds() <= before + 5);
 }
 #endif
