@@ -323,7 +323,12 @@ int run(int argc, char** argv) {
     if (config.demo) game = start_demo(config, options, *gw, local_bus, redis, *logger);
 
     if (const auto ec = gw->start()) {
-        logger->error("cannot listen on {}: {}", options.listen, ec.message());
+        // With --metrics-listen the gateway's own line before this one says which failed.
+        logger->error("cannot listen on {}: {}",
+                      options.metrics_listen.empty()
+                          ? options.listen
+                          : options.listen + " or " + options.metrics_listen,
+                      ec.message());
         return ec == gatehouse::errc::invalid_listen_address ? exit_usage_error
                                                              : exit_runtime_error;
     }

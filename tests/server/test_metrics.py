@@ -246,6 +246,8 @@ class MetricsListenRefused(unittest.TestCase):
             self.assertNotEqual(second.proc.wait(timeout=5), 0)
             self.assertIn(f"cannot listen for metrics on 127.0.0.1:{first.port}",
                           second.stderr_text())
+            self.assertIn(f"cannot listen on 127.0.0.1:0 or 127.0.0.1:{first.port}",
+                          second.stderr_text())
         finally:
             self.assertEqual(rh.stop_and_check(first), [])
 
