@@ -19,6 +19,11 @@ struct password_hash_cost {
     std::size_t memory_bytes = std::size_t{64} << 20;  ///< crypto_pwhash memlimit.
 };
 
+/// Whether `hash_password` accepts `cost` (libsodium's Argon2id limits, as documented there),
+/// without hashing anything: a start-up check that allocates nothing, however large the cost.
+/// Thread safety: pure function.
+bool valid_password_hash_cost(const password_hash_cost& cost) noexcept;
+
 /// Hashes `password` with Argon2id and a random salt into `out`, an encoded string
 /// (`$argon2id$v=19$m=...,t=...,p=1$salt$hash`) that carries its own parameters.
 /// Errors: `std::errc::invalid_argument` for costs outside libsodium's Argon2id limits

@@ -38,6 +38,10 @@ const char* bytes_of(std::string_view s) noexcept { return s.empty() ? "" : s.da
 
 }  // namespace
 
+bool valid_password_hash_cost(const password_hash_cost& cost) noexcept {
+    return cost_in_limits(cost);
+}
+
 std::error_code hash_password(std::string_view password, std::string& out,
                               const password_hash_cost& cost) {
     if (!cost_in_limits(cost) || password.size() > crypto_pwhash_argon2id_PASSWD_MAX) {

@@ -18,6 +18,7 @@ using gatehouse::hash_refresh_token;
 using gatehouse::make_decoy_password_hash;
 using gatehouse::make_refresh_token;
 using gatehouse::password_hash_cost;
+using gatehouse::valid_password_hash_cost;
 using gatehouse::verify_password;
 
 // The cheapest cost libsodium allows for Argon2id (1 pass, 8 KiB): tests stay fast, and the
@@ -80,6 +81,7 @@ TEST_CASE("hash_password refuses costs outside libsodium's limits", "[credential
         {std::numeric_limits<std::uint64_t>::max(), std::size_t{64} << 20},
     };
     for (const auto& cost : bad) {
+        CHECK_FALSE(valid_password_hash_cost(cost));
         std::string out = "untouched";
         CHECK(hash_password("password", out, cost) == std::errc::invalid_argument);
         CHECK(out == "untouched");
@@ -88,6 +90,14 @@ TEST_CASE("hash_password refuses costs outside libsodium's limits", "[credential
         CHECK(make_decoy_password_hash(decoy, cost) == std::errc::invalid_argument);
         CHECK(decoy == "untouched");
     }
+}
+
+TEST_CASE("valid_password_hash_cost takes what hash_password takes, hashing nothing",
+          "[credentials]") {
+    CHECK(valid_password_hash_cost({}));
+    CHECK(valid_password_hash_cost({1, 8192}));
+    // Far more memory than this machine has: still only a range check.
+    CHECK(valid_password_hash_cost({1, std::size_t{1} << 40U}));
 }
 
 TEST_CASE("verify_password is false for anything malformed", "[credentials]") {
