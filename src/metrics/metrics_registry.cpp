@@ -1,22 +1,84 @@
 #include "gatehouse/metrics.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace gatehouse {
+
+// ------------------------------------------------------------------------------------------
+// metric_histogram
+
+const std::vector<double>& metric_histogram::default_latency_bounds() {
+    static const std::vector<double> bounds{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                            0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                            1,      2.5,     5,      10};
+    return bounds;
+}
+
+metric_histogram::metric_histogram(std::vector<double> upper_bounds)
+    : bounds_(upper_bounds.empty() ? default_latency_bounds() : std::move(upper_bounds)) {
+    if (!bounds_.empty() && std::isinf(bounds_.back()) && bounds_.back() > 0) bounds_.pop_back();
+    for (std::size_t i = 0; i < bounds_.size(); ++i) {
+        if (!std::isfinite(bounds_[i])) {
+            throw std::invalid_argument("histogram bounds must be finite (but a last +Inf)");
+        }
+        if (i > 0 && !(bounds_[i - 1] < bounds_[i])) {
+            throw std::invalid_argument("histogram bounds must be strictly increasing");
+        }
+    }
+    // Value-initialised: every count starts at 0.
+    buckets_ = std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1);
+}
+
+metric_histogram::~metric_histogram() = default;
+
+void metric_histogram::observe(double v) noexcept {
+    if (std::isnan(v)) return;
+    // `le` is inclusive: the first bound >= v. Past the last bound lands on the +Inf bucket.
+    const auto i = static_cast<std::size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), v) -
+                                            bounds_.begin());
+    buckets_[i].fetch_add(1, std::memory_order_relaxed);
+    // C++17 has no fetch_add for atomic<double>. Uncontended this is one load and one CAS.
+    double sum = sum_.load(std::memory_order_relaxed);
+    while (!sum_.compare_exchange_weak(sum, sum + v, std::memory_order_relaxed)) {
+    }
+}
+
+std::uint64_t metric_histogram::bucket(std::size_t i) const noexcept {
+    return i <= bounds_.size() ? buckets_[i].load(std::memory_order_relaxed) : 0;
+}
+
+std::uint64_t metric_histogram::count() const noexcept {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i <= bounds_.size(); ++i) total += bucket(i);
+    return total;
+}
+
+// ------------------------------------------------------------------------------------------
+// metrics_registry
+
 namespace {
 
-enum class family_type { counter, gauge };
+enum class family_type { counter, gauge, histogram };
 
-// One `name{labels}` line. Exactly one of the three sources is set.
+// One `name{labels}` line (a histogram: its bucket, sum and count lines). Exactly one of the
+// four sources is set.
 struct series {
     std::string labels;
     metric_counter* counter = nullptr;
     metric_gauge* gauge = nullptr;
     std::function<double()> read;
+    std::shared_ptr<const metric_histogram> histogram;
+    // The same histogram when the registry made it (histogram()), so it may be handed out
+    // again; null for one shared by its owner (add_histogram()).
+    metric_histogram* own_histogram = nullptr;
 };
 
 struct family {
@@ -62,6 +124,76 @@ void append_double(std::string& out, double v) {
     out.append(buf, r.ptr);
 }
 
+// A bucket bound as the `le` label value, as Go's strconv.FormatFloat(v, 'g', -1, 64) writes
+// it, which is what Prometheus's own clients put there (and what dashboards match on):
+// shortest round-trip digits, in exponent form below 1e-4 and from 1e6 up.
+void append_bound(std::string& out, double v) {
+    char buf[64];
+    const auto sci = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+    const char* e = std::find(buf, sci.ptr, 'e');
+    const long exponent = e == sci.ptr ? 0 : std::strtol(e + 1, nullptr, 10);
+    if (v == 0 || (exponent >= -4 && exponent < 6)) {
+        const auto fixed = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::fixed);
+        out.append(buf, fixed.ptr);
+    } else {
+        out.append(buf, sci.ptr);
+    }
+}
+
+void append_labels(std::string& out, std::string_view labels) {
+    if (labels.empty()) return;
+    out += '{';
+    out += labels;
+    out += '}';
+}
+
+// One histogram series: its cumulative buckets, then _sum and _count. The buckets are read
+// once each and the count is their total, so the +Inf bucket always equals _count.
+void append_histogram(std::string& out, const std::string& name, std::string_view labels,
+                      const metric_histogram& h) {
+    const auto& bounds = h.upper_bounds();
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i <= bounds.size(); ++i) {
+        cumulative += h.bucket(i);
+        out += name;
+        out += "_bucket{";
+        if (!labels.empty()) {
+            out += labels;
+            out += ',';
+        }
+        out += "le=\"";
+        if (i < bounds.size()) {
+            append_bound(out, bounds[i]);
+        } else {
+            out += "+Inf";
+        }
+        out += "\"} ";
+        out += std::to_string(cumulative);
+        out += '\n';
+    }
+    out += name;
+    out += "_sum";
+    append_labels(out, labels);
+    out += ' ';
+    append_double(out, h.sum());
+    out += '\n';
+    out += name;
+    out += "_count";
+    append_labels(out, labels);
+    out += ' ';
+    out += std::to_string(cumulative);
+    out += '\n';
+}
+
+const char* type_name(family_type t) {
+    switch (t) {
+        case family_type::counter: return "counter";
+        case family_type::gauge: return "gauge";
+        case family_type::histogram: return "histogram";
+    }
+    return "untyped";
+}
+
 }  // namespace
 
 struct metrics_registry::impl {
@@ -71,6 +203,8 @@ struct metrics_registry::impl {
     // Deques never move their elements, so handed-out references stay valid.
     std::deque<metric_counter> counters;
     std::deque<metric_gauge> gauges;
+    // Histograms registered under a name that another type holds: never rendered.
+    std::vector<std::shared_ptr<metric_histogram>> orphans;
 
     family* find_family(std::string_view name) {
         for (auto& f : families) {
@@ -115,7 +249,7 @@ metric_counter& metrics_registry::counter(std::string_view name, std::string_vie
     // A name already used by a gauge keeps its first type: the caller still gets a working
     // counter, so no code path has to handle a failure, but it is never rendered.
     metric_counter& c = impl_->counters.emplace_back();
-    if (f) f->members.push_back({std::string(labels), &c, nullptr, {}});
+    if (f) f->members.push_back({std::string(labels), &c, nullptr, {}, {}, nullptr});
     return c;
 }
 
@@ -128,7 +262,7 @@ metric_gauge& metrics_registry::gauge(std::string_view name, std::string_view he
     // As for counters, a conflicting registration (a counter family, or a callback gauge
     // with these labels) gets a working gauge that is not rendered.
     metric_gauge& g = impl_->gauges.emplace_back();
-    if (f && !existing) f->members.push_back({std::string(labels), nullptr, &g, {}});
+    if (f && !existing) f->members.push_back({std::string(labels), nullptr, &g, {}, {}, nullptr});
     return g;
 }
 
@@ -155,7 +289,38 @@ void metrics_registry::impl::add_callback(std::string_view name, std::string_vie
         if (s->read) s->read = std::move(read);
         return;
     }
-    f->members.push_back({std::string(labels), nullptr, nullptr, std::move(read)});
+    f->members.push_back({std::string(labels), nullptr, nullptr, std::move(read), {}, nullptr});
+}
+
+metric_histogram& metrics_registry::histogram(std::string_view name, std::string_view help,
+                                              std::string_view labels,
+                                              std::vector<double> upper_bounds) {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    family* f = impl_->family_for(name, help, family_type::histogram);
+    series* existing = f ? impl::find_series(*f, labels) : nullptr;
+    if (existing && existing->own_histogram) return *existing->own_histogram;
+    auto h = std::make_shared<metric_histogram>(std::move(upper_bounds));
+    metric_histogram& out = *h;
+    // As for counters, a conflicting registration (another type's name, or labels whose
+    // histogram its owner shares) gets a working histogram, not rendered; the registry keeps
+    // it alive all the same.
+    if (f && !existing) {
+        f->members.push_back({std::string(labels), nullptr, nullptr, {}, std::move(h), &out});
+    } else {
+        impl_->orphans.push_back(std::move(h));
+    }
+    return out;
+}
+
+void metrics_registry::add_histogram(std::string_view name, std::string_view help,
+                                     std::shared_ptr<const metric_histogram> histogram,
+                                     std::string_view labels) {
+    if (!histogram) return;
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    family* f = impl_->family_for(name, help, family_type::histogram);
+    if (!f || impl::find_series(*f, labels)) return;
+    f->members.push_back(
+        {std::string(labels), nullptr, nullptr, {}, std::move(histogram), nullptr});
 }
 
 std::string metrics_registry::render() const {
@@ -168,8 +333,14 @@ std::string metrics_registry::render() const {
         append_help(out, f.help);
         out += "\n# TYPE ";
         out += f.name;
-        out += f.type == family_type::counter ? " counter\n" : " gauge\n";
+        out += ' ';
+        out += type_name(f.type);
+        out += '\n';
         for (const auto& s : f.members) {
+            if (s.histogram) {
+                append_histogram(out, f.name, s.labels, *s.histogram);
+                continue;
+            }
             out += f.name;
             if (!s.labels.empty()) {
                 out += '{';

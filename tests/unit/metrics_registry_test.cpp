@@ -3,8 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -212,4 +215,165 @@ TEST_CASE("metrics: counter callbacks render as counters and keep their family's
     CHECK(text.find("frames_total{kind=\"x\"} 2\n") != std::string::npos);
     CHECK(text.find("kind=\"y\"") == std::string::npos);
     CHECK(text.find("# TYPE frames_total counter\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: a histogram renders cumulative buckets, sum and count", "[metrics]") {
+    gatehouse::metrics_registry registry;
+    auto& h = registry.histogram("gatehouse_op_seconds", "Operation time.", "op=\"a\"",
+                                 {0.001, 0.25, 1, 2.5});
+    h.observe(0.0005);
+    h.observe(0.001);  // a bound is inclusive: `le`
+    h.observe(0.3);
+    h.observe(3.0);                                       // above the last bound: +Inf only
+    h.observe(std::numeric_limits<double>::quiet_NaN());  // ignored
+    h.observe(std::chrono::milliseconds(250));            // 0.25 s, in the 0.25 bucket
+    auto& unlabelled = registry.histogram("gatehouse_empty_seconds", "Nothing yet.", "", {0.5});
+    CHECK(unlabelled.count() == 0);
+
+    CHECK(registry.render() ==
+          "# HELP gatehouse_op_seconds Operation time.\n"
+          "# TYPE gatehouse_op_seconds histogram\n"
+          "gatehouse_op_seconds_bucket{op=\"a\",le=\"0.001\"} 2\n"
+          "gatehouse_op_seconds_bucket{op=\"a\",le=\"0.25\"} 3\n"
+          "gatehouse_op_seconds_bucket{op=\"a\",le=\"1\"} 4\n"
+          "gatehouse_op_seconds_bucket{op=\"a\",le=\"2.5\"} 4\n"
+          "gatehouse_op_seconds_bucket{op=\"a\",le=\"+Inf\"} 5\n"
+          "gatehouse_op_seconds_sum{op=\"a\"} 3.5515\n"
+          "gatehouse_op_seconds_count{op=\"a\"} 5\n"
+          "# HELP gatehouse_empty_seconds Nothing yet.\n"
+          "# TYPE gatehouse_empty_seconds histogram\n"
+          "gatehouse_empty_seconds_bucket{le=\"0.5\"} 0\n"
+          "gatehouse_empty_seconds_bucket{le=\"+Inf\"} 0\n"
+          "gatehouse_empty_seconds_sum 0\n"
+          "gatehouse_empty_seconds_count 0\n");
+    CHECK(h.count() == 5);
+    CHECK(h.bucket(0) == 2);
+    CHECK(h.bucket(4) == 1);
+    CHECK(h.bucket(5) == 0);
+}
+
+TEST_CASE("metrics: histogram bounds are written as Prometheus clients write them", "[metrics]") {
+    gatehouse::metrics_registry registry;
+    registry.histogram("d_seconds", "h");  // the default latency bounds
+    registry.histogram("x", "h", "", {1e-5, 0.0001, 0.1, 100000, 1e6, 2.5e6});
+    const auto text = registry.render();
+    CHECK(text.find("d_seconds_bucket{le=\"0.0001\"} 0\n"
+                    "d_seconds_bucket{le=\"0.00025\"} 0\n"
+                    "d_seconds_bucket{le=\"0.0005\"} 0\n"
+                    "d_seconds_bucket{le=\"0.001\"} 0\n") != std::string::npos);
+    CHECK(text.find("d_seconds_bucket{le=\"1\"} 0\n"
+                    "d_seconds_bucket{le=\"2.5\"} 0\n"
+                    "d_seconds_bucket{le=\"5\"} 0\n"
+                    "d_seconds_bucket{le=\"10\"} 0\n"
+                    "d_seconds_bucket{le=\"+Inf\"} 0\n") != std::string::npos);
+    CHECK(text.find("x_bucket{le=\"1e-05\"} 0\n"
+                    "x_bucket{le=\"0.0001\"} 0\n"
+                    "x_bucket{le=\"0.1\"} 0\n"
+                    "x_bucket{le=\"100000\"} 0\n"
+                    "x_bucket{le=\"1e+06\"} 0\n"
+                    "x_bucket{le=\"2.5e+06\"} 0\n"
+                    "x_bucket{le=\"+Inf\"} 0\n") != std::string::npos);
+    CHECK(gatehouse::metric_histogram::default_latency_bounds().size() == 16);
+}
+
+TEST_CASE("metrics: histogram bounds are checked", "[metrics]") {
+    using gatehouse::metric_histogram;
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_AS(metric_histogram({1, 1}), std::invalid_argument);
+    CHECK_THROWS_AS(metric_histogram({2, 1}), std::invalid_argument);
+    CHECK_THROWS_AS(metric_histogram({std::nan(""), 1}), std::invalid_argument);
+    CHECK_THROWS_AS(metric_histogram({inf, 1}), std::invalid_argument);
+    CHECK_THROWS_AS(metric_histogram({-inf}), std::invalid_argument);
+    // A trailing +Inf is the bucket that is always there.
+    const metric_histogram h({0.5, inf});
+    CHECK(h.upper_bounds() == std::vector<double>{0.5});
+    gatehouse::metrics_registry registry;
+    CHECK_THROWS_AS(registry.histogram("h", "h", "", {3, 2}), std::invalid_argument);
+}
+
+TEST_CASE("metrics: histogram series are found again and keep their family's type", "[metrics]") {
+    gatehouse::metrics_registry registry;
+    auto& a = registry.histogram("t_seconds", "h", "k=\"a\"", {1});
+    CHECK(&registry.histogram("t_seconds", "h", "k=\"a\"", {5, 6}) == &a);  // bounds ignored
+    CHECK(&registry.histogram("t_seconds", "h", "k=\"b\"") != &a);
+    registry.counter("c_total", "h").add(1);
+    auto& not_rendered = registry.histogram("c_total", "h");
+    not_rendered.observe(1);
+    CHECK(not_rendered.count() == 1);
+    auto& not_counter = registry.counter("t_seconds", "h");
+    not_counter.add();
+    const auto text = registry.render();
+    CHECK(text.find("c_total_bucket") == std::string::npos);
+    CHECK(text.find("# TYPE t_seconds histogram\n") != std::string::npos);
+    CHECK(text.find("\nt_seconds ") == std::string::npos);
+    CHECK(text.find("t_seconds_bucket{k=\"b\",le=\"0.0001\"} 0\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: a shared histogram outlives whichever owner goes first", "[metrics]") {
+    auto owned = std::make_shared<gatehouse::metric_histogram>(std::vector<double>{1});
+    owned->observe(0.5);
+    {
+        gatehouse::metrics_registry registry;
+        registry.add_histogram("s_seconds", "Shared.", owned, "side=\"x\"");
+        registry.add_histogram("s_seconds", "Shared.", nullptr, "side=\"y\"");  // ignored
+        // Labels taken: the first stays; histogram() then hands out an unrendered one.
+        registry.add_histogram("s_seconds", "Shared.",
+                               std::make_shared<gatehouse::metric_histogram>(), "side=\"x\"");
+        registry.histogram("s_seconds", "Shared.", "side=\"x\"").observe(7);
+        CHECK(registry.render() ==
+              "# HELP s_seconds Shared.\n# TYPE s_seconds histogram\n"
+              "s_seconds_bucket{side=\"x\",le=\"1\"} 1\n"
+              "s_seconds_bucket{side=\"x\",le=\"+Inf\"} 1\n"
+              "s_seconds_sum{side=\"x\"} 0.5\n"
+              "s_seconds_count{side=\"x\"} 1\n");
+    }
+    owned->observe(2);  // the registry is gone; its owner still uses it
+    CHECK(owned->count() == 2);
+
+    gatehouse::metrics_registry registry;
+    std::weak_ptr<gatehouse::metric_histogram> weak = owned;
+    registry.add_histogram("s_seconds", "Shared.", std::move(owned));
+    CHECK_FALSE(weak.expired());  // its owner let go; the registry keeps rendering it
+    CHECK(registry.render().find("s_seconds_count 2\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: histogram observations and render run concurrently", "[metrics]") {
+    gatehouse::metrics_registry registry;
+    auto& h = registry.histogram("c_seconds", "h", "", {0.25, 0.5, 0.75});
+    constexpr int per_thread = 50000;
+    constexpr int threads_n = 4;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < threads_n; ++t) {
+        threads.emplace_back([&h, t] {
+            // Each thread its own bucket, and values whose sums are exact in a double.
+            const double v = 0.25 * (t + 1);
+            for (int i = 0; i < per_thread; ++i) h.observe(v);
+        });
+    }
+    // Every render is consistent within itself: cumulative buckets never decrease and the
+    // +Inf bucket is the count.
+    for (int r = 0; r < 200; ++r) {
+        const auto text = registry.render();
+        std::uint64_t previous = 0;
+        std::uint64_t inf = 0;
+        std::size_t at = 0;
+        while ((at = text.find("c_seconds_bucket{", at)) != std::string::npos) {
+            const auto space = text.find("} ", at);
+            const auto value = std::stoull(text.substr(space + 2));
+            CHECK(value >= previous);
+            previous = value;
+            if (text.compare(at, 27, "c_seconds_bucket{le=\"+Inf\"}") == 0) inf = value;
+            at = space;
+        }
+        const auto count_at = text.find("c_seconds_count ");
+        REQUIRE(count_at != std::string::npos);
+        CHECK(std::stoull(text.substr(count_at + 16)) == inf);
+    }
+    for (auto& t : threads) t.join();
+    CHECK(h.count() == std::uint64_t{threads_n} * per_thread);
+    CHECK(h.bucket(0) == per_thread);
+    CHECK(h.bucket(1) == per_thread);
+    CHECK(h.bucket(2) == per_thread);
+    CHECK(h.bucket(3) == per_thread);
+    CHECK(h.sum() == per_thread * (0.25 + 0.5 + 0.75 + 1.0));
 }
