@@ -48,6 +48,7 @@ struct session_reply {
     std::weak_ptr<session> target;
 
     static metric_counter& accepted_counter(gateway_metrics& m) { return m.commands_accepted; }
+    static metric_histogram& ack_histogram(gateway_metrics& m) { return m.command_ack_ws; }
     void accepted(std::string_view entry_id, std::string_view correlation_id,
                   const log_sink& log) const {
         const auto s = target.lock();
@@ -76,6 +77,7 @@ struct http_reply {
     http_responder respond;
 
     static metric_counter& accepted_counter(gateway_metrics& m) { return m.http_commands_accepted; }
+    static metric_histogram& ack_histogram(gateway_metrics& m) { return m.command_ack_http; }
     void accepted(std::string_view entry_id, std::string_view correlation_id,
                   const log_sink&) const {
         std::string body = "{\"correlation_id\":";
@@ -190,7 +192,10 @@ command_ingress::scratch_binding::~scratch_binding() { bound_scratch = previous_
 
 void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
                                  std::string_view bytes) {
-    s->touch(steady_now_ms());
+    // One clock read for both the idle timer and the ack latency.
+    const auto received = std::chrono::steady_clock::now();
+    s->touch(
+        std::chrono::duration_cast<std::chrono::milliseconds>(received.time_since_epoch()).count());
     // After shutdown began nothing more is read: no ack, no error (PROTOCOL.md section 1).
     if (s->draining()) return;
     const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
@@ -201,12 +206,13 @@ void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
     const auto decoded = reader.decode(bytes, command);
     // Every message takes a token, valid or not, so a flood of garbage is limited too.
     const bool within_rate = s->bucket().try_take();
-    accept(decoded, within_rate, {}, command, session_answer{s, options_->log, control_},
+    accept(decoded, within_rate, {}, command, session_answer{s, options_->log, control_}, received,
            started_ns);
 }
 
 void command_ingress::on_http_command(const http_request& request, const identity& who,
                                       const http_responder& respond) {
+    const auto received = std::chrono::steady_clock::now();
     if (!request.content_type_is("application/json")) {
         respond(http_response::problem(415, "unsupported_media_type",
                                        "the body must be application/json"));
@@ -237,7 +243,7 @@ void command_ingress::on_http_command(const http_request& request, const identit
         options_->gateway_id + "-r" +
         std::to_string(http_request_counter_.fetch_add(1, std::memory_order_relaxed) + 1);
     accept(decoded, within_rate, wait, command, http_answer{respond, who, request_id, accepting_},
-           started_ns);
+           received, started_ns);
 }
 
 // The one acceptance path. `Answer` is how the sender is told (session_answer, http_answer):
@@ -245,7 +251,8 @@ void command_ingress::on_http_command(const http_request& request, const identit
 template <class Answer>
 void command_ingress::accept(std::error_code decoded, bool within_rate,
                              std::chrono::milliseconds retry_after, envelope& command,
-                             Answer answer, std::int64_t started_ns) {
+                             Answer answer, std::chrono::steady_clock::time_point received,
+                             std::int64_t started_ns) {
     // Tracing off: an empty span, and nothing below does more than test it.
     ingress_span traced = options_->tracing ? ingress_span(options_->tracing, started_ns, command,
                                                            decoded, Answer::transport)
@@ -293,8 +300,8 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
         return;
     }
     bus_->append(command, [answers = answers_, reply = answer.detach(),
-                           correlation_id = command.correlation_id, trace = traced.to_bus(command)](
-                              std::error_code error, std::string_view entry_id) {
+                           correlation_id = command.correlation_id, trace = traced.to_bus(command),
+                           received](std::error_code error, std::string_view entry_id) {
         if (answers->tracker.handling()) {
             const auto& log = answers->options->log;
             if (error) {
@@ -303,6 +310,8 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
             } else {
                 reply.accepted_counter(*answers->metrics).add();
                 reply.accepted(entry_id, correlation_id, log);
+                reply.ack_histogram(*answers->metrics)
+                    .observe(std::chrono::steady_clock::now() - received);
             }
         }
         // Ended once the client was answered: the span covers decode, append and ack.

@@ -99,10 +99,12 @@ public:
     };
 
 private:
-    // `started_ns`: when the message arrived, for its span (0 when tracing is off).
+    // `received`: when the message arrived, before decoding (gatehouse_command_ack_seconds);
+    // `started_ns`: the same on the Unix clock, for its span (0 when tracing is off).
     template <class Answer>
     void accept(std::error_code decoded, bool within_rate, std::chrono::milliseconds retry_after,
-                envelope& command, Answer answer, std::int64_t started_ns);
+                envelope& command, Answer answer, std::chrono::steady_clock::time_point received,
+                std::int64_t started_ns);
 
     // What a bus callback holds (strongly, one reference per command): what it needs to answer,
     // never the bus itself, so that a callback that outlives the gateway and is the last to

@@ -32,6 +32,14 @@ metric_counter& refresh_outcomes(metrics_registry& m, std::string_view outcome) 
                      "outcome=\"" + std::string(outcome) + "\"");
 }
 
+metric_histogram& command_ack(metrics_registry& m, std::string_view transport) {
+    return m.histogram("gatehouse_command_ack_seconds",
+                       "Time from a command's arrival (before decoding) to its ack being queued "
+                       "(WebSocket) or its 202 handed over (POST /commands), by transport; "
+                       "commands the bus accepted only.",
+                       "transport=\"" + std::string(transport) + "\"");
+}
+
 metric_counter& closed_counter(metrics_registry& m, std::uint16_t code) {
     return m.counter("gatehouse_connections_closed_total", closed_help,
                      "code=\"" + std::to_string(code) + "\"");
@@ -91,7 +99,14 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
                                           "Sessions ended because their access token expired "
                                           "(WebSockets closed 4001, event streams ended).")),
       refreshes_ok(refresh_outcomes(*registry_, "ok")),
-      refreshes_refused(refresh_outcomes(*registry_, "refused")) {
+      refreshes_refused(refresh_outcomes(*registry_, "refused")),
+      command_ack_ws(command_ack(*registry_, "ws")),
+      command_ack_http(command_ack(*registry_, "http")),
+      update_delivery(registry_->histogram(
+          "gatehouse_update_delivery_seconds",
+          "Time from a logged update's publish (the time in its update id, PROTOCOL.md 6.4; "
+          "millisecond resolution, the publisher's clock) to its frames being queued here, once "
+          "per update that reached a connection. Unlogged updates carry no publish time.")) {
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
     // start so that dashboards see the family before the first close.
     for (const int code : {1000, 1001, 1006, 1007, 1008, 1009}) {

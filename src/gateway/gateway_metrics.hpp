@@ -65,6 +65,11 @@ public:
     metric_counter& sessions_expired;
     metric_counter& refreshes_ok;
     metric_counter& refreshes_refused;
+    // A command's decode to its ack queued (202 handed over), by transport; acks only.
+    metric_histogram& command_ack_ws;
+    metric_histogram& command_ack_http;
+    // A logged update's publish (its update id's time) to its frames queued here.
+    metric_histogram& update_delivery;
 };
 
 }  // namespace gatehouse::detail

@@ -1,6 +1,8 @@
 #include "gateway/gateway_metrics.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -102,6 +104,48 @@ TEST_CASE("update router: delivery classes are counted by outcome and never reac
         CHECK(frame.find("delivery") == std::string::npos);
         CHECK(frame.find("k7") == std::string::npos);
     }
+    f.core->stop_listener();
+    s.handler->on_close(1000);
+}
+
+TEST_CASE("gateway metrics: acked commands and logged updates are timed", "[gateway_metrics]") {
+    core_on<manual_bus> f(test_options());
+    f.core->start_listener();
+    auto s = f.open("rosa");
+    auto text = f.core->metrics().render();
+    CHECK(has(text, "# TYPE gatehouse_command_ack_seconds histogram\n"));
+    CHECK(has(text, "gatehouse_command_ack_seconds_count{transport=\"ws\"} 0\n"));
+    CHECK(has(text, "gatehouse_command_ack_seconds_count{transport=\"http\"} 0\n"));
+    CHECK(has(text, "gatehouse_update_delivery_seconds_count 0\n"));
+
+    // Only acks count: a command the bus refused is not timed.
+    s.handler->on_message(true, R"({"type":"move","payload":1,"correlation_id":"c1"})");
+    s.handler->on_message(true, R"({"type":"move","payload":2,"correlation_id":"c2"})");
+    REQUIRE(f.bus->answer_next());
+    REQUIRE(f.bus->fail_next());
+    text = f.core->metrics().render();
+    CHECK(has(text, "gatehouse_command_ack_seconds_bucket{transport=\"ws\",le=\"+Inf\"} 1\n"));
+    CHECK(has(text, "gatehouse_command_ack_seconds_count{transport=\"ws\"} 1\n"));
+    CHECK(has(text, "gatehouse_command_ack_seconds_count{transport=\"http\"} 0\n"));
+
+    // A logged update's id carries its publish time: 1.5 s ago lands between 1 and 2.5 s.
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    const auto logged = [](const std::string& player, std::int64_t ms) {
+        return R"({"player_id":")" + player + R"(","type":"news","payload":1,"update_ids":{")" +
+               player + R"(":")" + std::to_string(ms) + R"(-0"}})";
+    };
+    REQUIRE(f.bus->deliver(logged("rosa", now_ms - 1500)));
+    // Not timed: unlogged, for nobody here, or stamped ahead of this clock (counted as 0).
+    REQUIRE(f.bus->deliver(to_json(update_for_player("rosa", "news", "2"))));
+    REQUIRE(f.bus->deliver(logged("nobody", now_ms - 1500)));
+    REQUIRE(f.bus->deliver(logged("rosa", now_ms + 60000)));
+    text = f.core->metrics().render();
+    CHECK(has(text, "gatehouse_update_delivery_seconds_bucket{le=\"0.0001\"} 1\n"));
+    CHECK(has(text, "gatehouse_update_delivery_seconds_bucket{le=\"1\"} 1\n"));
+    CHECK(has(text, "gatehouse_update_delivery_seconds_bucket{le=\"2.5\"} 2\n"));
+    CHECK(has(text, "gatehouse_update_delivery_seconds_count 2\n"));
     f.core->stop_listener();
     s.handler->on_close(1000);
 }
