@@ -72,6 +72,10 @@ void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::
     counter("gatehouse_commands_deduplicated_total",
             "Retried commands answered with their first stream id, not appended again.",
             &stats::duplicates);
+    m.add_histogram("gatehouse_redis_roundtrip_seconds",
+                    "Round trips on the command connection, per reply: the command queued for "
+                    "the next write to its reply read (XADD, FCALL, the idle PING).",
+                    redis->producer().roundtrip_histogram());
     m.gauge_callback("gatehouse_redis_connected",
                      "1 while the command connection and the subscription are up.",
                      [redis] { return redis->connected() ? 1.0 : 0.0; });

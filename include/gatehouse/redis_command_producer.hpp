@@ -14,6 +14,7 @@
 
 #include "gatehouse/command_bus.hpp"
 #include "gatehouse/log.hpp"
+#include "gatehouse/metrics.hpp"
 #include "gatehouse/update_log.hpp"
 
 namespace gatehouse {
@@ -163,6 +164,14 @@ public:
 
     /// A snapshot of the counters.
     redis_command_producer_stats stats() const noexcept;
+
+    /// Round trips on the command connection: per reply, the time from its command being
+    /// queued on the I/O thread (the moment it joins the next write) to the reply being read,
+    /// in seconds, with `metric_histogram`'s default bounds; the connection setup's commands and
+    /// the idle PINGs count too. Shared, so that a `metrics_registry` can render it
+    /// (`add_histogram`, e.g. as `gatehouse_redis_roundtrip_seconds`) whichever of the two
+    /// is destroyed first.
+    std::shared_ptr<const metric_histogram> roundtrip_histogram() const noexcept;
 
     /// The URL without its password (`redis://user:***@host:port/db`), for logs.
     const std::string& redacted_url() const noexcept;

@@ -108,6 +108,8 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
 
     std::atomic<std::uint64_t> appended{0}, append_failures{0}, reconnects{0}, reply_errors{0},
         duplicates{0};
+    // Every command's round trip on the connection (each new connection is given it).
+    const std::shared_ptr<metric_histogram> roundtrip = std::make_shared<metric_histogram>();
 
     void log(log_level level, const std::string& message) const {
         if (options.log) options.log(level, "redis " + redacted + ": " + message);
@@ -121,6 +123,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     void connect() {
         auto c = std::make_shared<r::connection>(io.context(), where);
         c->set_timeout(options.timeout);
+        c->set_roundtrip_histogram(roundtrip);
         {
             std::unique_lock<std::shared_mutex> lock(command_mutex);
             if (closed) return;
@@ -571,6 +574,11 @@ redis_command_producer_stats redis_command_producer::stats() const noexcept {
     out.reconnects = s.reconnects.load(std::memory_order_relaxed);
     out.duplicates = s.duplicates.load(std::memory_order_relaxed);
     return out;
+}
+
+std::shared_ptr<const metric_histogram> redis_command_producer::roundtrip_histogram()
+    const noexcept {
+    return state_->roundtrip;
 }
 
 const std::string& redis_command_producer::redacted_url() const noexcept {

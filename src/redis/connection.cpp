@@ -273,6 +273,12 @@ void connection::set_timeout(std::chrono::milliseconds limit) {
     asio::post(strand_, [self = shared_from_this(), limit] { self->timeout_ = limit; });
 }
 
+void connection::set_roundtrip_histogram(std::shared_ptr<metric_histogram> histogram) {
+    asio::post(strand_, [self = shared_from_this(), h = std::move(histogram)]() mutable {
+        self->roundtrip_ = std::move(h);
+    });
+}
+
 void connection::arm_watchdog() {
     if (timeout_.count() <= 0) return;
     // A quarter of the deadline: a late reply is noticed at most 25% after it fell due, and an
@@ -340,6 +346,8 @@ void connection::on_data(std::size_t n) {
         fail(std::make_error_code(std::errc::bad_message));
         return;
     }
+    // One clock read for every reply of this read: they all arrived together.
+    const auto now = roundtrip_ ? clock::now() : clock::time_point();
     // Bounded by the bytes just fed: each iteration consumes one complete reply.
     for (;;) {
         void* raw = nullptr;
@@ -351,12 +359,12 @@ void connection::on_data(std::size_t n) {
         if (raw == nullptr) return;
         reply r = from_hiredis(*static_cast<const redisReply*>(raw));
         freeReplyObject(raw);
-        dispatch_reply(std::move(r));
+        dispatch_reply(std::move(r), now);
         if (state_ != state::connecting && state_ != state::ready) return;
     }
 }
 
-void connection::dispatch_reply(reply r) {
+void connection::dispatch_reply(reply r, clock::time_point now) {
     if ((subscribed_ && is_pubsub_message(r)) || pending_.empty()) {
         if (!push_) return;
         // Called through a copy: the handler may close this connection (its owner closing from
@@ -367,6 +375,7 @@ void connection::dispatch_reply(reply r) {
     }
     auto& front = pending_.front();
     if (--front.replies > 0) return;  // an intermediate SUBSCRIBE confirmation
+    if (roundtrip_) roundtrip_->observe(now - front.queued);
     auto done = std::move(front.done);
     pending_.pop_front();
     done({}, std::move(r));

@@ -20,6 +20,7 @@
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
+#include "gatehouse/metrics.hpp"
 #include "redis/reply.hpp"
 #include "redis/url.hpp"
 
@@ -107,6 +108,11 @@ public:
     /// nothing else is sent. Call before `connect()`; without it nothing times out.
     void set_timeout(std::chrono::milliseconds limit);
 
+    /// Observes, per reply that answers a command, the time from the command being queued on
+    /// the strand to its reply being parsed (the clock is read once per batch of replies read
+    /// together). Call before `connect()`; without it nothing is timed.
+    void set_roundtrip_histogram(std::shared_ptr<metric_histogram> histogram);
+
     /// Closes the socket; pending callbacks get `asio::error::operation_aborted`. Idempotent.
     void close();
 
@@ -151,7 +157,7 @@ private:
     void do_write();
     void do_read();
     void on_data(std::size_t n);
-    void dispatch_reply(reply r);
+    void dispatch_reply(reply r, clock::time_point now);
     void fail(std::error_code ec, state next = state::failed);
     void finish_connect(std::error_code ec);
 
@@ -160,7 +166,8 @@ private:
     asio::ip::tcp::resolver resolver_;
     asio::steady_timer watchdog_;
     url url_;
-    std::chrono::milliseconds timeout_{0};  // 0: no deadlines, no idle PING
+    std::chrono::milliseconds timeout_{0};         // 0: no deadlines, no idle PING
+    std::shared_ptr<metric_histogram> roundtrip_;  // null: replies are not timed
     clock::time_point connect_started_;
     clock::time_point last_queued_;  // when the latest command was queued (idle PING)
     state state_ = state::idle;
