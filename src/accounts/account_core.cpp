@@ -34,11 +34,32 @@ account_core::account_core(accounts_options options, std::shared_ptr<user_store>
             throw std::invalid_argument(
                 "accounts: login_service_url must be http://HOST[:PORT][/PATH]");
         }
-    } else if (const auto ec = make_decoy_password_hash(decoy_hash_, options_.password_cost)) {
+    } else if (const auto ec = timed_decoy_hash()) {
         // Every later hash at this cost would fail the same way: refuse the configuration now
         // rather than every registration.
         throw std::invalid_argument("accounts: password_cost: " + ec.message());
     }
+}
+
+std::error_code account_core::timed_decoy_hash() {
+    const auto start = std::chrono::steady_clock::now();
+    const auto ec = make_decoy_password_hash(decoy_hash_, options_.password_cost);
+    hash_seconds->observe(std::chrono::steady_clock::now() - start);
+    return ec;
+}
+
+std::error_code account_core::hash_password(std::string_view password, std::string& out) const {
+    const auto start = std::chrono::steady_clock::now();
+    const auto ec = gatehouse::hash_password(password, out, options_.password_cost);
+    hash_seconds->observe(std::chrono::steady_clock::now() - start);
+    return ec;
+}
+
+bool account_core::verify_password(std::string_view encoded, std::string_view password) const {
+    const auto start = std::chrono::steady_clock::now();
+    const bool ok = gatehouse::verify_password(encoded, password);
+    verify_seconds->observe(std::chrono::steady_clock::now() - start);
+    return ok;
 }
 
 void account_core::log(log_level level, const std::string& message) const {

@@ -12,9 +12,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <system_error>
 
 #include "accounts/login_forwarder.hpp"
 #include "gatehouse/accounts.hpp"
+#include "gatehouse/metrics.hpp"
 
 namespace gatehouse::detail {
 
@@ -45,6 +48,16 @@ public:
     void audit(std::string_view event, std::string_view username, std::string_view player_id,
                std::string_view client_address) const;
 
+    // Argon2id at `options().password_cost`, and its check: `hash_password` and
+    // `verify_password` of credentials.hpp, each timed in its histogram below. CPU-bound: on a
+    // worker only.
+    std::error_code hash_password(std::string_view password, std::string& out) const;
+    bool verify_password(std::string_view encoded, std::string_view password) const;
+    // gatehouse_password_hash_seconds{operation="hash"|"verify"}: shared with the gateway's
+    // registry (accounts::add_routes), which may go first or last.
+    const std::shared_ptr<metric_histogram> hash_seconds = std::make_shared<metric_histogram>();
+    const std::shared_ptr<metric_histogram> verify_seconds = std::make_shared<metric_histogram>();
+
     // The per-address limit of the credential routes; nullopt when within it. Blocks (the
     // limiter may be Redis): on a worker only.
     std::optional<http_response> address_limited(const std::string& address) const;
@@ -60,6 +73,9 @@ public:
     void maybe_prune();
 
 private:
+    // The decoy hash, timed like any other.
+    std::error_code timed_decoy_hash();
+
     accounts_options options_;
     std::shared_ptr<user_store> store_;
     std::shared_ptr<attempt_limiter> limiter_;

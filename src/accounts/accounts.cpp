@@ -4,6 +4,7 @@
 
 #include "gatehouse/accounts.hpp"
 
+#include <string_view>
 #include <utility>
 
 #include "accounts/account_routes.hpp"
@@ -32,6 +33,14 @@ void accounts::add_routes(gateway& gw) {
     using handler = void (*)(const detail::account_core_ptr&, const detail::account_jobs&,
                              const http_request&, const http_responder&);
     const auto i = impl_;
+    // Shared: jobs still running after the gateway is gone keep observing into them.
+    constexpr std::string_view hash_help =
+        "Argon2id work on the account workers: hashing a new password, checking one at login "
+        "or a password change (the decoy check of an unknown name included).";
+    gw.metrics().add_histogram("gatehouse_password_hash_seconds", hash_help, i->core->hash_seconds,
+                               "operation=\"hash\"");
+    gw.metrics().add_histogram("gatehouse_password_hash_seconds", hash_help,
+                               i->core->verify_seconds, "operation=\"verify\"");
     const auto route = [&gw, i](const char* path, handler h) {
         gw.add_route("POST", path, [i, h](const http_request& r, const http_responder& respond) {
             h(i->core, i->jobs, r, respond);

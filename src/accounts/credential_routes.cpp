@@ -74,7 +74,7 @@ void register_user(const account_core_ptr& core, const account_jobs& jobs,
                  user_record user;
                  user.username = u;
                  user.email = e;
-                 if (hash_password(p, user.password_hash, core->options().password_cost)) {
+                 if (core->hash_password(p, user.password_hash)) {
                      return http_response::problem(500, "internal_error",
                                                    "cannot hash the password");
                  }
@@ -135,9 +135,9 @@ void login(const account_core_ptr& core, const account_jobs& jobs, const http_re
                  bool ok = false;
                  if (found) {
                      // The same Argon2id work for an unknown name as for a wrong password.
-                     static_cast<void>(verify_password(core->decoy_hash(), p));
+                     static_cast<void>(core->verify_password(core->decoy_hash(), p));
                  } else {
-                     ok = verify_password(user.password_hash, p);
+                     ok = core->verify_password(user.password_hash, p);
                  }
                  if (!ok) {
                      // One event for an unknown name and a wrong password, as the answer is

@@ -114,12 +114,12 @@ void player_settings(const account_core_ptr& core, const account_jobs& jobs, con
                      return invalid("preferences: at most 16 KiB of JSON");
                  }
                  if (!next.empty()) {
-                     if (!verify_password(user.password_hash, current)) {
+                     if (!core->verify_password(user.password_hash, current)) {
                          return http_response::problem(403, "wrong_password",
                                                        "current_password is not the password");
                      }
                      std::string hash;
-                     if (hash_password(next, hash, core->options().password_cost)) {
+                     if (core->hash_password(next, hash)) {
                          return http_response::problem(500, "internal_error",
                                                        "cannot hash the password");
                      }
