@@ -42,6 +42,8 @@ readonly packages=(
     # tests of the bindings (pybind11 module) and the browser demo (headless Chromium, driven by
     # playwright-core from the npm registry with the machine's Node.js)
     pybind11-dev python3-dev chromium
+    # bench/micro/histogram_bench.cpp compares metric_histogram with prometheus-cpp (issue 19)
+    prometheus-cpp-dev
     # fuzz: clang with libFuzzer and the sanitizer runtimes
     clang libclang-rt-14-dev
     # style: the formatter `test` checks with and `format` applies, and the linter `test` runs

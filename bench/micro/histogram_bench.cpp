@@ -1,14 +1,14 @@
 // Histogram microbenchmarks: what one observation costs on the command path, for
-// gatehouse's lock-free `metric_histogram` against a histogram built the way prometheus-cpp
-// builds its own (issue 19: "use prometheus-cpp if it fits the hot path, or show why the
-// registry stays"; prometheus-cpp is not packaged in Debian 12, so its design is rebuilt
-// here rather than the library linked).
+// gatehouse's lock-free `metric_histogram` against prometheus-cpp's `Histogram` (issue 19:
+// "use prometheus-cpp from Debian if it fits the hot path, or show why the registry stays").
 //
 //   observe/lockfree            metric_histogram::observe
-//   observe/mutex               prometheus::Histogram::Observe's design: find the bucket, then
-//                               under a std::mutex add to the sum and the bucket's count, each
-//                               a prometheus::Counter (an atomic double changed by a
-//                               compare-and-swap loop, as prometheus::Gauge::Change does)
+//   observe/prometheus_cpp      prometheus::Histogram::Observe (Debian's prometheus-cpp-dev;
+//                               only when CMake found it)
+//   observe/mutex               the same design rebuilt here, so the comparison runs without
+//                               the package too: find the bucket, then under a std::mutex add
+//                               to the sum and the bucket's count, each an atomic double
+//                               changed by a compare-and-swap loop (prometheus::Gauge::Change)
 //   observe/now_and_lockfree    two steady_clock reads and one observe: what the gateway
 //                               adds per acked command
 //
@@ -32,6 +32,10 @@
 #include <vector>
 
 #include "gatehouse/metrics.hpp"
+
+#ifdef GATEHOUSE_BENCH_PROMETHEUS_CPP
+#include <prometheus/histogram.h>
+#endif
 
 namespace {
 
@@ -108,6 +112,19 @@ void run_observe(benchmark::State& state, Histogram& h) {
 void observe_lockfree(benchmark::State& state) { run_observe(state, lockfree_shared); }
 void observe_mutex(benchmark::State& state) { run_observe(state, mutex_shared); }
 
+#ifdef GATEHOUSE_BENCH_PROMETHEUS_CPP
+// Used as an application keeps one: a reference to the Histogram its Family handed out.
+prometheus::Histogram prometheus_shared(gatehouse::metric_histogram::default_latency_bounds());
+struct prometheus_adapter {
+    void observe(double v) { prometheus_shared.Observe(v); }
+};
+void observe_prometheus_cpp(benchmark::State& state) {
+    prometheus_adapter h;
+    run_observe(state, h);
+}
+BENCHMARK(observe_prometheus_cpp)->Name("observe/prometheus_cpp")->Threads(1)->Threads(2);
+#endif
+
 void observe_now_and_lockfree(benchmark::State& state) {
     for (auto _ : state) {
         const auto start = std::chrono::steady_clock::now();
@@ -129,7 +146,13 @@ bool self_check() {
         a.observe(v);
         b.observe(v);
     }
-    return a.count() == latencies.size() && b.count() == latencies.size();
+    bool ok = a.count() == latencies.size() && b.count() == latencies.size();
+#ifdef GATEHOUSE_BENCH_PROMETHEUS_CPP
+    prometheus::Histogram c(gatehouse::metric_histogram::default_latency_bounds());
+    for (const double v : latencies) c.Observe(v);
+    ok = ok && c.Collect().histogram.sample_count == latencies.size();
+#endif
+    return ok;
 }
 
 }  // namespace
