@@ -23,7 +23,8 @@ const std::vector<double>& metric_histogram::default_latency_bounds() {
 }
 
 metric_histogram::metric_histogram(std::vector<double> upper_bounds)
-    : bounds_(upper_bounds.empty() ? default_latency_bounds() : std::move(upper_bounds)) {
+    : bounds_(std::move(upper_bounds)) {
+    if (bounds_.empty()) bounds_ = default_latency_bounds();
     if (!bounds_.empty() && std::isinf(bounds_.back()) && bounds_.back() > 0) bounds_.pop_back();
     for (std::size_t i = 0; i < bounds_.size(); ++i) {
         if (!std::isfinite(bounds_[i])) {
