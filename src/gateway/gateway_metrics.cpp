@@ -40,6 +40,24 @@ metric_histogram& command_ack(metrics_registry& m, std::string_view transport) {
                        "transport=\"" + std::string(transport) + "\"");
 }
 
+// A label value in the text format: backslash, double quote and line feed escaped. Routes are
+// paths an embedder registered, so any byte may be in one.
+std::string label_value(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (const char c : v) {
+        if (c == '\\' || c == '"') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
 metric_counter& closed_counter(metrics_registry& m, std::uint16_t code) {
     return m.counter("gatehouse_connections_closed_total", closed_help,
                      "code=\"" + std::to_string(code) + "\"");
@@ -182,6 +200,29 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
 metric_gauge& gateway_metrics::open_gauge(const session_setup& setup) noexcept {
     if (setup.event_stream) return event_streams;
     return setup.who.client == client_kind::bot ? bot_connections : player_connections;
+}
+
+void gateway_metrics::observe_http(std::string_view route, int status,
+                                   std::chrono::steady_clock::duration duration) {
+    metric_histogram* h = nullptr;
+    {
+        std::lock_guard<std::mutex> lock(http_mutex_);
+        for (const auto& s : http_series_) {
+            if (s.status == status && s.route == route) {
+                h = s.histogram;
+                break;
+            }
+        }
+        if (h == nullptr) {
+            h = &registry_->histogram(
+                "gatehouse_http_request_duration_seconds",
+                "HTTP requests answered, by route pattern (other: no route matched) and status: "
+                "the request read to its answer handed to the connection.",
+                "route=\"" + label_value(route) + "\",status=\"" + std::to_string(status) + "\"");
+            http_series_.push_back({std::string(route), status, h});
+        }
+    }
+    h->observe(duration);
 }
 
 void gateway_metrics::count_close(std::uint16_t code) {

@@ -4,8 +4,13 @@
 // core shares one `gateway_metrics`; the registry it wraps is the one `gateway::metrics()`
 // exposes, so an embedder's metrics render beside these.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include "gatehouse/command_bus.hpp"
 #include "gatehouse/connection_manager.hpp"
@@ -31,10 +36,25 @@ public:
     metric_gauge& open_gauge(const session_setup& setup) noexcept;
     // Counts one WebSocket closed with `code` (its series registered on first use).
     void count_close(std::uint16_t code);
+    // gatehouse_http_request_duration_seconds{route,status}: one HTTP request answered, under
+    // its route pattern (`other` when no route matched). A pair's series is registered on
+    // its first request; both labels are bounded (the router's patterns, status codes).
+    void observe_http(std::string_view route, int status,
+                      std::chrono::steady_clock::duration duration);
 
 private:
     // Declared first: every reference below points into it.
     std::unique_ptr<metrics_registry> registry_;
+
+    // The HTTP duration series seen so far: a short list, so a scan under a lock that only
+    // HTTP answers take (not the registry's, which /metrics holds while rendering).
+    struct http_series {
+        std::string route;
+        int status = 0;
+        metric_histogram* histogram = nullptr;
+    };
+    std::mutex http_mutex_;
+    std::vector<http_series> http_series_;
 
 public:
     metric_gauge& player_connections;

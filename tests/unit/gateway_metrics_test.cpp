@@ -149,3 +149,36 @@ TEST_CASE("gateway metrics: acked commands and logged updates are timed", "[gate
     f.core->stop_listener();
     s.handler->on_close(1000);
 }
+
+TEST_CASE("gateway metrics: HTTP durations by route and status, labels escaped",
+          "[gateway_metrics]") {
+    auto connections = std::make_shared<connection_manager>();
+    auto bus = std::make_shared<manual_bus>();
+    gateway_metrics m(connections, bus);
+    CHECK_FALSE(has(m.registry().render(), "gatehouse_http_request_duration_seconds"));
+    m.observe_http("/login", 200, std::chrono::milliseconds(30));
+    m.observe_http("/login", 200, std::chrono::milliseconds(3));
+    m.observe_http("/login", 401, std::chrono::milliseconds(30));
+    m.observe_http("other", 404, std::chrono::microseconds(50));
+    m.observe_http(R"(/a"b\c)", 200, std::chrono::seconds(20));
+    const auto text = m.registry().render();
+    CHECK(has(text, "# TYPE gatehouse_http_request_duration_seconds histogram\n"));
+    CHECK(has(text,
+              "gatehouse_http_request_duration_seconds_bucket{route=\"/login\",status="
+              "\"200\",le=\"0.005\"} 1\n"));
+    CHECK(has(text,
+              "gatehouse_http_request_duration_seconds_count{route=\"/login\",status="
+              "\"200\"} 2\n"));
+    CHECK(has(text,
+              "gatehouse_http_request_duration_seconds_count{route=\"/login\",status="
+              "\"401\"} 1\n"));
+    CHECK(has(text,
+              "gatehouse_http_request_duration_seconds_bucket{route=\"other\",status="
+              "\"404\",le=\"0.0001\"} 1\n"));
+    CHECK(has(text,
+              "gatehouse_http_request_duration_seconds_bucket{route=\"/a\\\"b\\\\c\","
+              "status=\"200\",le=\"10\"} 0\n"));
+    CHECK(has(text,
+              "gatehouse_http_request_duration_seconds_sum{route=\"/a\\\"b\\\\c\","
+              "status=\"200\"} 20\n"));
+}
