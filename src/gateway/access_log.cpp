@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "gateway/gateway_metrics.hpp"
+
 namespace gatehouse::detail {
 namespace {
 
@@ -24,6 +26,9 @@ std::string redacted_target(std::string_view path, std::string_view query) {
 }
 
 void access_log::request_finished(const access_record& record) const {
+    if (metrics_ && record.what == access_record::kind::http) {
+        metrics_->observe_http(record.route, record.status, record.duration);
+    }
     if (sink_) sink_(record);
 }
 
@@ -34,10 +39,11 @@ http_access::http_access(std::shared_ptr<const access_log> log, const http_reque
                          std::string_view route)
     : log_(std::move(log)),
       started_(std::chrono::steady_clock::now()),
-      method_(request.method),
-      target_(redacted_target(request.path, request.query)),
+      // The record's text only for a sink: without one the request is only timed.
+      method_(log_->enabled() ? request.method : std::string()),
+      target_(log_->enabled() ? redacted_target(request.path, request.query) : std::string()),
       route_(route),
-      client_address_(request.remote_address),
+      client_address_(log_->enabled() ? std::string(request.remote_address) : std::string()),
       bytes_received_(request.body.size()) {}
 
 http_responder http_access::wrap(http_responder respond) {
@@ -71,6 +77,7 @@ void http_access::finished(const http_response& response) {
 }
 
 void http_access::set_player(std::string_view player_id) {
+    if (!log_->enabled()) return;  // only the sink's record names the player
     std::lock_guard<std::mutex> lock(player_mutex_);
     player_id_ = player_id;
 }
@@ -126,7 +133,7 @@ std::string_view websocket_route(std::string_view path) noexcept {
 void report_refusal(const access_log& log, std::chrono::steady_clock::time_point started,
                     std::string_view path, std::string_view query, std::string_view route,
                     std::string_view client_address, const http_response& refusal) {
-    const std::string target = redacted_target(path, query);
+    const std::string target = log.enabled() ? redacted_target(path, query) : std::string();
     access_record r;
     r.what = access_record::kind::http;
     r.method = "GET";

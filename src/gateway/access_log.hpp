@@ -1,9 +1,9 @@
 #pragma once
 // The access log's one funnel (gateway_options::access_log): every HTTP request the gateway
 // answers and every WebSocket or event stream that ends becomes one access_record, handed to
-// access_log::request_finished. Off (no sink), the gateway pays one branch per request and per
-// session and builds nothing: the per-request and per-session state below exists only when a
-// record will be made.
+// access_log::request_finished, which also times HTTP answers for /metrics. Off (no sink), a
+// session costs one branch and builds nothing, and an HTTP request only what its timing needs
+// (its start, its route): the record's text is made only when a sink will read it.
 
 #include <atomic>
 #include <chrono>
@@ -18,20 +18,30 @@
 
 namespace gatehouse::detail {
 
+class gateway_metrics;
+
 // Thread safety: const after construction; request_finished may run on any thread.
 class access_log {
 public:
-    explicit access_log(access_log_sink sink) : sink_(std::move(sink)) {}
+    // `metrics`: where HTTP answers are timed (gatehouse_http_request_duration_seconds); may be
+    // null.
+    access_log(access_log_sink sink, std::shared_ptr<gateway_metrics> metrics)
+        : sink_(std::move(sink)), metrics_(std::move(metrics)) {}
 
-    // Whether finished requests are reported at all; callers build no record otherwise.
+    // Whether finished requests are written to the sink: callers build no stream state, and
+    // no text of a record (target, method, client address), otherwise.
     bool enabled() const noexcept { return static_cast<bool>(sink_); }
+    // Whether finished HTTP requests are reported at all (to the sink or to the duration
+    // histogram): callers build no record otherwise.
+    bool reports_http() const noexcept { return sink_ || metrics_; }
 
-    // The one place a finished HTTP request or stream is reported (what else observes
-    // finished requests belongs here too).
+    // The one place a finished HTTP request or stream is reported: an HTTP answer is timed
+    // under its route and status, then every record goes to the sink.
     void request_finished(const access_record& record) const;
 
 private:
     access_log_sink sink_;
+    std::shared_ptr<gateway_metrics> metrics_;
 };
 
 // One HTTP request on its way to an answer: what its record needs once the answer comes,

@@ -77,7 +77,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
           })),
       updates_(std::make_shared<update_router>(options_, connections_, metrics_)),
       cors_(options_->allowed_origins),
-      access_(std::make_shared<const access_log>(options_->access_log)),
+      access_(std::make_shared<const access_log>(options_->access_log, metrics_)),
       router_(options_->log) {
     add_builtin_routes();
     if (options_->tracing) register_tracer_metrics(metrics_->registry(), options_->tracing);
@@ -124,8 +124,10 @@ upgrade_decision gateway_core::accept(session_setup setup, std::string subprotoc
 upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request) {
     const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     const bool logged = access_->enabled();
+    // A refusal is an HTTP answer, timed even without a sink.
+    const bool reported = access_->reports_http();
     const auto started =
-        logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        reported ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     upgrade_decision decision;
     if (!cors_.allows_stream({request.origin, request.several_origins}, request.host)) {
         // A page on another origin, not listed: the browser would let it open the socket.
@@ -160,7 +162,7 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
         log(log_level::info, "upgrade " + redact_target(request.path) + " from " +
                                  std::string(request.remote_address) + " refused with " +
                                  std::to_string(decision.refusal.status));
-        if (logged) {
+        if (reported) {
             report_refusal(*access_, started, request.path, request.query,
                            websocket_route(request.path), request.remote_address, decision.refusal);
         }
@@ -195,8 +197,9 @@ bool gateway_core::is_event_stream_request(const http_request& request) const no
 upgrade_decision gateway_core::authorize_event_stream(const http_request& request) {
     const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     const bool logged = access_->enabled();
+    const bool reported = access_->reports_http();  // as for upgrades
     const auto started =
-        logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+        reported ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     // Without allowed origins (v1) no header is looked at.
     const bool checked = cors_.origins().enabled();
     const auto origin = checked ? origin_of(request) : origin_header{};
@@ -229,7 +232,7 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
         cors_.add_response_headers(origin, host,
                                    decision.accepted ? decision.headers : decision.refusal.headers);
     }
-    if (logged && !decision.accepted) {
+    if (reported && !decision.accepted) {
         report_refusal(*access_, started, request.path, request.query, "/sse/player",
                        request.remote_address, decision.refusal);
     }
@@ -244,8 +247,8 @@ void gateway_core::answered_by_transport(std::string_view method, std::string_vi
                                          std::string_view client_address,
                                          const http_response& response,
                                          std::chrono::milliseconds duration) {
-    if (!access_->enabled()) return;
-    const std::string redacted = redact_target(target);
+    if (!access_->reports_http()) return;
+    const std::string redacted = access_->enabled() ? redact_target(target) : std::string();
     access_record r;
     r.method = method;
     r.target = redacted;
@@ -276,7 +279,7 @@ void gateway_core::handle_http(const http_request& request, http_responder respo
         respond =
             traced_http(options_->tracing, request, router_.route_of(request), std::move(respond));
     }
-    if (!access_->enabled()) {
+    if (!access_->reports_http()) {
         route_http(request, std::move(respond));
         return;
     }

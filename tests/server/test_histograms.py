@@ -3,7 +3,7 @@
 commands over WebSocket and POST /commands, a logged update, a registration, logins and an HTTP
 request that failed, every histogram family is there, typed `histogram`, each series
 consistent (buckets cumulative, `le` increasing, `+Inf` == `_count`), and the counts grew by
-what was done.
+what was done (HTTP durations by route pattern and status).
 
 Usage: test_histograms.py PATH/TO/gatehouse-server [unittest args]
 
@@ -21,6 +21,7 @@ import accounts_helpers as ah
 import redis_helpers as rh
 
 HISTOGRAMS = (
+    "gatehouse_http_request_duration_seconds",
     "gatehouse_command_ack_seconds",
     "gatehouse_update_delivery_seconds",
     "gatehouse_redis_roundtrip_seconds",
@@ -46,17 +47,20 @@ def series(parsed, family):
 
 
 def count(parsed, family, **labels):
+    """The count of the series with exactly these labels; 0 before its first observation (the
+    HTTP durations' series appear with their route and status)."""
     want = tuple(sorted((k, str(v)) for k, v in labels.items()))
-    for key, s in series(parsed, family).items():
-        if all(item in key for item in want):
-            return s["count"]
-    raise AssertionError(f"no series {family}{labels} on /metrics")
+    s = series(parsed, family).get(want)
+    return 0 if s is None else s["count"]
 
 
 class Histograms(rh.OneRedisGateway):
-    def check_consistent(self, parsed):
-        """Every histogram series on /metrics is a well-formed Prometheus histogram."""
+    def check_consistent(self, parsed, first=False):
+        """Every histogram series on /metrics is a well-formed Prometheus histogram. On the
+        `first` scrape the HTTP durations may have no series yet (none was answered)."""
         for family in HISTOGRAMS:
+            if first and family == "gatehouse_http_request_duration_seconds":
+                continue
             self.assertEqual(parsed["types"].get(family), "histogram", family)
             found = series(parsed, family)
             self.assertTrue(found, f"{family} has no series")
@@ -80,7 +84,7 @@ class Histograms(rh.OneRedisGateway):
 
     async def test_histograms_count_what_was_done(self):
         before = self.server.metrics()
-        self.check_consistent(before)
+        self.check_consistent(before, first=True)
 
         # Three commands over a WebSocket, one over POST /commands.
         c = await Client.player(self.server, "hist-ws")
@@ -126,6 +130,15 @@ class Histograms(rh.OneRedisGateway):
         grew("gatehouse_redis_roundtrip_seconds", 2)
         self.assertEqual(grew("gatehouse_password_hash_seconds", 1, operation="hash"), 1)
         self.assertEqual(grew("gatehouse_password_hash_seconds", 2, operation="verify"), 2)
+        # Every HTTP answer under its route pattern and status; an unknown path as `other`.
+        http = "gatehouse_http_request_duration_seconds"
+        self.assertEqual(grew(http, 1, route="other", status=404), 1)
+        self.assertEqual(grew(http, 1, route="/commands", status=202), 1)
+        self.assertEqual(grew(http, 1, route="/register", status=201), 1)
+        self.assertEqual(grew(http, 1, route="/login", status=200), 1)
+        self.assertEqual(grew(http, 1, route="/login", status=401), 1)
+        # The scrape before this one was answered, and timed, too.
+        grew(http, 1, route="/metrics", status=200)
         # On loopback an ack takes well under ten seconds: every ack is in a finite bucket.
         ws = series(after, "gatehouse_command_ack_seconds")[(("transport", "ws"),)]
         self.assertEqual(dict(ws["buckets"])["10"], ws["count"])

@@ -312,3 +312,26 @@ TEST_CASE("gateway: a metrics_listen that cannot be bound fails start", "[gatewa
     CHECK(second.local_address().empty());
     first.shutdown();
 }
+
+TEST_CASE("gateway: HTTP answers are timed by route and status, with or without an access log",
+          "[gateway]") {
+    for (const bool with_log : {false, true}) {
+        INFO("access log: " << with_log);
+        access_records records;
+        test_gateway t(with_log ? records.sink() : gatehouse::access_log_sink());
+        REQUIRE_FALSE(t.gw->start());
+        const auto address = t.gw->local_address();
+        CHECK(http_get(address, "GET", "/health").rfind("HTTP/1.1 200", 0) == 0);
+        CHECK(http_get(address, "GET", "/health").rfind("HTTP/1.1 200", 0) == 0);
+        CHECK(http_get(address, "GET", "/nope").rfind("HTTP/1.1 404", 0) == 0);
+        CHECK(http_get(address, "DELETE", "/health").rfind("HTTP/1.1 405", 0) == 0);
+        CHECK(http_get(address, "GET", "/ws/player").rfind("HTTP/1.1 426", 0) == 0);
+        const auto text = t.gw->metrics().render();
+        const std::string family = "gatehouse_http_request_duration_seconds_count";
+        CHECK(text.find(family + "{route=\"/health\",status=\"200\"} 2\n") != std::string::npos);
+        CHECK(text.find(family + "{route=\"other\",status=\"404\"} 1\n") != std::string::npos);
+        CHECK(text.find(family + "{route=\"/health\",status=\"405\"} 1\n") != std::string::npos);
+        CHECK(text.find(family + "{route=\"/ws/\",status=\"426\"} 1\n") != std::string::npos);
+        CHECK(records.snapshot().size() == (with_log ? 5U : 0U));
+    }
+}
