@@ -60,6 +60,11 @@ REQUIRED = {
     "memory": "process_resident_memory_bytes",
     "cpu": "process_cpu_seconds_total",
     "build": "gatehouse_build_info",
+    "ack latency": "gatehouse_command_ack_seconds",
+    "update delivery latency": "gatehouse_update_delivery_seconds",
+    "HTTP by status and route": "gatehouse_http_request_duration_seconds",
+    "Redis round trip": "gatehouse_redis_roundtrip_seconds",
+    "password hashing": "gatehouse_password_hash_seconds",
 }
 
 
