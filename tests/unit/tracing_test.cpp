@@ -287,6 +287,44 @@ TEST_CASE("tracer: failures are counted and a full queue drops", "[tracing]") {
     CHECK(logged[0].find("answered 503") != std::string::npos);
 }
 
+TEST_CASE("tracer: a collector that accepts but never answers costs one export_timeout",
+          "[tracing]") {
+    // A listening socket nobody accepts on: the kernel completes the connection and takes
+    // the request, and no answer ever comes, as with a hung collector.
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0);
+    REQUIRE(::listen(fd, 8) == 0);
+    socklen_t len = sizeof sa;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    auto o = options_for("http://127.0.0.1:" + std::to_string(ntohs(sa.sin_port)));
+    o.export_interval = 60s;
+    o.export_timeout = 200ms;
+    std::vector<std::string> logged;
+    std::mutex log_mutex;
+    o.log = [&](gatehouse::log_level, std::string_view message) {
+        std::lock_guard<std::mutex> lock(log_mutex);
+        logged.emplace_back(message);
+    };
+    const auto started = std::chrono::steady_clock::now();
+    {
+        tracer t(o);
+        t.end(t.start("hung", span_kind::internal));
+        REQUIRE(t.flush(10s));
+        CHECK(t.stats().export_failures == 1);
+        CHECK(t.stats().spans_failed == 1);
+        // What is queued at the end after a failed export is given up on, not sent again.
+        t.end(t.start("at the end", span_kind::internal));
+    }
+    CHECK(std::chrono::steady_clock::now() - started < 5s);
+    ::close(fd);
+    std::lock_guard<std::mutex> lock(log_mutex);
+    REQUIRE(logged.size() == 1);
+    CHECK(logged[0].find("no answer from the collector") != std::string::npos);
+}
+
 TEST_CASE("tracer refuses a bad endpoint", "[tracing]") {
     for (const char* bad : {"", "https://collector:4318", "collector:4318", "http://:4318",
                             "http://collector:0", "http://collector:4318/a b"}) {
