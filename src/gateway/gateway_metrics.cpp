@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "gateway/session.hpp"
+#include "metrics/label_text.hpp"
 #include "metrics/standard_metrics.hpp"
 
 namespace gatehouse::detail {
@@ -40,21 +41,12 @@ metric_histogram& command_ack(metrics_registry& m, std::string_view transport) {
                        "transport=\"" + std::string(transport) + "\"");
 }
 
-// A label value in the text format: backslash, double quote and line feed escaped. Routes are
-// paths an embedder registered, so any byte may be in one.
+// A label value in the text format. Routes are paths an embedder registered, so any byte may
+// be in one.
 std::string label_value(std::string_view v) {
     std::string out;
     out.reserve(v.size());
-    for (const char c : v) {
-        if (c == '\\' || c == '"') {
-            out += '\\';
-            out += c;
-        } else if (c == '\n') {
-            out += "\\n";
-        } else {
-            out += c;
-        }
-    }
+    append_label_value(out, v);
     return out;
 }
 

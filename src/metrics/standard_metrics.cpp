@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "gatehouse/version.hpp"
+#include "metrics/label_text.hpp"
 
 #ifdef __linux__
 #include <dirent.h>
@@ -39,22 +40,13 @@ constexpr std::string_view compiler_name() noexcept {
 #endif
 }
 
-// A label value as the text format wants it: backslash, quote and line feed escaped. The
-// revision comes from the build's command line, so it is not trusted to be plain.
+// `name="value"`, after a comma unless first. The revision comes from the build's command
+// line, so it is not trusted to be plain.
 void append_label(std::string& out, std::string_view name, std::string_view value) {
     if (!out.empty()) out += ',';
     out += name;
     out += "=\"";
-    for (const char c : value) {
-        if (c == '\\' || c == '"') {
-            out += '\\';
-            out += c;
-        } else if (c == '\n') {
-            out += "\\n";
-        } else {
-            out += c;
-        }
-    }
+    append_label_value(out, value);
     out += '"';
 }
 
