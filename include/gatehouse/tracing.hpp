@@ -146,8 +146,12 @@ bool valid_otlp_endpoint(std::string_view url);
 ///
 /// Thread safety: every member may be called from any thread. `end` takes a short lock to
 /// queue the span and never waits for the network: the export runs on the tracer's own
-/// thread. Lifetime: the destructor sends what is queued (bounded by `export_timeout`) and
-/// joins that thread; share the tracer (`std::shared_ptr`) with every gateway that uses it.
+/// thread. Lifetime: the destructor sends what is queued and joins that thread, which takes at
+/// most two `export_timeout`s (an export in flight, then one final batch; after a failure the
+/// rest is given up); share the tracer (`std::shared_ptr`) with every gateway that uses it.
+/// A gateway's pending bus answers hold it too: keep your own reference until the bus is
+/// gone, so that the last one is not dropped on a bus thread, which would then wait for that
+/// final export.
 class tracer {
 public:
     /// Starts the export thread. Throws `std::invalid_argument` when `endpoint` is not an
