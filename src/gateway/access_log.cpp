@@ -95,23 +95,77 @@ void note_http_player(std::string_view player_id) {
 // ------------------------------------------------------------------------------------------
 // Streams
 
-session_access::session_access(std::shared_ptr<const access_log> log, access_record::kind what,
-                               std::string target, std::string_view route,
+session_access::session_access(const access_log& log, access_record::kind what,
+                               std::string_view path, std::string_view query,
                                std::string client_address)
-    : log_(std::move(log)),
-      what_(what),
-      target_(std::move(target)),
-      route_(route),
+    : log_(&log),
+      started_(std::chrono::steady_clock::now()),
       client_address_(std::move(client_address)),
-      started_(std::chrono::steady_clock::now()) {}
+      what_(what) {
+    std::string_view word;
+    if (what == access_record::kind::event_stream) {
+        route_ = route::sse_player;
+        word = "/sse/player";
+    } else {
+        word = websocket_route(path);
+        route_ = word == "/ws/player" ? route::ws_player
+                 : word == "/ws/bot"  ? route::ws_bot
+                                      : route::other;
+    }
+    // redact_target keeps a lone trailing `/` after a route word and redacts anything longer.
+    path_tail_ = route_ != route::other && path.size() > word.size() + 1;
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        const std::string_view name = param.substr(0, param.find('='));
+        if (name == "codec") query_ |= has_codec;
+        if (name == "resume") query_ |= has_resume;
+        if (name == "token") query_ |= has_token;
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+}
 
-void session_access::finished(std::uint16_t close_code, std::string_view player_id) const {
+std::string session_access::target(std::string_view codec, const std::string* resume) const {
+    std::string raw;
+    switch (route_) {
+        case route::ws_player: raw = "/ws/player"; break;
+        case route::ws_bot: raw = "/ws/bot"; break;
+        case route::sse_player: raw = "/sse/player"; break;
+        case route::other: raw = "/ws"; break;
+    }
+    // Any tail stands for the one the client sent: redact_target replaces it whole.
+    if (path_tail_) raw += "/x";
+    char separator = '?';
+    const auto param = [&](std::string_view name, std::string_view value) {
+        raw += separator;
+        raw += name;
+        raw += '=';
+        raw += value;
+        separator = '&';
+    };
+    if (query_ & has_codec) param("codec", codec);
+    if ((query_ & has_resume) && resume) param("resume", *resume);
+    if (query_ & has_token) param("token", "x");
+    return redact_target(raw);
+}
+
+void session_access::finished(std::uint16_t close_code, std::string_view player_id,
+                              std::string_view codec, const std::string* resume) const {
     const bool websocket = what_ == access_record::kind::websocket;
+    const std::string rebuilt = target(codec, resume);
+    std::string_view route_name = "other";
+    switch (route_) {
+        case route::ws_player: route_name = "/ws/player"; break;
+        case route::ws_bot: route_name = "/ws/bot"; break;
+        case route::sse_player: route_name = "/sse/player"; break;
+        case route::other: break;
+    }
     access_record r;
     r.what = what_;
     r.method = "GET";
-    r.target = target_;
-    r.route = route_;
+    r.target = rebuilt;
+    r.route = route_name;
     r.status = websocket ? 101 : 200;
     r.close_code = websocket ? close_code : 0;
     r.duration = since(started_);

@@ -90,30 +90,44 @@ private:
 // record of the request it handles names it. Nothing when no request is tracked here.
 void note_http_player(std::string_view player_id);
 
-// The access-log state of one WebSocket or event stream, made at the upgrade when the log is on.
+// The access-log state of one WebSocket or event stream, made at the upgrade when the log is on
+// (a session holds none otherwise). Kept small, as every open session holds one: the target is
+// not stored but rebuilt at the end from the route, what the path and query held (a path
+// credential, `codec`, `resume`, `token`) and the session's codec and resume id; other query
+// parameters are not repeated in the record.
 // Thread safety: sent() from any thread; received() and finished() from the stream's own calls,
 // which never run concurrently (transport_events.hpp).
 class session_access {
 public:
-    session_access(std::shared_ptr<const access_log> log, access_record::kind what,
-                   std::string target, std::string_view route, std::string client_address);
+    // `log` outlives it (session_registry owns it and every session holds the registry).
+    session_access(const access_log& log, access_record::kind what, std::string_view path,
+                   std::string_view query, std::string client_address);
 
     void received(std::size_t bytes) noexcept { bytes_received_ += bytes; }
     void sent(std::size_t bytes) noexcept {
         bytes_sent_.fetch_add(bytes, std::memory_order_relaxed);
     }
-    // Reports the stream's end.
-    void finished(std::uint16_t close_code, std::string_view player_id) const;
+    // Reports the stream's end. `codec`: the session's wire codec; `resume`: its `?resume=` (or
+    // `Last-Event-ID`) as given, null when not asked.
+    void finished(std::uint16_t close_code, std::string_view player_id, std::string_view codec,
+                  const std::string* resume) const;
+
+    // The target as redact_target would leave it, rebuilt from what the upgrade held.
+    std::string target(std::string_view codec, const std::string* resume) const;
 
 private:
-    const std::shared_ptr<const access_log> log_;
-    const access_record::kind what_;
-    const std::string target_;      // redacted
-    const std::string_view route_;  // a literal
-    const std::string client_address_;
+    enum class route : std::uint8_t { ws_player, ws_bot, sse_player, other };
+    enum query_bit : std::uint8_t { has_codec = 1, has_resume = 2, has_token = 4 };
+
+    const access_log* const log_;
     const std::chrono::steady_clock::time_point started_;
+    const std::string client_address_;
     std::uint64_t bytes_received_ = 0;
     std::atomic<std::uint64_t> bytes_sent_{0};
+    const access_record::kind what_;
+    route route_ = route::other;
+    bool path_tail_ = false;  // a segment after the route word (a credential, redacted)
+    std::uint8_t query_ = 0;  // query_bit
 };
 
 // `path?query` (or `path` without a query) as redact_target leaves it.

@@ -77,7 +77,7 @@ gateway_core::gateway_core(gateway_options options, codec_registry codecs,
           })),
       updates_(std::make_shared<update_router>(options_, connections_, metrics_)),
       cors_(options_->allowed_origins),
-      access_(std::make_shared<const access_log>(options_->access_log, metrics_)),
+      access_(sessions_->access()),
       router_(options_->log) {
     add_builtin_routes();
     if (options_->tracing) register_tracer_metrics(metrics_->registry(), options_->tracing);
@@ -106,7 +106,7 @@ upgrade_decision gateway_core::refuse(int status, std::string_view code, std::st
 }
 
 upgrade_decision gateway_core::accept(session_setup setup, std::string subprotocol, double rate,
-                                      std::shared_ptr<session_access> access) {
+                                      std::unique_ptr<session_access> access) {
     if (!sessions_->reserve_slot()) {
         metrics_->upgrades_over_capacity.add();
         return refuse(503, "over_capacity", "this gateway holds as many connections as it may");
@@ -141,12 +141,11 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
         std::string subprotocol;
         const auto verdict = authorizer_->authorize_websocket(request, setup, subprotocol);
         if (verdict) {
-            std::shared_ptr<session_access> access;
+            std::unique_ptr<session_access> access;
             if (logged) {
-                access = std::make_shared<session_access>(
-                    access_, access_record::kind::websocket,
-                    redacted_target(request.path, request.query), websocket_route(request.path),
-                    std::string(request.remote_address));
+                access = std::make_unique<session_access>(*access_, access_record::kind::websocket,
+                                                          request.path, request.query,
+                                                          std::string(request.remote_address));
             }
             decision = accept(std::move(setup), std::move(subprotocol), options_->ws_rate_limit,
                               std::move(access));
@@ -215,12 +214,11 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
         if (const auto verdict = authorizer_->authorize_event_stream(request, setup); !verdict) {
             decision = refuse(verdict.status, verdict.code, verdict.detail);
         } else {
-            std::shared_ptr<session_access> access;
+            std::unique_ptr<session_access> access;
             if (logged) {
-                access =
-                    std::make_shared<session_access>(access_, access_record::kind::event_stream,
-                                                     redacted_target(request.path, request.query),
-                                                     "/sse/player", request.remote_address);
+                access = std::make_unique<session_access>(
+                    *access_, access_record::kind::event_stream, request.path, request.query,
+                    request.remote_address);
             }
             // An event stream carries no commands: its bucket is never used.
             decision = accept(std::move(setup), {}, 0, std::move(access));

@@ -109,7 +109,7 @@ private:
     void add_publish_route();
     // `access`: the stream's access-log state, null when the log is off.
     upgrade_decision accept(session_setup setup, std::string subprotocol, double rate,
-                            std::shared_ptr<session_access> access);
+                            std::unique_ptr<session_access> access);
     // handle_http after the access log: CORS, then the router.
     void route_http(const http_request& request, http_responder respond);
     static upgrade_decision refuse(int status, std::string_view code, std::string_view detail);

@@ -30,7 +30,10 @@ void session::on_close(std::uint16_t code) {
     // an entry counted here is one it drains.
     if (presence_reported_.exchange(false)) ingress_->append_presence(setup_, false);
     registry_->close(shared_from_this(), code);
-    if (setup_.access) setup_.access->finished(code, setup_.who.player_id);
+    if (setup_.access) {
+        setup_.access->finished(code, setup_.who.player_id, setup_.wire_codec->name(),
+                                setup_.resume ? &*setup_.resume : nullptr);
+    }
 }
 
 bool session::check_lifetime(std::int64_t unix_ms) {

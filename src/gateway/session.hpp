@@ -40,7 +40,7 @@ struct session_setup {
     // (PROTOCOL.md 6.4), as given, perhaps malformed; unset when not asked.
     std::optional<std::string> resume;
     // Null unless the access log is on: then the stream's end is reported (session::on_close).
-    std::shared_ptr<session_access> access;
+    std::unique_ptr<session_access> access;
 };
 
 class session_registry;

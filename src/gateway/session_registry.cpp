@@ -17,7 +17,8 @@ session_registry::session_registry(std::shared_ptr<const gateway_options> option
     : options_(std::move(options)),
       connections_(std::move(connections)),
       metrics_(std::move(metrics)),
-      resumes_(std::make_shared<resume_join>(options_, connections_, metrics_, std::move(log))) {}
+      resumes_(std::make_shared<resume_join>(options_, connections_, metrics_, std::move(log))),
+      access_(std::make_shared<const access_log>(options_->access_log, metrics_)) {}
 
 bool session_registry::reserve_slot() {
     std::lock_guard<std::mutex> lock(mutex_);

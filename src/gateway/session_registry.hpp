@@ -102,6 +102,11 @@ public:
 
     std::size_t size() const;
 
+    // The access log (gateway_options::access_log): owned here, as every session holds the
+    // registry, so a session's access state points at it without a reference count of its own.
+    // HTTP requests, which may be answered after the gateway went, share it.
+    const std::shared_ptr<const access_log>& access() const noexcept { return access_; }
+
 private:
     void add(const std::shared_ptr<session>& s, bool resuming);
     // Puts an event stream told `after_ms` now on the drain's list of streams to end; under
@@ -113,6 +118,7 @@ private:
     const std::shared_ptr<connection_manager> connections_;
     const std::shared_ptr<gateway_metrics> metrics_;
     const std::shared_ptr<resume_join> resumes_;
+    const std::shared_ptr<const access_log> access_;
 
     std::atomic<bool> draining_{false};
     std::atomic<bool> shutting_down_{false};
