@@ -70,7 +70,8 @@ void http_access::finished(const http_response& response) {
     r.status = response.status;
     r.duration = since(started_);
     r.bytes_received = bytes_received_;
-    r.bytes_sent = response.body.size();
+    // A HEAD's answer leaves the body out (the transport's response_framing).
+    r.bytes_sent = method_ == "HEAD" ? 0 : response.body.size();
     r.client_address = client_address_;
     r.player_id = player;
     log_->request_finished(r);

@@ -133,9 +133,9 @@ void http_exchange::handle_request(parsed_request& parsed) {
         start_event_stream(request);
         return;
     }
-    // HEAD is GET without the body (RFC 9110 section 9.3.2): the router answers it as GET.
+    // HEAD is GET without the body (RFC 9110 section 9.3.2): the router answers it as GET
+    // (http_router::handle), and the response's body is left out here.
     head_request_ = request.method == "HEAD";
-    if (head_request_) request.method = "GET";
     response_pending_ = true;
     events_.handle_http(request, host_.responder(++request_sequence_));
 }

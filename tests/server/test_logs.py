@@ -156,7 +156,15 @@ class JsonLogs(ah.AccountsCase):
                                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"),
                          426)
 
+        # A HEAD: answered as GET without the body.
+        self.assertEqual(raw_request(s.port, "HEAD /health HTTP/1.1\r\nHost: x\r\n"
+                                             "Connection: close\r\n\r\n"), 200)
+
         # Access lines: HTTP requests with their routes and statuses...
+        head = self.access(route="/health", method="HEAD")[0]
+        self.check_access_line(head)
+        self.assertEqual(head["status"], 200)
+        self.assertEqual(head["bytes_sent"], 0)
         register = self.access(route="/register", status=201)[0]
         self.check_access_line(register)
         self.assertEqual(register["method"], "POST")

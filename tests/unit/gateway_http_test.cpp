@@ -246,6 +246,36 @@ TEST_CASE("gateway: one access record per answered request, with its route", "[g
     for (const auto& r : all) CHECK(r.player_id.empty() == (r.route != "/me"));
 }
 
+TEST_CASE("gateway: a HEAD's access record says HEAD and no body sent", "[gateway][access_log]") {
+    access_records records;
+    test_gateway t(records.sink());
+    std::vector<std::string> methods_seen;
+    t.gw->add_route("GET", "/page",
+                    [&methods_seen](const gatehouse::http_request& request,
+                                    const gatehouse::http_responder& respond) {
+                        methods_seen.push_back(request.method);
+                        respond(gatehouse::http_response::json(200, "{\"k\":\"some body\"}"));
+                    });
+    REQUIRE_FALSE(t.gw->start());
+    const auto address = t.gw->local_address();
+
+    const auto head = http_get(address, "HEAD", "/page");
+    CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(head.find("some body") == std::string::npos);
+    CHECK(http_get(address, "GET", "/page").find("some body") != std::string::npos);
+
+    // The route answers HEAD as GET; the record keeps what the client asked.
+    CHECK(methods_seen == std::vector<std::string>{"GET", "GET"});
+    const auto all = records.snapshot();
+    REQUIRE(all.size() == 2);
+    CHECK(all[0].method == "HEAD");
+    CHECK(all[0].route == "/page");
+    CHECK(all[0].status == 200);
+    CHECK(all[0].bytes_sent == 0);
+    CHECK(all[1].method == "GET");
+    CHECK(all[1].bytes_sent > 0);
+}
+
 TEST_CASE("gateway: metrics_listen serves /metrics and /health there only", "[gateway][metrics]") {
     auto bus = std::make_shared<gatehouse::in_process_bus>();
     gatehouse::gateway_options options;
