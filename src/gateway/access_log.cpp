@@ -46,6 +46,17 @@ http_access::http_access(std::shared_ptr<const access_log> log, const http_reque
       client_address_(log_->enabled() ? std::string(request.remote_address) : std::string()),
       bytes_received_(request.body.size()) {}
 
+http_access::~http_access() {
+    if (reported_.load()) return;
+    try {
+        http_response not_answered;
+        not_answered.status = 0;
+        finished(not_answered);
+    } catch (...) {
+        // An embedder's sink that throws loses this line; a destructor cannot pass it on.
+    }
+}
+
 http_responder http_access::wrap(http_responder respond) {
     return [self = shared_from_this(), respond = std::move(respond)](http_response response) {
         // Reported before the answer is handed on: whoever reads the log after the answer

@@ -51,6 +51,11 @@ public:
     // `route`: the pattern the router will dispatch `request` to, or `other`.
     http_access(std::shared_ptr<const access_log> log, const http_request& request,
                 std::string_view route);
+    // A request whose handler let its responder go without answering is reported here, as not
+    // answered (status 0), once.
+    ~http_access();
+    http_access(const http_access&) = delete;
+    http_access& operator=(const http_access&) = delete;
 
     // `respond`, reporting the request at its first call (a handler's later calls are ignored
     // by the transport, and not reported either).

@@ -183,10 +183,27 @@ void http_exchange::refuse_and_close(const parsed_request* request, const std::s
 
 // A response after which the connection ends (a refused request, a parser error, 408).
 void http_exchange::answer_and_close(const http_response& response) {
+    closing_answered_ = true;
     head_request_ = false;
     keep_alive_ = false;
     response_pending_ = false;
     write_response(response, true);
+}
+
+void http_exchange::connection_ended() {
+    // A request still waiting for its answer is the gateway's to report (http_access); one
+    // whose headers never completed is not told apart from a port probe.
+    if (closing_answered_ || response_pending_ || !parser_ || !parser_->in_progress() ||
+        !parser_->headers_complete()) {
+        return;
+    }
+    closing_answered_ = true;
+    http_response not_answered;
+    not_answered.status = 0;
+    const auto& request = parser_->request();
+    events_.answered_by_transport(request.method, request.target, remote_address(request),
+                                  not_answered,
+                                  std::chrono::milliseconds(steady_now_ms() - request_started_ms_));
 }
 
 bool http_exchange::header_deadline_passed() {

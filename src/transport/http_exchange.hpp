@@ -88,6 +88,11 @@ public:
     // The idle deadline from now.
     void arm_idle_deadline();
 
+    // The connection ends (closed by the client, or by a deadline) with this exchange still
+    // on it: a request whose headers came whole but whose body never completed reaches the
+    // access log as not answered (status 0), once.
+    void connection_ended();
+
 private:
     progress consume_requests(std::string_view& data);
     void continue_if_expected();
@@ -119,6 +124,7 @@ private:
     bool http_1_0_ = false;
     bool head_request_ = false;
     bool continue_sent_ = false;
+    bool closing_answered_ = false;  // answer_and_close ran: nothing left to report
 };
 
 }  // namespace gatehouse::detail

@@ -351,6 +351,7 @@ private:
             lowest_layer().shutdown(transport_socket::shutdown_both, ec);
             lowest_layer().close(ec);
         }
+        if (http_) http_->connection_ended();
         http_.reset();
         this->reader_.reset();
         notify_closed();

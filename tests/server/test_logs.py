@@ -160,11 +160,19 @@ class JsonLogs(ah.AccountsCase):
         self.assertEqual(raw_request(s.port, "HEAD /health HTTP/1.1\r\nHost: x\r\n"
                                              "Connection: close\r\n\r\n"), 200)
 
+        # A body announced as 5 bytes, 2 sent, then the client goes: not answered.
+        with socket.create_connection(("127.0.0.1", s.port), timeout=WAIT_S) as sock:
+            sock.sendall(b"POST /unfinished HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab")
+
         # Access lines: HTTP requests with their routes and statuses...
         head = self.access(route="/health", method="HEAD")[0]
         self.check_access_line(head)
         self.assertEqual(head["status"], 200)
         self.assertEqual(head["bytes_sent"], 0)
+        unfinished = self.access(target="/unfinished")
+        self.assertEqual(len(unfinished), 1, unfinished)
+        self.assertEqual(unfinished[0]["status"], 0)
+        self.assertEqual(unfinished[0]["method"], "POST")
         register = self.access(route="/register", status=201)[0]
         self.check_access_line(register)
         self.assertEqual(register["method"], "POST")

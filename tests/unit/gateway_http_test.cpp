@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -54,6 +55,22 @@ std::string http_get(const std::string& address, const std::string& method,
     }
     ::close(fd);
     return response;
+}
+
+// Sends `text` on a fresh connection and closes it without reading an answer.
+void send_and_close(const std::string& address, const std::string& text) {
+    const auto colon = address.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))));
+    inet_pton(AF_INET, address.substr(0, colon).c_str(), &sa.sin_addr);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval timeout{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) == 0) {
+        static_cast<void>(::send(fd, text.data(), text.size(), 0));
+    }
+    ::close(fd);
 }
 
 struct test_gateway {
@@ -274,6 +291,46 @@ TEST_CASE("gateway: a HEAD's access record says HEAD and no body sent", "[gatewa
     CHECK(all[0].bytes_sent == 0);
     CHECK(all[1].method == "GET");
     CHECK(all[1].bytes_sent > 0);
+}
+
+TEST_CASE("gateway: a request never answered has one access record with status 0",
+          "[gateway][access_log]") {
+    access_records records;
+    test_gateway t(records.sink());
+    t.gw->add_route("POST", "/drop",
+                    [](const gatehouse::http_request&, const gatehouse::http_responder&) {
+                        // Lets the responder go without answering.
+                    });
+    REQUIRE_FALSE(t.gw->start());
+    const auto address = t.gw->local_address();
+    const auto wait_for = [&records](std::size_t n) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (records.snapshot().size() < n && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+        return records.snapshot();
+    };
+
+    // A body announced as 5 bytes, 2 sent, then the client goes.
+    send_and_close(address, "POST /drop HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nab");
+    auto all = wait_for(1);
+    REQUIRE(all.size() == 1);
+    CHECK(all[0].method == "POST");
+    CHECK(all[0].target == "/drop");
+    CHECK(all[0].status == 0);
+    CHECK(all[0].bytes_sent == 0);
+
+    // A whole request whose handler drops its responder.
+    send_and_close(address, "POST /drop HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\nab");
+    all = wait_for(2);
+    REQUIRE(all.size() == 2);
+    CHECK(all[1].route == "/drop");
+    CHECK(all[1].status == 0);
+
+    // Reported once each: a request answered afterwards adds one line only.
+    CHECK(http_get(address, "GET", "/health").rfind("HTTP/1.1 200", 0) == 0);
+    all = wait_for(3);
+    CHECK(all.size() == 3);
 }
 
 TEST_CASE("gateway: metrics_listen serves /metrics and /health there only", "[gateway][metrics]") {
