@@ -244,7 +244,7 @@ upgrade_decision gateway_core::authorize_event_stream(const http_request& reques
 void gateway_core::answered_by_transport(std::string_view method, std::string_view target,
                                          std::string_view client_address,
                                          const http_response& response,
-                                         std::chrono::milliseconds duration) {
+                                         std::chrono::microseconds duration) {
     if (!access_->reports_http()) return;
     const std::string redacted = access_->enabled() ? redact_target(target) : std::string();
     access_record r;

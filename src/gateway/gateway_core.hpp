@@ -65,7 +65,7 @@ public:
     upgrade_decision authorize_event_stream(const http_request& request) override;
     void answered_by_transport(std::string_view method, std::string_view target,
                                std::string_view client_address, const http_response& response,
-                               std::chrono::milliseconds duration) override;
+                               std::chrono::microseconds duration) override;
 
     // --- HTTP ---
     void add_route(std::string method, std::string path, http_handler handler);

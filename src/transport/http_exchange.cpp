@@ -60,8 +60,8 @@ http_exchange::progress http_exchange::consume_requests(std::string_view& data) 
         const auto result = parser_->parse(data, used);
         data.remove_prefix(used);
         if (!was_in_progress && parser_->in_progress()) {
-            request_started_ms_ = steady_now_ms();
-            host_.set_deadline_at(request_started_ms_ + options_.http_header_timeout.count());
+            request_started_ = std::chrono::steady_clock::now();
+            host_.set_deadline_at(steady_now_ms() + options_.http_header_timeout.count());
         }
         if (result == http_request_parser::result::need_more) {
             if (parser_->headers_complete()) {
@@ -71,7 +71,7 @@ http_exchange::progress http_exchange::consume_requests(std::string_view& data) 
             return progress::reading;
         }
         if (result == http_request_parser::result::error) {
-            if (!was_in_progress) request_started_ms_ = steady_now_ms();
+            if (!was_in_progress) request_started_ = std::chrono::steady_clock::now();
             refuse_and_close(&parser_->request(), peer_,
                              http_response::problem(parser_->error_status(), parser_->error_code(),
                                                     parser_->error_detail()));
@@ -174,10 +174,9 @@ void http_exchange::answer_refusal(const http_response& refusal) {
 
 void http_exchange::refuse_and_close(const parsed_request* request, const std::string& client,
                                      const http_response& response) {
-    const std::chrono::milliseconds duration(steady_now_ms() - request_started_ms_);
     events_.answered_by_transport(request ? std::string_view(request->method) : std::string_view(),
                                   request ? std::string_view(request->target) : std::string_view(),
-                                  client, response, duration);
+                                  client, response, since_request_started());
     answer_and_close(response);
 }
 
@@ -188,6 +187,11 @@ void http_exchange::answer_and_close(const http_response& response) {
     keep_alive_ = false;
     response_pending_ = false;
     write_response(response, true);
+}
+
+std::chrono::microseconds http_exchange::since_request_started() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                 request_started_);
 }
 
 void http_exchange::connection_ended() {
@@ -202,8 +206,7 @@ void http_exchange::connection_ended() {
     not_answered.status = 0;
     const auto& request = parser_->request();
     events_.answered_by_transport(request.method, request.target, remote_address(request),
-                                  not_answered,
-                                  std::chrono::milliseconds(steady_now_ms() - request_started_ms_));
+                                  not_answered, since_request_started());
 }
 
 bool http_exchange::header_deadline_passed() {

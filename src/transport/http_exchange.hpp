@@ -9,6 +9,7 @@
 // event stream the exchange (with the peer's address, the parser and any pipelined input) is
 // destroyed, so an idle WebSocket keeps none of it.
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -116,7 +117,10 @@ private:
     std::unique_ptr<http_request_parser> parser_;  // while a request is in progress
     std::string pending_input_;                    // requests pipelined behind a pending response
     std::uint64_t request_sequence_ = 0;
-    std::int64_t request_started_ms_ = 0;  // steady ms of the current request's first byte
+    // The current request's first byte (its access line's duration runs from here).
+    std::chrono::steady_clock::time_point request_started_;
+    // The duration from request_started_ to now.
+    std::chrono::microseconds since_request_started() const;
     stream_switch switch_;
     bool response_pending_ = false;
     bool in_consume_ = false;

@@ -107,7 +107,7 @@ public:
     virtual void answered_by_transport(std::string_view method, std::string_view target,
                                        std::string_view client_address,
                                        const http_response& response,
-                                       std::chrono::milliseconds duration) {
+                                       std::chrono::microseconds duration) {
         static_cast<void>(method);
         static_cast<void>(target);
         static_cast<void>(client_address);

@@ -1,6 +1,8 @@
 #include "transport/http_exchange.hpp"
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <thread>
 
 #include <cstdint>
 #include <memory>
@@ -50,7 +52,18 @@ public:
         return d;
     }
     void log(log_level, std::string_view) const override {}
+    void answered_by_transport(std::string_view method, std::string_view, std::string_view,
+                               const http_response& response,
+                               std::chrono::microseconds duration) override {
+        by_transport.push_back({std::string(method), response.status, duration});
+    }
 
+    struct transport_answer {
+        std::string method;
+        int status;
+        std::chrono::microseconds duration;
+    };
+    std::vector<transport_answer> by_transport;
     bool answer_inline = true;
     std::vector<std::string> requests;
     std::vector<std::pair<http_responder, http_response>> later;
@@ -178,4 +191,37 @@ TEST_CASE("http exchange: the header deadline answers 408 only while headers are
     CHECK(f.exchange.header_deadline_passed());
     CHECK(f.host.out.rfind("HTTP/1.1 408 ", 0) == 0);
     CHECK(f.host.ended);
+}
+
+TEST_CASE("http exchange: a transport answer's duration runs from the request's first byte",
+          "[transport][access_log]") {
+    fixture f;
+    CHECK(f.feed("GET /a HTTP/1.1\r\nHo") == http_exchange::progress::reading);
+    const auto waited = std::chrono::milliseconds(60);
+    std::this_thread::sleep_for(waited);
+    CHECK(f.exchange.header_deadline_passed());
+    REQUIRE(f.events.by_transport.size() == 1);
+    CHECK(f.events.by_transport[0].status == 408);
+    // Microseconds, not milliseconds read as microseconds (which would be 1,000 times less).
+    CHECK(f.events.by_transport[0].duration >= waited);
+    CHECK(f.events.by_transport[0].duration < std::chrono::seconds(5));
+}
+
+TEST_CASE("http exchange: a body cut short by the connection's end is reported once",
+          "[transport][access_log]") {
+    fixture f;
+    CHECK(f.feed("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab") ==
+          http_exchange::progress::reading);
+    f.exchange.connection_ended();
+    f.exchange.connection_ended();
+    REQUIRE(f.events.by_transport.size() == 1);
+    CHECK(f.events.by_transport[0].method == "POST");
+    CHECK(f.events.by_transport[0].status == 0);
+    CHECK(f.events.requests.empty());
+
+    // Headers not whole yet: nothing to report (no request was read).
+    fixture g;
+    CHECK(g.feed("GET /a HTTP/1.1\r\nHo") == http_exchange::progress::reading);
+    g.exchange.connection_ended();
+    CHECK(g.events.by_transport.empty());
 }
