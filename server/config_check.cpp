@@ -1,5 +1,8 @@
 #include "config_check.hpp"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <limits>
 #include <stdexcept>
 #include <string_view>
@@ -102,6 +105,20 @@ constexpr std::string_view listen_syntax =
     "HOST:PORT (a numeric IPv4 address, a bracketed IPv6 one or a host name, and a port from "
     "0 to 65535)";
 
+// A TLS file flag names a regular file this process may read: stat and access only, nothing is
+// opened (the gateway loads it at start).
+void check_readable_file(const char* flag, const std::string& path, problems& out) {
+    if (path.empty()) return;
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) {
+        out.add(flag, std::string(flag) + " \"" + path + "\" does not exist");
+    } else if (!S_ISREG(st.st_mode)) {
+        out.add(flag, std::string(flag) + " \"" + path + "\" is not a regular file");
+    } else if (::access(path.c_str(), R_OK) != 0) {
+        out.add(flag, std::string(flag) + " \"" + path + "\" is not readable by this process");
+    }
+}
+
 void check_addresses(const config& c, problems& out) {
     if (gatehouse::check_listen_address(c.listen)) {
         out.add("--listen", "--listen \"" + c.listen + "\" is not " + std::string(listen_syntax));
@@ -130,6 +147,8 @@ void check_addresses(const config& c, problems& out) {
         out.add(c.tls_cert.empty() ? "--tls-key" : "--tls-cert",
                 "--tls-cert and --tls-key go together");
     }
+    check_readable_file("--tls-cert", c.tls_cert, out);
+    check_readable_file("--tls-key", c.tls_key, out);
     for (std::size_t i = 0; i < c.bot_keys.size(); ++i) {
         const auto& entry = c.bot_keys[i];
         const auto colon = entry.find(':');

@@ -327,6 +327,14 @@ int run(int argc, char** argv) {
     if (config.demo) game = start_demo(config, options, *gw, local_bus, redis, *logger);
 
     if (const auto ec = gw->start()) {
+        if (ec == gatehouse::errc::tls_setup_failed) {
+            // The check before start found both files readable: their content is at fault.
+            logger->error(
+                "--tls-cert {} and --tls-key {}: {} (a PEM certificate chain and its "
+                "private key)",
+                options.tls_cert_file, options.tls_key_file, ec.message());
+            return exit_runtime_error;
+        }
         // With --metrics-listen the gateway's own line before this one says which failed.
         logger->error("cannot listen on {}: {}",
                       options.metrics_listen.empty()

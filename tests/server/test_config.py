@@ -226,6 +226,29 @@ class CheckConfig(ConfigCase):
         for line in err.strip().splitlines():
             self.assertRegex(line, r"--[a-z]", "each line names a flag")
 
+    def test_tls_files_are_checked_and_named(self):
+        cert = self.write("not a certificate\n", "cert.pem")
+        key = self.write("not a key\n", "key.pem")
+        missing = os.path.join(self.dir.name, "missing.pem")
+        self.assert_refused(["--tls-cert", missing, "--tls-key", key],
+                            f'--tls-cert "{missing}" does not exist')
+        self.assert_refused(["--tls-cert", cert, "--tls-key", self.dir.name],
+                            f'--tls-key "{self.dir.name}" is not a regular file')
+        if os.geteuid() != 0:  # root reads whatever the mode says
+            os.chmod(key, 0)
+            self.assert_refused(["--tls-cert", cert, "--tls-key", key],
+                                f'--tls-key "{key}" is not readable')
+            os.chmod(key, 0o600)
+        # Readable files are all check-config looks at; the start names both flags when their
+        # content is not a certificate and its key.
+        code, out, _ = self.run_to_exit(["check-config", "--tls-cert", cert, "--tls-key", key])
+        self.assertEqual((code, out.strip()), (0, "configuration ok"))
+        code, out, err = self.run_to_exit(["--listen", "127.0.0.1:0", "--tls-cert", cert,
+                                           "--tls-key", key])
+        self.assertEqual(code, 1, err[-500:])
+        self.assertIn(f"--tls-cert {cert} and --tls-key {key}", err)
+        self.assertNotIn("gatehouse ready", out)
+
     def test_secrets_are_never_repeated(self):
         cases = {
             "--redis": ["--redis", f"http://user:{SECRET}@127.0.0.1:6379"],
