@@ -158,7 +158,8 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
         }
     }
     if (!decision.accepted) {
-        log(log_level::info, "upgrade " + redact_target(request.path) + " from " +
+        // At debug: the access line says the same at info.
+        log(log_level::debug, "upgrade " + redact_target(request.path) + " from " +
                                  std::string(request.remote_address) + " refused with " +
                                  std::to_string(decision.refusal.status));
         if (reported) {
