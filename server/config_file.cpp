@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -121,6 +122,15 @@ std::string apply_key(CLI::App& app, const std::string& name, const toml::node& 
     std::vector<std::string> arguments;
     if (!to_arguments(value, kind, arguments)) return std::string("expects ") + expected(kind);
     if (option->count() > 0) return {};  // the command line or the environment wins
+    // CLI11 reads an empty variable as unset, so the file would win over what looks like an
+    // override: the operator who exported `GATEHOUSE_X=` to clear a value would not get it.
+    if (const std::string env = option->get_envname(); !env.empty()) {
+        const char* set = std::getenv(env.c_str());
+        if (set != nullptr && *set == '\0') {
+            return env + " is empty and read as unset; the file's " + name +
+                   " would apply: unset one";
+        }
+    }
     applied = true;
     // `key = []`: the list's default, which is empty for every list flag.
     if (arguments.empty()) return {};

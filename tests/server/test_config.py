@@ -148,6 +148,17 @@ password-hash-passes = 1
         self.assertEqual((code, out.strip()), (0, "configuration ok"), err)
         self.assert_refused(["--config", path], path + ":1: --access-ttl")
 
+    def test_an_empty_variable_does_not_silently_yield_to_the_file(self):
+        path = self.write('gateway-id = "file-id"\nlisten = "127.0.0.1:0"\n')
+        self.assert_refused(["--config", path],
+                            path + ":1: gateway-id: GATEHOUSE_GATEWAY_ID is empty and read as "
+                            "unset; the file's gateway-id would apply: unset one",
+                            env={"GATEHOUSE_GATEWAY_ID": ""})
+        # Empty but the file does not set that key: nothing to confuse.
+        code, out, err = self.run_to_exit(["check-config", "--config", path],
+                                          {"GATEHOUSE_ACCESS_TTL": ""})
+        self.assertEqual((code, out.strip()), (0, "configuration ok"), err)
+
     def test_unknown_keys_wrong_types_and_bad_toml_name_file_line_and_key(self):
         cases = [
             (f'listen = "127.0.0.1:0"\nfrobnicate = "{SECRET}"\n', ":2: frobnicate: unknown key"),
