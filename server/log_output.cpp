@@ -15,58 +15,6 @@ namespace gatehouse_server {
 namespace {
 
 constexpr std::string_view records_logger = "gatehouse.record";
-constexpr char hex[] = "0123456789abcdef";
-
-void append_escaped_ascii(std::string& out, unsigned char c) {
-    switch (c) {
-        case '"': out += "\\\""; return;
-        case '\\': out += "\\\\"; return;
-        case '\n': out += "\\n"; return;
-        case '\r': out += "\\r"; return;
-        case '\t': out += "\\t"; return;
-        default: break;
-    }
-    if (c < 0x20 || c == 0x7F) {
-        out += "\\u00";
-        out += hex[c >> 4];
-        out += hex[c & 0xF];
-    } else {
-        out += static_cast<char>(c);
-    }
-}
-
-// The length of the well-formed UTF-8 sequence at the start of `s` (Unicode's table 3-7), or
-// the negated length of its longest valid prefix (at least 1) when it is not one: that prefix
-// is what one U+FFFD replaces, as Unicode recommends.
-int utf8_sequence(std::string_view s) noexcept {
-    const auto byte = [&s](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-    const unsigned char c = byte(0);
-    int length = 0;
-    unsigned char low = 0x80, high = 0xBF;  // the second byte's range
-    if (c >= 0xC2 && c <= 0xDF) {
-        length = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        length = 3;
-        if (c == 0xE0) low = 0xA0;   // overlong
-        if (c == 0xED) high = 0x9F;  // surrogates
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        length = 4;
-        if (c == 0xF0) low = 0x90;   // overlong
-        if (c == 0xF4) high = 0x8F;  // past U+10FFFF
-    } else {
-        return -1;
-    }
-    for (int i = 1; i < length; ++i) {
-        const auto at = static_cast<std::size_t>(i);
-        if (at >= s.size()) return -i;
-        const unsigned char b = byte(at);
-        const unsigned char lo = i == 1 ? low : 0x80;
-        const unsigned char hi = i == 1 ? high : 0xBF;
-        if (b < lo || b > hi) return -i;
-    }
-    return length;
-}
-
 const char* json_level(spdlog::level::level_enum level) noexcept {
     switch (level) {
         case spdlog::level::trace: return "trace";
@@ -149,27 +97,6 @@ void append_text(std::string& out, std::string_view key, std::string_view value)
 
 log_format parse_log_format(std::string_view name) noexcept {
     return name == "json" ? log_format::json : log_format::text;
-}
-
-void append_json_string(std::string& out, std::string_view value) {
-    out += '"';
-    while (!value.empty()) {
-        const auto c = static_cast<unsigned char>(value.front());
-        if (c < 0x80) {
-            append_escaped_ascii(out, c);
-            value.remove_prefix(1);
-            continue;
-        }
-        const int n = utf8_sequence(value);
-        if (n > 0) {
-            out.append(value.data(), static_cast<std::size_t>(n));
-            value.remove_prefix(static_cast<std::size_t>(n));
-        } else {
-            out += "\xEF\xBF\xBD";  // U+FFFD
-            value.remove_prefix(static_cast<std::size_t>(-n));
-        }
-    }
-    out += '"';
 }
 
 void append_utc_timestamp(std::string& out, std::chrono::system_clock::time_point at) {

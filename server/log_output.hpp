@@ -22,10 +22,8 @@ enum class log_format { text, json };
 // `text` or `json` (the flag's values; anything else is text).
 log_format parse_log_format(std::string_view name) noexcept;
 
-// Appends `value` as a JSON string, quotes included: `"` and `\` escaped, control characters
-// (and DEL) as \n, \r, \t or \u00XX, invalid UTF-8 (stray or overlong bytes, surrogates, past
-// U+10FFFF, cut-off sequences) replaced by U+FFFD, so that every line parses.
-void append_json_string(std::string& out, std::string_view value);
+// The library's (log.hpp): valid UTF-8 as it is, invalid bytes as U+FFFD.
+using gatehouse::append_json_string;
 
 // `2026-12-07T04:40:00.123Z`.
 void append_utc_timestamp(std::string& out, std::chrono::system_clock::time_point at);

@@ -81,6 +81,20 @@ using audit_sink = std::function<void(const audit_record& record)>;
 /// Thread safety: reentrant.
 std::string access_line(const access_record& record);
 
+/// How append_json_string writes characters beyond ASCII.
+enum class json_escape : std::uint8_t {
+    utf8,   ///< well-formed UTF-8 as it is
+    ascii,  ///< each code point as `\uXXXX` (a surrogate pair past U+FFFF): the line stays ASCII
+};
+
+/// Appends `value` as a JSON string, quotes included: `"` and `\` escaped, control characters
+/// (and DEL) as `\n`, `\r`, `\t` or `\u00XX`, and invalid UTF-8 (stray or overlong bytes,
+/// surrogates, past U+10FFFF, cut-off sequences) replaced by U+FFFD, one per maximal invalid
+/// prefix, so that every line parses. What access_line and audit_line quote with (`ascii`), and
+/// what JSON log lines may use for any value. Thread safety: reentrant.
+void append_json_string(std::string& out, std::string_view value,
+                        json_escape mode = json_escape::utf8);
+
 /// `record` as one line of text in the same shape, after the word `audit`:
 /// `audit event=login_failed username=alice client_address=127.0.0.1`.
 /// Thread safety: reentrant.

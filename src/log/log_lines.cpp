@@ -6,7 +6,6 @@
 #include <string>
 #include <string_view>
 
-#include "common/hex.hpp"
 #include "gatehouse/log.hpp"
 
 namespace gatehouse {
@@ -21,38 +20,14 @@ bool needs_quotes(std::string_view value) noexcept {
     return false;
 }
 
-// As a JSON string: control characters escaped; bytes >= 0x80 escaped byte by byte as \u00XX
-// (the line stays ASCII whatever the client sent, and no invalid UTF-8 reaches the log).
-void append_quoted(std::string& out, std::string_view value) {
-    out += '"';
-    for (const char ch : value) {
-        const auto c = static_cast<unsigned char>(ch);
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20 || c >= 0x7F) {
-                    out += "\\u00";
-                    out += detail::hex_digits_lower[c >> 4];
-                    out += detail::hex_digits_lower[c & 0xF];
-                } else {
-                    out += ch;
-                }
-        }
-    }
-    out += '"';
-}
-
 void field(std::string& out, std::string_view key, std::string_view value) {
     if (value.empty()) return;
     out += ' ';
     out += key;
     out += '=';
     if (needs_quotes(value)) {
-        append_quoted(out, value);
+        // ASCII only: the line stays plain text whatever the client sent.
+        append_json_string(out, value, json_escape::ascii);
     } else {
         out += value;
     }

@@ -43,8 +43,23 @@ TEST_CASE("log lines: client-chosen values are quoted and escaped", "[log]") {
     const auto line = gatehouse::audit_line(a);
     CHECK(line ==
           "audit event=login_failed username=\"eve\\n2026-01-01T00:00:00.000Z warning audit "
-          "event=forged \\\"x\\\" \\u00c3\\u00a9\" client_address=::1");
+          "event=forged \\\"x\\\" \\u00e9\" client_address=::1");
     CHECK(line.find('\n') == std::string::npos);
     a.username = "tab\there";
     CHECK(gatehouse::audit_line(a).find("username=\"tab\\there\"") != std::string::npos);
+}
+
+TEST_CASE("log lines: one JSON escaper, per code point, never per byte", "[log]") {
+    const auto escaped = [](std::string_view value, gatehouse::json_escape mode) {
+        std::string out;
+        gatehouse::append_json_string(out, value, mode);
+        return out;
+    };
+    using gatehouse::json_escape;
+    // é, €, 😀 (past U+FFFF), then a stray continuation byte and a cut-off sequence.
+    const std::string_view value = "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80|\x80|\xE2\x82";
+    CHECK(escaped(value, json_escape::utf8) ==
+          "\"\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80|\xEF\xBF\xBD|\xEF\xBF\xBD\"");
+    CHECK(escaped(value, json_escape::ascii) == "\"\\u00e9\\u20ac\\ud83d\\ude00|\\ufffd|\\ufffd\"");
+    CHECK(escaped("a\"b\\c\x01\x7F", json_escape::ascii) == "\"a\\\"b\\\\c\\u0001\\u007f\"");
 }
