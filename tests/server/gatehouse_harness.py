@@ -441,13 +441,18 @@ class Server:
             except subprocess.TimeoutExpired:
                 pass
 
+    @staticmethod
+    def _file_text(f):
+        # pread, not seek and read: the server writes through the same open file (its offset
+        # is shared), so a seek to 0 would let its next line overwrite the file's start.
+        fd = f.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
+
     def stdout_text(self):
-        self._stdout.seek(0)
-        return self._stdout.read().decode("utf-8", "replace")
+        return self._file_text(self._stdout)
 
     def stderr_text(self):
-        self._stderr.seek(0)
-        return self._stderr.read().decode("utf-8", "replace")
+        return self._file_text(self._stderr)
 
     def sanitizer_report(self):
         """The first sanitizer finding on stderr, or None."""
