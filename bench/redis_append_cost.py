@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""What one command costs Redis: the plain XADD against FCALL gatehouse_append (PROTOCOL.md 6.5).
+"""What one command costs Redis: the plain XADD against FCALL gatehouse_append (docs/protocol.md 6.5).
 
 Starts a redis-server and a gatehouse-server on it (which loads the `gatehouse` function
 library), and runs redis-benchmark (pipelined, as bench/redis_function_cost.py does) against:
@@ -20,7 +20,7 @@ Every `__rand_int__` draws from --keyspace values (default 10^9), so the "fresh"
 fresh: with redis-benchmark's usual 1000, all but the first thousand pairs were duplicates.
 --prefill N[,N...] first fills the window hashes the function reads (the current window's, its
 neighbours') with N remembered pairs each, as a gateway taking C commands per second fills them
-to C x --dedupe-window (PROTOCOL.md 6.5): what a lookup and a remember cost Redis once the hash
+to C x --dedupe-window (docs/protocol.md 6.5): what a lookup and a remember cost Redis once the hash
 no longer fits the CPU's caches. It also prints Redis's memory per remembered pair.
 
     bench/redis_append_cost.py [--reps 3] [--commands 400000] [--prefill 0,1000000,5000000]

@@ -2,7 +2,7 @@
 """What one publish costs Redis: plain PUBLISH against the update log's FCALL.
 
 Starts a redis-server and a gatehouse-server on it (which loads the `gatehouse` function
-library, PROTOCOL.md 6.4), adds a one-line library whose function only PUBLISHes (the floor of
+library, docs/protocol.md 6.4), adds a one-line library whose function only PUBLISHes (the floor of
 any Redis function call), and runs redis-benchmark (pipelined, 1000 players) against:
 
 - `PUBLISH`                         the unlogged path

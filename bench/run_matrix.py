@@ -73,7 +73,7 @@ COMMON = [("gen_cpu", None), ("redis_cpu", None), ("server_cpu", None)]
 # The servers: gatehouse (this build), baseline (--baseline, another gatehouse-server binary,
 # run exactly as gatehouse is), logged (this build again, with fanout and broadcast published
 # through the update log's FCALL gatehouse_publish instead of PUBLISH: the cost of the log,
-# PROTOCOL.md 6.4) and the Node peer. Ratios are gatehouse ÷ each of the others.
+# docs/protocol.md 6.4) and the Node peer. Ratios are gatehouse ÷ each of the others.
 SERVERS = ("gatehouse", "baseline", "logged", "node")
 GATEHOUSE_BUILDS = ("gatehouse", "baseline", "logged")
 LOGGED_WORKLOADS = ("fanout", "broadcast")

@@ -1,4 +1,4 @@
-// gatehouse-server: the reference server. It reads PROTOCOL.md section 1's flags (each with
+// gatehouse-server: the reference server. It reads docs/protocol.md section 1's flags (each with
 // its GATEHOUSE_* environment twin, or from a --config TOML file), checks them all before
 // opening anything (`check-config` stops there), builds a gateway on the in-process bus or, with
 // --redis, on Redis, prints the ready line, and shuts down gracefully on SIGINT/SIGTERM. With
@@ -205,7 +205,7 @@ account_services make_account_services(gatehouse_server::config& config,
 
 int run(int argc, char** argv) {
     gatehouse_server::config config;
-    CLI::App app{"gatehouse-server: realtime game gateway (PROTOCOL.md)"};
+    CLI::App app{"gatehouse-server: realtime game gateway (docs/protocol.md)"};
     gatehouse_server::add_flags(app, config);
     auto* check_only =
         app.add_subcommand("check-config",
@@ -286,7 +286,7 @@ int run(int argc, char** argv) {
             gatehouse::in_process_bus_options bus_options;
             gatehouse_server::to_in_process_options(config, options, bus_options);
             local_bus = std::make_shared<gatehouse::in_process_bus>(bus_options);
-            // The bus is the update log too (PROTOCOL.md 6.4): resume, and POST /updates.
+            // The bus is the update log too (docs/protocol.md 6.4): resume, and POST /updates.
             gw = std::make_unique<gatehouse::gateway>(
                 options, gatehouse::codec_registry::with_builtin_codecs(), local_bus, local_bus,
                 local_bus);
@@ -345,7 +345,7 @@ int run(int argc, char** argv) {
                                                              : exit_runtime_error;
     }
     if (redis) {
-        // Serving starts either way (PROTOCOL.md section 1: /ready tells whether the bus is
+        // Serving starts either way (docs/protocol.md section 1: /ready tells whether the bus is
         // connected); waiting a little first only spares the first clients a bus_unavailable
         // when Redis is merely slower to answer than we are to bind.
         logger->info("redis: {}, stream {}, channel {}", redis->redacted_url(),

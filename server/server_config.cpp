@@ -124,12 +124,12 @@ void add_flags(CLI::App& app, config& c) {
                  "commands/s on a saturated shared core, a longer round-trip tail")
         ->envname(env_twin("--redis-batch-scheduling"));
     flag(app, "--update-log-size", c.update_log_size,
-         "updates kept in each player's log for resume (PROTOCOL.md 6.4)");
+         "updates kept in each player's log for resume (docs/protocol.md 6.4)");
     flag(app, "--update-log-ttl", c.update_log_ttl,
          "seconds a logged update can be replayed for on resume");
     flag(app, "--session-expiry", c.session_expiry,
          "on: a player session ends when its access token does, unless refreshed in band "
-         "(PROTOCOL.md 6.3); off: sessions outlive their tokens")
+         "(docs/protocol.md 6.3); off: sessions outlive their tokens")
         ->check(CLI::IsMember({"on", "off"}));
     flag(app, "--dedupe-window", c.dedupe_window,
          "seconds a command's (player_id, correlation_id) is remembered, so a retried command "

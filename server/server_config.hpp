@@ -1,5 +1,5 @@
 #pragma once
-// The reference server's configuration: PROTOCOL.md section 1's flags and their environment
+// The reference server's configuration: docs/protocol.md section 1's flags and their environment
 // twins (and the file of config_file.hpp), and their translation into gateway options.
 
 #include <CLI/CLI.hpp>
@@ -40,9 +40,9 @@ struct config {
     double ping_interval = 20;
     double idle_timeout = 60;
     std::size_t send_buffer_bytes = std::size_t{1} << 20;
-    std::string slow_consumer = "queue";  // PROTOCOL.md 6.6
+    std::string slow_consumer = "queue";  // docs/protocol.md 6.6
     double shutdown_timeout = 10;
-    // PROTOCOL.md section 6.1 and 6.2.
+    // docs/protocol.md section 6.1 and 6.2.
     double http_idle_timeout = 30;
     double http_header_timeout = 10;
     std::size_t max_connections = 0;
@@ -63,10 +63,10 @@ struct config {
     double redis_timeout = 5;
     double redis_reconnect_max = 2;
     bool redis_batch_scheduling = false;
-    // PROTOCOL.md section 6.4.
+    // docs/protocol.md section 6.4.
     std::size_t update_log_size = 1000;
     unsigned update_log_ttl = 3600;
-    // PROTOCOL.md sections 6.3, 6.5, 6.7 and 6.8.
+    // docs/protocol.md sections 6.3, 6.5, 6.7 and 6.8.
     std::string session_expiry = "on";
     unsigned dedupe_window = 120;
     unsigned drain_spread_ms = 0;
@@ -90,7 +90,7 @@ void add_flags(CLI::App& app, config& c);
 // The gateway's options. Generates the JWT secret and the gateway id when they were not given.
 void to_gateway_options(config& c, gatehouse::gateway_options& out);
 
-// The accounts routes' settings (PROTOCOL.md section 2).
+// The accounts routes' settings (docs/protocol.md section 2).
 void to_accounts_options(const config& c, const gatehouse::gateway_options& gateway,
                          gatehouse::accounts_options& out);
 

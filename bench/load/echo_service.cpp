@@ -1,6 +1,6 @@
 // gatehouse_bench_echo: the backend of the roundtrip workload. A consumer-group service that
 // answers every command on the stream with one update targeted to the sending player,
-// carrying the command's correlation_id (PROTOCOL.md sections 4 and 5):
+// carrying the command's correlation_id (docs/protocol.md sections 4 and 5):
 //
 //   {"player_id": P, "type": "bench.echo", "correlation_id": C, "payload": {"n": 1}}
 //

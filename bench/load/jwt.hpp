@@ -1,5 +1,5 @@
 #pragma once
-// HS256 access tokens minted by the generator itself (PROTOCOL.md section 2: any token that
+// HS256 access tokens minted by the generator itself (docs/protocol.md section 2: any token that
 // verifies is accepted, so a trusted party holding the secret may mint them).
 
 #include <string>

@@ -36,7 +36,7 @@ void usage(const char* argv0) {
                  "idle 1000 connections held until SIGTERM or --duration;\n"
                  "--warmup 1 --duration 5 --drain 5 (seconds); fanout and broadcast publish\n"
                  "with PUBLISH, or with --publish-via fcall through the update log's\n"
-                 "FCALL gatehouse_publish (PROTOCOL.md 6.4), or with --amqp-port to a\n"
+                 "FCALL gatehouse_publish (docs/protocol.md 6.4), or with --amqp-port to a\n"
                  "RabbitMQ broker's fanout exchange (gatehouse-server --amqp)\n",
                  argv0);
 }

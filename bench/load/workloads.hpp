@@ -31,7 +31,7 @@ struct options {
     int redis_pid = 0;              // when set: redis-server's CPU is read too
     std::string player_prefix = "bench-p";
     // fanout, broadcast: publish with `FCALL gatehouse_publish 0 <channel> <json>` (the update
-    // log, PROTOCOL.md 6.4) instead of `PUBLISH <channel> <json>`.
+    // log, docs/protocol.md 6.4) instead of `PUBLISH <channel> <json>`.
     bool publish_via_fcall = false;
     // fanout, broadcast: when not 0, updates are published to this RabbitMQ broker's
     // `amqp_exchange` (a gatehouse-server --amqp, docs/amqp.md) instead of Redis.

@@ -2,7 +2,7 @@
 // A lean RFC 6455 client connection for the load generator: nonblocking connect, one upgrade
 // request, masked frames out, server frames parsed in place. What it leaves out on purpose:
 // TLS, extensions (no permessage-deflate is offered), and subprotocol negotiation (players
-// default to JSON, PROTOCOL.md section 3). Writes are buffered and leave in one send() per
+// default to JSON, docs/protocol.md section 3). Writes are buffered and leave in one send() per
 // event-loop batch, so a thousand acks answered in one batch cost one syscall per connection.
 
 #include <netinet/in.h>

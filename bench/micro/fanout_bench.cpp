@@ -1,5 +1,5 @@
 // Egress microbenchmarks: the part of "one published update -> many connections" that the
-// gateway itself does, without sockets: parse the update message (PROTOCOL.md section 5),
+// gateway itself does, without sockets: parse the update message (docs/protocol.md section 5),
 // look up its connections, encode once per codec in use and hand the shared frame to each
 // connection. Connections here are in-memory sinks that count what they receive, so the
 // figures are the gateway's own cost per update; the socket writes come on top.

@@ -182,7 +182,7 @@ int run(int argc, char** argv) {
     options.batch_scheduling = batch;
     // The plain XADD path that docs/benchmarks.md ("Ingress on Redis") measures: every command
     // here has the same correlation id, which de-duplication would answer from the first
-    // (PROTOCOL.md 6.5; bench/redis_append_cost.py measures that path).
+    // (docs/protocol.md 6.5; bench/redis_append_cost.py measures that path).
     options.dedupe_window = std::chrono::seconds{0};
     gatehouse::redis_command_producer bus(options);
     if (!bus.wait_connected(std::chrono::seconds(5))) {

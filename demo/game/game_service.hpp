@@ -10,7 +10,7 @@
 
 namespace gatehouse_demo::game {
 
-/// A command as the bus carries it (PROTOCOL.md section 4).
+/// A command as the bus carries it (docs/protocol.md section 4).
 struct command {
     std::string type;
     std::string player_id;
@@ -31,7 +31,7 @@ enum class handled : unsigned char {
 
 struct handle_result {
     handled what = handled::ignored;
-    std::string update;  ///< PROTOCOL.md section 5 JSON, for the player (`answered` only).
+    std::string update;  ///< docs/protocol.md section 5 JSON, for the player (`answered` only).
 };
 
 /// Runs `c` through the rules against `store` at time `now_ms` (Unix ms). A payload that does

@@ -35,7 +35,7 @@ struct in_process_game::context {
         if (result.what == handled::answered) publish(std::move(result.update));
     }
 
-    // Through the update log (PROTOCOL.md 6.4), so a player who reconnects with `resume`
+    // Through the update log (docs/protocol.md 6.4), so a player who reconnects with `resume`
     // gets the state changes it missed. The bus answers on this thread.
     void publish(std::string update) {
         bus.publish_logged(

@@ -187,7 +187,7 @@ bool stream_service::answer(const std::string& id, const gatehouse::redis_reply&
     return ack(id);
 }
 
-// Through the update log (PROTOCOL.md 6.4): FCALL gatehouse_publish, the function the gateway
+// Through the update log (docs/protocol.md 6.4): FCALL gatehouse_publish, the function the gateway
 // loads into Redis at connect, so that a player who reconnects with `resume` gets the state
 // changes it missed. Until a gateway has loaded it (the game may start first, or Redis was
 // restarted empty and no gateway has reconnected yet) a plain PUBLISH still reaches every

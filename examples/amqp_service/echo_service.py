@@ -4,7 +4,7 @@ connection (docs/amqp.md shows this file). Needs Debian's python3-pika only.
 
 Commands come from the queue the gateway declares (`gateway.commands`, durable, bound to the
 topic exchange of the same name by `#`): one message per command, the payload as body, the
-other PROTOCOL.md section 4 fields as headers. Replies go to the updates fanout exchange
+other docs/protocol.md section 4 fields as headers. Replies go to the updates fanout exchange
 (`gateway.updates`), which every gateway instance consumes. The command is acked after its
 reply was published and confirmed by the broker: a crash between the two answers that command
 again (at-least-once).

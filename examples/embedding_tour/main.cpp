@@ -259,7 +259,7 @@ int run() {
     require(echo.at("correlation_id") == "c-1", "echo correlation_id: " + echo.dump());
     require(echo.at("payload") == json{{"text", "hello"}}, "echo payload: " + echo.dump());
 
-    // The command as a service reads it (PROTOCOL.md section 4's fields).
+    // The command as a service reads it (docs/protocol.md section 4's fields).
     const auto entries = bus->read("0", 10);
     require(entries.size() == 1, "one entry on the stream");
     const gatehouse::bus_entry& entry = entries.front();

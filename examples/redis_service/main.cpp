@@ -1,6 +1,6 @@
 // redis_service: a backend service that joins a gatehouse deployment through Redis alone.
 //
-// It reads the gateway's command stream with a consumer group (PROTOCOL.md section 4) and
+// It reads the gateway's command stream with a consumer group (docs/protocol.md section 4) and
 // answers every command with one "echo" update for the connection that sent it, published on
 // the updates channel (section 5). All it needs is a Redis client and a JSON library: this one
 // uses gatehouse's own blocking client (gatehouse::redis_client, gatehouse/redis_client.hpp,
@@ -517,7 +517,7 @@ private:
         return true;
     }
 
-    // Through the update log (PROTOCOL.md 6.4): FCALL gatehouse_publish, the Redis function
+    // Through the update log (docs/protocol.md 6.4): FCALL gatehouse_publish, the Redis function
     // every gateway loads at connect. A reply to a player (the POST /commands case) is logged,
     // so a client that reconnects with `resume` still gets it; a reply to one connection is
     // published unlogged, as PUBLISH would. Until a gateway has loaded the function (this

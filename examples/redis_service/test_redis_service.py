@@ -377,7 +377,7 @@ class CppServiceAcrossRedisRestart(RedisGatewayCase):
 
             wait_until(group_exists, 10.0, "the service re-creating its group")
             # The gateway's update subscription came back too: it closes the connection open
-            # all along with 1012 so that a client resumes what it missed (PROTOCOL.md 6.4);
+            # all along with 1012 so that a client resumes what it missed (docs/protocol.md 6.4);
             # the player reconnects, as every client does.
             code, got = await c.wait_closed()
             self.assertEqual((code, got), (1012, []))

@@ -11,7 +11,7 @@ sends FILE in chunks; the receiver answers, reassembles the file (in any chunk o
 duplicates), checks its size and SHA-256 against the offer, acknowledges it and writes it to
 DIR. Exit 0 when the transfer was confirmed on both sides. A token comes from --token, or is
 minted for --player from the server's JWT secret in $GATEHOUSE_JWT_SECRET (a development
-shortcut: in production a login service hands out tokens, PROTOCOL.md section 2).
+shortcut: in production a login service hands out tokens, docs/protocol.md section 2).
 
 Python has no WebRTC stack here: the SDP and ICE texts it sends are placeholders, which the
 relay passes on unread, exactly as it would pass a browser's RTCPeerConnection descriptions.
@@ -45,7 +45,7 @@ class CommandRefused(Exception):
 
 
 def mint_token(secret, player, ttl_s=3600):
-    """An HS256 access token for `player` (PROTOCOL.md section 2), for development."""
+    """An HS256 access token for `player` (docs/protocol.md section 2), for development."""
     def b64url(raw):
         return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 

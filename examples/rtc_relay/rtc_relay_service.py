@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """rtc_relay: a WebRTC signalling relay and chunked file relay behind gatehouse-server --redis.
 
-It reads the gateway's command stream with a consumer group (PROTOCOL.md section 4) and
+It reads the gateway's command stream with a consumer group (docs/protocol.md section 4) and
 publishes updates on the updates channel (section 5), like examples/redis_service/echo_service.py.
 docs/examples/rtc-relay.md is the message contract; test_rtc_relay.py runs it end to end.
 

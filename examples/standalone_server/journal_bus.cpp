@@ -110,7 +110,7 @@ bool journal_bus::write_line(std::uint64_t number, const gatehouse::envelope& co
         {"ts_ms", origin.accepted_at_ms},
         {"gateway_id", gateway_id_},
     };
-    // PROTOCOL.md 6.8's optional field, as Redis writes it beside section 4's.
+    // docs/protocol.md 6.8's optional field, as Redis writes it beside section 4's.
     if (!command.traceparent.empty()) line["traceparent"] = command.traceparent;
     // JSON payloads stay readable; MessagePack and Protobuf bytes are kept exactly, as hex.
     auto payload = command.format == gatehouse::payload_format::json

@@ -22,7 +22,7 @@
 
 namespace standalone {
 
-/// Answers one journaled command with update messages (PROTOCOL.md section 5 JSON).
+/// Answers one journaled command with update messages (docs/protocol.md section 5 JSON).
 /// Runs on the bus's worker thread, after the command's ack.
 using service = std::function<std::vector<std::string>(std::uint64_t entry_number,
                                                        const gatehouse::envelope& command)>;

@@ -34,7 +34,7 @@ public:
         if (const auto st = take(bytes, corr); st != status::ok) return st;
         if (const auto st = take(bytes, payload); st != status::ok) return st;
         if (!bytes.empty()) return status::trailing_bytes;
-        // The library's own checks, so this codec enforces PROTOCOL.md's envelope rules.
+        // The library's own checks, so this codec enforces docs/protocol.md's envelope rules.
         const bool corr_ok = corr.empty() || gatehouse::client::is_valid_correlation_id(corr);
         out.correlation_id.assign(corr_ok ? corr : std::string_view{});
         if (type.empty()) return status::missing_type;

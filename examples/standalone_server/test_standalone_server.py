@@ -8,7 +8,7 @@ Checks, as a client and an operator see them: the team's own route (GET /kitchen
 codec chosen by subprotocol (gatehouse.netstring; the welcome, acks, errors and updates all
 come back in it), its own bus (the ack's stream_id is the journal's entry number, which
 continues after the lines already in the file; the command is a line of the journal with
-PROTOCOL.md section 4's fields), its own service (order.placed / order.rejected with the
+docs/protocol.md section 4's fields), its own service (order.placed / order.rejected with the
 command's correlation_id), the built-in JSON codec beside it, and a graceful SIGTERM (1001,
 exit 0). Netstrings are encoded and decoded here independently of the server's code.
 """
@@ -214,7 +214,7 @@ class EmbedTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(first["client"], "player")
         self.assertEqual((lines[4]["type"], lines[4]["correlation_id"]), ("tip", tip_corr))
 
-        # Graceful stop: each connection is told to reconnect now (PROTOCOL.md 6.7, no drain
+        # Graceful stop: each connection is told to reconnect now (docs/protocol.md 6.7, no drain
         # spread), in its codec, then closed with 1001; exit code 0.
         self.assertEqual(await asyncio.to_thread(self.server.stop), 0, self.server.stderr())
         type_, _, payload = decode(await asyncio.wait_for(ws.recv(), RECV_TIMEOUT_S))

@@ -12,7 +12,7 @@ namespace gc = gatehouse::client;
 namespace {
 
 // 64 random bits as hex: the prefix of this session's correlation ids. The gateway remembers
-// a player's correlation ids for --dedupe-window (PROTOCOL.md 6.5) and acks a repeated one
+// a player's correlation ids for --dedupe-window (docs/protocol.md 6.5) and acks a repeated one
 // with the first command's stream id without appending it, so ids must not repeat across
 // sessions or processes of one player: a counter alone would, after a restart.
 std::string random_prefix() {

@@ -1,6 +1,6 @@
 #pragma once
 // http_post_json: one HTTP/1.1 POST with a JSON body on a `transport`, for the account routes
-// of PROTOCOL.md section 2 (POST /register, POST /login). In Unreal, FHttpModule does this;
+// of docs/protocol.md section 2 (POST /register, POST /login). In Unreal, FHttpModule does this;
 // here it shows that logging in needs nothing beyond the same socket code.
 
 #include <cstdint>

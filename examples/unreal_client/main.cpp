@@ -75,7 +75,7 @@ bool parse_options(int argc, char** argv, options& o) {
     return o.port != 0 && (!o.token.empty() || (!o.username.empty() && !o.password.empty()));
 }
 
-// The account routes of PROTOCOL.md section 2 (usernames and passwords here are plain ASCII
+// The account routes of docs/protocol.md section 2 (usernames and passwords here are plain ASCII
 // without quotes, so they are written into the JSON as they are).
 std::optional<std::string> log_in(const options& o) {
     if (o.register_first) {

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `accounts`: the account routes of PROTOCOL.md section 2 (register, login, token refresh,
+/// `accounts`: the account routes of docs/protocol.md section 2 (register, login, token refresh,
 /// logout, player settings) on a `gateway`, over a `user_store`, an `attempt_limiter` and a
 /// `worker_pool`. Each piece can be replaced: another store (PostgreSQL, your own), a shared
 /// limiter (Redis), or no local accounts at all with `login_service_url`.

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// `amqp_bus`: the command bus and update listener of a gateway on RabbitMQ (AMQP 0-9-1), the
-/// same contract as `redis_bus` (PROTOCOL.md sections 4 and 5) with AMQP's own shapes:
+/// same contract as `redis_bus` (docs/protocol.md sections 4 and 5) with AMQP's own shapes:
 /// commands are persistent messages on a durable topic exchange, updates are messages on a
 /// durable fanout exchange. See docs/amqp.md for the delivery guarantees.
 
@@ -73,7 +73,7 @@ std::error_code check_amqp_url(std::string_view url);
 /// channel 2 consumes the updates. `append` only copies the command and wakes the thread.
 ///
 /// Commands: published `persistent` and `mandatory` to `command_exchange` with the command's
-/// `type` as routing key, the body the payload, PROTOCOL.md section 4's other fields as
+/// `type` as routing key, the body the payload, docs/protocol.md section 4's other fields as
 /// headers (`type`, `codec`, `correlation_id`, `player_id`, `connection_id`, `gateway_id`,
 /// `client`, `ts_ms` as a 64-bit integer, and `payload_codec`, `traceparent` when present),
 /// `correlation_id`, `timestamp` (seconds), `message_id` (`<gateway_id>/<entry id>`), `type`

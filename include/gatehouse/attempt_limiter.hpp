@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// `attempt_limiter`: counts attempts per key (a login name, a client address) for the login
-/// lockout and the per-address request limits of PROTOCOL.md section 2. In memory for one
+/// lockout and the per-address request limits of docs/protocol.md section 2. In memory for one
 /// instance here; in Redis, so that every instance behind a load balancer shares the counts,
 /// with `make_redis_limiter` (gatehouse/redis_limiter.hpp, the Redis component).
 
@@ -50,7 +50,7 @@ public:
     /// the lockout (`max_failures` 0 acts as 1; a `lockout` of zero or less counts nothing and
     /// locks nothing). Returns the lockout state after counting
     /// (refused when this failure locked it, so a caller may answer 429 at once or, as
-    /// PROTOCOL.md section 2 asks, answer this attempt 401 and the next ones 429).
+    /// docs/protocol.md section 2 asks, answer this attempt 401 and the next ones 429).
     virtual limit_decision record_failure(std::string_view key, unsigned max_failures,
                                           std::chrono::seconds lockout) = 0;
 

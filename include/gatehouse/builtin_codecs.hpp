@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// The three codecs of PROTOCOL.md section 3.
+/// The three codecs of docs/protocol.md section 3.
 ///
 /// Each factory returns a new codec that holds no state: one instance may be shared by every
 /// thread and connection for as long as anyone holds it.

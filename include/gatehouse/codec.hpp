@@ -17,7 +17,7 @@ enum class frame_type : unsigned char { text, binary };
 /// Encodes and decodes whole envelopes in one wire format.
 ///
 /// The built-in codecs (`make_json_codec()` and friends in builtin_codecs.hpp) cover
-/// PROTOCOL.md section 3; an embedding team adds its own by implementing this interface
+/// docs/protocol.md section 3; an embedding team adds its own by implementing this interface
 /// and registering it by name in a `codec_registry`. Clients then select it with the
 /// `Sec-WebSocket-Protocol` value `gatehouse.<name>` or `?codec=<name>`.
 ///
@@ -41,7 +41,7 @@ public:
     /// Decodes one message into `out` (every wire field is overwritten; `out.origin` is left
     /// alone). On error, `out.correlation_id` is the message's correlation id when it is
     /// known (the message could be read and held exactly one valid one), for the error reply
-    /// PROTOCOL.md asks for, and empty otherwise; the other wire fields are unspecified.
+    /// docs/protocol.md asks for, and empty otherwise; the other wire fields are unspecified.
     virtual std::error_code decode(std::string_view bytes, envelope& out) const = 0;
 
     /// Encodes `in` into `out`, replacing its contents. A payload in another format is

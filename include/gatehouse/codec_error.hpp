@@ -16,7 +16,7 @@ namespace gatehouse {
 /// The category of `client::status` values; its name is `"gatehouse.codec"`.
 const std::error_category& codec_category() noexcept;
 
-/// The PROTOCOL.md error code to send a client whose message failed to decode with `ec`:
+/// The docs/protocol.md error code to send a client whose message failed to decode with `ec`:
 /// `"invalid_frame"` or `"invalid_envelope"` for codec errors; `"invalid_frame"` for an
 /// error of any other category (a custom codec's own codes, say). Empty for no error.
 std::string_view protocol_error_code(const std::error_code& ec) noexcept;

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `command_bus`: where the gateway puts the commands it accepts (PROTOCOL.md section 4).
+/// `command_bus`: where the gateway puts the commands it accepts (docs/protocol.md section 4).
 
 #include <functional>
 #include <string_view>
@@ -21,7 +21,7 @@ using append_handler = std::function<void(std::error_code error, std::string_vie
 /// implementation calls it with success only once the command is durably on the bus as far
 /// as that bus promises (for Redis: XADD answered).
 ///
-/// Each entry carries PROTOCOL.md section 4's fields: `type`, `payload` with `codec`
+/// Each entry carries docs/protocol.md section 4's fields: `type`, `payload` with `codec`
 /// (`json`, `msgpack`, or `protobuf` for `payload_format::bytes`), `correlation_id`, and
 /// from `command.origin`: `player_id`, `connection_id`, `client`, `ts_ms`; plus the
 /// gateway id the implementation was configured with.

@@ -42,7 +42,7 @@ enum class send_status : std::uint8_t {
     closed,   ///< Not sent: the connection is closed or closing (perhaps by this very send,
               ///< under the slow-consumer policy `close`), or it is unknown.
     /// Queued in place of an earlier frame with the same key, which will not be written
-    /// (delivery class `latest`, PROTOCOL.md 6.6; only `connection::send_keyed` returns it).
+    /// (delivery class `latest`, docs/protocol.md 6.6; only `connection::send_keyed` returns it).
     coalesced,
 };
 
@@ -57,10 +57,11 @@ enum class close_code : std::uint16_t {
     internal_error = 1011,
     /// The gateway's update subscription was lost and is back (RFC 6455 "service restart"):
     /// updates published meanwhile were not sent, so the client reconnects with `?resume=`
-    /// to get them from the update log (PROTOCOL.md 6.4).
+    /// to get them from the update log (docs/protocol.md 6.4).
     updates_interrupted = 1012,
-    token_expired = 4001,  ///< The session's access token expired (PROTOCOL.md 6.3).
-    slow_consumer = 4008,  ///< The connection queued more than its hard bound (PROTOCOL.md 6.6).
+    token_expired = 4001,  ///< The session's access token expired (docs/protocol.md 6.3).
+    slow_consumer =
+        4008,  ///< The connection queued more than its hard bound (docs/protocol.md 6.6).
 };
 
 /// One client connection as the connection manager sees it: something that can send a
@@ -82,8 +83,8 @@ public:
     virtual send_status send(const shared_frame& frame) = 0;
 
     /// Hands `frame` to the transport like `send()`, as the newest value of `key` (delivery
-    /// class `latest`, PROTOCOL.md 6.6). With `replace`, the frame last sent with the same key,
-    /// when it is still queued and not yet being written, is withdrawn first: it is never
+    /// class `latest`, docs/protocol.md 6.6). With `replace`, the frame last sent with the same
+    /// key, when it is still queued and not yet being written, is withdrawn first: it is never
     /// written, its bytes leave `buffered_bytes()`, and the result is `coalesced` (else
     /// `queued` or `closed`, as for `send()`). Frames keep their order otherwise: the new one
     /// goes after everything queued. The default ignores the key and calls `send()`, so a

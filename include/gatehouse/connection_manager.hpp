@@ -20,12 +20,12 @@ namespace gatehouse {
 
 /// What happens to a `reliable` update (every update that names no delivery class, and every
 /// frame given to `connection_manager::send`) for a connection whose send buffer is full.
-/// `droppable` and `latest` updates follow their own rules whatever the policy (PROTOCOL.md
+/// `droppable` and `latest` updates follow their own rules whatever the policy (docs/protocol.md
 /// 6.6): dropped, or coalesced by key; docs/updates.md has the whole table.
 enum class slow_consumer_policy : std::uint8_t {
     drop,   ///< The frame is dropped (and counted); the connection stays open.
     close,  ///< The connection is closed with 1008 (and counted); it can reconnect.
-    /// PROTOCOL.md 6.6 (the default): the frame is still queued, up to twice
+    /// docs/protocol.md 6.6 (the default): the frame is still queued, up to twice
     /// `max_buffered_bytes`; one that would pass that closes the connection with 4008 `slow
     /// consumer` (and is counted).
     queue,
@@ -36,7 +36,7 @@ struct connection_manager_options {
     /// A connection whose unwritten bytes would exceed this gets the slow-consumer policy;
     /// twice this is the hard bound no update may pass (4008).
     std::size_t max_buffered_bytes = std::size_t{1} << 20;
-    /// `queue` by default: the contract's rule (PROTOCOL.md 6.6), as gatehouse-server has it.
+    /// `queue` by default: the contract's rule (docs/protocol.md 6.6), as gatehouse-server has it.
     slow_consumer_policy slow_consumer = slow_consumer_policy::queue;
     /// Lock shards: connections and players are spread over this many independently locked
     /// maps, so sends to different players do not contend. Rounded up to a power of two.
@@ -48,13 +48,13 @@ struct connection_info {
     std::string player_id;  ///< `bot:NAME` for bots.
     client_kind client = client_kind::player;
     std::shared_ptr<const codec> wire_codec;  ///< Encodes the updates sent to it.
-    /// Registers the connection resuming (PROTOCOL.md 6.4): `deliver()` holds the updates
+    /// Registers the connection resuming (docs/protocol.md 6.4): `deliver()` holds the updates
     /// for it, in order, until `finish_resume()`.
     bool resuming = false;
 };
 
 /// What became of one delivery class's frames, one count per connection an update was for
-/// (PROTOCOL.md 6.6).
+/// (docs/protocol.md 6.6).
 struct delivery_outcomes {
     std::uint64_t sent = 0;       ///< Queued on the connection.
     std::uint64_t dropped = 0;    ///< Dropped: the send buffer was full.
@@ -113,7 +113,7 @@ struct delivery_result {
 /// Registry of live connections: player -> connections (several per player), lookup by
 /// connection id, rooms, and fan-out.
 ///
-/// Rooms belong to players (PROTOCOL.md section 5): a join covers all of the player's
+/// Rooms belong to players (docs/protocol.md section 5): a join covers all of the player's
 /// connections, including ones opened later, and membership ends when the player's last
 /// connection is removed. A join or leave for a player with no connection here is ignored.
 ///
@@ -141,14 +141,14 @@ public:
     /// consumer.
     send_status send(const connection_id& to, const shared_frame& frame);
 
-    /// Routes a parsed update (PROTOCOL.md section 5): join/leave change rooms (and return
+    /// Routes a parsed update (docs/protocol.md section 5): join/leave change rooms (and return
     /// an empty result); every other target gets `u.message` encoded once per codec in use
     /// among its connections, the same bytes shared by all of them. A connection target is
     /// reached only when it belongs to `u.player_id`; a player listed twice gets it once.
     /// An encoding larger than `max_buffered_bytes` is sent to none of its connections
     /// (`oversized`, and `updates_oversized` counts the update); the slow-consumer policy is
     /// for clients that fall behind, not for frames no buffer could hold.
-    /// For a connection past `max_buffered_bytes`, `u.delivery` decides (PROTOCOL.md 6.6):
+    /// For a connection past `max_buffered_bytes`, `u.delivery` decides (docs/protocol.md 6.6):
     /// `droppable` is dropped, `latest` replaces the queued update with the same `u.key`
     /// (`connection::send_keyed`), `reliable` gets the slow-consumer policy. A `latest` update
     /// that takes the unsent bytes past twice `max_buffered_bytes` even once the replaced frame
@@ -165,7 +165,7 @@ public:
     /// connection's lock so that no concurrent `deliver()` can come in between. Sends `replay`
     /// (the replayed updates, then `gatehouse.resumed`) when it fits: when the connection's
     /// `buffered_bytes()`, the replay and the frames `deliver()` held meanwhile that follow it
-    /// stay within the hard bound (twice `max_buffered_bytes`, PROTOCOL.md 6.6), which every
+    /// stay within the hard bound (twice `max_buffered_bytes`, docs/protocol.md 6.6), which every
     /// byte of them will be queued against; else, or when `replay` is empty (the log answered
     /// gap), sends `gap` (`gatehouse.gap`) in its place. A replay that could never be queued
     /// would close the connection with 4008 at every attempt to resume from the same id; after

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// Credentials at rest: Argon2id password hashes and opaque refresh tokens (PROTOCOL.md
+/// Credentials at rest: Argon2id password hashes and opaque refresh tokens (docs/protocol.md
 /// section 2). Both are slow or secret on purpose; call the hashing functions from worker
 /// threads, never from a gateway I/O thread.
 

@@ -27,14 +27,14 @@ enum class errc {
     // Command bus and routing.
     bus_unavailable = 11,  ///< The bus did not accept the command; the client may retry.
     rate_limited = 12,     ///< Over the per-connection or per-player command rate.
-    invalid_update = 13,   ///< A published update message is malformed (PROTOCOL.md section 5).
-    shutting_down = 14,    ///< The gateway is stopping and takes no new work.
+    invalid_update = 13,  ///< A published update message is malformed (docs/protocol.md section 5).
+    shutting_down = 14,   ///< The gateway is stopping and takes no new work.
 
     // Configuration and start-up.
     invalid_listen_address = 15,  ///< Not `HOST:PORT` (IPv4, `[v6]` or a name that resolves).
     tls_setup_failed = 16,        ///< The certificate or key could not be loaded.
 
-    // Accounts (PROTOCOL.md section 2).
+    // Accounts (docs/protocol.md section 2).
     username_taken = 17,         ///< Another account has that username (case-insensitively).
     email_taken = 18,            ///< Another account has that email (case-insensitively).
     user_not_found = 19,         ///< No account matches.

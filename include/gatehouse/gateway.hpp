@@ -34,13 +34,13 @@ struct identity {
     client_kind client = client_kind::player;
     std::vector<std::string> roles;
     /// When the credential stops being valid, Unix seconds (the JWT `exp`); 0: never (bots,
-    /// or a `token_verifier` that does not say). A session ends then (PROTOCOL.md 6.3).
+    /// or a `token_verifier` that does not say). A session ends then (docs/protocol.md 6.3).
     std::int64_t expires_at = 0;
 };
 
 /// Verifies a player's access token: fills `who` or returns an error (any error is a 401).
 /// The default verifies HS256 JWTs with `gateway_options::jwt_secret`. Also called for each
-/// in-band `gatehouse.refresh` (PROTOCOL.md 6.3), where an error answers `invalid_token`; set
+/// in-band `gatehouse.refresh` (docs/protocol.md 6.3), where an error answers `invalid_token`; set
 /// `who.expires_at` for sessions to end with the token.
 using token_verifier = std::function<std::error_code(std::string_view token, identity& who)>;
 
@@ -75,12 +75,12 @@ struct gateway_options {
     /// Longest `shutdown()` waits for pending acks and closing handshakes.
     std::chrono::milliseconds shutdown_timeout{10000};
     /// An idle persistent HTTP connection (no request in progress, not a WebSocket or event
-    /// stream) is closed after this long (PROTOCOL.md section 6.1).
+    /// stream) is closed after this long (docs/protocol.md section 6.1).
     std::chrono::milliseconds http_idle_timeout{30000};
     /// A request whose headers are not complete this long after its first byte is answered
     /// 408 and its connection closed (slow-header clients hold no slot for long).
     std::chrono::milliseconds http_header_timeout{10000};
-    /// Proxies whose `X-Forwarded-For` is believed (PROTOCOL.md section 6.2): `ADDRESS/PREFIX`
+    /// Proxies whose `X-Forwarded-For` is believed (docs/protocol.md section 6.2): `ADDRESS/PREFIX`
     /// or a bare address, IPv4 or IPv6. When the peer is one of them, the client address of a
     /// request (`http_request::remote_address`, the logs, every per-address limit) is the
     /// rightmost `X-Forwarded-For` entry that is not itself trusted (the leftmost when all
@@ -96,30 +96,30 @@ struct gateway_options {
     bool ws_compression = false;
     /// Send queues and the slow-consumer policy.
     connection_manager_options connections;
-    /// End each player session when its access token expires (PROTOCOL.md 6.3):
+    /// End each player session when its access token expires (docs/protocol.md 6.3):
     /// `gatehouse.token_expiring` a minute before `identity::expires_at`, in-band
     /// `gatehouse.refresh`, close 4001 (an event stream ends) at expiry. False: sessions
     /// outlive their tokens, as in v1. Bot sessions never expire.
     bool session_expiry = true;
-    /// Draining (PROTOCOL.md 6.7): at `shutdown()` every WebSocket is first sent
+    /// Draining (docs/protocol.md 6.7): at `shutdown()` every WebSocket is first sent
     /// `gatehouse.reconnect` with `after_ms` spread evenly over `0..drain_spread` (an event
     /// stream gets it as an event with a `retry:` field), and open connections are served
     /// until the spread has passed or they all closed; then the section 1 shutdown. 0: every
     /// WebSocket's `after_ms` is 0 and shutdown is exactly section 1's.
     std::chrono::milliseconds drain_spread{0};
     /// Append `gatehouse.connected` / `gatehouse.disconnected` entries (client `system`) to
-    /// the command bus for every WebSocket, player or bot (PROTOCOL.md 6.8).
+    /// the command bus for every WebSocket, player or bot (docs/protocol.md 6.8).
     bool presence_events = false;
 
-    /// Serve `POST /commands` (PROTOCOL.md section 2): a command over HTTP onto the same bus,
+    /// Serve `POST /commands` (docs/protocol.md section 2): a command over HTTP onto the same bus,
     /// with a Bearer access token, answered 202 once the bus accepted it. Rate-limited per
     /// player with `ws_rate_limit` (burst twice that).
     bool http_commands = true;
-    /// Bearer key of `POST /updates` (PROTOCOL.md 6.4): when set and the gateway has an
+    /// Bearer key of `POST /updates` (docs/protocol.md 6.4): when set and the gateway has an
     /// `update_log`, that route publishes a service's update through the log and answers
     /// `202 {"update_ids":{PLAYER:ID,...}}`. Empty: no such route.
     std::string publish_key;
-    /// Serve `GET /sse/player` (PROTOCOL.md section 2): the player's updates as server-sent
+    /// Serve `GET /sse/player` (docs/protocol.md section 2): the player's updates as server-sent
     /// events, routed exactly as for WebSocket connections, with a keep-alive comment after
     /// every `ping_interval` without an event.
     bool event_streams = true;
@@ -167,7 +167,7 @@ struct gateway_options {
     /// command's stream entry then carries the `traceparent` of the gateway's ingress span
     /// (a child of the client's `traceparent`, or the root of a new trace), so that a service
     /// continues the trace. Null: no spans, and a client's `traceparent` reaches the stream
-    /// unchanged (PROTOCOL.md 6.8). One tracer may serve several gateways.
+    /// unchanged (docs/protocol.md 6.8). One tracer may serve several gateways.
     std::shared_ptr<tracer> tracing;
     /// Where log messages go; empty: nowhere.
     log_sink log;
@@ -228,7 +228,7 @@ public:
     /// frames are always JSON), a null bus or listener, a `gateway_id` outside 1-64 of
     /// `[A-Za-z0-9_.:-]`, a bot key with an empty name or key.
     /// `log` (usually the bus itself) holds each player's logged updates: a player that
-    /// connects with `?resume=` gets what it missed from it (PROTOCOL.md 6.4), and
+    /// connects with `?resume=` gets what it missed from it (docs/protocol.md 6.4), and
     /// `POST /updates` publishes through it. Null: no log; every resume gets
     /// `gatehouse.gap`.
     gateway(gateway_options options, codec_registry codecs, std::shared_ptr<command_bus> bus,
@@ -254,7 +254,7 @@ public:
     /// after `start()`; empty without `gateway_options::metrics_listen`.
     std::string metrics_address() const;
 
-    /// Graceful shutdown (PROTOCOL.md section 1 and 6.7). With a `drain_spread`, first the
+    /// Graceful shutdown (docs/protocol.md section 1 and 6.7). With a `drain_spread`, first the
     /// drain: `/ready`, new upgrades and event streams answer 503 at once, every open
     /// connection is sent `gatehouse.reconnect` with its `after_ms` (spread evenly over
     /// `0..drain_spread`), and the open connections keep being served (commands acked, updates

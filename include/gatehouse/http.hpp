@@ -50,7 +50,7 @@ struct http_response {
     std::vector<std::pair<std::string, std::string>> headers;  ///< Extra headers.
 
     /// `{"status":S,"title":T,"code":C}` (plus `detail` when not empty) as
-    /// `application/problem+json` (RFC 9457), the shape of every error of PROTOCOL.md.
+    /// `application/problem+json` (RFC 9457), the shape of every error of docs/protocol.md.
     /// `title` is `http_status_title(status)`; invalid UTF-8 in `code` or `detail` becomes
     /// U+FFFD.
     static http_response problem(int status, std::string_view code, std::string_view detail = {});

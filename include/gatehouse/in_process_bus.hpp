@@ -2,7 +2,7 @@
 /// @file
 /// `in_process_bus`: the command bus and update source of a gateway that runs without
 /// Redis, with the API a service in the same process uses to consume commands and publish
-/// updates, and its update log (PROTOCOL.md 6.4) in memory.
+/// updates, and its update log (docs/protocol.md 6.4) in memory.
 
 #include <chrono>
 #include <cstddef>
@@ -23,11 +23,11 @@ namespace gatehouse {
 
 /// One command on the in-process stream: a client's, or with `command.origin.client`
 /// `client_kind::system` the gateway's own presence entry (`gatehouse.connected` /
-/// `gatehouse.disconnected`, PROTOCOL.md 6.8).
+/// `gatehouse.disconnected`, docs/protocol.md 6.8).
 struct bus_entry {
     std::string id;  ///< `<ms>-<seq>`, increasing, like a Redis stream entry id.
     /// The command with its `origin` filled by the gateway, and its `traceparent` when it came
-    /// with one (PROTOCOL.md 6.8); `update_id` is always empty.
+    /// with one (docs/protocol.md 6.8); `update_id` is always empty.
     envelope command;
     std::string gateway_id;
 };
@@ -47,7 +47,7 @@ struct in_process_bus_options {
     /// A logged update is replayed for at most this long (positive); a player's log not
     /// written for this long is dropped.
     std::chrono::seconds update_log_ttl{3600};
-    /// Idempotent commands (PROTOCOL.md 6.5): a command whose `(player_id, correlation_id)`
+    /// Idempotent commands (docs/protocol.md 6.5): a command whose `(player_id, correlation_id)`
     /// was accepted within this window is not appended again; `done` gets the original
     /// entry id. Only client-chosen correlation ids count
     /// (`command_origin::correlation_assigned` is false). 0: off. The pairs are remembered
@@ -115,7 +115,7 @@ public:
     /// (up to `max_pending_updates`). Does nothing when not started.
     void stop() override;
 
-    /// Publishes an update message (PROTOCOL.md section 5 JSON), as a service would with
+    /// Publishes an update message (docs/protocol.md section 5 JSON), as a service would with
     /// `PUBLISH`. Returns false when `max_pending_updates` messages wait already (the message
     /// is dropped and counted in `updates_refused()`). Malformed messages are delivered too:
     /// the gateway counts them.
@@ -123,7 +123,7 @@ public:
     /// Publishes `u` as `to_json(u)`.
     bool publish(const update& u);
 
-    /// update_log: parses `message` (PROTOCOL.md section 5; `errc::invalid_update` when
+    /// update_log: parses `message` (docs/protocol.md section 5; `errc::invalid_update` when
     /// `parse_update` refuses it or it has an `update_ids` key of its own). A player-addressed
     /// update is appended to each addressed player's log under one new id `<ms>-<seq>` (from
     /// the Unix clock, increasing), and queued for delivery with `"update_ids":{...}` inserted
@@ -137,7 +137,7 @@ public:
     void read_after(std::string player_id, std::string after_id, std::size_t max_bytes,
                     log_read_handler done) override;
 
-    /// Retried commands answered with their first entry id, not appended (PROTOCOL.md 6.5).
+    /// Retried commands answered with their first entry id, not appended (docs/protocol.md 6.5).
     std::uint64_t duplicates() const noexcept;
 
     /// Updates refused because the delivery queue was full.

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// HS256 JSON Web Tokens: the access tokens of PROTOCOL.md section 2.
+/// HS256 JSON Web Tokens: the access tokens of docs/protocol.md section 2.
 
 #include <chrono>
 #include <cstdint>

@@ -42,7 +42,7 @@ struct access_record {
                                             ///< from the upgrade to the end.
     std::uint64_t bytes_received = 0;       ///< Body (HTTP) or message payload bytes read.
     std::uint64_t bytes_sent = 0;           ///< Body (HTTP) or message bytes queued to send.
-    std::string_view client_address;        ///< As PROTOCOL.md 6.2 defines it.
+    std::string_view client_address;        ///< As docs/protocol.md 6.2 defines it.
     std::string_view player_id;             ///< The authenticated identity (`bot:NAME` for a
                                             ///< bot); empty if none.
 };
@@ -66,7 +66,7 @@ struct audit_record {
     std::string_view username;        ///< The login name as the request gave it; empty when
                                       ///< not applicable.
     std::string_view player_id;       ///< When known.
-    std::string_view client_address;  ///< As PROTOCOL.md 6.2 defines it.
+    std::string_view client_address;  ///< As docs/protocol.md 6.2 defines it.
     std::string_view detail;          ///< A short reason, never secret.
 };
 

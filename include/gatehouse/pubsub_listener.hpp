@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `pubsub_listener`: where the gateway hears the updates services publish (PROTOCOL.md
+/// `pubsub_listener`: where the gateway hears the updates services publish (docs/protocol.md
 /// section 5).
 
 #include <functional>
@@ -15,7 +15,7 @@ using update_handler = std::function<void(std::string_view message)>;
 
 /// Called when a subscription that was lost is back (never for the first one). Updates
 /// published while it was down were not delivered: the gateway closes every connection
-/// (1012), so clients resume and get them from the update log (PROTOCOL.md 6.4).
+/// (1012), so clients resume and get them from the update log (docs/protocol.md 6.4).
 using resubscribed_handler = std::function<void()>;
 
 /// A source of published update messages.

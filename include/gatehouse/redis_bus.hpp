@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `redis_bus`: the command bus and update listener of a gateway on Redis (PROTOCOL.md
+/// `redis_bus`: the command bus and update listener of a gateway on Redis (docs/protocol.md
 /// sections 4 and 5), one object made of a `redis_command_producer` (commands `XADD`ed to a
 /// stream) and a `redis_update_subscriber` (updates heard on a Pub/Sub channel); both heal by
 /// themselves when Redis goes away and comes back. It is also the gateway's `update_log`
@@ -40,7 +40,7 @@ struct redis_bus_options {
     std::size_t update_log_size = 1000;
     /// A logged update is replayed for at most this long (positive; `--update-log-ttl`).
     std::chrono::seconds update_log_ttl{3600};
-    /// Idempotent commands (PROTOCOL.md 6.5): a command whose `(player_id, correlation_id)`
+    /// Idempotent commands (docs/protocol.md 6.5): a command whose `(player_id, correlation_id)`
     /// was accepted within this window is not appended again; `done` gets the original
     /// entry id. Only client-chosen correlation ids count
     /// (`command_origin::correlation_assigned` is false). 0: off.
@@ -70,7 +70,7 @@ struct redis_bus_stats {
     std::uint64_t updates_received = 0;     ///< Pub/Sub messages handed to the handler.
     std::uint64_t command_reconnects = 0;   ///< Times the command connection was re-established.
     std::uint64_t listener_reconnects = 0;  ///< Times the subscription was re-established.
-    /// Retried commands answered with their first entry id, not appended (PROTOCOL.md 6.5).
+    /// Retried commands answered with their first entry id, not appended (docs/protocol.md 6.5).
     std::uint64_t duplicates = 0;
 };
 

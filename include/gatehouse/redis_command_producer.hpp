@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `redis_command_producer`: the command bus of a gateway on Redis (PROTOCOL.md section 4):
+/// `redis_command_producer`: the command bus of a gateway on Redis (docs/protocol.md section 4):
 /// each accepted command is `XADD`ed to a stream over one pipelined connection that heals by
 /// itself when Redis goes away and comes back. The same connection carries the update log
 /// (section 6.4): the `gatehouse` Redis function library, loaded at every connect, and the
@@ -39,7 +39,7 @@ struct redis_command_producer_options {
     /// A logged update is replayed for at most this long (positive; the key expires this
     /// long after its last update).
     std::chrono::seconds update_log_ttl{3600};
-    /// Idempotent commands (PROTOCOL.md 6.5): a command whose `(player_id, correlation_id)`
+    /// Idempotent commands (docs/protocol.md 6.5): a command whose `(player_id, correlation_id)`
     /// was accepted within this window is not appended again; `done` gets the original
     /// entry id. Only client-chosen correlation ids count
     /// (`command_origin::correlation_assigned` is false). 0: off.
@@ -71,7 +71,7 @@ struct redis_command_producer_stats {
     std::uint64_t appended = 0;         ///< Commands Redis answered with an entry id.
     std::uint64_t append_failures = 0;  ///< Commands answered with `bus_unavailable`.
     std::uint64_t reconnects = 0;       ///< Times the connection was re-established.
-    /// Retried commands answered with their first entry id, not appended (PROTOCOL.md 6.5).
+    /// Retried commands answered with their first entry id, not appended (docs/protocol.md 6.5).
     std::uint64_t duplicates = 0;
 };
 
@@ -89,7 +89,7 @@ struct redis_command_producer_stats {
 /// gatehouse_append 1 <stream> <dedupe_window> <maxlen> <gateway_id>` followed by, per command,
 /// its pair (`<len>:<player_id>:<correlation_id>`, empty for a gateway-assigned id, which is
 /// never looked up), the count of its extra arguments, the values of the fields above and
-/// its extra fields (PROTOCOL.md 6.5, docs/redis.md): Redis appends each command and remembers
+/// its extra fields (docs/protocol.md 6.5, docs/redis.md): Redis appends each command and remembers
 /// its pair for `dedupe_window` seconds, or answers the entry id of the first append when the
 /// pair is remembered, in the same round trip; `done` gets that id either way. With
 /// `dedupe_window` 0, or while the library is not loaded, every command is a plain XADD.

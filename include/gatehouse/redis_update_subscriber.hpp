@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `redis_update_subscriber`: the update listener of a gateway on Redis (PROTOCOL.md section
+/// `redis_update_subscriber`: the update listener of a gateway on Redis (docs/protocol.md section
 /// 5): one connection SUBSCRIBEd to the updates channel, resubscribed by itself when Redis goes
 /// away and comes back, handing every message to the gateway.
 

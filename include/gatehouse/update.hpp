@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// `update`: one message a service publishes for the gateway to route to clients
-/// (PROTOCOL.md section 5), parsed from and written as the JSON that travels on the bus.
+/// (docs/protocol.md section 5), parsed from and written as the JSON that travels on the bus.
 
 #include <cstddef>
 #include <cstdint>
@@ -27,7 +27,7 @@ enum class update_target : std::uint8_t {
 };
 
 /// What the gateway does with an update for a connection that does not keep up
-/// (PROTOCOL.md 6.6): the update's `"delivery"` key.
+/// (docs/protocol.md 6.6): the update's `"delivery"` key.
 enum class delivery_class : std::uint8_t {
     reliable,   ///< The default: queued; past the hard bound the connection is closed (4008).
     droppable,  ///< Dropped (and counted) for a connection past its send buffer.
@@ -47,12 +47,12 @@ struct update {
     std::vector<std::string> player_ids;  ///< players.
     std::string room;                     ///< room, join, leave.
     /// `{player_id, update_id}` from the `update_ids` object the update log adds to a logged
-    /// message (PROTOCOL.md 6.4); empty for an unlogged one.
+    /// message (docs/protocol.md 6.4); empty for an unlogged one.
     std::vector<std::pair<std::string, std::string>> update_ids;
     /// What the clients receive: `type`, `payload` (JSON text), `correlation_id` and
-    /// `traceparent` (PROTOCOL.md 6.8; each empty when absent). Unused for join and leave.
+    /// `traceparent` (docs/protocol.md 6.8; each empty when absent). Unused for join and leave.
     envelope message;
-    /// Routing keys of PROTOCOL.md 6.6, never sent to clients; unused for join and leave.
+    /// Routing keys of docs/protocol.md 6.6, never sent to clients; unused for join and leave.
     delivery_class delivery = delivery_class::reliable;
     std::string key;  ///< latest: 1-`max_delivery_key_bytes` bytes; empty otherwise.
 };

@@ -1,7 +1,7 @@
 #pragma once
 /// @file
 /// `update_log`: the per-player log of updates that lets a client that reconnects, to any
-/// instance, get what it missed (PROTOCOL.md section 6.4).
+/// instance, get what it missed (docs/protocol.md section 6.4).
 
 #include <cstddef>
 #include <cstdint>
@@ -26,7 +26,7 @@ using logged_publish_handler = std::function<void(std::error_code error, update_
 /// One update of a player's log, as a replay hands it back.
 struct logged_update {
     std::string update_id;  ///< `<ms>-<seq>`, increasing in publish order for the player.
-    std::string message;    ///< The published message (PROTOCOL.md section 5 JSON) as given.
+    std::string message;    ///< The published message (docs/protocol.md section 5 JSON) as given.
 };
 
 /// What `update_log::read_after()` found.
@@ -46,7 +46,7 @@ struct log_read_result {
 /// Called once per `update_log::read_after()`.
 using log_read_handler = std::function<void(log_read_result result)>;
 
-/// A per-player update log (PROTOCOL.md 6.4): the player-addressed shapes of section 5
+/// A per-player update log (docs/protocol.md 6.4): the player-addressed shapes of section 5
 /// (`player_id` without `connection_id`, and `player_ids`) published through it are appended
 /// to each addressed player's capped log under a new update id, and published to every
 /// gateway's `pubsub_listener` in the same atomic step, as the section 5 message with one

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// `user_store`: where accounts, their settings and their refresh tokens live (PROTOCOL.md
+/// `user_store`: where accounts, their settings and their refresh tokens live (docs/protocol.md
 /// section 2). SQLite (`open_user_store("sqlite:PATH")`) and PostgreSQL
 /// (`open_user_store("postgresql://...")`) are built in; any other store implements the same
 /// interface.

@@ -1,5 +1,5 @@
 #pragma once
-// What an account request must hold (PROTOCOL.md section 2's field rules: username, email,
+// What an account request must hold (docs/protocol.md section 2's field rules: username, email,
 // password and display-name limits, JSON bodies) and the problem answers the account routes
 // share. Pure functions: they run on the gateway's I/O thread, before a job is queued.
 
@@ -15,7 +15,7 @@
 
 namespace gatehouse::detail {
 
-// PROTOCOL.md section 2's limits.
+// docs/protocol.md section 2's limits.
 inline constexpr std::size_t username_min = 3, username_max = 32;
 inline constexpr std::size_t password_min = 8, password_max = 128;
 inline constexpr std::size_t email_max = 254;

@@ -1,5 +1,5 @@
 #pragma once
-// The handlers of the account routes (PROTOCOL.md section 2). Each validates on the calling
+// The handlers of the account routes (docs/protocol.md section 2). Each validates on the calling
 // I/O thread and queues the rest on `jobs`; what it queues owns a share of `core`, never a
 // pointer to anything the embedder may destroy first.
 

@@ -117,9 +117,9 @@ void login(const account_core_ptr& core, const account_jobs& jobs, const http_re
                  if (found && found != errc::user_not_found) return store_failed();
                  // Keyed on the account the name resolves to, by its username (case-folded), so
                  // that its username and its email share one count; a name with no account is keyed
-                 // on itself, case-folded (PROTOCOL.md section 2: the lockout holds for a login
-                 // name "existing or not"). The username, not the player id: instances with stores
-                 // of their own (one registration each) still share one lockout in Redis. No
+                 // on itself, case-folded (docs/protocol.md section 2: the lockout holds for a
+                 // login name "existing or not"). The username, not the player id: instances with
+                 // stores of their own (one registration each) still share one lockout in Redis. No
                  // unknown name can be another account's key: it would not be unknown.
                  const std::string key = "login:" + ascii_lower_copy(found ? login : user.username);
                  // Counted before the (slow) password check, atomically with the lockout check, so

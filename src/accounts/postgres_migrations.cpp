@@ -19,7 +19,7 @@ constexpr std::string_view create_migrations_table =
     " version INTEGER PRIMARY KEY NOT NULL,"
     " applied_at_ms BIGINT NOT NULL)";
 
-// Version 1: the SQLite schema's tables and columns. PROTOCOL.md's case-insensitive
+// Version 1: the SQLite schema's tables and columns. docs/protocol.md's case-insensitive
 // comparison folds ASCII letters only; lower() under the "C" collation does exactly that
 // whatever the database's locale (under a UTF-8 locale lower('É') would be 'é', and "Émile"
 // and "émile" are different names). The unique indexes are on that expression and every

@@ -22,7 +22,7 @@ constexpr std::string_view create_migrations_table =
     " version INTEGER PRIMARY KEY NOT NULL,"
     " applied_at_ms INTEGER NOT NULL)";
 
-// Version 1. NOCASE folds ASCII letters only, which is exactly PROTOCOL.md's case-insensitive
+// Version 1. NOCASE folds ASCII letters only, which is exactly docs/protocol.md's case-insensitive
 // comparison of usernames and emails. It is declared on the columns, so plain `username = ?`
 // compares (and uses the unique index) case-insensitively, and on the indexes, so the
 // uniqueness does not depend on the column declaration alone. Refresh tokens hang off their

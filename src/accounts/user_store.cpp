@@ -45,7 +45,7 @@ store_target checked_target(std::string_view url) {
         }
         // `sqlite://x` would otherwise open the file `//x`. Other tools read `sqlite:///x` as
         // relative and `sqlite:////x` as absolute; rather than guess which the operator meant,
-        // ask for the one spelling PROTOCOL.md documents.
+        // ask for the one spelling docs/protocol.md documents.
         if (t.rest.substr(0, 2) == "//") {
             refuse(
                 "sqlite: write sqlite:PATH (e.g. sqlite:/var/lib/gatehouse/users.db), "

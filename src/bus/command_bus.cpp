@@ -8,7 +8,7 @@ std::string_view bus_codec_name(payload_format format) noexcept {
         case payload_format::msgpack: return "msgpack";
         case payload_format::bytes: return "protobuf";
     }
-    // An out-of-range enum value can only come from a cast; PROTOCOL.md section 3 files
+    // An out-of-range enum value can only come from a cast; docs/protocol.md section 3 files
     // every payload that is neither JSON nor MessagePack under "protobuf", so do the same.
     return "protobuf";
 }

@@ -67,7 +67,7 @@ struct in_process_bus::impl {
           recent(options.dedupe_window, dedupe_bytes),
           log(options.update_log_size, options.update_log_ttl, options.update_log_bytes) {}
 
-    // The memory bound of the remembered command pairs (PROTOCOL.md 6.5): about 80,000 pairs
+    // The memory bound of the remembered command pairs (docs/protocol.md 6.5): about 80,000 pairs
     // of short ids. Past it the oldest are forgotten first.
     static constexpr std::size_t dedupe_bytes = std::size_t{16} * 1024 * 1024;
 
@@ -126,7 +126,7 @@ struct in_process_bus::impl {
                 on_message(message);
             } catch (...) {
                 // An exception escaping a thread's function ends the process; one bad
-                // message must never stop the listener (PROTOCOL.md section 5).
+                // message must never stop the listener (docs/protocol.md section 5).
             }
             lock.lock();
         }
@@ -152,11 +152,11 @@ in_process_bus::~in_process_bus() { stop(); }
 void in_process_bus::append(const envelope& command, append_handler done) {
     auto entry = std::make_shared<bus_entry>();
     entry->command = command;
-    // The stream holds PROTOCOL.md section 4's fields and 6.8's traceparent: a command has no
+    // The stream holds docs/protocol.md section 4's fields and 6.8's traceparent: a command has no
     // update id.
     entry->command.update_id.clear();
     entry->gateway_id = impl_->options.gateway_id;
-    // A client's own correlation id may name a retry (PROTOCOL.md 6.5); gateway-made ids are
+    // A client's own correlation id may name a retry (docs/protocol.md 6.5); gateway-made ids are
     // unique and never looked up. The check and the append share one critical section, so
     // that two copies sent at once are appended once.
     const bool dedupe =

@@ -1,5 +1,5 @@
 #pragma once
-// The update log of a gateway without Redis (PROTOCOL.md 6.4): each player's last updates in
+// The update log of a gateway without Redis (docs/protocol.md 6.4): each player's last updates in
 // memory, with the behaviour of the Redis library (src/bus/redis_update_log.cpp): capped per
 // player, a time to live, ids `<ms>-<seq>` from the Unix clock. On top, the whole log is
 // bounded in bytes: past the bound the logs of the players written to least recently are

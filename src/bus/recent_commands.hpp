@@ -1,5 +1,5 @@
 #pragma once
-// Idempotent commands without Redis (PROTOCOL.md 6.5): which `(player_id, correlation_id)`
+// Idempotent commands without Redis (docs/protocol.md 6.5): which `(player_id, correlation_id)`
 // pairs the in-process bus accepted within the window, and the entry id each got, with the
 // behaviour of `gatehouse_append` in the Redis library (src/bus/redis_update_log.cpp): a pair
 // is remembered for the window from its first append, then forgotten. On top, the memory is

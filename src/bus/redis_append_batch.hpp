@@ -1,7 +1,7 @@
 #pragma once
-// The batches of `FCALL gatehouse_append` (idempotent commands, PROTOCOL.md 6.5) that the Redis
-// command producer sends while de-duplication is on. A function call costs Redis several times
-// an XADD of its own, so commands wait here (formatted on the appending thread) and the
+// The batches of `FCALL gatehouse_append` (idempotent commands, docs/protocol.md 6.5) that the
+// Redis command producer sends while de-duplication is on. A function call costs Redis several
+// times an XADD of its own, so commands wait here (formatted on the appending thread) and the
 // producer's I/O thread sends everything that waited as few calls as it can. Batches form by
 // themselves: at most `max_calls_in_flight` calls are unanswered, and what arrives meanwhile
 // waits for the next one; a lone command leaves at once. What the producer holds is bounded:

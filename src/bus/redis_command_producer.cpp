@@ -26,7 +26,8 @@ namespace r = detail::redis;
 namespace {
 
 // The fields a command carries only when it has them, as name and value, on either path:
-// payload_codec when the envelope names one, traceparent when it carries one (PROTOCOL.md 6.8).
+// payload_codec when the envelope names one, traceparent when it carries one
+// (docs/protocol.md 6.8).
 void format_optional_fields(std::string& out, const envelope& command) {
     if (!command.payload_codec.empty()) {
         r::format_bulk(out, "payload_codec");
@@ -78,7 +79,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     std::string xadd_head;
     std::size_t head_args = 0;
     std::string gateway_field;
-    // While de-duplication is on, every command goes through here (PROTOCOL.md 6.5), those
+    // While de-duplication is on, every command goes through here (docs/protocol.md 6.5), those
     // with a gateway-assigned correlation id too, so that one connection's commands stay in
     // order on the stream.
     r::append_batch batch;
@@ -433,7 +434,7 @@ void redis_command_producer::append(const envelope& command, append_handler done
     // Formatted here, on the caller's thread, straight into the connection's batch: the I/O
     // thread takes a whole batch per wake-up and only appends it to its output. Nine fields,
     // plus payload_codec when the envelope names one and traceparent when it carries one
-    // (PROTOCOL.md 6.8).
+    // (docs/protocol.md 6.8).
     const auto& o = command.origin;
     const bool named = !command.payload_codec.empty();
     const bool traced = !command.traceparent.empty();
@@ -459,7 +460,7 @@ void redis_command_producer::append(const envelope& command, append_handler done
         r::format_bulk(out, ts);
         format_optional_fields(out, command);
     };
-    // De-duplication on (PROTOCOL.md 6.5): the check and the append are one function call,
+    // De-duplication on (docs/protocol.md 6.5): the check and the append are one function call,
     // atomic in Redis, batched with the other commands waiting (see queue_batched). Only a
     // client's own correlation id is looked up: gateway-made ids are unique, their pair is
     // sent empty. With the window 0, or without the library, a plain XADD.

@@ -25,7 +25,7 @@ namespace {
 //   there too (trimming removes the oldest first) and younger still. It reads in pages and
 //   stops at the caller's byte budget: a log may hold a million entries of any size.
 constexpr std::string_view library_template = R"LUA(#!lua name=gatehouse
--- The gatehouse update log (PROTOCOL.md 6.4) and idempotent commands (6.5), loaded by the
+-- The gatehouse update log (docs/protocol.md 6.4) and idempotent commands (6.5), loaded by the
 -- gateway: do not edit in Redis.
 local log_size = '@SIZE@'
 local log_ttl_ms = @TTL_MS@
@@ -155,7 +155,7 @@ local function repeats_top_key(m, text)
   end
 end
 
--- Why a logged message would be refused by parse_update() (PROTOCOL.md 5, 6.6), or nil: a
+-- Why a logged message would be refused by parse_update() (docs/protocol.md 5, 6.6), or nil: a
 -- message the gateway drops must not be logged (no one receives it, and it pushes real
 -- updates out of the log).
 local function refusal(m, text)
@@ -258,7 +258,7 @@ local function gatehouse_read(keys, args)
   end
 end
 
--- Idempotent commands (PROTOCOL.md 6.5), several commands per call (the gateway batches what
+-- Idempotent commands (docs/protocol.md 6.5), several commands per call (the gateway batches what
 -- its pipeline holds: a function call's own cost is paid once). KEYS[1] the command stream;
 -- ARGV: the window in seconds, the stream's MAXLEN (~; 0: none), the gateway_id, then per
 -- command: its pair (`<bytes of player_id>:<player_id>:<correlation_id>`, or '' for a command

@@ -1,5 +1,5 @@
 #pragma once
-// The Redis side of the update log (PROTOCOL.md 6.4) and of idempotent commands (6.5): the
+// The Redis side of the update log (docs/protocol.md 6.4) and of idempotent commands (6.5): the
 // text of the `gatehouse` function library the command producer loads at every connect, the
 // FCALLs that use it, and what their replies mean. Kept apart from the producer so that the Lua and
 // its reply shapes are read in one place.

@@ -164,7 +164,7 @@ struct redis_update_subscriber::state : std::enable_shared_from_this<state> {
         try {
             (*h)(message.elements[2].str);
         } catch (...) {
-            // One bad message must never stop the listener (PROTOCOL.md section 5); the
+            // One bad message must never stop the listener (docs/protocol.md section 5); the
             // handler's contract is not to throw, this only keeps the I/O thread alive.
         }
     }

@@ -75,7 +75,7 @@ status read_correlation_id(json_reader& r, envelope& out, status& envelope_error
 
 // Reads the value of `update_id` or `traceparent` (the reader is at its first byte) into
 // `buf`, and returns its length when it is a string that `valid` accepts, else 0. These
-// fields are optional extras (PROTOCOL.md 6): one that is not valid is dropped, never an
+// fields are optional extras (docs/protocol.md 6): one that is not valid is dropped, never an
 // envelope error, so a v1 client that happened to send such a key keeps working.
 template <bool (*valid)(std::string_view) noexcept>
 status read_optional_string(json_reader& r, char* buf, std::size_t cap, std::size_t& len) noexcept {

@@ -1,4 +1,4 @@
-// MessagePack envelopes (PROTOCOL.md sections 3 and 6): a map with the keys "type",
+// MessagePack envelopes (docs/protocol.md sections 3 and 6): a map with the keys "type",
 // "payload", "correlation_id", "update_id" and "traceparent".
 //
 // The decoder makes one pass over the frame. Every value is checked against the

@@ -206,7 +206,7 @@ status decode_protobuf(std::string_view frame, envelope& out) noexcept {
     if (has_corr && !corr_known) return status::invalid_correlation_id;
 
     envelope_access::store_ids(out, type, has_corr ? corr : std::string_view{});
-    // The optional extras (PROTOCOL.md 6) are dropped when malformed, never an envelope
+    // The optional extras (docs/protocol.md 6) are dropped when malformed, never an envelope
     // error; as for every field, the last occurrence is the one judged.
     envelope_access::store_trace_fields(
         out, is_valid_update_id(update_id) ? update_id : std::string_view{},

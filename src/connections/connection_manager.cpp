@@ -40,7 +40,7 @@ struct held_frame {
 // count, not ours, so that a replay judged to fit never meets the transport's bound.
 constexpr std::size_t frame_overhead = 10;
 
-// The resume state of a connection added resuming (PROTOCOL.md 6.4). Allocated only for those,
+// The resume state of a connection added resuming (docs/protocol.md 6.4). Allocated only for those,
 // so an ordinary connection pays one null pointer for it.
 struct resume_state {
     std::mutex mutex;
@@ -129,7 +129,7 @@ struct connection_manager::impl {
         return connections[std::hash<std::string_view>{}(id)&mask];
     }
 
-    // Sends one frame of class `delivery` (PROTOCOL.md 6.6). Counts nothing but the slow
+    // Sends one frame of class `delivery` (docs/protocol.md 6.6). Counts nothing but the slow
     // consumers it closes: deliver() tallies the outcomes of a whole fan-out and adds them
     // once, so that the hot path pays no shared counter per connection.
     outcome send_one(entry& e, const shared_frame& frame, delivery_class delivery,

@@ -48,7 +48,7 @@ struct string_appender {
     }
 };
 
-// A top-level value as the routing rules need it. PROTOCOL.md lets a missing correlation_id
+// A top-level value as the routing rules need it. docs/protocol.md lets a missing correlation_id
 // be null; every key is read the same way, so a service that serialises unset optional
 // fields as null routes as if it had left them out.
 enum class value_kind : std::uint8_t { absent, string, other };
@@ -95,8 +95,8 @@ top_key classify(std::string_view key) noexcept {
 // Everything of one message the rules look at, filled by scan_message().
 struct scanned_message {
     scanned_value op, connection_id, player_id, room, type, correlation_id;
-    scanned_value delivery, key;  // PROTOCOL.md 6.6
-    scanned_value traceparent;    // PROTOCOL.md 6.8
+    scanned_value delivery, key;  // docs/protocol.md 6.6
+    scanned_value traceparent;    // docs/protocol.md 6.8
     bool broadcast = false;       // `broadcast` is the literal true
     value_kind player_ids_kind = value_kind::absent;
     bool player_ids_valid = true;  // an array of non-empty strings
@@ -164,7 +164,7 @@ bool scan_player_ids(json_reader& r, scanned_message& m) noexcept {
     }
 }
 
-// `update_ids` (PROTOCOL.md 6.4, added by the update log): null, or an object of player ids
+// `update_ids` (docs/protocol.md 6.4, added by the update log): null, or an object of player ids
 // to valid update ids; anything else makes the message malformed.
 bool scan_update_ids(json_reader& r, scanned_message& m) noexcept {
     if (r.peek() == 'n') return r.scan_literal("null") == status::ok;
@@ -300,7 +300,7 @@ std::error_code read_message(scanned_message& m, envelope& out) {
         if (!client::is_valid_correlation_id(m.correlation_id.text)) return errc::invalid_update;
         out.correlation_id = std::move(m.correlation_id.text);
     }
-    // PROTOCOL.md 6.8: a valid traceparent reaches the clients unchanged; anything else is
+    // docs/protocol.md 6.8: a valid traceparent reaches the clients unchanged; anything else is
     // ignored, as on a command (v1 let a service send any extra key, so it cannot refuse).
     if (m.traceparent.kind == value_kind::string &&
         client::is_valid_traceparent(m.traceparent.text)) {
@@ -312,7 +312,7 @@ std::error_code read_message(scanned_message& m, envelope& out) {
     return {};
 }
 
-// The delivery class and its key (PROTOCOL.md 6.6). A `key` beside another class is ignored.
+// The delivery class and its key (docs/protocol.md 6.6). A `key` beside another class is ignored.
 std::error_code read_delivery(scanned_message& m, update& u) {
     if (m.delivery.kind == value_kind::absent) return {};
     if (m.delivery.kind != value_kind::string) return errc::invalid_update;
@@ -332,7 +332,7 @@ std::error_code read_delivery(scanned_message& m, update& u) {
     return {};
 }
 
-// The routing rules of PROTOCOL.md section 5, in the order docs/updates.md gives.
+// The routing rules of docs/protocol.md section 5, in the order docs/updates.md gives.
 std::error_code route(scanned_message& m, update& u) {
     if (m.op.kind != value_kind::absent) {
         if (m.op.kind != value_kind::string) return errc::invalid_update;

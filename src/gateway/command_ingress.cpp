@@ -16,14 +16,14 @@
 namespace gatehouse::detail {
 namespace {
 
-// Message types of the gateway's own control messages (PROTOCOL.md section 6).
+// Message types of the gateway's own control messages (docs/protocol.md section 6).
 constexpr std::string_view reserved_prefix = "gatehouse.";
 
 // How often a presence entry the bus refused is logged, at most (a bus that is down refuses
 // every connection's: the metric counts them all).
 constexpr std::int64_t presence_failure_log_interval_ms = 10000;
 
-// The `traceparent` header of `POST /commands` (PROTOCOL.md 6.8): the value when there is
+// The `traceparent` header of `POST /commands` (docs/protocol.md 6.8): the value when there is
 // exactly one and it is a valid W3C traceparent (as the codecs judge an envelope's), else
 // empty: a header given twice names no single parent, and an invalid one is ignored.
 std::string_view traceparent_header(const http_request& request) noexcept {
@@ -67,7 +67,7 @@ struct session_reply {
         finish(*s);
     }
     static void finish(session& s) {
-        // The last answer of a draining session lets it close (PROTOCOL.md section 1).
+        // The last answer of a draining session lets it close (docs/protocol.md section 1).
         if (s.end_command()) s.close_drained();
     }
 };
@@ -196,7 +196,7 @@ void command_ingress::on_message(const std::shared_ptr<session>& s, bool text,
     const auto received = std::chrono::steady_clock::now();
     s->touch(
         std::chrono::duration_cast<std::chrono::milliseconds>(received.time_since_epoch()).count());
-    // After shutdown began nothing more is read: no ack, no error (PROTOCOL.md section 1).
+    // After shutdown began nothing more is read: no ack, no error (docs/protocol.md section 1).
     if (s->draining()) return;
     const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     const auto& setup = s->setup();
@@ -221,7 +221,7 @@ void command_ingress::on_http_command(const http_request& request, const identit
     const std::int64_t started_ns = options_->tracing ? unix_now_ns() : 0;
     envelope command;
     const auto decoded = json_->decode(request.body, command);
-    // The envelope's own traceparent wins over the header's (PROTOCOL.md 6.8).
+    // The envelope's own traceparent wins over the header's (docs/protocol.md 6.8).
     if (!decoded && command.traceparent.empty()) command.traceparent = traceparent_header(request);
     bool within_rate = true;
     std::chrono::milliseconds wait{};
@@ -266,7 +266,7 @@ void command_ingress::accept(std::error_code decoded, bool within_rate,
         return;
     }
     if (command.type.compare(0, reserved_prefix.size(), reserved_prefix) == 0) {
-        // PROTOCOL.md 6: the gateway's own control messages; none is a command for the bus. A
+        // docs/protocol.md 6: the gateway's own control messages; none is a command for the bus. A
         // session's own (gatehouse.refresh) counts against its rate like a command (6.3).
         if (answer.is_control(command.type)) {
             if (!within_rate) {
@@ -335,7 +335,7 @@ bool command_ingress::append_presence(const session_setup& setup, bool connected
     entry.payload += '}';
     entry.format = payload_format::json;
     // Unique per connection and event (a session's own assigned ids are `<id>.<n>`), and made
-    // up by the gateway: never de-duplicated (PROTOCOL.md 6.5).
+    // up by the gateway: never de-duplicated (docs/protocol.md 6.5).
     entry.correlation_id = setup.id + (connected ? ".connected" : ".disconnected");
     entry.origin.player_id = setup.who.player_id;
     entry.origin.connection_id = setup.id;

@@ -1,10 +1,10 @@
 #pragma once
 // Command acceptance, the one path every command takes whichever way it came (a WebSocket
 // message or `POST /commands`): decode -> rate limit -> bus append -> ack, or an error
-// (PROTOCOL.md sections 2 and 3). A session's control messages (the reserved `gatehouse.`
-// types, PROTOCOL.md 6) branch off to session_control after the rate limit. It also appends
-// the gateway's own presence entries (PROTOCOL.md 6.8) through the same bus, and keeps track of
-// all its appends still waiting for the bus, so that shutdown can drain them and then cancel
+// (docs/protocol.md sections 2 and 3). A session's control messages (the reserved `gatehouse.`
+// types, docs/protocol.md 6) branch off to session_control after the rate limit. It also appends
+// the gateway's own presence entries (docs/protocol.md 6.8) through the same bus, and keeps track
+// of all its appends still waiting for the bus, so that shutdown can drain them and then cancel
 // what is left.
 
 #include <atomic>
@@ -48,7 +48,7 @@ public:
 
     // One WebSocket message: every message takes a token of the session's bucket, valid or
     // not, so a flood of garbage is limited too. Ignored once the session is draining
-    // (PROTOCOL.md section 1: neither accepted nor answered).
+    // (docs/protocol.md section 1: neither accepted nor answered).
     void on_message(const std::shared_ptr<session>& s, bool text, std::string_view bytes);
 
     // `POST /commands` from `who` (already authorized): 202 once the bus accepted it, 400,
@@ -56,7 +56,7 @@ public:
     void on_http_command(const http_request& request, const identity& who,
                          const http_responder& respond);
 
-    // PROTOCOL.md 6.8, with `presence_events`: appends `gatehouse.connected` (`connected`) or
+    // docs/protocol.md 6.8, with `presence_events`: appends `gatehouse.connected` (`connected`) or
     // `gatehouse.disconnected` for the WebSocket `setup` describes; false when it did not (the
     // option is off, or shutdown is over). Never blocks or fails the
     // session: a bus that refuses the entry is counted and logged (at most every ten seconds),
@@ -128,7 +128,7 @@ private:
     const session_control control_;
     std::atomic<bool> accepting_{true};
 
-    // POST /commands: a token bucket per player (PROTOCOL.md section 2), with when it was last
+    // POST /commands: a token bucket per player (docs/protocol.md section 2), with when it was last
     // used so that forget_idle_buckets() can drop players who went quiet.
     struct http_bucket {
         token_bucket bucket;

@@ -1,10 +1,9 @@
 #pragma once
 // The "codec" of `GET /sse/player` streams: an update becomes one server-sent event,
-// `event: TYPE\ndata: {"type","payload","correlation_id"}\n\n` (PROTOCOL.md section 2), with an
-// `id: UPDATE_ID` line between them for a logged update (6.4). Being a
-// codec lets the connection manager route and encode for event streams exactly as for
-// WebSockets: once per update for every stream it reaches. It is never in the registry, so no
-// client can negotiate it for a WebSocket.
+// `event: TYPE\ndata: {"type","payload","correlation_id"}\n\n` (docs/protocol.md section 2), with
+// an `id: UPDATE_ID` line between them for a logged update (6.4). Being a codec lets the connection
+// manager route and encode for event streams exactly as for WebSockets: once per update for every
+// stream it reaches. It is never in the registry, so no client can negotiate it for a WebSocket.
 
 #include <memory>
 #include <string>
@@ -37,7 +36,7 @@ public:
         out += "event: ";
         out += in.type;  // [A-Za-z0-9_.:-]: nothing that could end the field
         if (!in.update_id.empty()) {
-            // A logged update's id (PROTOCOL.md 6.4): the browser sends it back as
+            // A logged update's id (docs/protocol.md 6.4): the browser sends it back as
             // Last-Event-ID when it reconnects. Ids are `<ms>-<seq>`: no line break possible.
             out += "\nid: ";
             out += in.update_id;

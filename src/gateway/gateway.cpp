@@ -145,7 +145,7 @@ struct gateway::impl {
         t.http_idle_timeout = o.http_idle_timeout;
         t.http_header_timeout = o.http_header_timeout;
         t.ws_compression = o.ws_compression;
-        // PROTOCOL.md 6.6: past twice the send buffer, anything queued closes with 4008; reads
+        // docs/protocol.md 6.6: past twice the send buffer, anything queued closes with 4008; reads
         // pause at the send buffer itself.
         t.read_pause_bytes = o.connections.max_buffered_bytes;
         t.max_queued_bytes = 2 * o.connections.max_buffered_bytes;
@@ -176,9 +176,9 @@ struct gateway::impl {
         if (phase != lifecycle_phase::running) return;
         const auto spread = core->options().drain_spread;
         if (spread.count() > 0) {
-            // PROTOCOL.md 6.7: new clients are refused from here, and the open ones told when to
-            // come back, then served until the spread has passed or every one has left. The
-            // lock is not held meanwhile, so that a second call can cut the spread short.
+            // docs/protocol.md 6.7: new clients are refused from here, and the open ones told when
+            // to come back, then served until the spread has passed or every one has left. The lock
+            // is not held meanwhile, so that a second call can cut the spread short.
             core->begin_drain(spread);
             if (serve_spread) {
                 phase = lifecycle_phase::spreading;

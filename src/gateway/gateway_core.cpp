@@ -160,8 +160,8 @@ upgrade_decision gateway_core::authorize_upgrade(const upgrade_request& request)
     if (!decision.accepted) {
         // At debug: the access line says the same at info.
         log(log_level::debug, "upgrade " + redact_target(request.path) + " from " +
-                                 std::string(request.remote_address) + " refused with " +
-                                 std::to_string(decision.refusal.status));
+                                  std::string(request.remote_address) + " refused with " +
+                                  std::to_string(decision.refusal.status));
         if (reported) {
             report_refusal(*access_, started, request.path, request.query,
                            websocket_route(request.path), request.remote_address, decision.refusal);
@@ -319,7 +319,8 @@ void gateway_core::add_builtin_routes() {
         "GET", "/ready",
         [options = options_, sessions = sessions_, bus = bus_, listener = listener_](
             const http_request&, const http_responder& respond) {
-            // From the drain's start (PROTOCOL.md 6.7): the balancer stops sending new clients.
+            // From the drain's start (docs/protocol.md 6.7): the balancer stops sending new
+            // clients.
             const bool shutting_down = sessions->refusing_new();
             const bool bus_up = bus->connected() && listener->connected();
             const bool extra_up = !options->extra_ready || options->extra_ready();
@@ -383,7 +384,7 @@ void gateway_core::add_builtin_routes() {
     }
 }
 
-// POST /updates (PROTOCOL.md 6.4): a service's update through the log, as FCALL
+// POST /updates (docs/protocol.md 6.4): a service's update through the log, as FCALL
 // gatehouse_publish would; only with a publish key, so a default deployment exposes no way to
 // push to clients.
 void gateway_core::add_publish_route() {
@@ -454,7 +455,7 @@ void gateway_core::routes_complete() {
 void gateway_core::start_listener() {
     if (listener_started_.exchange(true)) return;
     // Updates published while the subscription was down are in the log but were never routed,
-    // and the next live one would move each client's last id past them (PROTOCOL.md 6.4): so
+    // and the next live one would move each client's last id past them (docs/protocol.md 6.4): so
     // every connection is closed, and its client resumes from the last update it got.
     // Synchronously, on the listener's thread, before it routes the first update of the new
     // subscription: no connection open now gets a live update after the missed ones (each is

@@ -81,7 +81,7 @@ public:
     // --- lifecycle ---
     void start_listener();
     void stop_listener();
-    // The reconnect spread (PROTOCOL.md 6.7): refuses new upgrades, event streams and `/ready`
+    // The reconnect spread (docs/protocol.md 6.7): refuses new upgrades, event streams and `/ready`
     // (503) from now on, and tells every open session when to reconnect, `after_ms` spread over
     // `0..spread`, while they are still served. Logs the start; returns how many were told.
     std::size_t begin_drain(std::chrono::milliseconds spread);
@@ -96,7 +96,7 @@ public:
     bool shutting_down() const noexcept;
     // Waits until every session has closed or `deadline` passed; true when all closed.
     bool wait_for_sessions(std::chrono::steady_clock::time_point deadline);
-    // The whole drain (PROTOCOL.md section 1): begin_shutdown, wait for the sessions and the
+    // The whole drain (docs/protocol.md section 1): begin_shutdown, wait for the sessions and the
     // appends still pending until `deadline`, then cancel what the bus has not answered and
     // stop the listener. True when everything drained in time. After it returns no bus answer
     // touches a session or an HTTP exchange, so the transport may stop.

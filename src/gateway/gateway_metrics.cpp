@@ -28,7 +28,7 @@ metric_counter& command_refusals(metrics_registry& m, std::string_view reason) {
 
 metric_counter& refresh_outcomes(metrics_registry& m, std::string_view outcome) {
     return m.counter("gatehouse_token_refreshes_total",
-                     "In-band gatehouse.refresh messages (PROTOCOL.md 6.3), by outcome: ok "
+                     "In-band gatehouse.refresh messages (docs/protocol.md 6.3), by outcome: ok "
                      "(gatehouse.refreshed) or refused (invalid_token).",
                      "outcome=\"" + std::string(outcome) + "\"");
 }
@@ -88,21 +88,23 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
       idle_closed(registry_->counter("gatehouse_idle_closed_total",
                                      "Connections closed by the idle timeout.")),
       resumes_replayed(registry_->counter("gatehouse_resumes_total",
-                                          "Resumes (PROTOCOL.md 6.4), by outcome.",
+                                          "Resumes (docs/protocol.md 6.4), by outcome.",
                                           "outcome=\"replayed\"")),
       resumes_gap(registry_->counter("gatehouse_resumes_total",
-                                     "Resumes (PROTOCOL.md 6.4), by outcome.", "outcome=\"gap\"")),
+                                     "Resumes (docs/protocol.md 6.4), by outcome.",
+                                     "outcome=\"gap\"")),
       updates_replayed(registry_->counter("gatehouse_updates_replayed_total",
                                           "Logged updates replayed to resuming clients.")),
       update_link_restored(registry_->counter("gatehouse_update_link_restored_total",
                                               "Update subscriptions re-established after a loss; "
                                               "each closed every connection (1012).")),
-      presence_appended(registry_->counter("gatehouse_presence_entries_total",
-                                           "Presence entries (PROTOCOL.md 6.8) for the command "
-                                           "bus, by outcome.",
-                                           "outcome=\"appended\"")),
+      presence_appended(
+          registry_->counter("gatehouse_presence_entries_total",
+                             "Presence entries (docs/protocol.md 6.8) for the command "
+                             "bus, by outcome.",
+                             "outcome=\"appended\"")),
       presence_failed(registry_->counter("gatehouse_presence_entries_total",
-                                         "Presence entries (PROTOCOL.md 6.8) for the command "
+                                         "Presence entries (docs/protocol.md 6.8) for the command "
                                          "bus, by outcome.",
                                          "outcome=\"failed\"")),
       sessions_expired(registry_->counter("gatehouse_sessions_expired_total",
@@ -114,7 +116,7 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
       command_ack_http(command_ack(*registry_, "http")),
       update_delivery(registry_->histogram(
           "gatehouse_update_delivery_seconds",
-          "Time from a logged update's publish (the time in its update id, PROTOCOL.md 6.4; "
+          "Time from a logged update's publish (the time in its update id, docs/protocol.md 6.4; "
           "millisecond resolution, the publisher's clock) to its frames being queued here, once "
           "per update that reached a connection. Unlogged updates carry no publish time.")) {
     // The close codes the gateway itself uses, and 1000/1006 from clients, are listed from the
@@ -150,7 +152,7 @@ gateway_metrics::gateway_metrics(const std::shared_ptr<const connection_manager>
                        "Connections closed as slow consumers (1008 policy close, 4008 past "
                        "twice the send buffer).",
                        stat(&connection_manager_stats::slow_consumers_closed));
-    // PROTOCOL.md 6.6: one count per connection an update was for, by delivery class and what
+    // docs/protocol.md 6.6: one count per connection an update was for, by delivery class and what
     // became of it there.
     constexpr std::string_view delivered_help =
         "Update frames by delivery class and outcome, one per connection reached.";

@@ -72,7 +72,7 @@ std::shared_ptr<span> ingress_span::to_bus(envelope& command) {
     span_->set("gatehouse.player_id", command.origin.player_id);
     span_->set("gatehouse.connection_id", command.origin.connection_id);
     span_->add_event("bus append");
-    // The stream entry names this span as its parent (PROTOCOL.md 6.8).
+    // The stream entry names this span as its parent (docs/protocol.md 6.8).
     command.traceparent = span_->traceparent();
     return std::move(span_);
 }

@@ -69,7 +69,7 @@ void resume_join::start(const std::shared_ptr<session>& s,
         [connections = connections_, metrics = metrics_, options = options_, id = setup.id,
          wire = setup.wire_codec, resume](log_read_result result) {
             // The replay, then `gatehouse.resumed`; finish_resume() sends it when it fits under
-            // the transport's hard bound (twice the send buffer, PROTOCOL.md 6.6) with what is
+            // the transport's hard bound (twice the send buffer, docs/protocol.md 6.6) with what is
             // queued and held, else the gap: a replay that could never be queued would close
             // the connection with 4008 at every resume, and the client re-syncs instead.
             std::vector<shared_frame> replay;

@@ -1,5 +1,5 @@
 #pragma once
-// The resume of a session (PROTOCOL.md 6.4): after the welcome, the updates the player missed
+// The resume of a session (docs/protocol.md 6.4): after the welcome, the updates the player missed
 // from the update log, then `gatehouse.resumed` (or `gatehouse.gap`), then live updates, each
 // exactly once and in order. docs/updates.md explains why the join below is race-free.
 

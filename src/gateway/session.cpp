@@ -12,7 +12,7 @@ namespace gatehouse::detail {
 void session::on_open(const std::shared_ptr<stream_link>& link) {
     link_ = link;
     registry_->open(shared_from_this());
-    // After the welcome (PROTOCOL.md 6.8); event streams are no WebSockets and have none.
+    // After the welcome (docs/protocol.md 6.8); event streams are no WebSockets and have none.
     if (!setup_.event_stream && ingress_->append_presence(setup_, true)) {
         presence_reported_.store(true);
     }

@@ -37,7 +37,7 @@ struct session_setup {
     std::shared_ptr<const codec> binary_codec;  // reads binary frames
     bool event_stream = false;                  // GET /sse/player: sends only, no welcome
     // `?resume=` (an event stream's `Last-Event-ID` too): the update id to replay after
-    // (PROTOCOL.md 6.4), as given, perhaps malformed; unset when not asked.
+    // (docs/protocol.md 6.4), as given, perhaps malformed; unset when not asked.
     std::optional<std::string> resume;
     // Null unless the access log is on: then the stream's end is reported (session::on_close).
     std::unique_ptr<session_access> access;
@@ -98,17 +98,17 @@ public:
     // codec and sends it with send_reply; a codec that cannot carry it is logged to `log`.
     void reply(std::string_view type, std::string payload_json, std::string_view correlation_id,
                const log_sink& log);
-    // An `error` reply (PROTOCOL.md section 3): `{"code":..,"message":..}`.
+    // An `error` reply (docs/protocol.md section 3): `{"code":..,"message":..}`.
     void reply_error(std::string_view code, std::string_view message,
                      std::string_view correlation_id, const log_sink& log);
-    // Draining (PROTOCOL.md 6.7): `gatehouse.reconnect` with `after_ms`, at most once per
+    // Draining (docs/protocol.md 6.7): `gatehouse.reconnect` with `after_ms`, at most once per
     // session (the first call wins; later ones return false). An event stream gets it as an
     // event with a `retry:` field of `after_ms` too, so that a browser's EventSource waits that
     // long before it reconnects on its own.
     bool send_reconnect(std::int64_t after_ms, const log_sink& log);
     // Once it drains and nothing is pending: closes with the code of its drain, 1001 for
     // shutdown, 1012 when the updates were interrupted (the client resumes what it missed),
-    // 4001 when its token expired (PROTOCOL.md 6.3).
+    // 4001 when its token expired (docs/protocol.md 6.3).
     void close_drained() {
         close_code code;
         {
@@ -131,7 +131,7 @@ public:
     std::uint64_t next_sequence() noexcept { return ++sequence_; }
 
     // --- drain accounting: commands handed to the bus and not yet answered ---
-    // Returns false when the session is draining: the command must be ignored (PROTOCOL.md
+    // Returns false when the session is draining: the command must be ignored (docs/protocol.md
     // section 1: a command that arrives after shutdown began is neither accepted nor answered;
     // the close that follows tells the client to send it again, the same after 1012).
     bool begin_command() {
@@ -159,7 +159,7 @@ public:
         return in_flight_ == 0;
     }
 
-    // --- session lifetime (PROTOCOL.md 6.3), swept with the keepalive ---
+    // --- session lifetime (docs/protocol.md 6.3), swept with the keepalive ---
     session_lifetime& lifetime() noexcept { return lifetime_; }
     // Sends what the lifetime has due at `unix_ms`: gatehouse.token_expiring, or the expiry.
     // Returns true when the session expired now.
@@ -207,7 +207,7 @@ private:
     close_code drain_code_ = close_code::going_away;
     std::size_t in_flight_ = 0;
 
-    // A WebSocket whose `gatehouse.connected` entry was appended (PROTOCOL.md 6.8): only it
+    // A WebSocket whose `gatehouse.connected` entry was appended (docs/protocol.md 6.8): only it
     // gets a `gatehouse.disconnected` one.
     std::atomic<bool> presence_reported_{false};
 

@@ -66,7 +66,7 @@ void session_control::refresh(const std::shared_ptr<session>& s, const envelope&
     }
     const auto now = unix_now_ms();
     if (!s->lifetime().extend(who.expires_at, now)) {
-        // Too late: the session's token expired before this refresh was read (PROTOCOL.md 6.3
+        // Too late: the session's token expired before this refresh was read (docs/protocol.md 6.3
         // decided at the deadline, not later). Like anything a closing session sends, it is not
         // answered: the 4001 close, which follows at once, is the answer.
         s->check_lifetime(now);

@@ -1,5 +1,5 @@
 #pragma once
-// The control messages a client may send on its session (PROTOCOL.md 6): the reserved
+// The control messages a client may send on its session (docs/protocol.md 6): the reserved
 // `gatehouse.` types the gateway answers itself and never puts on the command bus. Today that is
 // `gatehouse.refresh` (6.3): a new access token for the same player moves the session's
 // deadline and is answered `gatehouse.refreshed`, anything else `invalid_token`.

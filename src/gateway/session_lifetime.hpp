@@ -1,5 +1,5 @@
 #pragma once
-// How long a session may live on its access token (PROTOCOL.md 6.3): the deadline (the token's
+// How long a session may live on its access token (docs/protocol.md 6.3): the deadline (the token's
 // `exp`), whether `gatehouse.token_expiring` went out for it, and whether the session has
 // expired. The keepalive sweep asks it what is due; an in-band refresh moves the deadline. One
 // mutex decides a refresh racing the expiry: whichever takes it first wins, and a session that

@@ -40,7 +40,7 @@ void session_registry::open(const std::shared_ptr<session>& s) {
     const auto& setup = s->setup();
     if (!setup.event_stream) {
         // The welcome goes out before the connection is registered for routing, so no update
-        // can overtake it (PROTOCOL.md section 3: the welcome comes first).
+        // can overtake it (docs/protocol.md section 3: the welcome comes first).
         std::string payload = "{\"connection_id\":";
         append_json_string(payload, setup.id);
         payload += ",\"player_id\":";
@@ -214,7 +214,7 @@ bool session_registry::wait_for_spread(std::chrono::steady_clock::time_point dea
             stream_ends_.erase(stream_ends_.begin());
         }
         if (!due.empty()) {
-            // PROTOCOL.md 6.7: the stream has its `retry:` and reconnect event; it ends after
+            // docs/protocol.md 6.7: the stream has its `retry:` and reconnect event; it ends after
             // them, as in section 1, and its browser comes back `retry` later. Outside the lock:
             // a stream that ends at once calls close() here.
             lock.unlock();
@@ -243,7 +243,7 @@ void session_registry::end_spread() {
 void session_registry::begin_shutdown() {
     if (shutting_down_.exchange(true)) return;
     for (const auto& s : snapshot()) {
-        // PROTOCOL.md 6.7: every WebSocket hears when to come back before its 1001; after a
+        // docs/protocol.md 6.7: every WebSocket hears when to come back before its 1001; after a
         // spread it was told already (a second send is refused by the session).
         if (!s->setup().event_stream) s->send_reconnect(0, options_->log);
         if (s->start_draining()) s->close_drained();

@@ -1,8 +1,8 @@
 #pragma once
 // The open sessions of a gateway: admission (the connection cap, connection ids), each
 // session's open (welcome, then routing) and close, the sweep (keepalive and each token's
-// expiry, PROTOCOL.md 6.3), and the drain on shutdown: the reconnect spread (PROTOCOL.md 6.7),
-// then each session closed once its pending commands are answered.
+// expiry, docs/protocol.md 6.3), and the drain on shutdown: the reconnect spread
+// (docs/protocol.md 6.7), then each session closed once its pending commands are answered.
 
 #include <atomic>
 #include <chrono>
@@ -63,14 +63,14 @@ public:
     // How often sweep() should run for the configured ping and idle intervals: at most a second,
     // which is how late after its token's exp a session may close.
     std::chrono::milliseconds sweep_interval() const noexcept;
-    // What `s`'s lifetime has due at `unix_ms` (PROTOCOL.md 6.3): `gatehouse.token_expiring`
+    // What `s`'s lifetime has due at `unix_ms` (docs/protocol.md 6.3): `gatehouse.token_expiring`
     // once a minute before the deadline; at it the session is taken out of routing and closed
     // with 4001 once its pending commands are answered (an event stream ends). True when it
     // expired now.
     bool check_lifetime(const std::shared_ptr<session>& s, std::int64_t unix_ms);
 
     // --- drain ---
-    // The reconnect spread (PROTOCOL.md 6.7): from now on upgrades are refused while the open
+    // The reconnect spread (docs/protocol.md 6.7): from now on upgrades are refused while the open
     // sessions are still served. Each is sent `gatehouse.reconnect` with an `after_ms` spread
     // evenly over `0..spread` (`i * spread / count`, in random order, so that nothing about a
     // connection decides its turn); one whose upgrade was accepted just before and opens later
@@ -86,10 +86,10 @@ public:
     // From now on upgrades are refused and sessions read nothing; each closes (1001) once its
     // pending commands are answered, at once when none are. A WebSocket not told yet by
     // begin_drain is sent `gatehouse.reconnect` with `after_ms` 0 first (an event stream is
-    // sent nothing: it ends as in PROTOCOL.md section 1, and its browser waits its own retry
+    // sent nothing: it ends as in docs/protocol.md section 1, and its browser waits its own retry
     // delay).
     void begin_shutdown();
-    // The listener's subscription was lost and is back (PROTOCOL.md 6.4): updates published
+    // The listener's subscription was lost and is back (docs/protocol.md 6.4): updates published
     // meanwhile reached no connection. Every open session is unregistered from routing at once
     // and closes with 1012 once its pending commands are answered (at once when none are),
     // so that its client resumes from the last update it got. Returns how many.

@@ -13,7 +13,7 @@
 namespace gatehouse::detail {
 namespace {
 
-// PROTOCOL.md 6.4: a logged update's id is `<ms>-<seq>`, the ms its publish time on the log's
+// docs/protocol.md 6.4: a logged update's id is `<ms>-<seq>`, the ms its publish time on the log's
 // clock (Redis's TIME, or this process's in-process log). parse_update() checked the form.
 void observe_delivery(const update& u, metric_histogram& delivery) {
     const std::string_view id = u.update_ids.front().second;

@@ -1,5 +1,5 @@
 #pragma once
-// Published updates to connections: each message the listener hears is parsed (PROTOCOL.md
+// Published updates to connections: each message the listener hears is parsed (docs/protocol.md
 // section 5) and delivered through the connection manager, malformed and oversized ones
 // counted and logged by size only (services may put anything in a payload).
 

@@ -24,7 +24,7 @@ upgrade_authorizer::upgrade_authorizer(std::shared_ptr<const gateway_options> op
     json_ = codecs_.find("json");
     msgpack_ = codecs_.find("msgpack");
     if (!json_) {
-        // Text frames are always JSON (PROTOCOL.md section 3), so a registry without the JSON
+        // Text frames are always JSON (docs/protocol.md section 3), so a registry without the JSON
         // codec cannot serve the protocol.
         throw std::invalid_argument("gateway: the codec registry needs a \"json\" codec");
     }
@@ -88,7 +88,7 @@ authorization upgrade_authorizer::authorize_websocket(const upgrade_request& req
         return {404, "not_found", "WebSocket endpoints are /ws/player and /ws/bot/{key}"};
     }
     if (!verdict) return verdict;
-    // PROTOCOL.md 6.4 offers resume on /ws/player; a bot's `?resume=` is not read.
+    // docs/protocol.md 6.4 offers resume on /ws/player; a bot's `?resume=` is not read.
     if (!is_bot) setup.resume = find_query_param(request.query, "resume");
     return negotiate_codec(request, is_bot, setup, subprotocol);
 }

@@ -36,7 +36,7 @@ bool http_request::content_type_is(std::string_view media_type) const noexcept {
 }
 
 http_response http_response::problem(int status, std::string_view code, std::string_view detail) {
-    // ordered_json keeps PROTOCOL.md's field order; `replace` turns invalid UTF-8 (a code or
+    // ordered_json keeps docs/protocol.md's field order; `replace` turns invalid UTF-8 (a code or
     // detail echoing client input) into U+FFFD instead of throwing from dump().
     nlohmann::ordered_json j;
     j["status"] = status;

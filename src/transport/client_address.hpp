@@ -1,5 +1,5 @@
 #pragma once
-// Who a request really comes from behind trusted proxies (PROTOCOL.md section 6.2): the peer
+// Who a request really comes from behind trusted proxies (docs/protocol.md section 6.2): the peer
 // address, unless the peer is a trusted proxy, in which case the rightmost X-Forwarded-For
 // entry that is not itself trusted (the leftmost when all are).
 

@@ -65,7 +65,7 @@ protected:
         return true;
     }
 
-    // enqueue() as the newest value of `key` (delivery class `latest`, PROTOCOL.md 6.6); with
+    // enqueue() as the newest value of `key` (delivery class `latest`, docs/protocol.md 6.6); with
     // `replace`, the previous value still wholly unwritten is withdrawn first, so its bytes
     // do not count against the bound. From any thread.
     send_status enqueue_keyed(out_item item, std::string_view key, bool replace) {
@@ -81,7 +81,7 @@ protected:
     void push_locked(out_item item) { queue_.push(std::move(item)); }
 
     // False when nothing more is written, or when `item` would pass the one bound on
-    // everything queued (PROTOCOL.md 6.6), which then ends the stream.
+    // everything queued (docs/protocol.md 6.6), which then ends the stream.
     bool admit_locked(const out_item& item) {
         if (output_closed_ || broken_) return false;
         const auto bound = self().options().max_queued_bytes;

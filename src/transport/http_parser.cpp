@@ -349,7 +349,7 @@ void http_request_parser::on_headers_end() {
         // HTTP/1.0 message it means faulty framing; both may be refused, and are.
         if (content_lengths > 0) return fail(400, "both Content-Length and Transfer-Encoding");
         if (r.version_minor == 0) return fail(400, "Transfer-Encoding in an HTTP/1.0 request");
-        // PROTOCOL.md 6.1: a transfer coding other than chunked is 400 (not RFC 9112's 501).
+        // docs/protocol.md 6.1: a transfer coding other than chunked is 400 (not RFC 9112's 501).
         if (transfer_encodings > 1 || !iequals(transfer_encoding, "chunked")) {
             return fail(400, "unsupported Transfer-Encoding");
         }

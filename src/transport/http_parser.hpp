@@ -3,7 +3,7 @@
 // knows nothing of sockets or of the gateway, so it is unit tested, fuzzed and compared with
 // Boost.Beast on its own (tests/unit/http_parser*_test.cpp, tests/fuzz/fuzz_http.cpp).
 //
-// What it refuses, and how it answers (PROTOCOL.md 6.1; every error closes the connection):
+// What it refuses, and how it answers (docs/protocol.md 6.1; every error closes the connection):
 // - Line endings are CRLF only. A bare LF or a bare CR anywhere in the request line, a header,
 //   a chunk line or a trailer is 400: RFC 9112 2.2 lets a recipient accept a bare LF, but a
 //   server that does and a proxy in front that does not frame the message differently, which
@@ -37,7 +37,7 @@
 //   A value that overflows 64 bits is 400; one above max_body is 413.
 // - Transfer-Encoding (RFC 9112 6.1): only exactly "chunked" (case-insensitive, one field).
 //   Any other coding or list ("gzip, chunked", "chunked, chunked", "identity", empty) is 400
-//   rather than RFC 9112's 501, as PROTOCOL.md 6.1 asks; so are Transfer-Encoding in an
+//   rather than RFC 9112's 501, as docs/protocol.md 6.1 asks; so are Transfer-Encoding in an
 //   HTTP/1.0 request (RFC 9112 6.1 says it is faulty framing there) and Transfer-Encoding
 //   together with Content-Length (RFC 9112 6.1 allows rejecting, and we do, as smuggling).
 // - Chunked body (RFC 9112 7.1): chunk-size is 1 to 16 hex digits; extensions follow the
@@ -52,7 +52,7 @@
 //
 // Statuses and problem+json codes: 400 bad_request, 413 payload_too_large, 414 uri_too_long,
 // 431 headers_too_large, 505 version_not_supported. 501 is never returned: the only case RFC
-// 9112 gives it (an unknown transfer coding) is 400 by PROTOCOL.md 6.1.
+// 9112 gives it (an unknown transfer coding) is 400 by docs/protocol.md 6.1.
 
 #include <cstddef>
 #include <cstdint>

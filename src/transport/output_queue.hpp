@@ -5,7 +5,7 @@
 // connection's writer (connection_writer.hpp) holds its output mutex around every call except
 // buffered(), and gathers the queue into one sendmsg.
 //
-// A frame may be queued under a key (delivery class `latest`, PROTOCOL.md 6.6): the queue then
+// A frame may be queued under a key (delivery class `latest`, docs/protocol.md 6.6): the queue then
 // remembers the newest item of each key until everything is written, and withdraw() turns that
 // item, while none of it is written, into an empty one (nothing gathered, nothing counted), so
 // a newer value pushed behind it takes its place without reordering anything else. The key

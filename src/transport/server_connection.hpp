@@ -164,7 +164,7 @@ private:
     // whatever size its route made it.
     bool output_bounded() const noexcept { return stream_mode() != stream_kind::http; }
 
-    // Past the one bound on everything queued (PROTOCOL.md 6.6): a WebSocket is closed with
+    // Past the one bound on everything queued (docs/protocol.md 6.6): a WebSocket is closed with
     // 4008, whose frame may go past the bound by its few bytes; anything else ends after what
     // is queued. Either way the close deadline ends a peer that does not read.
     void output_overflow_locked() {

@@ -29,7 +29,7 @@ public:
     // Queues one message (a WebSocket frame's payload, or an event stream's bytes); never
     // blocks. `closed` once the stream no longer writes.
     virtual send_status send(const shared_frame& frame) = 0;
-    // send() as the newest value of `key`: `connection::send_keyed` (PROTOCOL.md 6.6).
+    // send() as the newest value of `key`: `connection::send_keyed` (docs/protocol.md 6.6).
     virtual send_status send_keyed(const shared_frame& frame, std::string_view key,
                                    bool replace) = 0;
     // Bytes queued and not yet written to the socket.

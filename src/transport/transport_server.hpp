@@ -38,7 +38,7 @@ struct transport_options {
     // cannot make the server queue answers without end. 0: no bound.
     std::size_t max_queued_bytes = 0;
     std::size_t read_pause_bytes = 0;
-    // Whose X-Forwarded-For names the client (PROTOCOL.md 6.2).
+    // Whose X-Forwarded-For names the client (docs/protocol.md 6.2).
     trusted_proxies proxies;
 };
 

@@ -1,5 +1,5 @@
 // The browser client module (demo/web/site/gatehouse.js) on its own, in Node.js, against real
-// gatehouse-server processes (and a real redis-server): what it does by itself for PROTOCOL.md
+// gatehouse-server processes (and a real redis-server): what it does by itself for docs/protocol.md
 // 6.3, 6.5 and 6.7, beyond what the demo page exercises (browser.demo):
 // - a session whose token expires in two seconds is renewed in band with the application's
 //   token function (reason 'expiring'), again and again, on one connection;

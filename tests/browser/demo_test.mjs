@@ -2,7 +2,7 @@
 // headless Chromium (Debian's /usr/bin/chromium, driven by playwright-core), a player who
 // registers, cooks, sells, logs out and in again, survives a dropped connection (getting a new
 // token pair first), and resumes after a dropped connection during which another
-// tab of the same player changed the state (PROTOCOL.md 6.4). Then, on Redis with the game as
+// tab of the same player changed the state (docs/protocol.md 6.4). Then, on Redis with the game as
 // its own process, a gateway restarted while the game pushed a state change: the page resumes
 // on the restarted gateway and shows it; and a cook whose ack was lost with its connection is
 // sent again after the reconnect and is on the stream once, with its first stream id (6.5).
@@ -42,7 +42,7 @@ const RECONNECT_TIMEOUT_MS = 20_000;
 // renews the session in band about 21 s into each token (two thirds of its lifetime).
 const ACCESS_TTL_S = 33;
 // The short-session part's access tokens: the page renews its session in band about every
-// 2.7 s (PROTOCOL.md 6.3: two thirds of the lifetime less a second for whole-second iat), and it
+// 2.7 s (docs/protocol.md 6.3: two thirds of the lifetime less a second for whole-second iat), and it
 // must outlive the first on one connection. Shorter tokens leave too little time for a refresh's
 // round trip on a loaded machine (2 s tokens left 0.33 s).
 const SHORT_TTL_S = 5;
@@ -382,7 +382,7 @@ async function playRestart(context, binaries, artifactDir, processes) {
     check(code === 0, `the gateway exited ${code} after SIGTERM; see ${serverLog}`);
     check(!SANITIZER_REPORT.test(readFileSync(serverLog, 'utf8')), `sanitizer report in ${serverLog}`);
     await page.waitForSelector('[data-testid="status"]:not([data-state="connected"])', { timeout: STEP_TIMEOUT_MS });
-    // The command as a gateway would have appended it (PROTOCOL.md section 4).
+    // The command as a gateway would have appended it (docs/protocol.md section 4).
     await redisCli(redisPort, 'XADD', COMMAND_STREAM, '*', 'type', 'cook', 'payload', '{}', 'codec', 'json',
       'correlation_id', 'browser-test-restart', 'player_id', playerId, 'connection_id', 'browser-test',
       'gateway_id', 'browser-test', 'client', 'player', 'ts_ms', String(Date.now()));
@@ -428,7 +428,7 @@ async function playRestart(context, binaries, artifactDir, processes) {
     // A cook whose ack is lost with its connection: the page stops reading, the cook reaches
     // the stream, the connection drops. The client sends the cook again after the reconnect
     // with the same correlation id; the gateway acks it with the first append's stream id
-    // (PROTOCOL.md 6.5), so the game cooks once.
+    // (docs/protocol.md 6.5), so the game cooks once.
     const lost = await page.evaluate(() => {
       window.clickAndCook.client.ws.onmessage = () => {};
       return window.clickAndCook.command('cook');

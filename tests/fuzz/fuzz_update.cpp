@@ -1,4 +1,4 @@
-// Fuzzes parse_update(), the parser of every message a service publishes (PROTOCOL.md
+// Fuzzes parse_update(), the parser of every message a service publishes (docs/protocol.md
 // section 5). Beyond "does not crash": an accepted update obeys the section 5 rules, writes
 // back with to_json() into a message that parses to the same update, and its message
 // encodes in every built-in codec (or says it cannot be represented).

@@ -5,7 +5,7 @@ with the in-memory limiter and with the Redis one (a redis-server of the test's 
 - Failures are counted per account: five wrong passwords by username lock the account for its
   email too (and the other way round, and in any case), and failures by username and by email
   add up in one count.
-- A name with no account is still locked after its failures, in any case (PROTOCOL.md section
+- A name with no account is still locked after its failures, in any case (docs/protocol.md section
   2: "for that login name, existing or not").
 - A login name longer than any valid one (a username has at most 32 characters, an email at
   most 254) is answered 401 `invalid_credentials` without being counted: however often it is

@@ -3,7 +3,7 @@ test_accounts_flow): a gatehouse-server with a throw-away user store and fast pa
 JSON requests and RFC 9457 problem checks, HS256 verification of the tokens the server issues,
 and an asyncio reader for `GET /sse/player` event streams.
 
-Nothing here knows the server's code: the expectations come from PROTOCOL.md section 2 and
+Nothing here knows the server's code: the expectations come from docs/protocol.md section 2 and
 the decisions of the accounts issue. Only 127.0.0.1 is used, and every wait is bounded.
 """
 

@@ -2,7 +2,7 @@
 started with `--amqp` on a RabbitMQServer from rabbitmq_fixture.py, commands read back from the
 command queue with pika, updates published with pika to the updates exchange.
 
-Nothing here knows the server's code: the expectations come from PROTOCOL.md sections 3-5 and
+Nothing here knows the server's code: the expectations come from docs/protocol.md sections 3-5 and
 issue 20 (docs/amqp.md). Every wait is bounded.
 """
 

@@ -1,4 +1,4 @@
-"""Black-box test harness for gatehouse-server (PROTOCOL.md sections 1, 3 and 5).
+"""Black-box test harness for gatehouse-server (docs/protocol.md sections 1, 3 and 5).
 
 Everything here is independent of the server's own code: JWTs are minted with hmac/hashlib,
 the three wire formats are encoded by hand (JSON with the json module, MessagePack with
@@ -669,7 +669,7 @@ class Client:
 
 def without_reconnect(case, got, after_ms=0):
     """`got` (what a connection read before its close) without the one `gatehouse.reconnect`
-    a drain sends every WebSocket before the 1001 (PROTOCOL.md 6.7), which the test asserts
+    a drain sends every WebSocket before the 1001 (docs/protocol.md 6.7), which the test asserts
     is there, exactly once, with `after_ms` (0 without --drain-spread-ms)."""
     reconnects = [e for e in got if e.get("type") == "gatehouse.reconnect"]
     case.assertEqual([e.get("payload") for e in reconnects], [{"after_ms": after_ms}], got)

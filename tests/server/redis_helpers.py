@@ -2,7 +2,7 @@
 test_redis_scaleout): gatehouse-server started with `--redis` on a RedisServer from
 redis_fixture.py, the stream entry read back with XRANGE, updates sent with a real PUBLISH.
 
-Nothing here knows the server's code: the expectations come from PROTOCOL.md sections 3-5 and
+Nothing here knows the server's code: the expectations come from docs/protocol.md sections 3-5 and
 the Redis flags of issue 4. Every wait is bounded.
 """
 
@@ -15,7 +15,7 @@ import gatehouse_harness as h
 from gatehouse_harness import Server
 from redis_fixture import RedisServer
 
-# The fields of a stream entry (PROTOCOL.md s. 4); `payload_codec` only when a protobuf
+# The fields of a stream entry (docs/protocol.md s. 4); `payload_codec` only when a protobuf
 # envelope names what its opaque payload bytes are.
 ENTRY_FIELDS = {"type", "payload", "codec", "correlation_id", "player_id", "connection_id",
                 "gateway_id", "client", "ts_ms"}
@@ -132,7 +132,7 @@ def assert_update(case, env, type_, payload, correlation_id=None):
     keys)."""
     case.assertEqual(env["type"], type_, env)
     case.assertEqual(env["payload"], payload, env)
-    # A logged update (FCALL gatehouse_publish) adds its update_id (PROTOCOL.md 6.4).
+    # A logged update (FCALL gatehouse_publish) adds its update_id (docs/protocol.md 6.4).
     case.assertTrue(set(env["_keys"]) <= {"type", "payload", "correlation_id", "update_id"}, env)
     if correlation_id is None:
         case.assertIsNone(env.get("correlation_id"), env)

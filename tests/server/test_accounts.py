@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server accounts HTTP API (PROTOCOL.md s. 2 and the accounts issue's decisions):
+"""gatehouse-server accounts HTTP API (docs/protocol.md s. 2 and the accounts issue's decisions):
 register, login, lockout, refresh-token rotation and reuse detection, logout, player settings
 (GET, PATCH as an RFC 7396 merge patch, PUT, password change), and every error row of the
 section plus its "Bad input" paragraph.

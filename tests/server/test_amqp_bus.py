@@ -211,7 +211,7 @@ class Commands(OneGateway):
 
 
 class Presence(OneGateway):
-    """--presence-events (PROTOCOL.md 6.8) on RabbitMQ: gatehouse.connected/disconnected are
+    """--presence-events (docs/protocol.md 6.8) on RabbitMQ: gatehouse.connected/disconnected are
     messages on the command exchange like any command, routed by their type."""
 
     extra_args = ("--presence-events",)

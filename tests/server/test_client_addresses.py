@@ -1,4 +1,4 @@
-"""Client addresses and per-address limits (PROTOCOL.md section 6.2) against the real server:
+"""Client addresses and per-address limits (docs/protocol.md section 6.2) against the real server:
 X-Forwarded-For believed only from --trusted-proxies and read from the right; every
 per-address limit and log line uses that client address; per-address limits off by default."""
 

@@ -1,4 +1,4 @@
-"""Delivery classes and slow clients (PROTOCOL.md 6.6), against the real server on loopback,
+"""Delivery classes and slow clients (docs/protocol.md 6.6), against the real server on loopback,
 with the in-process bus and POST /updates.
 
 For each class, a client that stops reading while updates pile up for it:
@@ -46,7 +46,7 @@ class DeliveryClasses(h.ServerTestCase):
         # The default slow-consumer policy (queue) is the contract's.
         return ["--send-buffer-bytes", str(SEND_BUFFER), "--max-message-bytes", "1048576",
                 "--ws-rate-limit", "0",
-                # POST /updates goes through the update log (PROTOCOL.md 6.4), which keeps each
+                # POST /updates goes through the update log (docs/protocol.md 6.4), which keeps each
                 # player's last updates by design (40 MB of these at the default 1000): one is
                 # enough here, where what is measured is the connection's queue.
                 "--update-log-size", "1"]

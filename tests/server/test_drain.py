@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Draining (PROTOCOL.md 6.7): SIGTERM with --drain-spread-ms tells every WebSocket when to
+"""Draining (docs/protocol.md 6.7): SIGTERM with --drain-spread-ms tells every WebSocket when to
 come back (`gatehouse.reconnect` with `after_ms` spread evenly over the window), refuses new
 clients and /ready at once, keeps serving the open connections (acks, updates) until the
 spread has passed or they all left, then shuts down as in section 1 and exits.

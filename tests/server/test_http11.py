@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server as an HTTP/1.1 server (PROTOCOL.md s. 6.1, 6.2), seen by outside clients.
+"""gatehouse-server as an HTTP/1.1 server (docs/protocol.md s. 6.1, 6.2), seen by outside clients.
 
 What it checks:
 - persistence: requests.Session reuses one connection for 50 GETs; raw keep-alive; HTTP/1.0

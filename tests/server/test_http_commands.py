@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server's HTTP built-ins of PROTOCOL.md s. 2: `POST /commands` (a command onto the
+"""gatehouse-server's HTTP built-ins of docs/protocol.md s. 2: `POST /commands` (a command onto the
 bus without a WebSocket) and `GET /sse/player` (a player's updates as server-sent events), on
 the in-process bus (updates through `POST /updates`) and on Redis (the entry read back with
 XRANGE, updates sent with a real PUBLISH, 503 with Redis down).

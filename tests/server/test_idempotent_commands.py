@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Idempotent commands (PROTOCOL.md 6.5): a command whose (player_id, correlation_id) was
+"""Idempotent commands (docs/protocol.md 6.5): a command whose (player_id, correlation_id) was
 accepted within --dedupe-window is acked with the original stream_id and not appended again,
 across connections, over POST /commands, and across two gateways sharing one Redis; and the
 same without Redis, on the in-process bus.

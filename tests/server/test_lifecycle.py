@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gatehouse-server operations: /health, /ready, /metrics, graceful shutdown, secrets kept
-out of the log, TLS, idle timeout (PROTOCOL.md s. 1-3 and the server's extensions).
+out of the log, TLS, idle timeout (docs/protocol.md s. 1-3 and the server's extensions).
 
 Usage: test_lifecycle.py PATH/TO/gatehouse-server [unittest args]
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PROTOCOL.md 6.8 on gatehouse-server with a real redis-server, read back with XRANGE (and
+"""docs/protocol.md 6.8 on gatehouse-server with a real redis-server, read back with XRANGE (and
 once on the in-process bus, counted):
 `--presence-events` entries (`gatehouse.connected` / `gatehouse.disconnected`, client `system`)
 for players and bots in every codec, after a client's close, a server's close and a shutdown,
@@ -334,7 +334,7 @@ class CommandTraceparent(PresenceCase):
                 c = await Client.player(self.server, rh.unique("ws-tracer"), codec)
                 try:
                     # Two commands: one correlation id each (the same one twice would be a
-                    # retry, acked with the first entry's id: PROTOCOL.md 6.5).
+                    # retry, acked with the first entry's id: docs/protocol.md 6.5).
                     for cid, (trace, want) in (("c1", (TRACE, TRACE)),
                                                ("c2", (BAD_TRACES[0], None))):
                         if codec == "protobuf":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server in Redis mode, Redis healthy: the command stream (PROTOCOL.md s. 4) read
+"""gatehouse-server in Redis mode, Redis healthy: the command stream (docs/protocol.md s. 4) read
 back with XRANGE, updates (s. 5) sent with a real PUBLISH, `--stream-maxlen`, AUTH and SELECT
 from the URL, the flags' environment twins.
 
@@ -132,7 +132,7 @@ class StreamEntries(OneGateway):
             await c.close()
 
     async def test_update_id_stays_off_the_stream_and_traceparent_goes_on(self):
-        # PROTOCOL.md 6: a client's update_id means nothing on a command (it must not reach
+        # docs/protocol.md 6: a client's update_id means nothing on a command (it must not reach
         # the bus as a forged field); a well-formed traceparent becomes a stream field (6.8).
         # Junk in either is dropped, never an error: v1 clients could send any unknown field.
         trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -405,7 +405,7 @@ class StreamMaxlen(OneGateway):
 
 
 class LoggedUpdates(OneGateway):
-    """PROTOCOL.md 6.4: the gateway loads the `gatehouse` function library at connect, with
+    """docs/protocol.md 6.4: the gateway loads the `gatehouse` function library at connect, with
     --update-log-size and --update-log-ttl baked in; any Redis client then publishes logged
     updates with FCALL gatehouse_publish, and plain PUBLISH keeps working unlogged."""
 

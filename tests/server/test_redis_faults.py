@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gatehouse-server in Redis mode when Redis fails: killed, stopped, hung (SIGSTOP) and
-brought back on the same port, with the gateway never restarted (PROTOCOL.md s. 1, 3-5 and
+brought back on the same port, with the gateway never restarted (docs/protocol.md s. 1, 3-5 and
 the Redis flags of issue 4).
 
 Usage: test_redis_faults.py PATH/TO/gatehouse-server [unittest args]

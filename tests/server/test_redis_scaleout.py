@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Two gatehouse-server instances on one Redis (PROTOCOL.md s. 4-5): distinct --gateway-id,
+"""Two gatehouse-server instances on one Redis (docs/protocol.md s. 4-5): distinct --gateway-id,
 the same JWT secret, stream and channel. Each instance hears every update and delivers it to
 the players it holds (the other skips them); commands through either land in the one stream.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Resume (PROTOCOL.md 6.4) against a real gatehouse-server: logged updates carry update_id,
+"""Resume (docs/protocol.md 6.4) against a real gatehouse-server: logged updates carry update_id,
 `?resume=` replays what a client missed, then `gatehouse.resumed` (or `gatehouse.gap`), then live
 updates, each exactly once and in order; the same across two instances sharing one Redis, a
 Redis restarted empty answers gap, and the race test: clients that disconnect and resume over
@@ -174,7 +174,7 @@ class Follower:
 
 
 class InProcess(h.ServerTestCase):
-    """The embedded bus keeps the log in the process (PROTOCOL.md 6.4, last point)."""
+    """The embedded bus keeps the log in the process (docs/protocol.md 6.4, last point)."""
 
     @classmethod
     def server_args(cls):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Session lifetime and in-band token refresh (PROTOCOL.md 6.3) against a real gatehouse-server:
+"""Session lifetime and in-band token refresh (docs/protocol.md 6.3) against a real gatehouse-server:
 `gatehouse.token_expiring` at once when less than a minute is left, the 4001 close at the
 token's exp (an event stream ends), `gatehouse.refresh` answered `gatehouse.refreshed` (the
 session outlives the old exp, a new warning follows) or `invalid_token` (nothing changes), a

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server start-up contract (PROTOCOL.md s. 1): the ready line, flags and their
+"""gatehouse-server start-up contract (docs/protocol.md s. 1): the ready line, flags and their
 environment twins, exit codes for bad input and a busy port, a clean exit on signals.
 
 Usage: test_startup.py PATH/TO/gatehouse-server [unittest args]

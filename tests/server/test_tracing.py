@@ -280,7 +280,7 @@ class InProcess(TracingCase, h.AsyncCase):
             self.server.publish_ok({"player_id": "update-reader", "type": "tick",
                                     "payload": 1, "traceparent": tp})
             got = (await c.recv_until(lambda env: env.get("type") == "tick"))[-1]
-            # The update's traceparent reaches the client unchanged (PROTOCOL.md 6.8).
+            # The update's traceparent reaches the client unchanged (docs/protocol.md 6.8).
             self.assertEqual(got.get("traceparent"), tp)
         finally:
             await c.close()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server update routing (PROTOCOL.md s. 5) through `POST /updates`, and the
+"""gatehouse-server update routing (docs/protocol.md s. 5) through `POST /updates`, and the
 slow-consumer policies.
 
 Usage: test_updates.py PATH/TO/gatehouse-server [unittest args]
@@ -268,7 +268,7 @@ class Routing(h.ServerTestCase):
                 self.assertEqual(status, 401)
         status, body = await asyncio.to_thread(self.server.publish, msg)
         self.assertEqual(status, 202, body)
-        # Through the update log: the player's new update id (PROTOCOL.md 6.4).
+        # Through the update log: the player's new update id (docs/protocol.md 6.4).
         self.assertEqual(list(json.loads(body)["update_ids"]), ["p"])
 
     async def test_updates_metrics(self):

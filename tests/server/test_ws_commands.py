@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server client commands: acks, errors, limits (PROTOCOL.md s. 3).
+"""gatehouse-server client commands: acks, errors, limits (docs/protocol.md s. 3).
 
 Usage: test_ws_commands.py PATH/TO/gatehouse-server [unittest args]
 """
@@ -394,7 +394,7 @@ class MessageLimits(CommandCase):
         body = json.dumps({"player_id": "big", "type": "t", "payload": "z" * 400})
         status, data = self.server.publish(body)
         self.assertEqual(status, 413, data)
-        self.assertTrue(data, "the 413 carries a problem+json body (PROTOCOL.md s. 2)")
+        self.assertTrue(data, "the 413 carries a problem+json body (docs/protocol.md s. 2)")
         self.assertEqual(json.loads(data).get("code"), "payload_too_large", data)
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """gatehouse-server's WebSocket endpoint against RFC 6455 (and RFC 7692 permessage-deflate),
-seen by outside clients (PROTOCOL.md s. 3, 6.1).
+seen by outside clients (docs/protocol.md s. 3, 6.1).
 
 What it checks:
 - python `websockets`: welcome, command -> ack, a fragmented text message -> ack, ping -> pong,

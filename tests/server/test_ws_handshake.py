@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gatehouse-server WebSocket upgrade: authentication and codec negotiation (PROTOCOL.md s. 3).
+"""gatehouse-server WebSocket upgrade: authentication and codec negotiation (docs/protocol.md s. 3).
 
 Usage: test_ws_handshake.py PATH/TO/gatehouse-server [unittest args]
 """
@@ -280,7 +280,7 @@ class Unauthorized(h.ServerTestCase):
                 self.assertNotIn("sec-websocket-accept", headers)
 
     def test_401_answers_problem_json(self):
-        # PROTOCOL.md s. 2: every error answers application/problem+json.
+        # docs/protocol.md s. 2: every error answers application/problem+json.
         status, headers, body = self.refused("/ws/player/not-a-jwt")
         self.assertEqual(status, 401)
         self.assertTrue(headers.get("content-type", "").startswith("application/problem+json"),

@@ -6,7 +6,8 @@
 
 #include "gatehouse/gateway.hpp"
 
-// PROTOCOL.md 6.2: X-Forwarded-For is believed only from trusted peers, and read from the right.
+// docs/protocol.md 6.2: X-Forwarded-For is believed only from trusted peers, and read from the
+// right.
 
 using gatehouse::detail::trusted_proxies;
 

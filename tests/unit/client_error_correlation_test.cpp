@@ -6,7 +6,7 @@
 
 #include "gatehouse/builtin_codecs.hpp"
 
-// PROTOCOL.md section 3: an error frame carries `correlation_id` "if known". These tests pin
+// docs/protocol.md section 3: an error frame carries `correlation_id` "if known". These tests pin
 // down when a failed decode knows it: the frame was read and held exactly one valid id.
 
 namespace gc = gatehouse::client;

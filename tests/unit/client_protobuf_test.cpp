@@ -735,7 +735,7 @@ TEST_CASE("protobuf: our decoder agrees with libprotobuf on mutated input",
                 CHECK(out.type() == theirs.type());
                 CHECK(out.has_correlation_id() == theirs.has_correlation_id());
                 CHECK(out.correlation_id() == theirs.correlation_id());
-                // Malformed extras are dropped (PROTOCOL.md 6), well-formed ones agree.
+                // Malformed extras are dropped (docs/protocol.md 6), well-formed ones agree.
                 CHECK(out.update_id() == (gatehouse::client::is_valid_update_id(theirs.update_id())
                                               ? theirs.update_id()
                                               : ""));

@@ -8,7 +8,7 @@
 #include "gatehouse.pb.h"
 #include "gatehouse/client/codec.hpp"
 
-// The optional envelope fields of PROTOCOL.md section 6, `update_id` and `traceparent`, in
+// The optional envelope fields of docs/protocol.md section 6, `update_id` and `traceparent`, in
 // every wire format: setters, copies, round trips (absent, present, longest) and what the
 // decoders do with malformed ones (drop them; never an envelope error).
 

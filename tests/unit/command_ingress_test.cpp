@@ -118,7 +118,7 @@ TEST_CASE("command ingress: shutdown mid-command closes with 1001 once the comma
     REQUIRE(f.bus->waiting() == 1);
     f.core->begin_shutdown();
     CHECK(s.link->close_code() == 0);  // still owed an answer
-    // Read after shutdown began: neither accepted nor answered (PROTOCOL.md section 1).
+    // Read after shutdown began: neither accepted nor answered (docs/protocol.md section 1).
     s.handler->on_message(true, R"({"type":"move","correlation_id":"p2"})");
     CHECK(f.bus->waiting() == 1);
     REQUIRE(f.bus->answer_next());

@@ -654,7 +654,7 @@ update with_class(update u, gatehouse::delivery_class d, std::string key = {}) {
 
 }  // namespace
 
-TEST_CASE("connection_manager: delivery classes past the send buffer (PROTOCOL.md 6.6)",
+TEST_CASE("connection_manager: delivery classes past the send buffer (docs/protocol.md 6.6)",
           "[connection_manager]") {
     using gatehouse::delivery_class;
     for (const auto policy :
@@ -739,7 +739,7 @@ TEST_CASE("connection_manager: delivery classes past the send buffer (PROTOCOL.m
 
 TEST_CASE(
     "connection_manager: a latest update replacing a queued one of its size never closes "
-    "(PROTOCOL.md 6.6)",
+    "(docs/protocol.md 6.6)",
     "[connection_manager]") {
     using gatehouse::delivery_class;
     for (const auto policy : {slow_consumer_policy::queue, slow_consumer_policy::close}) {

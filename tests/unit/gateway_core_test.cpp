@@ -158,7 +158,7 @@ TEST_CASE(
     decision.handler->on_open(link);
     // A client may send either field (a v1 client may even send junk in them): the command
     // is acked as usual, and the stream gets the section 4 fields plus a well-formed
-    // traceparent (PROTOCOL.md 6.8).
+    // traceparent (docs/protocol.md 6.8).
     decision.handler->on_message(
         true, R"({"type":"move","correlation_id":"c1","update_id":"99999999999999-9",)"
               R"("traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})");

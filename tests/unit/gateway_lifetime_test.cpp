@@ -251,7 +251,7 @@ TEST_CASE("gateway lifetime: a core and a redis_bus with commands waiting on a h
     }
 }
 
-// The drain's spread (PROTOCOL.md 6.7) ends early without a dangling thread or callback: a
+// The drain's spread (docs/protocol.md 6.7) ends early without a dangling thread or callback: a
 // second shutdown() from another thread, or the gateway destroyed, while clients keep sending.
 TEST_CASE("gateway lifetime: a second shutdown() cuts the drain's spread short",
           "[gateway_lifetime][drain]") {

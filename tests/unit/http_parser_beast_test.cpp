@@ -506,7 +506,7 @@ const std::vector<stricter_case>& stricter_than_beast() {
                     });
          }},
         // RFC 9110 8.6: a recipient MAY reject a Content-Length list or repeated field even when
-        // the values agree (Beast takes the value); we do, as PROTOCOL.md 6.1 asks.
+        // the values agree (Beast takes the value); we do, as docs/protocol.md 6.1 asks.
         {"invalid Content-Length",
          [](std::string_view, const head_view& h) {
              const auto v = h.values("content-length");
@@ -524,7 +524,7 @@ const std::vector<stricter_case>& stricter_than_beast() {
                         "HTTP/1.0" &&
                     !h.values("transfer-encoding").empty();
          }},
-        // PROTOCOL.md 6.1: only "chunked" (RFC 9112 6.1 would answer 501 to codings we do not
+        // docs/protocol.md 6.1: only "chunked" (RFC 9112 6.1 would answer 501 to codings we do not
         // implement). Beast accepts any list ending in chunked and leaves the codings applied.
         {"unsupported Transfer-Encoding",
          [](std::string_view, const head_view& h) {

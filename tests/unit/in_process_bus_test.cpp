@@ -37,7 +37,7 @@ gatehouse::envelope make_command(std::string type, std::string correlation_id = 
     e.origin.accepted_at_ms = 1700000000000;
     // As the gateway marks a command that came without a correlation id: these tests are about
     // the stream, and append the same command many times. The de-duplication tests below
-    // (PROTOCOL.md 6.5) send client-chosen ids.
+    // (docs/protocol.md 6.5) send client-chosen ids.
     e.origin.correlation_assigned = true;
     return e;
 }
@@ -629,7 +629,7 @@ TEST_CASE("in_process_bus: publish(update) sends to_json", "[in_process_bus]") {
     CHECK(parsed.message.correlation_id == "c-5");
 }
 
-// The update log in memory (PROTOCOL.md 6.4): the behaviour of the Redis library
+// The update log in memory (docs/protocol.md 6.4): the behaviour of the Redis library
 // (tests/unit/redis_update_log_test.cpp), without Redis.
 namespace {
 
@@ -932,7 +932,7 @@ TEST_CASE("in_process_bus: an id of a bus since destroyed is a gap; a full queue
 }
 
 // ---------------------------------------------------------------------------------------------
-// Idempotent commands (PROTOCOL.md 6.5)
+// Idempotent commands (docs/protocol.md 6.5)
 
 TEST_CASE("in_process_bus: a retried command gets its first id and is stored once",
           "[in_process_bus][dedupe]") {

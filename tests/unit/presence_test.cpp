@@ -9,9 +9,9 @@
 #include "gateway/gateway_core.hpp"
 #include "memory_transport.hpp"
 
-// PROTOCOL.md 6.8 on the gateway core: `gatehouse.connected` / `gatehouse.disconnected` entries
-// for every WebSocket (client `system`), on the in-process bus as services read them, and on a
-// bus that refuses or answers late (manual_bus), including shutdown's drain.
+// docs/protocol.md 6.8 on the gateway core: `gatehouse.connected` / `gatehouse.disconnected`
+// entries for every WebSocket (client `system`), on the in-process bus as services read them, and
+// on a bus that refuses or answers late (manual_bus), including shutdown's drain.
 
 namespace {
 
@@ -96,7 +96,7 @@ TEST_CASE("presence: a player's and a bot's WebSocket open and close on the in-p
     check_entry(entries[1], "gatehouse.connected", "bot:rover", bot_id, "bot", "msgpack");
     check_entry(entries[2], "gatehouse.disconnected", "bot:rover", bot_id, "bot", "msgpack");
     check_entry(entries[3], "gatehouse.disconnected", "alice", alice_id, "player", "json");
-    // Every correlation id is unique: none is ever taken for a retry (PROTOCOL.md 6.5).
+    // Every correlation id is unique: none is ever taken for a retry (docs/protocol.md 6.5).
     for (std::size_t i = 0; i < entries.size(); ++i) {
         for (std::size_t j = i + 1; j < entries.size(); ++j) {
             CHECK(entries[i].command.correlation_id != entries[j].command.correlation_id);

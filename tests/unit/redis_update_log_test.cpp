@@ -1,4 +1,4 @@
-// The update log on Redis (PROTOCOL.md 6.4): the `gatehouse` function library the bus loads
+// The update log on Redis (docs/protocol.md 6.4): the `gatehouse` function library the bus loads
 // at every connect, `publish_logged` and `read_after`, checked against a real redis-server
 // and with a plain hiredis client that shares none of the bus's code.
 

@@ -9,7 +9,7 @@
 
 #include "memory_transport.hpp"
 
-// The resume join of PROTOCOL.md 6.4 on the in-memory transport, against an in-memory update
+// The resume join of docs/protocol.md 6.4 on the in-memory transport, against an in-memory update
 // log (memory_transport.hpp) whose reads the test can hold back: the replay, every gap, the
 // updates delivered while the read is outstanding (held, then sent once, after the replay),
 // and the bound on what is held.

@@ -8,7 +8,7 @@
 #include "gatehouse/jwt.hpp"
 #include "memory_transport.hpp"
 
-// Session lifetime through the core (PROTOCOL.md 6.3): gatehouse.token_expiring after the
+// Session lifetime through the core (docs/protocol.md 6.3): gatehouse.token_expiring after the
 // welcome, the sweep's 4001, in-band gatehouse.refresh answered by the gateway (never the bus),
 // its refusals, the rate limit, bots and --session-expiry off. Tokens expire a few seconds from
 // now; the sweep is handed a Unix time past them instead of waiting.

@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-// A session's deadline (PROTOCOL.md 6.3): the warning once a minute before, the expiry once at
+// A session's deadline (docs/protocol.md 6.3): the warning once a minute before, the expiry once at
 // the token's exp, a refresh moving both, and a refresh racing the expiry decided one way.
 
 using gatehouse::detail::session_lifetime;

@@ -1,4 +1,4 @@
-// Update ids (PROTOCOL.md 6.4): their shape and their order.
+// Update ids (docs/protocol.md 6.4): their shape and their order.
 #include "gatehouse/update_log.hpp"
 
 #include <catch2/catch.hpp>

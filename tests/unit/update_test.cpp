@@ -366,7 +366,7 @@ TEST_CASE("update: helpers and to_json edge cases", "[update]") {
     CHECK_NOTHROW(gatehouse::to_json(odd));
 }
 
-TEST_CASE("update: delivery classes and their key (PROTOCOL.md 6.6)", "[update]") {
+TEST_CASE("update: delivery classes and their key (docs/protocol.md 6.6)", "[update]") {
     using gatehouse::delivery_class;
     auto u = parse_ok(R"({"player_id":"p","type":"t"})");
     CHECK(u.delivery == delivery_class::reliable);
@@ -426,7 +426,7 @@ TEST_CASE("update: delivery classes and their key (PROTOCOL.md 6.6)", "[update]"
     CHECK(back.key.empty());
 }
 
-TEST_CASE("update: update_ids, added by the update log (PROTOCOL.md 6.4)", "[update]") {
+TEST_CASE("update: update_ids, added by the update log (docs/protocol.md 6.4)", "[update]") {
     using pairs = std::vector<std::pair<std::string, std::string>>;
     auto u = parse_ok(R"({"player_ids":["a","b"],"type":"t","update_ids":{"a":"1-2","b":"3-4"}})");
     CHECK(u.update_ids == pairs{{"a", "1-2"}, {"b", "3-4"}});
@@ -447,7 +447,7 @@ TEST_CASE("update: update_ids, added by the update log (PROTOCOL.md 6.4)", "[upd
           std::string::npos);
 }
 
-TEST_CASE("update: traceparent reaches the message (PROTOCOL.md 6.8)", "[update]") {
+TEST_CASE("update: traceparent reaches the message (docs/protocol.md 6.8)", "[update]") {
     const std::string trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     auto u = parse_ok(R"({"player_id":"a","type":"t","traceparent":")" + trace + R"("})");
     CHECK(u.message.traceparent == trace);

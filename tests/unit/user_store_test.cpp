@@ -478,7 +478,7 @@ TEST_CASE("usernames and emails are unique case-insensitively (ASCII)",
     u = make_user("BOB", "alice@example.com");
     CHECK(store->create_user(u) == errc::username_taken);
 
-    // ASCII folding only, as PROTOCOL.md says: these are different names.
+    // ASCII folding only, as docs/protocol.md says: these are different names.
     create(*store, "\xc3\x89mile", "emile1@example.com");  // "Émile"
     create(*store, "\xc3\xa9mile", "emile2@example.com");  // "émile"
 

@@ -1,6 +1,6 @@
 'use strict';
 // The gateway a team would otherwise write in an afternoon: Node.js, `ws` and `ioredis`, the
-// subset of gatehouse's contract (/work/shared/PROTOCOL.md) that bench/run_matrix.py measures.
+// subset of gatehouse's contract (docs/protocol.md) that bench/run_matrix.py measures.
 //
 //   GET /ws/player/{jwt}  HS256 token verified at the upgrade (401 otherwise), then
 //                         {"type":"welcome","payload":{connection_id, player_id, codec:"json"}}

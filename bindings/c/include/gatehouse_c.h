@@ -1,5 +1,5 @@
 /*
- * gatehouse_c.h: the C ABI over gatehouse's client codec (PROTOCOL.md section 3).
+ * gatehouse_c.h: the C ABI over gatehouse's client codec (docs/protocol.md section 3).
  *
  * Encodes and decodes gatehouse envelopes in the three wire formats (json, msgpack,
  * protobuf) for C programs and game engines. C89/C99 compatible; usable from C++ too.
@@ -102,10 +102,10 @@ typedef enum gatehouse_payload_format {
  *   protobuf frame gives the bytes, e.g. a message name); the other formats name themselves.
  * - correlation_id/correlation_id_len: correlation_id_len 0 means absent (the gateway then
  *   assigns one); otherwise valid UTF-8, 1-128 characters.
- * - update_id/update_id_len (PROTOCOL.md 6.4): length 0 means absent; otherwise 1-64
+ * - update_id/update_id_len (docs/protocol.md 6.4): length 0 means absent; otherwise 1-64
  *   characters of visible ASCII. The gateway sets it on logged updates; keep the last one
  *   and hand it back as `?resume=` when reconnecting. A command's is ignored by the gateway.
- * - traceparent/traceparent_len (PROTOCOL.md 6.8): length 0 means absent; otherwise a W3C
+ * - traceparent/traceparent_len (docs/protocol.md 6.8): length 0 means absent; otherwise a W3C
  *   Trace Context traceparent of 55 characters, `00-<32 hex>-<16 hex>-<2 hex>` (lower-case
  *   hex, ids not all zeros, version not ff).
  *
@@ -121,7 +121,7 @@ typedef struct gatehouse_envelope {
     size_t payload_codec_len;
     const char* correlation_id;
     size_t correlation_id_len;
-    /* Added with PROTOCOL.md section 6: the struct grew, so recompile against this header.
+    /* Added with docs/protocol.md section 6: the struct grew, so recompile against this header.
      * Zero-initialised, both are absent. */
     const char* update_id;
     size_t update_id_len;
@@ -159,7 +159,7 @@ GATEHOUSE_C_API const char* gatehouse_status_message(gatehouse_status status) GA
  * static, NUL-terminated, never NULL ("unknown" for an unknown value). */
 GATEHOUSE_C_API const char* gatehouse_status_name(gatehouse_status status) GATEHOUSE_C_NOEXCEPT;
 
-/* The PROTOCOL.md error code a decode failure maps to: "invalid_frame" or
+/* The docs/protocol.md error code a decode failure maps to: "invalid_frame" or
  * "invalid_envelope"; NULL for GATEHOUSE_STATUS_OK and every non-decode status. */
 GATEHOUSE_C_API const char* gatehouse_status_protocol_code(gatehouse_status status)
     GATEHOUSE_C_NOEXCEPT;
@@ -231,7 +231,7 @@ GATEHOUSE_C_API gatehouse_status gatehouse_encode_owned(gatehouse_codec* codec,
  *
  * On failure every field is cleared (update_id and traceparent included) except the
  * correlation id, which is kept when the frame named one validly (so that an error reply
- * can carry it, as PROTOCOL.md asks). */
+ * can carry it, as docs/protocol.md asks). */
 GATEHOUSE_C_API gatehouse_status gatehouse_decode(gatehouse_codec* codec, const void* frame,
                                                   size_t frame_len,
                                                   gatehouse_envelope* out) GATEHOUSE_C_NOEXCEPT;

@@ -1,6 +1,6 @@
 /* The C ABI's test, compiled as C99 with -Wall -Wextra -Werror: every function, every status,
  * a round trip through each codec, and frames checked byte for byte against encodings
- * written out by hand from PROTOCOL.md section 3 and proto/gatehouse.proto. */
+ * written out by hand from docs/protocol.md section 3 and proto/gatehouse.proto. */
 #include "gatehouse_c.h"
 
 #include <stdio.h>
@@ -664,7 +664,7 @@ static void test_payload_checks(void) {
     CHECK(gatehouse_is_valid_correlation_id(NULL, 3) == 0);
 }
 
-/* update_id and traceparent (PROTOCOL.md section 6): encoded byte for byte as the contract
+/* update_id and traceparent (docs/protocol.md section 6): encoded byte for byte as the contract
  * and proto/gatehouse.proto (fields 5 and 6) say, decoded back, refused on encode when
  * malformed, dropped on decode. */
 static void test_trace_fields(void) {

@@ -1,4 +1,4 @@
-"""A small asyncio client for gatehouse-server's player WebSocket (PROTOCOL.md sections 3, 6).
+"""A small asyncio client for gatehouse-server's player WebSocket (docs/protocol.md sections 3, 6).
 
     client = await gatehouse_client.connect("ws://127.0.0.1:8080", token, codec="msgpack")
     client.welcome.payload["player_id"]
@@ -9,13 +9,13 @@
 
 With `reconnect=True` the client survives a dropped connection or a restarted gateway: it
 reconnects with exponential backoff and full jitter, resumes the player's update log from the
-last `update_id` it received (PROTOCOL.md section 6.4), so updates() goes on with exactly what
+last `update_id` it received (docs/protocol.md section 6.4), so updates() goes on with exactly what
 was missed, and tells the application when that is impossible (a gap in the log, or nothing
 to resume from) so that it re-syncs its state: `on_resync(reason)`, or a ResyncRequired raised
 by next_update() / updates() at that point of the stream.
 
 A command whose connection ends before its answer is sent again after the reconnect, with the
-same correlation id, so that the gateway's de-duplication (PROTOCOL.md 6.5) acks it with the
+same correlation id, so that the gateway's de-duplication (docs/protocol.md 6.5) acks it with the
 original stream id rather than appending it twice; at most `max_pending` commands (default 100)
 await their answer, one more raises CommandError "too_many_pending". When the gateway warns
 that the session's token expires (`gatehouse.token_expiring`, 6.3), the client gets a new
@@ -58,7 +58,7 @@ _HEADERS_ARG = "additional_headers" if _WS_MAJOR >= 14 else "extra_headers"
 
 _log = logging.getLogger("gatehouse_client")
 
-# The close code of a session whose token expired (PROTOCOL.md 6.3).
+# The close code of a session whose token expired (docs/protocol.md 6.3).
 _CLOSE_TOKEN_EXPIRED = 4001
 # When the gateway says the token expires soon: refresh two thirds into the token's lifetime
 # (at once if that has passed), never later than this many seconds after the notice (a notice
@@ -75,7 +75,7 @@ _REFRESH_SAME_TOKEN_TRIES = 8
 
 class Message:
     """One envelope from the server: `type`, `payload` (a Python value, or bytes for an opaque
-    protobuf payload), `correlation_id`, `update_id` (a logged update's id, PROTOCOL.md 6.4)
+    protobuf payload), `correlation_id`, `update_id` (a logged update's id, docs/protocol.md 6.4)
     and `traceparent` (each str or None), and the decoded `envelope`."""
 
     __slots__ = ("type", "payload", "correlation_id", "update_id", "traceparent", "envelope")
@@ -95,7 +95,7 @@ class Message:
 
 
 class CommandError(Exception):
-    """The server answered a command with an `error` envelope (PROTOCOL.md section 3): `code`
+    """The server answered a command with an `error` envelope (docs/protocol.md section 3): `code`
     is e.g. "rate_limited", "invalid_envelope" or "bus_unavailable"; `message` its text;
     `reply` the error Message. Or the client refused it before sending (`reply` None): code
     "too_many_pending"."""
@@ -251,7 +251,7 @@ class Client:
         reconnect, when it ended before the answer (the command may or may not be on the bus).
         With reconnect=True a command whose connection ends before the answer is sent again,
         with the same correlation id, after the reconnect: the gateway acks a repeat with the
-        original stream id (PROTOCOL.md 6.5). `timeout` bounds the whole wait.
+        original stream id (docs/protocol.md 6.5). `timeout` bounds the whole wait.
         Without a correlation_id one is generated (new_correlation_id())."""
         if self._closed_error is not None:
             raise ConnectionError("connection closed") from self._closed_error
@@ -410,7 +410,7 @@ class Client:
         self._refreshes.clear()
 
     def _leave_after(self, delay):
-        # A draining gateway (PROTOCOL.md 6.7) serves this connection until its spread has
+        # A draining gateway (docs/protocol.md 6.7) serves this connection until its spread has
         # passed and asked us to come back after `delay`: leave then and reconnect at once
         # (elsewhere, behind a load balancer). Should it close first, the reconnect still
         # waits for that moment rather than for a backoff.
@@ -597,7 +597,7 @@ async def connect(url, token, codec="json", open_timeout=10.0, *, reconnect=Fals
     before and not answered are sent again after the reconnect with their correlation ids;
     updates() goes on after the reconnect with the replayed updates, a `gatehouse.resumed`
     Message, then live ones.
-    Session renewal (PROTOCOL.md 6.3): on `gatehouse.token_expiring` the client gets a new
+    Session renewal (docs/protocol.md 6.3): on `gatehouse.token_expiring` the client gets a new
     access token and sends `gatehouse.refresh` with it, two thirds into the old token's
     lifetime; after a 4001 close, or an upgrade refused with 401, the next attempt gets a new
     one too; later connections present the newest. A new token comes from `refresh` (a

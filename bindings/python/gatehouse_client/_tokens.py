@@ -1,5 +1,5 @@
 """Where gatehouse_client's access tokens come from, and what it knows of them: the
-application's token or callables, or the gateway's POST /token/refresh (PROTOCOL.md section 2)
+application's token or callables, or the gateway's POST /token/refresh (docs/protocol.md section 2)
 with a refresh token that rotates at every use."""
 
 import asyncio

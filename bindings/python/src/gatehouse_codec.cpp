@@ -22,8 +22,8 @@ struct py_envelope {
     std::string payload_format{"json"};
     std::optional<std::string> correlation_id;
     std::string payload_codec;
-    std::optional<std::string> update_id;    // PROTOCOL.md 6.4
-    std::optional<std::string> traceparent;  // PROTOCOL.md 6.8
+    std::optional<std::string> update_id;    // docs/protocol.md 6.4
+    std::optional<std::string> traceparent;  // docs/protocol.md 6.8
 };
 
 // The status names as the C++ enum spells them: what CodecError.status carries.
@@ -53,7 +53,7 @@ const char* status_name(gc::status s) {
 // gatehouse_codec.CodecError, created at import; kept alive by the module that holds it.
 PyObject* codec_error_type = nullptr;
 
-// Decode failures carry the PROTOCOL.md code and the frame's correlation id when known;
+// Decode failures carry the docs/protocol.md code and the frame's correlation id when known;
 // encode failures neither (an encode status may share a decode status's name).
 enum class failed { decode, encode };
 
@@ -207,7 +207,7 @@ std::string repr(const py_envelope& e) {
 
 PYBIND11_MODULE(gatehouse_codec, m) {
     m.doc() =
-        "gatehouse's client codec: envelopes (PROTOCOL.md section 3) in the json, msgpack and "
+        "gatehouse's client codec: envelopes (docs/protocol.md section 3) in the json, msgpack and "
         "protobuf wire formats. Payloads are bytes in their payload format; see docs/bindings.md.";
 
     codec_error_type = PyErr_NewExceptionWithDoc(
@@ -243,11 +243,12 @@ PYBIND11_MODULE(gatehouse_codec, m) {
         .def_readwrite("correlation_id", &py_envelope::correlation_id, "str, or None if absent")
         .def_readwrite("payload_codec", &py_envelope::payload_codec,
                        "'json', 'msgpack', or for 'bytes' the name the frame gave")
-        .def_readwrite("update_id", &py_envelope::update_id,
-                       "str, or None if absent: a logged update's id (PROTOCOL.md 6.4), to hand "
-                       "back as ?resume=")
+        .def_readwrite(
+            "update_id", &py_envelope::update_id,
+            "str, or None if absent: a logged update's id (docs/protocol.md 6.4), to hand "
+            "back as ?resume=")
         .def_readwrite("traceparent", &py_envelope::traceparent,
-                       "str, or None if absent: the W3C traceparent (PROTOCOL.md 6.8)")
+                       "str, or None if absent: the W3C traceparent (docs/protocol.md 6.8)")
         .def("__repr__", &repr)
         .def("__eq__", [](const py_envelope& a, const py_envelope& b) {
             return a.type == b.type && a.payload.equal(b.payload) &&

@@ -199,7 +199,7 @@ TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 class TraceFieldsTest(unittest.TestCase):
-    """update_id and traceparent (PROTOCOL.md section 6; protobuf fields 5 and 6)."""
+    """update_id and traceparent (docs/protocol.md section 6; protobuf fields 5 and 6)."""
 
     def test_known_frames_byte_for_byte(self):
         want = {

@@ -1,4 +1,4 @@
-"""bindings.python_reconnect: gatehouse_client's reconnect and resume (PROTOCOL.md section 6.4)
+"""bindings.python_reconnect: gatehouse_client's reconnect and resume (docs/protocol.md section 6.4)
 against real gatehouse-server processes (and a real redis-server): a dropped connection resumes
 with exactly the updates published meanwhile, in order, then `gatehouse.resumed`; a gateway
 restarted without Redis has lost its log, so the client is told to re-sync (the on_resync

@@ -1,5 +1,5 @@
 """bindings.python_session: what gatehouse_client does by itself against real gatehouse-server
-processes (and a real redis-server) for PROTOCOL.md 6.3, 6.5 and 6.7: a session whose token
+processes (and a real redis-server) for docs/protocol.md 6.3, 6.5 and 6.7: a session whose token
 expires in five seconds is renewed in band and outlives it (with an application callback, and
 with the gateway's POST /token/refresh), and one that could not be renewed reconnects with a new
 token after the 4001; a command whose ack was lost with its connection is sent again after the
@@ -75,7 +75,7 @@ async def outlive_first_token(updates):
 
 
 class RefreshTest(harness.AsyncCase):
-    """PROTOCOL.md 6.3 from the client's side: a gateway that ends sessions at their token's
+    """docs/protocol.md 6.3 from the client's side: a gateway that ends sessions at their token's
     exp, and issues access tokens for TTL_S seconds."""
 
     @classmethod
@@ -181,7 +181,7 @@ class RefreshTest(harness.AsyncCase):
 
 
 class RetryTest(harness.AsyncCase):
-    """PROTOCOL.md 6.5 from the client's side, on Redis: the stream is what the test reads."""
+    """docs/protocol.md 6.5 from the client's side, on Redis: the stream is what the test reads."""
 
     @classmethod
     def setUpClass(cls):
@@ -266,7 +266,7 @@ class RetryTest(harness.AsyncCase):
 
 
 class DrainTest(harness.AsyncCase):
-    """PROTOCOL.md 6.7 from the client's side: each client leaves the draining gateway at the
+    """docs/protocol.md 6.7 from the client's side: each client leaves the draining gateway at the
     after_ms it was given, not all at the 1001."""
 
     async def test_after_ms_decides_when_each_client_comes_back(self):

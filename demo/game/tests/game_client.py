@@ -47,7 +47,7 @@ async def play(test, client, type_, payload=ABSENT, expect="game.state", **send_
             test.fail(f"unexpected frame {env!r:.500}")
     test.assertEqual(update["type"], expect, update)
     # Clients get type, payload, correlation_id and, for an update the game published through
-    # the update log (PROTOCOL.md 6.4), the update_id to resume from: no routing keys.
+    # the update log (docs/protocol.md 6.4), the update_id to resume from: no routing keys.
     test.assertEqual(sorted(set(update["_keys"]) - {"update_id"}),
                      ["correlation_id", "payload", "type"], update)
     test.assertEqual(update["payload"]["request"], type_, update)

@@ -1,4 +1,4 @@
-// The gateway's account API (PROTOCOL.md section 2), same origin as the page.
+// The gateway's account API (docs/protocol.md section 2), same origin as the page.
 
 /** A refused request: `status` is the HTTP status, `code` the problem's machine-readable code. */
 export class ApiError extends Error {

@@ -1,4 +1,4 @@
-// A gatehouse player client for the browser (PROTOCOL.md sections 3 and 6): one WebSocket with
+// A gatehouse player client for the browser (docs/protocol.md sections 3 and 6): one WebSocket with
 // the JSON codec; commands answered by their ack or error, and retried with their own
 // correlation id after a reconnect, so that the gateway's de-duplication (6.5) puts each on the
 // bus once; reconnects that resume the player's update log (6.4), come back when a draining
@@ -25,7 +25,7 @@ const REFRESH_SAME_TOKEN_TRIES = 8;
 // that has passed), never later than this after the notice (a notice comes 60 s before `exp`).
 const REFRESH_AT_LIFETIME = 2 / 3;
 const REFRESH_LATEST_MS = 30_000;
-// The close code of a session whose token expired (PROTOCOL.md 6.3).
+// The close code of a session whose token expired (docs/protocol.md 6.3).
 const CLOSE_TOKEN_EXPIRED = 4001;
 
 /**
@@ -356,7 +356,7 @@ export class GatehouseClient {
     }
   }
 
-  // A draining gateway (PROTOCOL.md 6.7) serves this connection until its spread has passed
+  // A draining gateway (docs/protocol.md 6.7) serves this connection until its spread has passed
   // and asked us to come back after `afterMs`: leave then and reconnect at once (elsewhere,
   // behind a load balancer). Should the gateway close first, the reconnect still waits for
   // that moment, not for a backoff.

@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// Encoding and decoding envelopes in the three wire formats of PROTOCOL.md section 3.
+/// Encoding and decoding envelopes in the three wire formats of docs/protocol.md section 3.
 ///
 /// This header and the ones it includes are all a game client needs: no exceptions, no
 /// RTTI, no allocation, no third-party library. Build the sources under `src/client/`
@@ -25,7 +25,7 @@ enum class wire_format : std::uint8_t {
     protobuf = 2,  ///< A `gatehouse.v1.Envelope` message (proto/gatehouse.proto) in a binary frame.
 };
 
-/// The format's name as PROTOCOL.md spells it: `"json"`, `"msgpack"`, `"protobuf"`.
+/// The format's name as docs/protocol.md spells it: `"json"`, `"msgpack"`, `"protobuf"`.
 std::string_view name_of(wire_format format) noexcept;
 
 /// Looks a format up by name. Returns false (and leaves `out` alone) for an unknown name.
@@ -42,10 +42,10 @@ constexpr bool is_text(wire_format format) noexcept { return format == wire_form
 ///
 /// On failure, `out.correlation_id()` is the frame's correlation id when it is known (the
 /// frame could be read and held exactly one valid `correlation_id`), so that the error reply
-/// can name it as PROTOCOL.md asks; otherwise it is empty. `out.update_id()` and
+/// can name it as docs/protocol.md asks; otherwise it is empty. `out.update_id()` and
 /// `out.traceparent()` are then empty; `out`'s other fields are unspecified (but valid).
 ///
-/// `update_id` and `traceparent` are optional extras (PROTOCOL.md 6): one that is not a
+/// `update_id` and `traceparent` are optional extras (docs/protocol.md 6): one that is not a
 /// string, not valid (`is_valid_update_id`, `is_valid_traceparent`), or given twice in a
 /// JSON or MessagePack map is dropped (reads as absent) and never makes the envelope
 /// invalid. In Protobuf, as for every field, the last occurrence counts, and like every

@@ -18,8 +18,8 @@ enum class payload_format : std::uint8_t {
     bytes = 2,    ///< Opaque bytes (a Protobuf message, say), named by `payload_codec()`.
 };
 
-/// An envelope: `type`, `payload`, optional `correlation_id` (PROTOCOL.md section 3), and
-/// the optional `update_id` and `traceparent` of PROTOCOL.md section 6.
+/// An envelope: `type`, `payload`, optional `correlation_id` (docs/protocol.md section 3), and
+/// the optional `update_id` and `traceparent` of docs/protocol.md section 6.
 ///
 /// `type`, `correlation_id`, `update_id` and `traceparent` are copied into storage inside the
 /// object (they are short and bounded), so they stay valid however the object is copied. The
@@ -48,22 +48,22 @@ public:
     /// True when a correlation id is present.
     bool has_correlation_id() const noexcept { return corr_len_ != 0; }
 
-    /// The update id the gateway gave a logged update (PROTOCOL.md 6.4): an opaque string of
+    /// The update id the gateway gave a logged update (docs/protocol.md 6.4): an opaque string of
     /// 1-64 visible ASCII characters to hand back as `?resume=`; empty when absent.
     std::string_view update_id() const noexcept { return {upd_, upd_len_}; }
 
     /// True when an update id is present.
     bool has_update_id() const noexcept { return upd_len_ != 0; }
 
-    /// The W3C Trace Context `traceparent` (PROTOCOL.md 6.8), 55 characters; empty when
-    /// absent. Decoding drops a malformed one (PROTOCOL.md: an invalid one is ignored).
+    /// The W3C Trace Context `traceparent` (docs/protocol.md 6.8), 55 characters; empty when
+    /// absent. Decoding drops a malformed one (docs/protocol.md: an invalid one is ignored).
     std::string_view traceparent() const noexcept { return {trace_, trace_len_}; }
 
     /// True when a traceparent is present.
     bool has_traceparent() const noexcept { return trace_len_ != 0; }
 
     /// The payload bytes, in `format()`. An absent payload reads as JSON `null` (or
-    /// MessagePack nil on MessagePack frames), as PROTOCOL.md says missing means null.
+    /// MessagePack nil on MessagePack frames), as docs/protocol.md says missing means null.
     std::string_view payload() const noexcept { return {payload_, payload_len_}; }
 
     /// What the payload bytes hold.

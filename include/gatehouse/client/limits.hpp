@@ -1,6 +1,6 @@
 #pragma once
 /// @file
-/// The envelope limits of PROTOCOL.md section 3, shared by every codec.
+/// The envelope limits of docs/protocol.md section 3, shared by every codec.
 
 #include <cstddef>
 

@@ -8,7 +8,7 @@ namespace gatehouse::client {
 
 /// What a decode or encode came to. `ok` is zero; every other value says what was wrong.
 ///
-/// Decode failures fall in two classes that PROTOCOL.md section 3 names: the bytes are not
+/// Decode failures fall in two classes that docs/protocol.md section 3 names: the bytes are not
 /// a well-formed frame (`invalid_frame`), or they are well-formed but not a valid envelope
 /// (`invalid_envelope`). `protocol_code()` tells which.
 enum class status : std::uint8_t {
@@ -41,7 +41,7 @@ enum class status : std::uint8_t {
 /// Never null; thread-safe; the string is static.
 const char* describe(status s) noexcept;
 
-/// The PROTOCOL.md error code for a decode failure: `"invalid_frame"` or `"invalid_envelope"`;
+/// The docs/protocol.md error code for a decode failure: `"invalid_frame"` or `"invalid_envelope"`;
 /// null for `ok` and for encode-side statuses.
 const char* protocol_code(status s) noexcept;
 
