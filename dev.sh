@@ -294,12 +294,14 @@ cmd_test() {
     # bus, gateway), the server suites driving the real server's I/O threads, and the
     # embedding example. Only their targets are built; the tests of other targets are skipped.
     local tsan_targets=gatehouse_unit_tests,gatehouse-server,gatehouse_server_ws_client_test
-    tsan_targets+=,example_embedding_tour,gatehouse_demo_game_tests,gatehouse-demo-game
-    # Left out: single-threaded codecs and examples, the bindings (a Python interpreter would
-    # need the TSan runtime preloaded), the browser test (Chromium under a TSan server is
-    # only slow, not more thorough) and the --version check (most of its programs are not
-    # built here).
-    run_ctest tsan --targets="$tsan_targets" -j2 -E 'consumer|noexcept|example_|bench|bindings|browser|version'
+    tsan_targets+=,example_embedding_tour,example_spdlog_logging,gatehouse_demo_game_tests
+    tsan_targets+=,gatehouse-demo-game,gatehouse_server_log_test
+    # Left out: single-threaded codecs and examples, the bindings and the protocol page's
+    # examples (a Python interpreter would need the TSan runtime preloaded to load the codec
+    # module), the browser test (Chromium under a TSan server is only slow, not more thorough)
+    # and the --version check (most of its programs are not built here).
+    run_ctest tsan --targets="$tsan_targets" -j2 \
+        -E 'consumer|noexcept|example_|bench|bindings|protocol_examples|browser|version'
     # Each fuzzer runs for a fixed time on one core, so two at once fit the two-core machines.
     run_ctest fuzz -j2
 
