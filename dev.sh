@@ -51,7 +51,7 @@ readonly packages=(
 )
 
 # Directories whose C++ sources are formatted and format-checked.
-readonly format_dirs=(include src server tests examples bench demo bindings)
+readonly format_dirs=(include src server tests examples bench demo bindings redis_module)
 
 log() { printf 'dev.sh: %s\n' "$*" >&2; }
 die() {

@@ -48,8 +48,9 @@ FIELDS = ["type", "bench.cmd", "payload", '{"seq":12345,"t":987654321}', "codec"
           "1765000000000"]
 
 
-def append_call(n, pair):
-    argv = ["FCALL", "gatehouse_append", "1", STREAM, str(WINDOW), "100000", "gw-cost"]
+def append_call(n, pair, module=False):
+    argv = (["GATEHOUSE.APPEND"] if module else ["FCALL", "gatehouse_append", "1"]) + \
+        [STREAM, str(WINDOW), "100000", "gw-cost"]
     values = [v for i, v in enumerate(FIELDS) if i % 2 == 1 and FIELDS[i - 1] != "gateway_id"]
     for _ in range(n):
         argv += [pair, "0", *values]
@@ -63,6 +64,12 @@ CASES = [
     ("FCALL gatehouse_append, 64 commands", 64, append_call(64, "8:bench-p7:c__rand_int__")),
     ("  64 gateway-assigned ids", 64, append_call(64, "")),
     ("  64 duplicates", 64, append_call(64, "8:bench-p7:dup")),
+]
+MODULE_CASES = [
+    ("GATEHOUSE.APPEND, 1 command", 1, append_call(1, "8:bench-p7:c__rand_int__", True)),
+    ("GATEHOUSE.APPEND, 16 commands", 16, append_call(16, "8:bench-p7:c__rand_int__", True)),
+    ("GATEHOUSE.APPEND, 64 commands", 64, append_call(64, "8:bench-p7:c__rand_int__", True)),
+    ("  64 duplicates (module)", 64, append_call(64, "8:bench-p7:dup", True)),
 ]
 
 
@@ -112,12 +119,18 @@ def main(argv=None):
                     help="comma-separated pairs per window hash before the runs (default 0)")
     ap.add_argument("--gatehouse", default=os.path.join(REPO, "build", "release", "server",
                                                          "gatehouse-server"))
+    ap.add_argument("--module", default=os.path.join(REPO, "build", "release", "redis_module",
+                                                      "gatehouse_redis.so"),
+                    help="the gatehouse Redis module: its GATEHOUSE.APPEND is measured too "
+                         "when the file exists")
     args = ap.parse_args(argv)
+    module = args.module if os.path.exists(args.module) else None
+    all_cases = CASES + (MODULE_CASES if module else [])
     sizes = [int(x) for x in args.prefill.split(",") if x]
     if not shutil.which("redis-benchmark"):
         sys.exit("redis_append_cost: redis-benchmark not found (Debian package redis-tools)")
     two = (os.cpu_count() or 1) > 1
-    redis = RedisServer()
+    redis = RedisServer(module=module)
     server = None
     tables = []
     try:
@@ -129,7 +142,8 @@ def main(argv=None):
         r = redis.client()
         for size in sizes:
             # With a prefilled hash, the cases that look pairs up (and XADD, the reference).
-            cases = [c for c in CASES if size == 0 or c[0] == "XADD" or "64 commands" in c[0]]
+            cases = [c for c in all_cases
+                     if size == 0 or c[0] == "XADD" or "64 commands" in c[0]]
             r.execute_command("FLUSHDB")  # functions stay
             mem = r.info("memory")["used_memory"]
             started = time.monotonic()
@@ -145,7 +159,7 @@ def main(argv=None):
                         r.execute_command("FLUSHDB")  # each case from an empty hash
                     r.delete(STREAM)
                     if "duplicates" in name:
-                        r.execute_command(*append_call(1, "8:bench-p7:dup"))
+                        r.execute_command(*append_call(1, "8:bench-p7:dup", "module" in name))
                     calls = max(1000, args.commands // n)
                     fields.append(window_fields(r))
                     before = redis_cpu_s(r)

@@ -35,10 +35,11 @@ class RedisServer:
     on SIGTERM), so that a test can check what a stream held before the outage.
     """
 
-    def __init__(self, port=None, password=None, keep_data=False):
+    def __init__(self, port=None, password=None, keep_data=False, module=None):
         self.port = port or free_port()
         self.password = password
         self.keep_data = keep_data
+        self.module = module  # a Redis module to load (the gatehouse module: redis_module/)
         self.dir = tempfile.mkdtemp(prefix="gatehouse-redis-")
         self.proc = None
         self._log = None
@@ -56,6 +57,8 @@ class RedisServer:
             ["--save", ""]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.module:
+            args += ["--loadmodule", self.module]
         self._log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)
