@@ -26,6 +26,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+def gatehouse_module(server_binary=None):
+    """The path of the gatehouse Redis module (redis_module/, GATEHOUSE.APPEND) this build made:
+    CTest passes it in GATEHOUSE_REDIS_MODULE; run by hand, it sits beside the server's build
+    directory (<build>/server/gatehouse-server -> <build>/redis_module/gatehouse_redis.so)."""
+    path = os.environ.get("GATEHOUSE_REDIS_MODULE")
+    if not path and server_binary:
+        build = os.path.dirname(os.path.dirname(os.path.abspath(server_binary)))
+        path = os.path.join(build, "redis_module", "gatehouse_redis.so")
+    if not path or not os.path.exists(path):
+        raise RuntimeError(f"the gatehouse Redis module is not built ({path or 'no path'}): "
+                           "build the gatehouse_redis_module target")
+    return path
+
+
 class RedisServer:
     """One redis-server child process.
 
