@@ -295,7 +295,7 @@ cmd_test() {
     # embedding example. Only their targets are built; the tests of other targets are skipped.
     local tsan_targets=gatehouse_unit_tests,gatehouse-server,gatehouse_server_ws_client_test
     tsan_targets+=,example_embedding_tour,example_spdlog_logging,gatehouse_demo_game_tests
-    tsan_targets+=,gatehouse-demo-game,gatehouse_server_log_test
+    tsan_targets+=,gatehouse-demo-game,gatehouse_server_log_test,gatehouse_redis_module
     # Left out: single-threaded codecs and examples, the bindings and the protocol page's
     # examples (a Python interpreter would need the TSan runtime preloaded to load the codec
     # module), the browser test (Chromium under a TSan server is only slow, not more thorough)
@@ -322,7 +322,8 @@ cmd_bench() {
                 apt-get install -y --no-install-recommends gnuplot-nox
         fi
         (cd bench/peers/node && npm ci --no-audit --no-fund)
-        build_preset release --target gatehouse-server gatehouse_load gatehouse_bench_echo
+        build_preset release --target gatehouse-server gatehouse_load gatehouse_bench_echo \
+            gatehouse_redis_module
     } >&2
     /usr/bin/python3 bench/run_matrix.py "$@"
 }
