@@ -6,7 +6,13 @@
 #   build-in-container.sh build SRC OUT         build the release preset's gatehouse-server and
 #                                               gatehouse-demo-game from SRC; put them in OUT/bin
 #                                               and the Debian packages they link in
-#                                               OUT/runtime-packages.txt
+#                                               OUT/runtime-packages.txt; and the gatehouse Redis
+#                                               module (install-module) in OUT/lib
+#   build-in-container.sh install-module SO OUT put the Redis module SO in
+#                                               OUT/lib/gatehouse_redis.so, stripped, once it is
+#                                               checked to load on any Redis 7 host: it exports
+#                                               RedisModule_OnLoad and links nothing beyond the
+#                                               C library (no C++ runtime)
 #   build-in-container.sh runtime PACKAGES_FILE install those packages (and curl, for the
 #                                               health check) and create the `gatehouse` user
 #   build-in-container.sh runtime-packages BIN...
@@ -33,6 +39,11 @@ readonly runtime_extra_packages=(curl ca-certificates)
 readonly service_user=gatehouse
 readonly service_uid=10001
 readonly service_home=/var/lib/gatehouse
+# The Redis module's file in OUT (deploy/Dockerfile's `redis` stage copies it from there).
+readonly module_file=lib/gatehouse_redis.so
+# What a module may link: the C library, which every redis-server has. libstdc++ and libgcc
+# are linked into it (redis_module/CMakeLists.txt): the official redis image need not have them.
+readonly module_allowed_libs='^(libc|libm|libdl|libpthread|librt|ld-linux[-a-z0-9_.]*)\.so\.[0-9]+$'
 
 log() { printf 'build-in-container: %s\n' "$*" >&2; }
 die() {
@@ -91,7 +102,7 @@ cmd_build() {
         -DGATEHOUSE_BUILD_TESTS=OFF -DGATEHOUSE_BUILD_BENCHMARKS=OFF \
         -DGATEHOUSE_BUILD_EXAMPLES=OFF -DGATEHOUSE_BUILD_BINDINGS=OFF -DGATEHOUSE_INSTALL=OFF)
     cmake --build "$build_dir" -j"${GATEHOUSE_BUILD_JOBS:-$(nproc)}" \
-        --target gatehouse-server gatehouse-demo-game
+        --target gatehouse-server gatehouse-demo-game gatehouse_redis_module
     mkdir -p "$out/bin"
     install -m 0755 "$build_dir/server/gatehouse-server" "$out/bin/gatehouse-server"
     install -m 0755 "$build_dir/demo/game/gatehouse-demo-game" "$out/bin/gatehouse-demo-game"
@@ -100,8 +111,30 @@ cmd_build() {
     cmd_runtime_packages "$out/bin/gatehouse-server" "$out/bin/gatehouse-demo-game" \
         >"$out/runtime-packages.txt"
     "$out/bin/gatehouse-server" --help >/dev/null
+    cmd_install_module "$build_dir/redis_module/gatehouse_redis.so" "$out"
     log "built $out/bin/gatehouse-server and gatehouse-demo-game; runtime packages:" \
         "$(tr '\n' ' ' <"$out/runtime-packages.txt")"
+}
+
+# readelf (binutils, which g++ brings) rather than ldd: ldd would resolve the libraries of this
+# machine, and what matters is what the file asks of the host that loads it.
+cmd_install_module() {
+    (($# == 2)) || die "usage: install-module SO OUT"
+    local so="$1" out="$2" lib foreign=()
+    [[ -f "$so" ]] || die "no Redis module at $so (build the gatehouse_redis_module target)"
+    while read -r lib; do
+        [[ "$lib" =~ $module_allowed_libs ]] || foreign+=("$lib")
+    done < <(readelf -d "$so" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p')
+    ((${#foreign[@]} == 0)) ||
+        die "$so links ${foreign[*]}: a Redis host need not have them (link them in statically)"
+    readelf --dyn-syms --wide "$so" |
+        awk '$5 == "GLOBAL" && $7 != "UND" { print $8 }' | grep -x RedisModule_OnLoad >/dev/null ||
+        die "$so does not export RedisModule_OnLoad: not a Redis module"
+    mkdir -p "$out/$(dirname "$module_file")"
+    # Executable: Redis 7 refuses to load a module file without execute permission.
+    install -m 0755 "$so" "$out/$module_file"
+    strip --strip-unneeded "$out/$module_file"
+    log "installed the Redis module in $out/$module_file"
 }
 
 cmd_runtime() {
@@ -135,6 +168,7 @@ main() {
     case "$cmd" in
         deps) (($# == 0)) || die "deps takes no arguments"; cmd_deps ;;
         build) cmd_build "$@" ;;
+        install-module) cmd_install_module "$@" ;;
         runtime) cmd_runtime "$@" ;;
         runtime-packages) cmd_runtime_packages "$@" ;;
         healthcheck) cmd_healthcheck ;;

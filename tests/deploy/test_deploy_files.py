@@ -11,11 +11,18 @@
   script of this repository that exists, is executable and parses (`bash -n`), a non-root
   USER, a HEALTHCHECK on /ready, EXPOSE 8080, the server as ENTRYPOINT;
 - deploy/build-in-container.sh: its build packages are all on dev.sh's list, and its
-  `runtime-packages` step, run on the server binary, names installed Debian packages.
+  `runtime-packages` step, run on the server binary, names installed Debian packages;
+- the gatehouse Redis module's way into the compose fleet: the Dockerfile's `redis` stage
+  (before the runtime stage) copies what the build script's `install-module` step leaves in
+  /out and loads it from where it copied it; compose's redis service builds that stage with
+  the same command; and that command line, run by Debian's redis-server on the module this
+  build made after `install-module` took it, loads the module, answers GATEHOUSE.APPEND and
+  writes an append-only file that a Redis without the module (a replica, a restore) loads.
 
 The build itself is not run here (minutes of compiling); docs/deployment.md says how.
 
 Usage: test_deploy_files.py PATH/TO/gatehouse-server [unittest args]
+(the module: GATEHOUSE_REDIS_MODULE, or beside the server's build directory)
 """
 
 import ipaddress
@@ -24,12 +31,21 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import tempfile
+import time
 import unittest
 import urllib.parse
 
+import redis  # Debian's python3-redis
 import yaml  # Debian's python3-yaml
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "server"))
+from redis_fixture import REDIS_SERVER, free_port, gatehouse_module  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(REPO, "deploy")
@@ -40,6 +56,9 @@ BUILD_SCRIPT = os.path.join(DEPLOY, "build-in-container.sh")
 ENV_EXAMPLE = os.path.join(DEPLOY, "env.example")
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SERVER = ""
+# Where the build stage's build-in-container.sh puts what it builds (`build /src /out`).
+BUILD_OUT = "/out"
+REDIS_START_TIMEOUT_S = 10.0
 
 GATEWAYS = ("gateway-1", "gateway-2")
 EXPECTED_SERVICES = {"gateway-1", "gateway-2", "demo-game", "loadbalancer", "redis", "postgres"}
@@ -274,6 +293,21 @@ def dockerfile_instructions(path):
     return out
 
 
+def stage_copies(instructions, stage):
+    """{destination: (source, from-stage or None)} of a stage's COPY instructions."""
+    out = {}
+    for args in (a for s, w, a in instructions if s == stage and w == "COPY"):
+        parts = shlex.split(args)
+        source_stage = None
+        if parts[0].startswith("--from="):
+            source_stage = parts.pop(0)[len("--from="):]
+        *sources, dest = parts
+        for src in sources:
+            target = dest if not dest.endswith("/") else dest + os.path.basename(src)
+            out[target] = (src, source_stage)
+    return out
+
+
 class Dockerfile(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -284,25 +318,19 @@ class Dockerfile(unittest.TestCase):
         return [a for s, w, a in self.ins if w == word and (stage is None or s == stage)]
 
     def test_multi_stage_on_debian_12(self):
-        froms = self.of("FROM")
-        self.assertGreaterEqual(len(froms), 2)
-        for f in froms:
-            self.assertRegex(f, r"^debian:bookworm(-slim)?( AS \w+)?$")
-        self.assertTrue(froms[0].endswith(" AS build"))
+        froms = [f.split(" AS ") for f in self.of("FROM")]
+        self.assertTrue(all(len(f) == 2 for f in froms), "every stage is named")
+        names = [name for _, name in froms]
+        # The runtime stage last: `docker build` without --target makes the server's image.
+        self.assertEqual((names[0], names[-1]), ("build", "runtime"))
+        for image, name in froms:
+            if name == "redis":  # the official image, its Debian 12 variant (RedisStage)
+                self.assertEqual(image, "redis:7.0-bookworm")
+            else:
+                self.assertRegex(image, r"^debian:bookworm(-slim)?$", name)
 
     def copies(self, stage):
-        """{destination: (source, from-stage or None)} of a stage's COPY instructions."""
-        out = {}
-        for args in self.of("COPY", stage):
-            parts = shlex.split(args)
-            source_stage = None
-            if parts[0].startswith("--from="):
-                source_stage = parts.pop(0)[len("--from="):]
-            *sources, dest = parts
-            for src in sources:
-                target = dest if not dest.endswith("/") else dest + os.path.basename(src)
-                out[target] = (src, source_stage)
-        return out
+        return stage_copies(self.ins, stage)
 
     def test_every_run_is_a_script_of_this_repository(self):
         build_script = read(BUILD_SCRIPT)
@@ -330,6 +358,15 @@ class Dockerfile(unittest.TestCase):
             for dest, (src, from_stage) in self.copies(stage).items():
                 if from_stage is None:
                     self.assertTrue(os.path.exists(os.path.join(REPO, src)), src)
+                else:
+                    # What the build stage built, all of it in the build step's OUT.
+                    self.assertEqual(from_stage, "build", src)
+                    self.assertTrue(src.startswith(BUILD_OUT + "/"), src)
+
+    def test_build_stage_builds_into_out(self):
+        builds = [json.loads(a) for a in self.of("RUN", 0) if json.loads(a)[1] == "build"]
+        self.assertEqual(len(builds), 1)
+        self.assertEqual(builds[0][2:], ["/src", BUILD_OUT])
 
     def test_runtime_stage(self):
         runtime = self.last_stage
@@ -355,6 +392,168 @@ class Dockerfile(unittest.TestCase):
         ignored = read(os.path.join(REPO, ".dockerignore")).split()
         self.assertIn("build/", ignored)
         self.assertIn(".git/", ignored)
+
+
+def redis_stage():
+    """(its FROM image, its COPY instructions as {destination: (source, from-stage)}, its CMD
+    argv) of the Dockerfile's `redis` stage."""
+    ins = dockerfile_instructions(DOCKERFILE)
+    stage = next(s for s, w, a in ins if w == "FROM" and a.endswith(" AS redis"))
+    image = next(a for s, w, a in ins if s == stage and w == "FROM").split(" AS ")[0]
+    cmds = [json.loads(a) for s, w, a in ins if s == stage and w == "CMD"]
+    return image, stage_copies(ins, stage), cmds[-1] if cmds else None
+
+
+def option_value(argv, option):
+    """The value after `option` in a redis-server command line (None when absent)."""
+    return argv[argv.index(option) + 1] if option in argv else None
+
+
+class RedisStage(unittest.TestCase):
+    """The module's way into what operators deploy: build script -> Dockerfile -> compose."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.image, cls.copies, cls.cmd = redis_stage()
+        cls.module_path = option_value(cls.cmd or [], "--loadmodule")
+        cls.compose_redis = yaml.safe_load(read(COMPOSE))["services"]["redis"]
+
+    def test_stage_loads_the_module_it_copies(self):
+        self.assertEqual(self.image, "redis:7.0-bookworm")
+        self.assertIsNotNone(self.cmd, "the redis stage has a CMD (exec form)")
+        self.assertEqual(self.cmd[0], "redis-server")
+        self.assertIsNotNone(self.module_path, "redis-server --loadmodule")
+        self.assertIn(self.module_path, self.copies, "the module loaded is the one copied in")
+        src, from_stage = self.copies[self.module_path]
+        self.assertEqual((from_stage, src), ("build", BUILD_OUT + "/lib/gatehouse_redis.so"))
+        self.assertEqual(option_value(self.cmd, "--appendonly"), "yes")
+
+    def test_compose_builds_the_stage_with_its_command(self):
+        r = self.compose_redis
+        self.assertEqual(r["build"], {"context": "..", "dockerfile": "deploy/Dockerfile",
+                                      "target": "redis"})
+        self.assertEqual(r.get("command", self.cmd), self.cmd)
+        gateway_image = yaml.safe_load(read(COMPOSE))["services"]["gateway-1"]["image"]
+        self.assertNotEqual(r["image"], gateway_image, "its own tag, not the gateways' image")
+        self.assertIn("redis-data:/data", r["volumes"])
+
+    def test_build_script_builds_the_module_and_installs_it(self):
+        # The script's build step takes the CMake target's file (redis_module/, OUTPUT_NAME
+        # gatehouse_redis: the file this test was given) through install-module into OUT.
+        module = gatehouse_module(SERVER)
+        self.assertEqual(os.path.basename(os.path.dirname(module)), "redis_module")
+        self.assertEqual(os.path.basename(module), "gatehouse_redis.so")
+        body = re.search(r"\ncmd_build\(\) \{\n(.*?)\n\}\n", read(BUILD_SCRIPT), re.DOTALL).group(1)
+        self.assertRegex(body, r"--target [^\n]*\bgatehouse_redis_module\b")
+        self.assertIn('cmd_install_module "$build_dir/redis_module/gatehouse_redis.so" "$out"',
+                      body)
+
+    def test_install_module_refuses_what_a_redis_host_cannot_load(self):
+        with tempfile.TemporaryDirectory(prefix="gatehouse-deploy-") as out:
+            # The server links libstdc++, OpenSSL ...: a Redis host need not have them.
+            p = subprocess.run([BUILD_SCRIPT, "install-module", SERVER, out],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            foreign = re.search(r" links (.*): a Redis host need not have them", p.stderr)
+            self.assertIsNotNone(foreign, p.stderr)
+            self.assertIn("libstdc++.so.6", foreign.group(1).split())
+            self.assertNotIn("libc.so.6", foreign.group(1).split())
+            # The C library links nothing else, and is no Redis module.
+            libc = re.search(r"libc\.so\.6 => (\S+)",
+                             subprocess.run(["ldd", SERVER], capture_output=True,
+                                            text=True).stdout).group(1)
+            p = subprocess.run([BUILD_SCRIPT, "install-module", libc, out],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("does not export RedisModule_OnLoad", p.stderr)
+            self.assertEqual(os.listdir(out), [])
+
+    def test_image_command_loads_the_installed_module(self):
+        """The stage's command line as Debian's redis-server runs it, on the file the build
+        script's install-module step made of this build's module, at the path the stage copies
+        it from (relative to OUT)."""
+        with tempfile.TemporaryDirectory(prefix="gatehouse-deploy-") as tmp:
+            out, data = os.path.join(tmp, "out"), os.path.join(tmp, "data")
+            os.mkdir(data)
+            p = subprocess.run([BUILD_SCRIPT, "install-module", gatehouse_module(SERVER), out],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            installed = os.path.join(out, os.path.relpath(self.copies[self.module_path][0],
+                                                          BUILD_OUT))
+            self.assertTrue(os.path.isfile(installed), installed)
+            # Redis 7 refuses a module file without execute permission; COPY keeps the mode.
+            self.assertTrue(os.stat(installed).st_mode & stat.S_IXOTH, "executable")
+
+            argv = [installed if a == self.module_path else a for a in self.cmd]
+            argv[0] = REDIS_SERVER
+            with RedisProcess(argv, data) as r:
+                c = r.client
+                modules = {m[b"name"]: m for m in c.module_list()}
+                self.assertIn(b"gatehouse", modules)
+                self.assertEqual(c.config_get("appendonly"), {"appendonly": "yes"})
+                reply = c.execute_command(
+                    "GATEHOUSE.APPEND", "deploy:commands", 120, 1000, "deploy-gw",
+                    "6:player:c-1", 0, "move", "{}", "json", "c-1", "player", "conn-1",
+                    "deploy", 1700000000000)
+                self.assertEqual(len(reply), 1)
+                entry_id = reply[0]
+                self.assertRegex(entry_id, rb"^[0-9]+-[0-9]+$")
+            # The module propagates plain XADD, HSET and EXPIREAT: what it wrote comes back
+            # from the append-only file in a redis-server that has no module.
+            plain = [REDIS_SERVER, "--appendonly", "yes"]
+            with RedisProcess(plain, data) as r:
+                c = r.client
+                self.assertEqual(c.module_list(), [])
+                entries = c.xrange("deploy:commands")
+                self.assertEqual([e for e, _ in entries], [entry_id])
+                self.assertEqual(entries[0][1][b"gateway_id"], b"deploy-gw")
+                hashes = c.keys("deploy:commands:dedupe:*")
+                self.assertEqual(len(hashes), 1)
+                self.assertEqual(c.hget(hashes[0], "6:player:c-1"), entry_id)
+
+
+class RedisProcess:
+    """redis-server with the given command line, on a free loopback port with `data` as its
+    working directory (as the image's /data), until the `with` block ends (SIGTERM, bounded)."""
+
+    def __init__(self, argv, data):
+        self.port = free_port()
+        self.argv = argv + ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", data,
+                            "--save", "", "--daemonize", "no", "--loglevel", "warning"]
+        self.log_path = os.path.join(data, "redis.log")
+        self.proc = None
+        self.client = None
+
+    def __enter__(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        self.client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5,
+                                  socket_connect_timeout=2)
+        deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.argv[:6]} exited with {self.proc.returncode}: "
+                                     f"{read(self.log_path)[-800:]}")
+            try:
+                if self.client.ping():
+                    return self
+            except redis.exceptions.RedisError:
+                if time.monotonic() > deadline:
+                    self.__exit__()
+                    raise AssertionError(f"redis-server did not answer PING within "
+                                         f"{REDIS_START_TIMEOUT_S} s")
+                time.sleep(0.02)
+
+    def __exit__(self, *exc):
+        self.client.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
 
 
 class BuildScript(unittest.TestCase):
