@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """deploy/compose.yaml's fleet without containers: two gatehouse-server processes on one Redis
-and one PostgreSQL, behind a real HAProxy running deploy/haproxy.cfg itself (its addresses
-given through the environment variables the file reads), all on loopback.
+(with the gatehouse Redis module loaded, as compose's) and one PostgreSQL, behind a real
+HAProxy running deploy/haproxy.cfg itself (its addresses given through the environment
+variables the file reads), all on loopback.
 
 A player registers through the balancer on one gateway, logs in on the other, plays over a
 WebSocket on one, reconnects to the other and goes on playing, refreshes the session on the
@@ -43,7 +44,7 @@ import websockets  # noqa: E402
 
 import gatehouse_harness as h  # noqa: E402
 from postgres_fixture import PostgresServer  # noqa: E402
-from redis_fixture import RedisServer, free_port  # noqa: E402
+from redis_fixture import RedisServer, free_port, gatehouse_module  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 HAPROXY_CFG = os.path.join(REPO, "deploy", "haproxy.cfg")
@@ -137,7 +138,8 @@ class Fleet(h.AsyncCase):
 
     @classmethod
     def _start(cls):
-        cls.redis = RedisServer().start()
+        # As compose's redis service: with the gatehouse Redis module loaded.
+        cls.redis = RedisServer(module=gatehouse_module(h.SERVER_BINARY)).start()
         cls.started.append(cls.redis.close)
         # A cluster of its own (not the suite's shared one): this test stops and restarts it.
         cls.pg = PostgresServer().start()
