@@ -17,7 +17,8 @@
   /out and loads it from where it copied it; compose's redis service builds that stage with
   the same command; and that command line, run by Debian's redis-server on the module this
   build made after `install-module` took it, loads the module, answers GATEHOUSE.APPEND and
-  writes an append-only file that a Redis without the module (a replica, a restore) loads.
+  writes an append-only file that a Redis without the module (a replica, a restore) loads;
+  and the module's CMake install rule puts it in <libdir>/gatehouse, loadable.
 
 The build itself is not run here (minutes of compiling); docs/deployment.md says how.
 
@@ -56,6 +57,7 @@ BUILD_SCRIPT = os.path.join(DEPLOY, "build-in-container.sh")
 ENV_EXAMPLE = os.path.join(DEPLOY, "env.example")
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SERVER = ""
+CMAKE = os.environ.get("GATEHOUSE_CMAKE") or shutil.which("cmake") or "cmake"
 # Where the build stage's build-in-container.sh puts what it builds (`build /src /out`).
 BUILD_OUT = "/out"
 REDIS_START_TIMEOUT_S = 10.0
@@ -510,6 +512,45 @@ class RedisStage(unittest.TestCase):
                 hashes = c.keys("deploy:commands:dedupe:*")
                 self.assertEqual(len(hashes), 1)
                 self.assertEqual(c.hget(hashes[0], "6:player:c-1"), entry_id)
+
+
+def cache_value(build_dir, name):
+    """A variable of the build's CMakeCache.txt (None when it has none)."""
+    with open(os.path.join(build_dir, "CMakeCache.txt"), encoding="utf-8") as f:
+        for line in f:
+            key, _, value = line.rstrip("\n").partition("=")
+            if key.split(":", 1)[0] == name:
+                return value
+    return None
+
+
+class InstalledModule(unittest.TestCase):
+    """`cmake --install` of this build puts the module in <libdir>/gatehouse, where
+    docs/deployment.md tells operators to load it from, in a state Redis 7 loads."""
+
+    def test_install_rule_puts_a_loadable_module_in_libdir_gatehouse(self):
+        module = gatehouse_module(SERVER)
+        module_build = os.path.dirname(module)  # <build>/redis_module
+        build_dir = os.path.dirname(module_build)
+        if cache_value(build_dir, "GATEHOUSE_INSTALL") not in ("ON", "TRUE", "1"):
+            self.skipTest("this build has GATEHOUSE_INSTALL off")
+        libdir = cache_value(build_dir, "CMAKE_INSTALL_LIBDIR")
+        with tempfile.TemporaryDirectory(prefix="gatehouse-deploy-") as tmp:
+            prefix, data = os.path.join(tmp, "prefix"), os.path.join(tmp, "data")
+            os.mkdir(data)
+            # The redis_module directory's own install script: the rest of the build need
+            # not be built.
+            p = subprocess.run([CMAKE, "-DCMAKE_INSTALL_PREFIX=" + prefix, "-P",
+                                os.path.join(module_build, "cmake_install.cmake")],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            installed = os.path.join(prefix, libdir, "gatehouse", "gatehouse_redis.so")
+            self.assertTrue(os.path.isfile(installed), installed)
+            # CMake installs shared objects without execute permission on Debian
+            # (CMAKE_INSTALL_SO_NO_EXE); Redis 7 refuses such a module.
+            self.assertTrue(os.stat(installed).st_mode & stat.S_IXOTH, "executable")
+            with RedisProcess([REDIS_SERVER, "--loadmodule", installed], data) as r:
+                self.assertIn(b"gatehouse", [m[b"name"] for m in r.client.module_list()])
 
 
 class RedisProcess:
