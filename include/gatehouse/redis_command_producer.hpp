@@ -73,6 +73,10 @@ struct redis_command_producer_stats {
     std::uint64_t reconnects = 0;       ///< Times the connection was re-established.
     /// Retried commands answered with their first entry id, not appended (docs/protocol.md 6.5).
     std::uint64_t duplicates = 0;
+    /// True while commands are appended by `GATEHOUSE.APPEND`, the gatehouse Redis module's
+    /// command (found at the last connect and not found missing since); false while by the
+    /// function, by plain XADD, or with `dedupe_window` 0.
+    bool append_module = false;
 };
 
 /// A `command_bus` on one Redis server: one connection carries every `XADD`, pipelined (many
@@ -83,10 +87,14 @@ struct redis_command_producer_stats {
 /// Commands: `append` sends `XADD <stream> [MAXLEN ~ N] * type .. payload .. codec ..
 /// correlation_id .. player_id .. connection_id .. gateway_id .. client .. ts_ms ..`
 /// (plus `payload_codec` and `traceparent` when the envelope has them) and reports the entry id
-/// Redis answered. While `dedupe_window` is above 0 and the library is loaded, every command (those
-/// with a gateway-assigned correlation id too, so that a connection's commands stay in order)
-/// is queued instead and sent in batches, up to 256 commands per call, as `FCALL
-/// gatehouse_append 1 <stream> <dedupe_window> <maxlen> <gateway_id>` followed by, per command,
+/// Redis answered. While `dedupe_window` is above 0 and the library (or the gatehouse Redis
+/// module) is loaded, every command (those with a gateway-assigned correlation id too, so that a
+/// connection's commands stay in order) is queued instead and sent in batches, up to 256 commands
+/// per call, as `GATEHOUSE.APPEND <stream> <dedupe_window> <maxlen> <gateway_id>` when Redis has
+/// the gatehouse Redis module (asked with `COMMAND INFO` at every connect; a call it answers as an
+/// unknown command is resent through the function, used from then on until a reconnect finds the
+/// module again), else as `FCALL gatehouse_append 1 <stream> <dedupe_window> <maxlen>
+/// <gateway_id>`; either followed by, per command,
 /// its pair (`<len>:<player_id>:<correlation_id>`, empty for a gateway-assigned id, which is
 /// never looked up), the count of its extra arguments, the values of the fields above and
 /// its extra fields (docs/protocol.md 6.5, docs/redis.md): Redis appends each command and remembers

@@ -5,24 +5,30 @@
 #include <utility>
 
 #include "gatehouse/errc.hpp"
+#include "http/text.hpp"
 #include "redis/connection.hpp"
 
 namespace gatehouse::detail::redis {
 namespace {
 
-constexpr std::size_t head_args = 7;
+constexpr std::size_t function_head_args = 7;
+constexpr std::size_t module_head_args = 5;
 
 }  // namespace
 
 append_batch::append_batch(std::string_view stream, std::chrono::seconds window, std::size_t maxlen,
                            std::string_view gateway_id) {
-    format_bulk(head_, "FCALL");
-    format_bulk(head_, "gatehouse_append");
-    format_bulk(head_, "1");
-    format_bulk(head_, stream);
-    format_bulk(head_, std::to_string(window.count()));
-    format_bulk(head_, std::to_string(maxlen));
-    format_bulk(head_, gateway_id);
+    std::string common;
+    format_bulk(common, stream);
+    format_bulk(common, std::to_string(window.count()));
+    format_bulk(common, std::to_string(maxlen));
+    format_bulk(common, gateway_id);
+    format_bulk(function_head_, "FCALL");
+    format_bulk(function_head_, "gatehouse_append");
+    format_bulk(function_head_, "1");
+    function_head_ += common;
+    format_bulk(module_head_, "GATEHOUSE.APPEND");
+    module_head_ += common;
 }
 
 append_batch::taken append_batch::take() {
@@ -75,9 +81,11 @@ append_batch::taken append_batch::take() {
     return out;
 }
 
-void append_batch::format_call(std::string& out, const std::string& bytes, const call& c) const {
-    format_array_header(out, head_args + c.args);
-    out += head_;
+void append_batch::format_call(std::string& out, const std::string& bytes, const call& c,
+                               append_via via) const {
+    const bool module = via == append_via::module;
+    format_array_header(out, (module ? module_head_args : function_head_args) + c.args);
+    out += module ? module_head_ : function_head_;
     out.append(bytes, c.from, c.to - c.from);
 }
 
@@ -139,6 +147,28 @@ void answer_appends(std::error_code ec, const reply& r, std::vector<append_handl
 
 bool function_missing(std::error_code ec, const reply& r) {
     return !ec && r.is_error("ERR Function not found");
+}
+
+bool module_missing(std::error_code ec, const reply& r) {
+    if (ec || !r.is_error()) return false;
+    constexpr std::string_view name = "gatehouse.append";
+    const std::string_view message = r.str;
+    // Redis 7 quotes the name as it was sent (`ERR unknown command 'GATEHOUSE.APPEND', with args
+    // beginning with: ...`), Redis 6 in backquotes. Any other error (the module's own usage
+    // errors, WRONGTYPE, OOM) fails the call's commands, as the function's errors do.
+    constexpr std::string_view unknown = "ERR unknown command ";
+    if (message.substr(0, unknown.size()) == unknown) {
+        const std::string_view quoted = message.substr(unknown.size(), name.size() + 2);
+        return quoted.size() == name.size() + 2 && (quoted[0] == '\'' || quoted[0] == '`') &&
+               quoted.back() == quoted[0] && iequals(quoted.substr(1, name.size()), name);
+    }
+    // An ACL user without the command (`NOPERM User u has no permissions to run the
+    // 'gatehouse.append' command`): refused before it ran; the function may be allowed.
+    if (r.is_error("NOPERM")) {
+        const std::string lower = ascii_lower_copy(message);
+        return lower.find("'gatehouse.append'") != std::string::npos;
+    }
+    return false;
 }
 
 namespace {

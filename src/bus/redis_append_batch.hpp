@@ -1,7 +1,8 @@
 #pragma once
-// The batches of `FCALL gatehouse_append` (idempotent commands, docs/protocol.md 6.5) that the
-// Redis command producer sends while de-duplication is on. A function call costs Redis several
-// times an XADD of its own, so commands wait here (formatted on the appending thread) and the
+// The batches of `GATEHOUSE.APPEND` (the gatehouse Redis module, redis_module/) or `FCALL
+// gatehouse_append` (idempotent commands, docs/protocol.md 6.5) that the Redis command producer
+// sends while de-duplication is on. A call costs Redis several times an XADD of its own, so
+// commands wait here (formatted on the appending thread) and the
 // producer's I/O thread sends everything that waited as few calls as it can. Batches form by
 // themselves: at most `max_calls_in_flight` calls are unanswered, and what arrives meanwhile
 // waits for the next one; a lone command leaves at once. What the producer holds is bounded:
@@ -22,6 +23,13 @@
 #include "redis/reply.hpp"
 
 namespace gatehouse::detail::redis {
+
+/// Which command appends a call's commands. Both take the same arguments after their head, keys
+/// and answers, so the bytes of a batch formatted for one can be sent with the other.
+enum class append_via {
+    function,  ///< `FCALL gatehouse_append 1 <stream> ...`: the `gatehouse` library's function.
+    module,    ///< `GATEHOUSE.APPEND <stream> ...`: the gatehouse Redis module, about half the CPU.
+};
 
 class append_batch {
 public:
@@ -63,7 +71,7 @@ public:
         return true;
     }
 
-    /// One `FCALL gatehouse_append`: its commands' handlers, in order.
+    /// One call: its commands' handlers, in order.
     struct call {
         std::size_t from = 0, to = 0;  // its commands' bytes in `taken::bytes`
         std::size_t args = 0;
@@ -78,9 +86,11 @@ public:
     /// `max_calls_in_flight`; the rest keeps waiting (the next `answered()` says when to take
     /// again).
     taken take();
-    /// Appends call `c` of a `taken` whose bytes are `bytes` in RESP form: `FCALL
-    /// gatehouse_append 1 <stream> <window> <maxlen> <gateway_id>` and its commands.
-    void format_call(std::string& out, const std::string& bytes, const call& c) const;
+    /// Appends call `c` of a `taken` whose bytes are `bytes` in RESP form: `GATEHOUSE.APPEND
+    /// <stream> <window> <maxlen> <gateway_id>` (`via` module) or `FCALL gatehouse_append 1
+    /// <stream> <window> <maxlen> <gateway_id>` (function), then its commands.
+    void format_call(std::string& out, const std::string& bytes, const call& c,
+                     append_via via) const;
     /// I/O thread: a call was answered. True when a batch waits for `take()`.
     bool answered();
     /// Refuses every later `add`; returns the handlers still waiting (the caller answers them).
@@ -92,7 +102,8 @@ private:
         std::size_t args;  // bulk strings it added
     };
 
-    std::string head_;  // `FCALL gatehouse_append 1 <stream> <window> <maxlen> <gateway_id>`
+    std::string function_head_;  // `FCALL gatehouse_append 1 <stream> <window> <maxlen> <id>`
+    std::string module_head_;    // `GATEHOUSE.APPEND <stream> <window> <maxlen> <gateway_id>`
 
     std::mutex mutex_;
     std::string bytes_;
@@ -125,6 +136,11 @@ void answer_appends(std::error_code ec, const reply& r, std::vector<append_handl
 /// True when Redis answered a call of the `gatehouse` library that it does not have (flushed,
 /// or replaced by a library without it): nothing of the call ran.
 bool function_missing(std::error_code ec, const reply& r);
+
+/// True when Redis answered `GATEHOUSE.APPEND` as a command it does not know (started without
+/// the module, or `MODULE UNLOAD gatehouse`) or that the connection's ACL user may not run:
+/// nothing of the call ran.
+bool module_missing(std::error_code ec, const reply& r);
 
 /// The commands of one call (its bytes in `taken::bytes`, as `add` formatted them), each as
 /// the values of its bulk strings: pair, extra count, the eight values, the extra fields.

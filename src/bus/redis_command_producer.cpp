@@ -99,6 +99,10 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     // call finds it missing. Without it, commands are appended with a plain XADD, not
     // de-duplicated (logged when it is refused or lost).
     std::atomic<bool> library_loaded{false};
+    // Whether GATEHOUSE.APPEND (the gatehouse Redis module, redis_module/) appends idempotent
+    // commands instead of the function: asked at every connect while de-duplication is on,
+    // cleared when a call finds the command unknown. Calls pick their head when they are sent.
+    std::atomic<bool> append_module{false};
     asio::steady_timer retry;
     r::backoff reconnect_backoff;
     bool ever_up = false;
@@ -151,26 +155,60 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     // (or another version of this one) may have loaded it already.
     void load_library(r::connection& c, bool connecting = true) {
         std::weak_ptr<state> weak = shared_from_this();
+        const bool detect = connecting && options.dedupe_window.count() > 0;
         c.command({"FUNCTION", "LOAD", "REPLACE", library},
-                  [weak, connecting](std::error_code ec, const r::reply& reply) {
+                  [weak, connecting, detect](std::error_code ec, const r::reply& reply) {
                       auto self = weak.lock();
                       if (!self || ec) return;  // a broken link: on_failure retries
                       self->library_loaded.store(!reply.is_error(), std::memory_order_release);
                       if (reply.is_error()) {
-                          // Commands still work without it (a plain XADD); the update log and
-                          // the de-duplication of retried commands do not.
+                          // Commands still work without it (a plain XADD, or the module's
+                          // command); the update log does not, nor, without the module, the
+                          // de-duplication of retried commands.
                           self->log(log_level::error,
                                     "FUNCTION LOAD of the gatehouse library refused (" + reply.str +
-                                        "); logged publishes and resumes fail and retried "
-                                        "commands are appended again until it loads "
-                                        "(Redis 7.0 or later, and the FUNCTION command, needed)");
+                                        "); logged publishes and resumes fail and, without the "
+                                        "gatehouse Redis module, retried commands are appended "
+                                        "again until it loads (Redis 7.0 or later, and the "
+                                        "FUNCTION command, needed)");
                       } else if (!connecting) {
                           self->log(log_level::info,
                                     "the gatehouse function library is loaded "
                                     "again; commands are de-duplicated");
                       }
-                      if (connecting) self->on_connected();
+                      if (connecting && !detect) self->on_connected();
                   });
+        if (detect) detect_module(c);
+    }
+
+    // At connect, pipelined after the FUNCTION LOAD, before the producer reports connected:
+    // whether this Redis has the gatehouse module, whose GATEHOUSE.APPEND costs Redis about half
+    // the CPU of the function per command (docs/benchmarks.md). Asked at every connect, so a
+    // Redis restarted with the module is used, and one restarted without it is not.
+    void detect_module(r::connection& c) {
+        std::weak_ptr<state> weak = shared_from_this();
+        c.command({"COMMAND", "INFO", "gatehouse.append"}, [weak](std::error_code ec,
+                                                                  const r::reply& reply) {
+            auto self = weak.lock();
+            if (!self || ec) return;  // a broken link: on_failure retries
+            // The command's description, or a nil element for a command Redis does
+            // not know; an error (an ACL user without COMMAND) counts as not loaded.
+            const bool loaded = reply.kind == r::reply_kind::array && reply.elements.size() == 1 &&
+                                reply.elements[0].kind == r::reply_kind::array;
+            self->append_module.store(loaded, std::memory_order_release);
+            if (loaded) {
+                self->log(log_level::info,
+                          "idempotent commands appended by GATEHOUSE.APPEND (the "
+                          "gatehouse Redis module)");
+            } else if (self->library_loaded.load(std::memory_order_acquire)) {
+                self->log(log_level::info,
+                          "idempotent commands appended by FCALL gatehouse_append (the "
+                          "gatehouse function library); loading the gatehouse Redis "
+                          "module into Redis (docs/redis.md) cuts its CPU per command "
+                          "by about half");
+            }
+            self->on_connected();
+        });
     }
 
     // Hands one command to the connection, or, when closed meanwhile, answers it at once as
@@ -270,37 +308,66 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         };
     }
 
-    // On the I/O thread: everything queued, as `FCALL gatehouse_append`s, pipelined like any
-    // command.
+    // On the I/O thread: everything queued, as `GATEHOUSE.APPEND`s or `FCALL
+    // gatehouse_append`s, pipelined like any command.
     void send_batch() {
         auto taken = batch.take();
-        // Kept until the calls are answered: a call that found the library missing is resent.
+        // Kept until the calls are answered: a call that found the module or the library
+        // missing is resent.
         const auto bytes = std::make_shared<const std::string>(std::move(taken.bytes));
-        for (auto& call : taken.calls) {
-            const auto format = [&](std::string& out) { batch.format_call(out, *bytes, call); };
-            std::weak_ptr<state> weak = shared_from_this();
-            send(format, [weak, bytes, from = call.from, to = call.to, handlers = call.handlers](
-                             std::error_code ec, const r::reply& reply) {
-                auto self = weak.lock();
-                if (self && r::function_missing(ec, reply)) {
-                    // Certainly not appended: nothing of the call ran.
-                    self->library_missing();
-                    self->resend_plain(std::string_view(*bytes).substr(from, to - from), *handlers);
-                } else {
-                    if (self) {
-                        const auto outcome = r::count_appends(ec, reply, handlers->size());
-                        self->appended.fetch_add(outcome.appended, std::memory_order_relaxed);
-                        self->duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
-                        self->append_failures.fetch_add(outcome.failed, std::memory_order_relaxed);
-                        if (outcome.refused)
-                            self->count_reply_error("FCALL gatehouse_append", reply.str);
-                    }
-                    r::answer_appends(ec, reply, *handlers);
+        const auto via = append_module.load(std::memory_order_acquire) ? r::append_via::module
+                                                                       : r::append_via::function;
+        for (const auto& call : taken.calls) send_call(bytes, call, via);
+    }
+
+    // On the I/O thread: one call of a batch; it counts as in flight until its answer ran.
+    void send_call(const std::shared_ptr<const std::string>& bytes,
+                   const r::append_batch::call& call, r::append_via via) {
+        const auto format = [&](std::string& out) { batch.format_call(out, *bytes, call, via); };
+        std::weak_ptr<state> weak = shared_from_this();
+        send(format, [weak, bytes, call, via](std::error_code ec, const r::reply& reply) {
+            auto self = weak.lock();
+            if (self && via == r::append_via::module && r::module_missing(ec, reply)) {
+                // Certainly not appended: nothing of the call ran. Resent as the same
+                // call through the function, which stays in flight in its place.
+                self->module_missing();
+                self->send_call(bytes, call, r::append_via::function);
+                return;
+            }
+            const auto& handlers = call.handlers;
+            if (self && r::function_missing(ec, reply)) {
+                // Certainly not appended: nothing of the call ran.
+                self->library_missing();
+                self->resend_plain(std::string_view(*bytes).substr(call.from, call.to - call.from),
+                                   *handlers);
+            } else {
+                if (self) {
+                    const auto outcome = r::count_appends(ec, reply, handlers->size());
+                    self->appended.fetch_add(outcome.appended, std::memory_order_relaxed);
+                    self->duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
+                    self->append_failures.fetch_add(outcome.failed, std::memory_order_relaxed);
+                    if (outcome.refused)
+                        self->count_reply_error(via == r::append_via::module
+                                                    ? "GATEHOUSE.APPEND"
+                                                    : "FCALL gatehouse_append",
+                                                reply.str);
                 }
-                // Every answer runs on the I/O thread (or in close_now, on it too).
-                if (self && self->batch.answered()) self->send_batch();
-            });
-        }
+                r::answer_appends(ec, reply, *handlers);
+            }
+            // Every answer runs on the I/O thread (or in close_now, on it too).
+            if (self && self->batch.answered()) self->send_batch();
+        });
+    }
+
+    // On the I/O thread: Redis answered GATEHOUSE.APPEND as unknown (restarted without the
+    // module, or MODULE UNLOAD): calls take the function from now on, until a reconnect finds
+    // the module again (detect_module). Only the first call to find it missing logs.
+    void module_missing() {
+        if (!append_module.exchange(false, std::memory_order_acq_rel)) return;
+        log(log_level::warn,
+            "GATEHOUSE.APPEND is missing from Redis (MODULE UNLOAD, or the gatehouse Redis module "
+            "not loaded): idempotent commands are appended by FCALL gatehouse_append (the "
+            "function library) until a reconnect finds the module again");
     }
 
     // On the I/O thread: Redis answered a call of the library that it no longer has (a
@@ -463,9 +530,11 @@ void redis_command_producer::append(const envelope& command, append_handler done
     // De-duplication on (docs/protocol.md 6.5): the check and the append are one function call,
     // atomic in Redis, batched with the other commands waiting (see queue_batched). Only a
     // client's own correlation id is looked up: gateway-made ids are unique, their pair is
-    // sent empty. With the window 0, or without the library, a plain XADD.
-    if (s.options.dedupe_window.count() > 0 && s.library_loaded.load(std::memory_order_acquire)) {
-        // Values only: gatehouse_append writes the names (and the gateway_id) itself.
+    // sent empty. With the window 0, or with neither the module nor the library, a plain XADD.
+    if (s.options.dedupe_window.count() > 0 && (s.append_module.load(std::memory_order_acquire) ||
+                                                s.library_loaded.load(std::memory_order_acquire))) {
+        // Values only: GATEHOUSE.APPEND and gatehouse_append write the names (and the
+        // gateway_id) themselves.
         const std::size_t extra = fields - 18;
         const auto format_batched = [&](std::string& out) {
             r::format_bulk(out, o.correlation_assigned
@@ -574,6 +643,7 @@ redis_command_producer_stats redis_command_producer::stats() const noexcept {
     out.append_failures = s.append_failures.load(std::memory_order_relaxed);
     out.reconnects = s.reconnects.load(std::memory_order_relaxed);
     out.duplicates = s.duplicates.load(std::memory_order_relaxed);
+    out.append_module = s.append_module.load(std::memory_order_relaxed);
     return out;
 }
 
