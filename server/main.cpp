@@ -79,6 +79,10 @@ void add_redis_metrics(gatehouse::gateway& gw, const std::shared_ptr<gatehouse::
     m.gauge_callback("gatehouse_redis_connected",
                      "1 while the command connection and the subscription are up.",
                      [redis] { return redis->connected() ? 1.0 : 0.0; });
+    m.gauge_callback("gatehouse_redis_module_loaded",
+                     "1 while commands are appended by GATEHOUSE.APPEND (the gatehouse Redis "
+                     "module); 0 while by FCALL gatehouse_append or XADD.",
+                     [redis] { return redis->producer().stats().append_module ? 1.0 : 0.0; });
 }
 
 // The RabbitMQ bus's counters on /metrics.

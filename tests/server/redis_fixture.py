@@ -49,11 +49,12 @@ class RedisServer:
     on SIGTERM), so that a test can check what a stream held before the outage.
     """
 
-    def __init__(self, port=None, password=None, keep_data=False, module=None):
+    def __init__(self, port=None, password=None, keep_data=False, module=None, extra_args=()):
         self.port = port or free_port()
         self.password = password
         self.keep_data = keep_data
         self.module = module  # a Redis module to load (the gatehouse module: redis_module/)
+        self.extra_args = list(extra_args)  # more redis-server flags, e.g. --enable-module-command
         self.dir = tempfile.mkdtemp(prefix="gatehouse-redis-")
         self.proc = None
         self._log = None
@@ -73,6 +74,7 @@ class RedisServer:
             args += ["--requirepass", self.password]
         if self.module:
             args += ["--loadmodule", self.module]
+        args += self.extra_args
         self._log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self._log,
                                      stderr=subprocess.STDOUT)

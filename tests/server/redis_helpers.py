@@ -203,8 +203,13 @@ class OneRedisGateway(h.AsyncCase):
         return []
 
     @classmethod
+    def redis_server(cls):
+        """The (not started) RedisServer of the class: override to load a module."""
+        return RedisServer(password=cls.redis_password)
+
+    @classmethod
     def setUpClass(cls):
-        cls.redis = RedisServer(password=cls.redis_password).start()
+        cls.redis = cls.redis_server().start()
         try:
             cls.stream = unique("gh:commands")
             cls.channel = unique("gh:updates")

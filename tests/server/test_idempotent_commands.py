@@ -2,7 +2,9 @@
 """Idempotent commands (docs/protocol.md 6.5): a command whose (player_id, correlation_id) was
 accepted within --dedupe-window is acked with the original stream_id and not appended again,
 across connections, over POST /commands, and across two gateways sharing one Redis; and the
-same without Redis, on the in-process bus.
+same without Redis, on the in-process bus. The Redis checks run twice: on a redis-server with
+the gatehouse Redis module (GATEHOUSE.APPEND, redis_module/) and on one without it (the
+function gatehouse_append); and the gateway follows the module going and coming.
 
 Usage: test_idempotent_commands.py PATH/TO/gatehouse-server [unittest args]
 
@@ -18,9 +20,26 @@ import gatehouse_harness as h
 from gatehouse_harness import Client
 from accounts_helpers import check_json, post
 import redis_helpers as rh
-from redis_fixture import RedisServer
+from redis_fixture import RedisServer, gatehouse_module
 
 DEDUPED = "gatehouse_commands_deduplicated_total"
+MODULE_GAUGE = "gatehouse_redis_module_loaded"
+# What the gateway logs at each connect, and when the module's command is gone.
+MODULE_USED = "idempotent commands appended by GATEHOUSE.APPEND"
+FUNCTION_USED = "idempotent commands appended by FCALL gatehouse_append"
+MODULE_MISSING = "GATEHOUSE.APPEND is missing from Redis"
+
+
+def redis_with_module(**kw):
+    """A RedisServer (not started) that loads the gatehouse Redis module and takes MODULE
+    commands from 127.0.0.1."""
+    return RedisServer(module=gatehouse_module(h.SERVER_BINARY),
+                       extra_args=["--enable-module-command", "local"], **kw)
+
+
+def module_calls(r):
+    """How many GATEHOUSE.APPEND calls Redis ran (INFO commandstats; 0 without the module)."""
+    return r.info("commandstats").get("cmdstat_gatehouse.append", {}).get("calls", 0)
 
 
 def cid():
@@ -45,11 +64,14 @@ async def acked_id(case, client, correlation_id):
 
 
 class TwoGatewaysOneRedis(h.AsyncCase):
-    """Two gatehouse-servers on one redis-server and one stream, default window (120 s)."""
+    """Two gatehouse-servers on one redis-server (without the gatehouse module) and one stream,
+    default window (120 s)."""
+
+    with_module = False
 
     @classmethod
     def setUpClass(cls):
-        cls.redis = RedisServer().start()
+        cls.redis = (redis_with_module() if cls.with_module else RedisServer()).start()
         cls.r = cls.redis.client()
         cls.stream = rh.unique("gh:commands")
         channel = rh.unique("gh:updates")
@@ -79,6 +101,22 @@ class TwoGatewaysOneRedis(h.AsyncCase):
 
     def entries(self, correlation_id):
         return entries_with(self.r, self.stream, correlation_id)
+
+    async def test_commands_take_the_path_redis_offers(self):
+        """With the module every call is a GATEHOUSE.APPEND (Redis counts them), without it the
+        function's; each gateway logs which at connect and shows it in its gauge."""
+        before = await asyncio.to_thread(module_calls, self.r)
+        for server in self.gw:
+            a = await Client.player(server, "path-finder")
+            try:
+                await acked_id(self, a, cid())
+            finally:
+                await a.close()
+            self.assertEqual(server.metric(MODULE_GAUGE), 1 if self.with_module else 0)
+            self.assertIn(MODULE_USED if self.with_module else FUNCTION_USED,
+                          server.stderr_text())
+        after = await asyncio.to_thread(module_calls, self.r)
+        self.assertEqual(after - before, 2 if self.with_module else 0)
 
     async def test_retry_on_another_connection_gets_the_original_id(self):
         c = cid()
@@ -163,6 +201,13 @@ class TwoGatewaysOneRedis(h.AsyncCase):
         self.assertEqual(await asyncio.to_thread(self.entries, c), list(ids))
 
 
+class TwoGatewaysOneRedisWithModule(TwoGatewaysOneRedis):
+    """The same checks, on a redis-server with the gatehouse module: both gateways append by
+    GATEHOUSE.APPEND, a retry on either gets the original stream id, the stream has it once."""
+
+    with_module = True
+
+
 class ShortWindow(rh.OneRedisGateway):
     """--dedupe-window 1: a retry after the window is appended again."""
 
@@ -210,6 +255,101 @@ class ShortWindow(rh.OneRedisGateway):
         self.assertTrue(later, held)
         for relative in later:
             self.assertTrue(set(relative) <= {-1, 0}, held)
+
+
+class ShortWindowWithModule(ShortWindow):
+    """The same window rules kept by GATEHOUSE.APPEND."""
+
+    @classmethod
+    def redis_server(cls):
+        return redis_with_module()
+
+
+class ModuleUnloaded(rh.OneRedisGateway):
+    """MODULE UNLOAD gatehouse mid-run: the calls Redis answers "unknown command" are resent
+    through the function, so every command is acked and appended once, still de-duplicated
+    (against what the module appended too); the gateway warns once and stays on the function."""
+
+    @classmethod
+    def redis_server(cls):
+        return redis_with_module()
+
+    async def test_unloaded_mid_run(self):
+        a = await Client.player(self.server, "unloaded")
+        try:
+            before = cid()
+            original = await acked_id(self, a, before)
+            self.assertEqual(self.server.metric(MODULE_GAUGE), 1)
+            self.assertGreater(await asyncio.to_thread(module_calls, self.r), 0)
+            await asyncio.to_thread(self.r.execute_command, "MODULE", "UNLOAD", "gatehouse")
+            # Sent together, so that several calls may find the command gone: one warning.
+            sent = [cid() for _ in range(8)]
+            for c in sent:
+                await a.send("player_action", {"n": 1}, c)
+            acks = {}
+            for _ in sent:
+                env = await a.recv()
+                acks[env.get("correlation_id")] = rh.check_ack(self, env)
+            self.assertEqual(sorted(acks), sorted(sent))
+            for c in sent:
+                self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
+                                 [acks[c]])
+            # The function reads the pairs the module remembered, and remembers its own.
+            self.assertEqual(await acked_id(self, a, before), original)
+            c = cid()
+            again = await acked_id(self, a, c)
+            self.assertEqual(await acked_id(self, a, c), again)
+            self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
+                             [again])
+        finally:
+            await a.close()
+        self.assertEqual(self.server.stderr_text().count(MODULE_MISSING), 1)
+        self.assertEqual(self.server.metric(MODULE_GAUGE), 0)
+        self.assertEqual(await asyncio.to_thread(rh.ready_status, self.server), 200)
+
+
+class ModuleComesAndGoes(rh.OneRedisGateway):
+    """Redis restarted with the module after running without it, then without it again: each
+    reconnect finds out, logs it and shows it in the gauge; retries are de-duplicated either
+    way."""
+
+    @classmethod
+    def extra_args(cls):
+        return ["--redis-reconnect-max", "0.2"]
+
+    def restart_redis(self, module):
+        self.redis.stop()
+        self.redis.module = gatehouse_module(h.SERVER_BINARY) if module else None
+        self.redis.start()
+        self.r = self.redis.client()
+
+    async def check_reconnected(self, module):
+        value = await asyncio.to_thread(self.server.wait_metric, MODULE_GAUGE,
+                                        lambda v: v == (1 if module else 0), 10.0)
+        self.assertEqual(value, 1 if module else 0, "the reconnect did not find out")
+        self.assertEqual(await asyncio.to_thread(
+            self.server.wait_metric, "gatehouse_redis_connected", lambda v: v == 1, 10.0), 1)
+        a = await Client.player(self.server, "come-and-go")
+        try:
+            c = cid()
+            original = await acked_id(self, a, c)
+            self.assertEqual(await acked_id(self, a, c), original)
+        finally:
+            await a.close()
+        self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
+                         [original])
+        self.assertEqual(await asyncio.to_thread(module_calls, self.r) > 0, module)
+
+    async def test_restarted_with_then_without_the_module(self):
+        await self.check_reconnected(module=False)
+        self.assertEqual(self.server.stderr_text().count(FUNCTION_USED), 1)
+        await asyncio.to_thread(self.restart_redis, True)
+        await self.check_reconnected(module=True)
+        self.assertEqual(self.server.stderr_text().count(MODULE_USED), 1)
+        await asyncio.to_thread(self.restart_redis, False)
+        await self.check_reconnected(module=False)
+        self.assertEqual(self.server.stderr_text().count(FUNCTION_USED), 2)
+        self.assertEqual(self.server.stderr_text().count(MODULE_MISSING), 0)
 
 
 class WindowOff(rh.OneRedisGateway):
