@@ -106,6 +106,10 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     asio::steady_timer retry;
     r::backoff reconnect_backoff;
     bool ever_up = false;
+    // GATEHOUSE.APPEND calls not answered yet, and whether a batch waits for them to be (see
+    // send_batch).
+    std::size_t module_calls_in_flight = 0;
+    bool batch_deferred = false;
 
     // wait_connected().
     mutable std::mutex state_mutex;
@@ -311,12 +315,19 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     // On the I/O thread: everything queued, as `GATEHOUSE.APPEND`s or `FCALL
     // gatehouse_append`s, pipelined like any command.
     void send_batch() {
+        const bool module = append_module.load(std::memory_order_acquire);
+        if (!module && module_calls_in_flight > 0) {
+            // GATEHOUSE.APPEND was found missing with calls of it unanswered, each to be resent
+            // through the function when its answer comes: what waits goes after them, so that a
+            // connection's commands keep their order on the stream.
+            batch_deferred = true;
+            return;
+        }
         auto taken = batch.take();
         // Kept until the calls are answered: a call that found the module or the library
         // missing is resent.
         const auto bytes = std::make_shared<const std::string>(std::move(taken.bytes));
-        const auto via = append_module.load(std::memory_order_acquire) ? r::append_via::module
-                                                                       : r::append_via::function;
+        const auto via = module ? r::append_via::module : r::append_via::function;
         for (const auto& call : taken.calls) send_call(bytes, call, via);
     }
 
@@ -325,37 +336,46 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                    const r::append_batch::call& call, r::append_via via) {
         const auto format = [&](std::string& out) { batch.format_call(out, *bytes, call, via); };
         std::weak_ptr<state> weak = shared_from_this();
+        if (via == r::append_via::module) ++module_calls_in_flight;
         send(format, [weak, bytes, call, via](std::error_code ec, const r::reply& reply) {
             auto self = weak.lock();
+            const auto& handlers = call.handlers;
+            // Every answer runs on the I/O thread (or in close_now, on it too).
+            bool due = false;  // a batch waits for this answer
+            if (self && via == r::append_via::module) --self->module_calls_in_flight;
             if (self && via == r::append_via::module && r::module_missing(ec, reply)) {
-                // Certainly not appended: nothing of the call ran. Resent as the same
-                // call through the function, which stays in flight in its place.
+                // Certainly not appended: nothing of the call ran. Resent as the same call
+                // through the function, which stays in flight in its place.
                 self->module_missing();
                 self->send_call(bytes, call, r::append_via::function);
-                return;
-            }
-            const auto& handlers = call.handlers;
-            if (self && r::function_missing(ec, reply)) {
+            } else if (self && r::function_missing(ec, reply)) {
                 // Certainly not appended: nothing of the call ran.
                 self->library_missing();
                 self->resend_plain(std::string_view(*bytes).substr(call.from, call.to - call.from),
                                    *handlers);
+                due = self->batch.answered();
             } else {
                 if (self) {
                     const auto outcome = r::count_appends(ec, reply, handlers->size());
                     self->appended.fetch_add(outcome.appended, std::memory_order_relaxed);
                     self->duplicates.fetch_add(outcome.duplicates, std::memory_order_relaxed);
                     self->append_failures.fetch_add(outcome.failed, std::memory_order_relaxed);
-                    if (outcome.refused)
+                    if (outcome.refused) {
                         self->count_reply_error(via == r::append_via::module
                                                     ? "GATEHOUSE.APPEND"
                                                     : "FCALL gatehouse_append",
                                                 reply.str);
+                    }
+                    due = self->batch.answered();
                 }
                 r::answer_appends(ec, reply, *handlers);
             }
-            // Every answer runs on the I/O thread (or in close_now, on it too).
-            if (self && self->batch.answered()) self->send_batch();
+            if (!self) return;
+            if (self->batch_deferred && self->module_calls_in_flight == 0) {
+                self->batch_deferred = false;
+                due = true;
+            }
+            if (due) self->send_batch();
         });
     }
 

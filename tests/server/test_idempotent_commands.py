@@ -283,7 +283,7 @@ class ModuleUnloaded(rh.OneRedisGateway):
             self.assertGreater(await asyncio.to_thread(module_calls, self.r), 0)
             await asyncio.to_thread(self.r.execute_command, "MODULE", "UNLOAD", "gatehouse")
             # Sent together, so that several calls may find the command gone: one warning.
-            sent = [cid() for _ in range(8)]
+            sent = [cid() for _ in range(32)]
             for c in sent:
                 await a.send("player_action", {"n": 1}, c)
             acks = {}
@@ -291,6 +291,9 @@ class ModuleUnloaded(rh.OneRedisGateway):
                 env = await a.recv()
                 acks[env.get("correlation_id")] = rh.check_ack(self, env)
             self.assertEqual(sorted(acks), sorted(sent))
+            # Resent in order: one connection's commands keep their order on the stream.
+            ids = [acks[c] for c in sent]
+            self.assertEqual(sorted(ids, key=h.stream_id_key), ids)
             for c in sent:
                 self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
                                  [acks[c]])
