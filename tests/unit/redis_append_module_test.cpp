@@ -1,0 +1,246 @@
+// The Redis command producer on a redis-server with the gatehouse Redis module (redis_module/):
+// idempotent commands go through GATEHOUSE.APPEND, and when the module is unloaded mid-traffic
+// every command is still acked once, de-duplicated and in order, through the function.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "gatehouse/redis_command_producer.hpp"
+#include "redis_server_fixture.hpp"
+#include "redis_sync_client.hpp"
+
+#ifdef GATEHOUSE_TEST_REDIS_MODULE
+
+using namespace std::chrono_literals;
+using gatehouse::redis_command_producer;
+using gatehouse::redis_command_producer_options;
+using gatehouse_test::redis_server;
+using gatehouse_test::sync_client;
+
+namespace {
+
+// Loads the module, and lets a local client run MODULE UNLOAD.
+redis_server server_with_module() {
+    return redis_server(
+        {"--loadmodule", GATEHOUSE_TEST_REDIS_MODULE, "--enable-module-command", "local"});
+}
+
+// What the producer logged, for counting its lines.
+struct log_lines {
+    std::mutex m;
+    std::vector<std::string> lines;
+    gatehouse::log_sink sink() {
+        return [this](gatehouse::log_level, std::string_view line) {
+            std::lock_guard<std::mutex> lock(m);
+            lines.emplace_back(line);
+        };
+    }
+    std::size_t count(std::string_view what) {
+        std::lock_guard<std::mutex> lock(m);
+        return static_cast<std::size_t>(
+            std::count_if(lines.begin(), lines.end(),
+                          [&](const std::string& l) { return l.find(what) != std::string::npos; }));
+    }
+};
+
+redis_command_producer_options options_for(const redis_server& server, log_lines& log) {
+    redis_command_producer_options o;
+    o.url = server.url();
+    o.command_stream = "test:commands";
+    o.gateway_id = "gw-test";
+    o.timeout = 2000ms;
+    o.reconnect_min = 20ms;
+    o.reconnect_max = 200ms;
+    o.log = log.sink();
+    return o;
+}
+
+gatehouse::envelope command(const std::string& player, const std::string& correlation_id) {
+    gatehouse::envelope e;
+    e.type = "move";
+    e.payload = R"({"x":1})";
+    e.format = gatehouse::payload_format::json;
+    e.correlation_id = correlation_id;
+    e.origin.player_id = player;
+    e.origin.connection_id = "conn-" + player;
+    e.origin.client = gatehouse::client_kind::player;
+    e.origin.accepted_at_ms = 1700000000123;
+    return e;
+}
+
+template <class Pred>
+bool eventually(Pred done, std::chrono::milliseconds limit = 10000ms) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (done()) return true;
+        std::this_thread::sleep_for(5ms);
+    }
+    return done();
+}
+
+// An entry id as (ms, seq), for comparing.
+std::pair<std::uint64_t, std::uint64_t> id_key(const std::string& id) {
+    const auto dash = id.find('-');
+    REQUIRE(dash != std::string::npos);
+    return {std::strtoull(id.c_str(), nullptr, 10),
+            std::strtoull(id.c_str() + dash + 1, nullptr, 10)};
+}
+
+long long module_calls(sync_client& redis) {
+    auto* r = redis.run({"INFO", "commandstats"});
+    const std::string info(r->str, r->len);
+    const auto at = info.find("cmdstat_gatehouse.append:calls=");
+    if (at == std::string::npos) return 0;
+    return std::atoll(info.c_str() + at +
+                      std::string_view("cmdstat_gatehouse.append:calls=").size());
+}
+
+}  // namespace
+
+TEST_CASE("redis_bus: with the gatehouse module, GATEHOUSE.APPEND de-duplicates retries",
+          "[redis_bus][dedupe][redis_module]") {
+    auto server = server_with_module();
+    log_lines log;
+    redis_command_producer producer(options_for(server, log));
+    REQUIRE(producer.wait_connected(5000ms));
+    CHECK(producer.stats().append_module);
+    CHECK(log.count("idempotent commands appended by GATEHOUSE.APPEND") == 1);
+
+    std::vector<std::string> ids(2);
+    std::atomic<int> answered{0}, failed{0};
+    for (auto& id : ids) {
+        producer.append(command("alice", "c-1"), [&](std::error_code ec, std::string_view got) {
+            if (ec) failed.fetch_add(1);
+            id = std::string(got);
+            answered.fetch_add(1);
+        });
+        REQUIRE(eventually([&] { return answered.load() == (&id - ids.data()) + 1; }));
+    }
+    CHECK(failed.load() == 0);
+    CHECK(ids[0] == ids[1]);
+    sync_client redis(server);
+    CHECK(redis.integer({"XLEN", "test:commands"}) == 1);
+    CHECK(module_calls(redis) == 2);
+    CHECK(producer.stats().duplicates == 1);
+}
+
+TEST_CASE(
+    "redis_bus: MODULE UNLOAD mid-traffic: every command acked once, in order, retries "
+    "de-duplicated, through the function",
+    "[redis_bus][dedupe][redis_module]") {
+    auto server = server_with_module();
+    log_lines log;
+    redis_command_producer producer(options_for(server, log));
+    REQUIRE(producer.wait_connected(5000ms));
+    REQUIRE(producer.stats().append_module);
+
+    // Each thread is one player sending numbered commands, at most 256 unanswered (many calls in
+    // flight when the module goes); every tenth retries the one five before it, which must get that
+    // one's id.
+    constexpr int threads = 4;
+    constexpr int window = 256;
+    std::atomic<bool> stop{false};
+    std::atomic<int> answered_total{0}, failures{0};
+    struct sender {
+        std::mutex m;
+        std::vector<std::string> ids;  // by command number
+        std::atomic<int> sent{0}, answered{0};
+    };
+    std::vector<sender> senders(threads);
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&, t] {
+            auto& me = senders[static_cast<std::size_t>(t)];
+            const std::string player = "p" + std::to_string(t);
+            for (int n = 0; !stop.load() && n < 20000; ++n) {
+                while (me.sent.load() - me.answered.load() >= window && !stop.load()) {
+                    std::this_thread::sleep_for(100us);
+                }
+                const int of = n % 10 == 9 ? n - 5 : n;
+                {
+                    std::lock_guard<std::mutex> lock(me.m);
+                    me.ids.emplace_back();
+                }
+                me.sent.fetch_add(1);
+                producer.append(command(player, "c-" + std::to_string(of)),
+                                [&, n](std::error_code ec, std::string_view id) {
+                                    if (ec) failures.fetch_add(1);
+                                    {
+                                        std::lock_guard<std::mutex> lock(me.m);
+                                        me.ids[static_cast<std::size_t>(n)] = std::string(id);
+                                    }
+                                    me.answered.fetch_add(1);
+                                    answered_total.fetch_add(1);
+                                });
+            }
+        });
+    }
+    const auto stop_all = [&] {
+        stop.store(true);
+        for (auto& w : workers) w.join();
+        workers.clear();
+    };
+    // Also when a REQUIRE fails: the threads joined, then every command still in flight
+    // answered (close()) while what its handler touches is still alive.
+    struct at_exit {
+        std::function<void()> run;
+        ~at_exit() { run(); }
+    } finish{[&] {
+        stop_all();
+        producer.close();
+    }};
+    REQUIRE(eventually([&] { return answered_total.load() >= 1000; }));
+    {
+        sync_client redis(server);
+        REQUIRE(redis.run({"MODULE", "UNLOAD", "gatehouse"})->type == REDIS_REPLY_STATUS);
+    }
+    const int at_unload = answered_total.load();
+    const bool more = eventually([&] { return answered_total.load() >= at_unload + 2000; });
+    stop_all();
+    REQUIRE(more);
+    REQUIRE(eventually([&] {
+        for (auto& s : senders) {
+            if (s.answered.load() != s.sent.load()) return false;
+        }
+        return true;
+    }));
+
+    CHECK(failures.load() == 0);
+    std::size_t fresh = 0;
+    for (auto& s : senders) {
+        std::lock_guard<std::mutex> lock(s.m);
+        const auto& ids = s.ids;
+        for (std::size_t n = 0; n < ids.size(); ++n) {
+            if (n % 10 == 9) {
+                INFO("retry " << n);
+                CHECK(ids[n] == ids[n - 5]);
+                continue;
+            }
+            ++fresh;
+            // A player's fresh commands are on the stream in the order sent.
+            if (n > 0) {
+                const std::size_t before = n % 10 == 0 ? n - 2 : n - 1;
+                INFO("command " << n << ": " << ids[before] << " then " << ids[n]);
+                CHECK(id_key(ids[before]) < id_key(ids[n]));
+            }
+        }
+    }
+    sync_client redis(server);
+    CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(fresh));
+    CHECK_FALSE(producer.stats().append_module);
+    CHECK(log.count("GATEHOUSE.APPEND is missing from Redis") == 1);
+}
+
+#endif  // GATEHOUSE_TEST_REDIS_MODULE
