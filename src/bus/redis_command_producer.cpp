@@ -187,8 +187,9 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
 
     // At connect, pipelined after the FUNCTION LOAD, before the producer reports connected:
     // whether this Redis has the gatehouse module, whose GATEHOUSE.APPEND costs Redis about half
-    // the CPU of the function per command (docs/benchmarks.md). Asked at every connect, so a
-    // Redis restarted with the module is used, and one restarted without it is not.
+    // the CPU of the function per command (bench/redis_append_cost.py: 2.4 against 4.2 µs).
+    // Asked at every connect, so a Redis restarted with the module is used, and one restarted
+    // without it is not.
     void detect_module(r::connection& c) {
         std::weak_ptr<state> weak = shared_from_this();
         c.command({"COMMAND", "INFO", "gatehouse.append"}, [weak](std::error_code ec,
