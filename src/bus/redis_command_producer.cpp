@@ -209,7 +209,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                 self->log(log_level::info,
                           "idempotent commands appended by FCALL gatehouse_append (the "
                           "gatehouse function library); loading the gatehouse Redis "
-                          "module into Redis (docs/redis.md) cuts its CPU per command "
+                          "module into Redis (docs/deployment.md) cuts its CPU per command "
                           "by about half");
             }
             self->on_connected();
