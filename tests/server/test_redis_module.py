@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""The gatehouse Redis module (redis_module/, `GATEHOUSE.APPEND`) against real redis-servers: it
+must do what the `gatehouse_append` function of the gatehouse library does (docs/protocol.md 6.5),
+since gateways with and without it share one command stream and one set of window hashes.
+
+Usage: test_redis_module.py PATH/TO/gatehouse-server [unittest args]
+
+- differential: the same calls to `FCALL gatehouse_append` on one redis-server and to
+  `GATEHOUSE.APPEND` on another give the same answers (bulk string for a fresh entry, status
+  with the first id for a duplicate), the same entries and the same window hashes (with their
+  EXPIREAT, and the UNLINK of the one before the last), window rollover included;
+- replication and the AOF: a replica, and the primary restarted from its AOF, hold the same
+  stream (same ids), the same hashes;
+- what a plain XADD does for others: blocked XREAD/XREADGROUP woken, keyspace events, WATCH;
+- errors (Redis stays up), ACL, and no memory leaked over a few hundred thousand commands.
+
+The function library is what a gatehouse-server loads into its Redis at connect: one is started
+once, and its `FUNCTION DUMP` restored into every redis-server here. Replies are read with the
+small RESP reader below, since python3-redis answers a bulk string and a status alike.
+"""
+
+import socket
+import threading
+import time
+import unittest
+
+import gatehouse_harness as h
+from redis_fixture import RedisServer, gatehouse_module
+
+WAIT_S = 5.0  # every bounded wait
+
+# ---------------------------------------------------------------------------------------------
+# RESP, raw: a status reply and an error reply stay distinguishable from a bulk string.
+
+
+class Status(bytes):
+    """A status reply (`+...`)."""
+
+
+class ErrorReply(bytes):
+    """An error reply (`-...`)."""
+
+
+def encode(argv):
+    out = [b"*%d\r\n" % len(argv)]
+    for a in argv:
+        if isinstance(a, int):
+            a = str(a)
+        if isinstance(a, str):
+            a = a.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Resp:
+    """One connection to a redis-server speaking RESP2 by hand."""
+
+    def __init__(self, port, timeout=WAIT_S * 2):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+
+    def send(self, *argv):
+        self.sock.sendall(encode(argv))
+
+    def read(self):
+        line = self.f.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("connection closed by redis-server")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return Status(rest)
+        if kind == b"-":
+            return ErrorReply(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.f.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise ValueError(f"not RESP: {line!r}")
+
+    def call(self, *argv):
+        self.send(*argv)
+        return self.read()
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The calls.
+
+GATEWAY = "gw-modtest"
+EXTRAS = ["traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+          "payload_codec", "msgpack"]
+
+
+def values(n, binary=False):
+    """The eight values of one command (type payload codec correlation_id player_id
+    connection_id client ts_ms); `binary`: a payload no text codec would pass."""
+    payload = b"\x00\xff\r\n*1\r\n" + str(n).encode() if binary else '{"n":%d}' % n
+    return ["cmd.test", payload, "json", f"c{n}", "p7", "a1b2c3d4e5f60718", "player",
+            str(1765000000000 + n)]
+
+
+def cmd(pair, n, extra=(), binary=False):
+    """One command's arguments: pair, extra count, the values, the extra fields."""
+    return [pair, str(len(extra)), *values(n, binary), *extra]
+
+
+def pair_of(correlation_id, player="p7"):
+    return f"{len(player)}:{player}:{correlation_id}"
+
+
+def append_argv(module, stream, window, maxlen, commands, gateway=GATEWAY):
+    head = ["GATEHOUSE.APPEND"] if module else ["FCALL", "gatehouse_append", "1"]
+    argv = head + [stream, str(window), str(maxlen), gateway]
+    for c in commands:
+        argv += c
+    return argv
+
+
+_library = None
+
+
+def function_library():
+    """The `gatehouse` library as a gatehouse-server loads it (a FUNCTION DUMP payload)."""
+    global _library
+    if _library is None:
+        redis = RedisServer().start()
+        try:
+            server = h.Server("--redis", redis.url, "--log-level", "warn").start()
+            try:
+                _library = redis.client().execute_command("FUNCTION", "DUMP")
+            finally:
+                server.stop()
+        finally:
+            redis.close()
+    return _library
+
+
+def module_redis(extra=(), library=True):
+    """A started redis-server with the module loaded (and the function library)."""
+    server = RedisServer(module=gatehouse_module(h.SERVER_BINARY), extra=extra).start()
+    if library:
+        server.client().execute_command("FUNCTION", "RESTORE", function_library())
+    return server
+
+
+def redis_ms(r):
+    sec, usec = r.time()
+    return sec * 1000 + usec // 1000
+
+
+def poll(predicate, what, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = predicate()
+        if got:
+            return got
+        time.sleep(0.01)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+class PhaseMissed(Exception):
+    """A call meant for one part of a window ran outside it (a stalled machine)."""
+
+
+def wait_phase(r, second, lo_ms, hi_ms):
+    """Waits until Redis's clock is in [lo_ms, hi_ms) of `second` (or raises PhaseMissed when
+    it is already past), and returns the time in ms."""
+    while True:
+        now = redis_ms(r)
+        if now >= second * 1000 + hi_ms:
+            raise PhaseMissed(f"second {second} [{lo_ms}, {hi_ms}) ms is past")
+        if now >= second * 1000 + lo_ms:
+            return now
+        time.sleep(min(0.05, max(0.001, (second * 1000 + lo_ms - now) / 1000)))
+
+
+def check_phase(r, second, hi_ms):
+    if redis_ms(r) >= second * 1000 + hi_ms:
+        raise PhaseMissed(f"a call ran past {hi_ms} ms of second {second}")
+
+
+def dedupe_keys(r, stream):
+    """{window number: key} of the stream's window hashes."""
+    prefix = f"{stream}:dedupe:"
+    return {int(k.decode()[len(prefix):]): k.decode()
+            for k in r.scan_iter(match=prefix + "*", count=1000)}
+
+
+class Numbering:
+    """Numbers ids by order of first appearance, so two Redis servers' answers compare although
+    their ids differ in time."""
+
+    def __init__(self):
+        self.of = {}
+
+    def __call__(self, id_):
+        if isinstance(id_, (bytes, bytearray)):
+            id_ = bytes(id_).decode()
+        return self.of.setdefault(id_, len(self.of))
+
+
+def shape(replies, number):
+    """A call's answer with ids numbered: ('bulk', n) / ('status', n) per element."""
+    if isinstance(replies, ErrorReply):
+        return ("error", bytes(replies).split(b" ")[0])
+    return [("status" if isinstance(e, Status) else
+             "bulk" if isinstance(e, bytes) else repr(type(e)), number(e)) for e in replies]
+
+
+def xrange(r, stream):
+    """[(id, [name, value, ...])] of the whole stream, fields as a list (python3-redis makes
+    them a dict, which would hide a repeated name)."""
+    conn = Resp(r.connection_pool.connection_kwargs["port"])
+    try:
+        return [(i.decode(), f) for i, f in conn.call("XRANGE", stream, "-", "+")]
+    finally:
+        conn.close()
+
+
+def snapshot(r, stream, number):
+    """What a side holds: entries (numbered ids, fields in order), window hashes by number
+    (pair -> numbered id) with their expiry."""
+    entries = [(number(i), f) for i, f in xrange(r, stream)]
+    hashes = {}
+    for w, key in dedupe_keys(r, stream).items():
+        hashes[w] = ({p: number(i) for p, i in r.hgetall(key).items()},
+                     r.execute_command("EXPIRETIME", key))
+    return entries, hashes
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def setUpModule():
+    function_library()  # fails the suite early when the server cannot load it
+
+
+class Differential(unittest.TestCase):
+    """The same calls to the function on one redis-server and to the module on another."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fn_redis = module_redis()
+        cls.mod_redis = module_redis()
+        cls.sides = []
+        for server, module in ((cls.fn_redis, False), (cls.mod_redis, True)):
+            cls.sides.append((module, Resp(server.port), server.client()))
+
+    @classmethod
+    def tearDownClass(cls):
+        for _, conn, _ in cls.sides:
+            conn.close()
+        cls.fn_redis.close()
+        cls.mod_redis.close()
+
+    def both(self, stream, window, maxlen, commands):
+        """The call on both sides: [function's answer, module's answer]."""
+        return [conn.call(*append_argv(module, stream, window, maxlen, commands))
+                for module, conn, _ in self.sides]
+
+    def check_same(self, stream, calls, window):
+        """Same numbered answers, entries and hashes (window numbers relative to the first
+        entry's, with expiry relative to it) on both sides; returns the function side's."""
+        got = []
+        for (_, _, r), answers in zip(self.sides, zip(*calls)):
+            number = Numbering()
+            shapes = [shape(a, number) for a in answers]
+            entries, hashes = snapshot(r, stream, number)
+            base = int(min(number.of, key=lambda i: int(i.split("-")[0])).split("-")[0]) \
+                // 1000 // window if number.of else 0
+            rel = {w - base: (pairs, exp - (w + 3) * window if exp > 0 else exp)
+                   for w, (pairs, exp) in hashes.items()}
+            got.append((shapes, entries, rel))
+        fn, mod = got
+        self.assertEqual(fn[0], mod[0], "answers")
+        self.assertEqual(fn[1], mod[1], "entries (numbered ids, fields in order)")
+        self.assertEqual(fn[2], mod[2], "window hashes (relative window: pairs, EXPIREAT)")
+        return fn
+
+    def rollover_scenario(self):
+        stream = "gh:diff:" + h.secrets.token_hex(4)
+        r = self.sides[0][2]
+        p = {k: pair_of("corr-" + k) for k in ("a", "b", "c", "d", "e")}
+        calls = []
+        s = redis_ms(r) // 1000 + 1
+        # Window s, early: fresh pairs, a gateway-assigned id (''), a pair twice in the call,
+        # extra fields, a binary payload.
+        wait_phase(r, s, 0, 150)
+        calls.append(self.both(stream, 1, 0, [cmd(p["a"], 1), cmd("", 2), cmd(p["a"], 3),
+                                              cmd(p["b"], 4, EXTRAS, binary=True)]))
+        check_phase(r, s, 400)
+        # Same window, late: duplicates of the last call, one fresh pair, '' again.
+        wait_phase(r, s, 700, 900)
+        calls.append(self.both(stream, 1, 0, [cmd(p["a"], 5), cmd(p["b"], 6, EXTRAS),
+                                              cmd(p["c"], 7), cmd("", 8)]))
+        # Next window, mid: c is found in the previous window's hash (under 1 s old), a is
+        # there too but over 1 s old (fresh again), d is fresh.
+        wait_phase(r, s + 1, 350, 600)
+        calls.append(self.both(stream, 1, 0, [cmd(p["c"], 9), cmd(p["a"], 10),
+                                              cmd(p["d"], 11, EXTRAS[:2])]))
+        check_phase(r, s + 1, 900)
+        keys_before = sorted(w - s for w in dedupe_keys(r, stream))
+        # Two windows on: the remember unlinks window s (the one before the last).
+        wait_phase(r, s + 2, 350, 600)
+        calls.append(self.both(stream, 1, 0, [cmd(p["e"], 12), cmd(p["c"], 13)]))
+        check_phase(r, s + 2, 900)
+        return stream, calls, keys_before
+
+    def test_rollover_and_duplicates_answer_alike(self):
+        for attempt in range(3):
+            try:
+                stream, calls, keys_before = self.rollover_scenario()
+                break
+            except PhaseMissed:
+                if attempt == 2:
+                    raise
+        shapes, entries, hashes = self.check_same(stream, calls, 1)
+        # What the scenario was meant to exercise, on the function's side (the module's equal).
+        self.assertEqual(shapes[0], [("bulk", 0), ("bulk", 1), ("status", 0), ("bulk", 2)])
+        self.assertEqual(shapes[1], [("status", 0), ("status", 2), ("bulk", 3), ("bulk", 4)])
+        self.assertEqual(shapes[2], [("status", 3), ("bulk", 5), ("bulk", 6)])
+        self.assertEqual(shapes[3], [("bulk", 7), ("bulk", 8)])
+        self.assertEqual(keys_before, [0, 1])
+        self.assertEqual(sorted(hashes), [1, 2], "window s unlinked, s+1 and s+2 kept")
+        self.assertEqual({w: e for w, (_, e) in hashes.items()}, {1: 0, 2: 0},
+                         "EXPIREAT (w + 3) * window")
+        fields = dict(zip(entries[2][1][::2], entries[2][1][1::2]))
+        self.assertEqual(list(fields)[:9], [b"type", b"payload", b"codec", b"correlation_id",
+                                            b"player_id", b"connection_id", b"gateway_id",
+                                            b"client", b"ts_ms"])
+        self.assertEqual(fields[b"payload"], b"\x00\xff\r\n*1\r\n4")
+        self.assertEqual(fields[b"payload_codec"], b"msgpack")
+        self.assertEqual(fields[b"gateway_id"], GATEWAY.encode())
+
+    def test_planted_ids_previous_window_and_age(self):
+        """Ids planted in the window hashes: a duplicate is found in the previous window's hash;
+        an id older than the window is no duplicate, in either hash; nor is an id that is not
+        one."""
+        window = 10
+        r = self.sides[0][2]
+        poll(lambda: (redis_ms(r) // 1000) % window < window - 3, "a window with 3 s left",
+             timeout=window)
+        now = redis_ms(r)
+        w = now // 1000 // window
+        stream = "gh:planted:" + h.secrets.token_hex(4)
+        planted = {w - 1: {"4:prev:ok": f"{now - 3000}-0", "4:prev:old": f"{now - 15000}-0",
+                           "4:prev:bad": "not-an-id"},
+                   w: {"4:curr:old": f"{now - 12000}-5", "4:curr:ok": f"{now - 100}-7"}}
+        for _, _, rc in self.sides:
+            for k, kv in planted.items():
+                rc.hset(f"{stream}:dedupe:{k}", mapping=kv)
+        pairs = ["4:prev:ok", "4:prev:old", "4:prev:bad", "4:curr:old", "4:curr:ok"]
+        fn, mod = self.both(stream, window, 0, [cmd(pr, i) for i, pr in enumerate(pairs)])
+        self.assertEqual([type(e) for e in fn], [Status, bytes, bytes, bytes, Status], fn)
+        self.assertEqual([type(e) for e in mod], [Status, bytes, bytes, bytes, Status], mod)
+        self.assertEqual([fn[0], fn[4]], [f"{now - 3000}-0".encode(), f"{now - 100}-7".encode()])
+        self.assertEqual([mod[0], mod[4]], [fn[0], fn[4]])
+
+    def test_maxlen_trims_alike(self):
+        """MAXLEN ~ 50 over 600 commands in calls of 100, with duplicates: the same entries
+        are left, the stream stays near the bound."""
+        stream = "gh:maxlen:" + h.secrets.token_hex(4)
+        calls = []
+        n = 0
+        for c in range(6):
+            commands = []
+            for _ in range(100):
+                commands.append(cmd(pair_of(f"m{n}"), n, EXTRAS if n % 7 == 0 else ()))
+                n += 1
+            commands.append(cmd(pair_of(f"m{n - 5}"), n))  # a duplicate in the call
+            calls.append(self.both(stream, 3600, 50, commands))
+        lens = [r.xlen(stream) for _, _, r in self.sides]
+        self.assertEqual(lens[0], lens[1])
+        self.assertGreaterEqual(lens[1], 50)
+        self.assertLessEqual(lens[1], 50 + 100, "~ trims whole nodes (100 entries)")
+        # Hashes may straddle an hour boundary: compare the remembered pairs as one mapping.
+        got = []
+        for (_, _, r), answers in zip(self.sides, zip(*calls)):
+            number = Numbering()
+            shapes = [shape(a, number) for a in answers]
+            entries = [(number(i), f) for i, f in xrange(r, stream)]
+            pairs = {}
+            for key in dedupe_keys(r, stream).values():
+                pairs.update({p: number(i) for p, i in r.hgetall(key).items()})
+            got.append((shapes, entries, pairs))
+        self.assertEqual(got[0], got[1])
+        self.assertEqual(len(got[1][2]), 600)
+
+    def test_empty_call(self):
+        """No commands: an empty array, nothing written."""
+        stream = "gh:empty:" + h.secrets.token_hex(4)
+        self.assertEqual(self.both(stream, 120, 0, []), [[], []])
+        for _, _, r in self.sides:
+            self.assertEqual(r.exists(stream), 0)
+            self.assertEqual(dedupe_keys(r, stream), {})
+
+
+if __name__ == "__main__":
+    h.run_main()
