@@ -20,6 +20,7 @@
 // EXPIREAT.
 
 #include <algorithm>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -79,8 +80,9 @@ struct command {
 
 struct answer {
     bool fresh = false;
-    std::string id;     // fresh: the id it was given
-    std::string first;  // a duplicate: the first entry's id
+    std::string id;           // fresh: the id it was given
+    std::string first;        // a duplicate: the first entry's id
+    std::size_t same_as = 0;  // a duplicate of a command earlier in the call: its index + 1
 };
 
 std::string format_id(const RedisModuleStreamID& id) {
@@ -89,6 +91,21 @@ std::string format_id(const RedisModuleStreamID& id) {
         std::snprintf(buf, sizeof buf, "%llu-%llu", static_cast<unsigned long long>(id.ms),
                       static_cast<unsigned long long>(id.seq));
     return std::string(buf, static_cast<std::size_t>(n));
+}
+
+// The call's answer: one element per command. Frees `current`.
+int reply(RedisModuleCtx* ctx, std::vector<answer>& answers, RedisModuleString* current) {
+    RedisModule_ReplyWithArray(ctx, static_cast<long>(answers.size()));
+    for (answer& a : answers) {
+        if (a.fresh) {
+            RedisModule_ReplyWithStringBuffer(ctx, a.id.data(), a.id.size());
+        } else {
+            const std::string& first = a.same_as ? answers[a.same_as - 1].id : a.first;
+            RedisModule_ReplyWithSimpleString(ctx, first.c_str());
+        }
+    }
+    RedisModule_FreeString(ctx, current);
+    return REDISMODULE_OK;
 }
 
 int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
@@ -129,8 +146,27 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
         auto* a = static_cast<RedisModuleKey*>(RedisModule_OpenKey(ctx, current, REDISMODULE_READ));
         auto* b =
             static_cast<RedisModuleKey*>(RedisModule_OpenKey(ctx, previous, REDISMODULE_READ));
-        const bool a_hash = RedisModule_KeyType(a) == REDISMODULE_KEYTYPE_HASH;
-        const bool b_hash = RedisModule_KeyType(b) == REDISMODULE_KEYTYPE_HASH;
+        const int a_type = RedisModule_KeyType(a);
+        const int b_type = RedisModule_KeyType(b);
+        const bool a_hash = a_type == REDISMODULE_KEYTYPE_HASH;
+        const bool b_hash = b_type == REDISMODULE_KEYTYPE_HASH;
+        // Another type where a window hash should be: the function's HMGET fails before any
+        // write (when there is a pair to look up), and so does this; else nothing would be
+        // remembered (the HSET failing unseen) while the entries were appended.
+        if ((!a_hash && a_type != REDISMODULE_KEYTYPE_EMPTY) ||
+            (!b_hash && b_type != REDISMODULE_KEYTYPE_EMPTY)) {
+            const bool looked =
+                std::any_of(commands.begin(), commands.end(),
+                            [&](const command& c) { return !view(argv[c.at]).empty(); });
+            if (looked) {
+                RedisModule_CloseKey(a);
+                RedisModule_CloseKey(b);
+                RedisModule_FreeString(ctx, previous);
+                RedisModule_FreeString(ctx, current);
+                return RedisModule_ReplyWithError(
+                    ctx, "WRONGTYPE Operation against a key holding the wrong kind of value");
+            }
+        }
         if (a_hash || b_hash) {
             for (const command& c : commands) {
                 RedisModuleString* pair = argv[c.at];
@@ -144,13 +180,47 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
                 if (id == nullptr) continue;
                 const std::string_view v = view(id);
                 const long long ms = id_ms(v);
-                if (ms >= 0 && now_ms - ms < window * 1000) seen.emplace(p, std::string(v));
+                // (now - ms) < window * 1000, without overflowing for a huge window
+                if (ms >= 0 && (now_ms - ms) / 1000 < window) seen.emplace(p, std::string(v));
                 RedisModule_FreeString(ctx, id);
             }
         }
         RedisModule_CloseKey(a);
         RedisModule_CloseKey(b);
         RedisModule_FreeString(ctx, previous);
+    }
+
+    // Which commands are fresh, before anything is opened for writing: a call of duplicates
+    // only (or of none) writes nothing, as the function's, so it leaves a WATCH on the stream
+    // alone and answers even where the stream has another type.
+    std::vector<answer> answers(commands.size());
+    bool any_fresh = false;
+    {
+        std::unordered_map<std::string_view, std::size_t> first;  // pair -> its command's index
+        for (std::size_t i = 0; i < commands.size(); ++i) {
+            const std::string_view p = view(argv[commands[i].at]);
+            if (!p.empty()) {
+                if (auto it = seen.find(p); it != seen.end()) {
+                    answers[i].first = it->second;
+                    continue;
+                }
+                if (auto it = first.find(p); it != first.end()) {
+                    answers[i].same_as = it->second + 1;  // the same pair earlier in this call
+                    continue;
+                }
+                first.emplace(p, i);
+            }
+            answers[i].fresh = true;
+            any_fresh = true;
+        }
+    }
+    if (!any_fresh) return reply(ctx, answers, current);
+    // The function's XADD MAXLEN refuses a bad maxlen before appending anything.
+    long long bound = 0;
+    if (trimmed && (!to_count(maxlen, bound) || bound < 0)) {
+        RedisModule_FreeString(ctx, current);
+        return RedisModule_ReplyWithError(
+            ctx, "ERR gatehouse_append: maxlen must be an integer >= 0 (0: no trimming)");
     }
 
     // The fresh commands, appended with the stream's own API (no command dispatch, no reply to
@@ -165,23 +235,12 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
         return RedisModule_ReplyWithError(
             ctx, "WRONGTYPE Operation against a key holding the wrong kind of value");
     }
-    std::vector<answer> answers(commands.size());
-    std::unordered_map<std::string_view, std::size_t> appended;  // pair -> its command's index
     std::vector<RedisModuleString*> fields;
     std::vector<RedisModuleString*> remember;  // pair, id, ...
     for (std::size_t i = 0; i < commands.size(); ++i) {
+        if (!answers[i].fresh) continue;
         const command& c = commands[i];
         const std::string_view p = view(argv[c.at]);
-        if (!p.empty()) {
-            if (auto it = seen.find(p); it != seen.end()) {
-                answers[i].first = it->second;
-                continue;
-            }
-            if (auto it = appended.find(p); it != appended.end()) {
-                answers[i].first = answers[it->second].id;  // the same pair earlier in this call
-                continue;
-            }
-        }
         fields.clear();
         for (int v = 0; v < values_per_command; ++v) {
             if (v == 6) {  // gateway_id comes before client
@@ -200,32 +259,28 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
             // call with an error.
             RedisModule_CloseKey(key);
             RedisModule_FreeString(ctx, current);
+            for (std::size_t k = 1; k < remember.size(); k += 2)
+                RedisModule_FreeString(ctx, remember[k]);
             return RedisModule_ReplyWithError(ctx, "ERR gatehouse_append: XADD refused");
         }
-        answers[i].fresh = true;
         answers[i].id = format_id(id);
         RedisModule_Replicate(ctx, "XADD", "sbv", stream, answers[i].id.data(),
                               answers[i].id.size(), fields.data(), fields.size());
         RedisModule_NotifyKeyspaceEvent(ctx, REDISMODULE_NOTIFY_STREAM, "xadd", stream);
         if (!p.empty()) {
-            appended.emplace(p, i);
             remember.push_back(argv[c.at]);
             remember.push_back(
                 RedisModule_CreateString(ctx, answers[i].id.data(), answers[i].id.size()));
         }
     }
-    const bool wrote = !remember.empty() || std::any_of(answers.begin(), answers.end(),
-                                                        [](const answer& a) { return a.fresh; });
     RedisModule_CloseKey(key);  // wakes the consumers blocked on the stream
-    if (wrote) {
-        RedisModule_SignalModifiedKey(ctx, stream);
-        if (trimmed) {
-            // One approximate trim per call rather than per entry: the same bound, and XTRIM
-            // propagates what it removed exactly.
-            RedisModuleCallReply* r =
-                RedisModule_Call(ctx, "XTRIM", "!sccs", stream, "MAXLEN", "~", maxlen);
-            if (r != nullptr) RedisModule_FreeCallReply(r);
-        }
+    RedisModule_SignalModifiedKey(ctx, stream);
+    if (trimmed) {
+        // One approximate trim per call rather than per entry: the same bound, and XTRIM
+        // propagates what it removed exactly.
+        RedisModuleCallReply* r =
+            RedisModule_Call(ctx, "XTRIM", "!sccs", stream, "MAXLEN", "~", maxlen);
+        if (r != nullptr) RedisModule_FreeCallReply(r);
     }
 
     if (!remember.empty()) {
@@ -241,22 +296,15 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
         r = RedisModule_Call(ctx, "UNLINK", "!s", old);
         if (r != nullptr) RedisModule_FreeCallReply(r);
         RedisModule_FreeString(ctx, old);
-        r = RedisModule_Call(ctx, "EXPIREAT", "!sl", current, (w + 3) * window);
+        // (w + 3) * window, saturated rather than overflowing for a huge window
+        const long long at = w + 3 > LLONG_MAX / window ? LLONG_MAX : (w + 3) * window;
+        r = RedisModule_Call(ctx, "EXPIREAT", "!sl", current, at);
         if (r != nullptr) RedisModule_FreeCallReply(r);
         for (std::size_t i = 1; i < remember.size(); i += 2)
             RedisModule_FreeString(ctx, remember[i]);
     }
 
-    RedisModule_ReplyWithArray(ctx, static_cast<long>(commands.size()));
-    for (const answer& a : answers) {
-        if (a.fresh) {
-            RedisModule_ReplyWithStringBuffer(ctx, a.id.data(), a.id.size());
-        } else {
-            RedisModule_ReplyWithSimpleString(ctx, a.first.c_str());
-        }
-    }
-    RedisModule_FreeString(ctx, current);
-    return REDISMODULE_OK;
+    return reply(ctx, answers, current);
 }
 
 }  // namespace
