@@ -402,5 +402,310 @@ class Differential(unittest.TestCase):
             self.assertEqual(dedupe_keys(r, stream), {})
 
 
+
+class Errors(unittest.TestCase):
+    """Bad calls: the module refuses what the function refuses, with the same kind of error,
+    writes what it writes (nothing, mostly), and Redis answers PING after each."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = module_redis()
+        cls.conn = Resp(cls.redis.port)
+        cls.r = cls.redis.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.conn.close()
+        cls.redis.close()
+
+    def written(self, stream):
+        """What a call left: the stream's type and length, its window hashes' pairs."""
+        kind = self.r.type(stream).decode()
+        length = self.r.xlen(stream) if kind == "stream" else None
+        return kind, length, sorted(len(self.r.hkeys(k)) if self.r.type(k) == b"hash" else -1
+                                    for k in dedupe_keys(self.r, stream).values())
+
+    def compare(self, head, tail, prepare=None):
+        """`head` (stream window maxlen gateway ..., with {s} for the stream) and the commands'
+        arguments `tail`, sent to both; returns (function's answer, module's answer)."""
+        got = []
+        for module in (False, True):
+            stream = "gh:err:" + h.secrets.token_hex(4)
+            if prepare:
+                prepare(stream)
+            args = [a.format(s=stream) if isinstance(a, str) else a for a in head]
+            argv = (["GATEHOUSE.APPEND"] if module else ["FCALL", "gatehouse_append", "1"]) \
+                + args + list(tail)
+            if not module and not args:
+                argv = ["FCALL", "gatehouse_append", "0"]
+            answer = self.conn.call(*argv)
+            self.assertEqual(self.conn.call("PING"), Status(b"PONG"), "Redis stays up")
+            got.append((answer, self.written(stream)))
+        (fn, fn_written), (mod, mod_written) = got
+        self.assertEqual(type(fn), type(mod), f"function {fn!r}, module {mod!r}")
+        if isinstance(fn, ErrorReply):
+            self.assertEqual(fn.split(b" ")[0], mod.split(b" ")[0], (fn, mod))
+        self.assertEqual(fn_written, mod_written, "what the call wrote")
+        return fn, mod
+
+    def test_usage(self):
+        good = cmd(pair_of("u1"), 1)
+        for head in ([], ["{s}"], ["{s}", "60"], ["{s}", "60", "0"], ["{s}", "0", "0", "gw"],
+                     ["{s}", "-1", "0", "gw"], ["{s}", "x", "0", "gw"], ["{s}", "", "0", "gw"]):
+            with self.subTest(head=head):
+                fn, mod = self.compare(head, good if len(head) == 4 else [])
+                self.assertIsInstance(mod, ErrorReply)
+
+    def test_bad_command_counts(self):
+        v = values(1)
+        head = ["{s}", "60", "0", "gw"]
+        for name, tail in (("odd", ["4:p7:x", "1", *v, "traceparent"]),
+                           ("negative", ["4:p7:x", "-2", *v]),
+                           ("not a number", ["4:p7:x", "two", *v]),
+                           ("past the end", ["4:p7:x", "4", *v, "traceparent", "t"]),
+                           ("values missing", ["4:p7:x", "0", *v[:7]]),
+                           ("pair only", ["4:p7:x"]),
+                           ("second command short", [*cmd("4:p7:y", 2), "4:p7:z", "0"])):
+            with self.subTest(name):
+                fn, mod = self.compare(head, tail)
+                self.assertIsInstance(mod, ErrorReply)
+                self.assertEqual(mod, b"ERR gatehouse_append: a command's argument count is wrong")
+
+    def test_bad_maxlen(self):
+        """A MAXLEN XADD refuses: nothing appended, nothing remembered."""
+        for maxlen in ("abc", "-1", "1.5", "99999999999999999999"):
+            with self.subTest(maxlen=maxlen):
+                fn, mod = self.compare(["{s}", "60", maxlen, "gw"],
+                                       [*cmd(pair_of("b1"), 1), *cmd("", 2)])
+                self.assertIsInstance(mod, ErrorReply)
+
+    def test_wrong_type_stream(self):
+        def prepare(stream):
+            self.r.set(stream, "not a stream")
+        fn, mod = self.compare(["{s}", "60", "0", "gw"], cmd(pair_of("w1"), 1), prepare)
+        self.assertTrue(mod.startswith(b"WRONGTYPE"), mod)
+
+    def test_wrong_type_window_hash(self):
+        """A key of another type where this window's hash should be: refused before any write
+        (the function's HMGET fails)."""
+        def prepare(stream):
+            w = redis_ms(self.r) // 1000 // 3600
+            for k in (w, w + 1):  # should the hour turn meanwhile
+                self.r.set(f"{stream}:dedupe:{k}", "not a hash")
+        fn, mod = self.compare(["{s}", "3600", "0", "gw"], cmd(pair_of("w2"), 1), prepare)
+        self.assertTrue(mod.startswith(b"WRONGTYPE"), mod)
+
+    def test_exhausted_stream_ids(self):
+        """The last possible id taken: XADD refuses, Redis stays up."""
+        def prepare(stream):
+            self.r.xadd(stream, {"x": "y"}, id="18446744073709551615-18446744073709551615")
+        fn, mod = self.compare(["{s}", "60", "0", "gw"],
+                               [*cmd("", 1), *cmd(pair_of("x1"), 2)], prepare)
+        self.assertIsInstance(mod, ErrorReply)
+
+    def test_huge_call(self):
+        """5000 commands in one call (the gateway sends at most 256)."""
+        tail = []
+        for i in range(5000):
+            tail += cmd(pair_of(f"h{i % 4000}"), i, EXTRAS if i % 3 == 0 else ())
+        stream = "gh:huge:" + h.secrets.token_hex(4)
+        answer = self.conn.call(*append_argv(True, stream, 60, 1000, [tail]))
+        self.assertEqual(self.conn.call("PING"), Status(b"PONG"))
+        self.assertNotIsInstance(answer, ErrorReply, answer)
+        self.assertEqual(len(answer), 5000)
+        self.assertEqual(sum(isinstance(a, Status) for a in answer), 1000)
+        self.assertEqual(answer[4000], answer[0])
+        self.assertLessEqual(self.r.xlen(stream), 1100)
+        self.assertEqual(sum(self.r.hlen(k) for k in dedupe_keys(self.r, stream).values()),
+                         4000)
+        fn = self.conn.call(*append_argv(False, "f" + stream, 60, 1000, [tail]))
+        self.assertEqual(self.conn.call("PING"), Status(b"PONG"))
+        print(f"\n  (the function, 5000 commands in one call: {repr(fn)[:160]})")
+
+
+
+class ForOtherClients(unittest.TestCase):
+    """An append is an XADD to everyone else: blocked readers wake, keyspace events fire, WATCH
+    on the stream is invalidated (and, as with the function, not by a call of duplicates)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = module_redis()
+        cls.conn = Resp(cls.redis.port)
+        cls.r = cls.redis.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.conn.close()
+        cls.redis.close()
+
+    def blocked_read(self, read):
+        """Runs `read(client)` blocked in a thread, appends two commands once Redis counts it
+        blocked, and returns (the reader's result, the append's answer)."""
+        stream = "gh:blocked:" + h.secrets.token_hex(4)
+        self.r.xgroup_create(stream, "workers", id="$", mkstream=True)
+        reader = self.redis.client()  # its 5 s socket timeout outlasts BLOCK
+        got = []
+        t = threading.Thread(target=lambda: got.append(read(reader, stream)))
+        before = self.r.info("clients")["blocked_clients"]
+        t.start()
+        poll(lambda: self.r.info("clients")["blocked_clients"] > before, "the reader blocked")
+        answer = self.conn.call(*append_argv(True, stream, 60, 0,
+                                             [cmd(pair_of("bl1"), 1), cmd("", 2)]))
+        t.join(WAIT_S)
+        self.assertFalse(t.is_alive(), "the blocked reader was not woken")
+        reader.close()
+        return got[0], answer
+
+    def test_xreadgroup_block_is_woken(self):
+        got, answer = self.blocked_read(lambda c, s: c.xreadgroup(
+            "workers", "w1", {s: ">"}, count=10, block=3000))
+        self.assertTrue(got, "XREADGROUP timed out instead")
+        self.assertEqual([i for i, _ in got[0][1]], answer)
+
+    def test_xread_block_is_woken(self):
+        got, answer = self.blocked_read(lambda c, s: c.xread({s: "$"}, count=10,
+                                                             block=3000))
+        self.assertTrue(got, "XREAD timed out instead")
+        self.assertEqual([i for i, _ in got[0][1]], answer[:len(got[0][1])])
+        self.assertGreaterEqual(len(got[0][1]), 1)
+
+    def keyspace_events(self, calls):
+        """The key events (event, key with the stream's name as S) each list of calls fires."""
+        self.r.config_set("notify-keyspace-events", "KEA")
+        try:
+            out = []
+            for stream, argvs in calls:
+                sub = self.redis.client().pubsub()
+                sub.psubscribe("__keyevent@0__:*")
+                sub.subscribe("done")
+                poll(lambda: sub.get_message(timeout=0.1) is None and
+                     self.r.pubsub_numpat() >= 1, "subscribed")
+                for argv in argvs:
+                    self.assertNotIsInstance(self.conn.call(*argv), ErrorReply)
+                self.r.publish("done", "1")
+                events = []
+                deadline = time.monotonic() + WAIT_S
+                while time.monotonic() < deadline:
+                    m = sub.get_message(timeout=0.2)
+                    if m is None:
+                        continue
+                    if m["type"] == "message" and m["channel"] == b"done":
+                        break
+                    if m["type"] == "pmessage":
+                        events.append((m["channel"].decode().split(":", 1)[1],
+                                       m["data"].decode().replace(stream, "S")))
+                else:
+                    self.fail("no done message")
+                sub.close()
+                out.append(events)
+            return out
+        finally:
+            self.r.config_set("notify-keyspace-events", "")
+
+    def test_keyspace_events_as_the_function(self):
+        calls = []
+        for module in (False, True):
+            stream = "gh:events:" + h.secrets.token_hex(4)
+            commands = [cmd(pair_of("ev1"), 1), cmd("", 2), cmd(pair_of("ev1"), 3)]
+            calls.append((stream, [append_argv(module, stream, 3600, 0, commands),
+                                   append_argv(module, stream, 3600, 0,
+                                               [cmd(pair_of("ev1"), 4), cmd(pair_of("ev2"), 5)])]))
+        fn, mod = self.keyspace_events(calls)
+        self.assertEqual(fn, mod)
+        self.assertEqual([e for e, _ in fn].count("xadd"), 3, fn)
+        self.assertIn(("hset", "S:dedupe:" + str(redis_ms(self.r) // 3600000)), fn)
+
+    def test_trim_fires_xtrim(self):
+        stream = "gh:evtrim:" + h.secrets.token_hex(4)
+        commands = [cmd("", i) for i in range(250)]
+        (events,) = self.keyspace_events([(stream,
+                                           [append_argv(True, stream, 60, 10, commands)])])
+        self.assertEqual([e for e, _ in events].count("xadd"), 250)
+        self.assertIn(("xtrim", "S"), events)
+
+    def watch_then(self, module, stream, commands):
+        """WATCH the stream, the call on another connection, then MULTI/EXEC: True when EXEC
+        ran (the WATCH held)."""
+        w = Resp(self.redis.port)
+        try:
+            self.assertEqual(w.call("WATCH", stream), Status(b"OK"))
+            self.assertNotIsInstance(self.conn.call(*append_argv(module, stream, 3600, 0,
+                                                                 commands)), ErrorReply)
+            w.call("MULTI")
+            w.call("PING")
+            return w.call("EXEC") is not None
+        finally:
+            w.close()
+
+    def test_watch(self):
+        for module in (False, True):
+            with self.subTest(module=module):
+                stream = "gh:watch:" + h.secrets.token_hex(4)
+                self.r.xadd(stream, {"x": "y"})
+                self.assertFalse(self.watch_then(module, stream, [cmd(pair_of("wa"), 1)]),
+                                 "an append invalidates a WATCH on the stream")
+                self.assertTrue(self.watch_then(module, stream, [cmd(pair_of("wa"), 2)]),
+                                "a duplicate appends nothing: the WATCH holds")
+                self.assertTrue(self.watch_then(module, stream, []), "nor does an empty call")
+
+
+class Acl(unittest.TestCase):
+    """A gateway's user needs +gatehouse.append and the stream's key, no more. The module writes
+    the window hashes with RedisModule_Call without the 'C' flag, so they are not checked
+    against the user's key patterns (the function's redis.call checks them): a user whose
+    pattern holds only the stream still has its pairs remembered."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = module_redis()
+        cls.r = cls.redis.client()
+        cls.r.execute_command("ACL", "SETUSER", "gateway", "on", ">gw-pass", "resetkeys",
+                              "~gh:acl:*", "resetchannels", "-@all", "+gatehouse.append",
+                              "+ping")
+        cls.r.execute_command("ACL", "SETUSER", "narrow", "on", ">nw-pass", "resetkeys",
+                              "~gh:narrow", "-@all", "+gatehouse.append", "+fcall", "+xadd",
+                              "+hmget", "+hset", "+unlink", "+expireat", "+time")
+        cls.r.execute_command("ACL", "SETUSER", "reader", "on", ">rd-pass", "resetkeys",
+                              "~gh:acl:*", "-@all", "+@read", "+fcall")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.redis.close()
+
+    def as_user(self, user, password):
+        conn = Resp(self.redis.port)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.call("AUTH", user, password), Status(b"OK"))
+        return conn
+
+    def test_allowed_user_appends(self):
+        conn = self.as_user("gateway", "gw-pass")
+        answer = conn.call(*append_argv(True, "gh:acl:s", 60, 100,
+                                        [cmd(pair_of("acl1"), 1), cmd(pair_of("acl1"), 2)]))
+        self.assertEqual([type(a) for a in answer], [bytes, Status], answer)
+        self.assertEqual(conn.call("PING"), Status(b"PONG"))
+        self.assertEqual(self.r.xlen("gh:acl:s"), 1)
+
+    def test_refused(self):
+        conn = self.as_user("gateway", "gw-pass")
+        answer = conn.call(*append_argv(True, "other:s", 60, 0, [cmd("", 1)]))
+        self.assertTrue(isinstance(answer, ErrorReply) and answer.startswith(b"NOPERM"), answer)
+        self.assertTrue(conn.call("XADD", "gh:acl:s", "*", "a", "b").startswith(b"NOPERM"))
+        conn = self.as_user("reader", "rd-pass")
+        answer = conn.call(*append_argv(True, "gh:acl:s", 60, 0, [cmd("", 1)]))
+        self.assertTrue(isinstance(answer, ErrorReply) and answer.startswith(b"NOPERM"), answer)
+        self.assertEqual(self.r.exists("other:s"), 0)
+
+    def test_window_hashes_are_not_checked(self):
+        conn = self.as_user("narrow", "nw-pass")
+        fn = conn.call(*append_argv(False, "gh:narrow", 60, 0, [cmd(pair_of("n1"), 1)]))
+        self.assertIsInstance(fn, ErrorReply)
+        self.assertIn(b"can't access", fn)
+        mod = conn.call(*append_argv(True, "gh:narrow", 60, 0, [cmd(pair_of("n1"), 1)]))
+        self.assertEqual([type(a) for a in mod], [bytes], mod)
+        self.assertEqual(len(dedupe_keys(self.r, "gh:narrow")), 1)
+
+
 if __name__ == "__main__":
     h.run_main()
