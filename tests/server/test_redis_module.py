@@ -748,16 +748,16 @@ class ReplicationAndAof(unittest.TestCase):
                 answer = conn.call(*append_argv(True, stream, 1, 150, commands))
                 self.assertNotIsInstance(answer, ErrorReply, answer)
         # In a transaction and from a script, too (what is propagated is wrapped in those).
-        last = pair_of(f"r{(n - 1) // 2}")  # remembered in this window
-        argv = append_argv(True, stream, 1, 150, [cmd(last, n), cmd("", n + 1),
-                                                  cmd(pair_of("tx"), n + 2)])
+        argv = append_argv(True, stream, 1, 150, [cmd(pair_of("tx1"), n), cmd("", n + 1),
+                                                  cmd(pair_of("tx1"), n + 2)])
         self.assertEqual(conn.call("MULTI"), Status(b"OK"))
         self.assertEqual(conn.call(*argv), Status(b"QUEUED"))
         (answer,) = conn.call("EXEC")
-        self.assertEqual([type(a) for a in answer], [Status, bytes, bytes], answer)
+        self.assertEqual([type(a) for a in answer], [bytes, bytes, Status], answer)
         answer = conn.call("EVAL", "return redis.call('GATEHOUSE.APPEND', KEYS[1], unpack(ARGV))",
-                           1, *argv[1:5], *cmd(pair_of("tx"), n + 3), *cmd("", n + 4))
-        self.assertEqual([type(a) for a in answer], [Status, bytes], answer)
+                           1, *argv[1:5], *cmd(pair_of("tx2"), n + 3), *cmd(pair_of("tx2"), n + 4),
+                           *cmd("", n + 5))
+        self.assertEqual([type(a) for a in answer], [bytes, Status, bytes], answer)
         self.assertLessEqual(r.xlen(stream), 250)
 
     def test_replica_and_aof_hold_the_same(self):
