@@ -124,8 +124,9 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
     std::vector<command> commands;
     for (int at = head_args; at < argc;) {
         long long extra = -1;
+        // (at + 9 + extra >= argc, written so that a huge extra cannot overflow past the check)
         if (at + 1 >= argc || !to_count(argv[at + 1], extra) || extra < 0 || extra % 2 != 0 ||
-            at + 9 + extra >= argc) {
+            extra > argc - at - 10) {
             return RedisModule_ReplyWithError(
                 ctx, "ERR gatehouse_append: a command's argument count is wrong");
         }
