@@ -474,7 +474,12 @@ class Errors(unittest.TestCase):
                            ("past the end", ["4:p7:x", "4", *v, "traceparent", "t"]),
                            ("values missing", ["4:p7:x", "0", *v[:7]]),
                            ("pair only", ["4:p7:x"]),
-                           ("second command short", [*cmd("4:p7:y", 2), "4:p7:z", "0"])):
+                           ("second command short", [*cmd("4:p7:y", 2), "4:p7:z", "0"]),
+                           # at + 9 + count would overflow: two such commands once read
+                           # past the arguments (Redis crashed)
+                           ("huge", ["4:p7:x", str(2**63 - 2), *v[:7], str(2**63 - 2)]),
+                           ("huge, last", [*cmd("4:p7:y", 2), "4:p7:x", str(2**63 - 2),
+                                           *v])):
             with self.subTest(name):
                 fn, mod = self.compare(head, tail)
                 self.assertIsInstance(mod, ErrorReply)
