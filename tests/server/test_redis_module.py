@@ -353,14 +353,14 @@ class Differential(unittest.TestCase):
         planted = {w - 1: {"4:prev:ok": f"{now - 3000}-0", "4:prev:old": f"{now - 15000}-0",
                            "4:prev:bad": "not-an-id"},
                    w: {"4:curr:old": f"{now - 12000}-5", "4:curr:ok": f"{now - 100}-7",
-                       "4:curr:crlf": f"{now - 200}-1\r\n:1"}}
+                       "4:curr:crlf": f"{now - 200}-1\r\n:1", "\0:nul": f"{now - 300}-2"}}
         for _, _, rc in self.sides:
             for k, kv in planted.items():
                 rc.hset(f"{stream}:dedupe:{k}", mapping=kv)
         pairs = ["4:prev:ok", "4:prev:old", "4:prev:bad", "4:curr:old", "4:curr:ok",
-                 "4:curr:crlf"]
+                 "4:curr:crlf", "\0:nul"]  # (a pair is bytes: a NUL is no end)
         fn, mod = self.both(stream, window, 0, [cmd(pr, i) for i, pr in enumerate(pairs)])
-        kinds = [Status, bytes, bytes, bytes, Status, Status]
+        kinds = [Status, bytes, bytes, bytes, Status, Status, Status]
         self.assertEqual([type(e) for e in fn], kinds, fn)
         self.assertEqual([type(e) for e in mod], kinds, mod)
         # A status line cannot hold CR or LF: a planted one comes back as spaces, as Redis
