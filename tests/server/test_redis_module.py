@@ -9,8 +9,8 @@ Usage: test_redis_module.py PATH/TO/gatehouse-server [unittest args]
   `GATEHOUSE.APPEND` on another give the same answers (bulk string for a fresh entry, status
   with the first id for a duplicate), the same entries and the same window hashes (with their
   EXPIREAT, and the UNLINK of the one before the last), window rollover included;
-- replication and the AOF: a replica, and the primary restarted from its AOF, hold the same
-  stream (same ids), the same hashes;
+- replication and the AOF: replicas (with the module and without), and the primary restarted
+  from its AOF, hold the same stream (same ids), the same hashes;
 - what a plain XADD does for others: blocked XREAD/XREADGROUP woken, keyspace events, WATCH;
 - errors (Redis stays up), ACL, and no memory leaked over a few hundred thousand commands.
 
@@ -411,7 +411,6 @@ class Differential(unittest.TestCase):
             self.assertEqual(dedupe_keys(r, stream), {})
 
 
-
 class Errors(unittest.TestCase):
     """Bad calls: the module refuses what the function refuses, with the same kind of error,
     writes what it writes (nothing, mostly), and Redis answers PING after each."""
@@ -535,7 +534,6 @@ class Errors(unittest.TestCase):
         fn = self.conn.call(*append_argv(False, "f" + stream, 60, 1000, [tail]))
         self.assertEqual(self.conn.call("PING"), Status(b"PONG"))
         print(f"\n  (the function, 5000 commands in one call: {repr(fn)[:160]})")
-
 
 
 class ForOtherClients(unittest.TestCase):
@@ -719,7 +717,6 @@ class Acl(unittest.TestCase):
         mod = conn.call(*append_argv(True, "gh:narrow", 60, 0, [cmd(pair_of("n1"), 1)]))
         self.assertEqual([type(a) for a in mod], [bytes], mod)
         self.assertEqual(len(dedupe_keys(self.r, "gh:narrow")), 1)
-
 
 
 def state(r, stream):
