@@ -516,6 +516,15 @@ class Errors(unittest.TestCase):
                                [*cmd("", 1), *cmd(pair_of("x1"), 2)], prepare)
         self.assertIsInstance(mod, ErrorReply)
 
+    def test_out_of_memory(self):
+        """Over maxmemory (noeviction) both refuse, as writes that may grow memory."""
+        self.r.config_set("maxmemory", "1")
+        try:
+            fn, mod = self.compare(["{s}", "60", "0", "gw"], cmd(pair_of("o1"), 1))
+            self.assertTrue(mod.startswith(b"OOM"), mod)
+        finally:
+            self.r.config_set("maxmemory", "0")
+
     def test_huge_call(self):
         """5000 commands in one call (the gateway sends at most 256)."""
         tail = []
@@ -785,6 +794,12 @@ class ReplicationAndAof(unittest.TestCase):
             self.assertEqual(len(want[2]), 2, "two window hashes left (the oldest unlinked)")
             for replica, name in zip(replicas, ("with the module", "without")):
                 self.assertEqual(state(replica.client(), stream), want, f"the replica {name}")
+            on_replica = Resp(replicas[0].port)
+            self.addCleanup(on_replica.close)
+            answer = on_replica.call(*append_argv(True, stream, 1, 0, [cmd("", 1)]))
+            self.assertTrue(isinstance(answer, ErrorReply) and answer.startswith(b"READONLY"),
+                            answer)
+            for replica in replicas:
                 replica.close()
             primary.kill()  # what the AOF holds, nothing saved at exit
             primary.start()
