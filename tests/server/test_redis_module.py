@@ -144,7 +144,7 @@ def function_library():
 
 def module_redis(extra=(), library=True):
     """A started redis-server with the module loaded (and the function library)."""
-    server = RedisServer(module=gatehouse_module(h.SERVER_BINARY), extra=extra).start()
+    server = RedisServer(module=gatehouse_module(h.SERVER_BINARY), extra_args=extra).start()
     if library:
         server.client().execute_command("FUNCTION", "RESTORE", function_library())
     return server
