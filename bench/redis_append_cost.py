@@ -124,7 +124,8 @@ def main(argv=None):
                     help="the gatehouse Redis module: its GATEHOUSE.APPEND is measured too "
                          "when the file exists")
     args = ap.parse_args(argv)
-    module = args.module if os.path.exists(args.module) else None
+    # Absolute: redis-server runs in a directory of its own.
+    module = os.path.abspath(args.module) if os.path.exists(args.module) else None
     all_cases = CASES + (MODULE_CASES if module else [])
     sizes = [int(x) for x in args.prefill.split(",") if x]
     if not shutil.which("redis-benchmark"):
