@@ -16,6 +16,11 @@ single core, so the comparison is per core; what runs on core 0 is the same for 
 
     bench/run_matrix.py [--reps 3] [--quick] [--threads 1] [--workloads a,b] [--servers a,b]
                         [--baseline OTHER/gatehouse-server] [--variant NAME="FLAGS"]...
+                        [--redis-module PATH|none] [--no-module NAME]...
+
+The redis-server of every gatehouse server (gatehouse, baseline, logged, the variants) loads
+the gatehouse Redis module (redis_module/, GATEHOUSE.APPEND) when it is built, unless that
+server is named with --no-module; the Node peer's Redis never does.
 
 Every wait is bounded and every process this script starts is stopped by its PID.
 """
@@ -61,7 +66,8 @@ SWEEP_RATES = ([1000, 2500, 5000, 10000, 20000], [1000, 5000])
 
 # The figures the table shows per workload: (field, higher is better).
 HEADLINE = {
-    "ingress": [("acks_per_s", True), ("p50_us", False), ("p99_us", False), ("p999_us", False)],
+    "ingress": [("acks_per_s", True), ("p50_us", False), ("p99_us", False), ("p999_us", False),
+                ("redis_us_per_ack", False)],
     "fanout": [("delivered_per_s", True), ("p50_us", False), ("p99_us", False),
                ("p999_us", False)],
     "broadcast": [("deliveries_per_s", True), ("p50_us", False), ("p99_us", False)],
@@ -69,7 +75,7 @@ HEADLINE = {
                   ("echoes_per_s", True)],
     "connect": [("connections_per_s", True), ("rss_per_conn_bytes", False)],
 }
-COMMON = [("gen_cpu", None), ("redis_cpu", None), ("server_cpu", None)]
+COMMON = [("gen_cpu", None), ("redis_cpu", None), ("server_cpu", None), ("load_1m", None)]
 # The servers: gatehouse (this build), baseline (--baseline, another gatehouse-server binary,
 # run exactly as gatehouse is), logged (this build again, with fanout and broadcast published
 # through the update log's FCALL gatehouse_publish instead of PUBLISH: the cost of the log,
@@ -211,7 +217,8 @@ def run_load(load_bin, workload, port, secret, label, server_pid, redis_port, pa
 def one_run(args, server, workload, params, log_dir):
     """Fresh redis-server + server (+ echo service): one generator run. Returns its result."""
     secret = "bench-" + secrets.token_hex(16)
-    redis = RedisServer()
+    module = redis_module_for(args, server)
+    redis = RedisServer(module=module)
     procs = []
     try:
         redis.start()
@@ -230,6 +237,12 @@ def one_run(args, server, workload, params, log_dir):
             params = dict(params, **{"publish-via": "fcall"})
         result = run_load(args.load, workload, port, secret, server, srv.pid, redis.port,
                           params, args.client_cpus, log_dir, redis_pid=redis.proc.pid)
+        result["redis_module"] = module
+        result["load_1m"] = os.getloadavg()[0]  # the machine is shared: how busy it was
+        # Redis's CPU time per acknowledged command (redis_cpu is a fraction of one core).
+        if workload == "ingress" and result.get("acks_per_s") and \
+                isinstance(result.get("redis_cpu"), (int, float)):
+            result["redis_us_per_ack"] = result["redis_cpu"] * 1e6 / result["acks_per_s"]
         if srv.proc.poll() is not None:
             result["ok"] = False
             result["server_died"] = srv.proc.returncode
@@ -243,6 +256,14 @@ def one_run(args, server, workload, params, log_dir):
         for p in reversed(procs):
             p.stop()
         redis.close()
+
+
+def redis_module_for(args, server):
+    """The Redis module `server`'s redis-server loads: the gatehouse module for the gatehouse
+    servers not named by --no-module, none for the Node peer."""
+    if server == "node" or server in args.no_module or not args.redis_module:
+        return None
+    return args.redis_module
 
 
 def spread(values):
@@ -439,6 +460,14 @@ def parse_args(argv=None):
     ap.add_argument("--variant", action="append", default=[], metavar='NAME="FLAGS"',
                     help="this gatehouse build with extra server flags, run as the server NAME "
                          "(repeatable; list NAME in --servers), e.g. off=\"--dedupe-window 0\"")
+    ap.add_argument("--redis-module", default=None, metavar="PATH",
+                    help="the gatehouse Redis module the gatehouse servers' redis-server loads "
+                         "(default: redis_module/gatehouse_redis.so of --gatehouse's build when "
+                         "it exists; `none`: no module)")
+    ap.add_argument("--no-module", action="append", default=[], metavar="NAME",
+                    help="run server NAME (a gatehouse build or a --variant) on a redis-server "
+                         "without the module (repeatable, or comma-separated): its gateway "
+                         "appends through FCALL gatehouse_append")
     ap.add_argument("--rates", default=None,
                     help="roundtrip offered loads, commands/s (default 1000,2500,5000,10000,"
                          "20000; --quick 1000,5000)")
@@ -487,6 +516,23 @@ def parse_args(argv=None):
         ap.error("server baseline needs --baseline PATH")
     if args.baseline:
         args.baseline = os.path.abspath(args.baseline)
+    if args.redis_module is None:
+        # <build>/server/gatehouse-server -> <build>/redis_module/gatehouse_redis.so
+        beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(args.gatehouse))),
+                              "redis_module", "gatehouse_redis.so")
+        args.redis_module = beside if os.path.exists(beside) else ""
+    elif args.redis_module in ("", "none"):
+        args.redis_module = ""
+    else:
+        args.redis_module = os.path.abspath(args.redis_module)  # redis-server has its own cwd
+        if not os.path.exists(args.redis_module):
+            ap.error(f"--redis-module {args.redis_module}: no such file")
+    args.no_module = [n for v in args.no_module for n in v.split(",") if n]
+    for n in args.no_module:
+        if n not in args.servers:
+            ap.error(f"--no-module {n}: not one of --servers")
+        if n == "node":
+            ap.error("--no-module node: the Node peer's Redis never loads the module")
     if args.reps < 1:
         ap.error("--reps must be >= 1")
     args.rates = ([int(x) for x in args.rates.split(",")] if args.rates
@@ -529,6 +575,8 @@ def main(argv=None):
     log(f"results in {out_dir}; gatehouse --threads {args.threads} on cpus {args.server_cpus}, "
         f"node on {args.node_cpus}, generator+redis+echo on {args.client_cpus}; "
         f"{len(plan)} workloads x {len(args.servers)} servers x {args.reps} reps")
+    log("redis module: " + (args.redis_module or "none") +
+        (f" (not for {','.join(args.no_module)})" if args.no_module and args.redis_module else ""))
     results = []
     raw_path = os.path.join(out_dir, "raw.jsonl")
     with open(raw_path, "w") as raw:
@@ -549,7 +597,9 @@ def main(argv=None):
                     raw.flush()
                     head = HEADLINE[workload][0][0]
                     log(f"rep {rep + 1}/{args.reps} {workload:9s} {server:9s} "
-                        f"{head}={fmt(r.get(head))} ok={r.get('ok')}"
+                        f"{head}={fmt(r.get(head))} ok={r.get('ok')} "
+                        f"module={'yes' if r.get('redis_module') else 'no'} "
+                        f"load={fmt(r.get('load_1m'))}"
                         + (f" error={r['error'][:200]}" if "error" in r else ""))
 
     summary = summarise(results, args.servers)
@@ -559,7 +609,8 @@ def main(argv=None):
                    "threads": args.threads, "server_cpus": args.server_cpus,
                    "node_cpus": args.node_cpus, "client_cpus": args.client_cpus,
                    "servers": args.servers, "gatehouse": args.gatehouse,
-                   "baseline": args.baseline, "summary": summary}, f, indent=2)
+                   "baseline": args.baseline, "redis_module": args.redis_module or None,
+                   "no_module": args.no_module, "summary": summary}, f, indent=2)
     with open(os.path.join(out_dir, "table.txt"), "w") as f:
         f.write(text + "\n")
     png = plot(summary, args.servers, out_dir) if "roundtrip" in args.workloads else None
