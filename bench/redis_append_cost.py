@@ -69,6 +69,7 @@ MODULE_CASES = [
     ("GATEHOUSE.APPEND, 1 command", 1, append_call(1, "8:bench-p7:c__rand_int__", True)),
     ("GATEHOUSE.APPEND, 16 commands", 16, append_call(16, "8:bench-p7:c__rand_int__", True)),
     ("GATEHOUSE.APPEND, 64 commands", 64, append_call(64, "8:bench-p7:c__rand_int__", True)),
+    ("  64 gateway-assigned ids (module)", 64, append_call(64, "", True)),
     ("  64 duplicates (module)", 64, append_call(64, "8:bench-p7:dup", True)),
 ]
 
