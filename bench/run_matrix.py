@@ -16,7 +16,7 @@ single core, so the comparison is per core; what runs on core 0 is the same for 
 
     bench/run_matrix.py [--reps 3] [--quick] [--threads 1] [--workloads a,b] [--servers a,b]
                         [--baseline OTHER/gatehouse-server] [--variant NAME="FLAGS"]...
-                        [--redis-module PATH|none] [--no-module NAME]...
+                        [--redis-module PATH|none] [--no-module NAME]... [--ratio A/B]...
 
 The redis-server of every gatehouse server (gatehouse, baseline, logged, the variants) loads
 the gatehouse Redis module (redis_module/, GATEHOUSE.APPEND) when it is built, unless that
@@ -305,7 +305,7 @@ def paired(results, key, a, b, field):
             "per_rep": per_rep}
 
 
-def summarise(results, servers):
+def summarise(results, servers, extra=()):
     """{key: {server: {field: {median, spread_pct}}, ratio: {...}, paired: {...}}}.
 
     key = workload[@rate]. `ratio` is {"gatehouse/OTHER": {field: ratio of the medians}};
@@ -325,7 +325,7 @@ def summarise(results, servers):
                 if vals:
                     entry[server][field] = {"median": statistics.median(vals),
                                             "spread_pct": spread(vals)}
-        for a, b in ratio_pairs(servers):
+        for a, b in ratio_pairs(servers, extra):
             if a not in entry or b not in entry:
                 continue
             name = f"{a}/{b}"
@@ -343,12 +343,14 @@ def summarise(results, servers):
     return out
 
 
-def ratio_pairs(servers):
-    """(gatehouse, other) for every other server in the run; with no gatehouse, first ÷ rest."""
+def ratio_pairs(servers, extra=()):
+    """(gatehouse, other) for every other server in the run; with no gatehouse, first ÷ rest;
+    then the --ratio pairs."""
     if not servers:
         return []
     first = "gatehouse" if "gatehouse" in servers else servers[0]
-    return [(first, s) for s in servers if s != first]
+    pairs = [(first, s) for s in servers if s != first]
+    return pairs + [p for p in extra if p not in pairs]
 
 
 def fmt(v):
@@ -361,9 +363,9 @@ def fmt(v):
     return f"{v:.2f}"
 
 
-def table(summary, servers):
+def table(summary, servers, extra=()):
     rows = []
-    pairs = ratio_pairs(servers)
+    pairs = ratio_pairs(servers, extra)
     head = ["workload", "figure"] + [f"{s} (spread)" for s in servers]
     for a, b in pairs:
         head.append(f"{a}/{b} paired (range)")
@@ -468,6 +470,9 @@ def parse_args(argv=None):
                     help="run server NAME (a gatehouse build or a --variant) on a redis-server "
                          "without the module (repeatable, or comma-separated): its gateway "
                          "appends through FCALL gatehouse_append")
+    ap.add_argument("--ratio", action="append", default=[], metavar="A/B",
+                    help="also the paired ratio of server A to server B (repeatable), e.g. "
+                         "off/node next to the gatehouse/OTHER ones")
     ap.add_argument("--rates", default=None,
                     help="roundtrip offered loads, commands/s (default 1000,2500,5000,10000,"
                          "20000; --quick 1000,5000)")
@@ -527,6 +532,12 @@ def parse_args(argv=None):
         args.redis_module = os.path.abspath(args.redis_module)  # redis-server has its own cwd
         if not os.path.exists(args.redis_module):
             ap.error(f"--redis-module {args.redis_module}: no such file")
+    args.ratios = []
+    for v in args.ratio:
+        a, slash, b = v.partition("/")
+        if not slash or a not in args.servers or b not in args.servers or a == b:
+            ap.error(f"--ratio {v}: A/B with two different servers of --servers")
+        args.ratios.append((a, b))
     args.no_module = [n for v in args.no_module for n in v.split(",") if n]
     for n in args.no_module:
         if n not in args.servers:
@@ -602,8 +613,8 @@ def main(argv=None):
                         f"load={fmt(r.get('load_1m'))}"
                         + (f" error={r['error'][:200]}" if "error" in r else ""))
 
-    summary = summarise(results, args.servers)
-    text = table(summary, args.servers)
+    summary = summarise(results, args.servers, args.ratios)
+    text = table(summary, args.servers, args.ratios)
     with open(os.path.join(out_dir, "summary.json"), "w") as f:
         json.dump({"started_utc": stamp, "reps": args.reps, "quick": args.quick,
                    "threads": args.threads, "server_cpus": args.server_cpus,
