@@ -15,9 +15,16 @@
 // as name value ... Answers one element per command: a fresh entry's id as a bulk string, a
 // duplicate's first id as a status reply.
 //
-// Writes go through RedisModule_Call with '!', so replicas and the AOF get what the function
-// would have propagated: each XADD with the id it was given, one HSET, the UNLINK and the
-// EXPIREAT.
+// Replicas and the AOF get what the function would have propagated: each entry as the XADD of
+// the id it was given (RedisModule_Replicate), then the XTRIM, HSET, UNLINK and EXPIREAT, which
+// go through RedisModule_Call with '!'.
+//
+// What a fresh command still costs Redis (bench/redis_append_cost.py: about 1.1x a pipelined
+// plain XADD, which parses more arguments): half of it is the window hash, its lookup, its
+// insert and the incremental rehashing of a hash of millions of pairs, as in the function;
+// about a tenth is RedisModule_Replicate (a command lookup and an argv per entry), paid even
+// when nothing is propagated, since the module API cannot tell (and it is what counts the
+// entries as changes for the RDB save points).
 
 #include <algorithm>
 #include <charconv>
