@@ -344,6 +344,14 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
     std::vector<RedisModuleString*>& hset = scratch->hset;  // current, pair, id, ...
     hset.clear();
     hset.push_back(current);
+    std::size_t appended = 0;
+    // Keyspace notifications only once the key is closed: a module subscribed to stream events
+    // may write or delete the stream from its callback, which would leave `key` pointing at a
+    // freed object (RedisModule_StreamAdd then reads and writes freed memory).
+    const auto notify = [&] {
+        for (std::size_t n = 0; n < appended; ++n)
+            RedisModule_NotifyKeyspaceEvent(ctx, REDISMODULE_NOTIFY_STREAM, "xadd", stream);
+    };
     for (std::size_t i = 0; i < commands.size(); ++i) {
         if (!answers[i].fresh) continue;
         const command& c = commands[i];
@@ -367,19 +375,21 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
             // after the function's failing redis.call; the gateway answers every command of the
             // call with an error.
             RedisModule_CloseKey(key);
+            notify();
             return done(RedisModule_ReplyWithError(ctx, "ERR gatehouse_append: XADD refused"));
         }
         RedisModuleString* id = id_string(ctx, added);
         answers[i].id = id;
         entry[1] = id;
         RedisModule_Replicate(ctx, "XADD", "v", entry.data(), entry.size());
-        RedisModule_NotifyKeyspaceEvent(ctx, REDISMODULE_NOTIFY_STREAM, "xadd", stream);
+        ++appended;
         if (!view(argv[c.at]).empty()) {
             hset.push_back(argv[c.at]);
             hset.push_back(id);
         }
     }
     RedisModule_CloseKey(key);  // wakes the consumers blocked on the stream
+    notify();
     RedisModule_SignalModifiedKey(ctx, stream);
     if (trimmed) {
         // One approximate trim per call rather than per entry: the same bound, and XTRIM
@@ -409,6 +419,16 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
 }
 
 }  // namespace
+
+// MODULE UNLOAD: the strings made at load (the next load makes its own).
+extern "C" __attribute__((visibility("default"))) int RedisModule_OnUnload(
+    RedisModuleCtx* /*ctx*/) {
+    for (RedisModuleString*& s : names) RedisModule_FreeString(nullptr, s);
+    for (RedisModuleString** s : {&gateway_id_name, &maxlen_name, &approx, &auto_id}) {
+        RedisModule_FreeString(nullptr, *s);
+    }
+    return REDISMODULE_OK;
+}
 
 extern "C" __attribute__((visibility("default"))) int RedisModule_OnLoad(
     RedisModuleCtx* ctx, RedisModuleString** /*argv*/, int /*argc*/) {
