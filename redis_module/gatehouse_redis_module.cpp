@@ -435,6 +435,14 @@ extern "C" __attribute__((visibility("default"))) int RedisModule_OnLoad(
     if (RedisModule_Init(ctx, "gatehouse", 1, REDISMODULE_APIVER_1) == REDISMODULE_ERR) {
         return REDISMODULE_ERR;
     }
+    // Redis 7.0 or later: before 6.2 RedisModule_StreamAdd is missing (a call would jump to a
+    // null pointer), and before 7.0 what RedisModule_Replicate propagates follows what
+    // RedisModule_Call('!') does, so replicas and the AOF would get the XTRIM before the XADDs.
+    if (RedisModule_StreamAdd == nullptr || RedisModule_GetServerVersion == nullptr ||
+        RedisModule_GetServerVersion() < 0x00070000) {
+        RedisModule_Log(ctx, "warning", "the gatehouse module needs Redis 7.0 or later");
+        return REDISMODULE_ERR;
+    }
     for (int v = 0; v < values_per_command; ++v) {
         names[v] = RedisModule_CreateString(nullptr, value_names[v], std::strlen(value_names[v]));
     }
