@@ -46,6 +46,7 @@ namespace {
 
 constexpr int head_args = 5;  // GATEHOUSE.APPEND stream window maxlen gateway_id
 constexpr int values_per_command = 8;
+constexpr long long max_window = 1000000000;  // seconds, some 31 years
 
 // The names of the fields every entry carries, in the order of the values sent; created once.
 const char* const value_names[values_per_command] = {
@@ -72,12 +73,16 @@ bool to_count(RedisModuleString* s, long long& out) {
 }
 
 // The leading decimal digits of an entry id: its milliseconds; -1 when there are none.
+// Leading zeros do not count towards the 18 digits read (as for Lua's tonumber).
 long long id_ms(std::string_view id) {
-    long long ms = 0;
     std::size_t i = 0;
-    for (; i < id.size() && id[i] >= '0' && id[i] <= '9' && i < 18; ++i)
+    while (i < id.size() && id[i] == '0') ++i;
+    const bool zeros = i > 0;
+    long long ms = 0;
+    std::size_t digits = 0;
+    for (; i < id.size() && id[i] >= '0' && id[i] <= '9' && digits < 18; ++i, ++digits)
         ms = ms * 10 + (id[i] - '0');
-    return i == 0 ? -1 : ms;
+    return zeros || digits > 0 ? ms : -1;
 }
 
 // `<stream>:dedupe:<window>`, the key of a window's hash (formatted by hand: with printf, the
@@ -207,11 +212,21 @@ void reply(RedisModuleCtx* ctx, const std::vector<answer>& answers) {
 
 int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
     long long window = 0;
-    if (argc < head_args || !to_count(argv[2], window) || window < 1) {
+    // At most max_window: the gateway's own bound is a day, and with it no time below (the
+    // window in ms, the EXPIREAT) can overflow or be refused.
+    if (argc < head_args || !to_count(argv[2], window) || window < 1 || window > max_window) {
         return RedisModule_ReplyWithError(
             ctx,
             "ERR usage: GATEHOUSE.APPEND <stream> <window> <maxlen> <gateway_id> "
             "(<pair> <extra> <8 values> [name value]...)...");
+    }
+    // The window hashes are not declared keys (nor are they the function's): in a cluster they
+    // could live on another node's slots.
+    if ((RedisModule_GetContextFlags(ctx) & REDISMODULE_CTX_FLAGS_CLUSTER) != 0) {
+        return RedisModule_ReplyWithError(
+            ctx,
+            "ERR GATEHOUSE.APPEND does not support Redis Cluster (its window hashes are "
+            "not declared keys)");
     }
     RedisModuleString* stream = argv[1];
     RedisModuleString* maxlen = argv[3];

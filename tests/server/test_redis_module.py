@@ -353,14 +353,16 @@ class Differential(unittest.TestCase):
         planted = {w - 1: {"4:prev:ok": f"{now - 3000}-0", "4:prev:old": f"{now - 15000}-0",
                            "4:prev:bad": "not-an-id"},
                    w: {"4:curr:old": f"{now - 12000}-5", "4:curr:ok": f"{now - 100}-7",
-                       "4:curr:crlf": f"{now - 200}-1\r\n:1", "\0:nul": f"{now - 300}-2"}}
+                       "4:curr:crlf": f"{now - 200}-1\r\n:1", "\0:nul": f"{now - 300}-2",
+                       # 21 leading zeros: Lua's tonumber reads past them, so must the module
+                       "4:curr:zeros": "0" * 21 + f"{now - 50}-3"}}
         for _, _, rc in self.sides:
             for k, kv in planted.items():
                 rc.hset(f"{stream}:dedupe:{k}", mapping=kv)
         pairs = ["4:prev:ok", "4:prev:old", "4:prev:bad", "4:curr:old", "4:curr:ok",
-                 "4:curr:crlf", "\0:nul"]  # (a pair is bytes: a NUL is no end)
+                 "4:curr:crlf", "\0:nul", "4:curr:zeros"]  # (a pair is bytes: a NUL is no end)
         fn, mod = self.both(stream, window, 0, [cmd(pr, i) for i, pr in enumerate(pairs)])
-        kinds = [Status, bytes, bytes, bytes, Status, Status, Status]
+        kinds = [Status, bytes, bytes, bytes, Status, Status, Status, Status]
         self.assertEqual([type(e) for e in fn], kinds, fn)
         self.assertEqual([type(e) for e in mod], kinds, mod)
         # A status line cannot hold CR or LF: a planted one comes back as spaces, as Redis
@@ -463,6 +465,20 @@ class Errors(unittest.TestCase):
             with self.subTest(head=head):
                 fn, mod = self.compare(head, good if len(head) == 4 else [])
                 self.assertIsInstance(mod, ErrorReply)
+
+    def test_window_past_its_bound(self):
+        """A window over 10^9 s (the gateway's bound is a day) is a usage error for the module,
+        before anything is written, and Redis stays up (the function takes it)."""
+        stream = "gh:bigwindow:" + h.secrets.token_hex(4)
+        for window in ("1000000001", "9223372036854775807"):
+            answer = self.conn.call(*append_argv(True, stream, window, 0,
+                                                 [cmd(pair_of("w"), 1)]))
+            self.assertIsInstance(answer, ErrorReply)
+            self.assertTrue(answer.startswith(b"ERR usage"), answer)
+        self.assertEqual(self.r.exists(stream), 0)
+        ok = self.conn.call(*append_argv(True, stream, "1000000000", 0, [cmd(pair_of("w"), 1)]))
+        self.assertIsInstance(ok[0], bytes)
+        self.assertEqual(self.conn.call("PING"), Status(b"PONG"))
 
     def test_bad_command_counts(self):
         v = values(1)
