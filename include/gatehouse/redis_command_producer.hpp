@@ -77,6 +77,9 @@ struct redis_command_producer_stats {
     /// command (found at the last connect and not found missing since); false while by the
     /// function, by plain XADD, or with `dedupe_window` 0.
     bool append_module = false;
+    /// Times a batch waited for older calls still to be resent another way (the module or the
+    /// library found missing with calls of it unanswered), so as not to overtake them.
+    std::uint64_t batches_deferred = 0;
 };
 
 /// A `command_bus` on one Redis server: one connection carries every `XADD`, pipelined (many
@@ -87,24 +90,24 @@ struct redis_command_producer_stats {
 /// Commands: `append` sends `XADD <stream> [MAXLEN ~ N] * type .. payload .. codec ..
 /// correlation_id .. player_id .. connection_id .. gateway_id .. client .. ts_ms ..`
 /// (plus `payload_codec` and `traceparent` when the envelope has them) and reports the entry id
-/// Redis answered. While `dedupe_window` is above 0 and the library (or the gatehouse Redis
-/// module) is loaded, every command (those with a gateway-assigned correlation id too, so that a
-/// connection's commands stay in order) is queued instead and sent in batches, up to 256 commands
-/// per call, as `GATEHOUSE.APPEND <stream> <dedupe_window> <maxlen> <gateway_id>` when Redis has
-/// the gatehouse Redis module (asked with `COMMAND INFO` at every connect; a call it answers as an
-/// unknown command is resent through the function, used from then on until a reconnect finds the
-/// module again), else as `FCALL gatehouse_append 1 <stream> <dedupe_window> <maxlen>
-/// <gateway_id>`; either followed by, per command,
-/// its pair (`<len>:<player_id>:<correlation_id>`, empty for a gateway-assigned id, which is
-/// never looked up), the count of its extra arguments, the values of the fields above and
-/// its extra fields (docs/protocol.md 6.5, docs/redis.md): Redis appends each command and remembers
-/// its pair for `dedupe_window` seconds, or answers the entry id of the first append when the
-/// pair is remembered, in the same round trip; `done` gets that id either way. With
-/// `dedupe_window` 0, or while the library is not loaded, every command is a plain XADD.
-/// While the connection is down it fails at once with `errc::bus_unavailable`;
-/// commands in flight when the link breaks fail with it too (Redis may or may not have
-/// appended them: an error never means "certainly not on the stream", only an ack means
-/// "certainly on it").
+/// Redis answered. While `dedupe_window` is above 0, every command (those with a gateway-assigned
+/// correlation id too, so that a connection's commands stay in order) is queued instead and sent in
+/// batches, up to 256 commands per call, as `GATEHOUSE.APPEND <stream> <dedupe_window> <maxlen>
+/// <gateway_id>` when Redis has the gatehouse Redis module (asked with `COMMAND INFO` at every
+/// connect; a call it answers as an unknown command is resent through the function, used from then
+/// on until a reconnect finds the module again), else as `FCALL gatehouse_append 1 <stream>
+/// <dedupe_window> <maxlen> <gateway_id>`; either followed by, per command, its pair
+/// (`<len>:<player_id>:<correlation_id>`, empty for a gateway-assigned id, which is never looked
+/// up), the count of its extra arguments, the values of the fields above and its extra fields
+/// (docs/protocol.md 6.5, docs/redis.md): Redis appends each command and remembers its pair for
+/// `dedupe_window` seconds, or answers the entry id of the first append when the pair is
+/// remembered, in the same round trip; `done` gets that id either way. With `dedupe_window` 0 every
+/// command is a plain XADD; while neither the module nor the library is there, the batches are sent
+/// as plain XADDs (not de-duplicated). A batch never overtakes an older call that is still being
+/// resent another way, so a connection's commands keep their order on the stream. While the
+/// connection is down it fails at once with `errc::bus_unavailable`; commands in flight when the
+/// link breaks fail with it too (Redis may or may not have appended them: an error never means
+/// "certainly not on the stream", only an ack means "certainly on it").
 ///
 /// Update log: at every connect, before `connected()` turns true, the connection runs
 /// `FUNCTION LOAD REPLACE` with the `gatehouse` library (docs/redis.md), its log size and TTL

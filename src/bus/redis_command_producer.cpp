@@ -106,9 +106,10 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     asio::steady_timer retry;
     r::backoff reconnect_backoff;
     bool ever_up = false;
-    // GATEHOUSE.APPEND calls not answered yet, and whether a batch waits for them to be (see
-    // send_batch).
+    // GATEHOUSE.APPEND and FCALL gatehouse_append calls not answered yet, and whether a batch
+    // waits for them to be (see send_batch).
     std::size_t module_calls_in_flight = 0;
+    std::size_t function_calls_in_flight = 0;
     bool batch_deferred = false;
 
     // wait_connected().
@@ -116,7 +117,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     mutable std::condition_variable state_changed;
 
     std::atomic<std::uint64_t> appended{0}, append_failures{0}, reconnects{0}, reply_errors{0},
-        duplicates{0};
+        duplicates{0}, batches_deferred{0};
     // Every command's round trip on the connection (each new connection is given it).
     const std::shared_ptr<metric_histogram> roundtrip = std::make_shared<metric_histogram>();
 
@@ -313,23 +314,48 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
         };
     }
 
+    // On the I/O thread: whether calls in flight may still be resent by a path that is no
+    // longer the current one: GATEHOUSE.APPEND calls while the module is found missing (resent
+    // through the function, or as plain XADDs), FCALL calls while neither the module nor the
+    // library is there (resent as plain XADDs). A newer command sent before their answers would
+    // land on the stream before them.
+    bool resends_pending(bool module, bool has_library) const {
+        return (!module && module_calls_in_flight > 0) ||
+               (!module && !has_library && function_calls_in_flight > 0);
+    }
+
     // On the I/O thread: everything queued, as `GATEHOUSE.APPEND`s or `FCALL
-    // gatehouse_append`s, pipelined like any command.
+    // gatehouse_append`s, pipelined like any command; with neither the module nor the library
+    // (de-duplication cannot be had), as the plain XADDs append() sends with the window 0. Every
+    // command takes this path while the window is above 0, so that a connection's commands keep
+    // their order on the stream whichever way each is appended.
     void send_batch() {
         const bool module = append_module.load(std::memory_order_acquire);
-        if (!module && module_calls_in_flight > 0) {
-            // GATEHOUSE.APPEND was found missing with calls of it unanswered, each to be resent
-            // through the function when its answer comes: what waits goes after them, so that a
-            // connection's commands keep their order on the stream.
+        const bool has_library = library_loaded.load(std::memory_order_acquire);
+        if (resends_pending(module, has_library)) {
+            // What waits goes after the calls that may still be resent (see send_call).
             batch_deferred = true;
+            batches_deferred.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        auto taken = batch.take();
-        // Kept until the calls are answered: a call that found the module or the library
-        // missing is resent.
-        const auto bytes = std::make_shared<const std::string>(std::move(taken.bytes));
-        const auto via = module ? r::append_via::module : r::append_via::function;
-        for (const auto& call : taken.calls) send_call(bytes, call, via);
+        for (;;) {
+            auto taken = batch.take();
+            // Kept until the calls are answered: a call that found the module or the library
+            // missing is resent.
+            const auto bytes = std::make_shared<const std::string>(std::move(taken.bytes));
+            if (module || has_library) {
+                const auto via = module ? r::append_via::module : r::append_via::function;
+                for (const auto& call : taken.calls) send_call(bytes, call, via);
+                return;
+            }
+            bool due = false;
+            for (const auto& call : taken.calls) {
+                resend_plain(std::string_view(*bytes).substr(call.from, call.to - call.from),
+                             *call.handlers);
+                due = batch.answered() || due;
+            }
+            if (!due) return;  // else more waited than one take() carries
+        }
     }
 
     // On the I/O thread: one call of a batch; it counts as in flight until its answer ran.
@@ -337,18 +363,28 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                    const r::append_batch::call& call, r::append_via via) {
         const auto format = [&](std::string& out) { batch.format_call(out, *bytes, call, via); };
         std::weak_ptr<state> weak = shared_from_this();
-        if (via == r::append_via::module) ++module_calls_in_flight;
+        ++(via == r::append_via::module ? module_calls_in_flight : function_calls_in_flight);
         send(format, [weak, bytes, call, via](std::error_code ec, const r::reply& reply) {
             auto self = weak.lock();
             const auto& handlers = call.handlers;
             // Every answer runs on the I/O thread (or in close_now, on it too).
             bool due = false;  // a batch waits for this answer
-            if (self && via == r::append_via::module) --self->module_calls_in_flight;
+            if (self) {
+                --(via == r::append_via::module ? self->module_calls_in_flight
+                                                : self->function_calls_in_flight);
+            }
             if (self && via == r::append_via::module && r::module_missing(ec, reply)) {
                 // Certainly not appended: nothing of the call ran. Resent as the same call
-                // through the function, which stays in flight in its place.
+                // through the function, which stays in flight in its place, or, without the
+                // library, as plain XADDs.
                 self->module_missing();
-                self->send_call(bytes, call, r::append_via::function);
+                if (self->library_loaded.load(std::memory_order_acquire)) {
+                    self->send_call(bytes, call, r::append_via::function);
+                } else {
+                    self->resend_plain(
+                        std::string_view(*bytes).substr(call.from, call.to - call.from), *handlers);
+                    due = self->batch.answered();
+                }
             } else if (self && r::function_missing(ec, reply)) {
                 // Certainly not appended: nothing of the call ran.
                 self->library_missing();
@@ -372,7 +408,9 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                 r::answer_appends(ec, reply, *handlers);
             }
             if (!self) return;
-            if (self->batch_deferred && self->module_calls_in_flight == 0) {
+            if (self->batch_deferred &&
+                !self->resends_pending(self->append_module.load(std::memory_order_acquire),
+                                       self->library_loaded.load(std::memory_order_acquire))) {
                 self->batch_deferred = false;
                 due = true;
             }
@@ -551,9 +589,10 @@ void redis_command_producer::append(const envelope& command, append_handler done
     // De-duplication on (docs/protocol.md 6.5): the check and the append are one function call,
     // atomic in Redis, batched with the other commands waiting (see queue_batched). Only a
     // client's own correlation id is looked up: gateway-made ids are unique, their pair is
-    // sent empty. With the window 0, or with neither the module nor the library, a plain XADD.
-    if (s.options.dedupe_window.count() > 0 && (s.append_module.load(std::memory_order_acquire) ||
-                                                s.library_loaded.load(std::memory_order_acquire))) {
+    // sent empty. With neither the module nor the library, the batch is sent as plain XADDs
+    // (not de-duplicated), still in order after any older call being resent (send_batch).
+    // With the window 0, a plain XADD.
+    if (s.options.dedupe_window.count() > 0) {
         // Values only: GATEHOUSE.APPEND and gatehouse_append write the names (and the
         // gateway_id) themselves.
         const std::size_t extra = fields - 18;
@@ -665,6 +704,7 @@ redis_command_producer_stats redis_command_producer::stats() const noexcept {
     out.reconnects = s.reconnects.load(std::memory_order_relaxed);
     out.duplicates = s.duplicates.load(std::memory_order_relaxed);
     out.append_module = s.append_module.load(std::memory_order_relaxed);
+    out.batches_deferred = s.batches_deferred.load(std::memory_order_relaxed);
     return out;
 }
 

@@ -107,6 +107,98 @@ long long module_calls(sync_client& redis) {
                       std::string_view("cmdstat_gatehouse.append:calls=").size());
 }
 
+// Four players, each sending numbered commands with at most `window` unanswered, until stop();
+// with `retries`, every tenth retries the one five before it.
+class player_traffic {
+public:
+    static constexpr int threads = 4;
+    struct sender {
+        std::mutex m;
+        std::vector<std::string> ids;  // by command number
+        std::atomic<int> sent{0}, answered{0};
+    };
+
+    player_traffic(redis_command_producer& producer, int window, bool retries) : senders_(threads) {
+        for (int t = 0; t < threads; ++t) {
+            workers_.emplace_back(
+                [this, &producer, window, retries, t] { run(producer, window, retries, t); });
+        }
+    }
+    ~player_traffic() { stop(); }
+    player_traffic(const player_traffic&) = delete;
+    player_traffic& operator=(const player_traffic&) = delete;
+
+    void stop() {
+        stop_.store(true);
+        for (auto& w : workers_) w.join();
+        workers_.clear();
+    }
+    int answered() const { return answered_total_.load(); }
+    int failures() const { return failures_.load(); }
+    bool all_answered() {
+        return std::all_of(senders_.begin(), senders_.end(),
+                           [](const sender& s) { return s.answered.load() == s.sent.load(); });
+    }
+    std::vector<sender>& senders() { return senders_; }
+
+private:
+    void run(redis_command_producer& producer, int window, bool retries, int t) {
+        auto& me = senders_[static_cast<std::size_t>(t)];
+        const std::string player = "p" + std::to_string(t);
+        for (int n = 0; !stop_.load() && n < 20000; ++n) {
+            while (me.sent.load() - me.answered.load() >= window && !stop_.load()) {
+                std::this_thread::sleep_for(100us);
+            }
+            const int of = retries && n % 10 == 9 ? n - 5 : n;
+            {
+                std::lock_guard<std::mutex> lock(me.m);
+                me.ids.emplace_back();
+            }
+            me.sent.fetch_add(1);
+            producer.append(command(player, "c-" + std::to_string(of)),
+                            [this, &me, n](std::error_code ec, std::string_view id) {
+                                if (ec) failures_.fetch_add(1);
+                                {
+                                    std::lock_guard<std::mutex> lock(me.m);
+                                    me.ids[static_cast<std::size_t>(n)] = std::string(id);
+                                }
+                                me.answered.fetch_add(1);
+                                answered_total_.fetch_add(1);
+                            });
+        }
+    }
+
+    std::vector<sender> senders_;
+    std::vector<std::thread> workers_;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> answered_total_{0}, failures_{0};
+};
+
+// Traffic, MODULE UNLOAD once 1000 commands were answered, traffic going on through it for
+// 2000 more; then every command answered. The threads are joined, and the producer closed,
+// before what the handlers touch goes, also when a REQUIRE fails.
+void unload_mid_traffic(const redis_server& server, redis_command_producer& producer,
+                        player_traffic& traffic) {
+    struct at_exit {
+        player_traffic& traffic;
+        redis_command_producer& producer;
+        ~at_exit() {
+            traffic.stop();
+            producer.close();
+        }
+    } finish{traffic, producer};
+    REQUIRE(eventually([&] { return traffic.answered() >= 1000; }));
+    {
+        sync_client redis(server);
+        REQUIRE(redis.run({"MODULE", "UNLOAD", "gatehouse"})->type == REDIS_REPLY_STATUS);
+    }
+    const int at_unload = traffic.answered();
+    const bool more = eventually([&] { return traffic.answered() >= at_unload + 2000; });
+    traffic.stop();
+    REQUIRE(more);
+    REQUIRE(eventually([&] { return traffic.all_answered(); }));
+}
+
 }  // namespace
 
 TEST_CASE("redis_bus: with the gatehouse module, GATEHOUSE.APPEND de-duplicates retries",
@@ -146,80 +238,15 @@ TEST_CASE(
     REQUIRE(producer.wait_connected(5000ms));
     REQUIRE(producer.stats().append_module);
 
-    // Each thread is one player sending numbered commands, at most 256 unanswered (many calls in
-    // flight when the module goes); every tenth retries the one five before it, which must get that
-    // one's id.
-    constexpr int threads = 4;
-    constexpr int window = 256;
-    std::atomic<bool> stop{false};
-    std::atomic<int> answered_total{0}, failures{0};
-    struct sender {
-        std::mutex m;
-        std::vector<std::string> ids;  // by command number
-        std::atomic<int> sent{0}, answered{0};
-    };
-    std::vector<sender> senders(threads);
-    std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t) {
-        workers.emplace_back([&, t] {
-            auto& me = senders[static_cast<std::size_t>(t)];
-            const std::string player = "p" + std::to_string(t);
-            for (int n = 0; !stop.load() && n < 20000; ++n) {
-                while (me.sent.load() - me.answered.load() >= window && !stop.load()) {
-                    std::this_thread::sleep_for(100us);
-                }
-                const int of = n % 10 == 9 ? n - 5 : n;
-                {
-                    std::lock_guard<std::mutex> lock(me.m);
-                    me.ids.emplace_back();
-                }
-                me.sent.fetch_add(1);
-                producer.append(command(player, "c-" + std::to_string(of)),
-                                [&, n](std::error_code ec, std::string_view id) {
-                                    if (ec) failures.fetch_add(1);
-                                    {
-                                        std::lock_guard<std::mutex> lock(me.m);
-                                        me.ids[static_cast<std::size_t>(n)] = std::string(id);
-                                    }
-                                    me.answered.fetch_add(1);
-                                    answered_total.fetch_add(1);
-                                });
-            }
-        });
-    }
-    const auto stop_all = [&] {
-        stop.store(true);
-        for (auto& w : workers) w.join();
-        workers.clear();
-    };
-    // Also when a REQUIRE fails: the threads joined, then every command still in flight
-    // answered (close()) while what its handler touches is still alive.
-    struct at_exit {
-        std::function<void()> run;
-        ~at_exit() { run(); }
-    } finish{[&] {
-        stop_all();
-        producer.close();
-    }};
-    REQUIRE(eventually([&] { return answered_total.load() >= 1000; }));
-    {
-        sync_client redis(server);
-        REQUIRE(redis.run({"MODULE", "UNLOAD", "gatehouse"})->type == REDIS_REPLY_STATUS);
-    }
-    const int at_unload = answered_total.load();
-    const bool more = eventually([&] { return answered_total.load() >= at_unload + 2000; });
-    stop_all();
-    REQUIRE(more);
-    REQUIRE(eventually([&] {
-        for (auto& s : senders) {
-            if (s.answered.load() != s.sent.load()) return false;
-        }
-        return true;
-    }));
+    // 1024 commands unanswered at most: calls in flight below the cap of 16, so that commands
+    // arriving between the answers of the module's calls are sent at once, through the function
+    // when no call of the module is left unanswered, else after them (a deferred batch).
+    player_traffic traffic(producer, 256, true);
+    unload_mid_traffic(server, producer, traffic);
 
-    CHECK(failures.load() == 0);
+    CHECK(traffic.failures() == 0);
     std::size_t fresh = 0;
-    for (auto& s : senders) {
+    for (auto& s : traffic.senders()) {
         std::lock_guard<std::mutex> lock(s.m);
         const auto& ids = s.ids;
         for (std::size_t n = 0; n < ids.size(); ++n) {
@@ -240,6 +267,44 @@ TEST_CASE(
     sync_client redis(server);
     CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(fresh));
     CHECK_FALSE(producer.stats().append_module);
+    CHECK(log.count("GATEHOUSE.APPEND is missing from Redis") == 1);
+}
+
+TEST_CASE(
+    "redis_bus: MODULE UNLOAD mid-traffic on a Redis whose function library cannot load keeps "
+    "each player's commands in order, as plain XADDs",
+    "[redis_bus][dedupe][redis_module]") {
+    // FUNCTION renamed away: FUNCTION LOAD is refused (no library) while the module appends;
+    // after MODULE UNLOAD the calls in flight are resent as plain XADDs, and the commands that
+    // arrive meanwhile must not overtake them (found in review).
+    auto server =
+        redis_server({"--loadmodule", GATEHOUSE_TEST_REDIS_MODULE, "--enable-module-command",
+                      "local", "--rename-command", "FUNCTION", "\"\""});
+    log_lines log;
+    redis_command_producer producer(options_for(server, log));
+    REQUIRE(producer.wait_connected(5000ms));
+    REQUIRE(producer.stats().append_module);
+
+    // More commands unanswered than the 16 calls in flight carry: a batch always waits for the
+    // next answer, so the first call to find the module missing (resent as plain XADDs) has it
+    // sent while the module's other calls are unanswered, which the producer must defer.
+    player_traffic traffic(producer, 2048, false);
+    unload_mid_traffic(server, producer, traffic);
+
+    CHECK(traffic.failures() == 0);
+    int out_of_order = 0;
+    std::size_t sent = 0;
+    for (auto& s : traffic.senders()) {
+        std::lock_guard<std::mutex> lock(s.m);
+        sent += s.ids.size();
+        for (std::size_t n = 1; n < s.ids.size(); ++n) {
+            if (!(id_key(s.ids[n - 1]) < id_key(s.ids[n]))) ++out_of_order;
+        }
+    }
+    CHECK(out_of_order == 0);
+    sync_client redis(server);
+    CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(sent));
+    CHECK(producer.stats().batches_deferred > 0);
     CHECK(log.count("GATEHOUSE.APPEND is missing from Redis") == 1);
 }
 
