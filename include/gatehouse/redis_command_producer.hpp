@@ -73,9 +73,9 @@ struct redis_command_producer_stats {
     std::uint64_t reconnects = 0;       ///< Times the connection was re-established.
     /// Retried commands answered with their first entry id, not appended (docs/protocol.md 6.5).
     std::uint64_t duplicates = 0;
-    /// True while commands are appended by `GATEHOUSE.APPEND`, the gatehouse Redis module's
-    /// command (found at the last connect and not found missing since); false while by the
-    /// function, by plain XADD, or with `dedupe_window` 0.
+    /// True while connected and commands are appended by `GATEHOUSE.APPEND`, the gatehouse
+    /// Redis module's command (found at the last connect and not found missing since); false
+    /// while disconnected, while by the function, by plain XADD, or with `dedupe_window` 0.
     bool append_module = false;
     /// Times a batch waited for older calls still to be resent another way (the module or the
     /// library found missing with calls of it unanswered), so as not to overtake them.

@@ -703,7 +703,9 @@ redis_command_producer_stats redis_command_producer::stats() const noexcept {
     out.append_failures = s.append_failures.load(std::memory_order_relaxed);
     out.reconnects = s.reconnects.load(std::memory_order_relaxed);
     out.duplicates = s.duplicates.load(std::memory_order_relaxed);
-    out.append_module = s.append_module.load(std::memory_order_relaxed);
+    // Only while connected: a reconnect asks again, and may find Redis without it.
+    out.append_module =
+        s.up.load(std::memory_order_relaxed) && s.append_module.load(std::memory_order_relaxed);
     out.batches_deferred = s.batches_deferred.load(std::memory_order_relaxed);
     return out;
 }

@@ -358,6 +358,11 @@ class ModuleComesAndGoes(rh.OneRedisGateway):
         await asyncio.to_thread(self.restart_redis, True)
         await self.check_reconnected(module=True)
         self.assertEqual(self.server.stderr_text().count(MODULE_USED), 1)
+        # While Redis is away the gauge says 0: the next connect asks again.
+        await asyncio.to_thread(self.redis.stop)
+        self.assertEqual(await asyncio.to_thread(
+            self.server.wait_metric, "gatehouse_redis_connected", lambda v: v == 0, 10.0), 0)
+        self.assertEqual(self.server.metric(MODULE_GAUGE), 0)
         await asyncio.to_thread(self.restart_redis, False)
         await self.check_reconnected(module=False)
         self.assertEqual(self.server.stderr_text().count(FUNCTION_USED), 2)

@@ -226,6 +226,14 @@ TEST_CASE("redis_bus: with the gatehouse module, GATEHOUSE.APPEND de-duplicates 
     CHECK(redis.integer({"XLEN", "test:commands"}) == 1);
     CHECK(module_calls(redis) == 2);
     CHECK(producer.stats().duplicates == 1);
+
+    // Not reported while disconnected (the next connect asks again), and again once back.
+    server.stop();
+    REQUIRE(eventually([&] { return !producer.connected(); }));
+    CHECK_FALSE(producer.stats().append_module);
+    server.restart();
+    REQUIRE(producer.wait_connected(5000ms));
+    CHECK(producer.stats().append_module);
 }
 
 TEST_CASE(
