@@ -5,6 +5,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <stdexcept>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -377,7 +378,7 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
                 // Certainly not appended: nothing of the call ran. Resent as the same call
                 // through the function, which stays in flight in its place, or, without the
                 // library, as plain XADDs.
-                self->module_missing();
+                self->module_missing(reply.str);
                 if (self->library_loaded.load(std::memory_order_acquire)) {
                     self->send_call(bytes, call, r::append_via::function);
                 } else {
@@ -419,14 +420,21 @@ struct redis_command_producer::state : std::enable_shared_from_this<state> {
     }
 
     // On the I/O thread: Redis answered GATEHOUSE.APPEND as unknown (restarted without the
-    // module, or MODULE UNLOAD): calls take the function from now on, until a reconnect finds
-    // the module again (detect_module). Only the first call to find it missing logs.
-    void module_missing() {
+    // module, or MODULE UNLOAD) or as not allowed (an ACL user without +gatehouse.append, which
+    // COMMAND INFO does not tell): calls take the function from now on, until a reconnect finds
+    // the module again (detect_module). Only the first call to find it missing logs, with
+    // Redis's answer, which tells the two apart.
+    void module_missing(std::string_view answer) {
         if (!append_module.exchange(false, std::memory_order_acq_rel)) return;
+        // Redis 7 quotes the call's first arguments after this (a player's ids, a payload):
+        // not for the log.
+        answer = answer.substr(0, answer.find(", with args beginning with"));
         log(log_level::warn,
-            "GATEHOUSE.APPEND is missing from Redis (MODULE UNLOAD, or the gatehouse Redis module "
-            "not loaded): idempotent commands are appended by FCALL gatehouse_append (the "
-            "function library) until a reconnect finds the module again");
+            "GATEHOUSE.APPEND refused by Redis (" + std::string(answer) +
+                "): the gatehouse Redis module is not loaded (MODULE UNLOAD, or a Redis started "
+                "without it) or this connection's ACL user may not run it (+gatehouse.append); "
+                "idempotent commands are appended by FCALL gatehouse_append (the function "
+                "library) until a reconnect finds the module usable again");
     }
 
     // On the I/O thread: Redis answered a call of the library that it no longer has (a

@@ -27,7 +27,7 @@ MODULE_GAUGE = "gatehouse_redis_module_loaded"
 # What the gateway logs at each connect, and when the module's command is gone.
 MODULE_USED = "idempotent commands appended by GATEHOUSE.APPEND"
 FUNCTION_USED = "idempotent commands appended by FCALL gatehouse_append"
-MODULE_MISSING = "GATEHOUSE.APPEND is missing from Redis"
+MODULE_MISSING = "GATEHOUSE.APPEND refused by Redis ("
 
 
 def redis_with_module(**kw):

@@ -275,7 +275,7 @@ TEST_CASE(
     sync_client redis(server);
     CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(fresh));
     CHECK_FALSE(producer.stats().append_module);
-    CHECK(log.count("GATEHOUSE.APPEND is missing from Redis") == 1);
+    CHECK(log.count("GATEHOUSE.APPEND refused by Redis (") == 1);
 }
 
 TEST_CASE(
@@ -313,7 +313,49 @@ TEST_CASE(
     sync_client redis(server);
     CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(sent));
     CHECK(producer.stats().batches_deferred > 0);
-    CHECK(log.count("GATEHOUSE.APPEND is missing from Redis") == 1);
+    CHECK(log.count("GATEHOUSE.APPEND refused by Redis (") == 1);
+}
+
+TEST_CASE(
+    "redis_bus: an ACL user without +gatehouse.append: one warning quoting Redis's NOPERM, "
+    "commands through the function",
+    "[redis_bus][dedupe][redis_module]") {
+    auto server = server_with_module();
+    {
+        sync_client admin(server);
+        REQUIRE(admin
+                    .run({"ACL", "SETUSER", "gw", "on", ">pw", "~*", "&*", "+@all",
+                          "-gatehouse.append"})
+                    ->type == REDIS_REPLY_STATUS);
+    }
+    log_lines log;
+    auto options = options_for(server, log);
+    options.url = server.url("gw:pw@");
+    redis_command_producer producer(options);
+    REQUIRE(producer.wait_connected(5000ms));
+    // COMMAND INFO finds the module: the first call learns that this user may not run it.
+    REQUIRE(producer.stats().append_module);
+    std::vector<std::string> ids;
+    for (int n = 0; n < 2; ++n) {
+        std::atomic<bool> done{false};
+        std::error_code got;
+        std::string id;
+        producer.append(command("alice", "c-1"), [&](std::error_code ec, std::string_view i) {
+            got = ec;
+            id = std::string(i);
+            done.store(true);
+        });
+        REQUIRE(eventually([&] { return done.load(); }));
+        CHECK_FALSE(got);
+        ids.push_back(id);
+    }
+    CHECK(ids[0] == ids[1]);  // de-duplicated by the function
+    CHECK_FALSE(producer.stats().append_module);
+    CHECK(log.count("GATEHOUSE.APPEND refused by Redis (NOPERM") == 1);
+    CHECK(log.count("may not run it (+gatehouse.append)") == 1);
+    sync_client redis(server);
+    CHECK(module_calls(redis) == 0);
+    CHECK(redis.integer({"XLEN", "test:commands"}) == 1);
 }
 
 #endif  // GATEHOUSE_TEST_REDIS_MODULE
