@@ -275,13 +275,23 @@ class ShortWindowWithModule(ShortWindow):
 
 
 class ModuleUnloaded(rh.OneRedisGateway):
-    """MODULE UNLOAD gatehouse mid-run: the calls Redis answers "unknown command" are resent
-    through the function, so every command is acked and appended once, still de-duplicated
-    (against what the module appended too); the gateway warns once and stays on the function."""
+    """MODULE UNLOAD gatehouse while a player keeps sending: the calls Redis answers "unknown
+    command" are resent through the function, so every command is acked and appended once, in
+    the order sent, still de-duplicated (against what the module appended too); the gateway
+    warns once and stays on the function."""
+
+    # Commands unanswered at most, and sent after the unload is answered (bounded in all).
+    WINDOW = 64
+    AFTER_UNLOAD = 300
+    AT_MOST = 4000
 
     @classmethod
     def redis_server(cls):
         return redis_with_module()
+
+    @classmethod
+    def extra_args(cls):
+        return ["--ws-rate-limit", "0"]
 
     async def test_unloaded_mid_run(self):
         a = await Client.player(self.server, "unloaded")
@@ -290,22 +300,50 @@ class ModuleUnloaded(rh.OneRedisGateway):
             original = await acked_id(self, a, before)
             self.assertEqual(self.server.metric(MODULE_GAUGE), 1)
             self.assertGreater(await asyncio.to_thread(module_calls, self.r), 0)
-            await asyncio.to_thread(self.r.execute_command, "MODULE", "UNLOAD", "gatehouse")
-            # Sent together, so that several calls may find the command gone: one warning.
-            sent = [cid() for _ in range(32)]
-            for c in sent:
-                await a.send("player_action", {"n": 1}, c)
-            acks = {}
-            for _ in sent:
+            sent, acks = [], {}
+
+            async def receive_one():
                 env = await a.recv()
                 acks[env.get("correlation_id")] = rh.check_ack(self, env)
+
+            async def unload_once_running():
+                while len(acks) < 200:
+                    await asyncio.sleep(0.002)
+                await asyncio.to_thread(self.r.execute_command, "MODULE", "UNLOAD", "gatehouse")
+
+            unloader = asyncio.create_task(unload_once_running())
+            try:
+                # Traffic through the unload, WINDOW commands unanswered at most, until
+                # AFTER_UNLOAD more were sent once Redis answered it.
+                after = None
+                while len(sent) < self.AT_MOST:
+                    if after is None and unloader.done():
+                        after = len(sent)
+                    if after is not None and len(sent) >= after + self.AFTER_UNLOAD:
+                        break
+                    while len(sent) - len(acks) >= self.WINDOW:
+                        await receive_one()
+                    c = cid()
+                    sent.append(c)
+                    await a.send("player_action", {"n": 1}, c)
+                    await asyncio.sleep(0)
+                while len(acks) < len(sent):
+                    await receive_one()
+                self.assertTrue(unloader.done(), "the unload was not answered in time")
+                await unloader
+            finally:
+                unloader.cancel()
+            self.assertGreaterEqual(len(sent) - after, self.AFTER_UNLOAD)
             self.assertEqual(sorted(acks), sorted(sent))
-            # Resent in order: one connection's commands keep their order on the stream.
+            # One connection's commands keep their order on the stream, whichever way each was
+            # appended (module, resent through the function, function).
             ids = [acks[c] for c in sent]
             self.assertEqual(sorted(ids, key=h.stream_id_key), ids)
+            on_stream = {}
+            for i, f in (await asyncio.to_thread(rh.all_entries, self.r, self.stream)).items():
+                on_stream.setdefault(f["correlation_id"].decode(), []).append(i)
             for c in sent:
-                self.assertEqual(await asyncio.to_thread(entries_with, self.r, self.stream, c),
-                                 [acks[c]])
+                self.assertEqual(on_stream.get(c), [acks[c]], c)
             # The function reads the pairs the module remembered, and remembers its own.
             self.assertEqual(await acked_id(self, a, before), original)
             c = cid()
