@@ -174,11 +174,12 @@ private:
     std::atomic<int> answered_total_{0}, failures_{0};
 };
 
-// Traffic, MODULE UNLOAD once 1000 commands were answered, traffic going on through it for
-// 2000 more; then every command answered. The threads are joined, and the producer closed,
-// before what the handlers touch goes, also when a REQUIRE fails.
+// Traffic, `what` (MODULE UNLOAD by default) once 1000 commands were answered, traffic going on
+// through it for 2000 more; then every command answered. The threads are joined, and the
+// producer closed, before what the handlers touch goes, also when a REQUIRE fails.
 void unload_mid_traffic(const redis_server& server, redis_command_producer& producer,
-                        player_traffic& traffic) {
+                        player_traffic& traffic,
+                        const std::vector<std::string>& what = {"MODULE", "UNLOAD", "gatehouse"}) {
     struct at_exit {
         player_traffic& traffic;
         redis_command_producer& producer;
@@ -190,7 +191,7 @@ void unload_mid_traffic(const redis_server& server, redis_command_producer& prod
     REQUIRE(eventually([&] { return traffic.answered() >= 1000; }));
     {
         sync_client redis(server);
-        REQUIRE(redis.run({"MODULE", "UNLOAD", "gatehouse"})->type == REDIS_REPLY_STATUS);
+        REQUIRE(redis.run(what)->type == REDIS_REPLY_STATUS);
     }
     const int at_unload = traffic.answered();
     const bool more = eventually([&] { return traffic.answered() >= at_unload + 2000; });
@@ -356,6 +357,35 @@ TEST_CASE(
     sync_client redis(server);
     CHECK(module_calls(redis) == 0);
     CHECK(redis.integer({"XLEN", "test:commands"}) == 1);
+}
+
+TEST_CASE(
+    "redis_bus: FUNCTION FLUSH mid-traffic (no module): calls found without the function are "
+    "resent as plain XADDs, and no newer command overtakes them",
+    "[redis_bus][dedupe]") {
+    redis_server server;
+    log_lines log;
+    redis_command_producer producer(options_for(server, log));
+    REQUIRE(producer.wait_connected(5000ms));
+    REQUIRE_FALSE(producer.stats().append_module);
+
+    player_traffic traffic(producer, 2048, false);
+    unload_mid_traffic(server, producer, traffic, {"FUNCTION", "FLUSH"});
+
+    CHECK(traffic.failures() == 0);
+    int out_of_order = 0;
+    std::size_t sent = 0;
+    for (auto& s : traffic.senders()) {
+        std::lock_guard<std::mutex> lock(s.m);
+        sent += s.ids.size();
+        for (std::size_t n = 1; n < s.ids.size(); ++n) {
+            if (!(id_key(s.ids[n - 1]) < id_key(s.ids[n]))) ++out_of_order;
+        }
+    }
+    CHECK(out_of_order == 0);
+    sync_client redis(server);
+    CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(sent));
+    CHECK(log.count("the gatehouse function library is missing from Redis") == 1);
 }
 
 #endif  // GATEHOUSE_TEST_REDIS_MODULE
