@@ -174,6 +174,22 @@ private:
     std::atomic<int> answered_total_{0}, failures_{0};
 };
 
+// Traffic without retries: every player's commands on the stream in the order sent, each once.
+void check_in_order_once(const redis_server& server, player_traffic& traffic) {
+    int out_of_order = 0;
+    std::size_t sent = 0;
+    for (auto& s : traffic.senders()) {
+        std::lock_guard<std::mutex> lock(s.m);
+        sent += s.ids.size();
+        for (std::size_t n = 1; n < s.ids.size(); ++n) {
+            if (!(id_key(s.ids[n - 1]) < id_key(s.ids[n]))) ++out_of_order;
+        }
+    }
+    CHECK(out_of_order == 0);
+    sync_client redis(server);
+    CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(sent));
+}
+
 // Traffic, `what` (MODULE UNLOAD by default) once 1000 commands were answered, traffic going on
 // through it for 2000 more; then every command answered. The threads are joined, and the
 // producer closed, before what the handlers touch goes, also when a REQUIRE fails.
@@ -301,18 +317,7 @@ TEST_CASE(
     unload_mid_traffic(server, producer, traffic);
 
     CHECK(traffic.failures() == 0);
-    int out_of_order = 0;
-    std::size_t sent = 0;
-    for (auto& s : traffic.senders()) {
-        std::lock_guard<std::mutex> lock(s.m);
-        sent += s.ids.size();
-        for (std::size_t n = 1; n < s.ids.size(); ++n) {
-            if (!(id_key(s.ids[n - 1]) < id_key(s.ids[n]))) ++out_of_order;
-        }
-    }
-    CHECK(out_of_order == 0);
-    sync_client redis(server);
-    CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(sent));
+    check_in_order_once(server, traffic);
     CHECK(producer.stats().batches_deferred > 0);
     CHECK(log.count("GATEHOUSE.APPEND refused by Redis (") == 1);
 }
@@ -373,18 +378,7 @@ TEST_CASE(
     unload_mid_traffic(server, producer, traffic, {"FUNCTION", "FLUSH"});
 
     CHECK(traffic.failures() == 0);
-    int out_of_order = 0;
-    std::size_t sent = 0;
-    for (auto& s : traffic.senders()) {
-        std::lock_guard<std::mutex> lock(s.m);
-        sent += s.ids.size();
-        for (std::size_t n = 1; n < s.ids.size(); ++n) {
-            if (!(id_key(s.ids[n - 1]) < id_key(s.ids[n]))) ++out_of_order;
-        }
-    }
-    CHECK(out_of_order == 0);
-    sync_client redis(server);
-    CHECK(redis.integer({"XLEN", "test:commands"}) == static_cast<long long>(sent));
+    check_in_order_once(server, traffic);
     CHECK(log.count("the gatehouse function library is missing from Redis") == 1);
 }
 
