@@ -56,6 +56,7 @@ RedisModuleString* gateway_id_name;
 RedisModuleString* maxlen_name;
 RedisModuleString* approx;
 RedisModuleString* auto_id;
+bool in_cluster = false;  // redis-server runs with cluster-enabled (set at load)
 
 std::string_view view(RedisModuleString* s) {
     std::size_t len = 0;
@@ -222,7 +223,7 @@ int append(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
     }
     // The window hashes are not declared keys (nor are they the function's): in a cluster they
     // could live on another node's slots.
-    if ((RedisModule_GetContextFlags(ctx) & REDISMODULE_CTX_FLAGS_CLUSTER) != 0) {
+    if (in_cluster) {
         return RedisModule_ReplyWithError(
             ctx,
             "ERR GATEHOUSE.APPEND does not support Redis Cluster (its window hashes are "
@@ -458,6 +459,8 @@ extern "C" __attribute__((visibility("default"))) int RedisModule_OnLoad(
         RedisModule_Log(ctx, "warning", "the gatehouse module needs Redis 7.0 or later");
         return REDISMODULE_ERR;
     }
+    // Cluster mode is fixed for a server's life: asked once, not per call.
+    in_cluster = (RedisModule_GetContextFlags(ctx) & REDISMODULE_CTX_FLAGS_CLUSTER) != 0;
     for (int v = 0; v < values_per_command; ++v) {
         names[v] = RedisModule_CreateString(nullptr, value_names[v], std::strlen(value_names[v]));
     }

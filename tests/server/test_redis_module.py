@@ -480,6 +480,28 @@ class Errors(unittest.TestCase):
         self.assertIsInstance(ok[0], bytes)
         self.assertEqual(self.conn.call("PING"), Status(b"PONG"))
 
+    def test_refused_in_a_cluster(self):
+        """In Redis Cluster the window hashes (not declared keys) could be another node's: the
+        module refuses the call, writes nothing, and Redis stays up."""
+        node = module_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file",
+                                   "nodes.conf"], library=False)
+        try:
+            r = node.client()
+            r.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+            conn = Resp(node.port)
+            poll(lambda: b"cluster_state:ok" in conn.call("CLUSTER", "INFO"),
+                 "the one-node cluster up")
+            try:
+                answer = conn.call(*append_argv(True, "gh:cluster", 60, 0, [cmd(pair_of("c"), 1)]))
+                self.assertIsInstance(answer, ErrorReply)
+                self.assertIn(b"Redis Cluster", answer)
+                self.assertEqual(conn.call("PING"), Status(b"PONG"))
+            finally:
+                conn.close()
+            self.assertEqual(r.exists("gh:cluster"), 0)
+        finally:
+            node.close()
+
     def test_bad_command_counts(self):
         v = values(1)
         head = ["{s}", "60", "0", "gw"]
