@@ -27,7 +27,6 @@
 // entries as changes for the RDB save points).
 
 #include <algorithm>
-#include <charconv>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -86,6 +85,26 @@ long long id_ms(std::string_view id) {
     return zeros || digits > 0 ? ms : -1;
 }
 
+// Writes `v` in decimal at `out`; returns the end. By hand rather than std::to_chars, whose
+// tables GCC emits as STB_GNU_UNIQUE symbols: those keep a dlclose()d object mapped, so MODULE
+// UNLOAD would leave the old code and its statics for the next MODULE LOAD.
+char* write_decimal(char* out, unsigned long long v) {
+    char digits[20];
+    std::size_t n = 0;
+    do {
+        digits[n++] = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    while (n > 0) *out++ = digits[--n];
+    return out;
+}
+
+char* write_decimal(char* out, long long v) {
+    if (v >= 0) return write_decimal(out, static_cast<unsigned long long>(v));
+    *out++ = '-';
+    return write_decimal(out, 0ULL - static_cast<unsigned long long>(v));
+}
+
 // `<stream>:dedupe:<window>`, the key of a window's hash (formatted by hand: with printf, the
 // three of a call cost a 1-command call 7% of its time).
 RedisModuleString* dedupe_key(RedisModuleCtx* ctx, std::string_view stream, long long window) {
@@ -100,15 +119,15 @@ RedisModuleString* dedupe_key(RedisModuleCtx* ctx, std::string_view stream, long
     }
     char* end = std::copy(stream.begin(), stream.end(), buf);
     end = std::copy(infix.begin(), infix.end(), end);
-    end = std::to_chars(end, buf + most, window).ptr;
+    end = write_decimal(end, window);
     return RedisModule_CreateString(ctx, buf, static_cast<std::size_t>(end - buf));
 }
 
 RedisModuleString* id_string(RedisModuleCtx* ctx, const RedisModuleStreamID& id) {
     char buf[48];
-    char* end = std::to_chars(buf, buf + 20, id.ms).ptr;
+    char* end = write_decimal(buf, static_cast<unsigned long long>(id.ms));
     *end++ = '-';
-    end = std::to_chars(end, buf + sizeof buf, id.seq).ptr;
+    end = write_decimal(end, static_cast<unsigned long long>(id.seq));
     return RedisModule_CreateString(ctx, buf, static_cast<std::size_t>(end - buf));
 }
 

@@ -19,6 +19,7 @@ once, and its `FUNCTION DUMP` restored into every redis-server here. Replies are
 small RESP reader below, since python3-redis answers a bulk string and a status alike.
 """
 
+import os
 import socket
 import threading
 import time
@@ -581,6 +582,36 @@ class Errors(unittest.TestCase):
         fn = self.conn.call(*append_argv(False, "f" + stream, 60, 1000, [tail]))
         self.assertEqual(self.conn.call("PING"), Status(b"PONG"))
         print(f"\n  (the function, 5000 commands in one call: {repr(fn)[:160]})")
+
+
+class Unload(unittest.TestCase):
+    """MODULE UNLOAD takes the module out of the process (nothing of it keeps the file mapped,
+    as GCC's STB_GNU_UNIQUE symbols would), and MODULE LOAD brings a working one back."""
+
+    def test_unload_unmaps_and_load_works_again(self):
+        path = gatehouse_module(h.SERVER_BINARY)
+        node = module_redis(extra=["--enable-module-command", "yes"], library=False)
+        try:
+            maps = f"/proc/{node.proc.pid}/maps"
+
+            def mapped():
+                with open(maps, encoding="utf-8", errors="replace") as f:
+                    return os.path.basename(path) in f.read()
+
+            conn = Resp(node.port)
+            try:
+                self.assertTrue(mapped())
+                self.assertIsInstance(conn.call(*append_argv(
+                    True, "gh:unload", 60, 0, [cmd(pair_of("u"), 1)]))[0], bytes)
+                self.assertEqual(conn.call("MODULE", "UNLOAD", "gatehouse"), Status(b"OK"))
+                self.assertFalse(mapped(), "the module's file still mapped after MODULE UNLOAD")
+                self.assertEqual(conn.call("MODULE", "LOAD", path), Status(b"OK"))
+                again = conn.call(*append_argv(True, "gh:unload", 60, 0, [cmd(pair_of("u"), 1)]))
+                self.assertIsInstance(again[0], Status, "the pair remembered before the unload")
+            finally:
+                conn.close()
+        finally:
+            node.close()
 
 
 class ForOtherClients(unittest.TestCase):
