@@ -26,7 +26,7 @@ import time
 import unittest
 
 import gatehouse_harness as h
-from redis_fixture import RedisServer, gatehouse_module
+from redis_fixture import RedisServer, free_port, gatehouse_module
 
 WAIT_S = 5.0  # every bounded wait
 
@@ -484,8 +484,10 @@ class Errors(unittest.TestCase):
     def test_refused_in_a_cluster(self):
         """In Redis Cluster the window hashes (not declared keys) could be another node's: the
         module refuses the call, writes nothing, and Redis stays up."""
+        # (a cluster bus port of its own: the default, the port + 10000, fails above 55535)
         node = module_redis(extra=["--cluster-enabled", "yes", "--cluster-config-file",
-                                   "nodes.conf"], library=False)
+                                   "nodes.conf", "--cluster-port", str(free_port())],
+                            library=False)
         try:
             r = node.client()
             r.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
